@@ -1,0 +1,337 @@
+//! The command line: argument parsing, logging setup, and one function per
+//! command that calls the library and maps the result to an exit code.
+
+use crate::clock;
+use crate::config::{self, Config};
+use crate::error::{Error, exit};
+use crate::report::{self, Format};
+use crate::schedule::{self, CrontabFormat};
+use crate::store::{HistoryFilter, Store};
+use crate::tick::{self, RunOptions, TickResult};
+use clap::{Parser, Subcommand, ValueEnum};
+use std::io::Write;
+use std::path::PathBuf;
+
+const AFTER_HELP: &str = "\
+Config: --config PATH, else $MONITOR_CONFIG, else ./jobs.yaml.
+Database: --db PATH, else $MONITOR_DB, else `state:` in jobs.yaml (default state/monitor.db beside it).
+
+Exit codes:
+  0  the tick ran and every task is healthy, or another run of the profile held its lock
+  1  the tick ran and some task is unhealthy (or a remediation failed)
+  2  usage or configuration error (the message names file:line:column and the key)
+  3  monitor itself could not work (database unusable, lock folder unwritable)
+
+Typical use:
+  monitor run minutely                 one tick, by hand
+  monitor run hourly --dry-run         what would happen; restarts, sends and stores nothing
+  monitor render-crontab > crontab     the schedule for supercronic (see deploy/)";
+
+#[derive(Parser, Debug)]
+#[command(name = "monitor", version, about = "Watch the services on this host, repair them, and tell people. Run from cron or supercronic; each run is one tick.", after_help = AFTER_HELP)]
+pub struct Cli {
+    /// jobs.yaml to use [default: $MONITOR_CONFIG, then ./jobs.yaml]
+    #[arg(long, global = true, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+    /// SQLite database [default: $MONITOR_DB, then `state:` in jobs.yaml]
+    #[arg(long, global = true, value_name = "PATH")]
+    pub db: Option<PathBuf>,
+    /// How much to log on stderr (and to `log_file:` if set)
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value = "info",
+        value_name = "LEVEL"
+    )]
+    pub log_level: LogLevel,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run one tick of a profile: check, alert, notify, store
+    Run {
+        /// Profile name from jobs.yaml (see `monitor list`)
+        profile: String,
+        /// Run every check and rule, but restart nothing, send nothing and store nothing
+        #[arg(long)]
+        dry_run: bool,
+        /// Run only this task of the profile
+        #[arg(long, value_name = "NAME")]
+        task: Option<String>,
+        #[arg(long, value_enum, default_value = "text")]
+        format: Format,
+        /// Print nothing on stdout/stderr (for plain cron, which mails any output)
+        #[arg(long, short)]
+        quiet: bool,
+    },
+    /// Profiles with their schedule, task count, next and last run
+    List {
+        #[arg(long, value_enum, default_value = "text")]
+        format: Format,
+    },
+    /// Print the crontab for cron, cron.d or supercronic
+    RenderCrontab {
+        #[arg(long, value_enum, default_value = "supercronic")]
+        format: CrontabFormat,
+        /// User field for --format cron.d [default: the current user]
+        #[arg(long, value_name = "U")]
+        user: Option<String>,
+    },
+    /// Validate jobs.yaml; errors name file:line:column and the key
+    CheckConfig,
+    /// Alert history from the database, newest first
+    Alerts {
+        #[arg(long, default_value_t = 20, value_name = "N")]
+        limit: usize,
+        /// Only this source (task name)
+        #[arg(long, value_name = "S")]
+        source: Option<String>,
+        #[arg(long, value_enum)]
+        status: Option<HistoryStatus>,
+        #[arg(long, value_enum, default_value = "text")]
+        format: Format,
+    },
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum LogLevel {
+    Off,
+    Error,
+    Warn,
+    Info,
+    Debug,
+    Trace,
+}
+
+impl LogLevel {
+    fn filter(self) -> log::LevelFilter {
+        match self {
+            LogLevel::Off => log::LevelFilter::Off,
+            LogLevel::Error => log::LevelFilter::Error,
+            LogLevel::Warn => log::LevelFilter::Warn,
+            LogLevel::Info => log::LevelFilter::Info,
+            LogLevel::Debug => log::LevelFilter::Debug,
+            LogLevel::Trace => log::LevelFilter::Trace,
+        }
+    }
+}
+
+/// History row statuses `alerts --status` can filter on.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum HistoryStatus {
+    Pending,
+    Firing,
+    Reminder,
+    Escalated,
+    Resolved,
+    Cleared,
+    Event,
+    #[value(name = "dead_letter")]
+    DeadLetter,
+}
+
+impl HistoryStatus {
+    fn as_str(self) -> &'static str {
+        match self {
+            HistoryStatus::Pending => "pending",
+            HistoryStatus::Firing => "firing",
+            HistoryStatus::Reminder => "reminder",
+            HistoryStatus::Escalated => "escalated",
+            HistoryStatus::Resolved => "resolved",
+            HistoryStatus::Cleared => "cleared",
+            HistoryStatus::Event => "event",
+            HistoryStatus::DeadLetter => "dead_letter",
+        }
+    }
+}
+
+/// Entry point of the binary: returns the exit code.
+pub fn main() -> u8 {
+    clock::init_local_offset();
+    let cli = Cli::parse();
+    let quiet = matches!(cli.command, Command::Run { quiet: true, .. });
+    match dispatch(&cli) {
+        Ok(code) => code,
+        Err(error) => {
+            if !quiet {
+                eprintln!("monitor: {error}");
+            }
+            log::error!("{error}");
+            error.exit_code()
+        }
+    }
+}
+
+fn load_config(cli: &Cli) -> Result<Config, Error> {
+    let path = config::resolve_path(cli.config.as_deref());
+    Ok(config::load(&path, cli.db.as_deref())?)
+}
+
+/// Logs to stderr (unless quiet) and to the config's `log_file`.
+fn init_logging(level: LogLevel, quiet: bool, config: &Config) {
+    use simplelog::{CombinedLogger, ConfigBuilder, SharedLogger, WriteLogger};
+    let mut builder = ConfigBuilder::new();
+    builder
+        .set_time_format_rfc3339()
+        .set_target_level(log::LevelFilter::Off)
+        .set_thread_level(log::LevelFilter::Off);
+    let _ = builder.set_time_offset_to_local();
+    let log_config = builder.build();
+    let mut loggers: Vec<Box<dyn SharedLogger>> = Vec::new();
+    if !quiet {
+        loggers.push(WriteLogger::new(
+            level.filter(),
+            log_config.clone(),
+            std::io::stderr(),
+        ));
+    }
+    if let Some(path) = &config.log_file {
+        let opened = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path);
+        match opened {
+            Ok(file) => loggers.push(WriteLogger::new(level.filter(), log_config, file)),
+            Err(e) if !quiet => eprintln!("monitor: cannot open log_file {}: {e}", path.display()),
+            Err(_) => {}
+        }
+    }
+    let _ = CombinedLogger::init(loggers);
+}
+
+fn dispatch(cli: &Cli) -> Result<u8, Error> {
+    match &cli.command {
+        Command::Run {
+            profile,
+            dry_run,
+            task,
+            format,
+            quiet,
+        } => {
+            let config = load_config(cli)?;
+            init_logging(cli.log_level, *quiet, &config);
+            let now = clock::now().map_err(Error::Usage)?;
+            let options = RunOptions {
+                profile: profile.clone(),
+                dry_run: *dry_run,
+                task: task.clone(),
+            };
+            match tick::run(&config, &options, now)? {
+                TickResult::Skipped { .. } => Ok(exit::OK),
+                TickResult::Ran(report) => {
+                    if !quiet {
+                        let text = match format {
+                            Format::Text => report::tick_text(&report),
+                            Format::Json => format!("{:#}\n", report::tick_json(&report)),
+                        };
+                        print(&text);
+                    }
+                    Ok(if report.healthy() {
+                        exit::OK
+                    } else {
+                        exit::UNHEALTHY
+                    })
+                }
+            }
+        }
+        Command::List { format } => {
+            let config = load_config(cli)?;
+            init_logging(cli.log_level, false, &config);
+            list(&config, *format)
+        }
+        Command::RenderCrontab { format, user } => {
+            let config = load_config(cli)?;
+            let binary = std::env::current_exe()
+                .and_then(std::fs::canonicalize)
+                .map_err(|e| {
+                    Error::Tool(anyhow::anyhow!("finding the path of this binary: {e}"))
+                })?;
+            let user = match user {
+                Some(user) => user.clone(),
+                None => std::env::var("USER")
+                    .or_else(|_| std::env::var("LOGNAME"))
+                    .unwrap_or_else(|_| "root".into()),
+            };
+            let db = cli
+                .db
+                .as_ref()
+                .map(|db| std::path::absolute(db).unwrap_or(db.clone()));
+            print(&schedule::render_crontab(&schedule::CrontabInput {
+                binary: &binary,
+                config: &config,
+                format: *format,
+                user: &user,
+                db: db.as_deref(),
+            }));
+            Ok(exit::OK)
+        }
+        Command::CheckConfig => {
+            let config = load_config(cli)?;
+            print(&report::config_summary(&config));
+            Ok(exit::OK)
+        }
+        Command::Alerts {
+            limit,
+            source,
+            status,
+            format,
+        } => {
+            let config = load_config(cli)?;
+            init_logging(cli.log_level, false, &config);
+            let filter = HistoryFilter {
+                limit: (*limit).clamp(1, 100_000),
+                source: source.clone(),
+                status: status.map(|s| s.as_str().to_string()),
+                ..HistoryFilter::default()
+            };
+            let rows = match Store::open_read_only(&config.state).map_err(Error::Tool)? {
+                Some(store) => store.history(&filter).map_err(Error::Tool)?,
+                None => Vec::new(),
+            };
+            print(&match format {
+                Format::Text => report::history_text(&rows),
+                Format::Json => format!("{:#}\n", report::history_json(&rows)),
+            });
+            Ok(exit::OK)
+        }
+    }
+}
+
+fn list(config: &Config, format: Format) -> Result<u8, Error> {
+    let last_runs = match Store::open_read_only(&config.state).map_err(Error::Tool)? {
+        Some(store) => store.last_runs().map_err(Error::Tool)?,
+        None => Default::default(),
+    };
+    let now = clock::now().map_err(Error::Usage)?;
+    let local_now = now.to_chrono().map(|t| t.with_timezone(&chrono::Local));
+    let rows: Vec<report::ProfileListing> = config
+        .profiles
+        .iter()
+        .map(|p| report::ProfileListing {
+            name: &p.name,
+            cron: p.cron.as_str(),
+            enabled: p.enabled,
+            tasks: p.tasks.len(),
+            next: local_now
+                .as_ref()
+                .and_then(|t| p.cron.next_after(t))
+                .map(|t| clock::Timestamp(t.timestamp_millis())),
+            last: last_runs.get(&p.name),
+        })
+        .collect();
+    print(&match format {
+        Format::Text => report::list_text(&rows),
+        Format::Json => format!("{:#}\n", report::list_json(&rows)),
+    });
+    Ok(exit::OK)
+}
+
+/// Prints to stdout, ignoring a closed pipe (`monitor list | head`).
+fn print(text: &str) {
+    let mut stdout = std::io::stdout().lock();
+    let _ = stdout.write_all(text.as_bytes());
+    let _ = stdout.flush();
+}

@@ -1,0 +1,147 @@
+//! Wall-clock time as the tick sees it. The only place that reads the
+//! system clock; everything else takes a [`Timestamp`] as an argument.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::sync::OnceLock;
+use time::format_description::well_known::Rfc3339;
+use time::{OffsetDateTime, UtcOffset};
+
+/// Milliseconds since the Unix epoch.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default,
+)]
+#[serde(transparent)]
+pub struct Timestamp(pub i64);
+
+impl Timestamp {
+    pub fn from_secs(secs: i64) -> Self {
+        Timestamp(secs * 1000)
+    }
+
+    pub fn millis(self) -> i64 {
+        self.0
+    }
+
+    pub fn plus_millis(self, millis: i64) -> Self {
+        Timestamp(self.0.saturating_add(millis))
+    }
+
+    /// Milliseconds from `earlier` to `self` (negative if the clock went back).
+    pub fn since(self, earlier: Timestamp) -> i64 {
+        self.0 - earlier.0
+    }
+
+    fn to_offset_date_time(self) -> Option<OffsetDateTime> {
+        OffsetDateTime::from_unix_timestamp_nanos(i128::from(self.0) * 1_000_000).ok()
+    }
+
+    /// RFC 3339 in UTC, for machines (JSON, webhooks).
+    pub fn rfc3339(self) -> String {
+        self.to_offset_date_time()
+            .and_then(|t| t.format(&Rfc3339).ok())
+            .unwrap_or_else(|| self.0.to_string())
+    }
+
+    /// `2026-11-26 20:15:00` in the local zone, for people.
+    pub fn local(self) -> String {
+        let format =
+            time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second]");
+        self.to_offset_date_time()
+            .map(|t| t.to_offset(local_offset()))
+            .and_then(|t| t.format(format).ok())
+            .unwrap_or_else(|| self.0.to_string())
+    }
+
+    pub fn to_chrono(self) -> Option<chrono::DateTime<chrono::Utc>> {
+        chrono::DateTime::from_timestamp_millis(self.0)
+    }
+}
+
+impl fmt::Display for Timestamp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.local())
+    }
+}
+
+static LOCAL_OFFSET: OnceLock<UtcOffset> = OnceLock::new();
+
+/// Reads the local UTC offset. Call once at startup, before any thread is
+/// spawned: the `time` crate refuses to read it from a threaded process.
+pub fn init_local_offset() {
+    let offset = UtcOffset::current_local_offset().unwrap_or(UtcOffset::UTC);
+    let _ = LOCAL_OFFSET.set(offset);
+}
+
+pub fn local_offset() -> UtcOffset {
+    *LOCAL_OFFSET.get().unwrap_or(&UtcOffset::UTC)
+}
+
+/// The environment variable that pins "now" for tests and replays: Unix
+/// seconds (`1764180000`, fractions allowed) or RFC 3339.
+pub const NOW_VARIABLE: &str = "MONITOR_NOW";
+
+/// The current time, or the time pinned by `$MONITOR_NOW`.
+pub fn now() -> Result<Timestamp, String> {
+    match std::env::var(NOW_VARIABLE) {
+        Ok(text) if !text.trim().is_empty() => parse(text.trim()).ok_or_else(|| {
+            format!("{NOW_VARIABLE}={text:?} is neither Unix seconds nor an RFC 3339 time")
+        }),
+        _ => Ok(system_now()),
+    }
+}
+
+pub fn system_now() -> Timestamp {
+    let elapsed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    Timestamp(i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// Parses Unix seconds or RFC 3339.
+pub fn parse(text: &str) -> Option<Timestamp> {
+    if let Ok(secs) = text.parse::<f64>() {
+        return Some(Timestamp((secs * 1000.0).round() as i64));
+    }
+    OffsetDateTime::parse(text, &Rfc3339)
+        .ok()
+        .map(|t| Timestamp((t.unix_timestamp_nanos() / 1_000_000) as i64))
+}
+
+/// `3m 20s`-style age for people.
+pub fn human_duration(millis: i64) -> String {
+    let secs = millis.max(0) / 1000;
+    match secs {
+        0..=59 => format!("{secs}s"),
+        60..=3599 => format!("{}m {}s", secs / 60, secs % 60),
+        3600..=86_399 => format!("{}h {}m", secs / 3600, (secs % 3600) / 60),
+        _ => format!("{}d {}h", secs / 86_400, (secs % 86_400) / 3600),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_seconds_and_rfc3339() {
+        assert_eq!(parse("1764180000"), Some(Timestamp(1_764_180_000_000)));
+        assert_eq!(parse("1764180000.5"), Some(Timestamp(1_764_180_000_500)));
+        assert_eq!(
+            parse("2026-11-26T18:00:00Z"),
+            Some(Timestamp(1_795_716_000_000))
+        );
+        assert_eq!(parse("yesterday"), None);
+        assert_eq!(
+            Timestamp(1_795_716_000_000).rfc3339(),
+            "2026-11-26T18:00:00Z"
+        );
+    }
+
+    #[test]
+    fn human_durations() {
+        assert_eq!(human_duration(59_000), "59s");
+        assert_eq!(human_duration(200_000), "3m 20s");
+        assert_eq!(human_duration(7_500_000), "2h 5m");
+    }
+}

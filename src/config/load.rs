@@ -1,0 +1,437 @@
+//! Reading jobs.yaml from disk: YAML parsing, error locations, path
+//! resolution and cross-references. The only place that touches YAML, so a
+//! maintained serde_yaml fork is a one-file swap.
+
+use super::{Config, Notifier, NotifierKind, Probe, RawConfig, Start, StopMethod, values};
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+/// A configuration error: which file, where in it, which key, and why.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConfigError {
+    pub file: PathBuf,
+    /// 1-based line and column, when known.
+    pub line: Option<usize>,
+    pub column: Option<usize>,
+    /// Dotted path of the offending key, e.g. `profiles.minutely.tasks[0].timeout`.
+    pub key: Option<String>,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file.display())?;
+        if let Some(line) = self.line {
+            write!(f, ":{line}")?;
+            if let Some(column) = self.column {
+                write!(f, ":{column}")?;
+            }
+        }
+        f.write_str(": ")?;
+        if let Some(key) = &self.key {
+            write!(f, "{key}: ")?;
+        }
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl ConfigError {
+    fn whole_file(file: &Path, message: impl Into<String>) -> Self {
+        ConfigError {
+            file: file.to_path_buf(),
+            line: None,
+            column: None,
+            key: None,
+            message: message.into(),
+        }
+    }
+
+    /// Points at the first line of `source` that `matches`, for errors found
+    /// after parsing (serde has no positions by then).
+    fn at_line(
+        file: &Path,
+        source: &str,
+        key: String,
+        message: String,
+        matches: impl Fn(&str) -> bool,
+    ) -> Self {
+        let line = source.lines().position(matches).map(|i| i + 1);
+        let column = line.and_then(|l| {
+            source
+                .lines()
+                .nth(l - 1)
+                .map(|text| text.len() - text.trim_start().len() + 1)
+        });
+        ConfigError {
+            file: file.to_path_buf(),
+            line,
+            column,
+            key: Some(key),
+            message,
+        }
+    }
+}
+
+/// Finds the config file: `--config`, then `$MONITOR_CONFIG`, then `./jobs.yaml`.
+pub fn resolve_path(flag: Option<&Path>) -> PathBuf {
+    if let Some(path) = flag {
+        return path.to_path_buf();
+    }
+    match std::env::var_os("MONITOR_CONFIG") {
+        Some(path) if !path.is_empty() => PathBuf::from(path),
+        _ => PathBuf::from("jobs.yaml"),
+    }
+}
+
+/// Reads, parses and validates a jobs.yaml. `db_override` is `--db`.
+pub fn load(path: &Path, db_override: Option<&Path>) -> Result<Config, ConfigError> {
+    let source = std::fs::read_to_string(path).map_err(|e| {
+        ConfigError::whole_file(path, format!(
+            "cannot read the config file: {e} (pass --config PATH, set MONITOR_CONFIG, or run from the folder holding jobs.yaml)"
+        ))
+    })?;
+    let absolute = absolute(path);
+    let base = absolute
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("/"));
+    let display_path = path.to_path_buf();
+    let raw: RawConfig =
+        serde_yaml::from_str(&source).map_err(|e| yaml_error(&display_path, &source, &e))?;
+    if raw.version != 1 {
+        return Err(ConfigError::at_line(
+            &display_path,
+            &source,
+            "version".into(),
+            format!(
+                "version {} is not supported: this monitor reads version 1",
+                raw.version
+            ),
+            |l| l.trim_start().starts_with("version"),
+        ));
+    }
+    let host = match raw.host.map(|h| h.0) {
+        Some(host) if !host.trim().is_empty() => host.trim().to_string(),
+        _ => hostname(),
+    };
+    let state = match (db_override, std::env::var_os("MONITOR_DB")) {
+        (Some(db), _) => absolute_from(&std::env::current_dir().unwrap_or_default(), db),
+        (None, Some(db)) if !db.is_empty() => {
+            absolute_from(&std::env::current_dir().unwrap_or_default(), Path::new(&db))
+        }
+        _ => {
+            let state = raw
+                .state
+                .map(|s| s.0)
+                .unwrap_or_else(|| "state/monitor.db".to_string());
+            base.join(state)
+        }
+    };
+    let mut notifiers: Vec<Notifier> = raw
+        .notifiers
+        .0
+        .into_iter()
+        .map(|(name, mut notifier)| {
+            notifier.name = name;
+            notifier
+        })
+        .collect();
+    if !notifiers.iter().any(|n| n.name == "console") {
+        notifiers.push(Notifier {
+            name: "console".into(),
+            kind: NotifierKind::Stdout,
+            min_severity: values::Severity::Info,
+        });
+    }
+    let mut profiles = Vec::new();
+    for (name, mut profile) in raw.profiles.0 {
+        profile.name = name;
+        profiles.push(profile);
+    }
+    if profiles.is_empty() {
+        return Err(ConfigError::at_line(
+            &display_path,
+            &source,
+            "profiles".into(),
+            "no profiles are defined: add one under `profiles:`".into(),
+            |l| l.starts_with("profiles"),
+        ));
+    }
+    let mut config = Config {
+        path: absolute,
+        host,
+        state,
+        log_file: raw.log_file.map(|f| base.join(f.0)),
+        defaults: raw.defaults,
+        notifiers,
+        profiles,
+    };
+    check_references(&config, &display_path, &source)?;
+    resolve_relative_paths(&mut config, &base);
+    Ok(config)
+}
+
+/// Every `notify:` name must be a defined notifier.
+fn check_references(config: &Config, file: &Path, source: &str) -> Result<(), ConfigError> {
+    let known: Vec<&str> = config.notifiers.iter().map(|n| n.name.as_str()).collect();
+    let check = |names: &[String], key: String| -> Result<(), ConfigError> {
+        for name in names {
+            if !known.contains(&name.as_str()) {
+                return Err(ConfigError::at_line(
+                    file,
+                    source,
+                    key,
+                    format!(
+                        "notifier `{name}` is not defined: defined are {}",
+                        known.join(", ")
+                    ),
+                    |l| l.contains("notify") && l.contains(name.as_str()),
+                ));
+            }
+        }
+        Ok(())
+    };
+    check(&config.defaults.notify, "defaults.notify".into())?;
+    for profile in &config.profiles {
+        if let Some(names) = &profile.notify {
+            check(names, format!("profiles.{}.notify", profile.name))?;
+        }
+        for task in &profile.tasks {
+            if let Some(names) = &task.notify {
+                check(
+                    names,
+                    format!("profiles.{}.tasks[{}].notify", profile.name, task.name),
+                )?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Relative paths inside jobs.yaml resolve against the file's folder, never
+/// the current directory (cron runs in `$HOME`).
+fn resolve_relative_paths(config: &mut Config, base: &Path) {
+    let fix = |p: &mut PathBuf| *p = absolute_from(base, p);
+    let fix_opt = |p: &mut Option<PathBuf>| {
+        if let Some(p) = p {
+            *p = absolute_from(base, p);
+        }
+    };
+    for profile in &mut config.profiles {
+        for task in &mut profile.tasks {
+            for probe in &mut task.probes {
+                match probe {
+                    Probe::Http(http) => fix_opt(&mut http.ca_file),
+                    Probe::Command(command) => fix_opt(&mut command.cwd),
+                    Probe::Log(log) => fix_opt(&mut log.path),
+                    Probe::Process(process) => fix_opt(&mut process.pidfile),
+                    Probe::Disk(disk) => {
+                        fix_opt(&mut disk.path);
+                        fix_opt(&mut disk.dir);
+                    }
+                    Probe::Metrics(_) | Probe::Lag(_) => {}
+                }
+            }
+            if let Some(action) = &mut task.action {
+                if let Some(trim) = &mut action.trim_log {
+                    fix(&mut trim.path);
+                }
+                if let Some(command) = &mut action.command {
+                    fix_opt(&mut command.cwd);
+                }
+            }
+            if let Some(remediate) = &mut task.remediate {
+                if let Some(command) = &mut remediate.command {
+                    fix_opt(&mut command.cwd);
+                }
+                if let Some(restart) = &mut remediate.restart {
+                    if let StopMethod::Pidfile(p) = &mut restart.stop.method {
+                        fix(p);
+                    }
+                    match &mut restart.start {
+                        Start::Command { cwd, output, .. } => {
+                            fix_opt(cwd);
+                            fix_opt(output);
+                        }
+                        Start::Tmux { cwd, .. } => fix_opt(cwd),
+                        Start::Systemd(_) | Start::Docker(_) => {}
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn absolute(path: &Path) -> PathBuf {
+    let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/"));
+    let joined = absolute_from(&cwd, path);
+    std::fs::canonicalize(&joined).unwrap_or(joined)
+}
+
+fn absolute_from(base: &Path, path: &Path) -> PathBuf {
+    if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        base.join(path)
+    }
+}
+
+/// The machine's hostname, for `host:` when the file leaves it empty.
+pub fn hostname() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: gethostname writes at most buf.len() bytes into our buffer.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    if rc == 0 {
+        let end = buf.iter().position(|b| *b == 0).unwrap_or(buf.len());
+        let name = String::from_utf8_lossy(&buf[..end]).trim().to_string();
+        if !name.is_empty() {
+            return name;
+        }
+    }
+    "localhost".to_string()
+}
+
+/// Turns a serde_yaml error into file:line:column, key path and message.
+fn yaml_error(file: &Path, source: &str, error: &serde_yaml::Error) -> ConfigError {
+    let text = error.to_string();
+    let location = error.location();
+    let (line, column) = match &location {
+        Some(l) => (Some(l.line()), Some(l.column())),
+        None => (None, None),
+    };
+    let message = match text.rfind(" at line ") {
+        Some(i) => text[..i].to_string(),
+        None => text,
+    };
+    // serde_yaml prefixes the path of the enclosing mapping: "a.b[0]: why".
+    let (mut path, message) = match message.split_once(": ") {
+        Some((path, why)) if !path.contains(' ') && !path.is_empty() => {
+            (Some(path.to_string()), why.to_string())
+        }
+        _ => (None, message),
+    };
+    // The error's position usually sits on the offending key: name it.
+    if let (Some(line), Some(column)) = (line, column)
+        && let Some(key) = key_at(source, line, column)
+    {
+        path = Some(match path {
+            Some(p) if !p.ends_with(&key) => format!("{p}.{key}"),
+            Some(p) => p,
+            None => key,
+        });
+    }
+    ConfigError {
+        file: file.to_path_buf(),
+        line,
+        column,
+        key: path,
+        message,
+    }
+}
+
+/// The mapping key written at 1-based `line`/`column`, if one starts there.
+fn key_at(source: &str, line: usize, column: usize) -> Option<String> {
+    let text = source.lines().nth(line.checked_sub(1)?)?;
+    let rest = text.get(column.checked_sub(1)?..)?;
+    let end = rest.find(':')?;
+    let key = rest[..end].trim().trim_matches(['"', '\'']);
+    let is_key = !key.is_empty()
+        && key
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    is_key.then(|| key.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load_str(yaml: &str) -> Result<Config, ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("jobs.yaml");
+        std::fs::write(&path, yaml).unwrap();
+        load(&path, None)
+    }
+
+    const MINIMAL: &str = "version: 1\nprofiles:\n  p:\n    cron: \"* * * * *\"\n    tasks:\n      - name: t\n        http: { url: \"http://127.0.0.1:1/\" }\n";
+
+    #[test]
+    fn minimal_file_loads_with_defaults() {
+        let config = load_str(MINIMAL).unwrap();
+        assert_eq!(config.profiles[0].name, "p");
+        assert!(config.state.ends_with("state/monitor.db"));
+        assert!(config.state.is_absolute());
+        assert_eq!(config.defaults.cooldown.as_millis(), 7_200_000);
+        assert!(config.notifier("console").is_some());
+        assert!(!config.host.is_empty());
+    }
+
+    #[test]
+    fn unknown_key_names_file_line_column_and_key() {
+        let yaml = MINIMAL.replace("        http:", "        bogus: 1\n        http:");
+        let err = load_str(&yaml).unwrap_err();
+        assert_eq!((err.line, err.column), (Some(7), Some(9)), "{err}");
+        assert_eq!(
+            err.key.as_deref(),
+            Some("profiles.p.tasks[0].bogus"),
+            "{err}"
+        );
+        assert!(err.message.contains("unknown field `bogus`"), "{err}");
+    }
+
+    #[test]
+    fn bad_duration_names_the_key() {
+        let yaml = MINIMAL.replace("        http:", "        timeout: 5 minutes\n        http:");
+        let err = load_str(&yaml).unwrap_err();
+        assert_eq!(err.line, Some(7), "{err}");
+        assert_eq!(
+            err.key.as_deref(),
+            Some("profiles.p.tasks[0].timeout"),
+            "{err}"
+        );
+        assert!(err.message.contains("invalid duration"), "{err}");
+    }
+
+    #[test]
+    fn undefined_notifier_is_located() {
+        let yaml = MINIMAL.replace("    tasks:", "    notify: [pager]\n    tasks:");
+        let err = load_str(&yaml).unwrap_err();
+        assert_eq!(err.line, Some(5), "{err}");
+        assert!(
+            err.message.contains("notifier `pager` is not defined"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn relative_paths_resolve_against_the_file() {
+        let yaml = "version: 1\nstate: data/x.db\nprofiles:\n  p:\n    cron: \"@hourly\"\n    tasks:\n      - name: trim\n        action: { trim_log: { path: logs/a.log, keep_lines: 10 } }\n";
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("jobs.yaml");
+        std::fs::write(&path, yaml).unwrap();
+        let config = load(&path, None).unwrap();
+        let base = std::fs::canonicalize(dir.path()).unwrap();
+        assert_eq!(config.state, base.join("data/x.db"));
+        let trim = config.profiles[0].tasks[0]
+            .action
+            .as_ref()
+            .unwrap()
+            .trim_log
+            .as_ref()
+            .unwrap();
+        assert_eq!(trim.path, base.join("logs/a.log"));
+    }
+
+    #[test]
+    fn task_needs_a_probe() {
+        let yaml = MINIMAL.replace(
+            "        http: { url: \"http://127.0.0.1:1/\" }\n",
+            "        timeout: 5s\n",
+        );
+        let err = load_str(&yaml).unwrap_err();
+        assert!(err.message.contains("needs a probe"), "{err}");
+        assert_eq!(err.line, Some(6), "{err}");
+    }
+}

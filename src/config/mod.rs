@@ -1,0 +1,1254 @@
+//! The jobs.yaml language: typed configuration, loaded and validated once.
+//! Owns every key of the file; knows nothing of how tasks run.
+
+mod load;
+pub mod values;
+
+pub use load::{ConfigError, load, resolve_path};
+pub use values::{
+    ByteSize, Condition, Duration, Gate, Guard, JsonPointer, Op, Pattern, Ratio, Secret, Selector,
+    Selectors, Severity, StatusRanges, Text, Threshold, format_number,
+};
+
+use crate::schedule::CronSchedule;
+use serde::Deserialize;
+use serde::de::{self, Deserializer, MapAccess, Visitor};
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::PathBuf;
+
+/// The whole jobs.yaml, with paths absolute and the environment expanded.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Absolute path of the file this came from.
+    pub path: PathBuf,
+    /// Shown in every message: `host:` or the machine's hostname.
+    pub host: String,
+    /// The SQLite database (`state:`, `$MONITOR_DB` or `--db`).
+    pub state: PathBuf,
+    /// Log lines go here as well as stderr (always here under `--quiet`).
+    pub log_file: Option<PathBuf>,
+    pub defaults: Defaults,
+    pub notifiers: Vec<Notifier>,
+    pub profiles: Vec<Profile>,
+}
+
+impl Config {
+    pub fn profile(&self, name: &str) -> Option<&Profile> {
+        self.profiles.iter().find(|p| p.name == name)
+    }
+
+    pub fn notifier(&self, name: &str) -> Option<&Notifier> {
+        self.notifiers.iter().find(|n| n.name == name)
+    }
+
+    /// The folder of the database: locks live under it.
+    pub fn state_dir(&self) -> PathBuf {
+        self.state
+            .parent()
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("."))
+    }
+}
+
+/// The file as written. Turned into [`Config`] by the loader.
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawConfig {
+    pub version: u32,
+    #[serde(default)]
+    pub host: Option<Text>,
+    #[serde(default)]
+    pub state: Option<Text>,
+    #[serde(default)]
+    pub log_file: Option<Text>,
+    #[serde(default)]
+    pub defaults: Defaults,
+    #[serde(default)]
+    pub notifiers: Ordered<Notifier>,
+    pub profiles: Ordered<Profile>,
+}
+
+/// Settings every task inherits unless it sets its own.
+#[derive(Deserialize, Debug, Clone)]
+#[serde(deny_unknown_fields, default)]
+pub struct Defaults {
+    /// How long a task may take before it counts as failed.
+    pub timeout: Duration,
+    /// While an alert keeps firing, remind no more often than this.
+    pub cooldown: Duration,
+    /// Notifiers used when neither profile nor task names any.
+    pub notify: Vec<String>,
+    /// Whether a resolution is notified.
+    pub notify_resolved: bool,
+    /// How many tasks of a profile run at once.
+    pub concurrency: usize,
+    /// Undelivered notifications older than this are given up.
+    pub max_age: Duration,
+}
+
+impl Default for Defaults {
+    fn default() -> Self {
+        Defaults {
+            timeout: Duration::from_secs(30),
+            cooldown: Duration::from_secs(2 * 3600),
+            notify: vec!["console".to_string()],
+            notify_resolved: true,
+            concurrency: 32,
+            max_age: Duration::from_secs(24 * 3600),
+        }
+    }
+}
+
+/// A mapping whose entry order is kept (profiles list in file order).
+#[derive(Debug, Clone)]
+pub struct Ordered<T>(pub Vec<(String, T)>);
+
+impl<T> Default for Ordered<T> {
+    fn default() -> Self {
+        Ordered(Vec::new())
+    }
+}
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Ordered<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<T>(std::marker::PhantomData<T>);
+        impl<'de, T: Deserialize<'de>> Visitor<'de> for V<T> {
+            type Value = Ordered<T>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a mapping of names to entries")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Ordered<T>, A::Error> {
+                let mut entries: Vec<(String, T)> = Vec::new();
+                while let Some(key) = map.next_key::<String>()? {
+                    if entries.iter().any(|(k, _)| *k == key) {
+                        return Err(de::Error::custom(format!("`{key}` is defined twice")));
+                    }
+                    let value = map.next_value()?;
+                    entries.push((key, value));
+                }
+                Ok(Ordered(entries))
+            }
+        }
+        d.deserialize_map(V(std::marker::PhantomData))
+    }
+}
+
+// ---------------------------------------------------------------- profiles
+
+/// A named set of tasks run together on one schedule.
+#[derive(Debug, Clone)]
+pub struct Profile {
+    pub name: String,
+    pub cron: CronSchedule,
+    pub enabled: bool,
+    pub notify: Option<Vec<String>>,
+    pub concurrency: Option<usize>,
+    pub tasks: Vec<Task>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawProfile {
+    cron: CronSchedule,
+    #[serde(default = "yes")]
+    enabled: bool,
+    #[serde(default)]
+    notify: Option<Vec<String>>,
+    #[serde(default)]
+    concurrency: Option<usize>,
+    tasks: Vec<Task>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl<'de> Deserialize<'de> for Profile {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let raw = RawProfile::deserialize(d)?;
+        let mut seen = std::collections::BTreeSet::new();
+        for task in &raw.tasks {
+            if !seen.insert(task.name.as_str()) {
+                return Err(de::Error::custom(format!(
+                    "two tasks are named `{}`: task names must be unique in a profile",
+                    task.name
+                )));
+            }
+        }
+        if raw.concurrency == Some(0) {
+            return Err(de::Error::custom("`concurrency` must be at least 1"));
+        }
+        Ok(Profile {
+            name: String::new(),
+            cron: raw.cron,
+            enabled: raw.enabled,
+            notify: raw.notify,
+            concurrency: raw.concurrency,
+            tasks: raw.tasks,
+        })
+    }
+}
+
+// ---------------------------------------------------------------- tasks
+
+/// One thing to watch (probes + rules) or to do (an action).
+#[derive(Debug, Clone)]
+pub struct Task {
+    pub name: String,
+    pub probes: Vec<Probe>,
+    pub action: Option<Action>,
+    pub rules: Vec<Rule>,
+    pub remediate: Option<Remediate>,
+    pub notify: Option<Vec<String>>,
+    pub severity: Severity,
+    pub for_: Gate,
+    pub resolve_after: Gate,
+    pub timeout: Option<Duration>,
+    pub cooldown: Option<Duration>,
+    pub enabled: bool,
+    pub warmup: Option<u32>,
+    pub skip_when: Vec<Guard>,
+    pub labels: BTreeMap<String, String>,
+}
+
+/// A probe: how a task observes its target. Closed set, one per config key.
+#[derive(Debug, Clone)]
+pub enum Probe {
+    Http(HttpProbe),
+    Command(CommandProbe),
+    Log(LogProbe),
+    Metrics(MetricsProbe),
+    Lag(LagProbe),
+    Process(ProcessProbe),
+    Disk(DiskProbe),
+}
+
+impl Probe {
+    /// The config key naming this probe.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Probe::Http(_) => "http",
+            Probe::Command(_) => "command",
+            Probe::Log(_) => "log",
+            Probe::Metrics(_) => "metrics",
+            Probe::Lag(_) => "lag",
+            Probe::Process(_) => "process",
+            Probe::Disk(_) => "disk",
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTask {
+    name: String,
+    #[serde(default)]
+    http: Option<HttpProbe>,
+    #[serde(default)]
+    command: Option<CommandProbe>,
+    #[serde(default)]
+    log: Option<LogProbe>,
+    #[serde(default)]
+    metrics: Option<MetricsProbe>,
+    #[serde(default)]
+    lag: Option<LagProbe>,
+    #[serde(default)]
+    process: Option<ProcessProbe>,
+    #[serde(default)]
+    disk: Option<DiskProbe>,
+    #[serde(default)]
+    action: Option<Action>,
+    #[serde(default)]
+    rules: Vec<Rule>,
+    #[serde(default)]
+    remediate: Option<Remediate>,
+    #[serde(default)]
+    notify: Option<Vec<String>>,
+    #[serde(default)]
+    severity: Severity,
+    #[serde(default, rename = "for")]
+    for_: Gate,
+    #[serde(default)]
+    resolve_after: Gate,
+    #[serde(default)]
+    timeout: Option<Duration>,
+    #[serde(default)]
+    cooldown: Option<Duration>,
+    #[serde(default = "yes")]
+    enabled: bool,
+    #[serde(default)]
+    warmup: Option<u32>,
+    #[serde(default)]
+    skip_when: Vec<Guard>,
+    #[serde(default)]
+    labels: BTreeMap<String, String>,
+}
+
+impl<'de> Deserialize<'de> for Task {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let raw = RawTask::deserialize(d)?;
+        let name = raw.name;
+        let err = |why: String| de::Error::custom(format!("task `{name}`: {why}"));
+        let name_ok = !name.is_empty()
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
+        if !name_ok {
+            return Err(de::Error::custom(format!(
+                "task name {name:?} must be letters, digits, `_`, `-` or `.`"
+            )));
+        }
+        let probes: Vec<Probe> = [
+            raw.http.map(Probe::Http),
+            raw.command.map(Probe::Command),
+            raw.log.map(Probe::Log),
+            raw.metrics.map(Probe::Metrics),
+            raw.lag.map(Probe::Lag),
+            raw.process.map(Probe::Process),
+            raw.disk.map(Probe::Disk),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        match (&raw.action, probes.is_empty()) {
+            (None, true) => {
+                return Err(err(
+                    "needs a probe (http, command, log, metrics, lag, process, disk) or an action"
+                        .into(),
+                ));
+            }
+            (Some(_), false) => {
+                return Err(err(
+                    "has both probes and an action: split it into two tasks".into(),
+                ));
+            }
+            _ => {}
+        }
+        if raw.action.is_some() && (!raw.rules.is_empty() || raw.remediate.is_some()) {
+            return Err(err("an action task takes no rules and no remediate".into()));
+        }
+        let mut rule_names = std::collections::BTreeSet::new();
+        for rule in &raw.rules {
+            if !rule_names.insert(rule.name.as_str()) {
+                return Err(err(format!("two rules are named `{}`", rule.name)));
+            }
+        }
+        Ok(Task {
+            name,
+            probes,
+            action: raw.action,
+            rules: raw.rules,
+            remediate: raw.remediate,
+            notify: raw.notify,
+            severity: raw.severity,
+            for_: raw.for_,
+            resolve_after: raw.resolve_after,
+            timeout: raw.timeout,
+            cooldown: raw.cooldown,
+            enabled: raw.enabled,
+            warmup: raw.warmup,
+            skip_when: raw.skip_when,
+            labels: raw.labels,
+        })
+    }
+}
+
+// ---------------------------------------------------------------- probes
+
+/// `http`: one request, judged by status, body and extracted values.
+#[derive(Deserialize, Debug, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct HttpProbe {
+    pub url: Text,
+    #[serde(default)]
+    pub method: Option<Text>,
+    #[serde(default)]
+    pub headers: BTreeMap<String, Secret>,
+    #[serde(default)]
+    pub body: Option<Text>,
+    #[serde(default)]
+    pub jsonrpc: Option<JsonRpc>,
+    #[serde(default)]
+    pub timeout: Option<Duration>,
+    #[serde(default = "yes")]
+    pub tls_verify: bool,
+    /// PEM file of extra CA certificates (an internal CA).
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    #[serde(default)]
+    pub expect_status: StatusRanges,
+    #[serde(default)]
+    pub body_regex: Option<Pattern>,
+    #[serde(default)]
+    pub extract: Ordered<JsonPointer>,
+    #[serde(default = "default_max_body")]
+    pub max_body: ByteSize,
+}
+
+fn default_max_body() -> ByteSize {
+    ByteSize(1024 * 1024)
+}
+
+impl HttpProbe {
+    pub fn extracts(&self) -> &[(String, JsonPointer)] {
+        &self.extract.0
+    }
+}
+
+/// A JSON-RPC 2.0 call sent as the request body.
+#[derive(Deserialize, Debug, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct JsonRpc {
+    pub method: Text,
+    #[serde(default)]
+    pub params: Option<serde_json::Value>,
+}
+
+/// A program to run: argv as a list, or one string run by `sh -c`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CommandLine {
+    Argv(Vec<String>),
+    Shell(String),
+}
+
+impl fmt::Display for CommandLine {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CommandLine::Argv(argv) => f.write_str(&argv.join(" ")),
+            CommandLine::Shell(line) => f.write_str(line),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for CommandLine {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = CommandLine;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a list of arguments, or one shell command line")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<CommandLine, E> {
+                let line = values::interpolate(v).map_err(E::custom)?;
+                if line.trim().is_empty() {
+                    return Err(E::custom("the command is empty"));
+                }
+                Ok(CommandLine::Shell(line))
+            }
+            fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<CommandLine, A::Error> {
+                let mut argv = Vec::new();
+                while let Some(arg) = seq.next_element::<Text>()? {
+                    argv.push(arg.0);
+                }
+                if argv.is_empty() {
+                    return Err(de::Error::custom("the argument list is empty"));
+                }
+                Ok(CommandLine::Argv(argv))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// `command`: a Nagios-style check program.
+#[derive(Debug, Clone)]
+pub struct CommandProbe {
+    pub command: CommandLine,
+    pub cwd: Option<PathBuf>,
+    pub env: BTreeMap<String, Text>,
+    pub timeout: Option<Duration>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCommandProbe {
+    argv: CommandLine,
+    #[serde(default)]
+    shell: bool,
+    #[serde(default)]
+    cwd: Option<PathBuf>,
+    #[serde(default)]
+    env: BTreeMap<String, Text>,
+    #[serde(default)]
+    timeout: Option<Duration>,
+}
+
+impl<'de> Deserialize<'de> for CommandProbe {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let raw = RawCommandProbe::deserialize(d)?;
+        let command = match (raw.argv, raw.shell) {
+            (CommandLine::Shell(line), true) => CommandLine::Shell(line),
+            (CommandLine::Argv(argv), false) => CommandLine::Argv(argv),
+            (CommandLine::Argv(argv), true) => CommandLine::Shell(argv.join(" ")),
+            (CommandLine::Shell(line), false) => {
+                return Err(de::Error::custom(format!(
+                    "`argv` is the string {line:?}: give a list ([\"/usr/lib/nagios/plugins/check_disk\", \"-w\", \"20%\"]), or add `shell: true` to run it with sh -c"
+                )));
+            }
+        };
+        Ok(CommandProbe {
+            command,
+            cwd: raw.cwd,
+            env: raw.env,
+            timeout: raw.timeout,
+        })
+    }
+}
+
+/// `log`: a file followed across ticks, or a command's output.
+#[derive(Deserialize, Debug, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct LogProbe {
+    #[serde(default)]
+    pub path: Option<PathBuf>,
+    #[serde(default)]
+    pub command: Option<CommandLine>,
+    #[serde(default)]
+    pub stale_after: Option<Duration>,
+    #[serde(default)]
+    pub patterns: Vec<LogPattern>,
+    #[serde(default)]
+    pub events: Vec<LogEvent>,
+    #[serde(default)]
+    pub states: Ordered<LogState>,
+    #[serde(default)]
+    pub session: Option<Pattern>,
+    #[serde(default)]
+    pub counters: Ordered<Pattern>,
+    /// Read at most this much new log per tick.
+    #[serde(default)]
+    pub max_read: Option<ByteSize>,
+}
+
+#[derive(Deserialize, Debug, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct LogPattern {
+    pub name: String,
+    pub regex: Pattern,
+    #[serde(default)]
+    pub severity: Severity,
+}
+
+#[derive(Deserialize, Debug, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct LogEvent {
+    #[serde(default)]
+    pub name: Option<String>,
+    pub regex: Pattern,
+    pub message: Text,
+}
+
+#[derive(Deserialize, Debug, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct LogState {
+    pub enter: Pattern,
+    pub leave: Pattern,
+}
+
+/// `metrics`: a Prometheus / OpenMetrics scrape.
+#[derive(Deserialize, Debug, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsProbe {
+    pub url: Text,
+    #[serde(default)]
+    pub headers: BTreeMap<String, Secret>,
+    #[serde(default)]
+    pub timeout: Option<Duration>,
+    #[serde(default = "yes")]
+    pub tls_verify: bool,
+}
+
+/// `lag`: local height against a reference height.
+#[derive(Deserialize, Debug, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct LagProbe {
+    pub local: HeightSource,
+    pub reference: HeightSource,
+    #[serde(default)]
+    pub timeout: Option<Duration>,
+}
+
+/// Where a height comes from: a JSON-RPC call or a GET, plus a pointer.
+#[derive(Deserialize, Debug, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct HeightSource {
+    #[serde(default)]
+    pub jsonrpc: Option<JsonRpcEndpoint>,
+    #[serde(default)]
+    pub url: Option<Text>,
+    pub extract: JsonPointer,
+    #[serde(default = "yes")]
+    pub tls_verify: bool,
+}
+
+#[derive(Deserialize, Debug, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct JsonRpcEndpoint {
+    pub url: Text,
+    pub method: Text,
+    #[serde(default)]
+    pub params: Option<serde_json::Value>,
+}
+
+/// `process`: is the target alive, and how big is it.
+#[derive(Deserialize, Debug, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct ProcessProbe {
+    #[serde(default)]
+    pub pidfile: Option<PathBuf>,
+    #[serde(default)]
+    pub pattern: Option<Pattern>,
+    #[serde(default)]
+    pub systemd: Option<Text>,
+}
+
+/// `disk`: a mount's usage, or a folder's size.
+#[derive(Deserialize, Debug, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct DiskProbe {
+    #[serde(default)]
+    pub path: Option<PathBuf>,
+    #[serde(default)]
+    pub dir: Option<PathBuf>,
+    #[serde(default)]
+    pub max_used: Option<Ratio>,
+    #[serde(default)]
+    pub min_free: Option<ByteSize>,
+    #[serde(default)]
+    pub max_size: Option<ByteSize>,
+}
+
+// ---------------------------------------------------------------- actions
+
+/// An action task: something done on schedule rather than watched.
+#[derive(Deserialize, Debug, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct Action {
+    #[serde(default)]
+    pub trim_log: Option<TrimLog>,
+    #[serde(default)]
+    pub command: Option<CommandProbe>,
+}
+
+#[derive(Deserialize, Debug, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct TrimLog {
+    pub path: PathBuf,
+    pub keep_lines: u64,
+}
+
+// ---------------------------------------------------------------- rules
+
+/// Turns signals into one alert key.
+#[derive(Debug, Clone)]
+pub struct Rule {
+    pub name: String,
+    pub kind: RuleKind,
+    /// The breach condition (`value:` or `delta:`); `None` for trends.
+    pub condition: Option<Condition>,
+    pub for_: Option<Gate>,
+    pub resolve_after: Option<Gate>,
+    pub severity: Option<Severity>,
+    pub when: Vec<Guard>,
+    pub unless: Vec<Guard>,
+    pub remediate: bool,
+    pub warmup: bool,
+    pub cooldown: Option<Duration>,
+}
+
+/// What a rule looks at. Closed set, one per config key.
+#[derive(Debug, Clone)]
+pub enum RuleKind {
+    /// Any signal of the task (`lag`, `rss_bytes`, a perfdata label…).
+    Signal {
+        signal: Selector,
+        trend: Option<Trend>,
+    },
+    Gauge(Selectors),
+    GaugeRatio {
+        numerator: Selector,
+        denominator: Selector,
+    },
+    Counter {
+        series: Selectors,
+        streak: Option<u32>,
+        burst: Option<f64>,
+    },
+    Ratio(RatioRule),
+    Histogram {
+        metric: Selector,
+        quantile: Option<f64>,
+        mean: bool,
+        min_count: f64,
+    },
+}
+
+impl RuleKind {
+    pub fn key(&self) -> &'static str {
+        match self {
+            RuleKind::Signal { .. } => "signal",
+            RuleKind::Gauge(_) => "gauge",
+            RuleKind::GaugeRatio { .. } => "gauge_ratio",
+            RuleKind::Counter { .. } => "counter",
+            RuleKind::Ratio(_) => "ratio",
+            RuleKind::Histogram { .. } => "histogram",
+        }
+    }
+}
+
+/// A trend over a time window (`trend: rising, window: 300s`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Trend {
+    pub rising: bool,
+    pub window: Duration,
+}
+
+#[derive(Deserialize, Debug, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct RatioRule {
+    pub numerator: Selectors,
+    pub denominator: Selectors,
+    #[serde(default)]
+    pub min_denominator: f64,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRule {
+    name: String,
+    #[serde(default)]
+    signal: Option<Selector>,
+    #[serde(default)]
+    gauge: Option<Selectors>,
+    #[serde(default)]
+    gauge_ratio: Option<Vec<Selector>>,
+    #[serde(default)]
+    counter: Option<Selectors>,
+    #[serde(default)]
+    ratio: Option<RatioRule>,
+    #[serde(default)]
+    histogram: Option<Selector>,
+    #[serde(default)]
+    value: Option<Condition>,
+    #[serde(default)]
+    delta: Option<Condition>,
+    #[serde(default)]
+    trend: Option<String>,
+    #[serde(default)]
+    window: Option<Duration>,
+    #[serde(default)]
+    streak: Option<u32>,
+    #[serde(default)]
+    burst: Option<f64>,
+    #[serde(default)]
+    quantile: Option<f64>,
+    #[serde(default)]
+    mean: bool,
+    #[serde(default)]
+    min_count: Option<f64>,
+    #[serde(default, rename = "for")]
+    for_: Option<Gate>,
+    #[serde(default)]
+    resolve_after: Option<Gate>,
+    #[serde(default)]
+    severity: Option<Severity>,
+    #[serde(default)]
+    when: Vec<Guard>,
+    #[serde(default)]
+    unless: Vec<Guard>,
+    #[serde(default)]
+    remediate: bool,
+    #[serde(default)]
+    warmup: bool,
+    #[serde(default)]
+    cooldown: Option<Duration>,
+}
+
+impl<'de> Deserialize<'de> for Rule {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let raw = RawRule::deserialize(d)?;
+        Rule::from_raw(raw).map_err(de::Error::custom)
+    }
+}
+
+impl Rule {
+    fn from_raw(raw: RawRule) -> Result<Rule, String> {
+        let name = raw.name;
+        let name_ok = !name.is_empty()
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
+        if !name_ok {
+            return Err(format!(
+                "rule name {name:?} must be letters, digits, `_`, `-` or `.`"
+            ));
+        }
+        let err = |why: &str| format!("rule `{name}`: {why}");
+        let kinds = [
+            raw.signal.is_some(),
+            raw.gauge.is_some(),
+            raw.gauge_ratio.is_some(),
+            raw.counter.is_some(),
+            raw.ratio.is_some(),
+            raw.histogram.is_some(),
+        ];
+        if kinds.iter().filter(|k| **k).count() != 1 {
+            return Err(err(
+                "give exactly one of signal, gauge, gauge_ratio, counter, ratio, histogram",
+            ));
+        }
+        let kind = if let Some(signal) = raw.signal {
+            let trend = match (raw.trend.as_deref(), raw.window) {
+                (None, None) => None,
+                (Some("rising"), Some(window)) => Some(Trend {
+                    rising: true,
+                    window,
+                }),
+                (Some("falling"), Some(window)) => Some(Trend {
+                    rising: false,
+                    window,
+                }),
+                (Some("rising" | "falling"), None) => {
+                    return Err(err("a trend needs a `window`, e.g. window: 300s"));
+                }
+                (Some(other), _) => {
+                    return Err(err(&format!("trend {other:?} is not rising or falling")));
+                }
+                (None, Some(_)) => return Err(err("`window` only goes with `trend`")),
+            };
+            RuleKind::Signal { signal, trend }
+        } else if let Some(gauge) = raw.gauge {
+            RuleKind::Gauge(gauge)
+        } else if let Some(pair) = raw.gauge_ratio {
+            let [numerator, denominator]: [Selector; 2] = pair
+                .try_into()
+                .map_err(|_| err("gauge_ratio takes two series: [numerator, denominator]"))?;
+            RuleKind::GaugeRatio {
+                numerator,
+                denominator,
+            }
+        } else if let Some(series) = raw.counter {
+            RuleKind::Counter {
+                series,
+                streak: raw.streak,
+                burst: raw.burst,
+            }
+        } else if let Some(ratio) = raw.ratio {
+            RuleKind::Ratio(ratio)
+        } else if let Some(metric) = raw.histogram {
+            if let Some(q) = raw.quantile
+                && !(0.0..=1.0).contains(&q)
+            {
+                return Err(err("quantile is between 0 and 1, e.g. 0.99"));
+            }
+            if raw.quantile.is_none() && !raw.mean {
+                return Err(err(
+                    "a histogram rule needs `quantile: 0.99` or `mean: true`",
+                ));
+            }
+            RuleKind::Histogram {
+                metric,
+                quantile: raw.quantile,
+                mean: raw.mean,
+                min_count: raw.min_count.unwrap_or(0.0),
+            }
+        } else {
+            unreachable!("exactly one kind was checked above")
+        };
+        let is_counter = matches!(kind, RuleKind::Counter { .. });
+        let is_trend = matches!(kind, RuleKind::Signal { trend: Some(_), .. });
+        if (raw.streak.is_some() || raw.burst.is_some()) && !is_counter {
+            return Err(err("`streak` and `burst` only go with `counter`"));
+        }
+        let condition = match (raw.value, raw.delta) {
+            (Some(_), Some(_)) => return Err(err("give `value` or `delta`, not both")),
+            (None, Some(delta)) if is_counter => Some(delta),
+            (Some(_), None) if is_counter => {
+                return Err(err(
+                    "a counter rule compares its per-tick `delta`, e.g. delta: \">= 1\"",
+                ));
+            }
+            (None, Some(_)) => return Err(err("`delta` only goes with `counter`; use `value`")),
+            (Some(value), None) => {
+                if is_trend {
+                    return Err(err("a trend rule takes no `value`"));
+                }
+                if matches!(value.threshold, Threshold::TimesPrevious(_)) {
+                    return Err(err(
+                        "`x previous` compares counter deltas: use it with `delta`",
+                    ));
+                }
+                Some(value)
+            }
+            (None, None) if is_trend => None,
+            (None, None) => {
+                return Err(err(if is_counter {
+                    "needs a `delta` condition, e.g. delta: \">= 1\""
+                } else {
+                    "needs a `value` condition, e.g. value: \"> 0.5\""
+                }));
+            }
+        };
+        Ok(Rule {
+            name,
+            kind,
+            condition,
+            for_: raw.for_,
+            resolve_after: raw.resolve_after,
+            severity: raw.severity,
+            when: raw.when,
+            unless: raw.unless,
+            remediate: raw.remediate,
+            warmup: raw.warmup,
+            cooldown: raw.cooldown,
+        })
+    }
+}
+
+// ---------------------------------------------------------------- remediation
+
+/// What to do when the task's alert fires.
+#[derive(Deserialize, Debug, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct Remediate {
+    #[serde(default)]
+    pub restart: Option<Restart>,
+    #[serde(default)]
+    pub command: Option<CommandProbe>,
+    #[serde(default = "default_restart_cooldown")]
+    pub cooldown: Duration,
+    #[serde(default)]
+    pub max: Option<MaxRestarts>,
+}
+
+fn default_restart_cooldown() -> Duration {
+    Duration::from_secs(300)
+}
+
+#[derive(Deserialize, Debug, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct MaxRestarts {
+    pub restarts: u32,
+    pub within: Duration,
+}
+
+#[derive(Deserialize, Debug, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct Restart {
+    pub stop: Stop,
+    pub start: Start,
+    #[serde(default)]
+    pub wait_healthy: Option<Duration>,
+    #[serde(default)]
+    pub settle: Option<Duration>,
+}
+
+/// How to find and stop what is running.
+#[derive(Debug, Clone)]
+pub struct Stop {
+    pub method: StopMethod,
+    pub grace: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub enum StopMethod {
+    Pidfile(PathBuf),
+    Pattern(Pattern),
+    Systemd(String),
+    Tmux(String),
+    Docker(String),
+    Command(CommandLine),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStop {
+    #[serde(default)]
+    pidfile: Option<PathBuf>,
+    #[serde(default)]
+    pattern: Option<Pattern>,
+    #[serde(default)]
+    systemd: Option<Text>,
+    #[serde(default)]
+    tmux: Option<Text>,
+    #[serde(default)]
+    docker: Option<Text>,
+    #[serde(default)]
+    command: Option<CommandLine>,
+    #[serde(default)]
+    grace: Option<Duration>,
+}
+
+impl<'de> Deserialize<'de> for Stop {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let raw = RawStop::deserialize(d)?;
+        let methods: Vec<StopMethod> = [
+            raw.pidfile.map(StopMethod::Pidfile),
+            raw.pattern.map(StopMethod::Pattern),
+            raw.systemd.map(|t| StopMethod::Systemd(t.0)),
+            raw.tmux.map(|t| StopMethod::Tmux(t.0)),
+            raw.docker.map(|t| StopMethod::Docker(t.0)),
+            raw.command.map(StopMethod::Command),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        let [method]: [StopMethod; 1] = methods.try_into().map_err(|_| {
+            de::Error::custom(
+                "`stop` takes exactly one of pidfile, pattern, systemd, tmux, docker, command",
+            )
+        })?;
+        Ok(Stop {
+            method,
+            grace: raw.grace.unwrap_or(Duration::from_secs(10)),
+        })
+    }
+}
+
+/// How to start the service again.
+#[derive(Debug, Clone)]
+pub enum Start {
+    Command {
+        command: CommandLine,
+        cwd: Option<PathBuf>,
+        env: BTreeMap<String, Text>,
+        output: Option<PathBuf>,
+    },
+    Tmux {
+        session: String,
+        command: CommandLine,
+        cwd: Option<PathBuf>,
+    },
+    Systemd(String),
+    Docker(String),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStart {
+    #[serde(default)]
+    command: Option<CommandLine>,
+    #[serde(default)]
+    tmux: Option<Text>,
+    #[serde(default)]
+    systemd: Option<Text>,
+    #[serde(default)]
+    docker: Option<Text>,
+    #[serde(default)]
+    cwd: Option<PathBuf>,
+    #[serde(default)]
+    env: BTreeMap<String, Text>,
+    #[serde(default)]
+    output: Option<PathBuf>,
+}
+
+impl<'de> Deserialize<'de> for Start {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let raw = RawStart::deserialize(d)?;
+        let fail = |why: &str| Err(de::Error::custom(why));
+        match (raw.command, raw.tmux, raw.systemd, raw.docker) {
+            (Some(command), None, None, None) => Ok(Start::Command {
+                command,
+                cwd: raw.cwd,
+                env: raw.env,
+                output: raw.output,
+            }),
+            (Some(command), Some(session), None, None) => Ok(Start::Tmux {
+                session: session.0,
+                command,
+                cwd: raw.cwd,
+            }),
+            (None, Some(_), None, None) => {
+                fail("`start: {tmux: …}` needs the `command` to run in the new session")
+            }
+            (None, None, Some(unit), None) => Ok(Start::Systemd(unit.0)),
+            (None, None, None, Some(container)) => Ok(Start::Docker(container.0)),
+            _ => fail(
+                "`start` takes one of: command (+ cwd, env, output), tmux + command (+ cwd), systemd, docker",
+            ),
+        }
+    }
+}
+
+// ---------------------------------------------------------------- notifiers
+
+/// A named destination for messages.
+#[derive(Debug, Clone)]
+pub struct Notifier {
+    pub name: String,
+    pub kind: NotifierKind,
+    /// Messages below this severity are not sent here.
+    pub min_severity: Severity,
+}
+
+/// Where a notifier delivers. Closed set, one per `type:`.
+#[derive(Debug, Clone)]
+pub enum NotifierKind {
+    Stdout,
+    Webhook {
+        url: Secret,
+        headers: BTreeMap<String, Secret>,
+    },
+    Telegram {
+        token: Secret,
+        chat_id: Text,
+        topic_id: Option<i64>,
+        api_url: Text,
+    },
+    Feishu {
+        url: Secret,
+        secret: Secret,
+    },
+    Alertmanager {
+        urls: Vec<Text>,
+    },
+    Github {
+        repo: Text,
+        token: Secret,
+        labels: BTreeMap<Severity, Vec<String>>,
+        api_url: Text,
+    },
+}
+
+impl NotifierKind {
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            NotifierKind::Stdout => "stdout",
+            NotifierKind::Webhook { .. } => "webhook",
+            NotifierKind::Telegram { .. } => "telegram",
+            NotifierKind::Feishu { .. } => "feishu",
+            NotifierKind::Alertmanager { .. } => "alertmanager",
+            NotifierKind::Github { .. } => "github",
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawNotifier {
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(default)]
+    min_severity: Severity,
+    #[serde(default)]
+    url: Option<Secret>,
+    #[serde(default)]
+    urls: Option<Vec<Text>>,
+    #[serde(default)]
+    headers: Option<BTreeMap<String, Secret>>,
+    #[serde(default)]
+    token: Option<Secret>,
+    #[serde(default)]
+    chat_id: Option<Text>,
+    #[serde(default)]
+    topic_id: Option<Text>,
+    #[serde(default)]
+    api_url: Option<Text>,
+    #[serde(default)]
+    secret: Option<Secret>,
+    #[serde(default)]
+    repo: Option<Text>,
+    #[serde(default)]
+    labels: Option<BTreeMap<Severity, Vec<String>>>,
+}
+
+impl<'de> Deserialize<'de> for Notifier {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let raw = RawNotifier::deserialize(d)?;
+        let kind = notifier_kind(raw).map_err(de::Error::custom)?;
+        Ok(Notifier {
+            name: String::new(),
+            kind: kind.0,
+            min_severity: kind.1,
+        })
+    }
+}
+
+fn notifier_kind(raw: RawNotifier) -> Result<(NotifierKind, Severity), String> {
+    let type_name = raw.kind.clone();
+    let present: Vec<(&str, bool)> = vec![
+        ("url", raw.url.is_some()),
+        ("urls", raw.urls.is_some()),
+        ("headers", raw.headers.is_some()),
+        ("token", raw.token.is_some()),
+        ("chat_id", raw.chat_id.is_some()),
+        ("topic_id", raw.topic_id.is_some()),
+        ("api_url", raw.api_url.is_some()),
+        ("secret", raw.secret.is_some()),
+        ("repo", raw.repo.is_some()),
+        ("labels", raw.labels.is_some()),
+    ];
+    let allowed: &[&str] = match type_name.as_str() {
+        "stdout" => &[],
+        "webhook" => &["url", "headers"],
+        "telegram" => &["token", "chat_id", "topic_id", "api_url"],
+        "feishu" => &["url", "secret"],
+        "alertmanager" => &["urls"],
+        "github" => &["repo", "token", "labels", "api_url"],
+        other => {
+            return Err(format!(
+                "unknown notifier type {other:?}: use stdout, webhook, telegram, feishu, alertmanager or github"
+            ));
+        }
+    };
+    if let Some((key, _)) = present.iter().find(|(k, set)| *set && !allowed.contains(k)) {
+        return Err(format!(
+            "unknown key `{key}` for a notifier of type {type_name}: it takes {}",
+            if allowed.is_empty() {
+                "no settings".to_string()
+            } else {
+                allowed.join(", ")
+            }
+        ));
+    }
+    let need = |what: Option<Secret>, key: &str| {
+        what.filter(|s| !s.is_empty())
+            .ok_or_else(|| format!("a {type_name} notifier needs `{key}`"))
+    };
+    let kind = match type_name.as_str() {
+        "stdout" => NotifierKind::Stdout,
+        "webhook" => NotifierKind::Webhook {
+            url: need(raw.url, "url")?,
+            headers: raw.headers.unwrap_or_default(),
+        },
+        "telegram" => NotifierKind::Telegram {
+            token: need(raw.token, "token")?,
+            chat_id: raw
+                .chat_id
+                .filter(|c| !c.0.is_empty())
+                .ok_or("a telegram notifier needs `chat_id`")?,
+            topic_id: match raw.topic_id {
+                Some(t) if !t.0.is_empty() => Some(
+                    t.0.parse()
+                        .map_err(|_| format!("topic_id {:?} is not a number", t.0))?,
+                ),
+                _ => None,
+            },
+            api_url: raw
+                .api_url
+                .unwrap_or(Text("https://api.telegram.org".into())),
+        },
+        "feishu" => NotifierKind::Feishu {
+            url: need(raw.url, "url")?,
+            secret: raw.secret.unwrap_or_default(),
+        },
+        "alertmanager" => NotifierKind::Alertmanager {
+            urls: raw
+                .urls
+                .filter(|u| !u.is_empty())
+                .ok_or("an alertmanager notifier needs `urls`")?,
+        },
+        "github" => NotifierKind::Github {
+            repo: raw
+                .repo
+                .filter(|r| r.0.split('/').count() == 2)
+                .ok_or("a github notifier needs `repo: owner/name`")?,
+            token: need(raw.token, "token")?,
+            labels: raw.labels.unwrap_or_default(),
+            api_url: raw.api_url.unwrap_or(Text("https://api.github.com".into())),
+        },
+        _ => unreachable!("type names were matched above"),
+    };
+    Ok((kind, raw.min_severity))
+}

@@ -1,0 +1,942 @@
+//! Typed leaf values of jobs.yaml: durations, sizes, conditions, selectors,
+//! severities and `${VAR}` interpolation. Each parses once, when the file
+//! loads, so nothing downstream re-parses strings.
+
+use serde::de::{self, Deserializer, Visitor};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// Expands `${VAR}` and `${VAR:-default}` from the environment.
+/// `$$` is a literal `$`. A missing variable without a default is an error
+/// that names it.
+pub fn interpolate(input: &str) -> Result<String, String> {
+    interpolate_with(input, |name| std::env::var(name).ok())
+}
+
+pub(crate) fn interpolate_with(
+    input: &str,
+    lookup: impl Fn(&str) -> Option<String>,
+) -> Result<String, String> {
+    if !input.contains('$') {
+        return Ok(input.to_string());
+    }
+    let mut out = String::with_capacity(input.len());
+    let mut rest = input;
+    while let Some(pos) = rest.find('$') {
+        out.push_str(&rest[..pos]);
+        let after = &rest[pos + 1..];
+        if let Some(stripped) = after.strip_prefix('$') {
+            out.push('$');
+            rest = stripped;
+        } else if let Some(body) = after.strip_prefix('{') {
+            let end = body
+                .find('}')
+                .ok_or_else(|| format!("unclosed `${{` in {input:?}: write ${{NAME}}"))?;
+            let expr = &body[..end];
+            let (name, default) = match expr.split_once(":-") {
+                Some((name, default)) => (name, Some(default)),
+                None => (expr, None),
+            };
+            let valid = !name.is_empty()
+                && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+                && !name.starts_with(|c: char| c.is_ascii_digit());
+            if !valid {
+                return Err(format!(
+                    "`${{{expr}}}` is not a valid environment variable reference"
+                ));
+            }
+            match (lookup(name), default) {
+                (Some(value), _) if !(value.is_empty() && default.is_some()) => {
+                    out.push_str(&value)
+                }
+                (_, Some(default)) => out.push_str(default),
+                (Some(value), None) => out.push_str(&value),
+                (None, None) => {
+                    return Err(format!(
+                        "environment variable {name} is not set (write ${{{name}:-default}} to make it optional)"
+                    ));
+                }
+            }
+            rest = &body[end + 1..];
+        } else {
+            out.push('$');
+            rest = after;
+        }
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+/// A string from jobs.yaml with `${VAR}` expanded.
+#[derive(Clone, PartialEq, Eq, Default, Hash, PartialOrd, Ord)]
+pub struct Text(pub String);
+
+impl Text {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Text {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&self.0, f)
+    }
+}
+
+impl fmt::Display for Text {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Reads a scalar as a string with the environment interpolated.
+pub(crate) fn interpolated<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    parsed(d, Ok)
+}
+
+/// Reads a scalar, interpolates it, and parses it with `parse`, all inside
+/// the scalar's own visitor: serde_yaml then reports an error at the value's
+/// line and column rather than at the enclosing mapping.
+pub(crate) fn parsed<'de, D, T, F>(d: D, parse: F) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    F: FnOnce(String) -> Result<T, String>,
+{
+    struct Parsed<F>(F);
+    impl<T, F: FnOnce(String) -> Result<T, String>> Parsed<F> {
+        fn finish<E: de::Error>(self, raw: String) -> Result<T, E> {
+            let text = interpolate(&raw).map_err(E::custom)?;
+            (self.0)(text).map_err(E::custom)
+        }
+    }
+    impl<T, F: FnOnce(String) -> Result<T, String>> Visitor<'_> for Parsed<F> {
+        type Value = T;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a string")
+        }
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<T, E> {
+            self.finish(v.to_string())
+        }
+        fn visit_string<E: de::Error>(self, v: String) -> Result<T, E> {
+            self.finish(v)
+        }
+        fn visit_i64<E: de::Error>(self, v: i64) -> Result<T, E> {
+            self.finish(v.to_string())
+        }
+        fn visit_u64<E: de::Error>(self, v: u64) -> Result<T, E> {
+            self.finish(v.to_string())
+        }
+        fn visit_f64<E: de::Error>(self, v: f64) -> Result<T, E> {
+            self.finish(v.to_string())
+        }
+        fn visit_bool<E: de::Error>(self, v: bool) -> Result<T, E> {
+            self.finish(v.to_string())
+        }
+    }
+    d.deserialize_any(Parsed(parse))
+}
+
+impl<'de> Deserialize<'de> for Text {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        interpolated(d).map(Text)
+    }
+}
+
+/// A secret (token, webhook URL with a key in it): interpolated like
+/// [`Text`], but never shown by `Debug` or `Display`.
+#[derive(Clone, PartialEq, Eq, Default)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("\"[redacted]\"")
+    }
+}
+
+impl<'de> Deserialize<'de> for Secret {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        interpolated(d).map(Secret)
+    }
+}
+
+/// Parses `T` from an interpolated scalar with `FromStr`, turning the parse
+/// error into a located config error.
+macro_rules! deserialize_from_str {
+    ($ty:ty) => {
+        impl<'de> Deserialize<'de> for $ty {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                parsed(d, |text| text.parse())
+            }
+        }
+    };
+}
+
+/// A span of time written with a unit: `500ms`, `10s`, `5m`, `2h`, `1d`,
+/// or a sum such as `1h30m`.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize)]
+pub struct Duration(pub std::time::Duration);
+
+impl Duration {
+    pub const fn from_secs(secs: u64) -> Self {
+        Duration(std::time::Duration::from_secs(secs))
+    }
+    pub fn as_millis(&self) -> i64 {
+        i64::try_from(self.0.as_millis()).unwrap_or(i64::MAX)
+    }
+    pub fn std(&self) -> std::time::Duration {
+        self.0
+    }
+}
+
+impl std::str::FromStr for Duration {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let text = s.trim();
+        let bad = || {
+            format!(
+                "invalid duration {text:?}: write a number with a unit: 500ms, 10s, 5m, 2h or 1d"
+            )
+        };
+        if text.is_empty() {
+            return Err(bad());
+        }
+        let mut total = std::time::Duration::ZERO;
+        let mut rest = text;
+        while !rest.is_empty() {
+            let digits = rest
+                .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+                .ok_or_else(bad)?;
+            if digits == 0 {
+                return Err(bad());
+            }
+            let number: f64 = rest[..digits].parse().map_err(|_| bad())?;
+            rest = &rest[digits..];
+            let unit_len = rest
+                .find(|c: char| c.is_ascii_digit() || c == '.')
+                .unwrap_or(rest.len());
+            let millis_per_unit = match &rest[..unit_len] {
+                "ms" => 1.0,
+                "s" => 1_000.0,
+                "m" => 60_000.0,
+                "h" => 3_600_000.0,
+                "d" => 86_400_000.0,
+                _ => return Err(bad()),
+            };
+            rest = &rest[unit_len..];
+            total += std::time::Duration::from_secs_f64(number * millis_per_unit / 1000.0);
+        }
+        Ok(Duration(total))
+    }
+}
+deserialize_from_str!(Duration);
+
+impl fmt::Display for Duration {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let millis = self.0.as_millis();
+        if millis == 0 {
+            return f.write_str("0s");
+        }
+        if !millis.is_multiple_of(1000) {
+            return write!(f, "{millis}ms");
+        }
+        let mut secs = self.0.as_secs();
+        for (unit, size) in [("d", 86_400), ("h", 3_600), ("m", 60)] {
+            if secs >= size {
+                write!(f, "{}{unit}", secs / size)?;
+                secs %= size;
+            }
+        }
+        if secs > 0 {
+            write!(f, "{secs}s")?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for Duration {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+/// A byte count: `512`, `10MB`, `16GiB` (SI and binary units).
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug, Default)]
+pub struct ByteSize(pub u64);
+
+/// Parses a number with an optional byte unit into a plain number of bytes.
+pub fn parse_size(text: &str) -> Option<f64> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| c.is_ascii_alphabetic())
+        .unwrap_or(text.len());
+    let number: f64 = text[..split].trim().parse().ok()?;
+    let factor: f64 = match text[split..].trim() {
+        "" | "B" => 1.0,
+        "k" | "kB" | "KB" => 1e3,
+        "MB" => 1e6,
+        "GB" => 1e9,
+        "TB" => 1e12,
+        "KiB" | "Ki" => 1024.0,
+        "MiB" | "Mi" => 1024.0 * 1024.0,
+        "GiB" | "Gi" => 1024.0 * 1024.0 * 1024.0,
+        "TiB" | "Ti" => 1024.0 * 1024.0 * 1024.0 * 1024.0,
+        _ => return None,
+    };
+    Some(number * factor)
+}
+
+impl std::str::FromStr for ByteSize {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match parse_size(s) {
+            Some(bytes) if bytes >= 0.0 => Ok(ByteSize(bytes as u64)),
+            _ => Err(format!(
+                "invalid size {s:?}: write bytes with a unit, e.g. 512KiB, 10MB, 16GiB"
+            )),
+        }
+    }
+}
+deserialize_from_str!(ByteSize);
+
+/// How serious an alert is. Ordered: info < warning < critical.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug, Hash, Default, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Info,
+    Warning,
+    #[default]
+    Critical,
+}
+
+impl Severity {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Severity::Info => "info",
+            Severity::Warning => "warning",
+            Severity::Critical => "critical",
+        }
+    }
+}
+
+impl fmt::Display for Severity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Severity {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "info" => Ok(Severity::Info),
+            "warning" | "warn" => Ok(Severity::Warning),
+            "critical" | "crit" => Ok(Severity::Critical),
+            other => Err(format!(
+                "invalid severity {other:?}: use info, warning or critical"
+            )),
+        }
+    }
+}
+deserialize_from_str!(Severity);
+
+/// A comparison operator of a condition.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Op {
+    Gt,
+    Ge,
+    Lt,
+    Le,
+    Eq,
+    Ne,
+}
+
+impl Op {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Op::Gt => ">",
+            Op::Ge => ">=",
+            Op::Lt => "<",
+            Op::Le => "<=",
+            Op::Eq => "==",
+            Op::Ne => "!=",
+        }
+    }
+
+    pub fn holds(&self, left: f64, right: f64) -> bool {
+        match self {
+            Op::Gt => left > right,
+            Op::Ge => left >= right,
+            Op::Lt => left < right,
+            Op::Le => left <= right,
+            Op::Eq => left == right,
+            Op::Ne => left != right,
+        }
+    }
+
+    /// Splits `text` at its first comparison operator that is outside
+    /// braces and quotes: `a{x=">"} >= 3` → (`a{x=">"}`, Ge, `3`).
+    fn split(text: &str) -> Option<(&str, Op, &str)> {
+        let bytes = text.as_bytes();
+        let (mut depth, mut quoted, mut i) = (0usize, false, 0);
+        while i < bytes.len() {
+            match bytes[i] {
+                b'"' if i == 0 || bytes[i - 1] != b'\\' => quoted = !quoted,
+                b'{' if !quoted => depth += 1,
+                b'}' if !quoted => depth = depth.saturating_sub(1),
+                b'>' | b'<' | b'=' | b'!' if !quoted && depth == 0 => {
+                    let two = text.get(i..i + 2).unwrap_or("");
+                    let (op, len) = match (two, bytes[i]) {
+                        (">=", _) => (Op::Ge, 2),
+                        ("<=", _) => (Op::Le, 2),
+                        ("==", _) => (Op::Eq, 2),
+                        ("!=", _) => (Op::Ne, 2),
+                        (_, b'>') => (Op::Gt, 1),
+                        (_, b'<') => (Op::Lt, 1),
+                        _ => return None,
+                    };
+                    return Some((&text[..i], op, &text[i + len..]));
+                }
+                _ => {}
+            }
+            i += 1;
+        }
+        None
+    }
+}
+
+/// The right-hand side of a condition.
+#[derive(Clone, Copy, PartialEq, Debug)]
+pub enum Threshold {
+    /// A plain number (sizes such as `16GiB` are converted to bytes).
+    Value(f64),
+    /// `N x previous`: N times the previous tick's value (counter deltas).
+    TimesPrevious(f64),
+}
+
+/// A condition such as `"> 0.5"`, `">= 1"`, `"< 8"`, `"!= 2"`,
+/// `"> 16GiB"` or `">= 5x previous"`.
+#[derive(Clone, Copy, PartialEq, Debug)]
+pub struct Condition {
+    pub op: Op,
+    pub threshold: Threshold,
+}
+
+impl Condition {
+    /// Whether `value` breaches the condition; `previous` is needed only for
+    /// `Nx previous` and without it the condition cannot hold.
+    pub fn holds(&self, value: f64, previous: Option<f64>) -> bool {
+        match self.threshold {
+            Threshold::Value(limit) => self.op.holds(value, limit),
+            Threshold::TimesPrevious(factor) => match previous {
+                Some(previous) if previous > 0.0 => self.op.holds(value, factor * previous),
+                _ => false,
+            },
+        }
+    }
+}
+
+impl fmt::Display for Condition {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.threshold {
+            Threshold::Value(v) => write!(f, "{} {}", self.op.as_str(), format_number(v)),
+            Threshold::TimesPrevious(x) => {
+                write!(f, "{} {}x previous", self.op.as_str(), format_number(x))
+            }
+        }
+    }
+}
+
+/// Formats a number without a trailing `.0` and without float noise.
+pub fn format_number(v: f64) -> String {
+    if v.is_finite() && v.fract() == 0.0 && v.abs() < 1e15 {
+        format!("{}", v as i64)
+    } else if v.is_finite() {
+        let text = format!("{v:.4}");
+        text.trim_end_matches('0').trim_end_matches('.').to_string()
+    } else {
+        format!("{v}")
+    }
+}
+
+fn parse_threshold(text: &str) -> Option<Threshold> {
+    let text = text.trim();
+    if let Some(factor) = text.strip_suffix("previous") {
+        let factor = factor.trim().strip_suffix(['x', '×'])?.trim();
+        return factor.parse().ok().map(Threshold::TimesPrevious);
+    }
+    if let Some(percent) = text.strip_suffix('%') {
+        return percent
+            .trim()
+            .parse::<f64>()
+            .ok()
+            .map(|p| Threshold::Value(p / 100.0));
+    }
+    if let Ok(v) = text.parse::<f64>() {
+        return Some(Threshold::Value(v));
+    }
+    if let Ok(Duration(d)) = text.parse::<Duration>() {
+        return Some(Threshold::Value(d.as_secs_f64()));
+    }
+    parse_size(text).map(Threshold::Value)
+}
+
+impl std::str::FromStr for Condition {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let bad = || {
+            format!(
+                "invalid condition {s:?}: write an operator and a value, e.g. \"> 0.5\", \"<= 8\", \"> 16GiB\", \">= 5x previous\""
+            )
+        };
+        let (left, op, right) = Op::split(s.trim()).ok_or_else(bad)?;
+        if !left.trim().is_empty() {
+            return Err(bad());
+        }
+        let threshold = parse_threshold(right).ok_or_else(bad)?;
+        Ok(Condition { op, threshold })
+    }
+}
+deserialize_from_str!(Condition);
+
+/// A series selector: `name` or `name{label="v",other="w"}`.
+/// Also names a plain signal such as `lag` or `rss_bytes`.
+#[derive(Clone, PartialEq, Eq, Debug, Hash, PartialOrd, Ord)]
+pub struct Selector {
+    pub name: String,
+    pub labels: Vec<(String, String)>,
+}
+
+impl fmt::Display for Selector {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.name)?;
+        if !self.labels.is_empty() {
+            f.write_str("{")?;
+            for (i, (k, v)) in self.labels.iter().enumerate() {
+                if i > 0 {
+                    f.write_str(",")?;
+                }
+                write!(f, "{k}={v:?}")?;
+            }
+            f.write_str("}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::str::FromStr for Selector {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let text = s.trim();
+        let bad = |why: &str| format!("invalid selector {text:?}: {why}");
+        let (name, rest) = match text.find('{') {
+            Some(i) => (&text[..i], Some(&text[i + 1..])),
+            None => (text, None),
+        };
+        let name_ok = !name.is_empty()
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | ':' | '.' | '-' | '/'));
+        if !name_ok {
+            return Err(bad("a name is letters, digits, `_`, `:`, `.`, `-` or `/`"));
+        }
+        let mut labels = Vec::new();
+        if let Some(rest) = rest {
+            let body = rest
+                .strip_suffix('}')
+                .ok_or_else(|| bad("missing closing `}`"))?;
+            let mut chars = body.char_indices().peekable();
+            loop {
+                while chars
+                    .next_if(|(_, c)| c.is_whitespace() || *c == ',')
+                    .is_some()
+                {}
+                let Some(&(start, _)) = chars.peek() else {
+                    break;
+                };
+                let mut end = start;
+                while let Some((i, _)) =
+                    chars.next_if(|(_, c)| c.is_ascii_alphanumeric() || *c == '_')
+                {
+                    end = i + 1;
+                }
+                let key = body[start..end].to_string();
+                if key.is_empty() || chars.next().map(|(_, c)| c) != Some('=') {
+                    return Err(bad("labels look like name{label=\"value\"}"));
+                }
+                if chars.next().map(|(_, c)| c) != Some('"') {
+                    return Err(bad("label values are double-quoted"));
+                }
+                let mut value = String::new();
+                loop {
+                    match chars.next() {
+                        Some((_, '\\')) => match chars.next() {
+                            Some((_, 'n')) => value.push('\n'),
+                            Some((_, c)) => value.push(c),
+                            None => return Err(bad("unterminated label value")),
+                        },
+                        Some((_, '"')) => break,
+                        Some((_, c)) => value.push(c),
+                        None => return Err(bad("unterminated label value")),
+                    }
+                }
+                labels.push((key, value));
+            }
+        }
+        labels.sort();
+        Ok(Selector {
+            name: name.to_string(),
+            labels,
+        })
+    }
+}
+deserialize_from_str!(Selector);
+
+/// One selector or a list of them (their values are summed).
+#[derive(Clone, PartialEq, Debug)]
+pub struct Selectors(pub Vec<Selector>);
+
+impl<'de> Deserialize<'de> for Selectors {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Selectors;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a series selector or a list of selectors")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Selectors, E> {
+                let text = interpolate(v).map_err(E::custom)?;
+                Ok(Selectors(vec![text.parse().map_err(E::custom)?]))
+            }
+            fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Selectors, A::Error> {
+                let mut all = Vec::new();
+                while let Some(s) = seq.next_element::<Selector>()? {
+                    all.push(s);
+                }
+                if all.is_empty() {
+                    return Err(de::Error::custom("the list of selectors is empty"));
+                }
+                Ok(Selectors(all))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// A guard of `when` / `unless`: a boolean signal's name (`major_sync`) or
+/// a condition on a signal of the same task (`"lag > 5"`).
+#[derive(Clone, PartialEq, Debug)]
+pub enum Guard {
+    Flag(Selector),
+    Compare(Selector, Condition),
+}
+
+impl std::str::FromStr for Guard {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match Op::split(s.trim()) {
+            None => Ok(Guard::Flag(s.parse()?)),
+            Some((left, op, right)) => {
+                let selector: Selector = left.parse()?;
+                let threshold = parse_threshold(right)
+                    .filter(|t| matches!(t, Threshold::Value(_)))
+                    .ok_or_else(|| {
+                        format!("invalid condition {s:?}: the right side must be a number")
+                    })?;
+                Ok(Guard::Compare(selector, Condition { op, threshold }))
+            }
+        }
+    }
+}
+deserialize_from_str!(Guard);
+
+impl fmt::Display for Guard {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Guard::Flag(s) => write!(f, "{s}"),
+            Guard::Compare(s, c) => write!(f, "{s} {c}"),
+        }
+    }
+}
+
+/// `for` / `resolve_after`: a number of consecutive ticks or a duration.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Gate {
+    Ticks(u32),
+    For(Duration),
+}
+
+impl Default for Gate {
+    fn default() -> Self {
+        Gate::Ticks(1)
+    }
+}
+
+impl fmt::Display for Gate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Gate::Ticks(1) => f.write_str("1 tick"),
+            Gate::Ticks(n) => write!(f, "{n} ticks"),
+            Gate::For(d) => write!(f, "{d}"),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Gate {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        parsed(d, |text| {
+            if let Ok(ticks) = text.trim().parse::<u32>() {
+                if ticks == 0 {
+                    return Err("must be at least 1 tick".to_string());
+                }
+                return Ok(Gate::Ticks(ticks));
+            }
+            text.parse::<Duration>().map(Gate::For).map_err(|_| {
+                format!("invalid value {text:?}: give a number of consecutive ticks (3) or a duration (180s)")
+            })
+        })
+    }
+}
+
+/// Expected HTTP statuses: `200`, `"200-399"`, `"200,204,300-399"`.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct StatusRanges(pub Vec<(u16, u16)>);
+
+impl Default for StatusRanges {
+    fn default() -> Self {
+        StatusRanges(vec![(200, 399)])
+    }
+}
+
+impl StatusRanges {
+    pub fn contains(&self, status: u16) -> bool {
+        self.0.iter().any(|(lo, hi)| (*lo..=*hi).contains(&status))
+    }
+}
+
+impl fmt::Display for StatusRanges {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let parts: Vec<String> = self
+            .0
+            .iter()
+            .map(|(lo, hi)| {
+                if lo == hi {
+                    lo.to_string()
+                } else {
+                    format!("{lo}-{hi}")
+                }
+            })
+            .collect();
+        f.write_str(&parts.join(","))
+    }
+}
+
+impl std::str::FromStr for StatusRanges {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let bad =
+            || format!("invalid status list {s:?}: write 200, \"200-399\" or \"200,204,300-399\"");
+        let mut ranges = Vec::new();
+        for part in s.split(',') {
+            let part = part.trim();
+            let (lo, hi) = match part.split_once('-') {
+                Some((lo, hi)) => (lo.trim(), hi.trim()),
+                None => (part, part),
+            };
+            let lo: u16 = lo.parse().map_err(|_| bad())?;
+            let hi: u16 = hi.parse().map_err(|_| bad())?;
+            if !(100..=599).contains(&lo) || !(100..=599).contains(&hi) || lo > hi {
+                return Err(bad());
+            }
+            ranges.push((lo, hi));
+        }
+        Ok(StatusRanges(ranges))
+    }
+}
+deserialize_from_str!(StatusRanges);
+
+/// A compiled regular expression from the config.
+#[derive(Clone, Debug)]
+pub struct Pattern(pub regex::Regex);
+
+impl PartialEq for Pattern {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.as_str() == other.0.as_str()
+    }
+}
+
+impl std::str::FromStr for Pattern {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        regex::Regex::new(s)
+            .map(Pattern)
+            .map_err(|e| format!("invalid regex {s:?}: {e}"))
+    }
+}
+deserialize_from_str!(Pattern);
+
+/// A JSON pointer such as `/result/number` (RFC 6901).
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct JsonPointer(pub String);
+
+impl std::str::FromStr for JsonPointer {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        if s.is_empty() || s.starts_with('/') {
+            Ok(JsonPointer(s.to_string()))
+        } else {
+            Err(format!(
+                "invalid JSON pointer {s:?}: it starts with `/`, e.g. /result/number"
+            ))
+        }
+    }
+}
+deserialize_from_str!(JsonPointer);
+
+/// A ratio limit: `0.9` or `90%`.
+#[derive(Clone, Copy, PartialEq, Debug)]
+pub struct Ratio(pub f64);
+
+impl std::str::FromStr for Ratio {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let text = s.trim();
+        let value = match text.strip_suffix('%') {
+            Some(p) => p.trim().parse::<f64>().map(|p| p / 100.0),
+            None => text.parse::<f64>(),
+        };
+        match value {
+            Ok(v) if (0.0..=1.0).contains(&v) => Ok(Ratio(v)),
+            _ => Err(format!("invalid ratio {s:?}: write 0.9 or 90%")),
+        }
+    }
+}
+deserialize_from_str!(Ratio);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(name: &str) -> Option<String> {
+        match name {
+            "HOST" => Some("box-1".into()),
+            "EMPTY" => Some(String::new()),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn interpolation_expands_defaults_and_names_missing_variables() {
+        assert_eq!(interpolate_with("a ${HOST} b", env).unwrap(), "a box-1 b");
+        assert_eq!(interpolate_with("${NOPE:-x}", env).unwrap(), "x");
+        assert_eq!(
+            interpolate_with("${EMPTY:-fallback}", env).unwrap(),
+            "fallback"
+        );
+        assert_eq!(interpolate_with("${NOPE:-}", env).unwrap(), "");
+        assert_eq!(interpolate_with("cost $$5 $x", env).unwrap(), "cost $5 $x");
+        let err = interpolate_with("${TELEGRAM_TOKEN}", env).unwrap_err();
+        assert!(err.contains("TELEGRAM_TOKEN is not set"), "{err}");
+        assert!(interpolate_with("${OPEN", env).is_err());
+        assert!(interpolate_with("${1BAD}", env).is_err());
+    }
+
+    #[test]
+    fn durations_need_units() {
+        assert_eq!("500ms".parse::<Duration>().unwrap().as_millis(), 500);
+        assert_eq!("10s".parse::<Duration>().unwrap().as_millis(), 10_000);
+        assert_eq!("5m".parse::<Duration>().unwrap().as_millis(), 300_000);
+        assert_eq!("2h".parse::<Duration>().unwrap().as_millis(), 7_200_000);
+        assert_eq!("1h30m".parse::<Duration>().unwrap().as_millis(), 5_400_000);
+        assert_eq!("1.5s".parse::<Duration>().unwrap().as_millis(), 1_500);
+        for bad in ["10", "", "s", "5 minutes", "-1s", "10x"] {
+            assert!(bad.parse::<Duration>().is_err(), "{bad} should be rejected");
+        }
+        assert_eq!("90m".parse::<Duration>().unwrap().to_string(), "1h30m");
+        assert_eq!("300s".parse::<Duration>().unwrap().to_string(), "5m");
+    }
+
+    #[test]
+    fn sizes_understand_si_and_binary_units() {
+        assert_eq!(
+            "16GiB".parse::<ByteSize>().unwrap().0,
+            16 * 1024 * 1024 * 1024
+        );
+        assert_eq!("10MB".parse::<ByteSize>().unwrap().0, 10_000_000);
+        assert_eq!("512".parse::<ByteSize>().unwrap().0, 512);
+        assert!("12 bananas".parse::<ByteSize>().is_err());
+    }
+
+    #[test]
+    fn conditions_parse_operators_sizes_and_multiples() {
+        let c: Condition = "> 0.5".parse().unwrap();
+        assert!(c.holds(0.6, None) && !c.holds(0.5, None));
+        let c: Condition = ">= 1".parse().unwrap();
+        assert!(c.holds(1.0, None));
+        let c: Condition = "!= 2".parse().unwrap();
+        assert!(c.holds(1.0, None) && !c.holds(2.0, None));
+        let c: Condition = "> 16GiB".parse().unwrap();
+        assert_eq!(c.threshold, Threshold::Value(17_179_869_184.0));
+        let c: Condition = ">= 5x previous".parse().unwrap();
+        assert_eq!(c.threshold, Threshold::TimesPrevious(5.0));
+        assert!(c.holds(50.0, Some(10.0)));
+        assert!(!c.holds(49.0, Some(10.0)));
+        assert!(!c.holds(50.0, None), "no previous delta: cannot hold");
+        assert_eq!(c.to_string(), ">= 5x previous");
+        for bad in ["0.5", "> ", "=> 3", "lag > 3", "> abc"] {
+            assert!(
+                bad.parse::<Condition>().is_err(),
+                "{bad} should be rejected"
+            );
+        }
+    }
+
+    #[test]
+    fn selectors_parse_labels_with_escapes() {
+        let s: Selector = r#"henyey_scp_post_verify_total{reason="accepted"}"#
+            .parse()
+            .unwrap();
+        assert_eq!(s.name, "henyey_scp_post_verify_total");
+        assert_eq!(s.labels, vec![("reason".into(), "accepted".into())]);
+        let s: Selector = r#"m{b="x\"y", a="1,2"}"#.parse().unwrap();
+        assert_eq!(
+            s.labels,
+            vec![("a".into(), "1,2".into()), ("b".into(), "x\"y".into())]
+        );
+        assert!("m{a=1}".parse::<Selector>().is_err());
+        assert!("m{a=\"1\"".parse::<Selector>().is_err());
+        assert!("".parse::<Selector>().is_err());
+    }
+
+    #[test]
+    fn guards_are_flags_or_comparisons() {
+        assert_eq!(
+            "major_sync".parse::<Guard>().unwrap(),
+            Guard::Flag("major_sync".parse().unwrap())
+        );
+        let g: Guard = "stellar_ledger_age_current_seconds > 30".parse().unwrap();
+        assert!(
+            matches!(g, Guard::Compare(ref s, _) if s.name == "stellar_ledger_age_current_seconds")
+        );
+        let g: Guard = r#"m{op=">"} >= 2"#.parse().unwrap();
+        assert!(matches!(g, Guard::Compare(ref s, c) if s.labels[0].1 == ">" && c.op == Op::Ge));
+    }
+
+    #[test]
+    fn status_ranges() {
+        let r: StatusRanges = "200-399".parse().unwrap();
+        assert!(r.contains(200) && r.contains(399) && !r.contains(400));
+        let r: StatusRanges = "200,204,300-302".parse().unwrap();
+        assert!(r.contains(204) && !r.contains(203));
+        assert!("399-200".parse::<StatusRanges>().is_err());
+        assert!("abc".parse::<StatusRanges>().is_err());
+    }
+}

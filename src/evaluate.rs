@@ -1,0 +1,578 @@
+//! The functional core of a tick: (config, prior state, observations, now)
+//! → (new alert states, history, outgoing messages). No clock, file, socket
+//! or database here; everything is an argument.
+
+use crate::alert::{self, AlertKey, AlertState, Policy, Status, Transition, Verdict};
+use crate::clock::Timestamp;
+use crate::config::{Config, Gate, Profile, Rule, Severity, Task};
+use crate::notify::{self, Message, MessageKind};
+use crate::probe::Observation;
+use crate::rule;
+use std::collections::{BTreeMap, BTreeSet};
+
+/// The rule name of a task's implicit "every probe healthy" rule.
+pub const HEALTH_RULE: &str = "health";
+
+/// Suffix of the key that reports a rule without data.
+pub const NO_DATA_SUFFIX: &str = ":no-data";
+
+/// What earlier ticks left for this profile.
+#[derive(Clone, Debug, Default)]
+pub struct Prior {
+    pub alerts: BTreeMap<AlertKey, AlertState>,
+}
+
+/// One task's observation this tick.
+pub struct TaskRun<'a> {
+    pub task: &'a Task,
+    pub observation: Observation,
+}
+
+/// A row for the alert history.
+#[derive(Clone, Debug, PartialEq)]
+pub struct HistoryEntry {
+    pub key: AlertKey,
+    pub transition: Transition,
+    pub severity: Severity,
+    pub summary: String,
+    pub value: Option<f64>,
+    pub threshold: Option<String>,
+}
+
+/// A message and the notifiers it goes to.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Outgoing {
+    pub message: Message,
+    pub notifiers: Vec<String>,
+}
+
+/// One rule's result this tick, for the report.
+#[derive(Clone, Debug)]
+pub struct RuleResult {
+    pub rule: String,
+    pub verdict: Verdict,
+    pub status: Option<Status>,
+    pub transition: Option<Transition>,
+}
+
+/// One task's result this tick, for the report and the exit code.
+#[derive(Clone, Debug)]
+pub struct TaskResult {
+    pub name: String,
+    /// No rule breached and every probe could observe.
+    pub healthy: bool,
+    pub rules: Vec<RuleResult>,
+}
+
+/// Everything the tick must store and send.
+#[derive(Clone, Debug, Default)]
+pub struct Outcome {
+    /// Keys whose state changed: `Some` upserts, `None` deletes.
+    pub alerts: BTreeMap<AlertKey, Option<AlertState>>,
+    pub history: Vec<HistoryEntry>,
+    pub outgoing: Vec<Outgoing>,
+    pub tasks: Vec<TaskResult>,
+}
+
+impl Outcome {
+    pub fn healthy(&self) -> bool {
+        self.tasks.iter().all(|t| t.healthy)
+    }
+}
+
+/// Evaluates one tick of `profile`. `whole_profile` is false under
+/// `--task`, so alerts of tasks that did not run are left alone.
+pub fn evaluate(
+    config: &Config,
+    profile: &Profile,
+    prior: &Prior,
+    runs: &[TaskRun],
+    whole_profile: bool,
+    now: Timestamp,
+) -> Outcome {
+    let mut outcome = Outcome::default();
+    let mut live_keys = BTreeSet::new();
+    for run in runs {
+        let result = evaluate_task(
+            config,
+            profile,
+            prior,
+            run,
+            now,
+            &mut outcome,
+            &mut live_keys,
+        );
+        outcome.tasks.push(result);
+    }
+    retire_stale_keys(
+        profile,
+        prior,
+        runs,
+        whole_profile,
+        &live_keys,
+        &mut outcome,
+    );
+    outcome
+}
+
+fn evaluate_task(
+    config: &Config,
+    profile: &Profile,
+    prior: &Prior,
+    run: &TaskRun,
+    now: Timestamp,
+    outcome: &mut Outcome,
+    live_keys: &mut BTreeSet<AlertKey>,
+) -> TaskResult {
+    let task = run.task;
+    let observation = &run.observation;
+    let notifiers = notify::route(config, profile, task);
+    let mut results = Vec::new();
+    let mut healthy = observation.checks.iter().all(|c| {
+        !matches!(
+            c.status,
+            crate::probe::CheckStatus::Failed | crate::probe::CheckStatus::Unsupported
+        )
+    });
+    let mut apply =
+        |rule_name: String, verdict: Verdict, policy: Policy, results: &mut Vec<RuleResult>| {
+            let key = AlertKey::new(&profile.name, &task.name, &rule_name);
+            if matches!(verdict, Verdict::Breach { .. }) {
+                healthy = false;
+            }
+            let before = prior.alerts.get(&key);
+            let step = alert::step(before, &key, &verdict, &policy, now);
+            let recorder = Recorder {
+                config,
+                notifiers,
+                now,
+            };
+            recorder.record(&key, before, &step, &verdict, outcome);
+            live_keys.insert(key);
+            results.push(RuleResult {
+                rule: rule_name,
+                verdict,
+                status: step.state.map(|s| s.status),
+                transition: step.transition,
+            });
+        };
+    if task.rules.is_empty() {
+        let policy = policy_for(config, task, None);
+        apply(
+            HEALTH_RULE.to_string(),
+            rule::implicit(task, observation),
+            policy,
+            &mut results,
+        );
+    }
+    for rule in &task.rules {
+        let policy = policy_for(config, task, Some(rule));
+        let verdict = rule::explicit(rule, task, observation);
+        let no_data = match &verdict {
+            Verdict::NoData { reason } => Verdict::Breach {
+                severity: Severity::Warning,
+                value: None,
+                threshold: None,
+                summary: format!("no data for rule {}: {reason}", rule.name),
+            },
+            _ => Verdict::Clear {
+                value: None,
+                summary: "data present".into(),
+            },
+        };
+        apply(rule.name.clone(), verdict, policy, &mut results);
+        apply(
+            format!("{}{NO_DATA_SUFFIX}", rule.name),
+            no_data,
+            policy,
+            &mut results,
+        );
+    }
+    for event in &observation.events {
+        let message = Message {
+            id: Message::make_id(
+                &config.host,
+                &profile.name,
+                &task.name,
+                &event.name,
+                MessageKind::Event,
+                now,
+            ),
+            kind: MessageKind::Event,
+            host: config.host.clone(),
+            profile: profile.name.clone(),
+            task: task.name.clone(),
+            rule: event.name.clone(),
+            severity: event.severity,
+            summary: event.message.clone(),
+            value: None,
+            threshold: None,
+            started_at: None,
+            at: now,
+        };
+        push_outgoing(config, notifiers, message, outcome);
+    }
+    // The no-data twin of a healthy rule is noise in the report.
+    results.retain(|r| {
+        !(r.rule.ends_with(NO_DATA_SUFFIX) && r.status.is_none() && r.transition.is_none())
+    });
+    TaskResult {
+        name: task.name.clone(),
+        healthy,
+        rules: results,
+    }
+}
+
+fn policy_for(config: &Config, task: &Task, rule: Option<&Rule>) -> Policy {
+    Policy {
+        for_: rule.and_then(|r| r.for_).unwrap_or(task.for_),
+        resolve_after: rule
+            .and_then(|r| r.resolve_after)
+            .unwrap_or(task.resolve_after),
+        cooldown: rule
+            .and_then(|r| r.cooldown)
+            .or(task.cooldown)
+            .unwrap_or(config.defaults.cooldown),
+        notify_resolved: config.defaults.notify_resolved,
+    }
+}
+
+/// Turns a key's step into a state change, a history row and a message.
+struct Recorder<'a> {
+    config: &'a Config,
+    notifiers: &'a [String],
+    now: Timestamp,
+}
+
+impl Recorder<'_> {
+    fn record(
+        &self,
+        key: &AlertKey,
+        before: Option<&AlertState>,
+        step: &alert::Step,
+        verdict: &Verdict,
+        outcome: &mut Outcome,
+    ) {
+        let (config, notifiers, now) = (self.config, self.notifiers, self.now);
+        if step.state.as_ref() != before {
+            outcome.alerts.insert(key.clone(), step.state.clone());
+        }
+        let Some(transition) = step.transition else {
+            return;
+        };
+        // The state that explains the transition: the new one, or for a
+        // resolution the one that was firing.
+        let Some(shown) = step.state.as_ref().or(before) else {
+            return;
+        };
+        // A resolution says what the rule sees now ("HTTP 200 in 3 ms").
+        let summary = match transition {
+            Transition::Resolved | Transition::Cleared => verdict.summary().to_string(),
+            _ => shown.summary.clone(),
+        };
+        outcome.history.push(HistoryEntry {
+            key: key.clone(),
+            transition,
+            severity: shown.severity,
+            summary: summary.clone(),
+            value: shown.value,
+            threshold: shown.threshold.clone(),
+        });
+        if !step.notify {
+            return;
+        }
+        let kind = match transition {
+            Transition::Firing => MessageKind::Firing,
+            Transition::Reminder => MessageKind::Reminder,
+            Transition::Escalated => MessageKind::Escalated,
+            Transition::Resolved => MessageKind::Resolved,
+            Transition::Pending | Transition::Cleared => return,
+        };
+        let started_at = match kind {
+            MessageKind::Firing => Some(now),
+            _ => Some(shown.since),
+        };
+        let message = Message {
+            id: Message::make_id(&config.host, &key.profile, &key.task, &key.rule, kind, now),
+            kind,
+            host: config.host.clone(),
+            profile: key.profile.clone(),
+            task: key.task.clone(),
+            rule: key.rule.clone(),
+            severity: shown.severity,
+            summary,
+            value: shown.value,
+            threshold: shown.threshold.clone(),
+            started_at,
+            at: now,
+        };
+        push_outgoing(config, notifiers, message, outcome);
+    }
+}
+
+fn push_outgoing(config: &Config, notifiers: &[String], message: Message, outcome: &mut Outcome) {
+    let targets: Vec<String> = notifiers
+        .iter()
+        .filter(|name| {
+            config
+                .notifier(name)
+                .is_some_and(|n| notify::accepts(n, message.severity))
+        })
+        .cloned()
+        .collect();
+    if !targets.is_empty() {
+        outcome.outgoing.push(Outgoing {
+            message,
+            notifiers: targets,
+        });
+    }
+}
+
+/// Keys of rules or tasks that no longer exist (or were disabled) are
+/// retired without a notification, with a history row saying why.
+fn retire_stale_keys(
+    profile: &Profile,
+    prior: &Prior,
+    runs: &[TaskRun],
+    whole_profile: bool,
+    live: &BTreeSet<AlertKey>,
+    outcome: &mut Outcome,
+) {
+    let ran: BTreeSet<&str> = runs.iter().map(|r| r.task.name.as_str()).collect();
+    for (key, state) in &prior.alerts {
+        if key.profile != profile.name || live.contains(key) {
+            continue;
+        }
+        let in_scope = whole_profile || ran.contains(key.task.as_str());
+        if !in_scope {
+            continue;
+        }
+        let still_configured = profile
+            .tasks
+            .iter()
+            .any(|t| t.enabled && t.name == key.task);
+        let why = if still_configured {
+            "rule no longer in jobs.yaml"
+        } else {
+            "task removed or disabled in jobs.yaml"
+        };
+        outcome.alerts.insert(key.clone(), None);
+        outcome.history.push(HistoryEntry {
+            key: key.clone(),
+            transition: Transition::Resolved,
+            severity: state.severity,
+            summary: format!("retired: {why} (was: {})", state.summary),
+            value: state.value,
+            threshold: state.threshold.clone(),
+        });
+    }
+}
+
+/// Whether a gate needs more than one tick (used by the report).
+pub fn is_gated(gate: Gate) -> bool {
+    !matches!(gate, Gate::Ticks(1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::probe::{Check, CheckStatus, Event};
+
+    const CONFIG: &str = r#"
+version: 1
+host: box-1
+notifiers:
+  hook: { type: webhook, url: "http://127.0.0.1:9/hook", min_severity: critical }
+profiles:
+  p:
+    cron: "* * * * *"
+    notify: [console, hook]
+    tasks:
+      - name: api
+        http: { url: "http://127.0.0.1:1/" }
+      - name: slow
+        http: { url: "http://127.0.0.1:1/" }
+        rules:
+          - { name: latency, signal: latency_ms, value: "> 500", for: 2, severity: warning }
+"#;
+
+    fn config() -> Config {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("jobs.yaml");
+        std::fs::write(&path, CONFIG).unwrap();
+        crate::config::load(&path, None).unwrap()
+    }
+
+    fn observation(status: CheckStatus, latency: Option<f64>) -> Observation {
+        let mut o = Observation::default();
+        o.checks.push(Check {
+            probe: "http",
+            status,
+            summary: format!("{status:?}"),
+        });
+        if let Some(l) = latency {
+            o.signals.set("latency_ms", l);
+        }
+        o
+    }
+
+    /// Runs ticks one minute apart, carrying state like the store would.
+    fn ticks(config: &Config, steps: &[(Observation, Observation)]) -> Vec<Outcome> {
+        let profile = &config.profiles[0];
+        let mut prior = Prior::default();
+        let mut outcomes = Vec::new();
+        for (i, (api, slow)) in steps.iter().enumerate() {
+            let runs = [
+                TaskRun {
+                    task: &profile.tasks[0],
+                    observation: api.clone(),
+                },
+                TaskRun {
+                    task: &profile.tasks[1],
+                    observation: slow.clone(),
+                },
+            ];
+            let outcome = evaluate(
+                config,
+                profile,
+                &prior,
+                &runs,
+                true,
+                Timestamp(i as i64 * 60_000),
+            );
+            for (key, state) in &outcome.alerts {
+                match state {
+                    Some(s) => prior.alerts.insert(key.clone(), s.clone()),
+                    None => prior.alerts.remove(key),
+                };
+            }
+            outcomes.push(outcome);
+        }
+        outcomes
+    }
+
+    #[test]
+    fn failing_probe_fires_notifies_and_resolves() {
+        let config = config();
+        let ok = || observation(CheckStatus::Ok, Some(10.0));
+        let down = || observation(CheckStatus::Critical, Some(10.0));
+        let out = ticks(
+            &config,
+            &[(ok(), ok()), (down(), ok()), (down(), ok()), (ok(), ok())],
+        );
+        assert!(out[0].healthy() && out[0].outgoing.is_empty() && out[0].history.is_empty());
+        assert!(!out[1].healthy());
+        assert_eq!(out[1].outgoing.len(), 1);
+        assert_eq!(out[1].outgoing[0].message.kind, MessageKind::Firing);
+        assert_eq!(out[1].outgoing[0].notifiers, vec!["console", "hook"]);
+        assert_eq!(out[1].history[0].transition, Transition::Firing);
+        assert!(
+            out[2].outgoing.is_empty(),
+            "no reminder inside the cooldown"
+        );
+        assert_eq!(out[3].outgoing[0].message.kind, MessageKind::Resolved);
+        assert_eq!(out[3].history[0].transition, Transition::Resolved);
+    }
+
+    #[test]
+    fn warnings_skip_notifiers_with_a_higher_minimum() {
+        let config = config();
+        let ok = || observation(CheckStatus::Ok, Some(10.0));
+        let slow = || observation(CheckStatus::Ok, Some(900.0));
+        let out = ticks(&config, &[(ok(), slow()), (ok(), slow())]);
+        assert!(out[0].outgoing.is_empty(), "for: 2 holds the first tick");
+        assert_eq!(out[0].history[0].transition, Transition::Pending);
+        assert!(
+            !out[0].healthy(),
+            "a pending breach still makes the tick unhealthy"
+        );
+        assert_eq!(out[1].outgoing.len(), 1);
+        assert_eq!(
+            out[1].outgoing[0].notifiers,
+            vec!["console"],
+            "hook takes critical only"
+        );
+    }
+
+    #[test]
+    fn a_dead_probe_raises_no_data_not_the_rule() {
+        let config = config();
+        let ok = || observation(CheckStatus::Ok, Some(10.0));
+        let dead = || observation(CheckStatus::Failed, None);
+        let out = ticks(&config, &[(ok(), dead())]);
+        let slow = &out[0].tasks[1];
+        let keys: Vec<_> = slow
+            .rules
+            .iter()
+            .map(|r| (r.rule.as_str(), r.status))
+            .collect();
+        // The no-data key shares the rule's gating (for: 2).
+        assert_eq!(
+            keys,
+            vec![
+                ("latency", None),
+                ("latency:no-data", Some(Status::Pending))
+            ]
+        );
+        assert!(!slow.healthy);
+        let out = ticks(&config, &[(ok(), dead()), (ok(), dead())]);
+        assert_eq!(out[1].outgoing[0].message.severity, Severity::Warning);
+        assert_eq!(out[1].outgoing[0].message.rule, "latency:no-data");
+    }
+
+    #[test]
+    fn events_become_messages() {
+        let config = config();
+        let mut o = observation(CheckStatus::Ok, Some(1.0));
+        o.events.push(Event {
+            name: "task-started".into(),
+            message: "Task Started: 123".into(),
+            severity: Severity::Info,
+        });
+        let out = ticks(&config, &[(o, observation(CheckStatus::Ok, Some(1.0)))]);
+        assert_eq!(out[0].outgoing.len(), 1);
+        assert_eq!(
+            out[0].outgoing[0].message.text(),
+            "[box-1] Task Started: 123"
+        );
+        assert_eq!(out[0].outgoing[0].notifiers, vec!["console"]);
+    }
+
+    #[test]
+    fn keys_of_removed_rules_are_retired() {
+        let config = config();
+        let profile = &config.profiles[0];
+        let key = AlertKey::new("p", "gone", "health");
+        let mut prior = Prior::default();
+        prior.alerts.insert(
+            key.clone(),
+            AlertState {
+                key: key.clone(),
+                status: Status::Firing,
+                severity: Severity::Critical,
+                since: Timestamp(0),
+                bad_since: Timestamp(0),
+                bad_ticks: 3,
+                good_since: None,
+                good_ticks: 0,
+                last_notified: Some(Timestamp(0)),
+                value: None,
+                threshold: None,
+                summary: "down".into(),
+            },
+        );
+        let runs = [TaskRun {
+            task: &profile.tasks[0],
+            observation: observation(CheckStatus::Ok, None),
+        }];
+        let partial = evaluate(&config, profile, &prior, &runs, false, Timestamp(60_000));
+        assert!(
+            !partial.alerts.contains_key(&key),
+            "--task leaves other tasks alone"
+        );
+        let whole = evaluate(&config, profile, &prior, &runs, true, Timestamp(60_000));
+        assert_eq!(whole.alerts.get(&key), Some(&None));
+        assert!(whole.history[0].summary.starts_with("retired"));
+        assert!(whole.outgoing.is_empty());
+    }
+}

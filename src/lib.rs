@@ -1,0 +1,21 @@
+//! `monitor`: one binary, run from cron or supercronic every minute, that
+//! watches the services on a host, repairs them and tells people.
+//!
+//! A tick ([`tick::run`]) reads top to bottom: config → lock → prior state →
+//! observe ([`probe`]) → evaluate ([`evaluate`], pure) → commit ([`store`]) →
+//! deliver ([`notify`]).
+
+pub mod alert;
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod error;
+pub mod evaluate;
+pub mod lock;
+pub mod notify;
+pub mod probe;
+pub mod report;
+pub mod rule;
+pub mod schedule;
+pub mod store;
+pub mod tick;

@@ -1,0 +1,90 @@
+//! The per-profile run lock: a non-blocking flock on
+//! `<state dir>/locks/<profile>.lock` with the holder's PID inside, so a
+//! slow tick makes the next one skip instead of piling up.
+
+use anyhow::{Context, Result};
+use fs2::FileExt;
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+/// A held lock; released when dropped (or when the process dies).
+#[derive(Debug)]
+pub struct ProfileLock {
+    _file: File,
+    pub path: PathBuf,
+}
+
+/// The outcome of trying to take the lock.
+#[derive(Debug)]
+pub enum Lock {
+    Acquired(ProfileLock),
+    /// Another run holds it; its PID when the file says.
+    Busy {
+        pid: Option<u32>,
+        path: PathBuf,
+    },
+}
+
+/// The lock file of `profile` under the state folder.
+pub fn lock_path(state_dir: &Path, profile: &str) -> PathBuf {
+    state_dir.join("locks").join(format!("{profile}.lock"))
+}
+
+/// Tries once, without waiting, to take the profile's lock.
+pub fn acquire(state_dir: &Path, profile: &str) -> Result<Lock> {
+    let path = lock_path(state_dir, profile);
+    let dir = path.parent().unwrap_or(state_dir);
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("creating the lock folder {}", dir.display()))?;
+    let mut file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .with_context(|| format!("opening the lock file {}", path.display()))?;
+    match FileExt::try_lock_exclusive(&file) {
+        Ok(()) => {
+            file.set_len(0)?;
+            file.seek(SeekFrom::Start(0))?;
+            writeln!(file, "{}", std::process::id())
+                .with_context(|| format!("writing {}", path.display()))?;
+            Ok(Lock::Acquired(ProfileLock { _file: file, path }))
+        }
+        Err(e) if e.raw_os_error() == fs2::lock_contended_error().raw_os_error() => {
+            let mut text = String::new();
+            let _ = file.read_to_string(&mut text);
+            Ok(Lock::Busy {
+                pid: text.trim().parse().ok(),
+                path,
+            })
+        }
+        Err(e) => Err(e).with_context(|| format!("locking {}", path.display())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn second_taker_sees_the_holder_pid() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = acquire(dir.path(), "minutely").unwrap();
+        assert!(matches!(first, Lock::Acquired(_)));
+        match acquire(dir.path(), "minutely").unwrap() {
+            Lock::Busy { pid, .. } => assert_eq!(pid, Some(std::process::id())),
+            other => panic!("expected busy, got {other:?}"),
+        }
+        assert!(
+            matches!(acquire(dir.path(), "hourly").unwrap(), Lock::Acquired(_)),
+            "locks are per profile"
+        );
+        drop(first);
+        assert!(matches!(
+            acquire(dir.path(), "minutely").unwrap(),
+            Lock::Acquired(_)
+        ));
+    }
+}

@@ -1,0 +1,710 @@
+//! The SQLite database: schema migrations, the tick's one transaction, the
+//! outbox, and the queries behind `list`, `alerts` and the API. Decides
+//! nothing; it keeps what the tick decided.
+
+use crate::alert::{AlertKey, AlertState, Status};
+use crate::clock::Timestamp;
+use crate::config::Severity;
+use crate::evaluate::{Outcome, Prior};
+use crate::notify::Message;
+use crate::probe::TaskState;
+use anyhow::{Context, Result, bail};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// Numbered SQL files from `migrations/`, applied in order. A test checks
+/// that every file in the folder is listed here.
+pub const MIGRATIONS: &[(u32, &str, &str)] = &[(
+    1,
+    "0001_init.sql",
+    include_str!("../migrations/0001_init.sql"),
+)];
+
+/// An open database.
+pub struct Store {
+    conn: Connection,
+    path: PathBuf,
+    /// Keeps a dry run's private copy alive.
+    _snapshot: Option<tempfile::TempDir>,
+}
+
+/// A completed tick, as committed.
+pub struct TickRecord<'a> {
+    pub profile: &'a str,
+    pub host: &'a str,
+    pub started_at: Timestamp,
+    pub finished_at: Timestamp,
+    pub tasks: usize,
+    pub failing: usize,
+    pub summary: String,
+    pub outcome: &'a Outcome,
+    /// `(namespace, key, value)`; `None` deletes the key.
+    pub state: Vec<(String, String, Option<String>)>,
+}
+
+/// One outbox entry that is due.
+#[derive(Debug, Clone)]
+pub struct OutboxRow {
+    pub id: i64,
+    pub notifier: String,
+    pub message: Message,
+    pub attempts: u32,
+    pub created_at: Timestamp,
+}
+
+/// A row of `runs`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RunRow {
+    pub id: i64,
+    pub profile: String,
+    pub started_at: Timestamp,
+    pub duration_ms: i64,
+    pub status: String,
+    pub tasks: i64,
+    pub failing: i64,
+    pub summary: String,
+}
+
+/// A row of `alert_history`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct HistoryRow {
+    pub id: i64,
+    pub at: Timestamp,
+    pub host: String,
+    pub profile: String,
+    pub task: String,
+    pub rule: String,
+    pub source: String,
+    pub status: String,
+    pub severity: String,
+    pub summary: String,
+    pub value: Option<f64>,
+    pub threshold: Option<String>,
+}
+
+/// Which history rows to list.
+#[derive(Debug, Clone, Default)]
+pub struct HistoryFilter {
+    pub limit: usize,
+    pub source: Option<String>,
+    pub status: Option<String>,
+    pub severity: Option<String>,
+    pub since: Option<Timestamp>,
+}
+
+impl Store {
+    /// Opens (creating if needed) the database and applies migrations.
+    pub fn open(path: &Path) -> Result<Store> {
+        if let Some(dir) = path.parent()
+            && !dir.as_os_str().is_empty()
+        {
+            create_private_dir(dir)?;
+        }
+        let conn = Connection::open(path)
+            .with_context(|| format!("opening the database {}", path.display()))?;
+        let mut store = Store {
+            conn,
+            path: path.to_path_buf(),
+            _snapshot: None,
+        };
+        store.configure()?;
+        store.migrate()?;
+        Ok(store)
+    }
+
+    /// Opens the database for reading only, without creating anything.
+    /// `None` when it does not exist yet.
+    pub fn open_read_only(path: &Path) -> Result<Option<Store>> {
+        if !path.exists() {
+            return Ok(None);
+        }
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .with_context(|| format!("opening the database {} read-only", path.display()))?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        let store = Store {
+            conn,
+            path: path.to_path_buf(),
+            _snapshot: None,
+        };
+        store.check_version()?;
+        Ok(Some(store))
+    }
+
+    /// For `--dry-run`: a view of the database that cannot change a byte of
+    /// the state folder. Opened immutable when no write-ahead log is
+    /// pending, otherwise copied (with its log) to a private temp folder.
+    pub fn open_snapshot(path: &Path) -> Result<Option<Store>> {
+        if !path.exists() {
+            return Ok(None);
+        }
+        let wal = wal_path(path);
+        let wal_pending = std::fs::metadata(&wal)
+            .map(|m| m.len() > 0)
+            .unwrap_or(false);
+        let (conn, snapshot) = if wal_pending {
+            let dir = tempfile::tempdir().context("creating a temp folder for the dry-run copy")?;
+            let copy = dir.path().join("monitor.db");
+            std::fs::copy(path, &copy)
+                .with_context(|| format!("copying {} for the dry run", path.display()))?;
+            std::fs::copy(&wal, wal_path(&copy))
+                .with_context(|| format!("copying {} for the dry run", wal.display()))?;
+            (Connection::open(&copy)?, Some(dir))
+        } else {
+            let uri = format!("file:{}?immutable=1", uri_path(path));
+            let flags = OpenFlags::SQLITE_OPEN_READ_ONLY
+                | OpenFlags::SQLITE_OPEN_URI
+                | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+            (
+                Connection::open_with_flags(uri, flags)
+                    .with_context(|| format!("opening {} for the dry run", path.display()))?,
+                None,
+            )
+        };
+        let store = Store {
+            conn,
+            path: path.to_path_buf(),
+            _snapshot: snapshot,
+        };
+        store.check_version()?;
+        Ok(Some(store))
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn configure(&self) -> Result<()> {
+        self.conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        let mode: String = self
+            .conn
+            .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
+            .with_context(|| format!("switching {} to WAL mode", self.path.display()))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            bail!(
+                "{} refused WAL mode (journal_mode is {mode}); is it on a network filesystem?",
+                self.path.display()
+            );
+        }
+        self.conn
+            .execute_batch("PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;")?;
+        Ok(())
+    }
+
+    /// The newest migration applied, 0 for a fresh file.
+    pub fn schema_version(&self) -> Result<u32> {
+        let exists: bool = self.conn.query_row(
+            "SELECT count(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations'",
+            [],
+            |r| r.get(0),
+        )?;
+        if !exists {
+            return Ok(0);
+        }
+        Ok(self.conn.query_row(
+            "SELECT coalesce(max(version), 0) FROM schema_migrations",
+            [],
+            |r| r.get(0),
+        )?)
+    }
+
+    fn check_version(&self) -> Result<()> {
+        let version = self.schema_version()?;
+        let newest = MIGRATIONS.last().map(|m| m.0).unwrap_or(0);
+        if version > newest {
+            bail!(
+                "{} has schema version {version}, newer than this monitor knows ({newest}): upgrade monitor",
+                self.path.display()
+            );
+        }
+        Ok(())
+    }
+
+    fn migrate(&mut self) -> Result<()> {
+        self.check_version()?;
+        let applied = self.schema_version()?;
+        if MIGRATIONS.iter().all(|(version, _, _)| *version <= applied) {
+            return Ok(());
+        }
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        tx.execute_batch(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (
+                version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)",
+        )?;
+        // Another process may have migrated while we waited for the lock.
+        let applied: u32 = tx.query_row(
+            "SELECT coalesce(max(version), 0) FROM schema_migrations",
+            [],
+            |r| r.get(0),
+        )?;
+        for (version, name, sql) in MIGRATIONS.iter().filter(|(v, _, _)| *v > applied) {
+            tx.execute_batch(sql)
+                .with_context(|| format!("applying migration {name}"))?;
+            tx.execute(
+                "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?1, ?2, ?3)",
+                params![version, name, crate::clock::system_now().0],
+            )?;
+        }
+        tx.commit().context("committing migrations")?;
+        Ok(())
+    }
+
+    /// The live alerts and probe state of one profile.
+    pub fn load_prior(&self, profile: &str) -> Result<(Prior, BTreeMap<String, TaskState>)> {
+        let mut prior = Prior::default();
+        let mut statement = self.conn.prepare_cached(
+            "SELECT task, rule, status, severity, since, bad_since, bad_ticks, good_since, good_ticks,
+                    last_notified, value, threshold, summary
+             FROM alert_state WHERE profile = ?1",
+        )?;
+        let rows = statement.query_map([profile], |r| {
+            let key = AlertKey::new(profile, &r.get::<_, String>(0)?, &r.get::<_, String>(1)?);
+            let status: String = r.get(2)?;
+            let severity: String = r.get(3)?;
+            Ok(AlertState {
+                key,
+                status: if status == "firing" {
+                    Status::Firing
+                } else {
+                    Status::Pending
+                },
+                severity: severity.parse().unwrap_or(Severity::Critical),
+                since: Timestamp(r.get(4)?),
+                bad_since: Timestamp(r.get(5)?),
+                bad_ticks: r.get(6)?,
+                good_since: r.get::<_, Option<i64>>(7)?.map(Timestamp),
+                good_ticks: r.get(8)?,
+                last_notified: r.get::<_, Option<i64>>(9)?.map(Timestamp),
+                value: r.get(10)?,
+                threshold: r.get(11)?,
+                summary: r.get(12)?,
+            })
+        })?;
+        for row in rows {
+            let state = row?;
+            prior.alerts.insert(state.key.clone(), state);
+        }
+        let mut task_state: BTreeMap<String, TaskState> = BTreeMap::new();
+        let prefix = format!("{profile}/");
+        let mut statement = self.conn.prepare_cached(
+            "SELECT namespace, key, value FROM monitor_state WHERE namespace >= ?1 AND namespace < ?2",
+        )?;
+        let upper = format!("{profile}0"); // '0' sorts right after '/'
+        let rows = statement.query_map(params![prefix, upper], |r| {
+            Ok((r.get::<_, String>(0)?, r.get(1)?, r.get(2)?))
+        })?;
+        for row in rows {
+            let (namespace, key, value): (String, String, String) = row?;
+            let task = namespace[prefix.len()..].to_string();
+            task_state.entry(task).or_default().insert(key, value);
+        }
+        Ok((prior, task_state))
+    }
+
+    /// Commits a tick: run row, alert state, history, outbox and probe state,
+    /// all or nothing. Returns the run id.
+    pub fn commit_tick(&mut self, record: &TickRecord, deliver_after: Timestamp) -> Result<i64> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        tx.execute(
+            "INSERT INTO runs (profile, host, started_at, finished_at, duration_ms, status, tasks, failing, summary)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            params![
+                record.profile,
+                record.host,
+                record.started_at.0,
+                record.finished_at.0,
+                record.finished_at.since(record.started_at).max(0),
+                if record.failing == 0 { "ok" } else { "failing" },
+                record.tasks as i64,
+                record.failing as i64,
+                record.summary,
+            ],
+        )?;
+        let run_id = tx.last_insert_rowid();
+        for (key, state) in &record.outcome.alerts {
+            match state {
+                Some(s) => {
+                    tx.prepare_cached(
+                        "INSERT OR REPLACE INTO alert_state (key, profile, task, rule, status, severity, since, bad_since,
+                            bad_ticks, good_since, good_ticks, last_notified, value, threshold, summary)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+                    )?
+                    .execute(params![
+                        key.to_string(),
+                        key.profile,
+                        key.task,
+                        key.rule,
+                        s.status.as_str(),
+                        s.severity.as_str(),
+                        s.since.0,
+                        s.bad_since.0,
+                        s.bad_ticks,
+                        s.good_since.map(|t| t.0),
+                        s.good_ticks,
+                        s.last_notified.map(|t| t.0),
+                        s.value,
+                        s.threshold,
+                        s.summary,
+                    ])?;
+                }
+                None => {
+                    tx.prepare_cached("DELETE FROM alert_state WHERE key = ?1")?
+                        .execute([key.to_string()])?;
+                }
+            }
+        }
+        for entry in &record.outcome.history {
+            tx.prepare_cached(
+                "INSERT INTO alert_history (at, run_id, host, profile, task, rule, source, status, severity, summary, value, threshold)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+            )?
+            .execute(params![
+                record.finished_at.0,
+                run_id,
+                record.host,
+                entry.key.profile,
+                entry.key.task,
+                entry.key.rule,
+                entry.key.task,
+                entry.transition.as_str(),
+                entry.severity.as_str(),
+                entry.summary,
+                entry.value,
+                entry.threshold,
+            ])?;
+        }
+        for outgoing in &record.outcome.outgoing {
+            let message = &outgoing.message;
+            if message.kind == crate::notify::MessageKind::Event {
+                tx.prepare_cached(
+                    "INSERT INTO alert_history (at, run_id, host, profile, task, rule, source, status, severity, summary)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'event', ?8, ?9)",
+                )?
+                .execute(params![
+                    record.finished_at.0,
+                    run_id,
+                    record.host,
+                    message.profile,
+                    message.task,
+                    message.rule,
+                    message.task,
+                    message.severity.as_str(),
+                    message.summary,
+                ])?;
+            }
+            let payload = serde_json::to_string(message)?;
+            for notifier in &outgoing.notifiers {
+                tx.prepare_cached(
+                    "INSERT OR IGNORE INTO outbox (message_id, notifier, profile, created_at, payload, next_attempt_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                )?
+                .execute(params![message.id, notifier, record.profile, message.at.0, payload, deliver_after.0])?;
+            }
+        }
+        for (namespace, key, value) in &record.state {
+            match value {
+                Some(value) => tx
+                    .prepare_cached(
+                        "INSERT INTO monitor_state (namespace, key, value, updated_at) VALUES (?1, ?2, ?3, ?4)
+                         ON CONFLICT (namespace, key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+                    )?
+                    .execute(params![namespace, key, value, record.finished_at.0])?,
+                None => tx
+                    .prepare_cached("DELETE FROM monitor_state WHERE namespace = ?1 AND key = ?2")?
+                    .execute(params![namespace, key])?,
+            };
+        }
+        tx.commit().context("committing the tick")?;
+        Ok(run_id)
+    }
+
+    /// Undelivered outbox entries of `profile` that are due at `now`, oldest first.
+    pub fn due_outbox(&self, profile: &str, now: Timestamp) -> Result<Vec<OutboxRow>> {
+        let mut statement = self.conn.prepare_cached(
+            "SELECT id, notifier, payload, attempts, created_at FROM outbox
+             WHERE profile = ?1 AND delivered_at IS NULL AND given_up_at IS NULL AND next_attempt_at <= ?2
+             ORDER BY id LIMIT 1000",
+        )?;
+        let rows = statement.query_map(params![profile, now.0], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, u32>(3)?,
+                r.get::<_, i64>(4)?,
+            ))
+        })?;
+        let mut due = Vec::new();
+        for row in rows {
+            let (id, notifier, payload, attempts, created_at) = row?;
+            let message: Message = serde_json::from_str(&payload)
+                .with_context(|| format!("outbox entry {id} holds an unreadable message"))?;
+            due.push(OutboxRow {
+                id,
+                notifier,
+                message,
+                attempts,
+                created_at: Timestamp(created_at),
+            });
+        }
+        Ok(due)
+    }
+
+    pub fn mark_delivered(&self, id: i64, now: Timestamp) -> Result<()> {
+        self.conn
+            .prepare_cached("UPDATE outbox SET delivered_at = ?2, attempts = attempts + 1, last_error = NULL WHERE id = ?1")?
+            .execute(params![id, now.0])?;
+        Ok(())
+    }
+
+    pub fn mark_failed(&self, id: i64, error: &str, next_attempt_at: Timestamp) -> Result<()> {
+        self.conn
+            .prepare_cached("UPDATE outbox SET attempts = attempts + 1, last_error = ?2, next_attempt_at = ?3 WHERE id = ?1")?
+            .execute(params![id, error, next_attempt_at.0])?;
+        Ok(())
+    }
+
+    /// Gives up on an entry and records a dead letter in the history.
+    pub fn give_up(&mut self, row: &OutboxRow, error: &str, now: Timestamp) -> Result<()> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        tx.execute(
+            "UPDATE outbox SET given_up_at = ?2, last_error = ?3 WHERE id = ?1",
+            params![row.id, now.0, error],
+        )?;
+        let m = &row.message;
+        tx.execute(
+            "INSERT INTO alert_history (at, host, profile, task, rule, source, status, severity, summary)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'dead_letter', ?7, ?8)",
+            params![
+                now.0,
+                m.host,
+                m.profile,
+                m.task,
+                m.rule,
+                m.task,
+                m.severity.as_str(),
+                format!("gave up delivering to {} after {} attempts: {error} (message: {})", row.notifier, row.attempts + 1, m.text()),
+            ],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Undelivered messages across all profiles.
+    pub fn outbox_backlog(&self) -> Result<i64> {
+        Ok(self.conn.query_row(
+            "SELECT count(*) FROM outbox WHERE delivered_at IS NULL AND given_up_at IS NULL",
+            [],
+            |r| r.get(0),
+        )?)
+    }
+
+    /// The newest run of each profile.
+    pub fn last_runs(&self) -> Result<BTreeMap<String, RunRow>> {
+        let mut statement = self.conn.prepare(
+            "SELECT id, profile, started_at, duration_ms, status, tasks, failing, summary FROM runs r
+             WHERE id = (SELECT id FROM runs WHERE profile = r.profile ORDER BY started_at DESC, id DESC LIMIT 1)",
+        )?;
+        let rows = statement.query_map([], run_row)?;
+        let mut last = BTreeMap::new();
+        for row in rows {
+            let row = row?;
+            last.insert(row.profile.clone(), row);
+        }
+        Ok(last)
+    }
+
+    pub fn runs(&self, profile: Option<&str>, limit: usize) -> Result<Vec<RunRow>> {
+        let mut statement = self.conn.prepare_cached(
+            "SELECT id, profile, started_at, duration_ms, status, tasks, failing, summary FROM runs
+             WHERE (?1 IS NULL OR profile = ?1) ORDER BY started_at DESC, id DESC LIMIT ?2",
+        )?;
+        let rows = statement.query_map(params![profile, limit as i64], run_row)?;
+        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+    }
+
+    /// History rows, newest first.
+    pub fn history(&self, filter: &HistoryFilter) -> Result<Vec<HistoryRow>> {
+        let mut statement = self.conn.prepare_cached(
+            "SELECT id, at, host, profile, task, rule, source, status, severity, summary, value, threshold
+             FROM alert_history
+             WHERE (?1 IS NULL OR source = ?1) AND (?2 IS NULL OR status = ?2)
+               AND (?3 IS NULL OR severity = ?3) AND (?4 IS NULL OR at >= ?4)
+             ORDER BY at DESC, id DESC LIMIT ?5",
+        )?;
+        let rows = statement.query_map(
+            params![
+                filter.source,
+                filter.status,
+                filter.severity,
+                filter.since.map(|t| t.0),
+                filter.limit as i64
+            ],
+            |r| {
+                Ok(HistoryRow {
+                    id: r.get(0)?,
+                    at: Timestamp(r.get(1)?),
+                    host: r.get(2)?,
+                    profile: r.get(3)?,
+                    task: r.get(4)?,
+                    rule: r.get(5)?,
+                    source: r.get(6)?,
+                    status: r.get(7)?,
+                    severity: r.get(8)?,
+                    summary: r.get(9)?,
+                    value: r.get(10)?,
+                    threshold: r.get(11)?,
+                })
+            },
+        )?;
+        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+    }
+
+    /// Live (pending or firing) alerts, most severe first.
+    pub fn live_alerts(&self) -> Result<Vec<AlertState>> {
+        let mut statement = self
+            .conn
+            .prepare_cached("SELECT DISTINCT profile FROM alert_state")?;
+        let profiles: Vec<String> = statement
+            .query_map([], |r| r.get(0))?
+            .collect::<rusqlite::Result<_>>()?;
+        let mut all = Vec::new();
+        for profile in profiles {
+            all.extend(self.load_prior(&profile)?.0.alerts.into_values());
+        }
+        all.sort_by(|a, b| b.severity.cmp(&a.severity).then(a.key.cmp(&b.key)));
+        Ok(all)
+    }
+
+    /// One value of `monitor_state`.
+    pub fn state_value(&self, namespace: &str, key: &str) -> Result<Option<String>> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT value FROM monitor_state WHERE namespace = ?1 AND key = ?2",
+                params![namespace, key],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+
+    /// Raw access for tests and benches.
+    pub fn connection(&self) -> &Connection {
+        &self.conn
+    }
+}
+
+fn run_row(r: &rusqlite::Row) -> rusqlite::Result<RunRow> {
+    Ok(RunRow {
+        id: r.get(0)?,
+        profile: r.get(1)?,
+        started_at: Timestamp(r.get(2)?),
+        duration_ms: r.get(3)?,
+        status: r.get(4)?,
+        tasks: r.get(5)?,
+        failing: r.get(6)?,
+        summary: r.get(7)?,
+    })
+}
+
+fn wal_path(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push("-wal");
+    PathBuf::from(name)
+}
+
+/// Percent-encodes the characters SQLite URIs treat specially.
+fn uri_path(path: &Path) -> String {
+    let text = path.display().to_string();
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '%' => out.push_str("%25"),
+            '?' => out.push_str("%3f"),
+            '#' => out.push_str("%23"),
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+/// Creates the state folder readable only by its owner and group.
+fn create_private_dir(dir: &Path) -> Result<()> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o750)
+        .create(dir)
+        .with_context(|| format!("creating the state folder {}", dir.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_migration_file_is_embedded_in_order() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations");
+        let mut files: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".sql"))
+            .collect();
+        files.sort();
+        let listed: Vec<String> = MIGRATIONS.iter().map(|m| m.1.to_string()).collect();
+        assert_eq!(files, listed);
+        for (i, (version, name, _)) in MIGRATIONS.iter().enumerate() {
+            assert_eq!(*version as usize, i + 1);
+            assert!(name.starts_with(&format!("{version:04}_")), "{name}");
+        }
+    }
+
+    #[test]
+    fn open_migrates_once_and_records_the_version() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state/monitor.db");
+        let store = Store::open(&path).unwrap();
+        assert_eq!(store.schema_version().unwrap(), MIGRATIONS.len() as u32);
+        drop(store);
+        let store = Store::open(&path).unwrap();
+        let rows: i64 = store
+            .connection()
+            .query_row("SELECT count(*) FROM schema_migrations", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(rows, MIGRATIONS.len() as i64);
+        let mode: String = store
+            .connection()
+            .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(mode, "wal");
+    }
+
+    #[test]
+    fn a_newer_schema_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("monitor.db");
+        let store = Store::open(&path).unwrap();
+        store
+            .connection()
+            .execute(
+                "INSERT INTO schema_migrations VALUES (999, 'future', 0)",
+                [],
+            )
+            .unwrap();
+        drop(store);
+        let err = Store::open(&path).err().unwrap().to_string();
+        assert!(err.contains("newer than this monitor knows"), "{err}");
+    }
+}

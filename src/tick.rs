@@ -1,0 +1,442 @@
+//! One tick, top to bottom: lock → prior state → observe → evaluate →
+//! commit → deliver. The only function that sequences the pipeline.
+
+use crate::clock::Timestamp;
+use crate::config::{Config, Profile, Task};
+use crate::error::Error;
+use crate::evaluate::{self, Outcome, Prior, TaskRun};
+use crate::lock::{self, Lock};
+use crate::notify::{self, Sent};
+use crate::probe::{self, Observation, TaskState};
+use crate::store::{Store, TickRecord};
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::{Duration, Instant};
+
+/// What `monitor run` was asked to do.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    pub profile: String,
+    pub dry_run: bool,
+    pub task: Option<String>,
+}
+
+/// How a tick ended.
+#[derive(Debug)]
+pub enum TickResult {
+    /// Another run of the profile holds the lock.
+    Skipped {
+        pid: Option<u32>,
+    },
+    Ran(Box<TickReport>),
+}
+
+/// What a tick saw and did, for the summary.
+#[derive(Debug)]
+pub struct TickReport {
+    pub profile: String,
+    pub host: String,
+    pub dry_run: bool,
+    pub started_at: Timestamp,
+    pub elapsed: Duration,
+    pub tasks: Vec<TaskReport>,
+    pub skipped_tasks: Vec<String>,
+    pub outcome: Outcome,
+    pub deliveries: Vec<Delivery>,
+    /// Messages of stdout notifiers, printed with the summary.
+    pub console: Vec<String>,
+}
+
+impl TickReport {
+    pub fn healthy(&self) -> bool {
+        self.outcome.healthy()
+    }
+}
+
+#[derive(Debug)]
+pub struct TaskReport {
+    pub name: String,
+    pub observation: Observation,
+}
+
+/// One outbox entry's fate this tick.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Delivery {
+    pub notifier: String,
+    pub message_id: String,
+    pub text: String,
+    pub result: DeliveryResult,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(tag = "result", rename_all = "snake_case")]
+pub enum DeliveryResult {
+    Delivered,
+    Failed {
+        error: String,
+        retry_at: Timestamp,
+    },
+    GaveUp {
+        error: String,
+    },
+    /// `--dry-run`: what would have been sent.
+    WouldSend,
+}
+
+/// Runs one tick of `options.profile`.
+pub fn run(config: &Config, options: &RunOptions, now: Timestamp) -> Result<TickResult, Error> {
+    let started = Instant::now();
+    let profile = find_profile(config, &options.profile)?;
+    let tasks = select_tasks(config, profile, options.task.as_deref())?;
+    let _lock = if options.dry_run {
+        None
+    } else {
+        match lock::acquire(&config.state_dir(), &profile.name).map_err(Error::Tool)? {
+            Lock::Acquired(lock) => Some(lock),
+            Lock::Busy { pid, .. } => {
+                let holder = pid
+                    .map(|p| format!("pid {p}"))
+                    .unwrap_or_else(|| "pid unknown".into());
+                log::info!("skipped: {} already running ({holder})", profile.name);
+                return Ok(TickResult::Skipped { pid });
+            }
+        }
+    };
+    let store = if options.dry_run {
+        Store::open_snapshot(&config.state).map_err(Error::Tool)?
+    } else {
+        Some(Store::open(&config.state).map_err(Error::Tool)?)
+    };
+    let (prior, task_state) = match &store {
+        Some(store) => store.load_prior(&profile.name).map_err(Error::Tool)?,
+        None => (Prior::default(), BTreeMap::new()),
+    };
+    let concurrency = profile.concurrency.unwrap_or(config.defaults.concurrency);
+    let observations = observe_all(config, &tasks, &task_state, now, concurrency);
+    let runs: Vec<TaskRun> = tasks
+        .iter()
+        .zip(&observations)
+        .map(|(task, observation)| TaskRun {
+            task,
+            observation: observation.clone(),
+        })
+        .collect();
+    let whole_profile = options.task.is_none();
+    let outcome = evaluate::evaluate(config, profile, &prior, &runs, whole_profile, now);
+    let finished_at = now.plus_millis(i64::try_from(started.elapsed().as_millis()).unwrap_or(0));
+    let skipped_tasks = profile
+        .tasks
+        .iter()
+        .filter(|t| !t.enabled)
+        .map(|t| t.name.clone())
+        .collect();
+    let mut report = TickReport {
+        profile: profile.name.clone(),
+        host: config.host.clone(),
+        dry_run: options.dry_run,
+        started_at: now,
+        elapsed: Duration::ZERO,
+        tasks: tasks
+            .iter()
+            .zip(observations)
+            .map(|(task, observation)| TaskReport {
+                name: task.name.clone(),
+                observation,
+            })
+            .collect(),
+        skipped_tasks,
+        outcome,
+        deliveries: Vec::new(),
+        console: Vec::new(),
+    };
+    match store {
+        Some(mut store) if !options.dry_run => {
+            commit(&mut store, config, profile, &report, now, finished_at)?;
+            deliver(&mut store, config, profile, now, &mut report)?;
+        }
+        _ => preview_deliveries(&mut report),
+    }
+    probe::process_group::kill_leftovers();
+    report.elapsed = started.elapsed();
+    Ok(TickResult::Ran(Box::new(report)))
+}
+
+fn find_profile<'c>(config: &'c Config, name: &str) -> Result<&'c Profile, Error> {
+    config.profile(name).ok_or_else(|| {
+        let known: Vec<&str> = config.profiles.iter().map(|p| p.name.as_str()).collect();
+        Error::Usage(format!(
+            "no profile `{name}` in {}: the profiles are {}",
+            config.path.display(),
+            known.join(", ")
+        ))
+    })
+}
+
+fn select_tasks<'c>(
+    config: &'c Config,
+    profile: &'c Profile,
+    only: Option<&str>,
+) -> Result<Vec<&'c Task>, Error> {
+    match only {
+        None => Ok(profile.tasks.iter().filter(|t| t.enabled).collect()),
+        Some(name) => match profile.tasks.iter().find(|t| t.name == name) {
+            Some(task) => Ok(vec![task]),
+            None => {
+                let known: Vec<&str> = profile.tasks.iter().map(|t| t.name.as_str()).collect();
+                Err(Error::Usage(format!(
+                    "no task `{name}` in profile `{}` of {}: its tasks are {}",
+                    profile.name,
+                    config.path.display(),
+                    known.join(", ")
+                )))
+            }
+        },
+    }
+}
+
+/// One task waiting for a worker: owned, because a worker that outlives its
+/// deadline is abandoned rather than joined.
+struct Job {
+    index: usize,
+    task: Task,
+    timeout: Duration,
+    state: TaskState,
+}
+
+/// Observes every task concurrently, at most `concurrency` at once, each
+/// under its own timeout. A task still running at its deadline (plus a
+/// short grace) is reported as timed out and abandoned.
+fn observe_all(
+    config: &Config,
+    tasks: &[&Task],
+    task_state: &BTreeMap<String, TaskState>,
+    now: Timestamp,
+    concurrency: usize,
+) -> Vec<Observation> {
+    let timeouts: Vec<Duration> = tasks
+        .iter()
+        .map(|t| t.timeout.unwrap_or(config.defaults.timeout).std())
+        .collect();
+    let workers = concurrency.clamp(1, tasks.len().max(1));
+    let jobs: Vec<Job> = tasks
+        .iter()
+        .enumerate()
+        .map(|(index, task)| Job {
+            index,
+            task: (*task).clone(),
+            timeout: timeouts[index],
+            state: task_state.get(&task.name).cloned().unwrap_or_default(),
+        })
+        .collect();
+    let queue = Arc::new(Mutex::new(jobs.into_iter()));
+    let (sender, receiver) = mpsc::channel::<(usize, Observation)>();
+    let started = Instant::now();
+    for _ in 0..workers {
+        let queue = Arc::clone(&queue);
+        let sender = sender.clone();
+        std::thread::spawn(move || {
+            loop {
+                let next = queue.lock().unwrap_or_else(|p| p.into_inner()).next();
+                let Some(job) = next else {
+                    break;
+                };
+                let context = probe::Context {
+                    now,
+                    deadline: Instant::now() + job.timeout,
+                    state: &job.state,
+                };
+                let observation = probe::observe(&job.task, &context);
+                if sender.send((job.index, observation)).is_err() {
+                    break;
+                }
+            }
+        });
+    }
+    drop(sender);
+    // The latest a task can finish: every wave of workers using its whole timeout.
+    let waves = u32::try_from(tasks.len().div_ceil(workers)).unwrap_or(u32::MAX);
+    let longest = timeouts.iter().copied().max().unwrap_or_default();
+    let give_up_at = started + longest * waves + Duration::from_secs(2);
+    let mut results: Vec<Option<Observation>> = vec![None; tasks.len()];
+    let mut pending = tasks.len();
+    while pending > 0 {
+        let wait = give_up_at.saturating_duration_since(Instant::now());
+        match receiver.recv_timeout(wait) {
+            Ok((index, observation)) => {
+                results[index] = Some(observation);
+                pending -= 1;
+            }
+            Err(_) => break,
+        }
+    }
+    results
+        .into_iter()
+        .enumerate()
+        .map(|(i, r)| {
+            r.unwrap_or_else(|| {
+                Observation::failed(
+                    "task",
+                    format!("timed out after {}", crate::config::Duration(timeouts[i])),
+                )
+            })
+        })
+        .collect()
+}
+
+fn commit(
+    store: &mut Store,
+    config: &Config,
+    profile: &Profile,
+    report: &TickReport,
+    now: Timestamp,
+    finished_at: Timestamp,
+) -> Result<(), Error> {
+    let failing = report.outcome.tasks.iter().filter(|t| !t.healthy).count();
+    let summary = if failing == 0 {
+        format!("{} tasks healthy", report.tasks.len())
+    } else {
+        let names: Vec<&str> = report
+            .outcome
+            .tasks
+            .iter()
+            .filter(|t| !t.healthy)
+            .map(|t| t.name.as_str())
+            .collect();
+        format!("failing: {}", names.join(", "))
+    };
+    let state = report
+        .tasks
+        .iter()
+        .flat_map(|t| {
+            t.observation.state.iter().map(move |(k, v)| {
+                (
+                    format!("{}/{}", profile.name, t.name),
+                    k.clone(),
+                    Some(v.clone()),
+                )
+            })
+        })
+        .collect();
+    let record = TickRecord {
+        profile: &profile.name,
+        host: &config.host,
+        started_at: now,
+        finished_at,
+        tasks: report.tasks.len(),
+        failing,
+        summary,
+        outcome: &report.outcome,
+        state,
+    };
+    store.commit_tick(&record, now).map_err(Error::Tool)?;
+    Ok(())
+}
+
+/// Retry delay after the n-th failed attempt: 30 s, doubling, at most 30 min.
+pub fn backoff(attempts: u32) -> Duration {
+    let doublings = attempts.saturating_sub(1).min(6);
+    Duration::from_secs(30 * (1u64 << doublings)).min(Duration::from_secs(1800))
+}
+
+/// How long delivery may take in one tick; the rest waits for the next.
+const DELIVERY_BUDGET: Duration = Duration::from_secs(30);
+const DELIVERY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Delivers this profile's due outbox entries, this tick's and older ones.
+/// After a notifier fails once, its other entries wait for the next tick.
+fn deliver(
+    store: &mut Store,
+    config: &Config,
+    profile: &Profile,
+    now: Timestamp,
+    report: &mut TickReport,
+) -> Result<(), Error> {
+    let started = Instant::now();
+    let due = store.due_outbox(&profile.name, now).map_err(Error::Tool)?;
+    let mut broken: Vec<String> = Vec::new();
+    for row in due {
+        if started.elapsed() > DELIVERY_BUDGET || broken.contains(&row.notifier) {
+            continue;
+        }
+        let text = row.message.text();
+        let age = now.since(row.created_at);
+        let notifier = config.notifier(&row.notifier);
+        let give_up = match notifier {
+            None => Some(format!(
+                "notifier `{}` is no longer in jobs.yaml",
+                row.notifier
+            )),
+            Some(_) if age > config.defaults.max_age.as_millis() => Some(format!(
+                "undelivered for {} (max_age {})",
+                crate::clock::human_duration(age),
+                config.defaults.max_age
+            )),
+            Some(_) => None,
+        };
+        let result = match (give_up, notifier) {
+            (Some(error), _) => {
+                log::warn!("giving up on a message for {}: {error}", row.notifier);
+                store.give_up(&row, &error, now).map_err(Error::Tool)?;
+                DeliveryResult::GaveUp { error }
+            }
+            (None, Some(notifier)) => {
+                match notify::deliver(notifier, &row.message, DELIVERY_TIMEOUT) {
+                    Ok(sent) => {
+                        if let Sent::Console(line) = sent {
+                            report.console.push(line);
+                        }
+                        store.mark_delivered(row.id, now).map_err(Error::Tool)?;
+                        DeliveryResult::Delivered
+                    }
+                    Err(error) => {
+                        let retry_at = now.plus_millis(
+                            i64::try_from(backoff(row.attempts + 1).as_millis()).unwrap_or(0),
+                        );
+                        log::warn!(
+                            "notifier {} failed: {error}; retrying at {retry_at}",
+                            row.notifier
+                        );
+                        store
+                            .mark_failed(row.id, &error, retry_at)
+                            .map_err(Error::Tool)?;
+                        broken.push(row.notifier.clone());
+                        DeliveryResult::Failed { error, retry_at }
+                    }
+                }
+            }
+            (None, None) => continue,
+        };
+        report.deliveries.push(Delivery {
+            notifier: row.notifier.clone(),
+            message_id: row.message.id.clone(),
+            text,
+            result,
+        });
+    }
+    Ok(())
+}
+
+/// `--dry-run`: list what would be sent, send nothing.
+fn preview_deliveries(report: &mut TickReport) {
+    for outgoing in &report.outcome.outgoing {
+        for notifier in &outgoing.notifiers {
+            report.deliveries.push(Delivery {
+                notifier: notifier.clone(),
+                message_id: outgoing.message.id.clone(),
+                text: outgoing.message.text(),
+                result: DeliveryResult::WouldSend,
+            });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_half_an_hour() {
+        let secs: Vec<u64> = (1..=9).map(|n| backoff(n).as_secs()).collect();
+        assert_eq!(secs, vec![30, 60, 120, 240, 480, 960, 1800, 1800, 1800]);
+    }
+}
