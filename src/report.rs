@@ -320,7 +320,7 @@ pub fn config_summary(config: &Config) -> String {
         if config.notifiers.len() == 1 { "" } else { "s" },
         config.state.display()
     );
-    let mut unsupported: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    let mut unsupported: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for profile in &config.profiles {
         for task in &profile.tasks {
             for probe in &task.probes {
@@ -329,29 +329,46 @@ pub fn config_summary(config: &Config) -> String {
                     crate::config::Probe::Http(_) | crate::config::Probe::Command(_)
                 ) {
                     unsupported
-                        .entry(probe.kind())
+                        .entry(format!(
+                            "the `{}` probe: these tasks report it as an error",
+                            probe.kind()
+                        ))
                         .or_default()
                         .push(format!("{}/{}", profile.name, task.name));
                 }
             }
             if task.action.is_some() {
                 unsupported
-                    .entry("action")
+                    .entry("actions: these tasks report it as an error".to_string())
                     .or_default()
                     .push(format!("{}/{}", profile.name, task.name));
             }
             if task.remediate.is_some() {
                 unsupported
-                    .entry("remediate")
+                    .entry("`remediate`: these tasks alert, but nothing is restarted".to_string())
                     .or_default()
                     .push(format!("{}/{}", profile.name, task.name));
             }
         }
     }
+    for notifier in &config.notifiers {
+        if !matches!(
+            notifier.kind,
+            crate::config::NotifierKind::Stdout | crate::config::NotifierKind::Webhook { .. }
+        ) {
+            unsupported
+                .entry(format!(
+                    "`{}` notifiers: their messages wait in the outbox until max_age",
+                    notifier.kind.type_name()
+                ))
+                .or_default()
+                .push(notifier.name.clone());
+        }
+    }
     for (what, tasks) in unsupported {
         let _ = writeln!(
             out,
-            "note: `{what}` is not supported yet by this build; these tasks will report it as an error: {}",
+            "note: this build does not support {what}: {}",
             tasks.join(", ")
         );
     }

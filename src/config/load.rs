@@ -145,8 +145,12 @@ pub fn load(path: &Path, db_override: Option<&Path>) -> Result<Config, ConfigErr
             min_severity: values::Severity::Info,
         });
     }
+    for notifier in &notifiers {
+        check_name(&display_path, &source, "notifier", &notifier.name)?;
+    }
     let mut profiles = Vec::new();
     for (name, mut profile) in raw.profiles.0 {
+        check_name(&display_path, &source, "profile", &name)?;
         profile.name = name;
         profiles.push(profile);
     }
@@ -171,6 +175,25 @@ pub fn load(path: &Path, db_override: Option<&Path>) -> Result<Config, ConfigErr
     check_references(&config, &display_path, &source)?;
     resolve_relative_paths(&mut config, &base);
     Ok(config)
+}
+
+/// Profile and notifier names end up in file names, crontab lines and URLs.
+fn check_name(file: &Path, source: &str, what: &str, name: &str) -> Result<(), ConfigError> {
+    let ok = !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+        && !name.starts_with('.');
+    if ok {
+        return Ok(());
+    }
+    Err(ConfigError::at_line(
+        file,
+        source,
+        format!("{what}s.{name}"),
+        format!("{what} name {name:?} must be letters, digits, `_`, `-` or `.`"),
+        |l| l.trim_start().starts_with(name) && l.contains(':'),
+    ))
 }
 
 /// Every `notify:` name must be a defined notifier.
