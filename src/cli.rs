@@ -170,8 +170,9 @@ fn load_config(cli: &Cli) -> Result<Config, Error> {
     Ok(config::load(&path, cli.db.as_deref())?)
 }
 
-/// Logs to stderr (unless quiet) and to the config's `log_file`.
-fn init_logging(level: LogLevel, quiet: bool, config: &Config) {
+/// Logs to stderr (unless quiet) and to the config's `log_file` (unless
+/// `write_file` is false: a dry run writes no file).
+fn init_logging(level: LogLevel, quiet: bool, write_file: bool, config: &Config) {
     use simplelog::{CombinedLogger, ConfigBuilder, SharedLogger, WriteLogger};
     let mut builder = ConfigBuilder::new();
     builder
@@ -188,7 +189,7 @@ fn init_logging(level: LogLevel, quiet: bool, config: &Config) {
             std::io::stderr(),
         ));
     }
-    if let Some(path) = &config.log_file {
+    if let Some(path) = config.log_file.as_ref().filter(|_| write_file) {
         let opened = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -212,7 +213,7 @@ fn dispatch(cli: &Cli) -> Result<u8, Error> {
             quiet,
         } => {
             let config = load_config(cli)?;
-            init_logging(cli.log_level, *quiet, &config);
+            init_logging(cli.log_level, *quiet, !dry_run, &config);
             let now = clock::now().map_err(Error::Usage)?;
             let options = RunOptions {
                 profile: profile.clone(),
@@ -239,7 +240,7 @@ fn dispatch(cli: &Cli) -> Result<u8, Error> {
         }
         Command::List { format } => {
             let config = load_config(cli)?;
-            init_logging(cli.log_level, false, &config);
+            init_logging(cli.log_level, false, true, &config);
             list(&config, *format)
         }
         Command::RenderCrontab { format, user } => {
@@ -280,7 +281,7 @@ fn dispatch(cli: &Cli) -> Result<u8, Error> {
             format,
         } => {
             let config = load_config(cli)?;
-            init_logging(cli.log_level, false, &config);
+            init_logging(cli.log_level, false, true, &config);
             let filter = HistoryFilter {
                 limit: (*limit).clamp(1, 100_000),
                 source: source.clone(),

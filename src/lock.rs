@@ -53,15 +53,29 @@ pub fn acquire(state_dir: &Path, profile: &str) -> Result<Lock> {
             Ok(Lock::Acquired(ProfileLock { _file: file, path }))
         }
         Err(e) if e.raw_os_error() == fs2::lock_contended_error().raw_os_error() => {
-            let mut text = String::new();
-            let _ = file.read_to_string(&mut text);
             Ok(Lock::Busy {
-                pid: text.trim().parse().ok(),
+                pid: read_holder_pid(&mut file),
                 path,
             })
         }
         Err(e) => Err(e).with_context(|| format!("locking {}", path.display())),
     }
+}
+
+/// The holder writes its PID right after taking the lock; a contender that
+/// reads in between sees an empty file, so it looks again a few times.
+fn read_holder_pid(file: &mut File) -> Option<u32> {
+    for _ in 0..20 {
+        let mut text = String::new();
+        if file.seek(SeekFrom::Start(0)).is_ok()
+            && file.read_to_string(&mut text).is_ok()
+            && let Ok(pid) = text.trim().parse()
+        {
+            return Some(pid);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    None
 }
 
 #[cfg(test)]

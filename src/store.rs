@@ -51,6 +51,7 @@ pub struct OutboxRow {
     pub message: Message,
     pub attempts: u32,
     pub created_at: Timestamp,
+    pub next_attempt_at: Timestamp,
 }
 
 /// A row of `runs`.
@@ -212,7 +213,12 @@ impl Store {
     }
 
     fn check_version(&self) -> Result<()> {
-        let version = self.schema_version()?;
+        let version = self.schema_version().with_context(|| {
+            format!(
+                "reading the database {} (is it a monitor database? move it aside to start afresh)",
+                self.path.display()
+            )
+        })?;
         let newest = MIGRATIONS.last().map(|m| m.0).unwrap_or(0);
         if version > newest {
             bail!(
@@ -425,36 +431,38 @@ impl Store {
         Ok(run_id)
     }
 
-    /// Undelivered outbox entries of `profile` that are due at `now`, oldest first.
-    pub fn due_outbox(&self, profile: &str, now: Timestamp) -> Result<Vec<OutboxRow>> {
+    /// Undelivered outbox entries of `profile`, oldest first, due or not.
+    pub fn waiting_outbox(&self, profile: &str) -> Result<Vec<OutboxRow>> {
         let mut statement = self.conn.prepare_cached(
-            "SELECT id, notifier, payload, attempts, created_at FROM outbox
-             WHERE profile = ?1 AND delivered_at IS NULL AND given_up_at IS NULL AND next_attempt_at <= ?2
+            "SELECT id, notifier, payload, attempts, created_at, next_attempt_at FROM outbox
+             WHERE profile = ?1 AND delivered_at IS NULL AND given_up_at IS NULL
              ORDER BY id LIMIT 1000",
         )?;
-        let rows = statement.query_map(params![profile, now.0], |r| {
+        let rows = statement.query_map(params![profile], |r| {
             Ok((
                 r.get::<_, i64>(0)?,
                 r.get::<_, String>(1)?,
                 r.get::<_, String>(2)?,
                 r.get::<_, u32>(3)?,
                 r.get::<_, i64>(4)?,
+                r.get::<_, i64>(5)?,
             ))
         })?;
-        let mut due = Vec::new();
+        let mut waiting = Vec::new();
         for row in rows {
-            let (id, notifier, payload, attempts, created_at) = row?;
+            let (id, notifier, payload, attempts, created_at, next_attempt_at) = row?;
             let message: Message = serde_json::from_str(&payload)
                 .with_context(|| format!("outbox entry {id} holds an unreadable message"))?;
-            due.push(OutboxRow {
+            waiting.push(OutboxRow {
                 id,
                 notifier,
                 message,
                 attempts,
                 created_at: Timestamp(created_at),
+                next_attempt_at: Timestamp(next_attempt_at),
             });
         }
-        Ok(due)
+        Ok(waiting)
     }
 
     pub fn mark_delivered(&self, id: i64, now: Timestamp) -> Result<()> {

@@ -8,8 +8,8 @@ use crate::evaluate::{self, Outcome, Prior, TaskRun};
 use crate::lock::{self, Lock};
 use crate::notify::{self, Sent};
 use crate::probe::{self, Observation, TaskState};
-use crate::store::{Store, TickRecord};
-use std::collections::BTreeMap;
+use crate::store::{OutboxRow, Store, TickRecord};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
@@ -65,6 +65,7 @@ pub struct Delivery {
     pub notifier: String,
     pub message_id: String,
     pub text: String,
+    #[serde(flatten)]
     pub result: DeliveryResult,
 }
 
@@ -154,7 +155,7 @@ pub fn run(config: &Config, options: &RunOptions, now: Timestamp) -> Result<Tick
             commit(&mut store, config, profile, &report, now, finished_at)?;
             deliver(&mut store, config, profile, now, &mut report)?;
         }
-        _ => preview_deliveries(&mut report),
+        snapshot => preview_deliveries(snapshot.as_ref(), &profile.name, &mut report)?,
     }
     probe::process_group::kill_leftovers();
     report.elapsed = started.elapsed();
@@ -243,6 +244,7 @@ fn observe_all(
                 let context = probe::Context {
                     now,
                     deadline: Instant::now() + job.timeout,
+                    timeout: job.timeout,
                     state: &job.state,
                 };
                 let observation = probe::observe(&job.task, &context);
@@ -342,8 +344,10 @@ pub fn backoff(attempts: u32) -> Duration {
 const DELIVERY_BUDGET: Duration = Duration::from_secs(30);
 const DELIVERY_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Delivers this profile's due outbox entries, this tick's and older ones.
-/// After a notifier fails once, its other entries wait for the next tick.
+/// Delivers this profile's waiting outbox entries (this tick's and older
+/// ones), oldest first. A notifier's entries go out in order: while its
+/// oldest entry waits for a retry the newer ones wait behind it, so a
+/// receiver never sees a resolution before the alert it resolves.
 fn deliver(
     store: &mut Store,
     config: &Config,
@@ -352,16 +356,18 @@ fn deliver(
     report: &mut TickReport,
 ) -> Result<(), Error> {
     let started = Instant::now();
-    let due = store.due_outbox(&profile.name, now).map_err(Error::Tool)?;
-    let mut broken: Vec<String> = Vec::new();
-    for row in due {
-        if started.elapsed() > DELIVERY_BUDGET || broken.contains(&row.notifier) {
+    let waiting = store.waiting_outbox(&profile.name).map_err(Error::Tool)?;
+    let mut held: BTreeSet<String> = BTreeSet::new();
+    for row in waiting {
+        if held.contains(&row.notifier) {
             continue;
         }
-        let text = row.message.text();
+        if started.elapsed() > DELIVERY_BUDGET {
+            break;
+        }
         let age = now.since(row.created_at);
         let notifier = config.notifier(&row.notifier);
-        let give_up = match notifier {
+        let expired = match notifier {
             None => Some(format!(
                 "notifier `{}` is no longer in jobs.yaml",
                 row.notifier
@@ -373,11 +379,11 @@ fn deliver(
             )),
             Some(_) => None,
         };
-        let result = match (give_up, notifier) {
-            (Some(error), _) => {
-                log::warn!("giving up on a message for {}: {error}", row.notifier);
-                store.give_up(&row, &error, now).map_err(Error::Tool)?;
-                DeliveryResult::GaveUp { error }
+        let result = match (expired, notifier) {
+            (Some(error), _) => give_up(store, &row, error, now)?,
+            (None, Some(_)) if row.next_attempt_at > now => {
+                held.insert(row.notifier.clone());
+                continue;
             }
             (None, Some(notifier)) => {
                 match notify::deliver(notifier, &row.message, DELIVERY_TIMEOUT) {
@@ -388,19 +394,26 @@ fn deliver(
                         store.mark_delivered(row.id, now).map_err(Error::Tool)?;
                         DeliveryResult::Delivered
                     }
-                    Err(error) => {
-                        let retry_at = now.plus_millis(
-                            i64::try_from(backoff(row.attempts + 1).as_millis()).unwrap_or(0),
-                        );
+                    Err(failure) if failure.permanent => {
+                        give_up(store, &row, format!("rejected: {}", failure.error), now)?
+                    }
+                    Err(failure) => {
+                        let delay = backoff(row.attempts + 1);
+                        let retry_at =
+                            now.plus_millis(i64::try_from(delay.as_millis()).unwrap_or(0));
                         log::warn!(
-                            "notifier {} failed: {error}; retrying at {retry_at}",
-                            row.notifier
+                            "notifier {} failed: {}; retrying at {retry_at}",
+                            row.notifier,
+                            failure.error
                         );
                         store
-                            .mark_failed(row.id, &error, retry_at)
+                            .mark_failed(row.id, &failure.error, retry_at)
                             .map_err(Error::Tool)?;
-                        broken.push(row.notifier.clone());
-                        DeliveryResult::Failed { error, retry_at }
+                        held.insert(row.notifier.clone());
+                        DeliveryResult::Failed {
+                            error: failure.error,
+                            retry_at,
+                        }
                     }
                 }
             }
@@ -409,25 +422,52 @@ fn deliver(
         report.deliveries.push(Delivery {
             notifier: row.notifier.clone(),
             message_id: row.message.id.clone(),
-            text,
+            text: row.message.text(),
             result,
         });
     }
     Ok(())
 }
 
-/// `--dry-run`: list what would be sent, send nothing.
-fn preview_deliveries(report: &mut TickReport) {
-    for outgoing in &report.outcome.outgoing {
-        for notifier in &outgoing.notifiers {
-            report.deliveries.push(Delivery {
-                notifier: notifier.clone(),
-                message_id: outgoing.message.id.clone(),
-                text: outgoing.message.text(),
-                result: DeliveryResult::WouldSend,
-            });
-        }
-    }
+fn give_up(
+    store: &mut Store,
+    row: &OutboxRow,
+    error: String,
+    now: Timestamp,
+) -> Result<DeliveryResult, Error> {
+    log::warn!("giving up on a message for {}: {error}", row.notifier);
+    store.give_up(row, &error, now).map_err(Error::Tool)?;
+    Ok(DeliveryResult::GaveUp { error })
+}
+
+/// `--dry-run`: list what a real tick would send — the messages still
+/// waiting in the outbox, then this tick's — and send nothing.
+fn preview_deliveries(
+    store: Option<&Store>,
+    profile: &str,
+    report: &mut TickReport,
+) -> Result<(), Error> {
+    let waiting = match store {
+        Some(store) => store.waiting_outbox(profile).map_err(Error::Tool)?,
+        None => Vec::new(),
+    };
+    let earlier = waiting.into_iter().map(|row| (row.notifier, row.message));
+    let this_tick = report
+        .outcome
+        .outgoing
+        .iter()
+        .flat_map(|o| o.notifiers.iter().map(|n| (n.clone(), o.message.clone())));
+    let previews: Vec<Delivery> = earlier
+        .chain(this_tick)
+        .map(|(notifier, message)| Delivery {
+            notifier,
+            message_id: message.id.clone(),
+            text: message.text(),
+            result: DeliveryResult::WouldSend,
+        })
+        .collect();
+    report.deliveries.extend(previews);
+    Ok(())
 }
 
 #[cfg(test)]

@@ -340,7 +340,7 @@ fn yaml_error(file: &Path, source: &str, error: &serde_yaml::Error) -> ConfigErr
         && let Some(key) = key_at(source, line, column)
     {
         path = Some(match path {
-            Some(p) if !p.ends_with(&key) => format!("{p}.{key}"),
+            Some(p) if !p.ends_with(&format!(".{key}")) && p != key => format!("{p}.{key}"),
             Some(p) => p,
             None => key,
         });
@@ -354,17 +354,31 @@ fn yaml_error(file: &Path, source: &str, error: &serde_yaml::Error) -> ConfigErr
     }
 }
 
-/// The mapping key written at 1-based `line`/`column`, if one starts there.
+/// The mapping key at 1-based `line`/`column`: the key whose value starts
+/// there (`timeout: 5x`, also inside `{ … }`), or a key written there
+/// (`bogus: 1` for an unknown field).
 fn key_at(source: &str, line: usize, column: usize) -> Option<String> {
     let text = source.lines().nth(line.checked_sub(1)?)?;
-    let rest = text.get(column.checked_sub(1)?..)?;
+    let start = text
+        .char_indices()
+        .nth(column.checked_sub(1)?)
+        .map(|(i, _)| i)?;
+    let is_key_char = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == '-';
+    // A value: `<key>:` right before it.
+    let before = text[..start].trim_end();
+    if let Some(head) = before.strip_suffix(':') {
+        let head = head.trim_end().trim_end_matches(['"', '\'']);
+        let key_start = head.rfind(|c: char| !is_key_char(c)).map_or(0, |i| i + 1);
+        let key = &head[key_start..];
+        if !key.is_empty() {
+            return Some(key.to_string());
+        }
+    }
+    // A key: `<key>:` starting here.
+    let rest = &text[start..];
     let end = rest.find(':')?;
     let key = rest[..end].trim().trim_matches(['"', '\'']);
-    let is_key = !key.is_empty()
-        && key
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
-    is_key.then(|| key.to_string())
+    (!key.is_empty() && key.chars().all(is_key_char)).then(|| key.to_string())
 }
 
 #[cfg(test)]
@@ -415,6 +429,31 @@ mod tests {
             "{err}"
         );
         assert!(err.message.contains("invalid duration"), "{err}");
+    }
+
+    #[test]
+    fn errors_in_flow_mappings_and_urls_name_the_right_key() {
+        let yaml = MINIMAL.replace(
+            "http: { url: \"http://127.0.0.1:1/\" }",
+            "http: { url: \"http://127.0.0.1:1/\", timeout: 5x }",
+        );
+        let err = load_str(&yaml).unwrap_err();
+        assert_eq!(
+            err.key.as_deref(),
+            Some("profiles.p.tasks[0].http.timeout"),
+            "{err}"
+        );
+        let yaml = MINIMAL.replace(
+            "http: { url: \"http://127.0.0.1:1/\" }",
+            "http: { url: \"${NOPE_UNSET_X}\" }",
+        );
+        let err = load_str(&yaml).unwrap_err();
+        assert_eq!(
+            err.key.as_deref(),
+            Some("profiles.p.tasks[0].http.url"),
+            "{err}"
+        );
+        assert_eq!(err.line, Some(7), "{err}");
     }
 
     #[test]

@@ -171,21 +171,46 @@ pub enum Sent {
     Console(String),
 }
 
+/// Why a delivery failed, and whether trying again can help.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Failure {
+    pub error: String,
+    /// The receiver rejected this message (a 4xx): retrying cannot help.
+    pub permanent: bool,
+}
+
+impl Failure {
+    pub fn transient(error: impl Into<String>) -> Self {
+        Failure {
+            error: error.into(),
+            permanent: false,
+        }
+    }
+
+    /// Classifies an HTTP status: 4xx but 408 and 429 will never succeed.
+    pub fn from_status(status: u16) -> Self {
+        Failure {
+            error: format!("the receiver answered HTTP {status}"),
+            permanent: (400..500).contains(&status) && status != 408 && status != 429,
+        }
+    }
+}
+
 /// Delivers `message` through `notifier`, or says why it could not.
 pub fn deliver(
     notifier: &Notifier,
     message: &Message,
     timeout: std::time::Duration,
-) -> Result<Sent, String> {
+) -> Result<Sent, Failure> {
     match &notifier.kind {
         NotifierKind::Stdout => Ok(Sent::Console(message.text())),
         NotifierKind::Webhook { url, headers } => {
             webhook::send(url, headers, message, timeout).map(|()| Sent::Done)
         }
-        other => Err(format!(
+        other => Err(Failure::transient(format!(
             "{} notifier is not supported yet",
             other.type_name()
-        )),
+        ))),
     }
 }
 

@@ -1,6 +1,6 @@
 //! The generic `webhook` notifier: a JSON POST per message.
 
-use super::Message;
+use super::{Failure, Message};
 use crate::config::Secret;
 use crate::probe::http::{ClientSettings, agent, describe_error};
 use std::collections::BTreeMap;
@@ -13,12 +13,13 @@ pub fn send(
     headers: &BTreeMap<String, Secret>,
     message: &Message,
     timeout: Duration,
-) -> Result<(), String> {
+) -> Result<(), Failure> {
     let agent = agent(&ClientSettings {
         timeout,
         tls_verify: true,
         ca_file: None,
-    })?;
+    })
+    .map_err(Failure::transient)?;
     let body = message.to_json().to_string();
     let mut request = agent
         .post(url.expose())
@@ -29,10 +30,9 @@ pub fn send(
     }
     match request.send(body.as_bytes()) {
         Ok(response) if response.status().is_success() => Ok(()),
-        Ok(response) => Err(format!(
-            "the receiver answered HTTP {}",
-            response.status().as_u16()
+        Ok(response) => Err(Failure::from_status(response.status().as_u16())),
+        Err(e) => Err(Failure::transient(
+            describe_error(&e, timeout).replace(url.expose(), "[webhook url]"),
         )),
-        Err(e) => Err(describe_error(&e, timeout).replace(url.expose(), "[webhook url]")),
     }
 }

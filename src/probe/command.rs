@@ -55,7 +55,7 @@ pub fn observe(probe: &CommandProbe, context: &Context, out: &mut Observation) {
             status: CheckStatus::Failed,
             summary: format!(
                 "{program} did not finish within {}; killed",
-                crate::config::Duration(timeout)
+                crate::config::Duration(context.limit(probe.timeout.map(|t| t.std())))
             ),
         });
         return;

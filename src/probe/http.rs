@@ -48,8 +48,22 @@ pub fn agent(settings: &ClientSettings) -> Result<ureq::Agent, String> {
     Ok(ureq::Agent::new_with_config(config))
 }
 
-/// One line describing why a request failed, for an operator.
+/// One line describing why a request failed, for an operator. `timeout`
+/// is the configured limit, named when the request ran out of time.
 pub fn describe_error(error: &ureq::Error, timeout: Duration) -> String {
+    let text = error.to_string();
+    // rustls errors reach us wrapped in io errors; recognise them by text.
+    if text.contains("certificate")
+        || text.contains("UnknownIssuer")
+        || text.contains("CaUsedAsEndEntity")
+    {
+        let detail = text
+            .trim_start_matches("io: ")
+            .trim_start_matches("rustls: ");
+        return format!(
+            "TLS certificate not trusted ({detail}); for a self-signed server set tls_verify: false, or ca_file: with its CA"
+        );
+    }
     match error {
         ureq::Error::Timeout(_) => format!("no answer within {}", crate::config::Duration(timeout)),
         ureq::Error::Io(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
@@ -61,16 +75,7 @@ pub fn describe_error(error: &ureq::Error, timeout: Duration) -> String {
         ureq::Error::Io(e) => format!("network error: {e}"),
         ureq::Error::HostNotFound => "host not found (DNS)".to_string(),
         ureq::Error::BadUri(uri) => format!("bad URL {uri}"),
-        ureq::Error::Tls(_) | ureq::Error::Rustls(_) => {
-            let text = error.to_string();
-            if text.contains("UnknownIssuer") || text.contains("certificate") {
-                format!(
-                    "TLS certificate not trusted ({text}); for a self-signed server set tls_verify: false or ca_file"
-                )
-            } else {
-                format!("TLS error: {text}")
-            }
-        }
+        ureq::Error::Tls(_) | ureq::Error::Rustls(_) => format!("TLS error: {text}"),
         other => other.to_string(),
     }
 }
@@ -78,8 +83,12 @@ pub fn describe_error(error: &ureq::Error, timeout: Duration) -> String {
 /// Performs the request and records `up`, `status`, `latency_ms` and each
 /// extracted value.
 pub fn observe(probe: &HttpProbe, context: &Context, out: &mut Observation) {
-    let timeout = context.budget(probe.timeout.map(|t| t.std()));
-    let check = match request(probe, timeout) {
+    let probe_timeout = probe.timeout.map(|t| t.std());
+    let limits = Limits {
+        budget: context.budget(probe_timeout),
+        configured: context.limit(probe_timeout),
+    };
+    let check = match request(probe, &limits) {
         Ok(response) => judge(probe, &response, out),
         Err(summary) => {
             out.signals.set_probe("http", "up", 0.0);
@@ -100,7 +109,14 @@ struct Response {
     latency_ms: f64,
 }
 
-fn request(probe: &HttpProbe, timeout: Duration) -> Result<Response, String> {
+/// The time a request may take now, and the configured limit to name.
+struct Limits {
+    budget: Duration,
+    configured: Duration,
+}
+
+fn request(probe: &HttpProbe, limits: &Limits) -> Result<Response, String> {
+    let timeout = limits.budget;
     let agent = agent(&ClientSettings {
         timeout,
         tls_verify: probe.tls_verify,
@@ -144,7 +160,7 @@ fn request(probe: &HttpProbe, timeout: Duration) -> Result<Response, String> {
             .map_err(|e| format!("bad request: {e}"))
             .map(|r| agent.run(r)),
     }?;
-    let mut response = result.map_err(|e| describe_error(&e, timeout))?;
+    let mut response = result.map_err(|e| describe_error(&e, limits.configured))?;
     let status = response.status().as_u16();
     let cap = probe.max_body.0;
     let mut body = Vec::new();

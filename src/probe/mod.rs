@@ -137,11 +137,18 @@ pub struct Context<'a> {
     pub now: Timestamp,
     /// The task must be done by then.
     pub deadline: Instant,
+    /// The task's configured timeout (for messages: "no answer within 10s").
+    pub timeout: Duration,
     /// What this task's probes stored last tick.
     pub state: &'a TaskState,
 }
 
 impl Context<'_> {
+    /// The limit a probe runs under, as configured: its own or the task's.
+    pub fn limit(&self, probe_timeout: Option<Duration>) -> Duration {
+        probe_timeout.unwrap_or(self.timeout).min(self.timeout)
+    }
+
     /// Time left before the deadline, capped by the probe's own timeout.
     pub fn budget(&self, probe_timeout: Option<Duration>) -> Duration {
         let left = self.deadline.saturating_duration_since(Instant::now());
