@@ -35,8 +35,7 @@ pub fn lock_path(state_dir: &Path, profile: &str) -> PathBuf {
 pub fn acquire(state_dir: &Path, profile: &str) -> Result<Lock> {
     let path = lock_path(state_dir, profile);
     let dir = path.parent().unwrap_or(state_dir);
-    std::fs::create_dir_all(dir)
-        .with_context(|| format!("creating the lock folder {}", dir.display()))?;
+    crate::store::create_private_dir(dir)?;
     let mut file = OpenOptions::new()
         .read(true)
         .write(true)
@@ -63,19 +62,30 @@ pub fn acquire(state_dir: &Path, profile: &str) -> Result<Lock> {
 }
 
 /// The holder writes its PID right after taking the lock; a contender that
-/// reads in between sees an empty file, so it looks again a few times.
+/// reads in between sees an empty file or the previous holder's PID, so it
+/// looks again a few times and trusts only a PID that is alive.
 fn read_holder_pid(file: &mut File) -> Option<u32> {
     for _ in 0..20 {
         let mut text = String::new();
         if file.seek(SeekFrom::Start(0)).is_ok()
             && file.read_to_string(&mut text).is_ok()
-            && let Ok(pid) = text.trim().parse()
+            && let Ok(pid) = text.trim().parse::<u32>()
+            && is_alive(pid)
         {
             return Some(pid);
         }
         std::thread::sleep(std::time::Duration::from_millis(5));
     }
     None
+}
+
+fn is_alive(pid: u32) -> bool {
+    let Ok(pid) = i32::try_from(pid) else {
+        return false;
+    };
+    // SAFETY: signal 0 sends nothing; it only checks the process exists.
+    let rc = unsafe { libc::kill(pid, 0) };
+    rc == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
 }
 
 #[cfg(test)]

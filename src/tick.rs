@@ -195,6 +195,9 @@ fn select_tasks<'c>(
     }
 }
 
+/// Gap between the starts of consecutive tasks of a tick.
+const START_SPACING: Duration = Duration::from_millis(1);
+
 /// One task waiting for a worker: owned, because a worker that outlives its
 /// deadline is abandoned rather than joined.
 struct Job {
@@ -241,6 +244,11 @@ fn observe_all(
                 let Some(job) = next else {
                     break;
                 };
+                // Spread task starts a little, so twenty checks of one
+                // service do not hit its listen queue in the same instant.
+                let start_at =
+                    started + START_SPACING * u32::try_from(job.index).unwrap_or(u32::MAX).min(200);
+                std::thread::sleep(start_at.saturating_duration_since(Instant::now()));
                 let context = probe::Context {
                     now,
                     deadline: Instant::now() + job.timeout,

@@ -22,7 +22,10 @@ pub struct Request {
 
 impl Request {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
 
     pub fn json(&self) -> serde_json::Value {
@@ -40,10 +43,18 @@ pub struct Reply {
 
 impl Reply {
     pub fn status(status: u16) -> Self {
-        Reply { status, body: "ok\n".into(), delay: Duration::ZERO }
+        Reply {
+            status,
+            body: "ok\n".into(),
+            delay: Duration::ZERO,
+        }
     }
     pub fn json(body: serde_json::Value) -> Self {
-        Reply { status: 200, body: body.to_string(), delay: Duration::ZERO }
+        Reply {
+            status: 200,
+            body: body.to_string(),
+            delay: Duration::ZERO,
+        }
     }
     pub fn delayed(mut self, delay: Duration) -> Self {
         self.delay = delay;
@@ -78,7 +89,12 @@ impl TestServer {
                 std::thread::spawn(move || serve(stream, &r, &q));
             }
         });
-        TestServer { port, reply, requests, stop }
+        TestServer {
+            port,
+            reply,
+            requests,
+            stop,
+        }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -132,7 +148,12 @@ fn serve(stream: TcpStream, reply: &Mutex<Reply>, requests: &Mutex<Vec<Request>>
         .unwrap_or(0);
     let mut body = vec![0u8; length];
     let _ = reader.read_exact(&mut body);
-    requests.lock().unwrap().push(Request { method, path, headers, body });
+    requests.lock().unwrap().push(Request {
+        method,
+        path,
+        headers,
+        body,
+    });
     let answer = reply.lock().unwrap().clone();
     std::thread::sleep(answer.delay);
     let response = format!(
@@ -187,14 +208,26 @@ impl Workspace {
     /// The binary with `--config` set, run from an unrelated folder (as cron does).
     pub fn command(&self) -> Command {
         let mut command = Command::new(env!("CARGO_BIN_EXE_monitor"));
-        command.current_dir(std::env::temp_dir()).arg("--config").arg(self.config());
-        command.env_remove("MONITOR_DB").env_remove("MONITOR_CONFIG").env_remove("MONITOR_NOW");
+        command
+            .current_dir(std::env::temp_dir())
+            .arg("--config")
+            .arg(self.config());
+        command
+            .env_remove("MONITOR_DB")
+            .env_remove("MONITOR_CONFIG")
+            .env_remove("MONITOR_NOW");
         command
     }
 
     /// `monitor run <profile> <args>` with the clock pinned to `at` (Unix seconds).
     pub fn run_at(&self, at: i64, profile: &str, args: &[&str]) -> Output {
-        self.command().env("MONITOR_NOW", at.to_string()).arg("run").arg(profile).args(args).output().unwrap()
+        self.command()
+            .env("MONITOR_NOW", at.to_string())
+            .arg("run")
+            .arg(profile)
+            .args(args)
+            .output()
+            .unwrap()
     }
 
     /// Opens the database for assertions.

@@ -1,0 +1,492 @@
+//! What an operator sees when jobs.yaml, the profile name or the database is
+//! wrong: exit 2 (or 3 for an unusable database) and one line on stderr that
+//! names the file, the line and the offending key.
+
+mod common;
+use common::*;
+
+use std::path::Path;
+use std::process::Output;
+
+/// The first `monitor: ` line of stderr.
+fn error_line(output: &Output) -> String {
+    let text = stderr(output);
+    text.lines()
+        .find(|l| l.starts_with("monitor: "))
+        .unwrap_or_else(|| panic!("no `monitor: ` line on stderr:\n{text}"))
+        .to_string()
+}
+
+/// Splits `monitor: <file>:<line>:<column>: <rest>` for `file`.
+#[track_caller]
+fn locate(line: &str, file: &Path) -> (usize, usize, String) {
+    let prefix = format!("monitor: {}:", file.display());
+    let rest = line
+        .strip_prefix(&prefix)
+        .unwrap_or_else(|| panic!("expected `{prefix}…`, got: {line}"));
+    let mut parts = rest.splitn(3, ':');
+    let row = parts.next().and_then(|s| s.parse().ok());
+    let column = parts.next().and_then(|s| s.parse().ok());
+    let message = parts.next().unwrap_or("").trim_start().to_string();
+    match (row, column) {
+        (Some(row), Some(column)) => (row, column, message),
+        _ => panic!("no line:column after the file name: {line}"),
+    }
+}
+
+/// Asserts that both `check-config` and `run p` reject `yaml` with exit 2,
+/// naming the file, `line` and `key`, with a message containing `why`; and
+/// that the rejected run created no state folder.
+#[track_caller]
+fn assert_config_error(yaml: &str, line: usize, key: Option<&str>, why: &str) {
+    let ws = Workspace::new(yaml);
+    let check = ws
+        .command()
+        .env_remove("NOT_SET_VAR")
+        .arg("check-config")
+        .output()
+        .unwrap();
+    let run = ws
+        .command()
+        .env_remove("NOT_SET_VAR")
+        .env("MONITOR_NOW", minute(0).to_string())
+        .args(["run", "p"])
+        .output()
+        .unwrap();
+    for output in [&check, &run] {
+        assert_exit(output, 2);
+        assert!(
+            stdout(output).is_empty(),
+            "nothing on stdout: {}",
+            stdout(output)
+        );
+        let text = error_line(output);
+        let (row, column, message) = locate(&text, &ws.config());
+        assert_eq!(row, line, "line number in: {text}");
+        assert!(column >= 1, "{text}");
+        if let Some(key) = key {
+            assert!(
+                message.starts_with(&format!("{key}: ")),
+                "expected key `{key}` in: {text}"
+            );
+        }
+        assert!(message.contains(why), "expected `{why}` in: {text}");
+    }
+    assert_eq!(
+        error_line(&check),
+        error_line(&run),
+        "check-config and run report the same error"
+    );
+    assert!(
+        !ws.path().join("state").exists(),
+        "a rejected config must not create the state folder"
+    );
+}
+
+#[test]
+fn unknown_key_in_a_task_names_line_and_key() {
+    let yaml = r#"version: 1
+profiles:
+  p:
+    cron: "* * * * *"
+    tasks:
+      - name: api
+        timout: 5s
+        http: { url: "http://127.0.0.1:1/" }
+"#;
+    assert_config_error(
+        yaml,
+        7,
+        Some("profiles.p.tasks[0].timout"),
+        "unknown field `timout`",
+    );
+}
+
+#[test]
+fn duration_without_a_unit_names_line_and_key() {
+    let yaml = r#"version: 1
+profiles:
+  p:
+    cron: "* * * * *"
+    tasks:
+      - name: api
+        http: { url: "http://127.0.0.1:1/" }
+        timeout: 5 minutes
+"#;
+    assert_config_error(
+        yaml,
+        8,
+        Some("profiles.p.tasks[0].timeout"),
+        "invalid duration \"5 minutes\"",
+    );
+}
+
+#[test]
+fn duration_inside_a_probe_names_line_and_key() {
+    let yaml = r#"version: 1
+profiles:
+  p:
+    cron: "* * * * *"
+    tasks:
+      - name: ok
+        command: { argv: ["true"] }
+      - name: plugin
+        command: { argv: ["true"], timeout: 5 minutes }
+"#;
+    assert_config_error(
+        yaml,
+        9,
+        Some("profiles.p.tasks[1].command.timeout"),
+        "invalid duration",
+    );
+}
+
+#[test]
+fn invalid_cron_minute_names_line_and_key() {
+    let yaml = r#"version: 1
+profiles:
+  good:
+    cron: "*/5 * * * *"
+    tasks:
+      - name: a
+        command: { argv: ["true"] }
+  p:
+    cron: "61 * * * *"
+    tasks:
+      - name: a
+        command: { argv: ["true"] }
+"#;
+    assert_config_error(yaml, 9, Some("profiles.p.cron"), "61");
+}
+
+#[test]
+fn missing_environment_variable_is_named_with_line_and_key() {
+    let yaml = r#"version: 1
+notifiers:
+  console: { type: stdout }
+  hook: { type: webhook, url: "${NOT_SET_VAR}" }
+profiles:
+  p:
+    cron: "* * * * *"
+    notify: [console, hook]
+    tasks:
+      - name: a
+        command: { argv: ["true"] }
+"#;
+    assert_config_error(
+        yaml,
+        4,
+        Some("notifiers.hook.url"),
+        "NOT_SET_VAR is not set",
+    );
+}
+
+/// Regression: an error on a value containing `:` (a URL) used to get a
+/// bogus key suffix (`profiles.p.tasks[0].http.url.http`).
+#[test]
+fn missing_environment_variable_in_a_url_names_the_url_key() {
+    let yaml = r#"version: 1
+profiles:
+  p:
+    cron: "* * * * *"
+    tasks:
+      - name: api
+        http: { url: "http://127.0.0.1:1/${NOT_SET_VAR}" }
+"#;
+    assert_config_error(
+        yaml,
+        7,
+        Some("profiles.p.tasks[0].http.url"),
+        "NOT_SET_VAR is not set",
+    );
+}
+
+#[test]
+fn undefined_notifier_in_notify_names_line_and_key() {
+    let yaml = r#"version: 1
+notifiers:
+  console: { type: stdout }
+profiles:
+  p:
+    cron: "* * * * *"
+    tasks:
+      - name: a
+        command: { argv: ["true"] }
+        notify: [console, pager]
+"#;
+    assert_config_error(
+        yaml,
+        10,
+        Some("profiles.p.tasks[a].notify"),
+        "notifier `pager` is not defined",
+    );
+}
+
+#[test]
+fn undefined_notifier_in_profile_notify_names_line_and_key() {
+    let yaml = r#"version: 1
+profiles:
+  p:
+    cron: "* * * * *"
+    notify: [console, pager]
+    tasks:
+      - name: a
+        command: { argv: ["true"] }
+"#;
+    assert_config_error(
+        yaml,
+        5,
+        Some("profiles.p.notify"),
+        "notifier `pager` is not defined",
+    );
+}
+
+#[test]
+fn yaml_syntax_error_names_the_line() {
+    let yaml = r#"version: 1
+profiles:
+  p:
+    cron: "* * * * *"
+    tasks:
+      - name: a: b
+        command: { argv: ["true"] }
+"#;
+    assert_config_error(yaml, 6, None, "mapping values are not allowed");
+}
+
+#[test]
+fn tab_indentation_names_the_line() {
+    let yaml = "version: 1\nprofiles:\n  p:\n    cron: \"* * * * *\"\n    tasks:\n\t  - name: a\n        command: { argv: [\"true\"] }\n";
+    assert_config_error(yaml, 6, None, "cannot start any token");
+}
+
+const TWO_PROFILES: &str = r#"version: 1
+profiles:
+  minutely:
+    cron: "* * * * *"
+    tasks:
+      - name: a
+        command: { argv: ["true"] }
+  hourly:
+    cron: "0 * * * *"
+    tasks:
+      - name: b
+        command: { argv: ["true"] }
+"#;
+
+#[test]
+fn unknown_profile_exits_2_and_lists_the_profiles() {
+    let ws = Workspace::new(TWO_PROFILES);
+    let out = ws.run_at(minute(0), "nightly", &[]);
+    assert_exit(&out, 2);
+    let text = error_line(&out);
+    assert!(text.contains("nightly"), "{text}");
+    assert!(
+        text.contains("minutely, hourly"),
+        "lists the profiles: {text}"
+    );
+    assert!(stdout(&out).is_empty(), "{}", stdout(&out));
+    assert!(
+        !ws.path().join("state").exists(),
+        "an unknown profile must not create the state folder"
+    );
+}
+
+#[test]
+fn missing_config_file_exits_2_and_names_it() {
+    let ws = Workspace::new(TWO_PROFILES);
+    let missing = ws.path().join("nothere.yaml");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_monitor"))
+        .current_dir(ws.path())
+        .env_remove("MONITOR_CONFIG")
+        .env_remove("MONITOR_DB")
+        .arg("--config")
+        .arg(&missing)
+        .args(["run", "minutely"])
+        .output()
+        .unwrap();
+    assert_exit(&out, 2);
+    let text = error_line(&out);
+    assert!(
+        text.starts_with(&format!("monitor: {}: ", missing.display())),
+        "{text}"
+    );
+    assert!(text.contains("cannot read the config file"), "{text}");
+}
+
+#[test]
+fn missing_default_config_file_exits_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_monitor"))
+        .current_dir(dir.path())
+        .env_remove("MONITOR_CONFIG")
+        .env_remove("MONITOR_DB")
+        .args(["run", "minutely"])
+        .output()
+        .unwrap();
+    assert_exit(&out, 2);
+    let text = error_line(&out);
+    assert!(text.contains("jobs.yaml"), "{text}");
+    assert!(
+        std::fs::read_dir(dir.path()).unwrap().next().is_none(),
+        "nothing created in the current folder"
+    );
+}
+
+#[test]
+fn database_path_that_is_a_directory_exits_3_naming_it() {
+    let ws = Workspace::new(TWO_PROFILES);
+    std::fs::create_dir_all(ws.db()).unwrap();
+    let out = ws.run_at(minute(0), "minutely", &[]);
+    assert_exit(&out, 3);
+    let text = error_line(&out);
+    assert!(
+        text.contains(&ws.db().display().to_string()),
+        "names the database path: {text}"
+    );
+    assert!(ws.db().is_dir(), "the directory is left alone");
+}
+
+fn garbage_bytes() -> Vec<u8> {
+    b"this is not an SQLite database, it is a text file an operator put here\n"
+        .iter()
+        .copied()
+        .cycle()
+        .take(8192)
+        .collect()
+}
+
+/// A workspace whose database file holds garbage bytes; returns its mtime.
+fn garbage_workspace() -> (Workspace, std::time::SystemTime) {
+    let ws = Workspace::new(TWO_PROFILES);
+    std::fs::create_dir_all(ws.db().parent().unwrap()).unwrap();
+    std::fs::write(ws.db(), garbage_bytes()).unwrap();
+    let mtime = std::fs::metadata(ws.db()).unwrap().modified().unwrap();
+    (ws, mtime)
+}
+
+#[track_caller]
+fn assert_unusable_db(ws: &Workspace, mtime: std::time::SystemTime, out: &Output, what: &str) {
+    assert_exit(out, 3);
+    let text = error_line(out);
+    assert!(text.contains("not a database"), "{what}: {text}");
+    assert!(
+        text.contains(&ws.db().display().to_string()),
+        "{what}: the message names the database path: {text}"
+    );
+    assert_eq!(
+        std::fs::read(ws.db()).unwrap(),
+        garbage_bytes(),
+        "{what}: the garbage file's bytes are untouched"
+    );
+    assert_eq!(
+        std::fs::metadata(ws.db()).unwrap().modified().unwrap(),
+        mtime,
+        "{what}: mtime untouched"
+    );
+}
+
+#[test]
+fn garbage_database_exits_3_naming_it_and_is_left_untouched() {
+    let (ws, mtime) = garbage_workspace();
+    let out = ws.run_at(minute(0), "minutely", &[]);
+    assert_unusable_db(&ws, mtime, &out, "run");
+    // A second tick sees the same file, still untouched.
+    let out = ws.run_at(minute(1), "minutely", &[]);
+    assert_unusable_db(&ws, mtime, &out, "second run");
+}
+
+/// Regression: these used to say "monitor: file is not a database" without
+/// naming the file.
+#[test]
+fn garbage_database_is_named_by_dry_run_list_and_alerts() {
+    let (ws, mtime) = garbage_workspace();
+    let out = ws.run_at(minute(0), "minutely", &["--dry-run"]);
+    assert_unusable_db(&ws, mtime, &out, "run --dry-run");
+    let out = ws.command().arg("list").output().unwrap();
+    assert_unusable_db(&ws, mtime, &out, "list");
+    let out = ws.command().arg("alerts").output().unwrap();
+    assert_unusable_db(&ws, mtime, &out, "alerts");
+}
+
+#[test]
+fn check_config_accepts_the_shipped_jobs_yaml() {
+    let dir = tempfile::tempdir().unwrap();
+    let copy = dir.path().join("jobs.yaml");
+    std::fs::copy(concat!(env!("CARGO_MANIFEST_DIR"), "/jobs.yaml"), &copy).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_monitor"))
+        .current_dir(dir.path())
+        .env_remove("MONITOR_CONFIG")
+        .env_remove("MONITOR_DB")
+        .arg("--config")
+        .arg(&copy)
+        .arg("check-config")
+        .output()
+        .unwrap();
+    assert_exit(&out, 0);
+    assert!(stdout(&out).contains("ok"), "{}", stdout(&out));
+    assert!(
+        !dir.path().join("state").exists(),
+        "check-config stores nothing"
+    );
+}
+
+#[test]
+fn check_config_accepts_every_spec_example() {
+    let dir = tempfile::tempdir().unwrap();
+    let copy = dir.path().join("spec.yaml");
+    std::fs::copy(
+        concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/spec.yaml"),
+        &copy,
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_monitor"))
+        .current_dir(dir.path())
+        .env_remove("MONITOR_CONFIG")
+        .env_remove("MONITOR_DB")
+        .env("TELEGRAM_BOT_TOKEN", "123:dummy")
+        .env("TELEGRAM_CHAT_ID", "-100123")
+        .env("FEISHU_WEBHOOK", "http://127.0.0.1:1/feishu")
+        .env("GITHUB_TOKEN", "dummy-token")
+        .arg("--config")
+        .arg(&copy)
+        .arg("check-config")
+        .output()
+        .unwrap();
+    assert_exit(&out, 0);
+    assert!(stdout(&out).contains("ok"), "{}", stdout(&out));
+    assert!(
+        !dir.path().join("state").exists(),
+        "check-config stores nothing"
+    );
+}
+
+#[test]
+fn check_config_on_spec_example_names_a_missing_secret() {
+    let dir = tempfile::tempdir().unwrap();
+    let copy = dir.path().join("spec.yaml");
+    std::fs::copy(
+        concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/spec.yaml"),
+        &copy,
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_monitor"))
+        .current_dir(dir.path())
+        .env_remove("MONITOR_CONFIG")
+        .env_remove("MONITOR_DB")
+        .env_remove("TELEGRAM_BOT_TOKEN")
+        .env("TELEGRAM_CHAT_ID", "-100123")
+        .env("FEISHU_WEBHOOK", "http://127.0.0.1:1/feishu")
+        .env("GITHUB_TOKEN", "dummy-token")
+        .arg("--config")
+        .arg(&copy)
+        .arg("check-config")
+        .output()
+        .unwrap();
+    assert_exit(&out, 2);
+    let text = error_line(&out);
+    let (row, _, message) = locate(&text, &copy);
+    assert_eq!(row, 9, "{text}");
+    assert!(message.starts_with("notifiers.ops.token: "), "{text}");
+    assert!(message.contains("TELEGRAM_BOT_TOKEN is not set"), "{text}");
+}

@@ -1,0 +1,326 @@
+//! kill -9 at arbitrary moments of real ticks: the database must stay
+//! either as it was before a tick or as it is after it — never half — and
+//! the next tick must work.
+
+mod common;
+use common::*;
+
+use std::collections::BTreeSet;
+use std::os::fd::AsRawFd;
+use std::path::Path;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+/// A tiny deterministic pseudo-random sequence (Knuth's MMIX LCG).
+struct Lcg(u64);
+
+impl Lcg {
+    fn next(&mut self) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        self.0 >> 33
+    }
+
+    /// 0..=max
+    fn upto(&mut self, max: u64) -> u64 {
+        self.next() % (max + 1)
+    }
+}
+
+const TICKS: i64 = 200;
+const SEED: u64 = 0x5eed_2026;
+
+/// A profile of fast tasks that flip between healthy and failing with the
+/// tick's parity (the test toggles the server's answer and a flag file), so
+/// that ticks write alert state, history and outbox rows, and deliveries
+/// alternately succeed and fail.
+fn config(server: &TestServer, flag: &Path) -> String {
+    format!(
+        r#"version: 1
+host: crash-host
+notifiers:
+  console: {{ type: stdout }}
+  hook: {{ type: webhook, url: "{hook}" }}
+defaults: {{ timeout: 5s, cooldown: 1m }}
+profiles:
+  p:
+    cron: "* * * * *"
+    notify: [console, hook]
+    tasks:
+      - name: api
+        http: {{ url: "{api}", timeout: 2s }}
+      - name: flag
+        command: {{ argv: ["sh", "-c", "if [ -e '{flag}' ]; then echo 'OK - flag present'; else echo 'CRITICAL - flag missing'; exit 2; fi"] }}
+      - name: always-ok
+        command: {{ argv: "echo 'OK - fine | value=1'", shell: true }}
+      - name: always-failing
+        command: {{ argv: ["sh", "-c", "echo 'WARNING - degraded | value=7'; exit 1"] }}
+"#,
+        hook = server.url("/hook"),
+        api = server.url("/health"),
+        flag = flag.display()
+    )
+}
+
+/// Sets the world of tick `n`: even ticks healthy, odd ticks failing.
+fn set_world(n: i64, server: &TestServer, flag: &Path) {
+    if n % 2 == 0 {
+        server.set(Reply::status(200));
+        std::fs::write(flag, "").unwrap();
+    } else {
+        server.set(Reply::status(503));
+        let _ = std::fs::remove_file(flag);
+    }
+}
+
+/// Processes that have `path` open.
+fn holders(path: &Path) -> Vec<String> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let fds = std::fs::read_dir(entry.path().join("fd"));
+        for fd in fds.into_iter().flatten().flatten() {
+            if std::fs::read_link(fd.path()).is_ok_and(|l| l == path) {
+                let cmdline =
+                    std::fs::read_to_string(entry.path().join("cmdline")).unwrap_or_default();
+                found.push(format!(
+                    "pid {}: {}",
+                    entry.file_name().to_string_lossy(),
+                    cmdline.replace('\0', " ")
+                ));
+            }
+        }
+    }
+    found
+}
+
+/// A killed tick can leave a forked child that has not yet exec'd its check
+/// command; it shares the lock's open file, so the lock stays held for a
+/// moment after the tick died (and a tick started then is rightly skipped).
+/// Cron's next tick is a minute away; here, wait until the lock is free —
+/// which must happen promptly: nothing of a killed tick may hold it for long.
+fn wait_for_the_lock_to_be_free(ws: &Workspace) {
+    let path = ws.path().join("state/locks/p.lock");
+    let Ok(file) = std::fs::File::open(&path) else {
+        return; // no tick got as far as the lock yet
+    };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        // SAFETY: flock on a descriptor we own; released just below.
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+            unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_UN) };
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the lock of a killed tick is still held after 5 s by {:?}",
+            holders(&path)
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+#[test]
+fn kill_dash_nine_at_random_moments_never_leaves_a_half_tick() {
+    let server = TestServer::start(Reply::status(200));
+    let dir = tempfile::tempdir().unwrap();
+    let flag = dir.path().join("flag");
+    let ws = Workspace::new(&config(&server, &flag));
+    let mut rng = Lcg(SEED);
+    let started = Instant::now();
+    let mut completed: Vec<i64> = Vec::new();
+    // What each completed tick said, for the failure messages.
+    let mut said: std::collections::BTreeMap<i64, (i32, String)> = Default::default();
+    let mut killed = 0;
+    let mut exit_codes: BTreeSet<i32> = BTreeSet::new();
+    for n in 0..TICKS {
+        wait_for_the_lock_to_be_free(&ws);
+        set_world(n, &server, &flag);
+        let mut child = ws
+            .command()
+            .env("MONITOR_NOW", minute(n).to_string())
+            .args(["run", "p"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let pause = rng.upto(30);
+        // Every 25th tick is left alone, so that some ticks certainly
+        // complete between crashes whatever the machine's speed.
+        if n % 25 != 24 {
+            std::thread::sleep(Duration::from_millis(pause));
+            child.kill().unwrap();
+        }
+        let out = child.wait_with_output().unwrap();
+        match out.status.code() {
+            Some(code) => {
+                assert!(
+                    code == 0 || code == 1,
+                    "tick {n} exited {code}: {}",
+                    stderr(&out)
+                );
+                exit_codes.insert(code);
+                completed.push(n);
+                said.insert(n, (code, stderr(&out)));
+            }
+            None => killed += 1,
+        }
+    }
+    let elapsed = started.elapsed();
+    eprintln!(
+        "crash test: {TICKS} ticks in {elapsed:?}: {} completed on their own (exit codes {exit_codes:?}), {killed} killed",
+        completed.len()
+    );
+    assert!(killed > 0, "no tick was killed");
+    assert!(completed.len() >= 8, "the unkilled ticks completed");
+
+    let db = ws.sqlite();
+    let check: String = db
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(check, "ok");
+    let mut fk = db.prepare("PRAGMA foreign_key_check").unwrap();
+    assert!(
+        fk.query([]).unwrap().next().unwrap().is_none(),
+        "foreign keys intact"
+    );
+
+    let runs: BTreeSet<i64> = db
+        .prepare("SELECT started_at FROM runs WHERE profile = 'p'")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let total_runs = ws.count("SELECT count(*) FROM runs");
+    assert_eq!(
+        total_runs as usize,
+        runs.len(),
+        "one run row per tick at most"
+    );
+    assert!(
+        runs.len() >= completed.len(),
+        "{} runs < {} completed ticks",
+        runs.len(),
+        completed.len()
+    );
+    assert!(runs.len() <= TICKS as usize);
+    for n in &completed {
+        assert!(
+            runs.contains(&(minute(*n) * 1000)),
+            "tick {n} completed but has no runs row: exit code and stderr {:?}",
+            said[n]
+        );
+    }
+    eprintln!(
+        "crash test: {} runs rows: {} of them from killed ticks (killed after the commit)",
+        runs.len(),
+        runs.len() - completed.len()
+    );
+    let valid: BTreeSet<i64> = (0..TICKS).map(|n| minute(n) * 1000).collect();
+    assert!(
+        runs.is_subset(&valid),
+        "runs rows from unknown ticks: {:?}",
+        runs.difference(&valid).collect::<Vec<_>>()
+    );
+
+    // Never half a tick: everything a tick wrote belongs to a committed run.
+    assert_eq!(
+        ws.count("SELECT count(*) FROM alert_history WHERE run_id IS NOT NULL AND run_id NOT IN (SELECT id FROM runs)"),
+        0,
+        "history rows of a run that was not committed"
+    );
+    assert_eq!(
+        ws.count("SELECT count(*) FROM alert_history h JOIN runs r ON r.id = h.run_id WHERE h.at <> r.finished_at"),
+        0,
+        "history rows stamped with another run's time"
+    );
+    assert_eq!(
+        ws.count(
+            "SELECT count(*) FROM outbox WHERE created_at NOT IN (SELECT started_at FROM runs)"
+        ),
+        0,
+        "outbox rows of a tick that was not committed"
+    );
+    assert_eq!(
+        ws.count(
+            "SELECT count(*) FROM alert_state WHERE since NOT IN (SELECT started_at FROM runs)"
+        ),
+        0,
+        "alert state from a tick that was not committed"
+    );
+    assert!(
+        ws.count("SELECT count(*) FROM alert_history") > 0,
+        "alerts were written"
+    );
+    assert!(
+        ws.count("SELECT count(*) FROM outbox") > 0,
+        "notifications were written"
+    );
+
+    // The schema is intact.
+    let tables: BTreeSet<String> = db
+        .prepare("SELECT name FROM sqlite_master WHERE type = 'table'")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    for table in [
+        "runs",
+        "alert_state",
+        "alert_history",
+        "outbox",
+        "monitor_state",
+        "schema_migrations",
+    ] {
+        assert!(
+            tables.contains(table),
+            "table {table} is missing: {tables:?}"
+        );
+    }
+    assert_eq!(
+        ws.count("SELECT count(*) FROM schema_migrations WHERE version = 1"),
+        1
+    );
+    drop(fk);
+    drop(db);
+
+    // A normal tick still works, and a healthy one resolves what fired.
+    set_world(TICKS, &server, &flag);
+    let out = ws.run_at(minute(TICKS), "p", &[]);
+    assert_exit(&out, 1); // `always-failing` is still failing.
+    assert!(
+        stdout(&out).contains("WARNING - degraded"),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(
+        ws.count(&format!(
+            "SELECT count(*) FROM runs WHERE started_at = {}",
+            minute(TICKS) * 1000
+        )),
+        1
+    );
+    assert_eq!(
+        ws.count("SELECT count(*) FROM alert_state WHERE task IN ('api', 'flag')"),
+        0,
+        "healthy tasks have no live alert"
+    );
+    assert_eq!(
+        ws.count(
+            "SELECT count(*) FROM alert_state WHERE task = 'always-failing' AND status = 'firing'"
+        ),
+        1
+    );
+    let check: String = ws
+        .sqlite()
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(check, "ok");
+    assert!(
+        elapsed < Duration::from_secs(60),
+        "the kill loop took {elapsed:?}"
+    );
+}
