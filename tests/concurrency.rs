@@ -10,17 +10,9 @@ use std::time::{Duration, Instant};
 const SLOW: Duration = Duration::from_millis(1500);
 
 fn one_slow_task(url: &str) -> String {
-    format!(
-        r#"version: 1
-host: test-host
-profiles:
-  p:
-    cron: "* * * * *"
-    tasks:
-      - name: api
-        http: {{ url: "{url}", timeout: 10s }}
-"#
-    )
+    profile_p(&format!(
+        "      - name: api\n        http: {{ url: \"{url}\", timeout: 10s }}\n"
+    ))
 }
 
 fn spawn_run(ws: &Workspace, at: i64, profile: &str) -> Child {
@@ -244,21 +236,15 @@ fn gone_or_zombie(pid: i32) -> bool {
 }
 
 fn hanging_task(pidfile: &std::path::Path) -> String {
-    format!(
-        r#"version: 1
-host: test-host
-profiles:
-  p:
-    cron: "* * * * *"
-    tasks:
-      - name: hang
+    profile_p(&format!(
+        r#"      - name: hang
         timeout: 1s
         command: {{ argv: ["sh", "-c", "sleep 60 & echo $! > '{pidfile}'; wait"] }}
       - name: quick
         command: {{ argv: "echo OK - fine", shell: true }}
 "#,
         pidfile = pidfile.display()
-    )
+    ))
 }
 
 #[test]

@@ -409,83 +409,57 @@ fn garbage_database_is_named_by_dry_run_list_and_alerts() {
     assert_unusable_db(&ws, mtime, &out, "alerts");
 }
 
+/// `check-config` on a copy of a repository file in a fresh workspace, with
+/// the spec's secrets set to dummies except those in `unset`.
+fn check_config_on_copy(file: &str, unset: &[&str]) -> (Workspace, Output) {
+    let ws = Workspace::new(
+        &std::fs::read_to_string(format!("{}/{file}", env!("CARGO_MANIFEST_DIR"))).unwrap(),
+    );
+    let mut command = ws.command();
+    for (name, value) in [
+        ("TELEGRAM_BOT_TOKEN", "123:dummy"),
+        ("TELEGRAM_CHAT_ID", "-100123"),
+        ("FEISHU_WEBHOOK", "http://127.0.0.1:1/feishu"),
+        ("GITHUB_TOKEN", "dummy-token"),
+    ] {
+        if unset.contains(&name) {
+            command.env_remove(name);
+        } else {
+            command.env(name, value);
+        }
+    }
+    let out = command.arg("check-config").output().unwrap();
+    (ws, out)
+}
+
 #[test]
 fn check_config_accepts_the_shipped_jobs_yaml() {
-    let dir = tempfile::tempdir().unwrap();
-    let copy = dir.path().join("jobs.yaml");
-    std::fs::copy(concat!(env!("CARGO_MANIFEST_DIR"), "/jobs.yaml"), &copy).unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_monitor"))
-        .current_dir(dir.path())
-        .env_remove("MONITOR_CONFIG")
-        .env_remove("MONITOR_DB")
-        .arg("--config")
-        .arg(&copy)
-        .arg("check-config")
-        .output()
-        .unwrap();
+    let (ws, out) = check_config_on_copy("jobs.yaml", &[]);
     assert_exit(&out, 0);
-    assert!(stdout(&out).contains("ok"), "{}", stdout(&out));
+    assert!(stdout(&out).contains(": ok"), "{}", stdout(&out));
     assert!(
-        !dir.path().join("state").exists(),
+        !ws.path().join("state").exists(),
         "check-config stores nothing"
     );
 }
 
 #[test]
 fn check_config_accepts_every_spec_example() {
-    let dir = tempfile::tempdir().unwrap();
-    let copy = dir.path().join("spec.yaml");
-    std::fs::copy(
-        concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/spec.yaml"),
-        &copy,
-    )
-    .unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_monitor"))
-        .current_dir(dir.path())
-        .env_remove("MONITOR_CONFIG")
-        .env_remove("MONITOR_DB")
-        .env("TELEGRAM_BOT_TOKEN", "123:dummy")
-        .env("TELEGRAM_CHAT_ID", "-100123")
-        .env("FEISHU_WEBHOOK", "http://127.0.0.1:1/feishu")
-        .env("GITHUB_TOKEN", "dummy-token")
-        .arg("--config")
-        .arg(&copy)
-        .arg("check-config")
-        .output()
-        .unwrap();
+    let (ws, out) = check_config_on_copy("tests/fixtures/spec.yaml", &[]);
     assert_exit(&out, 0);
-    assert!(stdout(&out).contains("ok"), "{}", stdout(&out));
+    assert!(stdout(&out).contains(": ok"), "{}", stdout(&out));
     assert!(
-        !dir.path().join("state").exists(),
+        !ws.path().join("state").exists(),
         "check-config stores nothing"
     );
 }
 
 #[test]
 fn check_config_on_spec_example_names_a_missing_secret() {
-    let dir = tempfile::tempdir().unwrap();
-    let copy = dir.path().join("spec.yaml");
-    std::fs::copy(
-        concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/spec.yaml"),
-        &copy,
-    )
-    .unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_monitor"))
-        .current_dir(dir.path())
-        .env_remove("MONITOR_CONFIG")
-        .env_remove("MONITOR_DB")
-        .env_remove("TELEGRAM_BOT_TOKEN")
-        .env("TELEGRAM_CHAT_ID", "-100123")
-        .env("FEISHU_WEBHOOK", "http://127.0.0.1:1/feishu")
-        .env("GITHUB_TOKEN", "dummy-token")
-        .arg("--config")
-        .arg(&copy)
-        .arg("check-config")
-        .output()
-        .unwrap();
+    let (ws, out) = check_config_on_copy("tests/fixtures/spec.yaml", &["TELEGRAM_BOT_TOKEN"]);
     assert_exit(&out, 2);
     let text = error_line(&out);
-    let (row, _, message) = locate(&text, &copy);
+    let (row, _, message) = locate(&text, &ws.config());
     assert_eq!(row, 9, "{text}");
     assert!(message.starts_with("notifiers.ops.token: "), "{text}");
     assert!(message.contains("TELEGRAM_BOT_TOKEN is not set"), "{text}");

@@ -6,12 +6,7 @@ mod common;
 use common::*;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
 use std::process::Output;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 /// jobs.yaml: profile `p` notifying `console` and the webhook `hook`; one
 /// http task per name in `tasks`, all probing `api`.
@@ -25,15 +20,6 @@ fn jobs(hook: &str, api: &str, tasks: &[&str], defaults: &str) -> String {
         ));
     }
     yaml
-}
-
-/// The notification lines the console notifier printed this tick.
-fn notifications(out: &Output) -> Vec<String> {
-    stdout(out)
-        .lines()
-        .filter(|l| l.starts_with("[test-host] "))
-        .map(str::to_string)
-        .collect()
 }
 
 /// One row of the outbox.
@@ -146,88 +132,6 @@ fn assert_each_message_once(ws: &Workspace, console: &[String], posts: &[Request
     );
 }
 
-// ------------------------------------------------------------ a receiver on a chosen port
-
-/// A webhook receiver answering 200 on a port chosen by the test (one that
-/// refused connections until now). Stops when dropped.
-struct Receiver {
-    port: u16,
-    requests: Arc<Mutex<Vec<Request>>>,
-    stop: Arc<AtomicBool>,
-}
-
-impl Receiver {
-    fn start_on(port: u16) -> Receiver {
-        let listener = TcpListener::bind(("127.0.0.1", port)).expect("the port is free again");
-        let requests = Arc::new(Mutex::new(Vec::new()));
-        let stop = Arc::new(AtomicBool::new(false));
-        let (q, s) = (requests.clone(), stop.clone());
-        std::thread::spawn(move || {
-            for stream in listener.incoming() {
-                if s.load(Ordering::SeqCst) {
-                    break;
-                }
-                let Ok(stream) = stream else { continue };
-                let q = q.clone();
-                std::thread::spawn(move || receive(stream, &q));
-            }
-        });
-        Receiver {
-            port,
-            requests,
-            stop,
-        }
-    }
-
-    fn requests(&self) -> Vec<Request> {
-        self.requests.lock().unwrap().clone()
-    }
-}
-
-impl Drop for Receiver {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        let _ = TcpStream::connect(("127.0.0.1", self.port));
-    }
-}
-
-fn receive(stream: TcpStream, requests: &Mutex<Vec<Request>>) {
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
-    let mut reader = BufReader::new(stream.try_clone().unwrap());
-    let mut line = String::new();
-    if reader.read_line(&mut line).unwrap_or(0) == 0 {
-        return;
-    }
-    let mut parts = line.split_whitespace();
-    let method = parts.next().unwrap_or("").to_string();
-    let path = parts.next().unwrap_or("").to_string();
-    let mut headers = Vec::new();
-    loop {
-        let mut header = String::new();
-        if reader.read_line(&mut header).unwrap_or(0) == 0 || header.trim().is_empty() {
-            break;
-        }
-        if let Some((k, v)) = header.split_once(':') {
-            headers.push((k.trim().to_string(), v.trim().to_string()));
-        }
-    }
-    let length = headers
-        .iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
-        .and_then(|(_, v)| v.parse::<usize>().ok())
-        .unwrap_or(0);
-    let mut body = vec![0u8; length];
-    let _ = reader.read_exact(&mut body);
-    requests.lock().unwrap().push(Request {
-        method,
-        path,
-        headers,
-        body,
-    });
-    let mut stream = stream;
-    let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
-}
-
 // ------------------------------------------------------------ tests
 
 /// Three ticks with the receiver down produce three messages: firing,
@@ -302,7 +206,7 @@ fn receiver_refusing_connections_for_three_ticks_then_up_gets_every_message_once
         "errors say why, without the URL: {errors:?}"
     );
 
-    let receiver = Receiver::start_on(port);
+    let receiver = TestServer::start_on(port, Reply::status(200));
     for _ in 0..6 {
         ticker.tick();
     }

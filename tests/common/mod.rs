@@ -74,6 +74,16 @@ pub struct TestServer {
 impl TestServer {
     pub fn start(reply: Reply) -> TestServer {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+        Self::serve_on(listener, reply)
+    }
+
+    /// Starts on a chosen port, e.g. one that refused connections until now.
+    pub fn start_on(port: u16, reply: Reply) -> TestServer {
+        let listener = TcpListener::bind(("127.0.0.1", port)).expect("the port is free");
+        Self::serve_on(listener, reply)
+    }
+
+    fn serve_on(listener: TcpListener, reply: Reply) -> TestServer {
         let port = listener.local_addr().unwrap().port();
         let reply = Arc::new(Mutex::new(reply));
         let requests = Arc::new(Mutex::new(Vec::new()));
@@ -238,6 +248,23 @@ impl Workspace {
     pub fn count(&self, sql: &str) -> i64 {
         self.sqlite().query_row(sql, [], |r| r.get(0)).unwrap()
     }
+}
+
+/// The lines the console notifier printed (host `test-host`).
+pub fn notifications(out: &Output) -> Vec<String> {
+    stdout(out)
+        .lines()
+        .filter(|l| l.starts_with("[test-host] "))
+        .map(str::to_string)
+        .collect()
+}
+
+/// A jobs.yaml with host `test-host` and one profile `p` run every minute,
+/// whose `tasks:` list is `tasks` (items indented by six spaces).
+pub fn profile_p(tasks: &str) -> String {
+    format!(
+        "version: 1\nhost: test-host\nprofiles:\n  p:\n    cron: \"* * * * *\"\n    tasks:\n{tasks}"
+    )
 }
 
 pub fn stdout(output: &Output) -> String {
