@@ -4,7 +4,7 @@
 
 use crate::alert::{self, AlertKey, AlertState, Policy, Status, Transition, Verdict};
 use crate::clock::Timestamp;
-use crate::config::{Config, Gate, Profile, Rule, Severity, Task};
+use crate::config::{Config, Profile, Rule, Severity, Task};
 use crate::notify::{self, Message, MessageKind};
 use crate::probe::Observation;
 use crate::rule;
@@ -366,11 +366,6 @@ fn retire_stale_keys(
             threshold: state.threshold.clone(),
         });
     }
-}
-
-/// Whether a gate needs more than one tick (used by the report).
-pub fn is_gated(gate: Gate) -> bool {
-    !matches!(gate, Gate::Ticks(1))
 }
 
 #[cfg(test)]

@@ -9,7 +9,7 @@ use crate::evaluate::{Outcome, Prior};
 use crate::notify::Message;
 use crate::probe::TaskState;
 use anyhow::{Context, Result, bail};
-use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
+use rusqlite::{Connection, OpenFlags, TransactionBehavior, params};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -172,10 +172,6 @@ impl Store {
         };
         store.check_version()?;
         Ok(Some(store))
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.path
     }
 
     fn configure(&self) -> Result<()> {
@@ -514,15 +510,6 @@ impl Store {
         Ok(())
     }
 
-    /// Undelivered messages across all profiles.
-    pub fn outbox_backlog(&self) -> Result<i64> {
-        Ok(self.conn.query_row(
-            "SELECT count(*) FROM outbox WHERE delivered_at IS NULL AND given_up_at IS NULL",
-            [],
-            |r| r.get(0),
-        )?)
-    }
-
     /// The newest run of each profile.
     pub fn last_runs(&self) -> Result<BTreeMap<String, RunRow>> {
         let mut statement = self.conn.prepare(
@@ -536,15 +523,6 @@ impl Store {
             last.insert(row.profile.clone(), row);
         }
         Ok(last)
-    }
-
-    pub fn runs(&self, profile: Option<&str>, limit: usize) -> Result<Vec<RunRow>> {
-        let mut statement = self.conn.prepare_cached(
-            "SELECT id, profile, started_at, duration_ms, status, tasks, failing, summary FROM runs
-             WHERE (?1 IS NULL OR profile = ?1) ORDER BY started_at DESC, id DESC LIMIT ?2",
-        )?;
-        let rows = statement.query_map(params![profile, limit as i64], run_row)?;
-        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
     }
 
     /// History rows, newest first.
@@ -582,34 +560,6 @@ impl Store {
             },
         )?;
         Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
-    }
-
-    /// Live (pending or firing) alerts, most severe first.
-    pub fn live_alerts(&self) -> Result<Vec<AlertState>> {
-        let mut statement = self
-            .conn
-            .prepare_cached("SELECT DISTINCT profile FROM alert_state")?;
-        let profiles: Vec<String> = statement
-            .query_map([], |r| r.get(0))?
-            .collect::<rusqlite::Result<_>>()?;
-        let mut all = Vec::new();
-        for profile in profiles {
-            all.extend(self.load_prior(&profile)?.0.alerts.into_values());
-        }
-        all.sort_by(|a, b| b.severity.cmp(&a.severity).then(a.key.cmp(&b.key)));
-        Ok(all)
-    }
-
-    /// One value of `monitor_state`.
-    pub fn state_value(&self, namespace: &str, key: &str) -> Result<Option<String>> {
-        Ok(self
-            .conn
-            .query_row(
-                "SELECT value FROM monitor_state WHERE namespace = ?1 AND key = ?2",
-                params![namespace, key],
-                |r| r.get(0),
-            )
-            .optional()?)
     }
 
     /// Raw access for tests and benches.
