@@ -5,6 +5,7 @@
 //! observe ([`probe`]) → evaluate ([`evaluate`], pure) → commit ([`store`]) →
 //! deliver ([`notify`]).
 
+pub mod action;
 pub mod alert;
 pub mod cli;
 pub mod clock;
@@ -14,6 +15,7 @@ pub mod evaluate;
 pub mod lock;
 pub mod notify;
 pub mod probe;
+pub mod processes;
 pub mod report;
 pub mod rule;
 pub mod schedule;

@@ -113,7 +113,12 @@ pub fn run(config: &Config, options: &RunOptions, now: Timestamp) -> Result<Tick
         None => (Prior::default(), BTreeMap::new()),
     };
     let concurrency = profile.concurrency.unwrap_or(config.defaults.concurrency);
-    let observations = observe_all(config, &tasks, &task_state, now, concurrency);
+    let mode = if options.dry_run {
+        probe::Mode::DryRun
+    } else {
+        probe::Mode::Tick
+    };
+    let observations = observe_all(config, &tasks, &task_state, now, mode, concurrency);
     let runs: Vec<TaskRun> = tasks
         .iter()
         .zip(&observations)
@@ -215,6 +220,7 @@ fn observe_all(
     tasks: &[&Task],
     task_state: &BTreeMap<String, TaskState>,
     now: Timestamp,
+    mode: probe::Mode,
     concurrency: usize,
 ) -> Vec<Observation> {
     let timeouts: Vec<Duration> = tasks
@@ -251,6 +257,7 @@ fn observe_all(
                 std::thread::sleep(start_at.saturating_duration_since(Instant::now()));
                 let context = probe::Context {
                     now,
+                    mode,
                     deadline: Instant::now() + job.timeout,
                     timeout: job.timeout,
                     state: &job.state,

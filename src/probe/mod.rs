@@ -3,7 +3,10 @@
 //! themselves: what they want remembered goes back in the observation.
 
 pub mod command;
+pub mod disk;
 pub mod http;
+pub mod log;
+pub mod process;
 pub mod process_group;
 
 use crate::clock::Timestamp;
@@ -99,12 +102,26 @@ pub struct Event {
     pub severity: Severity,
 }
 
+/// A log pattern that matched this tick (patterns without a match are not listed).
+#[derive(Clone, Debug, Serialize)]
+pub struct PatternMatch {
+    /// The pattern's `name`: its alert key.
+    pub name: String,
+    pub severity: Severity,
+    /// Matching lines this tick.
+    pub count: u64,
+    /// The last matching line (trimmed to a few hundred bytes, lossy UTF-8).
+    pub line: String,
+}
+
 /// Everything a task's probes saw in one tick.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct Observation {
     pub checks: Vec<Check>,
     pub signals: Signals,
     pub events: Vec<Event>,
+    /// Log patterns that matched: each is an alert of its own severity.
+    pub matches: Vec<PatternMatch>,
     /// Values to remember for this task's next tick (log offsets…).
     #[serde(skip)]
     pub state: BTreeMap<String, String>,
@@ -132,9 +149,23 @@ impl Observation {
 /// What one task's probes remember between ticks: key → value.
 pub type TaskState = BTreeMap<String, String>;
 
+/// Why the probes run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// A normal tick: observe, and (for actions) act.
+    Tick,
+    /// `--dry-run`: observe, but actions only say what they would do.
+    DryRun,
+    /// After a restart (`wait_healthy`): is the target healthy again? Must
+    /// not consume what the tick's own observation will store (log offsets,
+    /// events): a log probe only checks that the log has moved since.
+    Recheck,
+}
+
 /// What a probe needs besides its own config.
 pub struct Context<'a> {
     pub now: Timestamp,
+    pub mode: Mode,
     /// The task must be done by then.
     pub deadline: Instant,
     /// The task's configured timeout (for messages: "no answer within 10s").
@@ -167,6 +198,9 @@ pub fn observe(task: &Task, context: &Context) -> Observation {
         match probe {
             Probe::Http(http) => http::observe(http, context, &mut observation),
             Probe::Command(command) => command::observe(command, context, &mut observation),
+            Probe::Log(log) => log::observe(log, context, &mut observation),
+            Probe::Process(process) => process::observe(process, context, &mut observation),
+            Probe::Disk(disk) => disk::observe(disk, context, &mut observation),
             other => observation.checks.push(Check {
                 probe: other.kind(),
                 status: CheckStatus::Unsupported,
@@ -175,16 +209,7 @@ pub fn observe(task: &Task, context: &Context) -> Observation {
         }
     }
     if let Some(action) = &task.action {
-        let what = if action.trim_log.is_some() {
-            "trim_log"
-        } else {
-            "command"
-        };
-        observation.checks.push(Check {
-            probe: "action",
-            status: CheckStatus::Unsupported,
-            summary: format!("{what} action is not supported yet"),
-        });
+        crate::action::run(action, context, &mut observation);
     }
     observation.elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
     observation
