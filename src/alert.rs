@@ -107,6 +107,10 @@ pub enum Transition {
     Resolved,
     /// A pending alert cleared before it fired.
     Cleared,
+    /// The task was restarted and came back healthy.
+    Restarted,
+    /// The task was restarted and did not come back (or could not be).
+    RestartFailed,
 }
 
 impl Transition {
@@ -118,6 +122,8 @@ impl Transition {
             Transition::Escalated => "escalated",
             Transition::Resolved => "resolved",
             Transition::Cleared => "cleared",
+            Transition::Restarted => "restarted",
+            Transition::RestartFailed => "restart_failed",
         }
     }
 }
@@ -140,7 +146,9 @@ pub struct Step {
     pub notify: bool,
 }
 
-fn gate_met(gate: Gate, ticks: u32, since: Timestamp, now: Timestamp) -> bool {
+/// Whether a `for` / `resolve_after` gate is met by `ticks` consecutive
+/// ticks that began at `since`.
+pub fn gate_met(gate: Gate, ticks: u32, since: Timestamp, now: Timestamp) -> bool {
     match gate {
         Gate::Ticks(needed) => ticks >= needed,
         Gate::For(duration) => now.since(since) >= duration.as_millis(),

@@ -4,14 +4,14 @@
 
 use crate::alert::{self, AlertKey, AlertState, Policy, Status, Transition, Verdict};
 use crate::clock::Timestamp;
-use crate::config::{Config, Profile, Rule, Severity, Task};
+use crate::config::{Config, Gate, Probe, Profile, Rule, Severity, Task};
 use crate::notify::{self, Message, MessageKind};
-use crate::probe::Observation;
+use crate::probe::{CheckStatus, Observation, TaskState};
+use crate::remediate::{Book, Decision, Remediation};
 use crate::rule;
 use std::collections::{BTreeMap, BTreeSet};
 
-/// The rule name of a task's implicit "every probe healthy" rule.
-pub const HEALTH_RULE: &str = "health";
+pub use crate::config::{HEALTH_RULE, RESTART_LOOP_RULE};
 
 /// Suffix of the key that reports a rule without data.
 pub const NO_DATA_SUFFIX: &str = ":no-data";
@@ -20,6 +20,8 @@ pub const NO_DATA_SUFFIX: &str = ":no-data";
 #[derive(Clone, Debug, Default)]
 pub struct Prior {
     pub alerts: BTreeMap<AlertKey, AlertState>,
+    /// Each task's remembered values: probe state and its restart book.
+    pub tasks: BTreeMap<String, TaskState>,
 }
 
 /// One task's observation this tick.
@@ -51,17 +53,26 @@ pub struct Outgoing {
 pub struct RuleResult {
     pub rule: String,
     pub verdict: Verdict,
-    pub status: Option<Status>,
+    /// The key's state after this tick (`None`: ok).
+    pub state: Option<AlertState>,
     pub transition: Option<Transition>,
+}
+
+impl RuleResult {
+    pub fn status(&self) -> Option<Status> {
+        self.state.as_ref().map(|s| s.status)
+    }
 }
 
 /// One task's result this tick, for the report and the exit code.
 #[derive(Clone, Debug)]
 pub struct TaskResult {
     pub name: String,
-    /// No rule breached and every probe could observe.
+    /// No rule breached and every probe could observe (or a restart fixed it).
     pub healthy: bool,
     pub rules: Vec<RuleResult>,
+    /// What happened about remediation, when something did.
+    pub remediation: Option<Remediation>,
 }
 
 /// Everything the tick must store and send.
@@ -72,11 +83,21 @@ pub struct Outcome {
     pub history: Vec<HistoryEntry>,
     pub outgoing: Vec<Outgoing>,
     pub tasks: Vec<TaskResult>,
+    /// Values to store per task besides what probes stored: `(task, key, value)`.
+    pub state: Vec<(String, String, String)>,
 }
 
 impl Outcome {
     pub fn healthy(&self) -> bool {
         self.tasks.iter().all(|t| t.healthy)
+    }
+
+    /// Restarts (or remediation commands) to carry out this tick.
+    pub fn planned(&self) -> impl Iterator<Item = (&TaskResult, &AlertKey, &str)> {
+        self.tasks.iter().filter_map(|t| match &t.remediation {
+            Some(Remediation::Planned { trigger, summary }) => Some((t, trigger, summary.as_str())),
+            _ => None,
+        })
     }
 }
 
@@ -93,15 +114,14 @@ pub fn evaluate(
     let mut outcome = Outcome::default();
     let mut live_keys = BTreeSet::new();
     for run in runs {
-        let result = evaluate_task(
+        let scope = Scope {
             config,
             profile,
-            prior,
-            run,
+            task: run.task,
+            notifiers: notify::route(config, profile, run.task),
             now,
-            &mut outcome,
-            &mut live_keys,
-        );
+        };
+        let result = scope.evaluate_task(prior, &run.observation, &mut outcome, &mut live_keys);
         outcome.tasks.push(result);
     }
     retire_stale_keys(
@@ -115,136 +135,313 @@ pub fn evaluate(
     outcome
 }
 
-fn evaluate_task(
-    config: &Config,
-    profile: &Profile,
-    prior: &Prior,
-    run: &TaskRun,
-    now: Timestamp,
-    outcome: &mut Outcome,
-    live_keys: &mut BTreeSet<AlertKey>,
-) -> TaskResult {
-    let task = run.task;
-    let observation = &run.observation;
-    let notifiers = notify::route(config, profile, task);
-    let mut results = Vec::new();
-    let mut healthy = observation.checks.iter().all(|c| {
-        !matches!(
-            c.status,
-            crate::probe::CheckStatus::Failed | crate::probe::CheckStatus::Unsupported
-        )
-    });
-    let mut apply =
-        |rule_name: String, verdict: Verdict, policy: Policy, results: &mut Vec<RuleResult>| {
-            let key = AlertKey::new(&profile.name, &task.name, &rule_name);
+/// A rule-like key of a task and how to judge it this tick.
+struct Judged {
+    name: String,
+    verdict: Verdict,
+    policy: Policy,
+    /// Whether its firing may restart the task.
+    may_remediate: bool,
+}
+
+/// The task being evaluated and what every key of it shares.
+pub(crate) struct Scope<'a> {
+    pub config: &'a Config,
+    pub profile: &'a Profile,
+    pub task: &'a Task,
+    pub notifiers: &'a [String],
+    pub now: Timestamp,
+}
+
+impl Scope<'_> {
+    pub fn key(&self, rule: &str) -> AlertKey {
+        AlertKey::new(&self.profile.name, &self.task.name, rule)
+    }
+
+    fn evaluate_task(
+        &self,
+        prior: &Prior,
+        observation: &Observation,
+        outcome: &mut Outcome,
+        live_keys: &mut BTreeSet<AlertKey>,
+    ) -> TaskResult {
+        let task = self.task;
+        let book = Book::load(prior.tasks.get(&task.name));
+        for event in &observation.events {
+            let message = self.message(
+                MessageKind::Event,
+                &event.name,
+                event.severity,
+                event.message.clone(),
+                None,
+            );
+            push_outgoing(self.config, self.notifiers, message, outcome);
+        }
+        let judged = self.judge(observation);
+        if let Some(until) = book.settling(self.now) {
+            return self.hold(prior, judged, until, live_keys);
+        }
+        let mut healthy = observation
+            .checks
+            .iter()
+            .all(|c| !matches!(c.status, CheckStatus::Failed | CheckStatus::Unsupported));
+        let mut results = Vec::new();
+        let mut trigger: Option<(AlertKey, String)> = None;
+        let any_flagged = task.rules.iter().any(|r| r.remediate);
+        for Judged {
+            name,
+            verdict,
+            policy,
+            may_remediate,
+        } in judged
+        {
+            let key = self.key(&name);
             if matches!(verdict, Verdict::Breach { .. }) {
                 healthy = false;
             }
             let before = prior.alerts.get(&key);
-            let step = alert::step(before, &key, &verdict, &policy, now);
-            let recorder = Recorder {
-                config,
-                notifiers,
-                now,
-            };
-            recorder.record(&key, before, &step, &verdict, outcome);
+            let step = alert::step(before, &key, &verdict, &policy, self.now);
+            if let Some(state) = &step.state
+                && trigger.is_none()
+                && may_remediate
+                && state.status == Status::Firing
+                && (any_flagged || state.severity == Severity::Critical)
+                && alert::gate_met(policy.for_, state.bad_ticks, state.bad_since, self.now)
+            {
+                trigger = Some((key.clone(), state.summary.clone()));
+            }
+            self.record(&key, before, &step, &verdict, outcome);
             live_keys.insert(key);
             results.push(RuleResult {
-                rule: rule_name,
+                rule: name,
                 verdict,
-                status: step.state.map(|s| s.status),
+                state: step.state,
                 transition: step.transition,
             });
-        };
-    if task.rules.is_empty() {
-        let policy = policy_for(config, task, None);
-        apply(
-            HEALTH_RULE.to_string(),
-            rule::implicit(task, observation),
-            policy,
-            &mut results,
-        );
+        }
+        let remediation = task.remediate.as_ref().and_then(|remediate| {
+            let (key, summary) = trigger?;
+            Some(match book.decide(remediate, self.now) {
+                Decision::Go => Remediation::Planned { trigger: key, summary },
+                Decision::Cooldown { next } => Remediation::Held {
+                    why: format!("restart held: cooldown {} since the last restart, next allowed at {next}", remediate.cooldown),
+                },
+                Decision::Exhausted { frees_at, restarts } => Remediation::Exhausted {
+                    why: format!(
+                        "restart loop: {restarts} restarts within {} (max {}); not restarting until {frees_at} — last: {summary}",
+                        remediate.max.as_ref().map(|m| m.within.to_string()).unwrap_or_default(),
+                        remediate.max.as_ref().map(|m| m.restarts).unwrap_or(0),
+                    ),
+                },
+            })
+        });
+        if let Some(remediate) = &task.remediate
+            && remediate.max.is_some()
+        {
+            let verdict = match &remediation {
+                Some(Remediation::Exhausted { why }) => Verdict::Breach {
+                    severity: Severity::Critical,
+                    value: None,
+                    threshold: None,
+                    summary: why.clone(),
+                },
+                _ => Verdict::Clear {
+                    value: None,
+                    summary: "restarts within their budget".into(),
+                },
+            };
+            let policy = Policy {
+                for_: Gate::Ticks(1),
+                resolve_after: Gate::Ticks(1),
+                ..policy_for(self.config, task, None)
+            };
+            let key = self.key(RESTART_LOOP_RULE);
+            let before = prior.alerts.get(&key);
+            let step = alert::step(before, &key, &verdict, &policy, self.now);
+            self.record(&key, before, &step, &verdict, outcome);
+            live_keys.insert(key);
+            results.push(RuleResult {
+                rule: RESTART_LOOP_RULE.into(),
+                verdict,
+                state: step.state,
+                transition: step.transition,
+            });
+        }
+        // The no-data twin of a healthy rule is noise in the report.
+        results.retain(|r| {
+            !(r.rule.ends_with(NO_DATA_SUFFIX) && r.state.is_none() && r.transition.is_none())
+        });
+        TaskResult {
+            name: task.name.clone(),
+            healthy,
+            rules: results,
+            remediation,
+        }
     }
-    for rule in &task.rules {
-        let policy = policy_for(config, task, Some(rule));
-        let verdict = rule::explicit(rule, task, observation);
-        let no_data = match &verdict {
-            Verdict::NoData { reason } => Verdict::Breach {
-                severity: Severity::Warning,
-                value: None,
-                threshold: None,
-                summary: format!("no data for rule {}: {reason}", rule.name),
-            },
-            _ => Verdict::Clear {
-                value: None,
-                summary: "data present".into(),
-            },
-        };
-        apply(rule.name.clone(), verdict, policy, &mut results);
-        apply(
-            format!("{}{NO_DATA_SUFFIX}", rule.name),
-            no_data,
-            policy,
-            &mut results,
-        );
+
+    /// Every key of the task with its verdict this tick: the implicit health
+    /// rule (or the explicit rules with their no-data twins), then one key
+    /// per log pattern.
+    fn judge(&self, observation: &Observation) -> Vec<Judged> {
+        let task = self.task;
+        let any_flagged = task.rules.iter().any(|r| r.remediate);
+        let mut judged = Vec::new();
+        let task_policy = policy_for(self.config, task, None);
+        if task.rules.is_empty() {
+            judged.push(Judged {
+                name: HEALTH_RULE.to_string(),
+                verdict: rule::implicit(task, observation),
+                policy: task_policy,
+                may_remediate: true,
+            });
+        }
+        for rule in &task.rules {
+            let policy = policy_for(self.config, task, Some(rule));
+            let verdict = rule::explicit(rule, task, observation);
+            let no_data = match &verdict {
+                Verdict::NoData { reason } => Verdict::Breach {
+                    severity: Severity::Warning,
+                    value: None,
+                    threshold: None,
+                    summary: format!("no data for rule {}: {reason}", rule.name),
+                },
+                _ => Verdict::Clear {
+                    value: None,
+                    summary: "data present".into(),
+                },
+            };
+            judged.push(Judged {
+                name: rule.name.clone(),
+                verdict,
+                policy,
+                may_remediate: rule.remediate || !any_flagged,
+            });
+            judged.push(Judged {
+                name: format!("{}{NO_DATA_SUFFIX}", rule.name),
+                verdict: no_data,
+                policy,
+                may_remediate: false,
+            });
+        }
+        for pattern in task
+            .probes
+            .iter()
+            .filter_map(|p| match p {
+                Probe::Log(log) => Some(&log.patterns),
+                _ => None,
+            })
+            .flatten()
+        {
+            let verdict = match observation.matches.iter().find(|m| m.name == pattern.name) {
+                Some(found) => Verdict::Breach {
+                    severity: found.severity,
+                    value: Some(found.count as f64),
+                    threshold: None,
+                    summary: format!(
+                        "{} log line{} matched /{}/: {}",
+                        found.count,
+                        if found.count == 1 { "" } else { "s" },
+                        pattern.regex.0.as_str(),
+                        found.line
+                    ),
+                },
+                None => Verdict::Clear {
+                    value: Some(0.0),
+                    summary: format!("no line matched /{}/", pattern.regex.0.as_str()),
+                },
+            };
+            judged.push(Judged {
+                name: pattern.name.clone(),
+                verdict,
+                policy: task_policy,
+                may_remediate: !any_flagged,
+            });
+        }
+        judged
     }
-    for event in &observation.events {
-        let message = Message {
+
+    /// Right after a restart (`settle`), the task's alerts hold still.
+    fn hold(
+        &self,
+        prior: &Prior,
+        judged: Vec<Judged>,
+        until: Timestamp,
+        live_keys: &mut BTreeSet<AlertKey>,
+    ) -> TaskResult {
+        let why = format!("held: settling after the restart until {until}");
+        let mut names: Vec<String> = judged.into_iter().map(|j| j.name).collect();
+        if self
+            .task
+            .remediate
+            .as_ref()
+            .is_some_and(|r| r.max.is_some())
+        {
+            names.push(RESTART_LOOP_RULE.to_string());
+        }
+        let rules = names
+            .into_iter()
+            .map(|name| {
+                let key = self.key(&name);
+                let state = prior.alerts.get(&key).cloned();
+                live_keys.insert(key);
+                RuleResult {
+                    rule: name,
+                    verdict: Verdict::NoData {
+                        reason: why.clone(),
+                    },
+                    state,
+                    transition: None,
+                }
+            })
+            .filter(|r| !(r.rule.ends_with(NO_DATA_SUFFIX) && r.state.is_none()))
+            .collect();
+        TaskResult {
+            name: self.task.name.clone(),
+            healthy: true,
+            rules,
+            remediation: Some(Remediation::Settling { until }),
+        }
+    }
+
+    /// A message about this task, id derived from what makes it unique.
+    pub fn message(
+        &self,
+        kind: MessageKind,
+        rule: &str,
+        severity: Severity,
+        summary: String,
+        state: Option<&AlertState>,
+    ) -> Message {
+        let config = self.config;
+        Message {
             id: Message::make_id(
                 &config.host,
-                &profile.name,
-                &task.name,
-                &event.name,
-                MessageKind::Event,
-                now,
+                &self.profile.name,
+                &self.task.name,
+                rule,
+                kind,
+                self.now,
             ),
-            kind: MessageKind::Event,
+            kind,
             host: config.host.clone(),
-            profile: profile.name.clone(),
-            task: task.name.clone(),
-            rule: event.name.clone(),
-            severity: event.severity,
-            summary: event.message.clone(),
-            value: None,
-            threshold: None,
-            started_at: None,
-            at: now,
-        };
-        push_outgoing(config, notifiers, message, outcome);
+            profile: self.profile.name.clone(),
+            task: self.task.name.clone(),
+            rule: rule.to_string(),
+            severity,
+            summary,
+            value: state.and_then(|s| s.value),
+            threshold: state.and_then(|s| s.threshold.clone()),
+            started_at: match kind {
+                MessageKind::Event => None,
+                MessageKind::Firing => Some(self.now),
+                _ => state.map(|s| s.since),
+            },
+            at: self.now,
+            remediation: None,
+        }
     }
-    // The no-data twin of a healthy rule is noise in the report.
-    results.retain(|r| {
-        !(r.rule.ends_with(NO_DATA_SUFFIX) && r.status.is_none() && r.transition.is_none())
-    });
-    TaskResult {
-        name: task.name.clone(),
-        healthy,
-        rules: results,
-    }
-}
 
-fn policy_for(config: &Config, task: &Task, rule: Option<&Rule>) -> Policy {
-    Policy {
-        for_: rule.and_then(|r| r.for_).unwrap_or(task.for_),
-        resolve_after: rule
-            .and_then(|r| r.resolve_after)
-            .unwrap_or(task.resolve_after),
-        cooldown: rule
-            .and_then(|r| r.cooldown)
-            .or(task.cooldown)
-            .unwrap_or(config.defaults.cooldown),
-        notify_resolved: config.defaults.notify_resolved,
-    }
-}
-
-/// Turns a key's step into a state change, a history row and a message.
-struct Recorder<'a> {
-    config: &'a Config,
-    notifiers: &'a [String],
-    now: Timestamp,
-}
-
-impl Recorder<'_> {
+    /// Turns a key's step into a state change, a history row and a message.
     fn record(
         &self,
         key: &AlertKey,
@@ -253,7 +450,6 @@ impl Recorder<'_> {
         verdict: &Verdict,
         outcome: &mut Outcome,
     ) {
-        let (config, notifiers, now) = (self.config, self.notifiers, self.now);
         if step.state.as_ref() != before {
             outcome.alerts.insert(key.clone(), step.state.clone());
         }
@@ -286,31 +482,33 @@ impl Recorder<'_> {
             Transition::Reminder => MessageKind::Reminder,
             Transition::Escalated => MessageKind::Escalated,
             Transition::Resolved => MessageKind::Resolved,
-            Transition::Pending | Transition::Cleared => return,
+            _ => return,
         };
-        let started_at = match kind {
-            MessageKind::Firing => Some(now),
-            _ => Some(shown.since),
-        };
-        let message = Message {
-            id: Message::make_id(&config.host, &key.profile, &key.task, &key.rule, kind, now),
-            kind,
-            host: config.host.clone(),
-            profile: key.profile.clone(),
-            task: key.task.clone(),
-            rule: key.rule.clone(),
-            severity: shown.severity,
-            summary,
-            value: shown.value,
-            threshold: shown.threshold.clone(),
-            started_at,
-            at: now,
-        };
-        push_outgoing(config, notifiers, message, outcome);
+        let message = self.message(kind, &key.rule, shown.severity, summary, Some(shown));
+        push_outgoing(self.config, self.notifiers, message, outcome);
     }
 }
 
-fn push_outgoing(config: &Config, notifiers: &[String], message: Message, outcome: &mut Outcome) {
+fn policy_for(config: &Config, task: &Task, rule: Option<&Rule>) -> Policy {
+    Policy {
+        for_: rule.and_then(|r| r.for_).unwrap_or(task.for_),
+        resolve_after: rule
+            .and_then(|r| r.resolve_after)
+            .unwrap_or(task.resolve_after),
+        cooldown: rule
+            .and_then(|r| r.cooldown)
+            .or(task.cooldown)
+            .unwrap_or(config.defaults.cooldown),
+        notify_resolved: config.defaults.notify_resolved,
+    }
+}
+
+pub(crate) fn push_outgoing(
+    config: &Config,
+    notifiers: &[String],
+    message: Message,
+    outcome: &mut Outcome,
+) {
     let targets: Vec<String> = notifiers
         .iter()
         .filter(|name| {
@@ -499,7 +697,7 @@ profiles:
         let keys: Vec<_> = slow
             .rules
             .iter()
-            .map(|r| (r.rule.as_str(), r.status))
+            .map(|r| (r.rule.as_str(), r.status()))
             .collect();
         // The no-data key shares the rule's gating (for: 2).
         assert_eq!(

@@ -16,6 +16,7 @@ pub mod lock;
 pub mod notify;
 pub mod probe;
 pub mod processes;
+pub mod remediate;
 pub mod report;
 pub mod rule;
 pub mod schedule;

@@ -69,6 +69,17 @@ pub fn read(pid: i32) -> Option<ProcessInfo> {
     })
 }
 
+/// How long `identity` has been running, by the boot clock (/proc/uptime),
+/// so neither a pinned tick clock nor a wall-clock jump distorts it.
+pub fn age(identity: &Identity) -> Option<std::time::Duration> {
+    use procfs::Current;
+    let uptime = procfs::Uptime::current().ok()?.uptime;
+    let started = identity.start_ticks as f64 / procfs::ticks_per_second().max(1) as f64;
+    Some(std::time::Duration::from_secs_f64(
+        (uptime - started).max(0.0),
+    ))
+}
+
 /// Whether `identity` still runs (same pid and same start time, not a zombie).
 pub fn is_running(identity: &Identity) -> bool {
     read(identity.pid).is_some_and(|p| p.identity == *identity)
@@ -143,6 +154,18 @@ pub fn fds(pid: i32) -> Option<(u64, Option<u64>)> {
             procfs::process::LimitValue::Unlimited => None,
         });
     Some((open, limit))
+}
+
+/// Every process of session `sid` (a tmux pane's shell leads its own
+/// session, so this is what runs in the pane).
+pub fn in_session(sid: i32) -> Vec<ProcessInfo> {
+    let Ok(all) = procfs::process::all_processes() else {
+        return Vec::new();
+    };
+    all.filter_map(Result::ok)
+        .filter(|p| p.stat().is_ok_and(|s| s.session == sid))
+        .filter_map(|p| read(p.pid))
+        .collect()
 }
 
 /// The direct children of `pid`.

@@ -4,6 +4,7 @@
 use crate::alert::{Transition, Verdict};
 use crate::clock::Timestamp;
 use crate::config::{Config, Severity};
+use crate::remediate::Remediation;
 use crate::store::{HistoryRow, RunRow};
 use crate::tick::{DeliveryResult, TickReport};
 use serde_json::json;
@@ -48,7 +49,7 @@ pub fn tick_json(report: &TickReport) -> serde_json::Value {
                 .map(|r| {
                     let mut value = verdict_json(&r.verdict);
                     value["rule"] = json!(r.rule);
-                    value["status"] = json!(r.status.map(|s| s.as_str()).unwrap_or("ok"));
+                    value["status"] = json!(r.status().map(|s| s.as_str()).unwrap_or("ok"));
                     value["transition"] = json!(r.transition.map(|t| t.as_str()));
                     value
                 })
@@ -60,6 +61,7 @@ pub fn tick_json(report: &TickReport) -> serde_json::Value {
                 "checks": task.observation.checks,
                 "signals": task.observation.signals,
                 "rules": rules,
+                "remediation": result.remediation.as_ref().map(remediation_text),
             })
         })
         .collect();
@@ -132,13 +134,13 @@ pub fn tick_text(report: &TickReport) -> String {
         for rule in &result.rules {
             let interesting = !matches!(rule.verdict, Verdict::Clear { .. })
                 || rule.transition.is_some()
-                || rule.status.is_some();
+                || rule.status().is_some();
             let implicit_repeat = rule.rule == crate::evaluate::HEALTH_RULE
                 && matches!(rule.verdict, Verdict::Breach { .. });
             if !interesting {
                 continue;
             }
-            let status = match (rule.transition, rule.status) {
+            let status = match (rule.transition, rule.status()) {
                 (Some(Transition::Firing), _) => "FIRING (notified)".to_string(),
                 (Some(Transition::Escalated), _) => "ESCALATED (notified)".to_string(),
                 (Some(Transition::Reminder), _) => "still firing (reminder sent)".to_string(),
@@ -156,6 +158,15 @@ pub fn tick_text(report: &TickReport) -> String {
                 out,
                 "  {:4}  {:<width$}  └ {} {status}{detail}",
                 "", "", rule.rule
+            );
+        }
+        if let Some(remediation) = &result.remediation {
+            let _ = writeln!(
+                out,
+                "  {:4}  {:<width$}  └ {}",
+                "",
+                "",
+                remediation_text(remediation)
             );
         }
     }
@@ -195,6 +206,26 @@ pub fn tick_text(report: &TickReport) -> String {
         }
     }
     out
+}
+
+/// What remediation did, in one line.
+fn remediation_text(remediation: &Remediation) -> String {
+    match remediation {
+        Remediation::Planned { summary, .. } => format!("restart planned: {summary}"),
+        Remediation::Held { why } | Remediation::Exhausted { why } => why.clone(),
+        Remediation::Settling { until } => {
+            format!("settling after a restart until {until}: alerts held")
+        }
+        Remediation::Done {
+            what,
+            healthy: true,
+        } => format!("RESTARTED: {what}"),
+        Remediation::Done {
+            what,
+            healthy: false,
+        } => format!("RESTART FAILED: {what}"),
+        Remediation::Plan { what } => what.clone(),
+    }
 }
 
 /// One profile's line of `monitor list`.

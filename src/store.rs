@@ -264,7 +264,7 @@ impl Store {
     }
 
     /// The live alerts and probe state of one profile.
-    pub fn load_prior(&self, profile: &str) -> Result<(Prior, BTreeMap<String, TaskState>)> {
+    pub fn load_prior(&self, profile: &str) -> Result<Prior> {
         let mut prior = Prior::default();
         let mut statement = self.conn.prepare_cached(
             "SELECT task, rule, status, severity, since, bad_since, bad_ticks, good_since, good_ticks,
@@ -312,7 +312,8 @@ impl Store {
             let task = namespace[prefix.len()..].to_string();
             task_state.entry(task).or_default().insert(key, value);
         }
-        Ok((prior, task_state))
+        prior.tasks = task_state;
+        Ok(prior)
     }
 
     /// Commits a tick: run row, alert state, history, outbox and probe state,

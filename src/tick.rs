@@ -1,6 +1,7 @@
 //! One tick, top to bottom: lock → prior state → observe → evaluate →
 //! commit → deliver. The only function that sequences the pipeline.
 
+use crate::alert::AlertKey;
 use crate::clock::Timestamp;
 use crate::config::{Config, Profile, Task};
 use crate::error::Error;
@@ -8,6 +9,7 @@ use crate::evaluate::{self, Outcome, Prior, TaskRun};
 use crate::lock::{self, Lock};
 use crate::notify::{self, Sent};
 use crate::probe::{self, Observation, TaskState};
+use crate::remediate::{self, Attempt, Book, Remediation};
 use crate::store::{OutboxRow, Store, TickRecord};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, mpsc};
@@ -108,9 +110,9 @@ pub fn run(config: &Config, options: &RunOptions, now: Timestamp) -> Result<Tick
     } else {
         Some(Store::open(&config.state).map_err(Error::Tool)?)
     };
-    let (prior, task_state) = match &store {
+    let prior = match &store {
         Some(store) => store.load_prior(&profile.name).map_err(Error::Tool)?,
-        None => (Prior::default(), BTreeMap::new()),
+        None => Prior::default(),
     };
     let concurrency = profile.concurrency.unwrap_or(config.defaults.concurrency);
     let mode = if options.dry_run {
@@ -118,7 +120,7 @@ pub fn run(config: &Config, options: &RunOptions, now: Timestamp) -> Result<Tick
     } else {
         probe::Mode::Tick
     };
-    let observations = observe_all(config, &tasks, &task_state, now, mode, concurrency);
+    let observations = observe_all(config, &tasks, &prior.tasks, now, mode, concurrency);
     let runs: Vec<TaskRun> = tasks
         .iter()
         .zip(&observations)
@@ -128,7 +130,16 @@ pub fn run(config: &Config, options: &RunOptions, now: Timestamp) -> Result<Tick
         })
         .collect();
     let whole_profile = options.task.is_none();
-    let outcome = evaluate::evaluate(config, profile, &prior, &runs, whole_profile, now);
+    let mut outcome = evaluate::evaluate(config, profile, &prior, &runs, whole_profile, now);
+    remediate_all(
+        config,
+        profile,
+        &prior,
+        &runs,
+        &mut outcome,
+        options.dry_run,
+        now,
+    );
     let finished_at = now.plus_millis(i64::try_from(started.elapsed().as_millis()).unwrap_or(0));
     let skipped_tasks = profile
         .tasks
@@ -165,6 +176,85 @@ pub fn run(config: &Config, options: &RunOptions, now: Timestamp) -> Result<Tick
     probe::process_group::kill_leftovers();
     report.elapsed = started.elapsed();
     Ok(TickResult::Ran(Box::new(report)))
+}
+
+/// Carries out the restarts `evaluate` planned, each on its own thread (they
+/// wait for health), then records what they did. A dry run only describes
+/// them.
+fn remediate_all(
+    config: &Config,
+    profile: &Profile,
+    prior: &Prior,
+    runs: &[TaskRun],
+    outcome: &mut Outcome,
+    dry_run: bool,
+    now: Timestamp,
+) {
+    let planned: Vec<(usize, AlertKey)> = outcome
+        .tasks
+        .iter()
+        .enumerate()
+        .filter_map(|(i, t)| match &t.remediation {
+            Some(Remediation::Planned { trigger, .. }) => Some((i, trigger.clone())),
+            _ => None,
+        })
+        .collect();
+    if planned.is_empty() {
+        return;
+    }
+    let output_dir = config.state_dir().join("output");
+    let attempts: Vec<(usize, AlertKey, Attempt)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = planned
+            .into_iter()
+            .filter_map(|(index, trigger)| {
+                let run = runs
+                    .iter()
+                    .find(|r| r.task.name == outcome.tasks[index].name)?;
+                let remediate = run.task.remediate.as_ref()?;
+                let default_output =
+                    output_dir.join(format!("{}.{}.log", profile.name, run.task.name));
+                if dry_run {
+                    let what = remediate::plan(remediate, &default_output);
+                    outcome.tasks[index].remediation = Some(Remediation::Plan { what });
+                    return None;
+                }
+                let mut state = prior.tasks.get(&run.task.name).cloned().unwrap_or_default();
+                state.extend(run.observation.state.clone());
+                let timeout = run.task.timeout.unwrap_or(config.defaults.timeout).std();
+                Some(scope.spawn(move || {
+                    let environment = remediate::Environment {
+                        default_output: &default_output,
+                        now,
+                        state: &state,
+                        timeout,
+                    };
+                    (
+                        index,
+                        trigger,
+                        remediate::execute(run.task, remediate, &environment),
+                    )
+                }))
+            })
+            .collect();
+        handles.into_iter().filter_map(|h| h.join().ok()).collect()
+    });
+    for (index, trigger, attempt) in attempts {
+        let Some(run) = runs
+            .iter()
+            .find(|r| r.task.name == outcome.tasks[index].name)
+        else {
+            continue;
+        };
+        let scope = evaluate::Scope {
+            config,
+            profile,
+            task: run.task,
+            notifiers: notify::route(config, profile, run.task),
+            now,
+        };
+        let book = Book::load(prior.tasks.get(&run.task.name));
+        remediate::record(&scope, outcome, &trigger, &book, &attempt);
+    }
 }
 
 fn find_profile<'c>(config: &'c Config, name: &str) -> Result<&'c Profile, Error> {
@@ -321,18 +411,23 @@ fn commit(
             .collect();
         format!("failing: {}", names.join(", "))
     };
+    let namespace = |task: &str| format!("{}/{task}", profile.name);
     let state = report
         .tasks
         .iter()
         .flat_map(|t| {
-            t.observation.state.iter().map(move |(k, v)| {
-                (
-                    format!("{}/{}", profile.name, t.name),
-                    k.clone(),
-                    Some(v.clone()),
-                )
-            })
+            t.observation
+                .state
+                .iter()
+                .map(|(k, v)| (namespace(&t.name), k.clone(), Some(v.clone())))
         })
+        .chain(
+            report
+                .outcome
+                .state
+                .iter()
+                .map(|(task, k, v)| (namespace(task), k.clone(), Some(v.clone()))),
+        )
         .collect();
     let record = TickRecord {
         profile: &profile.name,

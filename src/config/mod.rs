@@ -212,6 +212,15 @@ pub struct Task {
     pub labels: BTreeMap<String, String>,
 }
 
+/// The rule name of a task's implicit "every probe healthy" rule.
+pub const HEALTH_RULE: &str = "health";
+/// The key under which restarts are recorded in the history.
+pub const RESTART_RULE: &str = "restart";
+/// The alert raised when `max` restarts are spent.
+pub const RESTART_LOOP_RULE: &str = "restart-loop";
+/// Alert keys a task uses for itself: the implicit rule, restart records.
+pub const RESERVED_KEYS: [&str; 3] = [HEALTH_RULE, RESTART_RULE, RESTART_LOOP_RULE];
+
 /// A probe: how a task observes its target. Closed set, one per config key.
 #[derive(Debug, Clone)]
 pub enum Probe {
@@ -328,11 +337,30 @@ impl<'de> Deserialize<'de> for Task {
         if raw.action.is_some() && (!raw.rules.is_empty() || raw.remediate.is_some()) {
             return Err(err("an action task takes no rules and no remediate".into()));
         }
-        let mut rule_names = std::collections::BTreeSet::new();
-        for rule in &raw.rules {
-            if !rule_names.insert(rule.name.as_str()) {
-                return Err(err(format!("two rules are named `{}`", rule.name)));
+        // Rules and log patterns share the task's alert keys with the
+        // implicit health rule and the restart records.
+        let mut keys: std::collections::BTreeSet<&str> = RESERVED_KEYS.iter().copied().collect();
+        let patterns = probes.iter().filter_map(|p| match p {
+            Probe::Log(log) => Some(log.patterns.iter().map(|p| p.name.as_str())),
+            _ => None,
+        });
+        for name in raw
+            .rules
+            .iter()
+            .map(|r| r.name.as_str())
+            .chain(patterns.flatten())
+        {
+            if !keys.insert(name) {
+                return Err(err(format!(
+                    "the name `{name}` is used twice among rules and log patterns, or is reserved ({})",
+                    RESERVED_KEYS.join(", ")
+                )));
             }
+        }
+        if let Some(remediate) = &raw.remediate
+            && remediate.restart.is_some() == remediate.command.is_some()
+        {
+            return Err(err("`remediate` takes either `restart` or `command`".into()));
         }
         Ok(Task {
             name,

@@ -19,14 +19,21 @@ pub enum MessageKind {
     Resolved,
     /// A notification without a lifecycle (a log event).
     Event,
+    /// The task was restarted and is healthy again (the alert resolved).
+    Restarted,
+    /// The task was restarted and is still unhealthy (the alert fires on).
+    RestartFailed,
 }
 
 impl MessageKind {
     /// The alert status a receiver should show.
     pub fn status(self) -> &'static str {
         match self {
-            MessageKind::Firing | MessageKind::Reminder | MessageKind::Escalated => "firing",
-            MessageKind::Resolved => "resolved",
+            MessageKind::Firing
+            | MessageKind::Reminder
+            | MessageKind::Escalated
+            | MessageKind::RestartFailed => "firing",
+            MessageKind::Resolved | MessageKind::Restarted => "resolved",
             MessageKind::Event => "event",
         }
     }
@@ -52,6 +59,9 @@ pub struct Message {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub started_at: Option<Timestamp>,
     pub at: Timestamp,
+    /// What a restart did: stopped pids, new pid, seconds to healthy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remediation: Option<String>,
 }
 
 impl Message {
@@ -114,8 +124,22 @@ impl Message {
                     .unwrap_or_default();
                 format!("[{}] RESOLVED{after} {source}: {}", self.host, self.summary)
             }
+            MessageKind::Restarted => {
+                format!("[{}] RESTARTED {source}: {}", self.host, self.summary)
+            }
+            MessageKind::RestartFailed => format!(
+                "[{}] RESTART FAILED {} {source}: {}",
+                self.host, self.severity, self.summary
+            ),
         };
-        if self.kind != MessageKind::Event && self.kind != MessageKind::Resolved {
+        if let Some(remediation) = &self.remediation {
+            text.push_str(" — ");
+            text.push_str(remediation);
+        }
+        if !matches!(
+            self.kind,
+            MessageKind::Event | MessageKind::Resolved | MessageKind::Restarted
+        ) {
             match (&self.value, &self.threshold) {
                 (Some(value), Some(threshold)) if !self.summary.contains(threshold.as_str()) => {
                     text.push_str(&format!(
@@ -145,6 +169,7 @@ impl Message {
             "threshold": self.threshold,
             "started_at": self.started_at.map(|t| t.rfc3339()),
             "at": self.at.rfc3339(),
+            "remediation": self.remediation,
             "text": self.text(),
         })
     }
@@ -232,6 +257,7 @@ mod tests {
             threshold: None,
             started_at: Some(Timestamp(0)),
             at: Timestamp(185_000),
+            remediation: None,
         }
     }
 

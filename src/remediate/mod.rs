@@ -1,0 +1,527 @@
+//! Remediation: whether a task's restart is due (pure: cooldown, `max`
+//! restarts within a window, `settle`), carrying it out (stop → start →
+//! wait until the task's own probes pass), and recording what it did.
+
+pub mod start;
+pub mod stop;
+
+use crate::alert::{AlertKey, Transition, Verdict};
+use crate::clock::Timestamp;
+use crate::config::{Remediate, Severity, Task};
+use crate::evaluate::{HistoryEntry, Outcome, Scope, push_outgoing};
+use crate::notify::MessageKind;
+use crate::probe::{self, TaskState};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+/// `wait_healthy` when the config does not say.
+pub const DEFAULT_WAIT_HEALTHY: Duration = Duration::from_secs(30);
+pub use crate::config::RESTART_RULE;
+
+const RESTARTS_KEY: &str = "remediate.restarts";
+const SETTLE_KEY: &str = "remediate.settle_until";
+
+/// What remediation did or will do for a task this tick.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Remediation {
+    /// A restart is due: carry it out.
+    Planned { trigger: AlertKey, summary: String },
+    /// Due, but the cooldown since the last restart has not passed.
+    Held { why: String },
+    /// `max` restarts are spent: no restart, a restart-loop alert instead.
+    Exhausted { why: String },
+    /// A recent restart's `settle` time: the task's alerts hold still.
+    Settling { until: Timestamp },
+    /// Carried out.
+    Done { what: String, healthy: bool },
+    /// `--dry-run`: what would have been done.
+    Plan { what: String },
+}
+
+/// Whether a restart may go ahead now.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Decision {
+    Go,
+    Cooldown {
+        next: Timestamp,
+    },
+    Exhausted {
+        frees_at: Timestamp,
+        restarts: usize,
+    },
+}
+
+/// A task's restart history, kept in its state between ticks.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Book {
+    /// When recent restarts happened, oldest first.
+    pub restarts: Vec<Timestamp>,
+    pub settle_until: Option<Timestamp>,
+}
+
+impl Book {
+    pub fn load(state: Option<&TaskState>) -> Book {
+        let Some(state) = state else {
+            return Book::default();
+        };
+        let restarts = state
+            .get(RESTARTS_KEY)
+            .and_then(|v| serde_json::from_str::<Vec<i64>>(v).ok())
+            .unwrap_or_default()
+            .into_iter()
+            .map(Timestamp)
+            .collect();
+        let settle_until = state
+            .get(SETTLE_KEY)
+            .and_then(|v| v.parse().ok())
+            .map(Timestamp);
+        Book {
+            restarts,
+            settle_until,
+        }
+    }
+
+    /// The end of the settle time, while it lasts.
+    pub fn settling(&self, now: Timestamp) -> Option<Timestamp> {
+        self.settle_until.filter(|until| *until > now)
+    }
+
+    /// Whether a restart may happen at `now`.
+    pub fn decide(&self, remediate: &Remediate, now: Timestamp) -> Decision {
+        if let Some(max) = &remediate.max {
+            let window_start = now.plus_millis(-max.within.as_millis());
+            let recent: Vec<Timestamp> = self
+                .restarts
+                .iter()
+                .copied()
+                .filter(|t| *t > window_start)
+                .collect();
+            if recent.len() >= max.restarts as usize {
+                let oldest = recent.first().copied().unwrap_or(now);
+                return Decision::Exhausted {
+                    frees_at: oldest.plus_millis(max.within.as_millis()),
+                    restarts: recent.len(),
+                };
+            }
+        }
+        match self.restarts.last() {
+            Some(last) if now.since(*last) < remediate.cooldown.as_millis() => Decision::Cooldown {
+                next: last.plus_millis(remediate.cooldown.as_millis()),
+            },
+            _ => Decision::Go,
+        }
+    }
+
+    /// The book after a restart at `now`, keeping only what the guards need.
+    pub fn after_restart(
+        &self,
+        remediate: &Remediate,
+        settle: Option<crate::config::Duration>,
+        now: Timestamp,
+    ) -> Book {
+        let keep = remediate
+            .max
+            .as_ref()
+            .map(|m| m.within)
+            .unwrap_or(remediate.cooldown)
+            .max(remediate.cooldown);
+        let horizon = now.plus_millis(-keep.as_millis());
+        let mut restarts: Vec<Timestamp> = self
+            .restarts
+            .iter()
+            .copied()
+            .filter(|t| *t > horizon)
+            .collect();
+        restarts.push(now);
+        Book {
+            restarts,
+            settle_until: settle.map(|s| now.plus_millis(s.as_millis())),
+        }
+    }
+
+    fn entries(&self) -> Vec<(String, String)> {
+        let restarts: Vec<i64> = self.restarts.iter().map(|t| t.0).collect();
+        vec![
+            (
+                RESTARTS_KEY.to_string(),
+                serde_json::to_string(&restarts).unwrap_or_else(|_| "[]".into()),
+            ),
+            (
+                SETTLE_KEY.to_string(),
+                self.settle_until.map(|t| t.0).unwrap_or(0).to_string(),
+            ),
+        ]
+    }
+}
+
+/// What running a remediation did.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Attempt {
+    /// Stop and start, in words.
+    pub steps: Vec<String>,
+    /// `Ok(seconds to healthy)` or why it is not healthy.
+    pub result: Result<Duration, String>,
+}
+
+impl Attempt {
+    pub fn describe(&self) -> String {
+        let mut text = self.steps.join("; ");
+        if !text.is_empty() {
+            text.push_str("; ");
+        }
+        match &self.result {
+            Ok(after) => text.push_str(&format!("healthy after {:.1} s", after.as_secs_f64())),
+            Err(why) => text.push_str(&format!("restart failed: {why}")),
+        }
+        text
+    }
+}
+
+/// Where things of a restart go, besides its config.
+pub struct Environment<'a> {
+    /// A detached start command's output when the config names no file.
+    pub default_output: &'a Path,
+    pub now: Timestamp,
+    /// The task's state after this tick's observation (for rechecks).
+    pub state: &'a TaskState,
+    /// The task's timeout: each recheck runs under it.
+    pub timeout: Duration,
+}
+
+/// Describes the remediation without doing it, for `--dry-run`.
+pub fn plan(remediate: &Remediate, default_output: &Path) -> String {
+    if let Some(restart) = &remediate.restart {
+        let wait = restart
+            .wait_healthy
+            .map(|w| w.std())
+            .unwrap_or(DEFAULT_WAIT_HEALTHY);
+        format!(
+            "would restart: {}; then {}; then wait up to {} for health",
+            stop::plan(&restart.stop),
+            start::plan(&restart.start, default_output),
+            crate::config::Duration(wait)
+        )
+    } else if let Some(command) = &remediate.command {
+        format!(
+            "would run `{}`, then wait up to {} for health",
+            command.command,
+            crate::config::Duration(DEFAULT_WAIT_HEALTHY)
+        )
+    } else {
+        "nothing to do (remediate has neither restart nor command)".to_string()
+    }
+}
+
+/// Carries out the task's remediation and waits for its probes to pass.
+pub fn execute(task: &Task, remediate: &Remediate, environment: &Environment) -> Attempt {
+    let mut steps = Vec::new();
+    let (started, wait) = if let Some(restart) = &remediate.restart {
+        log::warn!("restarting {}: stopping", task.name);
+        match stop::stop(&restart.stop) {
+            Ok(stopped) => steps.push(stopped.description),
+            Err(why) => {
+                return Attempt {
+                    steps,
+                    result: Err(why),
+                };
+            }
+        }
+        match start::start(&restart.start, environment.default_output) {
+            Ok(started) => {
+                steps.push(started.description().to_string());
+                (
+                    Some(started),
+                    restart
+                        .wait_healthy
+                        .map(|w| w.std())
+                        .unwrap_or(DEFAULT_WAIT_HEALTHY),
+                )
+            }
+            Err(why) => {
+                return Attempt {
+                    steps,
+                    result: Err(why),
+                };
+            }
+        }
+    } else if let Some(command) = &remediate.command {
+        let mut run = probe::command::build(&command.command);
+        if let Some(cwd) = &command.cwd {
+            run.current_dir(cwd);
+        }
+        let limit = command
+            .timeout
+            .map(|t| t.std())
+            .unwrap_or(Duration::from_secs(60));
+        match stop::run_tool(&mut run, limit) {
+            Ok(()) => steps.push(format!("ran `{}`", command.command)),
+            Err(why) => {
+                return Attempt {
+                    steps,
+                    result: Err(why),
+                };
+            }
+        }
+        (None, DEFAULT_WAIT_HEALTHY)
+    } else {
+        return Attempt {
+            steps,
+            result: Err("remediate has neither restart nor command".into()),
+        };
+    };
+    let result = wait_healthy(task, started, wait, environment);
+    log::warn!(
+        "restart of {}: {}",
+        task.name,
+        Attempt {
+            steps: steps.clone(),
+            result: result.clone()
+        }
+        .describe()
+    );
+    Attempt { steps, result }
+}
+
+/// Re-runs the task's probes (in recheck mode) until they all pass.
+fn wait_healthy(
+    task: &Task,
+    mut started: Option<start::Started>,
+    wait: Duration,
+    environment: &Environment,
+) -> Result<Duration, String> {
+    let begun = Instant::now();
+    let deadline = begun + wait;
+    loop {
+        if let Some(why) = started.as_mut().and_then(start::Started::exited) {
+            return Err(why);
+        }
+        let context = probe::Context {
+            now: environment
+                .now
+                .plus_millis(i64::try_from(begun.elapsed().as_millis()).unwrap_or(0)),
+            mode: probe::Mode::Recheck,
+            deadline: (Instant::now() + environment.timeout)
+                .min(deadline.max(Instant::now() + Duration::from_millis(500))),
+            timeout: environment.timeout,
+            state: environment.state,
+        };
+        let observation = probe::observe(task, &context);
+        if observation.healthy() {
+            return Ok(begun.elapsed());
+        }
+        let last = observation
+            .checks
+            .iter()
+            .filter(|c| !c.status.is_ok())
+            .map(|c| format!("{}: {}", c.probe, c.summary))
+            .collect::<Vec<_>>()
+            .join("; ");
+        if Instant::now() >= deadline {
+            return Err(format!(
+                "not healthy after {} ({last})",
+                crate::config::Duration(wait)
+            ));
+        }
+        std::thread::sleep(
+            Duration::from_millis(250).min(deadline.saturating_duration_since(Instant::now())),
+        );
+    }
+}
+
+/// Records a carried-out remediation: the restart book, a history row, the
+/// task's failure streaks restarted from zero, and one notification — the
+/// firing alert resolved by a healthy restart, or marked as a failed one.
+pub(crate) fn record(
+    scope: &Scope,
+    outcome: &mut Outcome,
+    trigger: &AlertKey,
+    book: &Book,
+    attempt: &Attempt,
+) {
+    let Some(remediate) = &scope.task.remediate else {
+        return;
+    };
+    let now = scope.now;
+    let settle = remediate.restart.as_ref().and_then(|r| r.settle);
+    let task_name = scope.task.name.clone();
+    for (key, value) in book.after_restart(remediate, settle, now).entries() {
+        outcome.state.push((task_name.clone(), key, value));
+    }
+    let healthy = attempt.result.is_ok();
+    let what = attempt.describe();
+    outcome.history.push(HistoryEntry {
+        key: scope.key(RESTART_RULE),
+        transition: if healthy {
+            Transition::Restarted
+        } else {
+            Transition::RestartFailed
+        },
+        severity: if healthy {
+            Severity::Info
+        } else {
+            Severity::Critical
+        },
+        summary: what.clone(),
+        value: None,
+        threshold: None,
+    });
+    let Some(index) = outcome.tasks.iter().position(|t| t.name == task_name) else {
+        return;
+    };
+    // After a restart every failure streak of the task starts from zero, so
+    // a `for: 3` needs three new failing ticks before the next restart.
+    let mut trigger_state = None;
+    for rule in &mut outcome.tasks[index].rules {
+        if let Some(state) = &mut rule.state {
+            state.bad_ticks = 0;
+            state.bad_since = now;
+            let key = scope.key(&rule.rule);
+            if key == *trigger {
+                trigger_state = Some(state.clone());
+            }
+            outcome.alerts.insert(key, Some(state.clone()));
+        }
+    }
+    // This tick's firing message about the trigger becomes the restart's.
+    outcome.outgoing.retain(|o| {
+        let m = &o.message;
+        !(m.profile == trigger.profile
+            && m.task == trigger.task
+            && m.rule == trigger.rule
+            && m.kind.status() == "firing")
+    });
+    let summary = trigger_state
+        .as_ref()
+        .map(|s| s.summary.clone())
+        .unwrap_or_default();
+    let severity = trigger_state
+        .as_ref()
+        .map(|s| s.severity)
+        .unwrap_or(Severity::Critical);
+    let task = &mut outcome.tasks[index];
+    if healthy {
+        outcome.alerts.insert(trigger.clone(), None);
+        outcome.history.push(HistoryEntry {
+            key: trigger.clone(),
+            transition: Transition::Resolved,
+            severity,
+            summary: format!("healthy after the restart ({what})"),
+            value: None,
+            threshold: None,
+        });
+        for rule in task.rules.iter_mut().filter(|r| r.rule == trigger.rule) {
+            rule.state = None;
+            rule.transition = Some(Transition::Resolved);
+        }
+        let others_breach = task
+            .rules
+            .iter()
+            .any(|r| r.rule != trigger.rule && matches!(r.verdict, Verdict::Breach { .. }));
+        task.healthy = !others_breach;
+    }
+    task.remediation = Some(Remediation::Done {
+        what: what.clone(),
+        healthy,
+    });
+    let kind = if healthy {
+        MessageKind::Restarted
+    } else {
+        MessageKind::RestartFailed
+    };
+    let summary = if healthy {
+        format!("was: {summary}")
+    } else {
+        summary
+    };
+    let mut message = scope.message(
+        kind,
+        &trigger.rule,
+        severity,
+        summary,
+        trigger_state.as_ref(),
+    );
+    message.remediation = Some(what);
+    push_outgoing(scope.config, scope.notifiers, message, outcome);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Duration as ConfigDuration, MaxRestarts};
+
+    fn remediate(cooldown_s: u64, max: Option<(u32, u64)>) -> Remediate {
+        Remediate {
+            restart: None,
+            command: None,
+            cooldown: ConfigDuration::from_secs(cooldown_s),
+            max: max.map(|(restarts, within)| MaxRestarts {
+                restarts,
+                within: ConfigDuration::from_secs(within),
+            }),
+        }
+    }
+
+    const MIN: i64 = 60_000;
+
+    #[test]
+    fn cooldown_then_go() {
+        let r = remediate(300, None);
+        let book = Book::default().after_restart(&r, None, Timestamp(0));
+        assert_eq!(
+            book.decide(&r, Timestamp(4 * MIN)),
+            Decision::Cooldown {
+                next: Timestamp(5 * MIN)
+            }
+        );
+        assert_eq!(book.decide(&r, Timestamp(5 * MIN)), Decision::Go);
+    }
+
+    #[test]
+    fn max_restarts_within_a_window_then_it_frees() {
+        let r = remediate(60, Some((3, 3600)));
+        let mut book = Book::default();
+        for minute in [0, 5, 10] {
+            assert_eq!(
+                book.decide(&r, Timestamp(minute * MIN)),
+                Decision::Go,
+                "minute {minute}"
+            );
+            book = book.after_restart(&r, None, Timestamp(minute * MIN));
+        }
+        assert_eq!(
+            book.decide(&r, Timestamp(15 * MIN)),
+            Decision::Exhausted {
+                frees_at: Timestamp(60 * MIN),
+                restarts: 3
+            }
+        );
+        assert_eq!(
+            book.decide(&r, Timestamp(60 * MIN + 1)),
+            Decision::Go,
+            "the first restart left the window"
+        );
+    }
+
+    #[test]
+    fn settle_holds_until_its_end_and_the_book_round_trips() {
+        let r = remediate(300, Some((3, 3600)));
+        let book =
+            Book::default().after_restart(&r, Some(ConfigDuration::from_secs(120)), Timestamp(MIN));
+        assert_eq!(book.settling(Timestamp(2 * MIN)), Some(Timestamp(3 * MIN)));
+        assert_eq!(book.settling(Timestamp(3 * MIN)), None);
+        let state: TaskState = book.entries().into_iter().collect();
+        assert_eq!(Book::load(Some(&state)), book);
+        assert_eq!(Book::load(None), Book::default());
+    }
+
+    #[test]
+    fn old_restarts_are_forgotten() {
+        let r = remediate(300, Some((2, 600)));
+        let book = Book {
+            restarts: vec![Timestamp(0), Timestamp(MIN)],
+            settle_until: None,
+        };
+        let later = book.after_restart(&r, None, Timestamp(30 * MIN));
+        assert_eq!(later.restarts, vec![Timestamp(30 * MIN)]);
+    }
+}

@@ -1,0 +1,490 @@
+//! Restarts end to end, with real processes: an HTTP server child that dies,
+//! answers 500, ignores SIGTERM or never comes back, and a tmux session
+//! whose writer goes quiet. The clock is pinned; waiting for health is real.
+
+mod common;
+use common::*;
+
+use monitor::processes;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A tiny HTTP server: `server.py PORT [--fail] [--ignore-term]`.
+const SERVER: &str = r#"
+import http.server, signal, sys
+port = int(sys.argv[1])
+fail = "--fail" in sys.argv
+if "--ignore-term" in sys.argv:
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+class Handler(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(500 if fail else 200)
+        self.send_header("Content-Length", "3")
+        self.end_headers()
+        self.wfile.write(b"ok\n")
+    def log_message(self, *args):
+        pass
+http.server.HTTPServer.allow_reuse_address = True
+http.server.HTTPServer(("127.0.0.1", port), Handler).serve_forever()
+"#;
+
+/// A workspace with server.py and a free port; kills every server of that
+/// port when dropped (monitor starts them detached, so they outlive ticks).
+struct Service {
+    ws: Workspace,
+    port: u16,
+}
+
+impl Service {
+    fn new() -> Service {
+        let ws = Workspace::new("version: 1\nprofiles: {}\n");
+        std::fs::write(ws.path().join("server.py"), SERVER).unwrap();
+        Service {
+            ws,
+            port: closed_port(),
+        }
+    }
+
+    fn script(&self) -> PathBuf {
+        self.ws.path().join("server.py")
+    }
+
+    /// What identifies this test's servers on the command line.
+    fn pattern(&self) -> String {
+        format!("server.py {}", self.port)
+    }
+
+    /// Starts a server as the test's own (detached) child.
+    fn launch(&self, flags: &[&str]) -> i32 {
+        let child = Command::new("python3")
+            .arg(self.script())
+            .arg(self.port.to_string())
+            .args(flags)
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("python3 runs");
+        let pid = child.id() as i32;
+        std::mem::forget(child);
+        self.wait_listening();
+        pid
+    }
+
+    fn wait_listening(&self) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "server on {} never listened",
+                self.port
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn running(&self) -> Vec<i32> {
+        let pattern = regex::Regex::new(&regex::escape(&self.pattern())).unwrap();
+        processes::by_pattern(&pattern)
+            .iter()
+            .map(|p| p.pid())
+            .collect()
+    }
+
+    /// jobs.yaml: task `web` probing the server, restarted by pattern.
+    fn config(&self, start_flags: &str, remediate_extra: &str) -> String {
+        let start = format!(
+            "[\"python3\", \"{}\", \"{}\"{start_flags}]",
+            self.script().display(),
+            self.port
+        );
+        profile_p(&format!(
+            r#"      - name: web
+        http: {{ url: "http://127.0.0.1:{port}/", timeout: 2s }}
+        remediate:
+          restart:
+            stop: {{ pattern: "{pattern}", grace: 1s }}
+            start: {{ command: {start} }}
+            wait_healthy: 10s
+{remediate_extra}"#,
+            port = self.port,
+            pattern = self.pattern(),
+        ))
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        for pid in self.running() {
+            // SAFETY: SIGKILL to this test's own server processes.
+            unsafe {
+                libc::kill(pid, libc::SIGKILL);
+            }
+        }
+    }
+}
+
+fn history(ws: &Workspace) -> Vec<(String, String, String)> {
+    let db = ws.sqlite();
+    let mut statement = db
+        .prepare("SELECT rule, status, summary FROM alert_history ORDER BY id")
+        .unwrap();
+    statement
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+}
+
+fn statuses(ws: &Workspace) -> Vec<String> {
+    history(ws)
+        .into_iter()
+        .map(|(rule, status, _)| format!("{rule}:{status}"))
+        .collect()
+}
+
+fn is_alive(pid: i32) -> bool {
+    processes::read(pid).is_some()
+}
+
+#[test]
+fn a_killed_server_is_started_again_and_one_notification_says_healthy_after() {
+    let service = Service::new();
+    service.ws.write_config(&service.config("", ""));
+    let out = service.ws.run_at(minute(0), "p", &[]);
+    assert_exit(&out, 0);
+    let lines = notifications(&out);
+    assert_eq!(lines.len(), 1, "{}", stdout(&out));
+    assert!(
+        lines[0].starts_with("[test-host] RESTARTED p/web/health: was: http:"),
+        "{}",
+        lines[0]
+    );
+    assert!(lines[0].contains("connection refused"), "{}", lines[0]);
+    assert!(lines[0].contains("nothing was running"), "{}", lines[0]);
+    assert!(lines[0].contains("healthy after"), "{}", lines[0]);
+    assert_eq!(
+        statuses(&service.ws),
+        ["health:firing", "restart:restarted", "health:resolved"]
+    );
+    assert_eq!(
+        service.running().len(),
+        1,
+        "one server runs, detached from the tick"
+    );
+    assert_eq!(service.ws.count("SELECT count(*) FROM alert_state"), 0);
+
+    // Healthy now: the next tick restarts nothing and says nothing.
+    let out = service.ws.run_at(minute(1), "p", &[]);
+    assert_exit(&out, 0);
+    assert!(notifications(&out).is_empty(), "{}", stdout(&out));
+}
+
+#[test]
+fn a_server_answering_500_is_stopped_and_replaced() {
+    let service = Service::new();
+    let old = service.launch(&["--fail"]);
+    service.ws.write_config(&service.config("", ""));
+    let out = service.ws.run_at(minute(0), "p", &[]);
+    assert_exit(&out, 0);
+    let lines = notifications(&out);
+    assert_eq!(lines.len(), 1, "{}", stdout(&out));
+    assert!(lines[0].contains("HTTP 500"), "{}", lines[0]);
+    assert!(
+        lines[0].contains(&format!("stopped pid {old} with SIGTERM")),
+        "{}",
+        lines[0]
+    );
+    assert!(!is_alive(old));
+    let now_running = service.running();
+    assert_eq!(now_running.len(), 1);
+    assert_ne!(now_running[0], old);
+}
+
+#[test]
+fn a_server_ignoring_sigterm_is_killed_after_grace() {
+    let service = Service::new();
+    let old = service.launch(&["--fail", "--ignore-term"]);
+    service.ws.write_config(&service.config("", ""));
+    let started = Instant::now();
+    let out = service.ws.run_at(minute(0), "p", &[]);
+    assert_exit(&out, 0);
+    assert!(
+        started.elapsed() >= Duration::from_secs(1),
+        "it waited out the 1 s grace"
+    );
+    let lines = notifications(&out);
+    assert!(
+        lines[0].contains(&format!(
+            "SIGKILL to pid {old} still running 1s after SIGTERM"
+        )),
+        "{}",
+        lines[0]
+    );
+    assert!(!is_alive(old));
+    assert_eq!(service.running().len(), 1);
+}
+
+#[test]
+fn a_server_that_never_comes_back_stops_being_restarted_and_one_loop_alert_fires() {
+    let service = Service::new();
+    // The replacement keeps answering 500: every restart fails.
+    let config = service.config(
+        ", \"--fail\"",
+        "          cooldown: 5m\n          max: { restarts: 3, within: 1h }\n",
+    );
+    service
+        .ws
+        .write_config(&config.replace("wait_healthy: 10s", "wait_healthy: 1s"));
+    let mut lines = Vec::new();
+    for n in [0, 5, 10, 15, 20, 25] {
+        let out = service.ws.run_at(minute(n), "p", &[]);
+        assert_exit(&out, 1);
+        lines.push((n, notifications(&out)));
+    }
+    let failed: Vec<i64> = lines
+        .iter()
+        .filter(|(_, l)| l.iter().any(|t| t.contains("RESTART FAILED")))
+        .map(|(n, _)| *n)
+        .collect();
+    assert_eq!(failed, [0, 5, 10], "three restarts, then none: {lines:#?}");
+    let loops: Vec<&String> = lines
+        .iter()
+        .flat_map(|(_, l)| l)
+        .filter(|t| t.contains("restart-loop"))
+        .collect();
+    assert_eq!(loops.len(), 1, "{lines:#?}");
+    assert!(loops[0].starts_with("[test-host] FIRING critical p/web/restart-loop: restart loop: 3 restarts within 1h (max 3)"), "{}", loops[0]);
+    assert!(
+        lines[0].1[0].contains("not healthy after 1s"),
+        "{:?}",
+        lines[0].1
+    );
+    let restarts = service
+        .ws
+        .count("SELECT count(*) FROM alert_history WHERE status = 'restart_failed'");
+    assert_eq!(restarts, 3);
+    assert_eq!(
+        service.running().len(),
+        1,
+        "the last replacement runs; no pile-up"
+    );
+}
+
+#[test]
+fn cooldown_holds_the_next_restart_and_for_counts_again_after_a_restart() {
+    let service = Service::new();
+    let config = service.config(", \"--fail\"", "          cooldown: 5m\n");
+    let config = config
+        .replace("wait_healthy: 10s", "wait_healthy: 1s")
+        .replace("      - name: web\n", "      - name: web\n        for: 2\n");
+    service.ws.write_config(&config);
+    let run = |n: i64| {
+        let out = service.ws.run_at(minute(n), "p", &[]);
+        stdout(&out)
+    };
+    assert!(
+        !run(0).contains("RESTART"),
+        "for: 2 holds the first failing tick"
+    );
+    assert!(
+        run(1).contains("RESTART FAILED"),
+        "second failing tick: fires and restarts"
+    );
+    // After the restart the streak starts from zero: for: 2 again, then the
+    // cooldown still holds at minute 3.
+    assert!(
+        !run(2).contains("restart"),
+        "one failing tick since the restart"
+    );
+    let text = run(3);
+    assert!(
+        text.contains("restart held: cooldown 5m since the last restart"),
+        "{text}"
+    );
+    assert!(
+        run(6).contains("RESTART FAILED"),
+        "cooldown over at minute 6"
+    );
+}
+
+#[test]
+fn dry_run_prints_the_restart_plan_and_touches_nothing() {
+    let service = Service::new();
+    let old = service.launch(&["--fail"]);
+    service.ws.write_config(&service.config("", ""));
+    let out = service.ws.run_at(minute(0), "p", &["--dry-run"]);
+    assert_exit(&out, 1);
+    let text = stdout(&out);
+    assert!(
+        text.contains(&format!(
+            "would restart: SIGTERM pid {old} (pattern /{}/)",
+            service.pattern()
+        )),
+        "{text}"
+    );
+    assert!(text.contains("then start `python3"), "{text}");
+    assert_eq!(service.running(), [old], "nothing was stopped or started");
+    assert!(!service.ws.path().join("state").exists());
+}
+
+#[test]
+fn settle_holds_the_alerts_after_a_restart() {
+    let service = Service::new();
+    let config = service.config("", "          cooldown: 1m\n").replace(
+        "wait_healthy: 10s",
+        "wait_healthy: 10s\n            settle: 2m",
+    );
+    service.ws.write_config(&config);
+    assert_exit(&service.ws.run_at(minute(0), "p", &[]), 0);
+    for pid in service.running() {
+        // SAFETY: this test's own server.
+        unsafe {
+            libc::kill(pid, libc::SIGKILL);
+        }
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    let out = service.ws.run_at(minute(1), "p", &[]);
+    assert_exit(&out, 0);
+    assert!(
+        stdout(&out).contains("settling after a restart until"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(notifications(&out).is_empty(), "held: no alert, no restart");
+    let out = service.ws.run_at(minute(2), "p", &[]);
+    assert!(
+        notifications(&out).iter().any(|l| l.contains("RESTARTED")),
+        "settle over: {}",
+        stdout(&out)
+    );
+}
+
+// ------------------------------------------------------------------ tmux
+
+/// A tmux server of the test's own (TMUX_TMPDIR), killed when dropped.
+struct Tmux {
+    dir: tempfile::TempDir,
+}
+
+impl Tmux {
+    fn new() -> Tmux {
+        Tmux {
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    fn command(&self) -> Command {
+        let mut command = Command::new("tmux");
+        command
+            .env("TMUX_TMPDIR", self.dir.path())
+            .env_remove("TMUX");
+        command
+    }
+
+    fn pane_pid(&self, session: &str) -> Option<i32> {
+        let out = self
+            .command()
+            .args([
+                "list-panes",
+                "-t",
+                &format!("={session}"),
+                "-F",
+                "#{pane_pid}",
+            ])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().parse().ok()
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = self.command().arg("kill-server").output();
+    }
+}
+
+fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn backdate(path: &Path, seconds: u64) {
+    let file = std::fs::File::options().write(true).open(path).unwrap();
+    file.set_modified(std::time::SystemTime::now() - Duration::from_secs(seconds))
+        .unwrap();
+}
+
+#[test]
+fn a_quiet_tmux_writer_is_replaced_by_a_new_session() {
+    let tmux = Tmux::new();
+    let ws = Workspace::new("version: 1\nprofiles: {}\n");
+    let log = ws.path().join("prover.log");
+    // Appends one line per start, then goes quiet (a hung prover).
+    std::fs::write(
+        ws.path().join("start.sh"),
+        format!(
+            "echo \"started $$\" >> {}\nexec sleep 3600\n",
+            log.display()
+        ),
+    )
+    .unwrap();
+    let session = format!("prover-{}", std::process::id());
+    let status = tmux
+        .command()
+        .args(["new-session", "-d", "-s", &session, "-c"])
+        .arg(ws.path())
+        .arg("sh start.sh")
+        .status()
+        .unwrap();
+    assert!(status.success());
+    wait_for("the first line", || {
+        std::fs::read_to_string(&log).is_ok_and(|t| t.lines().count() == 1)
+    });
+    let old_pane = tmux.pane_pid(&session).unwrap();
+    backdate(&log, 400);
+    ws.write_config(&profile_p(&format!(
+        r#"      - name: prover
+        log: {{ path: prover.log, stale_after: 300s }}
+        remediate:
+          restart:
+            stop: {{ tmux: {session} }}
+            start: {{ tmux: {session}, command: "sh start.sh", cwd: . }}
+            wait_healthy: 10s
+"#
+    )));
+    let out = ws
+        .command()
+        .env("TMUX_TMPDIR", tmux.dir.path())
+        .args(["run", "p"])
+        .output()
+        .unwrap();
+    assert_exit(&out, 0);
+    let lines = notifications(&out);
+    assert_eq!(lines.len(), 1, "{}", stdout(&out));
+    assert!(
+        lines[0].starts_with("[test-host] RESTARTED p/prover/health: was: log CRITICAL:"),
+        "{}",
+        lines[0]
+    );
+    assert!(
+        lines[0].contains("no new line for 6m 40s (stale_after 5m)"),
+        "{}",
+        lines[0]
+    );
+    assert!(
+        lines[0].contains(&format!("started tmux session {session}")),
+        "{}",
+        lines[0]
+    );
+    let new_pane = tmux.pane_pid(&session).expect("the session runs again");
+    assert_ne!(new_pane, old_pane);
+    assert!(!is_alive(old_pane), "the old pane's writer is gone");
+    assert_eq!(
+        std::fs::read_to_string(&log).unwrap().lines().count(),
+        2,
+        "the new writer appended"
+    );
+}
