@@ -167,13 +167,22 @@ impl Scope<'_> {
     ) -> TaskResult {
         let task = self.task;
         let book = Book::load(prior.tasks.get(&task.name));
-        for event in &observation.events {
-            let message = self.message(
+        for (index, event) in observation.events.iter().enumerate() {
+            let mut message = self.message(
                 MessageKind::Event,
                 &event.name,
                 event.severity,
                 event.message.clone(),
                 None,
+            );
+            // Two lines of one event in a tick are two messages.
+            message.id = Message::make_id(
+                &self.config.host,
+                &self.profile.name,
+                &task.name,
+                &format!("{}#{index}", event.name),
+                MessageKind::Event,
+                self.now,
             );
             push_outgoing(self.config, self.notifiers, message, outcome);
         }

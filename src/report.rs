@@ -355,9 +355,9 @@ pub fn config_summary(config: &Config) -> String {
     for profile in &config.profiles {
         for task in &profile.tasks {
             for probe in &task.probes {
-                if !matches!(
+                if matches!(
                     probe,
-                    crate::config::Probe::Http(_) | crate::config::Probe::Command(_)
+                    crate::config::Probe::Metrics(_) | crate::config::Probe::Lag(_)
                 ) {
                     unsupported
                         .entry(format!(
@@ -367,18 +367,6 @@ pub fn config_summary(config: &Config) -> String {
                         .or_default()
                         .push(format!("{}/{}", profile.name, task.name));
                 }
-            }
-            if task.action.is_some() {
-                unsupported
-                    .entry("actions: these tasks report it as an error".to_string())
-                    .or_default()
-                    .push(format!("{}/{}", profile.name, task.name));
-            }
-            if task.remediate.is_some() {
-                unsupported
-                    .entry("`remediate`: these tasks alert, but nothing is restarted".to_string())
-                    .or_default()
-                    .push(format!("{}/{}", profile.name, task.name));
             }
         }
     }

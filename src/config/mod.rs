@@ -357,6 +357,13 @@ impl<'de> Deserialize<'de> for Task {
                 )));
             }
         }
+        for probe in &probes {
+            if let Probe::Log(log) = probe
+                && log.path.is_some() == log.command.is_some()
+            {
+                return Err(err("a `log` probe takes either `path` (a file) or `command` (its output)".into()));
+            }
+        }
         if let Some(remediate) = &raw.remediate
             && remediate.restart.is_some() == remediate.command.is_some()
         {

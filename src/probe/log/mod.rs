@@ -1,0 +1,285 @@
+//! The `log` probe: a file followed across ticks (by device, inode and byte
+//! offset, through rotation and truncation), or a command's output since
+//! the last tick. It reads only new lines, never writes to the log, and
+//! decides no alert: it reports staleness as a check, and pattern matches,
+//! events and signals for the evaluator.
+
+mod command;
+mod file;
+pub mod scan;
+
+pub use scan::{Findings, Pass, ScanState, Scanner};
+
+use super::{Check, CheckStatus, Context, Event, Mode, Observation, PatternMatch, TaskState};
+use crate::config::{LogProbe, Severity};
+
+/// New bytes read per tick unless `max_read` says otherwise; a backlog
+/// beyond it is read on the following ticks.
+pub const DEFAULT_MAX_READ: u64 = 64 << 20;
+
+/// On first sight of a log, at most this much of its end is read to learn
+/// its states, session and counters (nothing in it raises an alert).
+pub const PRIME_WINDOW: u64 = 1 << 20;
+
+const PROBE: &str = "log";
+
+/// Follows the file or runs the command, then reports what the new lines
+/// said. Under [`Mode::Recheck`] it only tells whether the log has moved
+/// since the tick's saved state, and reads, raises and stores nothing.
+pub fn observe(probe: &LogProbe, context: &Context, out: &mut Observation) {
+    let check = match (&probe.path, &probe.command) {
+        (Some(path), None) if context.mode == Mode::Recheck => file::recheck(path, context),
+        (None, Some(command)) if context.mode == Mode::Recheck => {
+            command::recheck(command, probe, context)
+        }
+        (Some(path), None) => with_scanner(probe, |scanner| {
+            file::observe(path, probe, scanner, context, out)
+        }),
+        (None, Some(command)) => with_scanner(probe, |scanner| {
+            command::observe(command, probe, scanner, context, out)
+        }),
+        (Some(_), Some(_)) => failed("give `path` or `command`, not both".to_string()),
+        (None, None) => failed("needs `path` (a file) or `command` (whose output to read)".into()),
+    };
+    out.checks.push(check);
+}
+
+fn with_scanner(probe: &LogProbe, observe: impl FnOnce(&Scanner) -> Check) -> Check {
+    match Scanner::new(probe) {
+        Ok(scanner) => observe(&scanner),
+        Err(e) => failed(e),
+    }
+}
+
+fn failed(summary: String) -> Check {
+    Check {
+        probe: PROBE,
+        status: CheckStatus::Failed,
+        summary,
+    }
+}
+
+/// The bytes one tick may read.
+fn max_read(probe: &LogProbe) -> u64 {
+    probe.max_read.map_or(DEFAULT_MAX_READ, |m| m.0).max(1)
+}
+
+/// The tick's clock in whole Unix seconds.
+fn now_secs(context: &Context) -> i64 {
+    context.now.millis().div_euclid(1000)
+}
+
+// ------------------------------------------------------------------ state
+
+const STATE_PREFIX: &str = "log.state.";
+const COUNTER_PREFIX: &str = "log.counter.";
+const SESSION_KEY: &str = "log.session";
+
+/// What earlier ticks learnt from the lines: states, session, counters.
+/// Names no longer configured are dropped, new ones start at 0.
+fn load_scan_state(scanner: &Scanner, state: &TaskState) -> ScanState {
+    let mut scan = scanner.initial_state();
+    for (flag, name) in scan.states.iter_mut().zip(scanner.state_names()) {
+        *flag = state
+            .get(&format!("{STATE_PREFIX}{name}"))
+            .map(String::as_str)
+            == Some("1");
+    }
+    for (count, name) in scan.counters.iter_mut().zip(scanner.counter_names()) {
+        *count = state
+            .get(&format!("{COUNTER_PREFIX}{name}"))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+    }
+    if scanner.has_session() {
+        scan.session = state.get(SESSION_KEY).cloned();
+    }
+    scan
+}
+
+fn save_scan_state(scanner: &Scanner, scan: &ScanState, out: &mut Observation) {
+    for (flag, name) in scan.states.iter().zip(scanner.state_names()) {
+        let value = if *flag { "1" } else { "0" };
+        out.state
+            .insert(format!("{STATE_PREFIX}{name}"), value.to_string());
+    }
+    for (count, name) in scan.counters.iter().zip(scanner.counter_names()) {
+        out.state
+            .insert(format!("{COUNTER_PREFIX}{name}"), count.to_string());
+    }
+    if let Some(session) = &scan.session {
+        out.state.insert(SESSION_KEY.to_string(), session.clone());
+    }
+}
+
+/// Signals of the states, session and counters, and (when lines were read)
+/// each pattern's count, its match and the events.
+fn report(scanner: &Scanner, scan: &ScanState, findings: Option<Findings>, out: &mut Observation) {
+    for (flag, name) in scan.states.iter().zip(scanner.state_names()) {
+        out.signals.set(name.clone(), f64::from(u8::from(*flag)));
+    }
+    if scanner.has_session() {
+        out.signals.set("session", scan.session_number());
+    }
+    for (count, name) in scan.counters.iter().zip(scanner.counter_names()) {
+        out.signals.set(name.clone(), *count as f64);
+    }
+    let Some(findings) = findings else {
+        return;
+    };
+    for (rule, hits) in scanner.pattern_rules().iter().zip(findings.patterns) {
+        out.signals.set(rule.name.clone(), hits.count as f64);
+        if hits.count > 0 {
+            out.matches.push(PatternMatch {
+                name: rule.name.clone(),
+                severity: rule.severity,
+                count: hits.count,
+                line: hits.last_line,
+            });
+        }
+    }
+    out.events.extend(findings.events);
+    for (name, count) in findings.events_dropped {
+        out.events.push(Event {
+            name: name.clone(),
+            message: format!(
+                "{count} more `{name}` events this tick not sent (at most {} per tick)",
+                scan::EVENT_CAP
+            ),
+            severity: Severity::Info,
+        });
+    }
+}
+
+// ------------------------------------------------------------- freshness
+
+/// The check of a log that was read: Critical when no line came for longer
+/// than `stale_after`, else Ok with what was read.
+fn freshness(source: &str, probe: &LogProbe, new_lines: u64, age_s: i64) -> Check {
+    let age_s = age_s.max(0);
+    if let Some(limit) = probe.stale_after
+        && u128::from(age_s.unsigned_abs()) * 1000 > limit.std().as_millis()
+    {
+        return Check {
+            probe: PROBE,
+            status: CheckStatus::Critical,
+            summary: format!(
+                "{source}: no new line for {} (stale_after {})",
+                human(age_s),
+                shown_limit(limit)
+            ),
+        };
+    }
+    let plural = if new_lines == 1 { "" } else { "s" };
+    Check {
+        probe: PROBE,
+        status: CheckStatus::Ok,
+        summary: format!(
+            "{source}: {new_lines} new line{plural}, last {} ago",
+            human(age_s)
+        ),
+    }
+}
+
+/// `stale_after` as [`human`] writes durations, unless it has milliseconds.
+fn shown_limit(limit: crate::config::Duration) -> String {
+    let millis = limit.std().as_millis();
+    match i64::try_from(millis / 1000) {
+        Ok(secs) if millis.is_multiple_of(1000) => human(secs),
+        _ => limit.to_string(),
+    }
+}
+
+/// Whole seconds for a person: `6m 40s`, `2h 5m`, `0s`.
+fn human(secs: i64) -> String {
+    if secs <= 0 {
+        return "0s".to_string();
+    }
+    let mut parts = Vec::new();
+    let mut rest = secs;
+    for (unit, size) in [("d", 86_400), ("h", 3_600), ("m", 60), ("s", 1)] {
+        if rest >= size {
+            parts.push(format!("{}{unit}", rest / size));
+            rest %= size;
+        }
+    }
+    parts.join(" ")
+}
+
+/// FNV-1a: a small stable hash for fingerprints kept in state (the std
+/// hasher may change between Rust releases).
+fn fingerprint(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, &b| {
+        (hash ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn human_durations() {
+        for (secs, text) in [
+            (0, "0s"),
+            (-5, "0s"),
+            (3, "3s"),
+            (400, "6m 40s"),
+            (3600, "1h"),
+            (7500, "2h 5m"),
+            (90061, "1d 1h 1m 1s"),
+        ] {
+            assert_eq!(human(secs), text, "{secs}");
+        }
+    }
+
+    fn probe(yaml: &str) -> LogProbe {
+        serde_yaml::from_str(yaml).unwrap()
+    }
+
+    #[test]
+    fn scan_state_round_trips_through_task_state() {
+        let probe = probe(
+            "command: [x]\nstates: { sync: { enter: a, leave: b }, other: { enter: c, leave: d } }\nsession: 'session (\\d+)'\ncounters: { producing: p }\n",
+        );
+        let scanner = Scanner::new(&probe).unwrap();
+        let scan = ScanState {
+            states: vec![true, false],
+            session: Some("42".into()),
+            counters: vec![7],
+        };
+        let mut out = Observation::default();
+        save_scan_state(&scanner, &scan, &mut out);
+        assert_eq!(
+            out.state.get("log.state.sync").map(String::as_str),
+            Some("1")
+        );
+        assert_eq!(
+            out.state.get("log.counter.producing").map(String::as_str),
+            Some("7")
+        );
+        assert_eq!(load_scan_state(&scanner, &out.state), scan);
+        assert_eq!(
+            load_scan_state(&scanner, &TaskState::new()),
+            scanner.initial_state()
+        );
+    }
+
+    #[test]
+    fn stale_check_names_the_age_and_the_limit() {
+        let probe = probe("path: /var/log/prover.log\nstale_after: 300s\n");
+        let check = freshness("/var/log/prover.log", &probe, 0, 400);
+        assert_eq!(check.status, CheckStatus::Critical);
+        assert_eq!(
+            check.summary,
+            "/var/log/prover.log: no new line for 6m 40s (stale_after 5m)"
+        );
+        let check = freshness("/var/log/prover.log", &probe, 12, 3);
+        assert_eq!(check.status, CheckStatus::Ok);
+        assert_eq!(
+            check.summary,
+            "/var/log/prover.log: 12 new lines, last 3s ago"
+        );
+        assert_eq!(freshness("x", &probe, 1, 300).status, CheckStatus::Ok);
+    }
+}
