@@ -457,6 +457,28 @@ mod tests {
     }
 
     #[test]
+    fn probes_with_impossible_key_combinations_are_rejected() {
+        for (probe, why) in [
+            ("log: { stale_after: 5m }", "either `path`"),
+            (
+                "process: { pidfile: /run/x.pid, pattern: x }",
+                "exactly one of",
+            ),
+            ("disk: { min_free: 1GiB }", "needs `path`"),
+            ("disk: { dir: /tmp, min_free: 1GiB }", "add `path`"),
+        ] {
+            let yaml = MINIMAL.replace("http: { url: \"http://127.0.0.1:1/\" }", probe);
+            let err = load_str(&yaml).unwrap_err();
+            assert!(err.message.contains(why), "{probe}: {err}");
+        }
+        let yaml = MINIMAL.replace(
+            "http: { url: \"http://127.0.0.1:1/\" }",
+            "action: { trim_log: { path: a.log, keep_lines: 0 } }",
+        );
+        assert!(load_str(&yaml).unwrap_err().message.contains("at least 1"));
+    }
+
+    #[test]
     fn undefined_notifier_is_located() {
         let yaml = MINIMAL.replace("    tasks:", "    notify: [pager]\n    tasks:");
         let err = load_str(&yaml).unwrap_err();

@@ -234,6 +234,47 @@ pub enum Probe {
 }
 
 impl Probe {
+    /// Combinations of keys a probe cannot run with.
+    fn check(&self) -> Result<(), &'static str> {
+        match self {
+            Probe::Log(log) if log.path.is_some() == log.command.is_some() => {
+                Err("a `log` probe takes either `path` (a file) or `command` (its output)")
+            }
+            Probe::Process(p)
+                if [
+                    p.pidfile.is_some(),
+                    p.pattern.is_some(),
+                    p.systemd.is_some(),
+                ]
+                .iter()
+                .filter(|x| **x)
+                .count()
+                    != 1 =>
+            {
+                Err("a `process` probe takes exactly one of `pidfile`, `pattern`, `systemd`")
+            }
+            Probe::Disk(d) if d.path.is_none() && d.dir.is_none() => {
+                Err("a `disk` probe needs `path` (a mount) or `dir` (a folder to size)")
+            }
+            Probe::Disk(d)
+                if d.path.is_none() && (d.max_used.is_some() || d.min_free.is_some()) =>
+            {
+                Err("`max_used` and `min_free` limit the mount at `path`: add `path`")
+            }
+            Probe::Disk(d) if d.dir.is_none() && d.max_size.is_some() => {
+                Err("`max_size` limits the folder at `dir`: add `dir`")
+            }
+            Probe::Lag(lag)
+                if [&lag.local, &lag.reference]
+                    .iter()
+                    .any(|s| s.jsonrpc.is_some() == s.url.is_some()) =>
+            {
+                Err("each `lag` source takes either `jsonrpc: {url, method}` or `url`")
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// The config key naming this probe.
     pub fn kind(&self) -> &'static str {
         match self {
@@ -358,10 +399,19 @@ impl<'de> Deserialize<'de> for Task {
             }
         }
         for probe in &probes {
-            if let Probe::Log(log) = probe
-                && log.path.is_some() == log.command.is_some()
-            {
-                return Err(err("a `log` probe takes either `path` (a file) or `command` (its output)".into()));
+            probe.check().map_err(|why| err(why.to_string()))?;
+        }
+        if let Some(action) = &raw.action {
+            match (&action.trim_log, &action.command) {
+                (Some(_), Some(_)) | (None, None) => {
+                    return Err(err(
+                        "an `action` takes either `trim_log` or `command`".into()
+                    ));
+                }
+                (Some(trim), None) if trim.keep_lines == 0 => {
+                    return Err(err("`trim_log.keep_lines` must be at least 1".into()));
+                }
+                _ => {}
             }
         }
         if let Some(remediate) = &raw.remediate

@@ -289,6 +289,8 @@ pub fn parse_size(text: &str) -> Option<f64> {
         "MiB" | "Mi" => 1024.0 * 1024.0,
         "GiB" | "Gi" => 1024.0 * 1024.0 * 1024.0,
         "TiB" | "Ti" => 1024.0 * 1024.0 * 1024.0 * 1024.0,
+        "PB" => 1e15,
+        "PiB" | "Pi" => 1024.0 * 1024.0 * 1024.0 * 1024.0 * 1024.0,
         _ => return None,
     };
     Some(number * factor)
