@@ -306,19 +306,12 @@ fn shift_to_front(file: &File, from: u64, deadline: Instant) -> std::io::Result<
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::clock::Timestamp;
     use crate::config::CommandLine;
     use crate::probe::TaskState;
     use std::os::unix::fs::MetadataExt;
 
     fn context(state: &TaskState, mode: Mode) -> Context<'_> {
-        Context {
-            now: Timestamp(0),
-            mode,
-            deadline: Instant::now() + Duration::from_secs(30),
-            timeout: Duration::from_secs(30),
-            state,
-        }
+        Context::for_test(state, mode)
     }
 
     fn numbered(count: u64) -> String {

@@ -223,7 +223,7 @@ pub fn render_crontab(input: &CrontabInput) -> String {
 }
 
 /// Quotes a word for /bin/sh when it holds anything but safe characters.
-fn shell_quote(word: &str) -> String {
+pub(crate) fn shell_quote(word: &str) -> String {
     let safe = !word.is_empty()
         && word
             .chars()

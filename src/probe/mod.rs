@@ -174,7 +174,19 @@ pub struct Context<'a> {
     pub state: &'a TaskState,
 }
 
-impl Context<'_> {
+impl<'a> Context<'a> {
+    /// A context for unit tests: clock at 0, 30 s to go.
+    #[cfg(test)]
+    pub fn for_test(state: &'a TaskState, mode: Mode) -> Context<'a> {
+        Context {
+            now: Timestamp(0),
+            mode,
+            deadline: Instant::now() + Duration::from_secs(30),
+            timeout: Duration::from_secs(30),
+            state,
+        }
+    }
+
     /// The limit a probe runs under, as configured: its own or the task's.
     pub fn limit(&self, probe_timeout: Option<Duration>) -> Duration {
         probe_timeout.unwrap_or(self.timeout).min(self.timeout)

@@ -240,19 +240,11 @@ fn summary(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::clock::Timestamp;
     use crate::config::Pattern;
     use crate::probe::TaskState;
-    use std::time::Instant;
 
     fn context(state: &TaskState, mode: Mode) -> Context<'_> {
-        Context {
-            now: Timestamp(0),
-            mode,
-            deadline: Instant::now() + Duration::from_secs(10),
-            timeout: Duration::from_secs(10),
-            state,
-        }
+        Context::for_test(state, mode)
     }
 
     fn probe_for(pattern: &str) -> ProcessProbe {

@@ -250,17 +250,7 @@ pub(crate) fn shell_line(line: &CommandLine) -> String {
         CommandLine::Shell(text) => text.clone(),
         CommandLine::Argv(argv) => argv
             .iter()
-            .map(|word| {
-                let safe = !word.is_empty()
-                    && word
-                        .chars()
-                        .all(|c| c.is_ascii_alphanumeric() || "/._-+:=@,".contains(c));
-                if safe {
-                    word.clone()
-                } else {
-                    format!("'{}'", word.replace('\'', "'\\''"))
-                }
-            })
+            .map(|word| crate::schedule::shell_quote(word))
             .collect::<Vec<_>>()
             .join(" "),
     }
