@@ -5,7 +5,9 @@
 pub mod command;
 pub mod disk;
 pub mod http;
+pub mod lag;
 pub mod log;
+pub mod metrics;
 pub mod process;
 pub mod process_group;
 
@@ -55,42 +57,90 @@ pub struct Check {
     pub summary: String,
 }
 
-/// Named numbers a task's probes produced this tick (booleans are 1/0).
-#[derive(Clone, Debug, Default, Serialize)]
-#[serde(transparent)]
-pub struct Signals(BTreeMap<String, f64>);
+/// A series' labels, sorted by name.
+pub type Labels = Vec<(String, String)>;
+
+/// What a task's probes produced this tick: named numbers (booleans are
+/// 1/0) and, from a metrics scrape, series addressed by name and labels.
+#[derive(Clone, Debug, Default)]
+pub struct Signals {
+    named: BTreeMap<String, f64>,
+    /// Scraped series by name.
+    series: BTreeMap<String, Vec<(Labels, f64)>>,
+}
 
 impl Signals {
     pub fn set(&mut self, name: impl Into<String>, value: f64) {
-        self.0.insert(name.into(), value);
+        self.named.insert(name.into(), value);
     }
 
     /// Sets both `name` and `probe.name`, so two probes of one task can be
     /// told apart (`http.up`, `process.up`) while `up` keeps working.
     pub fn set_probe(&mut self, probe: &str, name: &str, value: f64) {
-        self.0.insert(format!("{probe}.{name}"), value);
-        self.0.insert(name.to_string(), value);
+        self.named.insert(format!("{probe}.{name}"), value);
+        self.named.insert(name.to_string(), value);
+    }
+
+    /// Adds one scraped series (`labels` sorted by name).
+    pub fn add_series(&mut self, name: &str, labels: Labels, value: f64) {
+        self.series
+            .entry(name.to_string())
+            .or_default()
+            .push((labels, value));
     }
 
     pub fn get_name(&self, name: &str) -> Option<f64> {
-        self.0.get(name).copied()
+        self.named.get(name).copied()
     }
 
-    /// The value a selector addresses; label selectors match no plain signal.
-    pub fn get(&self, selector: &Selector) -> Option<f64> {
-        if selector.labels.is_empty() {
-            self.get_name(&selector.name)
-        } else {
-            self.get_name(&selector.to_string())
+    /// Every value `selector` addresses: a named signal, or each scraped
+    /// series of that name whose labels include the selector's.
+    pub fn matching<'a>(&'a self, selector: &Selector) -> Vec<(&'a [(String, String)], f64)> {
+        if selector.labels.is_empty()
+            && let Some(value) = self.named.get(&selector.name)
+        {
+            return vec![(&[], *value)];
         }
+        self.series
+            .get(&selector.name)
+            .map(|all| {
+                all.iter()
+                    .filter(|(labels, _)| {
+                        selector.labels.iter().all(|wanted| labels.contains(wanted))
+                    })
+                    .map(|(labels, value)| (labels.as_slice(), *value))
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
-    pub fn iter(&self) -> impl Iterator<Item = (&String, &f64)> {
-        self.0.iter()
+    /// The value `selector` addresses: a named signal, or the sum of the
+    /// matching series; `None` when nothing matches.
+    pub fn get(&self, selector: &Selector) -> Option<f64> {
+        let matching = self.matching(selector);
+        (!matching.is_empty()).then(|| matching.iter().map(|(_, v)| v).sum())
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+    /// How many scraped series there are.
+    pub fn series_count(&self) -> usize {
+        self.series.values().map(Vec::len).sum()
+    }
+}
+
+/// Reports show the named signals and how many series were scraped (a
+/// scrape can hold thousands).
+impl Serialize for Signals {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let count = self.series_count();
+        let mut map = serializer.serialize_map(Some(self.named.len() + usize::from(count > 0)))?;
+        for (name, value) in &self.named {
+            map.serialize_entry(name, value)?;
+        }
+        if count > 0 {
+            map.serialize_entry("scraped_series", &count)?;
+        }
+        map.end()
     }
 }
 
@@ -213,11 +263,8 @@ pub fn observe(task: &Task, context: &Context) -> Observation {
             Probe::Log(log) => log::observe(log, context, &mut observation),
             Probe::Process(process) => process::observe(process, context, &mut observation),
             Probe::Disk(disk) => disk::observe(disk, context, &mut observation),
-            other => observation.checks.push(Check {
-                probe: other.kind(),
-                status: CheckStatus::Unsupported,
-                summary: format!("{} probe is not supported yet", other.kind()),
-            }),
+            Probe::Metrics(metrics) => metrics::observe(metrics, context, &mut observation),
+            Probe::Lag(lag) => lag::observe(lag, context, &mut observation),
         }
     }
     if let Some(action) = &task.action {
