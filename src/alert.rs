@@ -45,13 +45,17 @@ pub enum Verdict {
     Clear { value: Option<f64>, summary: String },
     /// The rule could not be evaluated (missing series, failed probe).
     NoData { reason: String },
+    /// Not judged this tick, and that is expected (warming up after a
+    /// restart, a first scrape with nothing to compare, a denominator below
+    /// its minimum): the key holds still and no no-data warning is raised.
+    Hold { reason: String },
 }
 
 impl Verdict {
     pub fn summary(&self) -> &str {
         match self {
             Verdict::Breach { summary, .. } | Verdict::Clear { summary, .. } => summary,
-            Verdict::NoData { reason } => reason,
+            Verdict::NoData { reason } | Verdict::Hold { reason } => reason,
         }
     }
 }
@@ -164,7 +168,7 @@ pub fn step(
     now: Timestamp,
 ) -> Step {
     match verdict {
-        Verdict::NoData { .. } => Step {
+        Verdict::NoData { .. } | Verdict::Hold { .. } => Step {
             state: prior.cloned(),
             transition: None,
             notify: false,

@@ -4,7 +4,7 @@
 
 use crate::alert::{self, AlertKey, AlertState, Policy, Status, Transition, Verdict};
 use crate::clock::Timestamp;
-use crate::config::{Config, Gate, Probe, Profile, Rule, Severity, Task};
+use crate::config::{Config, Gate, Probe, Profile, Rule, RuleKind, Selector, Severity, Task};
 use crate::notify::{self, Message, MessageKind};
 use crate::probe::{CheckStatus, Observation, TaskState};
 use crate::remediate::{Book, Decision, Remediation};
@@ -135,6 +135,29 @@ pub fn evaluate(
     outcome
 }
 
+/// Task state keys of stateful rules.
+const IDENTITY_KEY: &str = "metrics.identity";
+const WARMUP_KEY: &str = "warmup.left";
+const MEMORY_PREFIX: &str = "rule.";
+
+/// The task's rule memories and how this tick treats stateful rules.
+struct RuleMemory {
+    memories: BTreeMap<String, rule::Memory>,
+    tick: rule::TickContext,
+    /// Warm-up ticks left, this one included.
+    warmup_left: u32,
+}
+
+fn warming_up(restarted_now: bool, warmup: u32, left: u32) -> String {
+    let tick = warmup.saturating_sub(left) + 1;
+    let why = if restarted_now {
+        "the target restarted"
+    } else {
+        "after the target restarted"
+    };
+    format!("warming up: {why} (tick {tick} of {warmup})")
+}
+
 /// A rule-like key of a task and how to judge it this tick.
 struct Judged {
     name: String,
@@ -186,7 +209,8 @@ impl Scope<'_> {
             );
             push_outgoing(self.config, self.notifiers, message, outcome);
         }
-        let judged = self.judge(observation);
+        let memory = self.remembered(prior.tasks.get(&task.name), observation, outcome);
+        let judged = self.judge(prior, observation, &memory, outcome);
         if let Some(until) = book.settling(self.now) {
             return self.hold(prior, judged, until, live_keys);
         }
@@ -291,8 +315,104 @@ impl Scope<'_> {
     /// Every key of the task with its verdict this tick: the implicit health
     /// rule (or the explicit rules with their no-data twins), then one key
     /// per log pattern.
-    fn judge(&self, observation: &Observation) -> Vec<Judged> {
+    /// What the task's stateful rules remember, and how this tick treats
+    /// them: a restart of the target (its identity changed) discards every
+    /// snapshot and starts the warm-up; `skip_when` is looked up.
+    fn remembered(
+        &self,
+        state: Option<&TaskState>,
+        observation: &Observation,
+        outcome: &mut Outcome,
+    ) -> RuleMemory {
         let task = self.task;
+        let read = |key: &str| state.and_then(|s| s.get(key));
+        let mut write = |key: &str, value: String| {
+            if read(key) != Some(&value) {
+                outcome
+                    .state
+                    .push((task.name.clone(), key.to_string(), value));
+            }
+        };
+        let identity = observation
+            .state
+            .get("process.identity")
+            .cloned()
+            .or_else(|| {
+                observation
+                    .signals
+                    .get_name("process_start_time_seconds")
+                    .map(|v| format!("start:{v}"))
+            })
+            .or_else(|| {
+                let selector: Selector = "process_start_time_seconds".parse().ok()?;
+                observation
+                    .signals
+                    .get(&selector)
+                    .map(|v| format!("start:{v}"))
+            });
+        let restarted =
+            matches!((read(IDENTITY_KEY), &identity), (Some(before), Some(now)) if before != now);
+        if let Some(identity) = identity {
+            write(IDENTITY_KEY, identity);
+        }
+        let warmup = task.warmup.unwrap_or(0);
+        let left: u32 = if restarted {
+            warmup
+        } else {
+            read(WARMUP_KEY).and_then(|v| v.parse().ok()).unwrap_or(0)
+        };
+        let memories = task
+            .rules
+            .iter()
+            .filter(|_| !restarted)
+            .filter_map(|r| {
+                let text = read(&format!("{MEMORY_PREFIX}{}", r.name))?;
+                Some((
+                    r.name.clone(),
+                    serde_json::from_str(text).unwrap_or_default(),
+                ))
+            })
+            .collect();
+        RuleMemory {
+            memories,
+            tick: rule::TickContext {
+                now: self.now,
+                warming_up: (left > 0).then(|| warming_up(restarted, warmup, left)),
+                skip: rule::skip_reason(task, observation),
+            },
+            warmup_left: left,
+        }
+    }
+
+    fn judge(
+        &self,
+        prior: &Prior,
+        observation: &Observation,
+        memory: &RuleMemory,
+        outcome: &mut Outcome,
+    ) -> Vec<Judged> {
+        let task = self.task;
+        let mut tick = memory.tick.clone();
+        let mut judgements: Vec<rule::Judgement> = self.judge_rules(observation, memory, &tick);
+        // A counter that went backwards is a restart too (seed 003): warm up
+        // from this tick and judge again.
+        let mut left = memory.warmup_left;
+        if tick.warming_up.is_none()
+            && task.warmup.unwrap_or(0) > 0
+            && judgements.iter().any(|j| j.reset)
+        {
+            left = task.warmup.unwrap_or(0);
+            tick.warming_up = Some(warming_up(true, left, left));
+            judgements = self.judge_rules(observation, memory, &tick);
+        }
+        let stored_left = left.saturating_sub(1).to_string();
+        if task.warmup.is_some()
+            && prior.tasks.get(&task.name).and_then(|s| s.get(WARMUP_KEY)) != Some(&stored_left)
+        {
+            outcome
+                .state
+                .push((task.name.clone(), WARMUP_KEY.to_string(), stored_left));
+        }
         let any_flagged = task.rules.iter().any(|r| r.remediate);
         let mut judged = Vec::new();
         let task_policy = policy_for(self.config, task, None);
@@ -304,9 +424,30 @@ impl Scope<'_> {
                 may_remediate: true,
             });
         }
-        for rule in &task.rules {
+        for (rule, judgement) in task.rules.iter().zip(judgements) {
             let policy = policy_for(self.config, task, Some(rule));
-            let verdict = rule::explicit(rule, task, observation);
+            let before = memory.memories.get(&rule.name).cloned().unwrap_or_default();
+            if judgement.memory != before {
+                let text = serde_json::to_string(&judgement.memory).unwrap_or_else(|_| "{}".into());
+                outcome.state.push((
+                    task.name.clone(),
+                    format!("{MEMORY_PREFIX}{}", rule.name),
+                    text,
+                ));
+            }
+            let mut verdict = judgement.verdict;
+            // A skip resets a pending ratio's streak (seed 003); a firing one holds.
+            if let (Some(why), RuleKind::Ratio(_)) = (&tick.skip, &rule.kind)
+                && prior
+                    .alerts
+                    .get(&self.key(&rule.name))
+                    .is_some_and(|s| s.status == Status::Pending)
+            {
+                verdict = Verdict::Clear {
+                    value: None,
+                    summary: why.clone(),
+                };
+            }
             let no_data = match &verdict {
                 Verdict::NoData { reason } => Verdict::Breach {
                     severity: Severity::Warning,
@@ -367,6 +508,28 @@ impl Scope<'_> {
             });
         }
         judged
+    }
+
+    fn judge_rules(
+        &self,
+        observation: &Observation,
+        memory: &RuleMemory,
+        tick: &rule::TickContext,
+    ) -> Vec<rule::Judgement> {
+        let empty = rule::Memory::default();
+        self.task
+            .rules
+            .iter()
+            .map(|r| {
+                rule::explicit(
+                    r,
+                    self.task,
+                    observation,
+                    memory.memories.get(&r.name).unwrap_or(&empty),
+                    tick,
+                )
+            })
+            .collect()
     }
 
     /// Right after a restart (`settle`), the task's alerts hold still.

@@ -33,6 +33,7 @@ fn verdict_json(verdict: &Verdict) -> serde_json::Value {
             json!({"verdict": "clear", "value": value, "summary": summary})
         }
         Verdict::NoData { reason } => json!({"verdict": "no_data", "summary": reason}),
+        Verdict::Hold { reason } => json!({"verdict": "held", "summary": reason}),
     }
 }
 

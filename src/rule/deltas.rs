@@ -1,0 +1,315 @@
+//! Rules on tick-over-tick deltas of counters (seed 003's catalog): counter
+//! deltas with resets, sums, `Nx previous`, streaks and bursts; ratios of
+//! deltas with a minimum denominator; histogram quantiles and means from
+//! per-tick bucket deltas.
+
+use super::{Memory, compare};
+use crate::alert::Verdict;
+use crate::config::{RatioRule, Rule, Selector, Severity, format_number};
+use crate::probe::Observation;
+use std::collections::BTreeMap;
+
+/// A verdict, the memory for the next tick, and whether a counter went
+/// backwards (the target restarted).
+pub(super) type Judged = Result<(Verdict, Memory, bool), String>;
+
+/// How much some series grew since the last tick.
+struct Increase {
+    total: f64,
+    /// A series went backwards: its current value was counted as its delta.
+    reset: bool,
+}
+
+fn series_key(prefix: &str, index: usize, labels: &[(String, String)]) -> String {
+    let labels: Vec<String> = labels.iter().map(|(k, v)| format!("{k}={v:?}")).collect();
+    format!("{prefix}{index}{{{}}}", labels.join(","))
+}
+
+/// Sums the per-series increase of everything `selectors` match and stores
+/// their current values under `prefix` in `next`. A series that went down
+/// was reset: its increase is its current value. A series new since the
+/// last tick started from zero. `Err` when a selector matches nothing;
+/// `Ok(None)` on first sight, with nothing to compare to.
+fn increase(
+    observation: &Observation,
+    selectors: &[Selector],
+    prefix: &str,
+    previous: &BTreeMap<String, f64>,
+    next: &mut BTreeMap<String, f64>,
+) -> Result<Option<Increase>, String> {
+    let seen_before = previous.keys().any(|k| k.starts_with(prefix));
+    let mut total = 0.0;
+    let mut reset = false;
+    for (index, selector) in selectors.iter().enumerate() {
+        let found = observation.signals.matching(selector);
+        if found.is_empty() {
+            return Err(format!("no series `{selector}` this tick"));
+        }
+        for (labels, value) in found.into_iter().filter(|(_, v)| v.is_finite()) {
+            let key = series_key(prefix, index, labels);
+            match previous.get(&key) {
+                Some(before) if value >= *before => total += value - before,
+                Some(_) => {
+                    total += value;
+                    reset = true;
+                }
+                None => total += value,
+            }
+            next.insert(key, value);
+        }
+    }
+    Ok(seen_before.then_some(Increase { total, reset }))
+}
+
+fn names(selectors: &[Selector]) -> String {
+    selectors
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(" + ")
+}
+
+fn first_sight(what: &str) -> Verdict {
+    Verdict::Hold {
+        reason: format!("first sample of {what}: nothing to compare with yet"),
+    }
+}
+
+/// `counter: …, delta: ">= 1"` (+ `streak`, `burst`).
+pub(super) fn counter(
+    rule: &Rule,
+    severity: Severity,
+    series: &[Selector],
+    streak: Option<u32>,
+    burst: Option<f64>,
+    observation: &Observation,
+    memory: &Memory,
+) -> Judged {
+    let what = names(series);
+    let mut next = Memory::default();
+    let Some(increase) = increase(observation, series, "", &memory.values, &mut next.values)?
+    else {
+        return Ok((first_sight(&what), next, false));
+    };
+    let delta = increase.total;
+    next.previous_delta = Some(delta);
+    let condition = rule.condition.ok_or("the rule has no `delta` condition")?;
+    let met = condition.holds(delta, memory.previous_delta);
+    let burst_hit = burst.is_some_and(|b| delta >= b);
+    let reset_note = if increase.reset {
+        " (a counter reset: counted from zero)"
+    } else {
+        ""
+    };
+    let previous_note = match (condition.threshold, memory.previous_delta) {
+        (crate::config::Threshold::TimesPrevious(_), Some(previous)) => {
+            format!(", previous tick {}", format_number(previous))
+        }
+        _ => String::new(),
+    };
+    let shown = format_number(delta);
+    let (breach, detail) = match streak {
+        Some(needed) => {
+            next.streak = if met { memory.streak + 1 } else { 0 };
+            let detail = match burst {
+                Some(b) if burst_hit => format!("burst: {shown} ≥ {}", format_number(b)),
+                _ => format!("{} of {needed} ticks in a row", next.streak),
+            };
+            (next.streak >= needed || burst_hit, detail)
+        }
+        None if burst_hit && !met => (
+            true,
+            format!("burst ≥ {}", burst.map(format_number).unwrap_or_default()),
+        ),
+        None => (met, String::new()),
+    };
+    let detail = if detail.is_empty() {
+        String::new()
+    } else {
+        format!("; {detail}")
+    };
+    let verdict = if breach {
+        Verdict::Breach {
+            severity,
+            value: Some(delta),
+            threshold: Some(condition.to_string()),
+            summary: format!(
+                "{what} rose by {shown} this tick ({condition}{previous_note}{detail}){reset_note}"
+            ),
+        }
+    } else {
+        Verdict::Clear {
+            value: Some(delta),
+            summary: format!("{what} rose by {shown}{previous_note}{detail}{reset_note}"),
+        }
+    };
+    Ok((verdict, next, increase.reset))
+}
+
+/// `ratio: { numerator, denominator, min_denominator }` of deltas.
+pub(super) fn ratio(
+    rule: &Rule,
+    severity: Severity,
+    ratio: &RatioRule,
+    observation: &Observation,
+    memory: &Memory,
+    skip: Option<&str>,
+) -> Judged {
+    if let Some(why) = skip {
+        // seed 003: on any skip, empty the ratio snapshot.
+        return Ok((
+            Verdict::Hold {
+                reason: why.to_string(),
+            },
+            Memory::default(),
+            false,
+        ));
+    }
+    let mut next = Memory::default();
+    let numerator = increase(
+        observation,
+        &ratio.numerator.0,
+        "n",
+        &memory.values,
+        &mut next.values,
+    )?;
+    let denominator = increase(
+        observation,
+        &ratio.denominator.0,
+        "d",
+        &memory.values,
+        &mut next.values,
+    )?;
+    let (Some(numerator), Some(denominator)) = (numerator, denominator) else {
+        return Ok((first_sight("the ratio's counters"), next, false));
+    };
+    let reset = numerator.reset || denominator.reset;
+    if denominator.total <= 0.0 || denominator.total < ratio.min_denominator {
+        let reason = format!(
+            "the denominator grew by {} this tick (min_denominator {}): neither breach nor clear",
+            format_number(denominator.total),
+            format_number(ratio.min_denominator)
+        );
+        return Ok((Verdict::Hold { reason }, next, reset));
+    }
+    let value = numerator.total / denominator.total;
+    let what = format!(
+        "Δ({}) / Δ({}) = {} / {}",
+        names(&ratio.numerator.0),
+        names(&ratio.denominator.0),
+        format_number(numerator.total),
+        format_number(denominator.total)
+    );
+    Ok((compare(rule, severity, &what, value, None), next, reset))
+}
+
+/// `histogram: name, quantile: 0.99` (and/or `mean: true`), `min_count`.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn histogram(
+    rule: &Rule,
+    severity: Severity,
+    metric: &Selector,
+    quantile: Option<f64>,
+    mean: bool,
+    min_count: f64,
+    observation: &Observation,
+    memory: &Memory,
+) -> Judged {
+    let part = |suffix: &str| Selector {
+        name: format!("{}{suffix}", metric.name),
+        labels: metric.labels.clone(),
+    };
+    // Cumulative bucket counts by upper bound, summed over other labels.
+    let mut buckets: BTreeMap<String, (f64, f64)> = BTreeMap::new();
+    for (labels, value) in observation.signals.matching(&part("_bucket")) {
+        let Some((_, le)) = labels.iter().find(|(k, _)| k == "le") else {
+            continue;
+        };
+        let bound = parse_bound(le)
+            .ok_or_else(|| format!("bucket of {} has le={le:?}, not a number", metric.name))?;
+        let key = format!("b{}", format_number(bound));
+        buckets.entry(key).or_insert((bound, 0.0)).1 += value;
+    }
+    if buckets.is_empty() {
+        return Err(format!("no series `{}_bucket` this tick", metric.name));
+    }
+    let count = observation
+        .signals
+        .get(&part("_count"))
+        .ok_or_else(|| format!("no series `{}_count` this tick", metric.name))?;
+    let sum = observation.signals.get(&part("_sum"));
+    let mut next = Memory::default();
+    next.values.insert("count".into(), count);
+    if let Some(sum) = sum {
+        next.values.insert("sum".into(), sum);
+    }
+    for (key, (_, value)) in &buckets {
+        next.values.insert(key.clone(), *value);
+    }
+    let Some(previous_count) = memory.values.get("count").copied() else {
+        return Ok((first_sight(&metric.name), next, false));
+    };
+    let reset = count < previous_count;
+    let delta = |key: &str, now: f64| {
+        if reset {
+            now
+        } else {
+            now - memory.values.get(key).copied().unwrap_or(0.0)
+        }
+    };
+    let count_delta = delta("count", count);
+    if count_delta <= 0.0 || count_delta < min_count {
+        let reason = format!(
+            "{} observations of {} this tick (min_count {}): skipped",
+            format_number(count_delta),
+            metric.name,
+            format_number(min_count)
+        );
+        return Ok((Verdict::Hold { reason }, next, reset));
+    }
+    let mut bounds: Vec<(f64, f64)> = buckets
+        .iter()
+        .map(|(key, (bound, value))| (*bound, delta(key, *value)))
+        .collect();
+    bounds.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let mut verdicts = Vec::new();
+    if let Some(q) = quantile {
+        let wanted = q * count_delta;
+        let bound = bounds
+            .iter()
+            .find(|(_, cumulative)| *cumulative >= wanted)
+            .map(|(b, _)| *b)
+            .unwrap_or(f64::INFINITY);
+        let what = format!(
+            "p{} of {} (bucket bound, {} observations this tick)",
+            format_number(q * 100.0),
+            metric.name,
+            format_number(count_delta)
+        );
+        verdicts.push(compare(rule, severity, &what, bound, None));
+    }
+    if mean && let Some(sum) = sum {
+        let average = delta("sum", sum) / count_delta;
+        let what = format!(
+            "mean of {} ({} observations this tick)",
+            metric.name,
+            format_number(count_delta)
+        );
+        verdicts.push(compare(rule, severity, &what, average, None));
+    }
+    // Fire on whichever breaches (seed 003).
+    let verdict = verdicts
+        .iter()
+        .find(|v| matches!(v, Verdict::Breach { .. }))
+        .or(verdicts.first())
+        .cloned()
+        .ok_or_else(|| format!("no `{}_sum` for the mean", metric.name))?;
+    Ok((verdict, next, reset))
+}
+
+fn parse_bound(le: &str) -> Option<f64> {
+    match le.trim() {
+        "+Inf" | "Inf" | "inf" | "+inf" => Some(f64::INFINITY),
+        other => other.parse().ok(),
+    }
+}

@@ -1,0 +1,515 @@
+//! Rules turn a task's signals into verdicts. Pure: signals and what the
+//! rule remembered from the last tick in; verdict and new memory out.
+
+mod deltas;
+#[cfg(test)]
+mod scenarios;
+mod trend;
+
+use crate::alert::Verdict;
+use crate::clock::Timestamp;
+use crate::config::{Guard, Rule, RuleKind, Selector, Severity, Task, format_number};
+use crate::probe::{CheckStatus, Observation};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// The implicit rule of a task without rules: every probe healthy.
+/// A Nagios WARNING (exit 1) is a warning; anything worse takes the task's
+/// severity.
+pub fn implicit(task: &Task, observation: &Observation) -> Verdict {
+    let failing: Vec<_> = observation
+        .checks
+        .iter()
+        .filter(|c| !c.status.is_ok())
+        .collect();
+    if failing.is_empty() {
+        let summary = observation
+            .checks
+            .iter()
+            .map(|c| c.summary.as_str())
+            .collect::<Vec<_>>()
+            .join("; ");
+        return Verdict::Clear {
+            value: None,
+            summary,
+        };
+    }
+    let only_warnings = failing.iter().all(|c| c.status == CheckStatus::Warning);
+    let severity = if only_warnings {
+        task.severity.min(Severity::Warning)
+    } else {
+        task.severity
+    };
+    let summary = failing
+        .iter()
+        .map(|c| match c.status {
+            CheckStatus::Warning | CheckStatus::Critical | CheckStatus::Unknown => {
+                format!(
+                    "{} {}: {}",
+                    c.probe,
+                    c.status.label().to_uppercase(),
+                    c.summary
+                )
+            }
+            _ => format!("{}: {}", c.probe, c.summary),
+        })
+        .collect::<Vec<_>>()
+        .join("; ");
+    Verdict::Breach {
+        severity,
+        value: None,
+        threshold: None,
+        summary,
+    }
+}
+
+/// Why a rule has no data: the failing probes' own words when there are any.
+fn no_data(what: String, observation: &Observation) -> Verdict {
+    let failed: Vec<String> = observation
+        .checks
+        .iter()
+        .filter(|c| matches!(c.status, CheckStatus::Failed | CheckStatus::Unsupported))
+        .map(|c| format!("{}: {}", c.probe, c.summary))
+        .collect();
+    let reason = if failed.is_empty() {
+        what
+    } else {
+        format!("{what} ({})", failed.join("; "))
+    };
+    Verdict::NoData { reason }
+}
+
+/// Evaluates `when` / `unless`. `Ok(None)`: the rule applies; `Ok(Some(why))`:
+/// it is held off; `Err`: a guard's signal is missing.
+fn guards(rule: &Rule, observation: &Observation) -> Result<Option<String>, String> {
+    let holds = |guard: &Guard| -> Result<bool, String> {
+        match guard {
+            Guard::Flag(selector) => observation
+                .signals
+                .get(selector)
+                .map(|v| v != 0.0)
+                .ok_or_else(|| format!("no signal `{selector}` for the condition")),
+            Guard::Compare(selector, condition) => observation
+                .signals
+                .get(selector)
+                .map(|v| condition.holds(v, None))
+                .ok_or_else(|| format!("no signal `{selector}` for the condition")),
+        }
+    };
+    for guard in &rule.when {
+        if !holds(guard)? {
+            return Ok(Some(format!("held: `when {guard}` is false")));
+        }
+    }
+    for guard in &rule.unless {
+        if holds(guard)? {
+            return Ok(Some(format!("held: `unless {guard}` is true")));
+        }
+    }
+    Ok(None)
+}
+
+/// Evaluates task-level `skip_when`: the first condition that holds, or
+/// whose signal is missing (a failed scrape cannot vouch for the ratios).
+pub fn skip_reason(task: &Task, observation: &Observation) -> Option<String> {
+    task.skip_when.iter().find_map(|guard| {
+        let (selector, holds) = match guard {
+            Guard::Flag(selector) => (
+                selector,
+                observation.signals.get(selector).map(|v| v != 0.0),
+            ),
+            Guard::Compare(selector, condition) => (
+                selector,
+                observation
+                    .signals
+                    .get(selector)
+                    .map(|v| condition.holds(v, None)),
+            ),
+        };
+        match holds {
+            Some(true) => Some(format!("skipped: `{guard}` holds")),
+            Some(false) => None,
+            None => Some(format!("skipped: no signal `{selector}` for `skip_when`")),
+        }
+    })
+}
+
+/// What a stateful rule remembers between ticks, stored as JSON in the
+/// task's state under `rule.<name>`. Only the series the rule references
+/// are kept, never whole scrapes.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Memory {
+    /// Last value of each referenced series (counters, ratios, histograms).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub values: BTreeMap<String, f64>,
+    /// Last tick's counter delta, for `Nx previous`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_delta: Option<f64>,
+    /// Consecutive ticks a streak counter met its threshold.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub streak: u32,
+    /// Trend samples: (Unix ms, value), oldest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub samples: Vec<(i64, f64)>,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+impl Memory {
+    pub fn is_empty(&self) -> bool {
+        *self == Memory::default()
+    }
+}
+
+/// What the tick says about stateful rules.
+#[derive(Clone, Debug, Default)]
+pub struct TickContext {
+    pub now: Timestamp,
+    /// Set while the target warms up after a restart.
+    pub warming_up: Option<String>,
+    /// Set when the task's `skip_when` holds.
+    pub skip: Option<String>,
+}
+
+/// A rule's verdict and what it remembers for the next tick.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Judgement {
+    pub verdict: Verdict,
+    pub memory: Memory,
+    /// A counter the rule reads went backwards: the target restarted.
+    pub reset: bool,
+}
+
+/// Whether the rule compares tick-over-tick deltas of counters (these
+/// alerts are not raised while the target warms up after a restart).
+pub fn uses_deltas(rule: &Rule) -> bool {
+    matches!(
+        rule.kind,
+        RuleKind::Counter { .. } | RuleKind::Ratio(_) | RuleKind::Histogram { .. }
+    )
+}
+
+/// Evaluates an explicit rule against this tick's signals and what it
+/// remembered from the last tick.
+pub fn explicit(
+    rule: &Rule,
+    task: &Task,
+    observation: &Observation,
+    memory: &Memory,
+    tick: &TickContext,
+) -> Judgement {
+    let severity = rule.severity.unwrap_or(task.severity);
+    let judged: deltas::Judged = match &rule.kind {
+        RuleKind::Signal {
+            signal,
+            trend: None,
+        } => single(rule, severity, std::slice::from_ref(signal), observation)
+            .map(|v| (v, Memory::default(), false)),
+        RuleKind::Signal {
+            signal,
+            trend: Some(trend),
+        } => trend::judge(rule, severity, signal, trend, observation, memory, tick.now),
+        RuleKind::Gauge(selectors) => {
+            single(rule, severity, &selectors.0, observation).map(|v| (v, Memory::default(), false))
+        }
+        RuleKind::GaugeRatio {
+            numerator,
+            denominator,
+        } => gauge_ratio(rule, severity, numerator, denominator, observation)
+            .map(|v| (v, Memory::default(), false)),
+        RuleKind::Counter {
+            series,
+            streak,
+            burst,
+        } => deltas::counter(
+            rule,
+            severity,
+            &series.0,
+            *streak,
+            *burst,
+            observation,
+            memory,
+        ),
+        RuleKind::Ratio(ratio) => deltas::ratio(
+            rule,
+            severity,
+            ratio,
+            observation,
+            memory,
+            tick.skip.as_deref(),
+        ),
+        RuleKind::Histogram {
+            metric,
+            quantile,
+            mean,
+            min_count,
+        } => deltas::histogram(
+            rule,
+            severity,
+            metric,
+            *quantile,
+            *mean,
+            *min_count,
+            observation,
+            memory,
+        ),
+    };
+    let (verdict, memory, reset) = match judged {
+        Ok(judged) => judged,
+        Err(missing) => {
+            return Judgement {
+                verdict: no_data(missing, observation),
+                memory: memory.clone(),
+                reset: false,
+            };
+        }
+    };
+    // Warm-up and guards decide whether the verdict counts; the memory is
+    // kept current either way, so the next delta spans one tick.
+    if let Some(why) = &tick.warming_up
+        && (rule.warmup || uses_deltas(rule))
+        && !matches!(verdict, Verdict::Hold { .. })
+    {
+        return Judgement {
+            verdict: Verdict::Hold {
+                reason: why.clone(),
+            },
+            memory,
+            reset,
+        };
+    }
+    let verdict = match guards(rule, observation) {
+        Err(why) => no_data(why, observation),
+        Ok(Some(why)) => Verdict::Clear {
+            value: None,
+            summary: why,
+        },
+        Ok(None) => verdict,
+    };
+    Judgement {
+        verdict,
+        memory,
+        reset,
+    }
+}
+
+/// Compares a value with the rule's condition.
+fn compare(
+    rule: &Rule,
+    severity: Severity,
+    what: &str,
+    value: f64,
+    previous: Option<f64>,
+) -> Verdict {
+    let shown = format_number(value);
+    match rule.condition {
+        Some(condition) if condition.holds(value, previous) => Verdict::Breach {
+            severity,
+            value: Some(value),
+            threshold: Some(condition.to_string()),
+            summary: format!("{what} = {shown} ({condition})"),
+        },
+        _ => Verdict::Clear {
+            value: Some(value),
+            summary: format!("{what} = {shown}"),
+        },
+    }
+}
+
+/// A signal or gauge: the sum of what its selectors address.
+fn single(
+    rule: &Rule,
+    severity: Severity,
+    selectors: &[Selector],
+    observation: &Observation,
+) -> Result<Verdict, String> {
+    let mut total = 0.0;
+    for selector in selectors {
+        total += observation
+            .signals
+            .get(selector)
+            .ok_or_else(|| format!("no signal `{selector}` this tick"))?;
+    }
+    let what = selectors
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(" + ");
+    Ok(compare(rule, severity, &what, total, None))
+}
+
+fn gauge_ratio(
+    rule: &Rule,
+    severity: Severity,
+    numerator: &Selector,
+    denominator: &Selector,
+    observation: &Observation,
+) -> Result<Verdict, String> {
+    let value = |s: &Selector| {
+        observation
+            .signals
+            .get(s)
+            .ok_or_else(|| format!("no signal `{s}` this tick"))
+    };
+    let (top, bottom) = (value(numerator)?, value(denominator)?);
+    if bottom == 0.0 {
+        return Ok(Verdict::Hold {
+            reason: format!("{denominator} is 0"),
+        });
+    }
+    Ok(compare(
+        rule,
+        severity,
+        &format!("{numerator} / {denominator}"),
+        top / bottom,
+        None,
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::probe::Check;
+
+    /// A rule's verdict with nothing remembered.
+    fn judge(rule: &Rule, task: &Task, observation: &Observation) -> Verdict {
+        explicit(
+            rule,
+            task,
+            observation,
+            &Memory::default(),
+            &TickContext::default(),
+        )
+        .verdict
+    }
+
+    fn task(rules: &str) -> Task {
+        let yaml = format!("name: t\nhttp: {{ url: \"http://127.0.0.1:1/\" }}\nrules:\n{rules}");
+        serde_yaml::from_str(&yaml).unwrap()
+    }
+
+    fn observed(signals: &[(&str, f64)], status: CheckStatus) -> Observation {
+        let mut o = Observation::default();
+        for (name, value) in signals {
+            o.signals.set(*name, *value);
+        }
+        o.checks.push(Check {
+            probe: "http",
+            status,
+            summary: "x".into(),
+        });
+        o
+    }
+
+    #[test]
+    fn signal_rule_breaches_and_clears() {
+        let t =
+            task("  - { name: slow, signal: latency_ms, value: \"> 500\", severity: warning }\n");
+        let rule = &t.rules[0];
+        let v = judge(
+            rule,
+            &t,
+            &observed(&[("latency_ms", 900.0)], CheckStatus::Ok),
+        );
+        assert!(
+            matches!(
+                v,
+                Verdict::Breach {
+                    severity: Severity::Warning,
+                    value: Some(900.0),
+                    ..
+                }
+            ),
+            "{v:?}"
+        );
+        let v = judge(
+            rule,
+            &t,
+            &observed(&[("latency_ms", 100.0)], CheckStatus::Ok),
+        );
+        assert!(matches!(v, Verdict::Clear { .. }), "{v:?}");
+    }
+
+    #[test]
+    fn missing_signal_is_no_data_with_the_probe_reason() {
+        let t = task("  - { name: slow, signal: latency_ms, value: \"> 500\" }\n");
+        let mut o = observed(&[], CheckStatus::Failed);
+        o.checks[0].summary = "connection refused".into();
+        let v = judge(&t.rules[0], &t, &o);
+        let Verdict::NoData { reason } = v else {
+            panic!("{v:?}")
+        };
+        assert!(
+            reason.contains("latency_ms") && reason.contains("connection refused"),
+            "{reason}"
+        );
+    }
+
+    #[test]
+    fn unless_holds_a_rule_off_and_when_enables_it() {
+        let t = task(
+            "  - { name: lag, signal: lag, value: \"> 20\", unless: [major_sync], when: [\"peers >= 1\"] }\n",
+        );
+        let rule = &t.rules[0];
+        let v = judge(
+            rule,
+            &t,
+            &observed(
+                &[("lag", 50.0), ("major_sync", 1.0), ("peers", 3.0)],
+                CheckStatus::Ok,
+            ),
+        );
+        assert!(matches!(v, Verdict::Clear { .. }), "{v:?}");
+        let v = judge(
+            rule,
+            &t,
+            &observed(
+                &[("lag", 50.0), ("major_sync", 0.0), ("peers", 3.0)],
+                CheckStatus::Ok,
+            ),
+        );
+        assert!(matches!(v, Verdict::Breach { .. }), "{v:?}");
+        let v = judge(
+            rule,
+            &t,
+            &observed(
+                &[("lag", 50.0), ("major_sync", 0.0), ("peers", 0.0)],
+                CheckStatus::Ok,
+            ),
+        );
+        assert!(matches!(v, Verdict::Clear { .. }), "{v:?}");
+        let v = judge(rule, &t, &observed(&[("lag", 50.0)], CheckStatus::Ok));
+        assert!(matches!(v, Verdict::NoData { .. }), "{v:?}");
+    }
+
+    #[test]
+    fn implicit_rule_maps_nagios_warning_to_warning() {
+        let t = task("  []\n");
+        let v = implicit(&t, &observed(&[], CheckStatus::Warning));
+        assert!(
+            matches!(
+                v,
+                Verdict::Breach {
+                    severity: Severity::Warning,
+                    ..
+                }
+            ),
+            "{v:?}"
+        );
+        let v = implicit(&t, &observed(&[], CheckStatus::Unknown));
+        assert!(
+            matches!(
+                v,
+                Verdict::Breach {
+                    severity: Severity::Critical,
+                    ..
+                }
+            ),
+            "{v:?}"
+        );
+        let v = implicit(&t, &observed(&[], CheckStatus::Ok));
+        assert!(matches!(v, Verdict::Clear { .. }), "{v:?}");
+    }
+}

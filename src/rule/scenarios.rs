@@ -1,0 +1,496 @@
+//! Table-driven scenarios for every rule kind: a task and a sequence of
+//! scrapes, one tick a minute, through the pure evaluator with its state
+//! carried from tick to tick exactly as the store would; each row states
+//! the tick on which a rule fires and resolves.
+
+use crate::alert::{Transition, Verdict};
+use crate::clock::Timestamp;
+use crate::evaluate::{Outcome, Prior, TaskRun, evaluate};
+use crate::probe::{Check, CheckStatus, Observation};
+
+/// What a rule did on one tick, as one short word.
+fn word(rule: &crate::evaluate::RuleResult) -> &'static str {
+    match (rule.transition, rule.status(), &rule.verdict) {
+        (Some(Transition::Firing), ..) => "FIRE",
+        (Some(Transition::Resolved), ..) => "RESOLVE",
+        (Some(Transition::Pending), ..) => "pend",
+        (Some(Transition::Cleared), ..) => "clear",
+        (Some(Transition::Escalated), ..) => "ESCALATE",
+        (Some(Transition::Reminder), ..) => "remind",
+        (_, Some(crate::alert::Status::Firing), _) => "firing",
+        (_, Some(crate::alert::Status::Pending), _) => "pend",
+        (_, None, Verdict::Hold { .. }) => "hold",
+        (_, None, Verdict::NoData { .. }) => "nodata",
+        (_, None, _) => "ok",
+    }
+}
+
+/// Parses scrape lines `name{labels} value`; an empty scrape is a failed one.
+fn observation(scrape: &str) -> Observation {
+    let mut observation = Observation::default();
+    if scrape.trim().is_empty() {
+        observation.checks.push(Check {
+            probe: "metrics",
+            status: CheckStatus::Failed,
+            summary: "refused".into(),
+        });
+        return observation;
+    }
+    for line in scrape
+        .split(['\n', ';'])
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+    {
+        let (series, value) = line.rsplit_once(' ').expect("`series value`");
+        let selector: crate::config::Selector = series.parse().expect("a series");
+        observation.signals.add_series(
+            &selector.name,
+            selector.labels,
+            value.parse().expect("a number"),
+        );
+    }
+    observation.checks.push(Check {
+        probe: "metrics",
+        status: CheckStatus::Ok,
+        summary: "scraped".into(),
+    });
+    observation
+}
+
+/// Runs `task` (YAML of one task) over `scrapes`, one minute apart, and
+/// returns each tick's outcome.
+pub(crate) fn replay(task: &str, scrapes: &[String]) -> Vec<Outcome> {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("jobs.yaml");
+    let indented: String = task
+        .lines()
+        .enumerate()
+        .map(|(i, l)| {
+            if i == 0 {
+                format!("      - {l}\n")
+            } else {
+                format!("        {l}\n")
+            }
+        })
+        .collect();
+    let yaml = format!(
+        "version: 1\nhost: h\nprofiles:\n  p:\n    cron: \"* * * * *\"\n    tasks:\n{indented}"
+    );
+    std::fs::write(&path, yaml).unwrap();
+    let config = crate::config::load(&path, None).unwrap();
+    let profile = &config.profiles[0];
+    let task = &profile.tasks[0];
+    let mut prior = Prior::default();
+    let mut outcomes = Vec::new();
+    for (i, scrape) in scrapes.iter().enumerate() {
+        let observation = observation(scrape);
+        let runs = [TaskRun {
+            task,
+            observation: observation.clone(),
+        }];
+        let now = Timestamp(1_790_000_000_000 + i as i64 * 60_000);
+        let outcome = evaluate(&config, profile, &prior, &runs, true, now);
+        for (key, state) in &outcome.alerts {
+            match state {
+                Some(s) => prior.alerts.insert(key.clone(), s.clone()),
+                None => prior.alerts.remove(key),
+            };
+        }
+        let remembered = prior.tasks.entry(task.name.clone()).or_default();
+        remembered.extend(observation.state.clone());
+        for (_, key, value) in &outcome.state {
+            remembered.insert(key.clone(), value.clone());
+        }
+        outcomes.push(outcome);
+    }
+    outcomes
+}
+
+/// One rule's word per tick.
+fn column(outcomes: &[Outcome], rule: &str) -> Vec<&'static str> {
+    outcomes
+        .iter()
+        .map(|o| {
+            o.tasks[0]
+                .rules
+                .iter()
+                .find(|r| r.rule == rule)
+                .map(word)
+                .unwrap_or("-")
+        })
+        .collect()
+}
+
+/// The summary a rule gave on tick `n`.
+fn summary(outcomes: &[Outcome], n: usize, rule: &str) -> String {
+    outcomes[n].tasks[0]
+        .rules
+        .iter()
+        .find(|r| r.rule == rule)
+        .map(|r| r.verdict.summary().to_string())
+        .unwrap_or_default()
+}
+
+fn scrapes(lines: &[&str]) -> Vec<String> {
+    lines.iter().map(|s| s.replace(';', "\n")).collect()
+}
+
+const TASK: &str = "name: node\nmetrics: { url: \"http://127.0.0.1:1/metrics\" }\n";
+
+#[test]
+fn counter_delta_fires_on_growth_and_counts_a_reset_as_its_current_value() {
+    let task = format!(
+        "{TASK}rules:\n  - {{ name: lost-sync, counter: stellar_herder_lost_sync_total, delta: \">= 1\" }}\n"
+    );
+    let ticks = replay(
+        &task,
+        &scrapes(&[
+            "stellar_herder_lost_sync_total 5", // first sight: nothing to compare
+            "stellar_herder_lost_sync_total 5", // delta 0
+            "stellar_herder_lost_sync_total 6", // delta 1: fires
+            "stellar_herder_lost_sync_total 6", // delta 0: resolves
+            "stellar_herder_lost_sync_total 2", // went back: delta = 2 (reset), fires
+            "stellar_herder_lost_sync_total 2",
+        ]),
+    );
+    assert_eq!(
+        column(&ticks, "lost-sync"),
+        ["hold", "ok", "FIRE", "RESOLVE", "FIRE", "RESOLVE"]
+    );
+    assert!(
+        summary(&ticks, 4, "lost-sync").contains("counter reset"),
+        "{}",
+        summary(&ticks, 4, "lost-sync")
+    );
+}
+
+#[test]
+fn a_sum_of_counters_against_five_times_the_previous_delta() {
+    let task = format!(
+        "{TASK}rules:\n  - {{ name: churn, counter: [stellar_overlay_timeout_idle_total, stellar_overlay_timeout_straggler_total], delta: \">= 5x previous\" }}\n"
+    );
+    let tick = |idle: u32, straggler: u32| {
+        format!(
+            "stellar_overlay_timeout_idle_total {idle};stellar_overlay_timeout_straggler_total {straggler}"
+        )
+    };
+    let ticks = replay(
+        &task,
+        &scrapes(
+            &[
+                &tick(0, 0),
+                &tick(2, 1),   // delta 3, no previous delta: cannot hold
+                &tick(4, 2),   // delta 3 vs 3
+                &tick(12, 9),  // delta 15 = 5 × 3: fires
+                &tick(30, 20), // delta 29 < 5 × 15: resolves
+                &tick(30, 20), // delta 0 vs 29
+                &tick(31, 20), // delta 1 vs 0: "x previous" of 0 never holds
+            ]
+            .map(String::as_str),
+        ),
+    );
+    assert_eq!(
+        column(&ticks, "churn"),
+        ["hold", "ok", "ok", "FIRE", "RESOLVE", "ok", "ok"]
+    );
+}
+
+#[test]
+fn streak_fires_on_the_third_consecutive_tick_or_on_a_burst() {
+    let task = format!(
+        "{TASK}rules:\n  - {{ name: stalled, counter: 'henyey_recovery_stalled_tick_total{{reason=\"forcing_catchup_behind\"}}', delta: \">= 1\", streak: 3, burst: 10 }}\n"
+    );
+    let series = |v: u32| {
+        format!(
+            "henyey_recovery_stalled_tick_total{{reason=\"forcing_catchup_behind\"}} {v};henyey_recovery_stalled_tick_total{{reason=\"other\"}} 500"
+        )
+    };
+    let ticks = replay(
+        &task,
+        &scrapes(
+            &[
+                &series(0),
+                &series(1),  // streak 1
+                &series(2),  // streak 2
+                &series(2),  // broken
+                &series(3),  // 1
+                &series(4),  // 2
+                &series(5),  // 3: fires
+                &series(5),  // resolves
+                &series(20), // burst of 15 ≥ 10: fires at once
+                &series(20),
+            ]
+            .map(String::as_str),
+        ),
+    );
+    assert_eq!(
+        column(&ticks, "stalled"),
+        [
+            "hold", "ok", "ok", "ok", "ok", "ok", "FIRE", "RESOLVE", "FIRE", "RESOLVE"
+        ]
+    );
+}
+
+const RATIO_TASK: &str = "rules:\n  - name: scp-acceptance\n    ratio:\n      numerator: ['henyey_scp_post_verify_total{reason=\"accepted\"}', 'henyey_scp_post_verify_total{reason=\"processed_directly\"}']\n      denominator: henyey_scp_post_verify_total\n      min_denominator: 500\n    value: \"< 0.05\"\n    for: 3\n    severity: warning\nskip_when: [\"stellar_ledger_age_current_seconds > 30\"]\n";
+
+/// A post-verify scrape: cumulative accepted, processed directly, duplicate.
+fn post_verify(accepted: u32, direct: u32, duplicate: u32, ledger_age: u32) -> String {
+    format!(
+        "henyey_scp_post_verify_total{{reason=\"accepted\"}} {accepted};henyey_scp_post_verify_total{{reason=\"processed_directly\"}} {direct};henyey_scp_post_verify_total{{reason=\"duplicate\"}} {duplicate};stellar_ledger_age_current_seconds {ledger_age}"
+    )
+}
+
+#[test]
+fn ratio_needs_three_ticks_and_ticks_below_min_denominator_neither_breach_nor_clear() {
+    let task = format!("{TASK}{RATIO_TASK}");
+    let ticks = replay(
+        &task,
+        &scrapes(
+            &[
+                &post_verify(100, 0, 1000, 5),
+                &post_verify(110, 0, 2000, 5), // 10 / 1010 < 0.05: 1
+                &post_verify(120, 0, 3000, 5), // 2
+                &post_verify(121, 0, 3100, 5), // denominator 101 < 500: held
+                &post_verify(130, 0, 4100, 5), // 3: fires
+                &post_verify(330, 0, 5100, 5), // 200 / 1200: clear, resolves
+            ]
+            .map(String::as_str),
+        ),
+    );
+    assert_eq!(
+        column(&ticks, "scp-acceptance"),
+        ["hold", "pend", "pend", "pend", "FIRE", "RESOLVE"]
+    );
+    assert!(summary(&ticks, 3, "scp-acceptance").contains("min_denominator 500"));
+}
+
+#[test]
+fn skip_when_empties_the_ratio_snapshot_and_resets_its_streak() {
+    let task = format!("{TASK}{RATIO_TASK}");
+    let ticks = replay(
+        &task,
+        &scrapes(
+            &[
+                &post_verify(100, 0, 1000, 5),
+                &post_verify(110, 0, 2000, 5),  // 1
+                &post_verify(120, 0, 3000, 5),  // 2
+                &post_verify(130, 0, 4000, 45), // out of sync: skipped, streak reset, snapshot emptied
+                &post_verify(140, 0, 5000, 5),  // first sight again
+                &post_verify(150, 0, 6000, 5),  // 1
+                &post_verify(160, 0, 7000, 5),  // 2
+                &post_verify(170, 0, 8000, 5),  // 3: fires
+                &String::new(), // scrape failed: skip_when cannot vouch → skipped, firing holds
+            ]
+            .map(String::as_str),
+        ),
+    );
+    assert_eq!(
+        column(&ticks, "scp-acceptance"),
+        [
+            "hold", "pend", "pend", "clear", "hold", "pend", "pend", "FIRE", "firing"
+        ]
+    );
+}
+
+#[test]
+fn gauge_for_two_ticks_and_warmup_after_an_identity_change() {
+    let task = format!(
+        "{TASK}warmup: 2\nrules:\n  - {{ name: fragmentation, gauge: henyey_jemalloc_fragmentation_pct, value: \"> 50\", for: 2, warmup: true }}\n  - {{ name: peers, gauge: stellar_peer_count, value: \"< 8\" }}\n"
+    );
+    let scrape = |start: u32, fragmentation: u32, peers: u32| {
+        format!(
+            "process_start_time_seconds {start};henyey_jemalloc_fragmentation_pct {fragmentation};stellar_peer_count {peers}"
+        )
+    };
+    let ticks = replay(
+        &task,
+        &scrapes(
+            &[
+                &scrape(1000, 20, 12),
+                &scrape(1000, 60, 12), // 1 of 2
+                &scrape(1000, 61, 12), // 2: fires
+                &scrape(1000, 20, 12), // resolves
+                &scrape(2000, 45, 3), // restarted: fragmentation held (warm-up 1 of 2); peers are not warm-up rules
+                &scrape(2000, 70, 3), // warm-up 2 of 2: held
+                &scrape(2000, 70, 12), // 1
+                &scrape(2000, 70, 12), // 2: fires
+            ]
+            .map(String::as_str),
+        ),
+    );
+    assert_eq!(
+        column(&ticks, "fragmentation"),
+        [
+            "ok", "pend", "FIRE", "RESOLVE", "hold", "hold", "pend", "FIRE"
+        ]
+    );
+    assert_eq!(
+        column(&ticks, "peers"),
+        ["ok", "ok", "ok", "ok", "FIRE", "firing", "RESOLVE", "ok"]
+    );
+    assert!(
+        summary(&ticks, 4, "fragmentation")
+            .contains("warming up: the target restarted (tick 1 of 2)")
+    );
+}
+
+#[test]
+fn an_identity_change_discards_counter_snapshots_and_a_counter_reset_starts_the_warmup() {
+    let task = format!(
+        "{TASK}warmup: 2\nrules:\n  - {{ name: resets, counter: henyey_post_catchup_hard_reset_total, delta: \">= 1\" }}\n"
+    );
+    let scrape = |start: u32, resets: u32| {
+        format!("process_start_time_seconds {start};henyey_post_catchup_hard_reset_total {resets}")
+    };
+    let ticks = replay(
+        &task,
+        &scrapes(
+            &[
+                &scrape(1000, 7),
+                &scrape(1000, 7),
+                &scrape(2000, 1), // new process: old snapshot discarded → first sight, warm-up 1
+                &scrape(2000, 2), // warm-up 2: the +1 from zero is not raised
+                &scrape(2000, 3), // fires
+                &scrape(2000, 3),
+                &scrape(2000, 1), // went back without an identity change: a restart; warm-up again
+                &scrape(2000, 2), // warm-up 2
+                &scrape(2000, 2),
+            ]
+            .map(String::as_str),
+        ),
+    );
+    assert_eq!(
+        column(&ticks, "resets"),
+        [
+            "hold", "ok", "hold", "hold", "FIRE", "RESOLVE", "hold", "hold", "ok"
+        ]
+    );
+}
+
+#[test]
+fn missing_series_is_no_data_not_silence() {
+    let task =
+        format!("{TASK}rules:\n  - {{ name: peers, gauge: stellar_peer_count, value: \"< 8\" }}\n");
+    let ticks = replay(
+        &task,
+        &scrapes(&[
+            "stellar_peer_count 3",
+            "stellar_peers_renamed 3",
+            "stellar_peer_count 12",
+        ]),
+    );
+    // The alert holds (a renamed metric cannot resolve it); a no-data warning fires.
+    assert_eq!(column(&ticks, "peers"), ["FIRE", "firing", "RESOLVE"]);
+    assert!(
+        summary(&ticks, 1, "peers").starts_with("no signal `stellar_peer_count`"),
+        "{}",
+        summary(&ticks, 1, "peers")
+    );
+    assert_eq!(column(&ticks, "peers:no-data"), ["-", "FIRE", "RESOLVE"]);
+}
+
+#[test]
+fn gauge_ratio_of_open_to_max_fds() {
+    let task = format!(
+        "{TASK}rules:\n  - {{ name: fds, gauge_ratio: [henyey_process_open_fds, henyey_process_max_fds], value: \"> 0.85\" }}\n"
+    );
+    let ticks = replay(
+        &task,
+        &scrapes(&[
+            "henyey_process_open_fds 100;henyey_process_max_fds 1024",
+            "henyey_process_open_fds 900;henyey_process_max_fds 1024",
+            "henyey_process_open_fds 900;henyey_process_max_fds 0",
+        ]),
+    );
+    assert_eq!(column(&ticks, "fds"), ["ok", "FIRE", "firing"]);
+}
+
+/// A histogram scrape with cumulative bucket counts for the seed's edges.
+fn histogram(name: &str, buckets: [u32; 10], sum: f64) -> String {
+    let edges = [
+        "0.001", "0.005", "0.01", "0.05", "0.1", "0.5", "1", "5", "30", "+Inf",
+    ];
+    let mut lines: Vec<String> = edges
+        .iter()
+        .zip(buckets)
+        .map(|(le, count)| format!("{name}_bucket{{le=\"{le}\"}} {count}"))
+        .collect();
+    lines.push(format!("{name}_count {}", buckets[9]));
+    lines.push(format!("{name}_sum {sum}"));
+    lines.join(";")
+}
+
+#[test]
+fn histogram_p99_from_per_tick_bucket_deltas_with_min_count() {
+    let name = "henyey_ledger_close_handle_complete_seconds";
+    let task = format!(
+        "{TASK}rules:\n  - {{ name: close-p99, histogram: {name}, quantile: 0.99, value: \"> 0.5\", min_count: 20 }}\n"
+    );
+    let ticks = replay(
+        &task,
+        &[
+            histogram(name, [0, 10, 50, 90, 100, 100, 100, 100, 100, 100], 4.0),
+            // +100 observations, all ≤ 0.1: p99 bound 0.1
+            histogram(name, [0, 20, 100, 190, 200, 200, 200, 200, 200, 200], 8.0),
+            // +100, 5 of them in (0.5, 1]: p99 bound 1 > 0.5
+            histogram(name, [0, 30, 150, 280, 295, 295, 300, 300, 300, 300], 14.0),
+            // +10 only: under min_count, held
+            histogram(name, [0, 30, 150, 280, 295, 295, 310, 310, 310, 310], 24.0),
+            // +100 fast again
+            histogram(name, [0, 130, 250, 380, 395, 395, 410, 410, 410, 410], 25.0),
+            // restarted: counts from zero, deltas are the current values
+            histogram(name, [0, 50, 60, 60, 60, 60, 60, 60, 60, 60], 0.5),
+        ],
+    );
+    assert_eq!(
+        column(&ticks, "close-p99"),
+        ["hold", "ok", "FIRE", "firing", "RESOLVE", "ok"]
+    );
+    assert!(
+        summary(&ticks, 2, "close-p99")
+            .starts_with("p99 of henyey_ledger_close_handle_complete_seconds"),
+        "{}",
+        summary(&ticks, 2, "close-p99")
+    );
+    assert!(summary(&ticks, 3, "close-p99").contains("min_count 20"));
+}
+
+#[test]
+fn histogram_mean_fires_when_the_p99_bucket_does_not() {
+    let name = "henyey_ledger_close_commit_seconds";
+    let task = format!(
+        "{TASK}rules:\n  - {{ name: commit, histogram: {name}, quantile: 0.99, mean: true, value: \"> 0.5\", min_count: 20 }}\n"
+    );
+    let ticks = replay(
+        &task,
+        &[
+            histogram(name, [0, 0, 0, 0, 0, 100, 100, 100, 100, 100], 10.0),
+            // +100 all in (0.1, 0.5]: p99 bound 0.5, not > 0.5; but mean 0.49 → ok
+            histogram(name, [0, 0, 0, 0, 0, 200, 200, 200, 200, 200], 59.0),
+            // +100 in (0.1, 0.5] yet summing to 51 s: mean 0.51 > 0.5 fires
+            histogram(name, [0, 0, 0, 0, 0, 300, 300, 300, 300, 300], 110.0),
+        ],
+    );
+    assert_eq!(column(&ticks, "commit"), ["hold", "ok", "FIRE"]);
+    assert!(
+        summary(&ticks, 2, "commit").starts_with("mean of"),
+        "{}",
+        summary(&ticks, 2, "commit")
+    );
+}
+
+#[test]
+fn trend_rising_over_a_window() {
+    let task = "name: aleph\nmetrics: { url: \"http://127.0.0.1:1/\" }\nrules:\n  - { name: falling-behind, signal: lag, trend: rising, window: 300s }\n";
+    let lags = [10, 12, 15, 15, 18, 25, 30, 29, 31, 33, 35, 40, 41, 43];
+    let ticks = replay(task, &lags.map(|l| format!("lag {l}")));
+    // Needs 300 s of samples (tick 5); the dip to 29 at tick 7 breaks the
+    // run until it leaves the window with its anchor (tick 13).
+    assert_eq!(
+        column(&ticks, "falling-behind"),
+        [
+            "ok", "ok", "ok", "ok", "ok", "FIRE", "firing", "RESOLVE", "ok", "ok", "ok", "ok",
+            "ok", "FIRE"
+        ]
+    );
+}
