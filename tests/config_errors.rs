@@ -464,3 +464,10 @@ fn check_config_on_spec_example_names_a_missing_secret() {
     assert!(message.starts_with("notifiers.ops.token: "), "{text}");
     assert!(message.contains("TELEGRAM_BOT_TOKEN is not set"), "{text}");
 }
+
+#[test]
+fn check_config_accepts_the_seed_003_catalog() {
+    let (_ws, out) = check_config_on_copy("tests/fixtures/seed003_catalog.yaml", &[]);
+    assert_exit(&out, 0);
+    assert!(stdout(&out).contains("1 task"), "{}", stdout(&out));
+}
