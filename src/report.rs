@@ -133,7 +133,9 @@ pub fn tick_text(report: &TickReport) -> String {
             checks.join("; ")
         );
         for rule in &result.rules {
-            let interesting = !matches!(rule.verdict, Verdict::Clear { .. })
+            // Clear and held rules of an ok key are noise in the summary
+            // (a first scrape holds every delta rule); JSON has them all.
+            let interesting = !matches!(rule.verdict, Verdict::Clear { .. } | Verdict::Hold { .. })
                 || rule.transition.is_some()
                 || rule.status().is_some();
             let implicit_repeat = rule.rule == crate::evaluate::HEALTH_RULE
