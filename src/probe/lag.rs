@@ -1,13 +1,475 @@
-//! The `lag` probe: local height against a reference height.
+//! The `lag` probe: how far a node's height trails a reference height, and
+//! how fast it is catching up. It reads both heights (JSON-RPC or GET, then
+//! a JSON pointer), compares them with the local height it remembered last
+//! tick, and reports figures; it decides no alert.
 
-use super::{Check, CheckStatus, Context, Observation};
-use crate::config::LagProbe;
+use super::http::{ClientSettings, agent, describe_error, extract};
+use super::{Check, CheckStatus, Context, Mode, Observation, TaskState};
+use crate::clock::{Timestamp, human_duration};
+use crate::config::{HeightSource, LagProbe, format_number};
+use std::time::Duration;
 
-/// Not implemented yet.
-pub fn observe(_probe: &LagProbe, _context: &Context, out: &mut Observation) {
-    out.checks.push(Check {
-        probe: "lag",
-        status: CheckStatus::Unsupported,
-        summary: "lag probe is not supported yet".to_string(),
+const PROBE: &str = "lag";
+/// The local height last read, for `progress` next tick.
+const LOCAL_KEY: &str = "lag.local";
+/// When it was read (Unix milliseconds).
+const AT_KEY: &str = "lag.at";
+/// A height answer is small; a larger body is not one.
+const MAX_BODY: u64 = 1 << 20;
+
+/// Reads both heights (concurrently, within the task's budget) and reports
+/// `local`, `reference`, `lag`, and against last tick's reading `progress`,
+/// `rate` and `eta_s`. A failed read reports no figure and leaves the
+/// remembered reading alone, so the next progress spans the gap.
+pub fn observe(probe: &LagProbe, context: &Context, out: &mut Observation) {
+    let probe_timeout = probe.timeout.map(|t| t.std());
+    let limits = Limits {
+        budget: context.budget(probe_timeout),
+        configured: context.limit(probe_timeout),
+    };
+    let (local, reference) = std::thread::scope(|scope| {
+        let reference = scope.spawn(|| height(&probe.reference, &limits));
+        let local = height(&probe.local, &limits);
+        let reference = reference
+            .join()
+            .unwrap_or_else(|_| Err("reading the height panicked".to_string()));
+        (local, reference)
     });
+    let check = match (local, reference) {
+        (Ok(local), Ok(reference)) => {
+            let previous = Previous::load(context.state);
+            let reading = Reading::measure(local, reference, previous, context.now);
+            reading.report(out);
+            if context.mode != Mode::Recheck {
+                out.state.insert(LOCAL_KEY.to_string(), local.to_string());
+                out.state
+                    .insert(AT_KEY.to_string(), context.now.millis().to_string());
+            }
+            Check {
+                probe: PROBE,
+                status: CheckStatus::Ok,
+                summary: reading.summary(),
+            }
+        }
+        (local, reference) => Check {
+            probe: PROBE,
+            status: CheckStatus::Failed,
+            summary: failure(probe, &local, &reference),
+        },
+    };
+    out.checks.push(check);
+}
+
+/// The time a read may take now, and the configured limit to name.
+struct Limits {
+    budget: Duration,
+    configured: Duration,
+}
+
+/// Names the side(s) that failed and why, and the height the other gave.
+fn failure(
+    probe: &LagProbe,
+    local: &Result<f64, String>,
+    reference: &Result<f64, String>,
+) -> String {
+    let sides = [
+        ("local", &probe.local, local),
+        ("reference", &probe.reference, reference),
+    ];
+    let failed: Vec<String> = sides
+        .iter()
+        .filter_map(|(side, source, result)| {
+            let why = result.as_ref().err()?;
+            Some(format!("{side} {}: {why}", describe_source(source)))
+        })
+        .collect();
+    let read: Vec<String> = sides
+        .iter()
+        .filter_map(|(side, _, result)| {
+            let height = result.as_ref().ok()?;
+            Some(format!("{side} height {}", format_number(*height)))
+        })
+        .collect();
+    let mut summary = failed.join("; ");
+    if !read.is_empty() {
+        summary.push_str(&format!(" ({})", read.join(", ")));
+    }
+    summary
+}
+
+/// `http://127.0.0.1:9944 chain_getHeader` or the GET URL.
+fn describe_source(source: &HeightSource) -> String {
+    match (&source.jsonrpc, &source.url) {
+        (Some(call), _) => format!("{} {}", call.url, call.method),
+        (None, Some(url)) => url.to_string(),
+        (None, None) => "(no url)".to_string(),
+    }
+}
+
+/// One height: the request, its status, its JSON, the number at the pointer.
+fn height(source: &HeightSource, limits: &Limits) -> Result<f64, String> {
+    let agent = agent(&ClientSettings {
+        timeout: limits.budget,
+        tls_verify: source.tls_verify,
+        ca_file: None,
+    })?;
+    let result = match (&source.jsonrpc, &source.url) {
+        (Some(call), _) => {
+            let payload = serde_json::json!({
+                "jsonrpc": "2.0",
+                "id": 1,
+                "method": call.method.as_str(),
+                "params": call.params.clone().unwrap_or(serde_json::Value::Array(vec![])),
+            });
+            agent
+                .post(call.url.as_str())
+                .header("content-type", "application/json")
+                .send(payload.to_string().as_bytes())
+        }
+        (None, Some(url)) => agent.get(url.as_str()).call(),
+        (None, None) => return Err("no `url` and no `jsonrpc`".to_string()),
+    };
+    let mut response = result.map_err(|e| describe_error(&e, limits.configured))?;
+    let status = response.status().as_u16();
+    let body = response
+        .body_mut()
+        .with_config()
+        .limit(MAX_BODY)
+        .read_to_vec()
+        .map_err(|e| format!("reading the response: {e}"))?;
+    if !(200..300).contains(&status) {
+        return Err(format!("HTTP {status}{}", excerpt(&body)));
+    }
+    let json: serde_json::Value = serde_json::from_slice(&body)
+        .map_err(|e| format!("response is not JSON ({e}){}", excerpt(&body)))?;
+    if source.jsonrpc.is_some()
+        && let Some(error) = json.get("error").filter(|e| !e.is_null())
+    {
+        return Err(format!("JSON-RPC error {error}"));
+    }
+    extract(&json, &source.extract).ok_or_else(|| {
+        let found = match json.pointer(&source.extract.0) {
+            Some(value) => format!(" (found {})", shorten(&value.to_string())),
+            None => String::new(),
+        };
+        format!("no number at {}{found}", source.extract.0)
+    })
+}
+
+fn excerpt(body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(&body[..body.len().min(200)]);
+    let line = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    if line.is_empty() {
+        String::new()
+    } else {
+        format!(": {line}")
+    }
+}
+
+fn shorten(text: &str) -> String {
+    match text.char_indices().nth(80) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text.to_string(),
+    }
+}
+
+/// The local height an earlier tick read, and when.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Previous {
+    local: f64,
+    at: Timestamp,
+}
+
+impl Previous {
+    /// `None` on first sight, or when the remembered values do not parse.
+    fn load(state: &TaskState) -> Option<Previous> {
+        let local = state.get(LOCAL_KEY)?.parse::<f64>().ok()?;
+        let at = state.get(AT_KEY)?.parse::<i64>().ok()?;
+        local.is_finite().then_some(Previous {
+            local,
+            at: Timestamp(at),
+        })
+    }
+}
+
+/// The figures of one tick.
+#[derive(Clone, Debug, PartialEq)]
+struct Reading {
+    local: f64,
+    reference: f64,
+    /// reference − local; negative when the local node is ahead.
+    lag: f64,
+    progress: Option<Progress>,
+}
+
+/// What the local node gained since the previous reading.
+#[derive(Clone, Debug, PartialEq)]
+struct Progress {
+    /// Blocks gained (negative: the local height went back).
+    blocks: f64,
+    /// Blocks per second.
+    rate: f64,
+    /// Seconds to catch up at that rate, when it is catching up.
+    eta_s: Option<f64>,
+}
+
+impl Reading {
+    fn measure(local: f64, reference: f64, previous: Option<Previous>, now: Timestamp) -> Reading {
+        let lag = reference - local;
+        // Progress needs a time span: none on first sight, nor when the
+        // clock stood still or went back since the last reading.
+        let progress = previous
+            .map(|p| (p, now.since(p.at)))
+            .filter(|(_, elapsed_ms)| *elapsed_ms > 0)
+            .map(|(previous, elapsed_ms)| {
+                let blocks = local - previous.local;
+                let seconds = elapsed_ms as f64 / 1000.0;
+                // lag ÷ (blocks ÷ seconds), in that order to stay exact
+                // for whole numbers; rounded up, so a node still behind
+                // never shows "caught up in ~0s".
+                let eta_s = (blocks > 0.0 && lag > 0.0).then(|| (lag * seconds / blocks).ceil());
+                Progress {
+                    blocks,
+                    rate: blocks / seconds,
+                    eta_s,
+                }
+            });
+        Reading {
+            local,
+            reference,
+            lag,
+            progress,
+        }
+    }
+
+    fn report(&self, out: &mut Observation) {
+        let signals = &mut out.signals;
+        signals.set("local", self.local);
+        signals.set("reference", self.reference);
+        signals.set("lag", self.lag);
+        let mut unavailable = |name: &str, why: &str| {
+            out.unavailable.insert(name.to_string(), why.to_string());
+        };
+        match &self.progress {
+            Some(progress) => {
+                signals.set("progress", progress.blocks);
+                signals.set("rate", progress.rate);
+                match progress.eta_s {
+                    Some(eta) => signals.set("eta_s", eta),
+                    None => unavailable("eta_s", "no ETA: caught up, or not catching up"),
+                }
+            }
+            None => {
+                let why =
+                    "first reading of the local height: progress is measured from the next tick";
+                for name in ["progress", "rate", "eta_s"] {
+                    unavailable(name, why);
+                }
+            }
+        }
+    }
+
+    /// "lag 57 (local 1000, reference 1057); +12 since last tick,
+    /// 0.2 blocks/s, caught up in ~4m 45s".
+    fn summary(&self) -> String {
+        let (local, reference) = (format_number(self.local), format_number(self.reference));
+        let position = if self.lag > 0.0 {
+            format!(
+                "lag {} (local {local}, reference {reference})",
+                format_number(self.lag)
+            )
+        } else if self.lag == 0.0 {
+            format!("caught up (lag 0) at height {local}")
+        } else {
+            format!(
+                "ahead of the reference by {} (lag {}, local {local}, reference {reference})",
+                format_number(-self.lag),
+                format_number(self.lag)
+            )
+        };
+        let Some(progress) = &self.progress else {
+            return format!("{position}; first reading, progress from the next tick");
+        };
+        let gained = if progress.blocks > 0.0 {
+            format!("+{} since last tick", format_number(progress.blocks))
+        } else if progress.blocks == 0.0 {
+            "no progress since last tick".to_string()
+        } else {
+            format!(
+                "{} since last tick (the local height went back)",
+                format_number(progress.blocks)
+            )
+        };
+        let mut text = format!(
+            "{position}; {gained}, {} blocks/s",
+            format_number(progress.rate)
+        );
+        match progress.eta_s {
+            Some(eta) => text.push_str(&format!(
+                ", caught up in ~{}",
+                human_duration((eta * 1000.0) as i64)
+            )),
+            None if self.lag > 0.0 => text.push_str(", not catching up"),
+            None => {}
+        }
+        text
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINUTE: i64 = 60_000;
+
+    fn previous(local: f64, at: i64) -> Option<Previous> {
+        Some(Previous {
+            local,
+            at: Timestamp(at),
+        })
+    }
+
+    #[test]
+    fn lag_progress_rate_and_eta_from_two_readings() {
+        let reading = Reading::measure(1000.0, 1057.0, previous(988.0, 0), Timestamp(MINUTE));
+        assert_eq!(reading.lag, 57.0);
+        let progress = reading.progress.clone().unwrap();
+        assert_eq!(progress.blocks, 12.0);
+        assert_eq!(progress.rate, 0.2);
+        assert_eq!(progress.eta_s, Some(285.0));
+        assert_eq!(
+            reading.summary(),
+            "lag 57 (local 1000, reference 1057); +12 since last tick, 0.2 blocks/s, caught up in ~4m 45s"
+        );
+        let mut out = Observation::default();
+        reading.report(&mut out);
+        let signals: Vec<Option<f64>> = ["local", "reference", "lag", "progress", "rate", "eta_s"]
+            .iter()
+            .map(|name| out.signals.get_name(name))
+            .collect();
+        assert_eq!(
+            signals,
+            [
+                Some(1000.0),
+                Some(1057.0),
+                Some(57.0),
+                Some(12.0),
+                Some(0.2),
+                Some(285.0)
+            ]
+        );
+    }
+
+    #[test]
+    fn progress_spans_the_whole_gap_since_the_remembered_reading() {
+        // Two failed ticks in between: 30 blocks over three minutes.
+        let reading = Reading::measure(1030.0, 1090.0, previous(1000.0, 0), Timestamp(3 * MINUTE));
+        let progress = reading.progress.unwrap();
+        assert_eq!(progress.blocks, 30.0);
+        assert!((progress.rate - 30.0 / 180.0).abs() < 1e-12);
+        assert_eq!(progress.eta_s, Some(360.0));
+    }
+
+    #[test]
+    fn first_reading_has_no_progress() {
+        let reading = Reading::measure(1000.0, 1057.0, None, Timestamp(0));
+        assert_eq!(reading.progress, None);
+        assert_eq!(
+            reading.summary(),
+            "lag 57 (local 1000, reference 1057); first reading, progress from the next tick"
+        );
+        let mut out = Observation::default();
+        reading.report(&mut out);
+        assert_eq!(out.signals.get_name("lag"), Some(57.0));
+        assert_eq!(out.signals.get_name("progress"), None);
+        assert_eq!(out.signals.get_name("eta_s"), None);
+    }
+
+    #[test]
+    fn caught_up_has_no_eta() {
+        let reading = Reading::measure(1057.0, 1057.0, previous(1045.0, 0), Timestamp(MINUTE));
+        assert_eq!(reading.progress.as_ref().unwrap().eta_s, None);
+        assert_eq!(
+            reading.summary(),
+            "caught up (lag 0) at height 1057; +12 since last tick, 0.2 blocks/s"
+        );
+    }
+
+    #[test]
+    fn a_node_ahead_keeps_its_negative_lag() {
+        let reading = Reading::measure(1060.0, 1057.0, previous(1048.0, 0), Timestamp(MINUTE));
+        assert_eq!(reading.lag, -3.0);
+        assert_eq!(reading.progress.as_ref().unwrap().eta_s, None);
+        assert_eq!(
+            reading.summary(),
+            "ahead of the reference by 3 (lag -3, local 1060, reference 1057); +12 since last tick, 0.2 blocks/s"
+        );
+    }
+
+    #[test]
+    fn a_stalled_or_rewound_node_is_not_catching_up() {
+        let stalled = Reading::measure(1000.0, 1057.0, previous(1000.0, 0), Timestamp(MINUTE));
+        let progress = stalled.progress.as_ref().unwrap();
+        assert_eq!(
+            (progress.blocks, progress.rate, progress.eta_s),
+            (0.0, 0.0, None)
+        );
+        assert_eq!(
+            stalled.summary(),
+            "lag 57 (local 1000, reference 1057); no progress since last tick, 0 blocks/s, not catching up"
+        );
+        let rewound = Reading::measure(940.0, 1057.0, previous(1000.0, 0), Timestamp(MINUTE));
+        assert_eq!(rewound.progress.as_ref().unwrap().blocks, -60.0);
+        assert_eq!(rewound.progress.as_ref().unwrap().rate, -1.0);
+        assert!(
+            rewound.summary().contains(
+                "-60 since last tick (the local height went back), -1 blocks/s, not catching up"
+            ),
+            "{}",
+            rewound.summary()
+        );
+    }
+
+    #[test]
+    fn no_progress_without_time_passing() {
+        let same_instant =
+            Reading::measure(1000.0, 1057.0, previous(990.0, MINUTE), Timestamp(MINUTE));
+        assert_eq!(same_instant.progress, None);
+        let clock_went_back =
+            Reading::measure(1000.0, 1057.0, previous(990.0, MINUTE), Timestamp(0));
+        assert_eq!(clock_went_back.progress, None);
+    }
+
+    #[test]
+    fn remembered_reading_round_trips_and_garbage_is_first_sight() {
+        let mut state = TaskState::new();
+        assert_eq!(Previous::load(&state), None);
+        state.insert(LOCAL_KEY.into(), 1000.0f64.to_string());
+        state.insert(AT_KEY.into(), "1790000000000".into());
+        assert_eq!(Previous::load(&state), previous(1000.0, 1_790_000_000_000));
+        state.insert(LOCAL_KEY.into(), "many".into());
+        assert_eq!(Previous::load(&state), None);
+    }
+
+    #[test]
+    fn a_failure_names_the_side_and_the_height_the_other_gave() {
+        let probe: LagProbe = serde_yaml::from_str(
+            "local: { jsonrpc: { url: 'http://127.0.0.1:9944', method: chain_getHeader }, extract: /result/number }\nreference: { url: 'http://127.0.0.1:1/height', extract: /height }\n",
+        )
+        .unwrap();
+        let summary = failure(&probe, &Ok(1000.0), &Err("connection refused".into()));
+        assert_eq!(
+            summary,
+            "reference http://127.0.0.1:1/height: connection refused (local height 1000)"
+        );
+        let summary = failure(
+            &probe,
+            &Err("no number at /result/number".into()),
+            &Err("HTTP 503".into()),
+        );
+        assert_eq!(
+            summary,
+            "local http://127.0.0.1:9944 chain_getHeader: no number at /result/number; reference http://127.0.0.1:1/height: HTTP 503"
+        );
+    }
 }

@@ -172,6 +172,11 @@ pub struct Observation {
     pub events: Vec<Event>,
     /// Log patterns that matched: each is an alert of its own severity.
     pub matches: Vec<PatternMatch>,
+    /// Signals a probe cannot give this tick, by design rather than by
+    /// failure (`progress` needs a previous reading; `eta_s` needs a lag):
+    /// rules on them hold instead of raising no data.
+    #[serde(skip)]
+    pub unavailable: BTreeMap<String, String>,
     /// Values to remember for this task's next tick (log offsets…).
     #[serde(skip)]
     pub state: BTreeMap<String, String>,

@@ -180,17 +180,27 @@ fn record_up(process: &ProcessInfo, matches: usize, context: &Context, out: &mut
     if previous_identity.is_some() {
         signals.set_probe("process", "restarted", if same_run { 0.0 } else { 1.0 });
     }
-    if same_run
-        && let Some(previous_rss) = context
-            .state
-            .get(RSS_KEY)
-            .and_then(|v| v.parse::<f64>().ok())
-    {
-        signals.set_probe(
+    let previous_rss = context
+        .state
+        .get(RSS_KEY)
+        .and_then(|v| v.parse::<f64>().ok());
+    match previous_rss.filter(|_| same_run) {
+        Some(previous_rss) => signals.set_probe(
             "process",
             "rss_growth_bytes",
             process.rss_bytes as f64 - previous_rss,
-        );
+        ),
+        None => {
+            let why = if previous_identity.is_none() {
+                "first sight of the process"
+            } else {
+                "the process restarted"
+            };
+            out.unavailable.insert(
+                "rss_growth_bytes".to_string(),
+                format!("{why}: RSS growth is measured from the next tick"),
+            );
+        }
     }
     let age = processes::age(&process.identity);
     if let Some(age) = age {

@@ -30,13 +30,15 @@ impl Started {
         }
     }
 
-    /// `Some(why)` when a started process has already exited.
+    /// `Some(why)` when a started process has already failed: it exited
+    /// with an error. An exit with status 0 is a start script that put the
+    /// service in the background; the health checks decide then.
     pub fn exited(&mut self) -> Option<String> {
         let Started::Process { child, output, .. } = self else {
             return None;
         };
         match child.try_wait() {
-            Ok(Some(status)) => Some(format!(
+            Ok(Some(status)) if !status.success() => Some(format!(
                 "the started process exited ({status}); its output is in {}",
                 output.display()
             )),

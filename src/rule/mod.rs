@@ -259,40 +259,60 @@ pub fn explicit(
     let (verdict, memory, reset) = match judged {
         Ok(judged) => judged,
         Err(missing) => {
-            return Judgement {
-                verdict: no_data(missing, observation),
-                memory: memory.clone(),
-                reset: false,
+            // A signal the probe cannot give yet (no previous reading) holds;
+            // one that should be there and is not is no data.
+            let verdict = match referenced(rule).find_map(|name| observation.unavailable.get(name))
+            {
+                Some(why) => Verdict::Hold {
+                    reason: why.clone(),
+                },
+                None => no_data(missing, observation),
             };
+            (verdict, memory.clone(), false)
         }
     };
-    // Warm-up and guards decide whether the verdict counts; the memory is
-    // kept current either way, so the next delta spans one tick.
-    if let Some(why) = &tick.warming_up
-        && (rule.warmup || uses_deltas(rule))
-        && !matches!(verdict, Verdict::Hold { .. })
-    {
-        return Judgement {
-            verdict: Verdict::Hold {
-                reason: why.clone(),
-            },
-            memory,
-            reset,
-        };
-    }
+    // Guards and warm-up decide whether the verdict counts; the memory is
+    // kept current either way, so the next delta spans one tick. A rule its
+    // guards hold off is clear even without data.
     let verdict = match guards(rule, observation) {
-        Err(why) => no_data(why, observation),
         Ok(Some(why)) => Verdict::Clear {
             value: None,
             summary: why,
         },
-        Ok(None) => verdict,
+        Err(why) if !matches!(verdict, Verdict::NoData { .. } | Verdict::Hold { .. }) => {
+            no_data(why, observation)
+        }
+        _ => match &tick.warming_up {
+            Some(why)
+                if (rule.warmup || uses_deltas(rule))
+                    && !matches!(verdict, Verdict::Hold { .. }) =>
+            {
+                Verdict::Hold {
+                    reason: why.clone(),
+                }
+            }
+            _ => verdict,
+        },
     };
     Judgement {
         verdict,
         memory,
         reset,
     }
+}
+
+/// The plain signal names a rule reads (for `unavailable` lookups).
+fn referenced(rule: &Rule) -> impl Iterator<Item = &str> {
+    let selectors: Vec<&Selector> = match &rule.kind {
+        RuleKind::Signal { signal, .. } => vec![signal],
+        RuleKind::Gauge(selectors) => selectors.0.iter().collect(),
+        RuleKind::GaugeRatio {
+            numerator,
+            denominator,
+        } => vec![numerator, denominator],
+        RuleKind::Counter { .. } | RuleKind::Ratio(_) | RuleKind::Histogram { .. } => Vec::new(),
+    };
+    selectors.into_iter().map(|s| s.name.as_str())
 }
 
 /// Compares a value with the rule's condition.
