@@ -355,24 +355,6 @@ pub fn config_summary(config: &Config) -> String {
         config.state.display()
     );
     let mut unsupported: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for profile in &config.profiles {
-        for task in &profile.tasks {
-            for probe in &task.probes {
-                if matches!(
-                    probe,
-                    crate::config::Probe::Metrics(_) | crate::config::Probe::Lag(_)
-                ) {
-                    unsupported
-                        .entry(format!(
-                            "the `{}` probe: these tasks report it as an error",
-                            probe.kind()
-                        ))
-                        .or_default()
-                        .push(format!("{}/{}", profile.name, task.name));
-                }
-            }
-        }
-    }
     for notifier in &config.notifiers {
         if !matches!(
             notifier.kind,
