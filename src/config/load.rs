@@ -247,6 +247,7 @@ fn resolve_relative_paths(config: &mut Config, base: &Path) {
             for probe in &mut task.probes {
                 match probe {
                     Probe::Http(http) => fix_opt(&mut http.ca_file),
+                    Probe::Metrics(metrics) => fix_opt(&mut metrics.ca_file),
                     Probe::Command(command) => fix_opt(&mut command.cwd),
                     Probe::Log(log) => fix_opt(&mut log.path),
                     Probe::Process(process) => fix_opt(&mut process.pidfile),
@@ -254,7 +255,7 @@ fn resolve_relative_paths(config: &mut Config, base: &Path) {
                         fix_opt(&mut disk.path);
                         fix_opt(&mut disk.dir);
                     }
-                    Probe::Metrics(_) | Probe::Lag(_) => {}
+                    Probe::Lag(_) => {}
                 }
             }
             if let Some(action) = &mut task.action {

@@ -642,6 +642,9 @@ pub struct MetricsProbe {
     pub timeout: Option<Duration>,
     #[serde(default = "yes")]
     pub tls_verify: bool,
+    /// PEM file of extra CA certificates (an internal CA).
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
 }
 
 /// `lag`: local height against a reference height.

@@ -83,10 +83,12 @@ impl Signals {
 
     /// Adds one scraped series (`labels` sorted by name).
     pub fn add_series(&mut self, name: &str, labels: Labels, value: f64) {
-        self.series
-            .entry(name.to_string())
-            .or_default()
-            .push((labels, value));
+        match self.series.get_mut(name) {
+            Some(all) => all.push((labels, value)),
+            None => {
+                self.series.insert(name.to_string(), vec![(labels, value)]);
+            }
+        }
     }
 
     pub fn get_name(&self, name: &str) -> Option<f64> {

@@ -1,14 +1,328 @@
 //! The `metrics` probe: scrapes Prometheus text or OpenMetrics exposition;
-//! every series becomes a signal addressable by name and labels.
+//! every series becomes a signal addressable by name and labels. It only
+//! reports what it read: deltas, ratios and quantiles are the rule engine's,
+//! which keeps what it needs of this scrape for the next tick.
 
+pub mod parse;
+
+use super::http::{ClientSettings, agent, describe_error};
 use super::{Check, CheckStatus, Context, Observation};
 use crate::config::MetricsProbe;
+use parse::Dialect;
+use std::io::Read;
+use std::time::{Duration, Instant};
 
-/// Not implemented yet.
-pub fn observe(_probe: &MetricsProbe, _context: &Context, out: &mut Observation) {
-    out.checks.push(Check {
-        probe: "metrics",
-        status: CheckStatus::Unsupported,
-        summary: "metrics probe is not supported yet".to_string(),
-    });
+/// OpenMetrics first (it marks its end, so a cut-short body is caught),
+/// then the text format every exporter speaks.
+const ACCEPT: &str =
+    "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
+
+/// A larger scrape is refused rather than judged in part: a node's
+/// exposition is a few hundred KiB, so this is a runaway exporter.
+const MAX_BODY: u64 = 16 * 1024 * 1024;
+
+/// Scrapes the endpoint and adds every series. Signals: `up` (1/0),
+/// `scrape_ms` and `series` (their count). Every mode scrapes the same way:
+/// a scrape consumes nothing.
+pub fn observe(probe: &MetricsProbe, context: &Context, out: &mut Observation) {
+    let started = Instant::now();
+    let probe_timeout = probe.timeout.map(|t| t.std());
+    let scraped = fetch(
+        probe,
+        context.budget(probe_timeout),
+        context.limit(probe_timeout),
+    )
+    .and_then(|scrape| parse::parse(&scrape.body, scrape.dialect).map_err(|e| e.to_string()));
+    let url = &probe.url;
+    let check = match scraped {
+        Ok(series) => {
+            let scrape_ms = started.elapsed().as_secs_f64() * 1000.0;
+            let count = series.len();
+            for one in series {
+                out.signals.add_series(&one.name, one.labels, one.value);
+            }
+            out.signals.set_probe("metrics", "up", 1.0);
+            out.signals
+                .set_probe("metrics", "scrape_ms", scrape_ms.round());
+            out.signals.set_probe("metrics", "series", count as f64);
+            Check {
+                probe: "metrics",
+                status: CheckStatus::Ok,
+                summary: format!("{url}: {count} series in {scrape_ms:.0} ms"),
+            }
+        }
+        Err(why) => {
+            out.signals.set_probe("metrics", "up", 0.0);
+            Check {
+                probe: "metrics",
+                status: CheckStatus::Failed,
+                summary: format!("{url}: {why}"),
+            }
+        }
+    };
+    out.checks.push(check);
+}
+
+/// A successful response: its body and the dialect it claims.
+struct Scrape {
+    body: Vec<u8>,
+    dialect: Dialect,
+}
+
+/// GETs the endpoint within `budget`; any answer but a 2xx with a body up
+/// to [`MAX_BODY`] is an error naming why (`configured` is the limit to
+/// name on a timeout).
+fn fetch(probe: &MetricsProbe, budget: Duration, configured: Duration) -> Result<Scrape, String> {
+    let agent = agent(&ClientSettings {
+        timeout: budget,
+        tls_verify: probe.tls_verify,
+        ca_file: probe.ca_file.as_deref(),
+    })?;
+    let mut builder = ureq::http::Request::builder()
+        .method("GET")
+        .uri(probe.url.as_str());
+    if !probe
+        .headers
+        .keys()
+        .any(|name| name.eq_ignore_ascii_case("accept"))
+    {
+        builder = builder.header("accept", ACCEPT);
+    }
+    for (name, value) in &probe.headers {
+        builder = builder.header(name.as_str(), value.expose());
+    }
+    let request = builder.body(()).map_err(|e| format!("bad request: {e}"))?;
+    let mut response = agent
+        .run(request)
+        .map_err(|e| describe_error(&e, configured))?;
+    let status = response.status().as_u16();
+    let dialect = Dialect::from_content_type(
+        response
+            .headers()
+            .get("content-type")
+            .and_then(|value| value.to_str().ok()),
+    );
+    let success = (200..300).contains(&status);
+    // Of an error page only the start is shown.
+    let cap = if success { MAX_BODY + 1 } else { 200 };
+    let mut body = Vec::new();
+    response
+        .body_mut()
+        .with_config()
+        .limit(u64::MAX)
+        .reader()
+        .take(cap)
+        .read_to_end(&mut body)
+        .map_err(|e| format!("reading the response body: {e}"))?;
+    if !success {
+        return Err(format!("HTTP {status}{}", excerpt(&body)));
+    }
+    if body.len() as u64 > MAX_BODY {
+        return Err(format!(
+            "the response is larger than {} MiB; a partial scrape is not judged",
+            MAX_BODY >> 20
+        ));
+    }
+    Ok(Scrape { body, dialect })
+}
+
+/// The start of an error response's body, on one line.
+fn excerpt(body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(body);
+    let line = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    if line.is_empty() {
+        String::new()
+    } else {
+        format!(": {line}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::probe::{Mode, TaskState};
+    use std::io::{BufRead, BufReader, Write};
+    use std::net::TcpListener;
+    use std::thread::JoinHandle;
+
+    /// Answers one request on 127.0.0.1 with `status`, `content_type` and
+    /// `body` after `delay`; the thread returns the request's header lines.
+    fn serve_once(
+        status: u16,
+        content_type: &str,
+        body: &str,
+        delay: Duration,
+    ) -> (String, JoinHandle<Vec<String>>) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/metrics", listener.local_addr().unwrap());
+        let response = format!(
+            "HTTP/1.1 {status} X\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        let handle = std::thread::spawn(move || {
+            let (stream, _) = listener.accept().unwrap();
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut headers = Vec::new();
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line.trim().is_empty() {
+                    break;
+                }
+                headers.push(line.trim().to_string());
+            }
+            std::thread::sleep(delay);
+            let _ = (&stream).write_all(response.as_bytes());
+            headers
+        });
+        (url, handle)
+    }
+
+    fn probe(yaml: &str) -> MetricsProbe {
+        serde_yaml::from_str(yaml).unwrap()
+    }
+
+    fn scrape(probe: &MetricsProbe, mode: Mode) -> Observation {
+        let state = TaskState::new();
+        let mut out = Observation::default();
+        observe(probe, &Context::for_test(&state, mode), &mut out);
+        out
+    }
+
+    const TEXT: &str =
+        "# TYPE up gauge\nnode_up 1\nreqs_total{code=\"200\"} 5\nreqs_total{code=\"500\"} 2\n";
+
+    #[test]
+    fn scrape_adds_every_series_and_its_signals() {
+        let (url, server) = serve_once(200, "text/plain; version=0.0.4", TEXT, Duration::ZERO);
+        let out = scrape(
+            &probe(&format!("url: {url}\nheaders: {{ x-token: abc }}")),
+            Mode::Tick,
+        );
+        let request = server.join().unwrap();
+        assert_eq!(out.checks[0].status, CheckStatus::Ok, "{:?}", out.checks);
+        assert!(
+            out.checks[0]
+                .summary
+                .starts_with(&format!("{url}: 3 series in ")),
+            "{}",
+            out.checks[0].summary
+        );
+        assert_eq!(out.signals.get_name("up"), Some(1.0));
+        assert_eq!(out.signals.get_name("metrics.up"), Some(1.0));
+        assert_eq!(out.signals.get_name("series"), Some(3.0));
+        assert!(out.signals.get_name("scrape_ms").is_some());
+        assert_eq!(out.signals.series_count(), 3);
+        let selector = "reqs_total".parse().unwrap();
+        assert_eq!(out.signals.get(&selector), Some(7.0));
+        let selector = "reqs_total{code=\"500\"}".parse().unwrap();
+        assert_eq!(out.signals.get(&selector), Some(2.0));
+        assert!(
+            request
+                .iter()
+                .any(|h| h.eq_ignore_ascii_case(&format!("accept: {ACCEPT}"))),
+            "{request:?}"
+        );
+        assert!(
+            request
+                .iter()
+                .any(|h| h.eq_ignore_ascii_case("x-token: abc")),
+            "{request:?}"
+        );
+    }
+
+    #[test]
+    fn a_recheck_scrapes_like_a_tick() {
+        let (url, server) = serve_once(200, "text/plain", TEXT, Duration::ZERO);
+        let out = scrape(&probe(&format!("url: {url}")), Mode::Recheck);
+        server.join().unwrap();
+        assert_eq!(out.checks[0].status, CheckStatus::Ok);
+        assert_eq!(out.signals.series_count(), 3);
+    }
+
+    #[test]
+    fn openmetrics_must_end_with_eof() {
+        let content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+        let (url, server) = serve_once(200, content_type, "a 1\nb 2\n# EOF\n", Duration::ZERO);
+        let out = scrape(&probe(&format!("url: {url}")), Mode::Tick);
+        server.join().unwrap();
+        assert_eq!(out.checks[0].status, CheckStatus::Ok, "{:?}", out.checks);
+        assert_eq!(out.signals.series_count(), 2);
+
+        let (url, server) = serve_once(200, content_type, "a 1\nb 2\n", Duration::ZERO);
+        let out = scrape(&probe(&format!("url: {url}")), Mode::Tick);
+        server.join().unwrap();
+        assert_eq!(out.checks[0].status, CheckStatus::Failed);
+        assert_eq!(
+            out.checks[0].summary,
+            format!("{url}: line 3: the OpenMetrics exposition ends without `# EOF` (cut short?)")
+        );
+        assert_eq!(out.signals.series_count(), 0);
+    }
+
+    #[test]
+    fn a_malformed_line_fails_the_whole_scrape() {
+        let (url, server) = serve_once(200, "text/plain", "a 1\nb{x=\"1\"} oops\n", Duration::ZERO);
+        let out = scrape(&probe(&format!("url: {url}")), Mode::Tick);
+        server.join().unwrap();
+        assert_eq!(out.checks[0].status, CheckStatus::Failed);
+        assert_eq!(
+            out.checks[0].summary,
+            format!("{url}: line 2: b: invalid value \"oops\"")
+        );
+        assert_eq!(out.signals.get_name("up"), Some(0.0));
+        assert_eq!(out.signals.series_count(), 0);
+    }
+
+    #[test]
+    fn http_errors_fail_with_the_status() {
+        let (url, server) = serve_once(503, "text/plain", "warming up\n", Duration::ZERO);
+        let out = scrape(&probe(&format!("url: {url}")), Mode::Tick);
+        server.join().unwrap();
+        assert_eq!(out.checks[0].status, CheckStatus::Failed);
+        assert_eq!(
+            out.checks[0].summary,
+            format!("{url}: HTTP 503: warming up")
+        );
+        assert_eq!(out.signals.get_name("up"), Some(0.0));
+    }
+
+    #[test]
+    fn refused_and_slow_endpoints_fail() {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let url = format!("http://127.0.0.1:{port}/metrics");
+        let out = scrape(&probe(&format!("url: {url}")), Mode::Tick);
+        assert_eq!(out.checks[0].status, CheckStatus::Failed);
+        assert!(
+            out.checks[0].summary.contains("connection refused"),
+            "{}",
+            out.checks[0].summary
+        );
+
+        let (url, server) = serve_once(200, "text/plain", TEXT, Duration::from_millis(600));
+        let out = scrape(&probe(&format!("url: {url}\ntimeout: 200ms")), Mode::Tick);
+        server.join().unwrap();
+        assert_eq!(out.checks[0].status, CheckStatus::Failed);
+        assert_eq!(
+            out.checks[0].summary,
+            format!("{url}: no answer within 200ms")
+        );
+    }
+
+    #[test]
+    fn oversized_scrapes_are_refused() {
+        let line = "some_series_with_a_long_name{label=\"value\"} 1\n";
+        let body = line.repeat(usize::try_from(MAX_BODY).unwrap() / line.len() + 1);
+        let (url, server) = serve_once(200, "text/plain", &body, Duration::ZERO);
+        let out = scrape(&probe(&format!("url: {url}")), Mode::Tick);
+        server.join().unwrap();
+        assert_eq!(out.checks[0].status, CheckStatus::Failed);
+        assert_eq!(
+            out.checks[0].summary,
+            format!("{url}: the response is larger than 16 MiB; a partial scrape is not judged")
+        );
+    }
 }

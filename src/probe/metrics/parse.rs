@@ -1,0 +1,843 @@
+//! The exposition parser: Prometheus text format 0.0.4 and OpenMetrics 1.0,
+//! read line by line into series (name, labels sorted by name, value). It
+//! does no I/O and keeps no metadata: `# HELP`, `# TYPE` and `# UNIT` are
+//! checked for shape and dropped, timestamps and exemplars are checked or
+//! skipped and dropped, and histograms, summaries and `_created` samples are
+//! plain series. A malformed line fails the whole exposition with its line
+//! number: a scrape is taken whole or not at all, never with a series
+//! silently missing.
+
+use crate::probe::Labels;
+use std::borrow::Cow;
+use std::fmt;
+
+/// Which format a scrape claims to be. Both parse with the same rules; the
+/// difference is the end marker: OpenMetrics must end with `# EOF` (its
+/// absence means the body was cut short), text may end anywhere. In both,
+/// `# EOF` ends the exposition and only blank lines may follow it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Dialect {
+    /// `text/plain; version=0.0.4`, or anything not claiming OpenMetrics.
+    Text,
+    /// `application/openmetrics-text`.
+    OpenMetrics,
+}
+
+impl Dialect {
+    /// The dialect a response's Content-Type names: OpenMetrics for
+    /// `application/openmetrics-text`, text for everything else (including
+    /// no Content-Type at all, as the text format's clients do).
+    pub fn from_content_type(content_type: Option<&str>) -> Dialect {
+        let media_type = content_type
+            .and_then(|value| value.split(';').next())
+            .map(str::trim)
+            .unwrap_or("");
+        if media_type.eq_ignore_ascii_case("application/openmetrics-text") {
+            Dialect::OpenMetrics
+        } else {
+            Dialect::Text
+        }
+    }
+}
+
+/// One parsed series, owned.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Series {
+    pub name: String,
+    /// Sorted by label name; names are unique.
+    pub labels: Labels,
+    pub value: f64,
+}
+
+/// One sample as the parser sees it, borrowing from the exposition: label
+/// values are copied only when they hold escapes.
+#[derive(Debug)]
+pub struct Sample<'text, 'parser> {
+    pub name: &'text str,
+    /// Sorted by label name; names are unique.
+    pub labels: &'parser [(&'text str, Cow<'text, str>)],
+    pub value: f64,
+}
+
+impl Sample<'_, '_> {
+    pub fn to_series(&self) -> Series {
+        Series {
+            name: self.name.to_string(),
+            labels: self
+                .labels
+                .iter()
+                .map(|(name, value)| (name.to_string(), value.to_string()))
+                .collect(),
+            value: self.value,
+        }
+    }
+}
+
+/// Why an exposition was rejected, at which line (1-based).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ParseError {
+    pub line: usize,
+    pub message: String,
+}
+
+impl fmt::Display for ParseError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "line {}: {}", self.line, self.message)
+    }
+}
+
+impl std::error::Error for ParseError {}
+
+/// Parses a whole exposition into owned series, in the order they appear.
+pub fn parse(body: &[u8], dialect: Dialect) -> Result<Vec<Series>, ParseError> {
+    let mut series = Vec::new();
+    for_each_sample(body, dialect, |sample| series.push(sample.to_series()))?;
+    Ok(series)
+}
+
+/// Parses an exposition and hands each sample to `visit` as it is read;
+/// returns how many there were. On an error some samples may already have
+/// been visited: callers that must not act on a partial scrape collect
+/// first (as [`parse`] does).
+pub fn for_each_sample<'text>(
+    body: &'text [u8],
+    dialect: Dialect,
+    mut visit: impl FnMut(&Sample<'text, '_>),
+) -> Result<usize, ParseError> {
+    let text = std::str::from_utf8(body).map_err(|error| {
+        let before = &body[..error.valid_up_to()];
+        ParseError {
+            line: before.iter().filter(|&&b| b == b'\n').count() + 1,
+            message: "not valid UTF-8".to_string(),
+        }
+    })?;
+    let mut labels = Vec::new();
+    let mut count = 0;
+    let mut end_marker = None;
+    let mut last_line = 0;
+    for (index, raw) in text.split('\n').enumerate() {
+        let number = index + 1;
+        let line = trim(raw);
+        if line.is_empty() {
+            continue;
+        }
+        let at = |message: String| ParseError {
+            line: number,
+            message,
+        };
+        if let Some(eof) = end_marker {
+            return Err(at(format!("text after `# EOF` (line {eof})")));
+        }
+        last_line = number;
+        if let Some(comment) = line.strip_prefix('#') {
+            if parse_comment(comment).map_err(at)? == Comment::Eof {
+                end_marker = Some(number);
+            }
+            continue;
+        }
+        let (name, value) = parse_sample(line, &mut labels).map_err(at)?;
+        visit(&Sample {
+            name,
+            labels: &labels,
+            value,
+        });
+        count += 1;
+    }
+    if dialect == Dialect::OpenMetrics && end_marker.is_none() {
+        return Err(ParseError {
+            line: last_line + 1,
+            message: "the OpenMetrics exposition ends without `# EOF` (cut short?)".to_string(),
+        });
+    }
+    Ok(count)
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum Comment {
+    /// `# HELP`, `# TYPE`, `# UNIT` or a free comment: nothing to keep.
+    Skip,
+    /// `# EOF`: the end of the exposition.
+    Eof,
+}
+
+/// Every type either format defines; others are rejected, as Prometheus does.
+const TYPES: [&str; 9] = [
+    "counter",
+    "gauge",
+    "histogram",
+    "summary",
+    "untyped",
+    "unknown",
+    "gaugehistogram",
+    "stateset",
+    "info",
+];
+
+/// Checks a line after its `#`: descriptors must name a valid metric (and
+/// `# TYPE` a known type); anything else is a free comment.
+fn parse_comment(rest: &str) -> Result<Comment, String> {
+    let (keyword, after) = split_token(rest.trim_start_matches(is_blank));
+    if !matches!(keyword, "HELP" | "TYPE" | "UNIT" | "EOF") {
+        return Ok(Comment::Skip);
+    }
+    if keyword == "EOF" {
+        return if after.is_empty() {
+            Ok(Comment::Eof)
+        } else {
+            Err(format!("unexpected {} after `# EOF`", excerpt(after)))
+        };
+    }
+    let (metric, after) = split_token(after.trim_start_matches(is_blank));
+    if metric.is_empty() {
+        return Err(format!("`# {keyword}` without a metric name"));
+    }
+    if metric_name_length(metric.as_bytes()) != metric.len() {
+        return Err(format!(
+            "`# {keyword}` names an invalid metric {}",
+            excerpt(metric)
+        ));
+    }
+    if keyword == "TYPE" {
+        let (kind, extra) = split_token(after.trim_start_matches(is_blank));
+        if kind.is_empty() {
+            return Err(format!("`# TYPE {metric}` without a type"));
+        }
+        if !TYPES.contains(&kind) {
+            return Err(format!("`# TYPE {metric}`: unknown type {}", excerpt(kind)));
+        }
+        if !extra.is_empty() {
+            return Err(format!(
+                "`# TYPE {metric} {kind}`: unexpected {}",
+                excerpt(extra.trim_start_matches(is_blank))
+            ));
+        }
+    }
+    Ok(Comment::Skip)
+}
+
+/// Parses `name{labels} value [timestamp] [# exemplar]` (already trimmed)
+/// into its name and value, leaving the sorted labels in `labels`.
+fn parse_sample<'text>(
+    line: &'text str,
+    labels: &mut Vec<(&'text str, Cow<'text, str>)>,
+) -> Result<(&'text str, f64), String> {
+    let bytes = line.as_bytes();
+    let name_end = metric_name_length(bytes);
+    if name_end == 0 {
+        return Err(format!("expected a metric name, found {}", excerpt(line)));
+    }
+    let name = &line[..name_end];
+    labels.clear();
+    let mut position = skip_blanks(bytes, name_end);
+    if bytes.get(position) == Some(&b'{') {
+        position =
+            parse_labels(line, position + 1, labels).map_err(|why| format!("{name}: {why}"))?;
+        position = skip_blanks(bytes, position);
+    } else if position == name_end && position < bytes.len() {
+        let character = char_at(line, position);
+        return Err(format!(
+            "invalid character {} after metric name {}",
+            excerpt(character),
+            excerpt(name)
+        ));
+    }
+    let value_end = token_end(bytes, position);
+    if value_end == position {
+        return Err(format!("{name}: missing value"));
+    }
+    let token = &line[position..value_end];
+    let value =
+        parse_float(token).ok_or_else(|| format!("{name}: invalid value {}", excerpt(token)))?;
+    position = skip_blanks(bytes, value_end);
+    if position < bytes.len() && bytes[position] != b'#' {
+        let timestamp_end = token_end(bytes, position);
+        let token = &line[position..timestamp_end];
+        if parse_float(token).is_none() {
+            return Err(format!("{name}: invalid timestamp {}", excerpt(token)));
+        }
+        position = skip_blanks(bytes, timestamp_end);
+    }
+    // What may follow is an OpenMetrics exemplar (` # {trace_id="…"} 1`),
+    // which says nothing about the series' value: skipped.
+    if position < bytes.len() && bytes[position] != b'#' {
+        return Err(format!(
+            "{name}: unexpected {} after the timestamp",
+            excerpt(&line[position..])
+        ));
+    }
+    Ok((name, value))
+}
+
+/// Parses labels from just after `{` to `}`; returns the position after
+/// `}`. Blanks between tokens and a trailing comma are allowed.
+fn parse_labels<'text>(
+    line: &'text str,
+    start: usize,
+    labels: &mut Vec<(&'text str, Cow<'text, str>)>,
+) -> Result<usize, String> {
+    let bytes = line.as_bytes();
+    let unclosed = || "the label set has no closing '}'".to_string();
+    let mut position = start;
+    loop {
+        position = skip_blanks(bytes, position);
+        match bytes.get(position) {
+            None => return Err(unclosed()),
+            Some(b'}') => {
+                position += 1;
+                break;
+            }
+            Some(_) => {}
+        }
+        let name_end = position + label_name_length(&bytes[position..]);
+        if name_end == position {
+            return Err(format!(
+                "expected a label name or '}}', found {}",
+                excerpt(&line[position..])
+            ));
+        }
+        let label = &line[position..name_end];
+        position = skip_blanks(bytes, name_end);
+        if bytes.get(position) != Some(&b'=') {
+            return Err(format!("expected '=' after label name {}", excerpt(label)));
+        }
+        position = skip_blanks(bytes, position + 1);
+        if bytes.get(position) != Some(&b'"') {
+            return Err(format!(
+                "the value of label {} is not quoted",
+                excerpt(label)
+            ));
+        }
+        let (value, end) = parse_label_value(line, position + 1)
+            .map_err(|why| format!("label {}: {why}", excerpt(label)))?;
+        labels.push((label, value));
+        position = skip_blanks(bytes, end);
+        match bytes.get(position) {
+            Some(b',') => position += 1,
+            Some(b'}') => {
+                position += 1;
+                break;
+            }
+            None => return Err(unclosed()),
+            Some(_) => {
+                return Err(format!(
+                    "expected ',' or '}}' after label {}, found {}",
+                    excerpt(label),
+                    excerpt(&line[position..])
+                ));
+            }
+        }
+    }
+    labels.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    if let Some(pair) = labels.windows(2).find(|pair| pair[0].0 == pair[1].0) {
+        return Err(format!("label {} appears twice", excerpt(pair[0].0)));
+    }
+    Ok(position)
+}
+
+/// Reads a label value from just after its opening quote; returns it and
+/// the position after the closing quote. Borrowed unless it holds escapes.
+fn parse_label_value(line: &str, start: usize) -> Result<(Cow<'_, str>, usize), String> {
+    let bytes = line.as_bytes();
+    let unterminated = || "the value has no closing quote".to_string();
+    let mut position = start;
+    while let Some(&byte) = bytes.get(position) {
+        match byte {
+            b'"' => return Ok((Cow::Borrowed(&line[start..position]), position + 1)),
+            b'\\' => break,
+            _ => position += 1,
+        }
+    }
+    let mut value = String::with_capacity(position - start + 16);
+    let mut run = start;
+    while let Some(&byte) = bytes.get(position) {
+        match byte {
+            b'"' => {
+                value.push_str(&line[run..position]);
+                return Ok((Cow::Owned(value), position + 1));
+            }
+            b'\\' => {
+                value.push_str(&line[run..position]);
+                match bytes.get(position + 1) {
+                    Some(b'\\') => value.push('\\'),
+                    Some(b'"') => value.push('"'),
+                    Some(b'n') => value.push('\n'),
+                    Some(_) => {
+                        let escaped = char_at(line, position + 1);
+                        return Err(format!(
+                            "invalid escape \\{escaped} (only \\\\, \\\" and \\n are allowed)"
+                        ));
+                    }
+                    None => return Err(unterminated()),
+                }
+                position += 2;
+                run = position;
+            }
+            _ => position += 1,
+        }
+    }
+    Err(unterminated())
+}
+
+/// A sample value or timestamp: decimal or exponent notation, `NaN`,
+/// `+Inf`, `-Inf`, `Inf` (any case, as Go's `ParseFloat` reads them).
+fn parse_float(token: &str) -> Option<f64> {
+    token.parse().ok()
+}
+
+/// The line without leading and trailing blanks and carriage returns.
+fn trim(line: &str) -> &str {
+    let bytes = line.as_bytes();
+    let edge = |b: &u8| !matches!(b, b' ' | b'\t' | b'\r');
+    let start = bytes.iter().position(edge).unwrap_or(bytes.len());
+    let end = bytes.iter().rposition(edge).map_or(start, |last| last + 1);
+    line.get(start..end).unwrap_or("")
+}
+
+fn is_blank(c: char) -> bool {
+    c == ' ' || c == '\t'
+}
+
+fn skip_blanks(bytes: &[u8], mut position: usize) -> usize {
+    while matches!(bytes.get(position), Some(b' ' | b'\t')) {
+        position += 1;
+    }
+    position
+}
+
+/// The end of the token starting at `position`: the next blank or the end.
+fn token_end(bytes: &[u8], mut position: usize) -> usize {
+    while let Some(&byte) = bytes.get(position) {
+        if byte == b' ' || byte == b'\t' {
+            break;
+        }
+        position += 1;
+    }
+    position
+}
+
+/// Splits off the first token of `text` (which starts with no blank).
+fn split_token(text: &str) -> (&str, &str) {
+    let end = token_end(text.as_bytes(), 0);
+    (&text[..end], &text[end..])
+}
+
+/// Byte classes of names, looked up rather than tested: names are most
+/// of a scrape's bytes.
+const METRIC_FIRST: u8 = 1;
+const METRIC_REST: u8 = 2;
+const LABEL_FIRST: u8 = 4;
+const LABEL_REST: u8 = 8;
+const NAME_CLASSES: [u8; 256] = {
+    let mut classes = [0u8; 256];
+    let mut byte = 0;
+    while byte < 256 {
+        let b = byte as u8;
+        let letter = b.is_ascii_alphabetic() || b == b'_';
+        let digit = b.is_ascii_digit();
+        let colon = b == b':';
+        let mut class = 0;
+        if letter || colon {
+            class |= METRIC_FIRST;
+        }
+        if letter || digit || colon {
+            class |= METRIC_REST;
+        }
+        if letter {
+            class |= LABEL_FIRST;
+        }
+        if letter || digit {
+            class |= LABEL_REST;
+        }
+        classes[byte] = class;
+        byte += 1;
+    }
+    classes
+};
+
+/// How many leading bytes form a name whose first byte is of class
+/// `first` and the others of class `rest`.
+fn name_length(bytes: &[u8], first: u8, rest: u8) -> usize {
+    match bytes.first() {
+        Some(&b) if NAME_CLASSES[usize::from(b)] & first != 0 => bytes
+            .iter()
+            .position(|&b| NAME_CLASSES[usize::from(b)] & rest == 0)
+            .unwrap_or(bytes.len()),
+        _ => 0,
+    }
+}
+
+/// How many leading bytes form a metric name: `[a-zA-Z_:][a-zA-Z0-9_:]*`.
+fn metric_name_length(bytes: &[u8]) -> usize {
+    name_length(bytes, METRIC_FIRST, METRIC_REST)
+}
+
+/// How many leading bytes form a label name: `[a-zA-Z_][a-zA-Z0-9_]*`.
+fn label_name_length(bytes: &[u8]) -> usize {
+    name_length(bytes, LABEL_FIRST, LABEL_REST)
+}
+
+/// The character starting at byte `position`, as text ("" at the end).
+fn char_at(text: &str, position: usize) -> &str {
+    let length = text
+        .get(position..)
+        .and_then(|rest| rest.chars().next())
+        .map_or(0, char::len_utf8);
+    text.get(position..position + length).unwrap_or("")
+}
+
+/// A short quoted piece of the input for an error message.
+fn excerpt(text: &str) -> String {
+    const MAX: usize = 40;
+    match text.char_indices().nth(MAX) {
+        Some((cut, _)) => format!("{:?}…", &text[..cut]),
+        None => format!("{text:?}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Parses `text` and renders each series as `name{a="x",b="y"} value`
+    /// (labels as parsed: sorted, unescaped, shown with Rust escapes).
+    fn render(text: &str, dialect: Dialect) -> Result<Vec<String>, ParseError> {
+        Ok(parse(text.as_bytes(), dialect)?
+            .iter()
+            .map(|series| {
+                let labels: Vec<String> = series
+                    .labels
+                    .iter()
+                    .map(|(name, value)| format!("{name}={value:?}"))
+                    .collect();
+                format!("{}{{{}}} {}", series.name, labels.join(","), series.value)
+            })
+            .collect())
+    }
+
+    #[test]
+    fn parses_every_accepted_form() {
+        let cases: &[(&str, &str, &[&str])] = &[
+            ("plain sample", "up 1\n", &["up{} 1"]),
+            ("colon in name", "job:rate:5m 2.5\n", &["job:rate:5m{} 2.5"]),
+            ("underscore first", "_x 1\n", &["_x{} 1"]),
+            ("empty label set", "up{} 1\n", &["up{} 1"]),
+            (
+                "labels sorted by name",
+                "m{b=\"2\",a=\"1\"} 3\n",
+                &["m{a=\"1\",b=\"2\"} 3"],
+            ),
+            ("trailing comma", "m{a=\"1\",} 3\n", &["m{a=\"1\"} 3"]),
+            (
+                "blanks around label tokens",
+                "m { a = \"1\" , b=\"2\" } 3\n",
+                &["m{a=\"1\",b=\"2\"} 3"],
+            ),
+            (
+                "escaped backslash, quote and newline",
+                r#"m{a="x\\y",b="say \"hi\"",c="one\ntwo"} 1"#,
+                &[r#"m{a="x\\y",b="say \"hi\"",c="one\ntwo"} 1"#],
+            ),
+            (
+                "unescaped comma and braces in a value",
+                "m{path=\"/q?a,b{c}\",x=\"}\"} 1\n",
+                &["m{path=\"/q?a,b{c}\",x=\"}\"} 1"],
+            ),
+            ("empty value", "m{a=\"\"} 1\n", &["m{a=\"\"} 1"]),
+            (
+                "UTF-8 in a value",
+                "m{city=\"Zürich ☃\"} 1\n",
+                &["m{city=\"Zürich ☃\"} 1"],
+            ),
+            ("NaN", "m NaN\n", &["m{} NaN"]),
+            ("+Inf", "m +Inf\n", &["m{} inf"]),
+            ("-Inf", "m -Inf\n", &["m{} -inf"]),
+            ("Inf", "m Inf\n", &["m{} inf"]),
+            ("exponent", "m 1.5e+06\n", &["m{} 1500000"]),
+            ("negative exponent", "m -2E-3\n", &["m{} -0.002"]),
+            (
+                "integer timestamp ignored",
+                "m 7 1700000000000\n",
+                &["m{} 7"],
+            ),
+            ("float timestamp ignored", "m 7 1700000000.25\n", &["m{} 7"]),
+            ("tabs between tokens", "m\t7\t1700000000\n", &["m{} 7"]),
+            (
+                "exemplar ignored",
+                "m_bucket{le=\"0.1\"} 4 # {trace_id=\"abc\"} 0.08 1700000000.1\n",
+                &["m_bucket{le=\"0.1\"} 4"],
+            ),
+            (
+                "exemplar after a timestamp",
+                "m_total 4 1700000000 # {trace_id=\"abc\"} 1\n",
+                &["m_total{} 4"],
+            ),
+            (
+                "descriptors and comments skipped",
+                "# HELP m The help, with \\n and \"quotes\".\n# TYPE m gauge\n# UNIT m seconds\n# a free comment\n#\nm 1\n",
+                &["m{} 1"],
+            ),
+            (
+                "_created kept as a series",
+                "# TYPE c counter\nc_total 3\nc_created 1.7e9\n",
+                &["c_total{} 3", "c_created{} 1700000000"],
+            ),
+            (
+                "histogram series",
+                "# TYPE h histogram\nh_bucket{le=\"0.5\"} 1\nh_bucket{le=\"+Inf\"} 2\nh_sum 0.7\nh_count 2\n",
+                &[
+                    "h_bucket{le=\"0.5\"} 1",
+                    "h_bucket{le=\"+Inf\"} 2",
+                    "h_sum{} 0.7",
+                    "h_count{} 2",
+                ],
+            ),
+            (
+                "summary series",
+                "# TYPE s summary\ns{quantile=\"0.99\"} 0.2\ns_sum 1\ns_count 9\n",
+                &["s{quantile=\"0.99\"} 0.2", "s_sum{} 1", "s_count{} 9"],
+            ),
+            ("CRLF line endings", "a 1\r\nb 2\r\n", &["a{} 1", "b{} 2"]),
+            (
+                "trailing blanks",
+                "a 1  \t\nb{x=\"y\"} 2 \n",
+                &["a{} 1", "b{x=\"y\"} 2"],
+            ),
+            ("leading blanks", "  a 1\n", &["a{} 1"]),
+            ("no final newline", "a 1\nb 2", &["a{} 1", "b{} 2"]),
+            (
+                "blank lines",
+                "\n\na 1\n\n \n\nb 2\n\n",
+                &["a{} 1", "b{} 2"],
+            ),
+            ("empty exposition", "", &[]),
+            ("# EOF ends text too", "a 1\n# EOF\n", &["a{} 1"]),
+            ("blank lines after # EOF", "a 1\n# EOF\n\n\r\n", &["a{} 1"]),
+            ("# EOF with CRLF", "a 1\r\n# EOF\r\n", &["a{} 1"]),
+            (
+                "no blank after the label set",
+                "m{a=\"1\"}2\n",
+                &["m{a=\"1\"} 2"],
+            ),
+            ("TYPE untyped", "# TYPE m untyped\nm 1\n", &["m{} 1"]),
+        ];
+        for (what, text, expected) in cases {
+            let got = render(text, Dialect::Text).unwrap_or_else(|e| panic!("{what}: {e}"));
+            assert_eq!(&got, expected, "{what}");
+        }
+    }
+
+    #[test]
+    fn rejects_malformed_lines_naming_the_line() {
+        let cases: &[(&str, &str, usize, &str)] = &[
+            ("no value", "a 1\nb\n", 2, "b: missing value"),
+            (
+                "bad value",
+                "a 1\n\nb 1.2.3\n",
+                3,
+                "b: invalid value \"1.2.3\"",
+            ),
+            ("word as value", "a one\n", 1, "invalid value \"one\""),
+            (
+                "bad timestamp",
+                "a 1 soon\n",
+                1,
+                "a: invalid timestamp \"soon\"",
+            ),
+            (
+                "text after the timestamp",
+                "a 1 2 3\n",
+                1,
+                "unexpected \"3\" after the timestamp",
+            ),
+            (
+                "name starts with a digit",
+                "1a 1\n",
+                1,
+                "expected a metric name, found \"1a 1\"",
+            ),
+            (
+                "invalid character in name",
+                "a-b 1\n",
+                1,
+                "invalid character \"-\" after metric name \"a\"",
+            ),
+            ("dot in name", "a.b 1\n", 1, "invalid character \".\""),
+            (
+                "unclosed label set",
+                "m{a=\"1\" 1\n",
+                1,
+                "expected ',' or '}' after label \"a\"",
+            ),
+            (
+                "unclosed at end of line",
+                "m{a=\"1\",\n",
+                1,
+                "no closing '}'",
+            ),
+            (
+                "unterminated value",
+                "m{a=\"1} 1\n",
+                1,
+                "label \"a\": the value has no closing quote",
+            ),
+            (
+                "unquoted value",
+                "m{a=1} 1\n",
+                1,
+                "the value of label \"a\" is not quoted",
+            ),
+            (
+                "missing =",
+                "m{a \"1\"} 1\n",
+                1,
+                "expected '=' after label name \"a\"",
+            ),
+            (
+                "double comma",
+                "m{a=\"1\",,b=\"2\"} 1\n",
+                1,
+                "expected a label name or '}'",
+            ),
+            ("lone comma", "m{,} 1\n", 1, "expected a label name or '}'"),
+            (
+                "colon in label name",
+                "m{a:b=\"1\"} 1\n",
+                1,
+                "expected '=' after label name \"a\"",
+            ),
+            (
+                "invalid escape",
+                "m{a=\"x\\ty\"} 1\n",
+                1,
+                "invalid escape \\t",
+            ),
+            ("escape at end", "m{a=\"x\\", 1, "no closing quote"),
+            (
+                "duplicate label",
+                "m{a=\"1\",b=\"2\",a=\"3\"} 1\n",
+                1,
+                "m: label \"a\" appears twice",
+            ),
+            (
+                "HELP without name",
+                "# HELP\n",
+                1,
+                "`# HELP` without a metric name",
+            ),
+            (
+                "TYPE without type",
+                "# TYPE m\n",
+                1,
+                "`# TYPE m` without a type",
+            ),
+            (
+                "unknown type",
+                "# TYPE m countr\n",
+                1,
+                "unknown type \"countr\"",
+            ),
+            (
+                "TYPE with extra text",
+                "# TYPE m gauge x\n",
+                1,
+                "unexpected \"x\"",
+            ),
+            (
+                "TYPE with a bad name",
+                "# TYPE m-x gauge\n",
+                1,
+                "invalid metric \"m-x\"",
+            ),
+            (
+                "text after # EOF",
+                "a 1\n# EOF\nb 2\n",
+                3,
+                "text after `# EOF` (line 2)",
+            ),
+            ("text on the # EOF line", "# EOF now\n", 1, "after `# EOF`"),
+            ("value then #", "a 1#\n", 1, "invalid value \"1#\""),
+        ];
+        for (what, text, line, message) in cases {
+            let error = render(text, Dialect::Text).expect_err(what);
+            assert_eq!(error.line, *line, "{what}: {error}");
+            assert!(
+                error.message.contains(message),
+                "{what}: {error:?} should say {message:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn rejects_invalid_utf8_naming_its_line() {
+        let error = parse(b"a 1\nb{x=\"\xff\"} 1\n", Dialect::Text).unwrap_err();
+        assert_eq!(error.to_string(), "line 2: not valid UTF-8");
+    }
+
+    #[test]
+    fn openmetrics_requires_eof_and_text_does_not() {
+        let cut = "# TYPE a gauge\na 1\nb 2\n";
+        let error = parse(cut.as_bytes(), Dialect::OpenMetrics).unwrap_err();
+        assert_eq!(error.line, 4);
+        assert!(error.message.contains("without `# EOF`"), "{error}");
+        assert_eq!(parse(cut.as_bytes(), Dialect::Text).map(|s| s.len()), Ok(2));
+        let whole = "a 1\nb 2\n# EOF";
+        assert_eq!(
+            parse(whole.as_bytes(), Dialect::OpenMetrics).map(|s| s.len()),
+            Ok(2)
+        );
+        assert!(parse(b"", Dialect::OpenMetrics).is_err());
+    }
+
+    #[test]
+    fn dialect_follows_the_content_type() {
+        let cases = [
+            (
+                Some("application/openmetrics-text; version=1.0.0; charset=utf-8"),
+                Dialect::OpenMetrics,
+            ),
+            (Some("Application/OpenMetrics-Text"), Dialect::OpenMetrics),
+            (
+                Some("text/plain; version=0.0.4; charset=utf-8"),
+                Dialect::Text,
+            ),
+            (Some("application/json"), Dialect::Text),
+            (None, Dialect::Text),
+        ];
+        for (content_type, dialect) in cases {
+            assert_eq!(
+                Dialect::from_content_type(content_type),
+                dialect,
+                "{content_type:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn borrows_label_values_without_escapes() {
+        let text = "m{a=\"plain\",b=\"esc\\\"aped\"} 1\n";
+        let mut seen = Vec::new();
+        let count = for_each_sample(text.as_bytes(), Dialect::Text, |sample| {
+            seen.extend(
+                sample
+                    .labels
+                    .iter()
+                    .map(|(name, value)| (*name, matches!(value, Cow::Borrowed(_)))),
+            );
+        });
+        assert_eq!(count, Ok(1));
+        assert_eq!(seen, [("a", true), ("b", false)]);
+    }
+
+    #[test]
+    fn long_excerpts_are_cut() {
+        let line = format!("a {}\n", "9".repeat(100));
+        let error = parse(
+            format!("a x{}\n", "y".repeat(100)).as_bytes(),
+            Dialect::Text,
+        )
+        .unwrap_err();
+        assert!(error.message.len() < 80, "{error}");
+        assert!(error.message.ends_with('…'), "{error}");
+        assert!(parse(line.as_bytes(), Dialect::Text).is_ok());
+    }
+}

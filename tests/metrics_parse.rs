@@ -1,0 +1,516 @@
+//! The exposition parser on real captures (node_exporter, Prometheus, the
+//! Python client in both formats, a henyey-shaped scrape), generated and
+//! mutated inputs that must never panic, its speed, and the `metrics` probe
+//! end to end through the real binary.
+//!
+//! Captures live in tests/fixtures/metrics/; their README says how they
+//! were taken.
+
+mod common;
+use common::*;
+
+use monitor::probe::metrics::parse::{Dialect, Series, for_each_sample, parse};
+use proptest::prelude::*;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+fn fixture_path(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/metrics")
+        .join(name)
+}
+
+fn fixture(name: &str) -> Vec<u8> {
+    std::fs::read(fixture_path(name)).unwrap()
+}
+
+/// Every capture, its dialect, and how many series it holds.
+const FIXTURES: [(&str, Dialect, usize); 5] = [
+    ("node_exporter.prom", Dialect::Text, 507),
+    ("prometheus.prom", Dialect::Text, 351),
+    ("python_client.prom", Dialect::Text, 65),
+    ("python_client.openmetrics", Dialect::OpenMetrics, 65),
+    ("henyey.prom", Dialect::Text, 140),
+];
+
+fn parsed(name: &str, dialect: Dialect) -> Vec<Series> {
+    parse(&fixture(name), dialect).unwrap_or_else(|e| panic!("{name}: {e}"))
+}
+
+fn labels(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+/// The value of the one series `name` with exactly `labels`.
+fn value(series: &[Series], name: &str, with: &[(&str, &str)]) -> f64 {
+    let wanted = labels(with);
+    let found: Vec<f64> = series
+        .iter()
+        .filter(|s| s.name == name && s.labels == wanted)
+        .map(|s| s.value)
+        .collect();
+    assert_eq!(found.len(), 1, "{name}{with:?}: {found:?}");
+    found[0]
+}
+
+#[test]
+fn every_fixture_parses_with_its_series_count() {
+    for (name, dialect, count) in FIXTURES {
+        let series = parsed(name, dialect);
+        assert_eq!(series.len(), count, "{name}");
+        for one in &series {
+            assert!(
+                one.labels.windows(2).all(|pair| pair[0].0 < pair[1].0),
+                "{name}: labels not sorted and unique: {one:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn node_exporter_capture_has_known_values() {
+    let series = parsed("node_exporter.prom", Dialect::Text);
+    let build = labels(&[
+        ("branch", "debian/sid"),
+        ("goarch", "amd64"),
+        ("goos", "linux"),
+        ("goversion", "go1.19.8"),
+        ("revision", "1.5.0-1+b6"),
+        ("version", "1.5.0"),
+    ]);
+    assert!(
+        series
+            .iter()
+            .any(|s| s.name == "node_exporter_build_info" && s.labels == build && s.value == 1.0)
+    );
+    assert_eq!(value(&series, "go_threads", &[]), 7.0);
+    assert_eq!(value(&series, "go_goroutines", &[]), 8.0);
+    assert_eq!(value(&series, "go_info", &[("version", "go1.19.8")]), 1.0);
+    let quantiles: Vec<&str> = series
+        .iter()
+        .filter(|s| s.name == "go_gc_duration_seconds")
+        .map(|s| s.labels[0].1.as_str())
+        .collect();
+    assert_eq!(quantiles, ["0", "0.25", "0.5", "0.75", "1"]);
+}
+
+#[test]
+fn prometheus_capture_has_known_values() {
+    let series = parsed("prometheus.prom", Dialect::Text);
+    let build = series
+        .iter()
+        .find(|s| s.name == "prometheus_build_info")
+        .unwrap();
+    assert!(
+        build
+            .labels
+            .contains(&("version".into(), "2.42.0+ds".into()))
+    );
+    assert_eq!(value(&series, "go_threads", &[]), 9.0);
+    // A histogram's buckets are plain series ending at +Inf.
+    let buckets: Vec<&Series> = series
+        .iter()
+        .filter(|s| {
+            s.name == "prometheus_http_request_duration_seconds_bucket"
+                && s.labels.contains(&("handler".into(), "/metrics".into()))
+        })
+        .collect();
+    assert!(buckets.len() > 2, "{buckets:?}");
+    let last = buckets.last().unwrap();
+    assert!(last.labels.contains(&("le".into(), "+Inf".into())));
+    let count = value(
+        &series,
+        "prometheus_http_request_duration_seconds_count",
+        &[("handler", "/metrics")],
+    );
+    assert_eq!(last.value, count);
+}
+
+#[test]
+fn python_client_capture_keeps_escapes_exemplars_and_units() {
+    let series = parsed("python_client.openmetrics", Dialect::OpenMetrics);
+    assert_eq!(
+        value(
+            &series,
+            "app_errors_total",
+            &[("kind", "quote \" and \\ backslash")]
+        ),
+        2.0
+    );
+    assert_eq!(
+        value(&series, "app_errors_total", &[("kind", "multi\nline")]),
+        1.0
+    );
+    // This line carries an exemplar: the value is the sample's, not the exemplar's.
+    assert_eq!(
+        value(&series, "app_errors_total", &[("kind", "timeout")]),
+        5.0
+    );
+    assert_eq!(
+        value(
+            &series,
+            "app_requests_total",
+            &[("method", "GET"), ("path", "/search?q=\"a,b\"{c}")]
+        ),
+        3.0
+    );
+    assert_eq!(value(&series, "app_temperature_celsius", &[]), -12.5);
+    assert_eq!(
+        value(
+            &series,
+            "app_request_duration_seconds_bucket",
+            &[("le", "+Inf"), ("method", "GET")]
+        ),
+        9.0
+    );
+    assert_eq!(
+        value(&series, "app_state", &[("app_state", "running")]),
+        1.0
+    );
+    assert!(series.iter().any(|s| s.name.ends_with("_created")));
+}
+
+#[test]
+fn text_and_openmetrics_captures_give_the_same_series() {
+    let key = |series: Vec<Series>| -> BTreeMap<(String, Vec<(String, String)>), f64> {
+        series
+            .into_iter()
+            .filter(|s| !s.name.ends_with("_created"))
+            .map(|s| ((s.name, s.labels), s.value))
+            .collect()
+    };
+    let text = key(parsed("python_client.prom", Dialect::Text));
+    let open = key(parsed("python_client.openmetrics", Dialect::OpenMetrics));
+    assert_eq!(
+        text.keys().collect::<BTreeSet<_>>(),
+        open.keys().collect::<BTreeSet<_>>()
+    );
+    // The application's own series did not move between the two captures.
+    for ((name, labels), value) in &text {
+        if name.starts_with("app_") {
+            assert_eq!(
+                open[&(name.clone(), labels.clone())],
+                *value,
+                "{name}{labels:?}"
+            );
+        }
+    }
+    assert!(text.len() > 50);
+}
+
+#[test]
+fn text_captures_are_rejected_as_openmetrics_for_lack_of_eof() {
+    let body = fixture("node_exporter.prom");
+    let lines = body.iter().filter(|&&b| b == b'\n').count();
+    let error = parse(&body, Dialect::OpenMetrics).unwrap_err();
+    assert_eq!(error.line, lines + 1, "{error}");
+    assert!(error.message.contains("without `# EOF`"), "{error}");
+}
+
+#[test]
+fn henyey_capture_has_the_seed_003_families() {
+    let series = parsed("henyey.prom", Dialect::Text);
+    let reasons: Vec<&str> = series
+        .iter()
+        .filter(|s| s.name == "henyey_scp_post_verify_total")
+        .map(|s| s.labels[0].1.as_str())
+        .collect();
+    assert_eq!(reasons.len(), 14, "{reasons:?}");
+    assert!(reasons.contains(&"accepted") && reasons.contains(&"processed_directly"));
+    let total: f64 = series
+        .iter()
+        .filter(|s| s.name == "henyey_scp_post_verify_total")
+        .map(|s| s.value)
+        .sum();
+    assert_eq!(total, 788_186.0);
+    assert_eq!(value(&series, "stellar_peer_count", &[]), 23.0);
+    assert_eq!(
+        value(
+            &series,
+            "henyey_recovery_stalled_tick_total",
+            &[("reason", "forcing_catchup_behind")]
+        ),
+        2.0
+    );
+    let edges: Vec<&str> = series
+        .iter()
+        .filter(|s| s.name == "henyey_ledger_close_handle_complete_seconds_bucket")
+        .map(|s| s.labels[0].1.as_str())
+        .collect();
+    assert_eq!(
+        edges,
+        [
+            "0.001", "0.005", "0.01", "0.05", "0.1", "0.5", "1", "5", "30", "+Inf"
+        ]
+    );
+    assert_eq!(
+        value(
+            &series,
+            "henyey_ledger_close_handle_complete_seconds_count",
+            &[]
+        ),
+        1000.0
+    );
+}
+
+/// A scrape of about 1 MiB made of the largest capture, repeated.
+fn one_mebibyte() -> Vec<u8> {
+    let body = fixture("node_exporter.prom");
+    body.repeat((1 << 20) / body.len() + 1)
+}
+
+#[test]
+fn a_mebibyte_scrape_parses_quickly_even_unoptimised() {
+    let body = one_mebibyte();
+    let started = Instant::now();
+    let series = parse(&body, Dialect::Text).unwrap();
+    assert!(series.len() > 9_000);
+    // A debug build on a loaded 2-core runner: generous on purpose. The
+    // release figure comes from `parse_speed` below.
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+/// Prints the parser's throughput:
+/// `cargo test --release --test metrics_parse parse_speed -- --ignored --nocapture`
+#[test]
+#[ignore = "a measurement, not a check: run in release"]
+fn parse_speed() {
+    let body = one_mebibyte();
+    let rounds = 50;
+    let report = |what: &str, seconds: f64, series: usize| {
+        let megabytes = (body.len() * rounds) as f64 / 1e6;
+        println!(
+            "{what}: {megabytes:.1} MB, {series} series in {seconds:.3} s: {:.0} MB/s, {:.2} ms per MiB",
+            megabytes / seconds,
+            seconds * 1000.0 / rounds as f64
+        );
+    };
+    let started = Instant::now();
+    let mut series = 0;
+    for _ in 0..rounds {
+        series += for_each_sample(&body, Dialect::Text, |sample| {
+            std::hint::black_box(sample);
+        })
+        .unwrap();
+    }
+    report("borrowed samples", started.elapsed().as_secs_f64(), series);
+    let started = Instant::now();
+    let mut series = 0;
+    for _ in 0..rounds {
+        series += parse(&body, Dialect::Text).unwrap().len();
+    }
+    report("owned series", started.elapsed().as_secs_f64(), series);
+}
+
+/// Small edits a truncated, corrupted or concatenated scrape could show.
+#[derive(Clone, Debug)]
+enum Edit {
+    Insert(usize, u8),
+    Delete(usize, usize),
+    Replace(usize, u8),
+    Duplicate(usize, usize),
+    Truncate(usize),
+}
+
+fn edit() -> impl Strategy<Value = Edit> {
+    // Bytes the grammar cares about, weighted above arbitrary ones.
+    let special = prop::sample::select(b"{}\",=\\ \t\r\n#+-.eEIN0_:".to_vec());
+    let byte = prop_oneof![3 => special, 1 => any::<u8>()];
+    prop_oneof![
+        (any::<usize>(), byte.clone()).prop_map(|(at, b)| Edit::Insert(at, b)),
+        (any::<usize>(), 1usize..64).prop_map(|(at, n)| Edit::Delete(at, n)),
+        (any::<usize>(), byte).prop_map(|(at, b)| Edit::Replace(at, b)),
+        (any::<usize>(), 1usize..256).prop_map(|(at, n)| Edit::Duplicate(at, n)),
+        any::<usize>().prop_map(Edit::Truncate),
+    ]
+}
+
+fn apply(body: &mut Vec<u8>, edit: &Edit) {
+    let at = |position: usize, body: &Vec<u8>| position % (body.len() + 1);
+    match *edit {
+        Edit::Insert(position, byte) => {
+            let i = at(position, body);
+            body.insert(i, byte);
+        }
+        Edit::Delete(position, length) => {
+            let i = at(position, body);
+            let end = (i + length).min(body.len());
+            body.drain(i..end);
+        }
+        Edit::Replace(position, byte) => {
+            if !body.is_empty() {
+                let i = position % body.len();
+                body[i] = byte;
+            }
+        }
+        Edit::Duplicate(position, length) => {
+            let i = at(position, body);
+            let end = (i + length).min(body.len());
+            let copy = body[i..end].to_vec();
+            body.splice(i..i, copy);
+        }
+        Edit::Truncate(position) => {
+            let i = at(position, body);
+            body.truncate(i);
+        }
+    }
+}
+
+/// What must hold of any outcome: series well formed, errors on a real line.
+fn check_outcome(body: &[u8], dialect: Dialect) -> Result<(), TestCaseError> {
+    let lines = body.iter().filter(|&&b| b == b'\n').count() + 1;
+    match parse(body, dialect) {
+        Ok(series) => {
+            for one in series {
+                prop_assert!(!one.name.is_empty());
+                prop_assert!(one.labels.windows(2).all(|pair| pair[0].0 < pair[1].0));
+            }
+        }
+        Err(error) => {
+            prop_assert!(
+                error.line >= 1 && error.line <= lines + 1,
+                "{error} of {lines}"
+            );
+            prop_assert!(!error.message.is_empty());
+        }
+    }
+    Ok(())
+}
+
+/// One series in the text format, label values escaped.
+fn render(name: &str, labels: &BTreeMap<String, String>, value: f64) -> String {
+    let pairs: Vec<String> = labels
+        .iter()
+        .map(|(k, v)| {
+            let escaped = v
+                .replace('\\', "\\\\")
+                .replace('"', "\\\"")
+                .replace('\n', "\\n");
+            format!("{k}=\"{escaped}\"")
+        })
+        .collect();
+    format!("{name}{{{}}} {value:?}\n", pairs.join(","))
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 2000, failure_persistence: None, ..ProptestConfig::default() })]
+
+    #[test]
+    fn arbitrary_bytes_never_panic(body in prop::collection::vec(any::<u8>(), 0..512)) {
+        check_outcome(&body, Dialect::Text)?;
+        check_outcome(&body, Dialect::OpenMetrics)?;
+    }
+
+    #[test]
+    fn mutated_captures_never_panic(
+        which in 0usize..FIXTURES.len(),
+        edits in prop::collection::vec(edit(), 1..8),
+    ) {
+        let (name, dialect, _) = FIXTURES[which];
+        let mut body = fixture(name);
+        for edit in &edits {
+            apply(&mut body, edit);
+        }
+        check_outcome(&body, dialect)?;
+        check_outcome(&body, Dialect::Text)?;
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 500, failure_persistence: None, ..ProptestConfig::default() })]
+
+    #[test]
+    fn rendered_series_parse_back(
+        name in "[a-zA-Z_:][a-zA-Z0-9_:]{0,20}",
+        labels in prop::collection::btree_map("[a-zA-Z_][a-zA-Z0-9_]{0,8}", any::<String>(), 0..5),
+        value in any::<f64>(),
+    ) {
+        let text = render(&name, &labels, value);
+        let series = parse(text.as_bytes(), Dialect::Text)
+            .map_err(|e| TestCaseError::fail(format!("{e} in {text:?}")))?;
+        prop_assert_eq!(series.len(), 1);
+        prop_assert_eq!(&series[0].name, &name);
+        let expected: Vec<(String, String)> = labels.into_iter().collect();
+        prop_assert_eq!(&series[0].labels, &expected);
+        if value.is_nan() {
+            prop_assert!(series[0].value.is_nan());
+        } else {
+            prop_assert_eq!(series[0].value, value);
+        }
+    }
+}
+
+/// The probe end to end: the real binary scrapes a real server serving the
+/// henyey capture, and a `gauge` rule reads a scraped series.
+#[test]
+fn metrics_task_scrapes_and_reports_its_signals() {
+    let body = String::from_utf8(fixture("henyey.prom")).unwrap();
+    let server = TestServer::start(Reply {
+        status: 200,
+        body,
+        delay: Duration::ZERO,
+    });
+    let url = server.url("/metrics");
+    let ws = Workspace::new(&profile_p(&format!(
+        "      - name: node\n        metrics: {{ url: \"{url}\" }}\n        rules:\n          - {{ name: x, gauge: \"stellar_peer_count\", value: \"> 0\" }}\n"
+    )));
+    let out = ws.run_at(minute(0), "p", &["--format", "json"]);
+    let json: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap_or_else(|e| {
+        panic!(
+            "{e}\n--- stdout\n{}\n--- stderr\n{}",
+            stdout(&out),
+            stderr(&out)
+        )
+    });
+    let task = &json["tasks"][0];
+    let check = &task["checks"][0];
+    assert_eq!(check["probe"], "metrics", "{json:#}");
+    assert_eq!(check["status"], "ok", "{json:#}");
+    let summary = check["summary"].as_str().unwrap();
+    assert!(
+        summary.starts_with(&format!("{url}: 140 series in ")),
+        "{summary}"
+    );
+    let signals = &task["signals"];
+    assert_eq!(signals["scraped_series"], 140, "{json:#}");
+    assert_eq!(signals["metrics.up"], 1.0, "{json:#}");
+    assert_eq!(signals["metrics.series"], 140.0, "{json:#}");
+    assert!(signals["metrics.scrape_ms"].is_number(), "{json:#}");
+    let rule = &task["rules"][0];
+    assert_eq!(rule["rule"], "x", "{json:#}");
+    assert_eq!(rule["verdict"], "breach", "{json:#}");
+    assert_eq!(rule["value"], 23.0, "{json:#}");
+    let request = &server.requests()[0];
+    assert!(
+        request
+            .header("accept")
+            .is_some_and(|accept| accept.starts_with("application/openmetrics-text")),
+        "{request:?}"
+    );
+}
+
+/// A dead endpoint is a failed check with up = 0 and no series.
+#[test]
+fn metrics_task_reports_a_dead_endpoint() {
+    let url = format!("http://127.0.0.1:{}/metrics", closed_port());
+    let ws = Workspace::new(&profile_p(&format!(
+        "      - name: node\n        metrics: {{ url: \"{url}\", timeout: 2s }}\n"
+    )));
+    let out = ws.run_at(minute(0), "p", &["--format", "json"]);
+    assert_exit(&out, 1);
+    let json: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let task = &json["tasks"][0];
+    assert_eq!(task["checks"][0]["status"], "failed", "{json:#}");
+    let summary = task["checks"][0]["summary"].as_str().unwrap();
+    assert!(summary.contains("connection refused"), "{summary}");
+    assert_eq!(task["signals"]["metrics.up"], 0.0, "{json:#}");
+    assert!(task["signals"].get("scraped_series").is_none(), "{json:#}");
+}
