@@ -278,7 +278,8 @@ fn parse_number(text: &str) -> Option<f64> {
     }
 }
 
-fn body_excerpt(body: &[u8]) -> String {
+/// The start of a response body on one line, `": …"`, for error messages.
+pub fn body_excerpt(body: &[u8]) -> String {
     let text = String::from_utf8_lossy(&body[..body.len().min(200)]);
     let line = text.split_whitespace().collect::<Vec<_>>().join(" ");
     if line.is_empty() {

@@ -138,10 +138,14 @@ fn height(source: &HeightSource, limits: &Limits) -> Result<f64, String> {
         .read_to_vec()
         .map_err(|e| format!("reading the response: {e}"))?;
     if !(200..300).contains(&status) {
-        return Err(format!("HTTP {status}{}", excerpt(&body)));
+        return Err(format!("HTTP {status}{}", super::http::body_excerpt(&body)));
     }
-    let json: serde_json::Value = serde_json::from_slice(&body)
-        .map_err(|e| format!("response is not JSON ({e}){}", excerpt(&body)))?;
+    let json: serde_json::Value = serde_json::from_slice(&body).map_err(|e| {
+        format!(
+            "response is not JSON ({e}){}",
+            super::http::body_excerpt(&body)
+        )
+    })?;
     if source.jsonrpc.is_some()
         && let Some(error) = json.get("error").filter(|e| !e.is_null())
     {
@@ -154,16 +158,6 @@ fn height(source: &HeightSource, limits: &Limits) -> Result<f64, String> {
         };
         format!("no number at {}{found}", source.extract.0)
     })
-}
-
-fn excerpt(body: &[u8]) -> String {
-    let text = String::from_utf8_lossy(&body[..body.len().min(200)]);
-    let line = text.split_whitespace().collect::<Vec<_>>().join(" ");
-    if line.is_empty() {
-        String::new()
-    } else {
-        format!(": {line}")
-    }
 }
 
 fn shorten(text: &str) -> String {

@@ -115,7 +115,7 @@ fn fetch(probe: &MetricsProbe, budget: Duration, configured: Duration) -> Result
         .read_to_end(&mut body)
         .map_err(|e| format!("reading the response body: {e}"))?;
     if !success {
-        return Err(format!("HTTP {status}{}", excerpt(&body)));
+        return Err(format!("HTTP {status}{}", super::http::body_excerpt(&body)));
     }
     if body.len() as u64 > MAX_BODY {
         return Err(format!(
@@ -124,17 +124,6 @@ fn fetch(probe: &MetricsProbe, budget: Duration, configured: Duration) -> Result
         ));
     }
     Ok(Scrape { body, dialect })
-}
-
-/// The start of an error response's body, on one line.
-fn excerpt(body: &[u8]) -> String {
-    let text = String::from_utf8_lossy(body);
-    let line = text.split_whitespace().collect::<Vec<_>>().join(" ");
-    if line.is_empty() {
-        String::new()
-    } else {
-        format!(": {line}")
-    }
 }
 
 #[cfg(test)]
