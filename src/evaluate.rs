@@ -114,13 +114,7 @@ pub fn evaluate(
     let mut outcome = Outcome::default();
     let mut live_keys = BTreeSet::new();
     for run in runs {
-        let scope = Scope {
-            config,
-            profile,
-            task: run.task,
-            notifiers: notify::route(config, profile, run.task),
-            now,
-        };
+        let scope = Scope::new(config, profile, run.task, &run.observation, now);
         let result = scope.evaluate_task(prior, &run.observation, &mut outcome, &mut live_keys);
         outcome.tasks.push(result);
     }
@@ -174,9 +168,28 @@ pub(crate) struct Scope<'a> {
     pub task: &'a Task,
     pub notifiers: &'a [String],
     pub now: Timestamp,
+    /// The task's signals this tick, `name = value`, as evidence in messages.
+    pub related: Vec<String>,
 }
 
-impl Scope<'_> {
+impl<'a> Scope<'a> {
+    pub fn new(
+        config: &'a Config,
+        profile: &'a Profile,
+        task: &'a Task,
+        observation: &Observation,
+        now: Timestamp,
+    ) -> Self {
+        Scope {
+            config,
+            profile,
+            task,
+            notifiers: notify::route(config, profile, task),
+            now,
+            related: observation.signals.evidence(24),
+        }
+    }
+
     pub fn key(&self, rule: &str) -> AlertKey {
         AlertKey::new(&self.profile.name, &self.task.name, rule)
     }
@@ -207,7 +220,12 @@ impl Scope<'_> {
                 MessageKind::Event,
                 self.now,
             );
-            push_outgoing(self.config, self.notifiers, message, outcome);
+            push_outgoing(
+                self.config,
+                notify::route_events(self.config, self.profile, task),
+                message,
+                outcome,
+            );
         }
         let memory = self.remembered(prior.tasks.get(&task.name), observation, outcome);
         let judged = self.judge(prior, observation, &memory, outcome);
@@ -607,6 +625,12 @@ impl Scope<'_> {
                 MessageKind::Event => None,
                 MessageKind::Firing => Some(self.now),
                 _ => state.map(|s| s.since),
+            },
+            labels: self.task.labels.clone(),
+            related: if kind == MessageKind::Event {
+                Vec::new()
+            } else {
+                self.related.clone()
             },
             at: self.now,
             remediation: None,

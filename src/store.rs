@@ -6,7 +6,7 @@ use crate::alert::{AlertKey, AlertState, Status};
 use crate::clock::Timestamp;
 use crate::config::Severity;
 use crate::evaluate::{Outcome, Prior};
-use crate::notify::Message;
+use crate::notify::{Envelope, Payload};
 use crate::probe::TaskState;
 use anyhow::{Context, Result, bail};
 use rusqlite::{Connection, OpenFlags, TransactionBehavior, params};
@@ -39,6 +39,8 @@ pub struct TickRecord<'a> {
     pub failing: usize,
     pub summary: String,
     pub outcome: &'a Outcome,
+    /// This tick's outbox entries.
+    pub envelopes: &'a [Envelope],
     /// `(namespace, key, value)`; `None` deletes the key.
     pub state: Vec<(String, String, Option<String>)>,
 }
@@ -48,7 +50,7 @@ pub struct TickRecord<'a> {
 pub struct OutboxRow {
     pub id: i64,
     pub notifier: String,
-    pub message: Message,
+    pub payload: Payload,
     pub attempts: u32,
     pub created_at: Timestamp,
     pub next_attempt_at: Timestamp,
@@ -409,14 +411,21 @@ impl Store {
                     message.summary,
                 ])?;
             }
-            let payload = serde_json::to_string(message)?;
-            for notifier in &outgoing.notifiers {
-                tx.prepare_cached(
-                    "INSERT OR IGNORE INTO outbox (message_id, notifier, profile, created_at, payload, next_attempt_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                )?
-                .execute(params![message.id, notifier, record.profile, message.at.0, payload, deliver_after.0])?;
-            }
+        }
+        for envelope in record.envelopes {
+            let payload = serde_json::to_string(&envelope.payload)?;
+            tx.prepare_cached(
+                "INSERT OR IGNORE INTO outbox (message_id, notifier, profile, created_at, payload, next_attempt_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )?
+            .execute(params![
+                envelope.payload.id(),
+                envelope.notifier,
+                record.profile,
+                record.started_at.0,
+                payload,
+                deliver_after.0
+            ])?;
         }
         for (namespace, key, value) in &record.state {
             match value {
@@ -455,12 +464,12 @@ impl Store {
         let mut waiting = Vec::new();
         for row in rows {
             let (id, notifier, payload, attempts, created_at, next_attempt_at) = row?;
-            let message: Message = serde_json::from_str(&payload)
+            let payload: Payload = serde_json::from_str(&payload)
                 .with_context(|| format!("outbox entry {id} holds an unreadable message"))?;
             waiting.push(OutboxRow {
                 id,
                 notifier,
-                message,
+                payload,
                 attempts,
                 created_at: Timestamp(created_at),
                 next_attempt_at: Timestamp(next_attempt_at),
@@ -492,23 +501,38 @@ impl Store {
             "UPDATE outbox SET given_up_at = ?2, last_error = ?3 WHERE id = ?1",
             params![row.id, now.0, error],
         )?;
-        let m = &row.message;
-        tx.execute(
-            "INSERT INTO alert_history (at, host, profile, task, rule, source, status, severity, summary)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'dead_letter', ?7, ?8)",
-            params![
-                now.0,
-                m.host,
-                m.profile,
-                m.task,
-                m.rule,
-                m.task,
-                m.severity.as_str(),
-                format!("gave up delivering to {} after {} attempts: {error} (message: {})", row.notifier, row.attempts + 1, m.text()),
-            ],
-        )?;
+        for m in row.payload.messages() {
+            tx.execute(
+                "INSERT INTO alert_history (at, host, profile, task, rule, source, status, severity, summary)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'dead_letter', ?7, ?8)",
+                params![
+                    now.0,
+                    m.host,
+                    m.profile,
+                    m.task,
+                    m.rule,
+                    m.task,
+                    m.severity.as_str(),
+                    format!(
+                        "gave up delivering to {} after {} attempts: {error} (message: {})",
+                        row.notifier,
+                        row.attempts + 1,
+                        m.text()
+                    ),
+                ],
+            )?;
+        }
         tx.commit()?;
         Ok(())
+    }
+
+    /// How many sends to `notifier` succeeded since `since` (rate limits).
+    pub fn delivered_since(&self, notifier: &str, since: Timestamp) -> Result<u32> {
+        Ok(self.conn.query_row(
+            "SELECT count(*) FROM outbox WHERE notifier = ?1 AND delivered_at >= ?2",
+            params![notifier, since.0],
+            |r| r.get(0),
+        )?)
     }
 
     /// The newest run of each profile.

@@ -3,10 +3,12 @@
 
 use crate::alert::AlertKey;
 use crate::clock::Timestamp;
+use crate::config::Notifier;
 use crate::config::{Config, Profile, Task};
 use crate::error::Error;
 use crate::evaluate::{self, Outcome, Prior, TaskRun};
 use crate::lock::{self, Lock};
+use crate::notify::Envelope;
 use crate::notify::{self, Sent};
 use crate::probe::{self, Observation, TaskState};
 use crate::remediate::{self, Attempt, Book, Remediation};
@@ -166,12 +168,27 @@ pub fn run(config: &Config, options: &RunOptions, now: Timestamp) -> Result<Tick
         deliveries: Vec::new(),
         console: Vec::new(),
     };
+    let envelopes = notify::envelopes(
+        config,
+        profile,
+        &report.outcome.outgoing,
+        &alerts_after(&prior, &report.outcome),
+        now,
+    );
     match store {
         Some(mut store) if !options.dry_run => {
-            commit(&mut store, config, profile, &report, now, finished_at)?;
+            commit(
+                &mut store,
+                config,
+                profile,
+                &report,
+                &envelopes,
+                now,
+                finished_at,
+            )?;
             deliver(&mut store, config, profile, now, &mut report)?;
         }
-        snapshot => preview_deliveries(snapshot.as_ref(), &profile.name, &mut report)?,
+        snapshot => preview_deliveries(snapshot.as_ref(), &profile.name, &envelopes, &mut report)?,
     }
     probe::process_group::kill_leftovers();
     report.elapsed = started.elapsed();
@@ -245,13 +262,7 @@ fn remediate_all(
         else {
             continue;
         };
-        let scope = evaluate::Scope {
-            config,
-            profile,
-            task: run.task,
-            notifiers: notify::route(config, profile, run.task),
-            now,
-        };
+        let scope = evaluate::Scope::new(config, profile, run.task, &run.observation, now);
         let book = Book::load(prior.tasks.get(&run.task.name));
         remediate::record(&scope, outcome, &trigger, &book, &attempt);
     }
@@ -390,11 +401,24 @@ fn observe_all(
         .collect()
 }
 
+/// The profile's alert states once this tick's changes apply.
+fn alerts_after(prior: &Prior, outcome: &Outcome) -> Vec<crate::alert::AlertState> {
+    let mut alerts = prior.alerts.clone();
+    for (key, state) in &outcome.alerts {
+        match state {
+            Some(state) => alerts.insert(key.clone(), state.clone()),
+            None => alerts.remove(key),
+        };
+    }
+    alerts.into_values().collect()
+}
+
 fn commit(
     store: &mut Store,
     config: &Config,
     profile: &Profile,
     report: &TickReport,
+    envelopes: &[Envelope],
     now: Timestamp,
     finished_at: Timestamp,
 ) -> Result<(), Error> {
@@ -438,6 +462,7 @@ fn commit(
         failing,
         summary,
         outcome: &report.outcome,
+        envelopes,
         state,
     };
     store.commit_tick(&record, now).map_err(Error::Tool)?;
@@ -456,8 +481,9 @@ const DELIVERY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Delivers this profile's waiting outbox entries (this tick's and older
 /// ones), oldest first. A notifier's entries go out in order: while its
-/// oldest entry waits for a retry the newer ones wait behind it, so a
-/// receiver never sees a resolution before the alert it resolves.
+/// oldest entry waits for a retry (or its rate limit is spent) the newer
+/// ones wait behind it, so a receiver never sees a resolution before the
+/// alert it resolves.
 fn deliver(
     store: &mut Store,
     config: &Config,
@@ -467,7 +493,14 @@ fn deliver(
 ) -> Result<(), Error> {
     let started = Instant::now();
     let waiting = store.waiting_outbox(&profile.name).map_err(Error::Tool)?;
+    let telegram_test = notify::TelegramTestRoute::from_env();
+    let context = notify::Context {
+        timeout: DELIVERY_TIMEOUT,
+        now,
+        telegram_test: telegram_test.as_ref(),
+    };
     let mut held: BTreeSet<String> = BTreeSet::new();
+    let mut sent: BTreeMap<String, u32> = BTreeMap::new();
     for row in waiting {
         if held.contains(&row.notifier) {
             continue;
@@ -495,48 +528,70 @@ fn deliver(
                 held.insert(row.notifier.clone());
                 continue;
             }
-            (None, Some(notifier)) => {
-                match notify::deliver(notifier, &row.message, DELIVERY_TIMEOUT) {
-                    Ok(sent) => {
-                        if let Sent::Console(line) = sent {
-                            report.console.push(line);
-                        }
-                        store.mark_delivered(row.id, now).map_err(Error::Tool)?;
-                        DeliveryResult::Delivered
+            (None, Some(notifier)) if rate_limited(store, notifier, &sent, now)? => {
+                held.insert(row.notifier.clone());
+                continue;
+            }
+            (None, Some(notifier)) => match notify::deliver(notifier, &row.payload, &context) {
+                Ok(outcome) => {
+                    if let Sent::Console(text) = outcome {
+                        report.console.push(text);
                     }
-                    Err(failure) if failure.permanent => {
-                        give_up(store, &row, format!("rejected: {}", failure.error), now)?
-                    }
-                    Err(failure) => {
-                        let delay = backoff(row.attempts + 1);
-                        let retry_at =
-                            now.plus_millis(i64::try_from(delay.as_millis()).unwrap_or(0));
-                        log::warn!(
-                            "notifier {} failed: {}; retrying at {retry_at}",
-                            row.notifier,
-                            failure.error
-                        );
-                        store
-                            .mark_failed(row.id, &failure.error, retry_at)
-                            .map_err(Error::Tool)?;
-                        held.insert(row.notifier.clone());
-                        DeliveryResult::Failed {
-                            error: failure.error,
-                            retry_at,
-                        }
+                    store.mark_delivered(row.id, now).map_err(Error::Tool)?;
+                    *sent.entry(row.notifier.clone()).or_default() += 1;
+                    DeliveryResult::Delivered
+                }
+                Err(failure) if failure.permanent => {
+                    give_up(store, &row, format!("rejected: {}", failure.error), now)?
+                }
+                Err(failure) => {
+                    let delay =
+                        backoff(row.attempts + 1).max(failure.retry_after.unwrap_or_default());
+                    let retry_at = now.plus_millis(i64::try_from(delay.as_millis()).unwrap_or(0));
+                    log::warn!(
+                        "notifier {} failed: {}; retrying at {retry_at}",
+                        row.notifier,
+                        failure.error
+                    );
+                    store
+                        .mark_failed(row.id, &failure.error, retry_at)
+                        .map_err(Error::Tool)?;
+                    held.insert(row.notifier.clone());
+                    DeliveryResult::Failed {
+                        error: failure.error,
+                        retry_at,
                     }
                 }
-            }
+            },
             (None, None) => continue,
         };
         report.deliveries.push(Delivery {
             notifier: row.notifier.clone(),
-            message_id: row.message.id.clone(),
-            text: row.message.text(),
+            message_id: row.payload.id(),
+            text: row.payload.text(),
             result,
         });
     }
     Ok(())
+}
+
+/// Whether `notifier` has spent its `rate_limit` (sends in the window,
+/// earlier ticks' and this one's).
+fn rate_limited(
+    store: &Store,
+    notifier: &Notifier,
+    sent: &BTreeMap<String, u32>,
+    now: Timestamp,
+) -> Result<bool, Error> {
+    let Some(limit) = notifier.rate_limit else {
+        return Ok(false);
+    };
+    let since = now.plus_millis(-limit.per.as_millis());
+    let earlier = store
+        .delivered_since(&notifier.name, since)
+        .map_err(Error::Tool)?;
+    let spent = earlier.max(sent.get(&notifier.name).copied().unwrap_or(0));
+    Ok(spent >= limit.messages)
 }
 
 fn give_up(
@@ -550,29 +605,28 @@ fn give_up(
     Ok(DeliveryResult::GaveUp { error })
 }
 
-/// `--dry-run`: list what a real tick would send — the messages still
+/// `--dry-run`: list what a real tick would send — the entries still
 /// waiting in the outbox, then this tick's — and send nothing.
 fn preview_deliveries(
     store: Option<&Store>,
     profile: &str,
+    envelopes: &[Envelope],
     report: &mut TickReport,
 ) -> Result<(), Error> {
     let waiting = match store {
         Some(store) => store.waiting_outbox(profile).map_err(Error::Tool)?,
         None => Vec::new(),
     };
-    let earlier = waiting.into_iter().map(|row| (row.notifier, row.message));
-    let this_tick = report
-        .outcome
-        .outgoing
+    let earlier = waiting.into_iter().map(|row| (row.notifier, row.payload));
+    let this_tick = envelopes
         .iter()
-        .flat_map(|o| o.notifiers.iter().map(|n| (n.clone(), o.message.clone())));
+        .map(|e| (e.notifier.clone(), e.payload.clone()));
     let previews: Vec<Delivery> = earlier
         .chain(this_tick)
-        .map(|(notifier, message)| Delivery {
+        .map(|(notifier, payload)| Delivery {
             notifier,
-            message_id: message.id.clone(),
-            text: message.text(),
+            message_id: payload.id(),
+            text: payload.text(),
             result: DeliveryResult::WouldSend,
         })
         .collect();

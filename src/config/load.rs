@@ -143,6 +143,8 @@ pub fn load(path: &Path, db_override: Option<&Path>) -> Result<Config, ConfigErr
             name: "console".into(),
             kind: NotifierKind::Stdout,
             min_severity: values::Severity::Info,
+            digest: false,
+            rate_limit: None,
         });
     }
     for notifier in &notifiers {
@@ -218,15 +220,25 @@ fn check_references(config: &Config, file: &Path, source: &str) -> Result<(), Co
     };
     check(&config.defaults.notify, "defaults.notify".into())?;
     for profile in &config.profiles {
-        if let Some(names) = &profile.notify {
-            check(names, format!("profiles.{}.notify", profile.name))?;
+        for (names, key) in [
+            (&profile.notify, "notify"),
+            (&profile.notify_events, "notify_events"),
+        ] {
+            if let Some(names) = names {
+                check(names, format!("profiles.{}.{key}", profile.name))?;
+            }
         }
         for task in &profile.tasks {
-            if let Some(names) = &task.notify {
-                check(
-                    names,
-                    format!("profiles.{}.tasks[{}].notify", profile.name, task.name),
-                )?;
+            for (names, key) in [
+                (&task.notify, "notify"),
+                (&task.notify_events, "notify_events"),
+            ] {
+                if let Some(names) = names {
+                    check(
+                        names,
+                        format!("profiles.{}.tasks[{}].{key}", profile.name, task.name),
+                    )?;
+                }
             }
         }
     }

@@ -143,6 +143,8 @@ pub struct Profile {
     pub cron: CronSchedule,
     pub enabled: bool,
     pub notify: Option<Vec<String>>,
+    /// Where events go, when not where alerts go.
+    pub notify_events: Option<Vec<String>>,
     pub concurrency: Option<usize>,
     pub tasks: Vec<Task>,
 }
@@ -155,6 +157,8 @@ struct RawProfile {
     enabled: bool,
     #[serde(default)]
     notify: Option<Vec<String>>,
+    #[serde(default)]
+    notify_events: Option<Vec<String>>,
     #[serde(default)]
     concurrency: Option<usize>,
     tasks: Vec<Task>,
@@ -184,6 +188,7 @@ impl<'de> Deserialize<'de> for Profile {
             cron: raw.cron,
             enabled: raw.enabled,
             notify: raw.notify,
+            notify_events: raw.notify_events,
             concurrency: raw.concurrency,
             tasks: raw.tasks,
         })
@@ -201,6 +206,7 @@ pub struct Task {
     pub rules: Vec<Rule>,
     pub remediate: Option<Remediate>,
     pub notify: Option<Vec<String>>,
+    pub notify_events: Option<Vec<String>>,
     pub severity: Severity,
     pub for_: Gate,
     pub resolve_after: Gate,
@@ -316,6 +322,8 @@ struct RawTask {
     #[serde(default)]
     notify: Option<Vec<String>>,
     #[serde(default)]
+    notify_events: Option<Vec<String>>,
+    #[serde(default)]
     severity: Severity,
     #[serde(default, rename = "for")]
     for_: Gate,
@@ -426,6 +434,7 @@ impl<'de> Deserialize<'de> for Task {
             rules: raw.rules,
             remediate: raw.remediate,
             notify: raw.notify,
+            notify_events: raw.notify_events,
             severity: raw.severity,
             for_: raw.for_,
             resolve_after: raw.resolve_after,
@@ -1168,6 +1177,36 @@ pub struct Notifier {
     pub kind: NotifierKind,
     /// Messages below this severity are not sent here.
     pub min_severity: Severity,
+    /// One message per tick summarising every change (seed 001's digest).
+    pub digest: bool,
+    /// At most this many sends per window; the rest wait in the outbox.
+    pub rate_limit: Option<RateLimit>,
+}
+
+/// `rate_limit: { messages: 20, per: 1m }`.
+#[derive(Deserialize, Debug, Clone, Copy)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimit {
+    pub messages: u32,
+    pub per: Duration,
+}
+
+/// What a webhook POSTs.
+#[derive(Debug, Clone, PartialEq)]
+pub enum WebhookBody {
+    /// monitor's own JSON (id, kind, host, profile, task, …, text).
+    Json,
+    /// `{"text": …}`: Slack, Mattermost, Discord (`/slack`) incoming webhooks.
+    Slack,
+    /// A JSON document of the config's, its strings' `{field}` filled in.
+    Template(serde_json::Value),
+}
+
+/// A Feishu/Lark message style.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FeishuFormat {
+    Text,
+    Card,
 }
 
 /// Where a notifier delivers. Closed set, one per `type:`.
@@ -1177,6 +1216,7 @@ pub enum NotifierKind {
     Webhook {
         url: Secret,
         headers: BTreeMap<String, Secret>,
+        body: WebhookBody,
     },
     Telegram {
         token: Secret,
@@ -1187,15 +1227,20 @@ pub enum NotifierKind {
     Feishu {
         url: Secret,
         secret: Secret,
+        format: FeishuFormat,
     },
     Alertmanager {
         urls: Vec<Text>,
+        /// Where `generatorURL` points, e.g. the API's `/v1/alerts`.
+        generator_url: Option<Text>,
     },
     Github {
         repo: Text,
         token: Secret,
         labels: BTreeMap<Severity, Vec<String>>,
         api_url: Text,
+        /// Comment on and close the issue when the alert resolves.
+        close_on_resolve: bool,
     },
 }
 
@@ -1210,6 +1255,24 @@ impl NotifierKind {
             NotifierKind::Github { .. } => "github",
         }
     }
+
+    /// The secrets this notifier holds (tokens, keyed URLs): redacted from
+    /// every error, log line and history row.
+    pub fn secrets(&self) -> Vec<&str> {
+        let mut secrets = match self {
+            NotifierKind::Stdout | NotifierKind::Alertmanager { .. } => Vec::new(),
+            NotifierKind::Webhook { url, headers, .. } => {
+                let mut all = vec![url.expose()];
+                all.extend(headers.values().map(Secret::expose));
+                all
+            }
+            NotifierKind::Telegram { token, .. } => vec![token.expose()],
+            NotifierKind::Feishu { url, secret, .. } => vec![url.expose(), secret.expose()],
+            NotifierKind::Github { token, .. } => vec![token.expose()],
+        };
+        secrets.retain(|s| s.len() >= 4);
+        secrets
+    }
 }
 
 #[derive(Deserialize)]
@@ -1220,11 +1283,19 @@ struct RawNotifier {
     #[serde(default)]
     min_severity: Severity,
     #[serde(default)]
+    digest: bool,
+    #[serde(default)]
+    rate_limit: Option<RateLimit>,
+    #[serde(default)]
     url: Option<Secret>,
     #[serde(default)]
     urls: Option<Vec<Text>>,
     #[serde(default)]
     headers: Option<BTreeMap<String, Secret>>,
+    #[serde(default)]
+    format: Option<Text>,
+    #[serde(default)]
+    template: Option<serde_json::Value>,
     #[serde(default)]
     token: Option<Secret>,
     #[serde(default)]
@@ -1239,26 +1310,50 @@ struct RawNotifier {
     repo: Option<Text>,
     #[serde(default)]
     labels: Option<BTreeMap<Severity, Vec<String>>>,
+    #[serde(default)]
+    close_on_resolve: Option<bool>,
+    #[serde(default)]
+    generator_url: Option<Text>,
 }
 
 impl<'de> Deserialize<'de> for Notifier {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let raw = RawNotifier::deserialize(d)?;
+        let (min_severity, digest, rate_limit) = (raw.min_severity, raw.digest, raw.rate_limit);
+        if rate_limit.is_some_and(|r| r.messages == 0) {
+            return Err(de::Error::custom(
+                "`rate_limit.messages` must be at least 1",
+            ));
+        }
         let kind = notifier_kind(raw).map_err(de::Error::custom)?;
+        if digest
+            && matches!(
+                kind,
+                NotifierKind::Alertmanager { .. } | NotifierKind::Github { .. }
+            )
+        {
+            return Err(de::Error::custom(
+                "`digest` bundles messages for people; alertmanager and github notifiers take each alert on its own",
+            ));
+        }
         Ok(Notifier {
             name: String::new(),
-            kind: kind.0,
-            min_severity: kind.1,
+            kind,
+            min_severity,
+            digest,
+            rate_limit,
         })
     }
 }
 
-fn notifier_kind(raw: RawNotifier) -> Result<(NotifierKind, Severity), String> {
+fn notifier_kind(raw: RawNotifier) -> Result<NotifierKind, String> {
     let type_name = raw.kind.clone();
     let present: Vec<(&str, bool)> = vec![
         ("url", raw.url.is_some()),
         ("urls", raw.urls.is_some()),
         ("headers", raw.headers.is_some()),
+        ("format", raw.format.is_some()),
+        ("template", raw.template.is_some()),
         ("token", raw.token.is_some()),
         ("chat_id", raw.chat_id.is_some()),
         ("topic_id", raw.topic_id.is_some()),
@@ -1266,14 +1361,16 @@ fn notifier_kind(raw: RawNotifier) -> Result<(NotifierKind, Severity), String> {
         ("secret", raw.secret.is_some()),
         ("repo", raw.repo.is_some()),
         ("labels", raw.labels.is_some()),
+        ("close_on_resolve", raw.close_on_resolve.is_some()),
+        ("generator_url", raw.generator_url.is_some()),
     ];
     let allowed: &[&str] = match type_name.as_str() {
         "stdout" => &[],
-        "webhook" => &["url", "headers"],
+        "webhook" => &["url", "headers", "format", "template"],
         "telegram" => &["token", "chat_id", "topic_id", "api_url"],
-        "feishu" => &["url", "secret"],
-        "alertmanager" => &["urls"],
-        "github" => &["repo", "token", "labels", "api_url"],
+        "feishu" => &["url", "secret", "format"],
+        "alertmanager" => &["urls", "generator_url"],
+        "github" => &["repo", "token", "labels", "api_url", "close_on_resolve"],
         other => {
             return Err(format!(
                 "unknown notifier type {other:?}: use stdout, webhook, telegram, feishu, alertmanager or github"
@@ -1294,11 +1391,23 @@ fn notifier_kind(raw: RawNotifier) -> Result<(NotifierKind, Severity), String> {
         what.filter(|s| !s.is_empty())
             .ok_or_else(|| format!("a {type_name} notifier needs `{key}`"))
     };
-    let kind = match type_name.as_str() {
+    let format = raw.format.as_ref().map(|f| f.0.as_str());
+    Ok(match type_name.as_str() {
         "stdout" => NotifierKind::Stdout,
         "webhook" => NotifierKind::Webhook {
             url: need(raw.url, "url")?,
             headers: raw.headers.unwrap_or_default(),
+            body: match (format, raw.template) {
+                (None | Some("json"), None) => WebhookBody::Json,
+                (Some("slack"), None) => WebhookBody::Slack,
+                (None, Some(template)) => WebhookBody::Template(template),
+                (Some(_), Some(_)) => return Err("give `format` or `template`, not both".into()),
+                (Some(other), None) => {
+                    return Err(format!(
+                        "webhook format {other:?} is not json or slack (or give a `template`)"
+                    ));
+                }
+            },
         },
         "telegram" => NotifierKind::Telegram {
             token: need(raw.token, "token")?,
@@ -1320,12 +1429,18 @@ fn notifier_kind(raw: RawNotifier) -> Result<(NotifierKind, Severity), String> {
         "feishu" => NotifierKind::Feishu {
             url: need(raw.url, "url")?,
             secret: raw.secret.unwrap_or_default(),
+            format: match format {
+                None | Some("text") => FeishuFormat::Text,
+                Some("card") => FeishuFormat::Card,
+                Some(other) => return Err(format!("feishu format {other:?} is not text or card")),
+            },
         },
         "alertmanager" => NotifierKind::Alertmanager {
             urls: raw
                 .urls
                 .filter(|u| !u.is_empty())
                 .ok_or("an alertmanager notifier needs `urls`")?,
+            generator_url: raw.generator_url,
         },
         "github" => NotifierKind::Github {
             repo: raw
@@ -1335,8 +1450,8 @@ fn notifier_kind(raw: RawNotifier) -> Result<(NotifierKind, Severity), String> {
             token: need(raw.token, "token")?,
             labels: raw.labels.unwrap_or_default(),
             api_url: raw.api_url.unwrap_or(Text("https://api.github.com".into())),
+            close_on_resolve: raw.close_on_resolve.unwrap_or(false),
         },
         _ => unreachable!("type names were matched above"),
-    };
-    Ok((kind, raw.min_severity))
+    })
 }

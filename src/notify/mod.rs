@@ -1,13 +1,24 @@
 //! Messages to people and where they go: routing by profile/task lists and
-//! minimum severity, and delivery by each notifier kind. Notifiers only
-//! send; the outbox in the store decides what is due and records results.
+//! minimum severity, digests and Alertmanager batches, and delivery by each
+//! notifier kind. Notifiers only send; the outbox in the store decides what
+//! is due and records results.
 
+pub mod alertmanager;
+pub mod feishu;
+pub mod github;
+pub mod telegram;
 pub mod webhook;
 
+use crate::alert::{AlertState, Status};
 use crate::clock::{Timestamp, human_duration};
-use crate::config::{Config, Notifier, NotifierKind, Profile, Severity, Task, format_number};
+use crate::config::{
+    Config, Notifier, NotifierKind, Profile, Secret, Severity, Task, format_number,
+};
+use crate::evaluate::Outgoing;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+use std::time::Duration;
 
 /// Why a message is sent.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -62,6 +73,12 @@ pub struct Message {
     /// What a restart did: stopped pids, new pid, seconds to healthy.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub remediation: Option<String>,
+    /// The task's `labels` (Alertmanager labels, GitHub context).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    /// Other signals of the task at that tick, `name = value` (evidence).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub related: Vec<String>,
 }
 
 impl Message {
@@ -96,25 +113,26 @@ impl Message {
 
     /// One line for a person: host first, then what happened.
     pub fn text(&self) -> String {
+        format!("[{}] {}", self.host, self.line())
+    }
+
+    /// What happened, without the host: `FIRING critical p/t/r: …`.
+    pub fn line(&self) -> String {
         let source = format!("{}/{}/{}", self.profile, self.task, self.rule);
         let mut text = match self.kind {
-            MessageKind::Event => format!("[{}] {}", self.host, self.summary),
-            MessageKind::Firing => format!(
-                "[{}] FIRING {} {source}: {}",
-                self.host, self.severity, self.summary
-            ),
-            MessageKind::Escalated => format!(
-                "[{}] ESCALATED to {} {source}: {}",
-                self.host, self.severity, self.summary
-            ),
+            MessageKind::Event => self.summary.clone(),
+            MessageKind::Firing => format!("FIRING {} {source}: {}", self.severity, self.summary),
+            MessageKind::Escalated => {
+                format!("ESCALATED to {} {source}: {}", self.severity, self.summary)
+            }
             MessageKind::Reminder => {
                 let since = self
                     .started_at
                     .map(|s| human_duration(self.at.since(s)))
                     .unwrap_or_default();
                 format!(
-                    "[{}] STILL FIRING for {since} {} {source}: {}",
-                    self.host, self.severity, self.summary
+                    "STILL FIRING for {since} {} {source}: {}",
+                    self.severity, self.summary
                 )
             }
             MessageKind::Resolved => {
@@ -122,14 +140,12 @@ impl Message {
                     .started_at
                     .map(|s| format!(" after {}", human_duration(self.at.since(s))))
                     .unwrap_or_default();
-                format!("[{}] RESOLVED{after} {source}: {}", self.host, self.summary)
+                format!("RESOLVED{after} {source}: {}", self.summary)
             }
-            MessageKind::Restarted => {
-                format!("[{}] RESTARTED {source}: {}", self.host, self.summary)
-            }
+            MessageKind::Restarted => format!("RESTARTED {source}: {}", self.summary),
             MessageKind::RestartFailed => format!(
-                "[{}] RESTART FAILED {} {source}: {}",
-                self.host, self.severity, self.summary
+                "RESTART FAILED {} {source}: {}",
+                self.severity, self.summary
             ),
         };
         if let Some(remediation) = &self.remediation {
@@ -153,6 +169,11 @@ impl Message {
         text
     }
 
+    /// The "source" a test route prefixes: the task.
+    pub fn source(&self) -> &str {
+        &self.task
+    }
+
     /// The JSON body a webhook receives.
     pub fn to_json(&self) -> serde_json::Value {
         serde_json::json!({
@@ -170,6 +191,7 @@ impl Message {
             "started_at": self.started_at.map(|t| t.rfc3339()),
             "at": self.at.rfc3339(),
             "remediation": self.remediation,
+            "labels": self.labels,
             "text": self.text(),
         })
     }
@@ -184,24 +206,266 @@ pub fn route<'c>(config: &'c Config, profile: &'c Profile, task: &'c Task) -> &'
         .unwrap_or(&config.defaults.notify)
 }
 
+/// Where a task's events ("Task Started: 12") go: `notify_events` of the
+/// task or profile, else wherever its alerts go.
+pub fn route_events<'c>(config: &'c Config, profile: &'c Profile, task: &'c Task) -> &'c [String] {
+    task.notify_events
+        .as_deref()
+        .or(profile.notify_events.as_deref())
+        .unwrap_or_else(|| route(config, profile, task))
+}
+
 /// Whether `notifier` takes a message of `severity`.
 pub fn accepts(notifier: &Notifier, severity: Severity) -> bool {
     severity >= notifier.min_severity
 }
 
-/// Sends one message through one notifier. Stdout messages are handed back
+/// What one outbox entry carries to one notifier.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Payload {
+    /// Several messages of one tick in one send (`digest: true`).
+    Digest {
+        digest: Vec<Message>,
+    },
+    /// Every alert firing for an Alertmanager (re-sent each tick, valid
+    /// until `valid_until`) and those resolved this tick.
+    Alerts {
+        alerts: Vec<Message>,
+        valid_until: Timestamp,
+    },
+    Single(Box<Message>),
+}
+
+impl Payload {
+    pub fn messages(&self) -> &[Message] {
+        match self {
+            Payload::Digest { digest } => digest,
+            Payload::Alerts { alerts, .. } => alerts,
+            Payload::Single(message) => std::slice::from_ref(message),
+        }
+    }
+
+    /// Stable across retries: receivers deduplicate on it.
+    pub fn id(&self) -> String {
+        match self {
+            Payload::Single(message) => message.id.clone(),
+            Payload::Digest { digest } => combined_id("digest", digest),
+            Payload::Alerts {
+                alerts,
+                valid_until,
+            } => combined_id(&format!("alerts@{}", valid_until.0), alerts),
+        }
+    }
+
+    /// The most severe message's severity.
+    pub fn severity(&self) -> Severity {
+        self.messages()
+            .iter()
+            .map(|m| m.severity)
+            .max()
+            .unwrap_or(Severity::Info)
+    }
+
+    /// For a person: one message's line, or a digest's header and lines.
+    pub fn text(&self) -> String {
+        match self {
+            Payload::Single(message) => message.text(),
+            Payload::Digest { digest } | Payload::Alerts { alerts: digest, .. } => {
+                let Some(first) = digest.first() else {
+                    return String::new();
+                };
+                let mut text = format!(
+                    "[{}] {}: {} changes",
+                    first.host,
+                    first.profile,
+                    digest.len()
+                );
+                for message in digest {
+                    text.push_str("\n• ");
+                    text.push_str(&message.line());
+                }
+                text
+            }
+        }
+    }
+}
+
+fn combined_id(kind: &str, messages: &[Message]) -> String {
+    let mut hash = Sha256::new();
+    hash.update(kind.as_bytes());
+    for message in messages {
+        hash.update([0u8]);
+        hash.update(message.id.as_bytes());
+    }
+    hash.finalize()
+        .iter()
+        .take(12)
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// One outbox entry: a payload for one notifier.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Envelope {
+    pub notifier: String,
+    pub payload: Payload,
+}
+
+/// Turns this tick's messages into outbox entries: one per message and
+/// notifier, one digest per digest notifier, and for each Alertmanager
+/// every alert of its tasks firing after this tick plus those resolved in
+/// it. `alerts` holds the profile's alert states after the tick.
+pub fn envelopes(
+    config: &Config,
+    profile: &Profile,
+    outgoing: &[Outgoing],
+    alerts: &[AlertState],
+    now: Timestamp,
+) -> Vec<Envelope> {
+    let mut envelopes = Vec::new();
+    let mut digests: BTreeMap<&str, Vec<Message>> = BTreeMap::new();
+    for out in outgoing {
+        for name in &out.notifiers {
+            let Some(notifier) = config.notifier(name) else {
+                continue;
+            };
+            match notifier.kind {
+                NotifierKind::Alertmanager { .. } => {}
+                _ if notifier.digest => digests.entry(name).or_default().push(out.message.clone()),
+                _ => envelopes.push(Envelope {
+                    notifier: name.clone(),
+                    payload: Payload::Single(Box::new(out.message.clone())),
+                }),
+            }
+        }
+    }
+    for (name, mut messages) in digests {
+        let payload = if messages.len() == 1 {
+            Payload::Single(Box::new(messages.remove(0)))
+        } else {
+            Payload::Digest { digest: messages }
+        };
+        envelopes.push(Envelope {
+            notifier: name.to_string(),
+            payload,
+        });
+    }
+    for notifier in config
+        .notifiers
+        .iter()
+        .filter(|n| matches!(n.kind, NotifierKind::Alertmanager { .. }))
+    {
+        if let Some(payload) = alertmanager_batch(config, profile, notifier, outgoing, alerts, now)
+        {
+            envelopes.push(Envelope {
+                notifier: notifier.name.clone(),
+                payload,
+            });
+        }
+    }
+    envelopes
+}
+
+/// Every alert an Alertmanager must hear about this tick: those firing (it
+/// forgets alerts not re-sent before their end) and those resolved now.
+fn alertmanager_batch(
+    config: &Config,
+    profile: &Profile,
+    notifier: &Notifier,
+    outgoing: &[Outgoing],
+    alerts: &[AlertState],
+    now: Timestamp,
+) -> Option<Payload> {
+    let routed = |task: &str| {
+        profile
+            .tasks
+            .iter()
+            .find(|t| t.name == task)
+            .is_some_and(|t| route(config, profile, t).contains(&notifier.name))
+    };
+    let labels = |task: &str| {
+        profile
+            .tasks
+            .iter()
+            .find(|t| t.name == task)
+            .map(|t| t.labels.clone())
+            .unwrap_or_default()
+    };
+    let mut batch: Vec<Message> = alerts
+        .iter()
+        .filter(|a| a.status == Status::Firing && a.key.profile == profile.name)
+        .filter(|a| accepts(notifier, a.severity) && routed(&a.key.task))
+        .map(|a| Message {
+            // The same id for the whole incident: Alertmanager keys on labels.
+            id: Message::make_id(
+                &config.host,
+                &a.key.profile,
+                &a.key.task,
+                &a.key.rule,
+                MessageKind::Firing,
+                a.since,
+            ),
+            kind: MessageKind::Firing,
+            host: config.host.clone(),
+            profile: a.key.profile.clone(),
+            task: a.key.task.clone(),
+            rule: a.key.rule.clone(),
+            severity: a.severity,
+            summary: a.summary.clone(),
+            value: a.value,
+            threshold: a.threshold.clone(),
+            started_at: Some(a.since),
+            at: now,
+            remediation: None,
+            labels: labels(&a.key.task),
+            related: Vec::new(),
+        })
+        .collect();
+    batch.extend(
+        outgoing
+            .iter()
+            .filter(|o| o.notifiers.contains(&notifier.name))
+            .map(|o| &o.message)
+            .filter(|m| matches!(m.kind, MessageKind::Resolved | MessageKind::Restarted))
+            .cloned(),
+    );
+    if batch.is_empty() {
+        return None;
+    }
+    // Valid for three intervals of the profile's schedule: a missed tick
+    // or two does not resolve it, a dead monitor does.
+    let interval = profile_interval(profile, now).unwrap_or(Duration::from_secs(300));
+    let valid_until = now.plus_millis(3 * i64::try_from(interval.as_millis()).unwrap_or(300_000));
+    Some(Payload::Alerts {
+        alerts: batch,
+        valid_until,
+    })
+}
+
+/// The time between two runs of the profile around `now`.
+pub fn profile_interval(profile: &Profile, now: Timestamp) -> Option<Duration> {
+    let at = now.to_chrono()?;
+    let next = profile.cron.next_after(&at)?;
+    let after = profile.cron.next_after(&next)?;
+    (after - next).to_std().ok()
+}
+
+/// Sends one payload through one notifier. Stdout messages are handed back
 /// for the report to print (so `--quiet` and `--format json` stay clean).
 pub enum Sent {
     Done,
     Console(String),
 }
 
-/// Why a delivery failed, and whether trying again can help.
+/// Why a delivery failed, and whether and when trying again can help.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Failure {
     pub error: String,
-    /// The receiver rejected this message (a 4xx): retrying cannot help.
+    /// The receiver rejected this message for good (a 4xx): dead-letter it.
     pub permanent: bool,
+    /// The receiver asked to wait this long (HTTP 429 `retry_after`).
+    pub retry_after: Option<Duration>,
 }
 
 impl Failure {
@@ -209,6 +473,7 @@ impl Failure {
         Failure {
             error: error.into(),
             permanent: false,
+            retry_after: None,
         }
     }
 
@@ -217,26 +482,113 @@ impl Failure {
         Failure {
             error: format!("the receiver answered HTTP {status}"),
             permanent: (400..500).contains(&status) && status != 408 && status != 429,
+            retry_after: None,
         }
     }
 }
 
-/// Delivers `message` through `notifier`, or says why it could not.
-pub fn deliver(
-    notifier: &Notifier,
-    message: &Message,
-    timeout: std::time::Duration,
-) -> Result<Sent, Failure> {
-    match &notifier.kind {
-        NotifierKind::Stdout => Ok(Sent::Console(message.text())),
-        NotifierKind::Webhook { url, headers } => {
-            webhook::send(url, headers, message, timeout).map(|()| Sent::Done)
-        }
-        other => Err(Failure::transient(format!(
-            "{} notifier is not supported yet",
-            other.type_name()
-        ))),
+/// Replaces every secret in `text` (tokens, keyed URLs) by `[redacted]`.
+pub fn redact(text: &str, secrets: &[&str]) -> String {
+    let mut text = text.to_string();
+    for secret in secrets.iter().filter(|s| !s.is_empty()) {
+        text = text.replace(secret, "[redacted]");
     }
+    text
+}
+
+/// The seed-001 test route: with `TELEGRAM_TEST_CHAT_ID` set, every
+/// telegram message goes to that chat (via `TELEGRAM_BOT_TOKEN_DEFAULT`
+/// when set), prefixed with its source, without topic threading.
+#[derive(Clone, Debug)]
+pub struct TelegramTestRoute {
+    pub chat_id: String,
+    pub token: Option<Secret>,
+}
+
+impl TelegramTestRoute {
+    pub fn from_env() -> Option<TelegramTestRoute> {
+        let chat_id = std::env::var("TELEGRAM_TEST_CHAT_ID")
+            .ok()
+            .filter(|c| !c.trim().is_empty())?;
+        let token = std::env::var("TELEGRAM_BOT_TOKEN_DEFAULT")
+            .ok()
+            .filter(|t| !t.trim().is_empty())
+            .map(|t| Secret::new(t.trim()));
+        Some(TelegramTestRoute {
+            chat_id: chat_id.trim().to_string(),
+            token,
+        })
+    }
+}
+
+/// What delivery needs besides the notifier and the payload.
+pub struct Context<'a> {
+    pub timeout: Duration,
+    pub now: Timestamp,
+    pub telegram_test: Option<&'a TelegramTestRoute>,
+}
+
+/// Delivers `payload` through `notifier`, or says why it could not. No
+/// secret of the notifier survives in the error.
+pub fn deliver(notifier: &Notifier, payload: &Payload, context: &Context) -> Result<Sent, Failure> {
+    let result = match &notifier.kind {
+        NotifierKind::Stdout => return Ok(Sent::Console(payload.text())),
+        NotifierKind::Webhook { url, headers, body } => {
+            webhook::send(url, headers, body, payload, context)
+        }
+        NotifierKind::Telegram {
+            token,
+            chat_id,
+            topic_id,
+            api_url,
+        } => {
+            let target = telegram::Target {
+                token,
+                chat_id: chat_id.as_str(),
+                topic_id: *topic_id,
+                api_url: api_url.as_str(),
+            };
+            telegram::send(&target, payload, context)
+        }
+        NotifierKind::Feishu {
+            url,
+            secret,
+            format,
+        } => feishu::send(url, secret, *format, payload, context),
+        NotifierKind::Alertmanager {
+            urls,
+            generator_url,
+        } => alertmanager::send(
+            urls,
+            generator_url.as_ref().map(|u| u.as_str()),
+            payload,
+            context,
+        ),
+        NotifierKind::Github {
+            repo,
+            token,
+            labels,
+            api_url,
+            close_on_resolve,
+        } => {
+            let target = github::Target {
+                repo: repo.as_str(),
+                token,
+                labels,
+                api_url: api_url.as_str(),
+                close_on_resolve: *close_on_resolve,
+            };
+            github::send(&target, payload, context)
+        }
+    };
+    let mut secrets = notifier.kind.secrets();
+    if let Some(token) = context.telegram_test.and_then(|t| t.token.as_ref()) {
+        secrets.push(token.expose());
+    }
+    result.map(|()| Sent::Done).map_err(|mut failure| {
+        failure.error = redact(&failure.error, &secrets);
+        failure
+    })
 }
 
 #[cfg(test)]
@@ -258,6 +610,8 @@ mod tests {
             started_at: Some(Timestamp(0)),
             at: Timestamp(185_000),
             remediation: None,
+            labels: BTreeMap::new(),
+            related: Vec::new(),
         }
     }
 

@@ -123,6 +123,17 @@ impl Signals {
         (!matching.is_empty()).then(|| matching.iter().map(|(_, v)| v).sum())
     }
 
+    /// Up to `limit` named signals as `name = value` lines (without the
+    /// `probe.` duplicates), for the evidence part of a message.
+    pub fn evidence(&self, limit: usize) -> Vec<String> {
+        self.named
+            .iter()
+            .filter(|(name, _)| !name.contains('.'))
+            .take(limit)
+            .map(|(name, value)| format!("{name} = {}", crate::config::format_number(*value)))
+            .collect()
+    }
+
     /// How many scraped series there are.
     pub fn series_count(&self) -> usize {
         self.series.values().map(Vec::len).sum()
