@@ -529,7 +529,7 @@ impl Store {
     /// How many sends to `notifier` succeeded since `since` (rate limits).
     pub fn delivered_since(&self, notifier: &str, since: Timestamp) -> Result<u32> {
         Ok(self.conn.query_row(
-            "SELECT count(*) FROM outbox WHERE notifier = ?1 AND delivered_at >= ?2",
+            "SELECT count(*) FROM outbox WHERE notifier = ?1 AND delivered_at > ?2",
             params![notifier, since.0],
             |r| r.get(0),
         )?)

@@ -419,6 +419,20 @@ mod tests {
     }
 
     #[test]
+    fn notifiers_take_every_severity_unless_told() {
+        let yaml = MINIMAL.replace("profiles:", "notifiers:\n  hook: { type: webhook, url: \"http://127.0.0.1:9/\" }\n  pager: { type: webhook, url: \"http://127.0.0.1:9/\", min_severity: critical }\nprofiles:");
+        let config = load_str(&yaml).unwrap();
+        assert_eq!(
+            config.notifier("hook").unwrap().min_severity,
+            values::Severity::Info
+        );
+        assert_eq!(
+            config.notifier("pager").unwrap().min_severity,
+            values::Severity::Critical
+        );
+    }
+
+    #[test]
     fn unknown_key_names_file_line_column_and_key() {
         let yaml = MINIMAL.replace("        http:", "        bogus: 1\n        http:");
         let err = load_str(&yaml).unwrap_err();

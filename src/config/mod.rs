@@ -1280,7 +1280,8 @@ impl NotifierKind {
 struct RawNotifier {
     #[serde(rename = "type")]
     kind: String,
-    #[serde(default)]
+    /// Everything by default, info events included.
+    #[serde(default = "everything")]
     min_severity: Severity,
     #[serde(default)]
     digest: bool,
@@ -1344,6 +1345,10 @@ impl<'de> Deserialize<'de> for Notifier {
             rate_limit,
         })
     }
+}
+
+fn everything() -> Severity {
+    Severity::Info
 }
 
 fn notifier_kind(raw: RawNotifier) -> Result<NotifierKind, String> {

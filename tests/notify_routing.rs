@@ -1,0 +1,271 @@
+//! Routing and noise control end to end: digests, event routes, rate
+//! limits, Slack-style and templated webhooks, a receiver down for ten
+//! ticks, and secrets that never leak into output, logs or the database.
+
+mod common;
+use common::*;
+
+use std::collections::BTreeSet;
+
+/// jobs.yaml with `tasks` failing http tasks against `api` and the given
+/// notifiers / profile keys.
+fn jobs(api: &str, tasks: usize, notifiers: &str, profile_extra: &str, top: &str) -> String {
+    let mut yaml = format!(
+        "version: 1\nhost: test-host\n{top}notifiers:\n{notifiers}profiles:\n  p:\n    cron: \"* * * * *\"\n{profile_extra}    tasks:\n"
+    );
+    for n in 0..tasks {
+        yaml.push_str(&format!(
+            "      - name: api-{n}\n        http: {{ url: \"{api}\", timeout: 2s }}\n"
+        ));
+    }
+    yaml
+}
+
+#[test]
+fn five_failing_tasks_make_one_digest_listing_all_five() {
+    let api = TestServer::start(Reply::status(500));
+    let hook = TestServer::start(Reply::status(200));
+    let ws = Workspace::new(&jobs(
+        &api.url("/health"),
+        5,
+        &format!(
+            "  hook: {{ type: webhook, url: \"{}\", format: slack, digest: true }}\n",
+            hook.url("/hook")
+        ),
+        "    notify: [console, hook]\n",
+        "",
+    ));
+    let out = ws.run_at(minute(0), "p", &[]);
+    assert_exit(&out, 1);
+    let posts = hook.requests();
+    assert_eq!(posts.len(), 1, "one message for the whole tick");
+    let text = posts[0].json()["text"].as_str().unwrap().to_string();
+    assert!(text.starts_with("[test-host] p: 5 changes"), "{text}");
+    for n in 0..5 {
+        assert!(
+            text.contains(&format!("FIRING critical p/api-{n}/health")),
+            "{text}"
+        );
+    }
+    // The console is not a digest: five lines.
+    assert_eq!(notifications(&out).len(), 5);
+    // A quiet tick sends nothing; recovery is one digest again.
+    assert_exit(&ws.run_at(minute(1), "p", &[]), 1);
+    assert_eq!(hook.requests().len(), 1);
+    api.set(Reply::status(200));
+    assert_exit(&ws.run_at(minute(2), "p", &[]), 0);
+    assert_eq!(hook.requests().len(), 2);
+    assert!(
+        hook.requests()[1].json()["text"]
+            .as_str()
+            .unwrap()
+            .contains("5 changes")
+    );
+}
+
+#[test]
+fn events_can_go_where_alerts_do_not() {
+    let hook = TestServer::start(Reply::status(200));
+    let ws = Workspace::new("");
+    let log = ws.path().join("prover.log");
+    std::fs::write(&log, "").unwrap();
+    ws.write_config(&format!(
+        r#"version: 1
+host: test-host
+notifiers:
+  events: {{ type: webhook, url: "{}" }}
+profiles:
+  p:
+    cron: "* * * * *"
+    notify: [console]
+    notify_events: [events]
+    tasks:
+      - name: prover
+        log:
+          path: prover.log
+          events: [{{ regex: "task started: (?P<id>\\d+)", message: "Task Started: {{id}}" }}]
+"#,
+        hook.url("/events")
+    ));
+    assert_exit(&ws.run_at(minute(0), "p", &[]), 0);
+    std::fs::write(&log, "task started: 42\n").unwrap();
+    let out = ws.run_at(minute(1), "p", &[]);
+    assert!(
+        notifications(&out).is_empty(),
+        "events skip the console: {}",
+        stdout(&out)
+    );
+    let posts = hook.requests();
+    assert_eq!(posts.len(), 1, "{}", stdout(&out));
+    assert_eq!(posts[0].json()["text"], "[test-host] Task Started: 42");
+}
+
+#[test]
+fn a_rate_limit_holds_the_rest_for_later_ticks_and_loses_nothing() {
+    let api = TestServer::start(Reply::status(500));
+    let hook = TestServer::start(Reply::status(200));
+    let ws = Workspace::new(&jobs(
+        &api.url("/health"),
+        5,
+        &format!(
+            "  hook: {{ type: webhook, url: \"{}\", rate_limit: {{ messages: 2, per: 1m }} }}\n",
+            hook.url("/hook")
+        ),
+        "    notify: [hook]\n",
+        "",
+    ));
+    let mut per_tick = Vec::new();
+    for n in 0..4 {
+        ws.run_at(minute(n), "p", &[]);
+        per_tick.push(hook.requests().len());
+    }
+    assert_eq!(
+        per_tick,
+        [2, 4, 5, 5],
+        "two a minute until the five are out"
+    );
+    let ids: BTreeSet<String> = hook
+        .requests()
+        .iter()
+        .map(|r| r.json()["id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(ids.len(), 5);
+}
+
+#[test]
+fn a_template_shapes_the_body() {
+    let api = TestServer::start(Reply::status(500));
+    let hook = TestServer::start(Reply::status(200));
+    let ws = Workspace::new(&jobs(
+        &api.url("/health"),
+        1,
+        &format!(
+            "  hook: {{ type: webhook, url: \"{}\", template: {{ title: \"{{severity}} on {{host}}\", body: \"{{summary}}\", n: 1 }} }}\n",
+            hook.url("/hook")
+        ),
+        "    notify: [hook]\n",
+        "",
+    ));
+    ws.run_at(minute(0), "p", &[]);
+    let body = hook.requests()[0].json();
+    assert_eq!(body["title"], "critical on test-host");
+    assert!(body["body"].as_str().unwrap().contains("HTTP 500"));
+    assert_eq!(body["n"], 1);
+}
+
+#[test]
+fn a_receiver_down_for_ten_ticks_gets_every_message_once_after() {
+    let api = TestServer::start(Reply::status(500));
+    let hook = TestServer::start(Reply::status(503));
+    let ws = Workspace::new(&jobs(
+        &api.url("/health"),
+        1,
+        &format!(
+            "  hook: {{ type: webhook, url: \"{}\" }}\n",
+            hook.url("/hook")
+        ),
+        "    notify: [console, hook]\n",
+        "defaults: { cooldown: 3m }\n",
+    ));
+    let mut console = Vec::new();
+    let mut tick = 0;
+    // Ten ticks down: firing, reminders, a resolution and a new firing.
+    for n in 0..10 {
+        api.set(Reply::status(if n == 6 { 200 } else { 500 }));
+        console.extend(notifications(&ws.run_at(minute(n), "p", &[])));
+        tick = n + 1;
+    }
+    assert!(hook.requests().iter().all(|_| true));
+    hook.clear();
+    hook.set(Reply::status(200));
+    // Back up: later ticks deliver the backlog (retries back off to 4 min).
+    api.set(Reply::status(200));
+    for n in tick..tick + 20 {
+        console.extend(notifications(&ws.run_at(minute(n), "p", &[])));
+    }
+    let received: Vec<String> = hook
+        .requests()
+        .iter()
+        .map(|r| r.json()["text"].as_str().unwrap().to_string())
+        .collect();
+    let ids: Vec<String> = hook
+        .requests()
+        .iter()
+        .map(|r| r.json()["id"].as_str().unwrap().to_string())
+        .collect();
+    let unique: BTreeSet<&String> = ids.iter().collect();
+    assert_eq!(unique.len(), ids.len(), "no message twice: {received:#?}");
+    assert_eq!(received, console, "every message, in order, once");
+    assert!(console.len() >= 5, "{console:#?}");
+    assert_eq!(
+        ws.count("SELECT count(*) FROM outbox WHERE delivered_at IS NULL"),
+        0
+    );
+}
+
+#[test]
+fn secrets_never_reach_output_logs_or_the_database() {
+    let api = TestServer::start(Reply::status(500));
+    let down = closed_port();
+    let hook_key = "hook-key-7f3a9c";
+    let token = "123456:TOKEN-s3cr3t-abc";
+    let ws = Workspace::new("");
+    ws.write_config(&format!(
+        r#"version: 1
+host: test-host
+log_file: monitor.log
+notifiers:
+  hook: {{ type: webhook, url: "http://127.0.0.1:{down}/{hook_key}", headers: {{ Authorization: "Bearer ${{HOOK_TOKEN}}" }} }}
+  tg: {{ type: telegram, token: "${{TG_TOKEN}}", chat_id: "-100", api_url: "http://127.0.0.1:{down}" }}
+profiles:
+  p:
+    cron: "* * * * *"
+    notify: [console, hook, tg]
+    tasks:
+      - name: api
+        http: {{ url: "{}", timeout: 2s }}
+"#,
+        api.url("/health")
+    ));
+    let run = |args: &[&str], at: i64| {
+        ws.command()
+            .env("MONITOR_NOW", at.to_string())
+            .env("HOOK_TOKEN", "bearer-s3cr3t-xyz")
+            .env("TG_TOKEN", token)
+            .args(["--log-level", "debug", "run", "p"])
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let mut seen = String::new();
+    for (n, args) in [
+        (0, &[][..]),
+        (1, &["--dry-run"][..]),
+        (5, &[][..]),
+        (6, &["--format", "json"][..]),
+    ] {
+        let out = run(args, minute(n));
+        seen.push_str(&stdout(&out));
+        seen.push_str(&stderr(&out));
+    }
+    let out = ws
+        .command()
+        .args(["alerts", "--format", "json"])
+        .output()
+        .unwrap();
+    seen.push_str(&stdout(&out));
+    assert!(
+        seen.contains("NOT sent to hook"),
+        "the failures were reported: {seen}"
+    );
+    let mut files = vec![ws.path().join("monitor.log")];
+    for entry in std::fs::read_dir(ws.path().join("state")).unwrap() {
+        files.push(entry.unwrap().path());
+    }
+    for file in files.iter().filter(|f| f.is_file()) {
+        seen.push_str(&String::from_utf8_lossy(&std::fs::read(file).unwrap()));
+    }
+    for secret in [hook_key, token, "TOKEN-s3cr3t", "bearer-s3cr3t-xyz"] {
+        assert!(!seen.contains(secret), "{secret} leaked");
+    }
+}
