@@ -15,11 +15,18 @@ use std::path::{Path, PathBuf};
 
 /// Numbered SQL files from `migrations/`, applied in order. A test checks
 /// that every file in the folder is listed here.
-pub const MIGRATIONS: &[(u32, &str, &str)] = &[(
-    1,
-    "0001_init.sql",
-    include_str!("../migrations/0001_init.sql"),
-)];
+pub const MIGRATIONS: &[(u32, &str, &str)] = &[
+    (
+        1,
+        "0001_init.sql",
+        include_str!("../migrations/0001_init.sql"),
+    ),
+    (
+        2,
+        "0002_operations.sql",
+        include_str!("../migrations/0002_operations.sql"),
+    ),
+];
 
 /// An open database.
 pub struct Store {
