@@ -1,6 +1,7 @@
 //! The command line: argument parsing, logging setup, and one function per
 //! command that calls the library and maps the result to an exit code.
 
+use crate::admin;
 use crate::clock;
 use crate::config::{self, Config};
 use crate::error::{Error, exit};
@@ -93,6 +94,76 @@ pub enum Command {
         status: Option<HistoryStatus>,
         #[arg(long, value_enum, default_value = "text")]
         format: Format,
+    },
+    /// Serve the read-only alerts API: /healthz, /v1/alerts, /v1/runs, /v1/silences, /metrics
+    Serve {
+        /// host:port to listen on; beyond loopback only with $MONITOR_API_TOKEN set
+        #[arg(long, default_value = crate::api::DEFAULT_BIND, value_name = "ADDR")]
+        bind: String,
+    },
+    /// Hold a task's notifications and restarts for a while
+    #[command(subcommand)]
+    Silence(SilenceCommand),
+    /// Read and change the monitor_state table, or import legacy cache files
+    #[command(subcommand)]
+    State(StateCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum SilenceCommand {
+    /// Silence a task (or one of its rules): alerts are still recorded, nothing is sent or restarted
+    Add {
+        #[arg(long, value_name = "TASK")]
+        task: String,
+        /// Only this profile [default: the task in every profile]
+        #[arg(long, value_name = "PROFILE")]
+        profile: Option<String>,
+        /// Only this rule [default: every rule of the task]
+        #[arg(long, value_name = "RULE")]
+        rule: Option<String>,
+        /// How long, e.g. 30m, 2h
+        #[arg(long = "for", value_name = "DURATION")]
+        duration: crate::config::Duration,
+        /// Why, for the record and the people who wonder
+        #[arg(long)]
+        reason: String,
+    },
+    /// Active silences (all, ended ones too, with --all)
+    List {
+        #[arg(long)]
+        all: bool,
+        #[arg(long, value_enum, default_value = "text")]
+        format: Format,
+    },
+    /// End a silence now
+    Remove { id: i64 },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum StateCommand {
+    /// Every namespace/key/value (or one namespace's)
+    List {
+        #[arg(long, value_name = "NS")]
+        namespace: Option<String>,
+    },
+    /// One value
+    Get { namespace: String, key: String },
+    /// Set one value
+    Set {
+        namespace: String,
+        key: String,
+        value: String,
+    },
+    /// Delete one value
+    Delete { namespace: String, key: String },
+    /// Import legacy text cache files: each file's name is a key, its content the value
+    Import {
+        dir: PathBuf,
+        #[arg(long, default_value = "cache", value_name = "NS")]
+        namespace: String,
+        /// Replace values already in the database (by default they are kept)
+        #[arg(long)]
+        overwrite: bool,
     },
 }
 
@@ -288,25 +359,152 @@ fn dispatch(cli: &Cli) -> Result<u8, Error> {
                 status: status.map(|s| s.as_str().to_string()),
                 ..HistoryFilter::default()
             };
-            let rows = match Store::open_read_only(&config.state).map_err(Error::Tool)? {
-                Some(store) => store.history(&filter).map_err(Error::Tool)?,
-                None => Vec::new(),
-            };
+            let now = clock::now().map_err(Error::Usage)?;
+            let (rows, silences) =
+                match Store::open_read_only(&config.state).map_err(Error::Tool)? {
+                    Some(store) => (
+                        store.history(&filter).map_err(Error::Tool)?,
+                        store.silences(Some(now)).map_err(Error::Tool)?,
+                    ),
+                    None => Default::default(),
+                };
             print(&match format {
-                Format::Text => report::history_text(&rows),
+                Format::Text => admin::silences_text(&silences, now) + &report::history_text(&rows),
                 Format::Json => format!("{:#}\n", report::history_json(&rows)),
             });
             Ok(exit::OK)
         }
+        Command::Serve { bind } => {
+            let config = load_config(cli)?;
+            init_logging(cli.log_level, false, true, &config);
+            let options = crate::api::ServeOptions {
+                bind: bind.clone(),
+                db: cli.db.clone(),
+                token: crate::api::token_from_env(),
+            };
+            crate::api::serve(config, &options)
+        }
+        Command::Silence(command) => silence(cli, command),
+        Command::State(command) => state(cli, command),
     }
 }
 
+fn silence(cli: &Cli, command: &SilenceCommand) -> Result<u8, Error> {
+    let config = load_config(cli)?;
+    let now = clock::now().map_err(Error::Usage)?;
+    let text = match command {
+        SilenceCommand::Add {
+            task,
+            profile,
+            rule,
+            duration,
+            reason,
+        } => {
+            let new = admin::NewSilence {
+                profile: profile.as_deref(),
+                task,
+                rule: rule.as_deref(),
+                duration: *duration,
+                reason,
+            };
+            admin::add_silence(&config, &new, now)?
+        }
+        SilenceCommand::Remove { id } => admin::remove_silence(&config, *id, now)?,
+        SilenceCommand::List { all, format } => {
+            let silences = admin::silences(&config, *all, now)?;
+            match format {
+                Format::Json => format!("{:#}\n", serde_json::json!(silences)),
+                Format::Text if silences.is_empty() => "no active silences\n".to_string(),
+                Format::Text => admin::silences_text(&silences, now),
+            }
+        }
+    };
+    print(&text);
+    Ok(exit::OK)
+}
+
+fn state(cli: &Cli, command: &StateCommand) -> Result<u8, Error> {
+    let config = load_config(cli)?;
+    let now = clock::now().map_err(Error::Usage)?;
+    let read = || Store::open_read_only(&config.state).map_err(Error::Tool);
+    let write = || Store::open(&config.state).map_err(Error::Tool);
+    match command {
+        StateCommand::List { namespace } => {
+            let rows = match read()? {
+                Some(store) => store
+                    .state_rows(namespace.as_deref())
+                    .map_err(Error::Tool)?,
+                None => Vec::new(),
+            };
+            print(
+                &rows
+                    .iter()
+                    .map(|(ns, k, v)| format!("{ns}\t{k}\t{v}\n"))
+                    .collect::<String>(),
+            );
+        }
+        StateCommand::Get { namespace, key } => {
+            let rows = match read()? {
+                Some(store) => store.state_rows(Some(namespace)).map_err(Error::Tool)?,
+                None => Vec::new(),
+            };
+            match rows.into_iter().find(|(_, k, _)| k == key) {
+                Some((_, _, value)) => print(&format!("{value}\n")),
+                None => return Err(Error::Usage(format!("no value for {namespace}/{key}"))),
+            }
+        }
+        StateCommand::Set {
+            namespace,
+            key,
+            value,
+        } => {
+            write()?
+                .set_state(namespace, key, Some(value), now)
+                .map_err(Error::Tool)?;
+        }
+        StateCommand::Delete { namespace, key } => {
+            if !write()?
+                .set_state(namespace, key, None, now)
+                .map_err(Error::Tool)?
+            {
+                return Err(Error::Usage(format!("no value for {namespace}/{key}")));
+            }
+        }
+        StateCommand::Import {
+            dir,
+            namespace,
+            overwrite,
+        } => {
+            let done = admin::import(&config, dir, namespace, *overwrite, now)?;
+            let mut text = format!(
+                "imported into {namespace}: {} added, {} overwritten, {} kept{}\n",
+                done.added,
+                done.overwritten,
+                done.kept,
+                if *overwrite {
+                    ""
+                } else {
+                    " (existing values win; --overwrite replaces them)"
+                }
+            );
+            for skipped in &done.skipped {
+                text.push_str(&format!("skipped {skipped}\n"));
+            }
+            print(&text);
+        }
+    }
+    Ok(exit::OK)
+}
+
 fn list(config: &Config, format: Format) -> Result<u8, Error> {
-    let last_runs = match Store::open_read_only(&config.state).map_err(Error::Tool)? {
-        Some(store) => store.last_runs().map_err(Error::Tool)?,
+    let now = clock::now().map_err(Error::Usage)?;
+    let (last_runs, silences) = match Store::open_read_only(&config.state).map_err(Error::Tool)? {
+        Some(store) => (
+            store.last_runs().map_err(Error::Tool)?,
+            store.silences(Some(now)).map_err(Error::Tool)?,
+        ),
         None => Default::default(),
     };
-    let now = clock::now().map_err(Error::Usage)?;
     let local_now = now.to_chrono().map(|t| t.with_timezone(&chrono::Local));
     let rows: Vec<report::ProfileListing> = config
         .profiles
@@ -321,11 +519,20 @@ fn list(config: &Config, format: Format) -> Result<u8, Error> {
                 .and_then(|t| p.cron.next_after(t))
                 .map(|t| clock::Timestamp(t.timestamp_millis())),
             last: last_runs.get(&p.name),
+            overdue: p.enabled
+                && last_runs
+                    .get(&p.name)
+                    .is_some_and(|run| p.cron.overdue(run.started_at, now)),
+            held: crate::silence::maintenance(&p.maintenance, now)
+                .map(|(ends, reason)| format!("in maintenance until {ends} ({reason})")),
         })
         .collect();
     print(&match format {
-        Format::Text => report::list_text(&rows),
-        Format::Json => format!("{:#}\n", report::list_json(&rows)),
+        Format::Text => report::list_text(&rows) + &admin::silences_text(&silences, now),
+        Format::Json => format!(
+            "{:#}\n",
+            serde_json::json!({ "profiles": report::list_json(&rows), "silences": silences })
+        ),
     });
     Ok(exit::OK)
 }

@@ -9,6 +9,7 @@ use crate::notify::{self, Message, MessageKind};
 use crate::probe::{CheckStatus, Observation, TaskState};
 use crate::remediate::{Book, Decision, Remediation};
 use crate::rule;
+use crate::silence;
 use std::collections::{BTreeMap, BTreeSet};
 
 pub use crate::config::{HEALTH_RULE, RESTART_LOOP_RULE};
@@ -22,6 +23,8 @@ pub struct Prior {
     pub alerts: BTreeMap<AlertKey, AlertState>,
     /// Each task's remembered values: probe state and its restart book.
     pub tasks: BTreeMap<String, TaskState>,
+    /// Silences of this profile that are not over (the tick checks times).
+    pub silences: Vec<crate::silence::Silence>,
 }
 
 /// One task's observation this tick.
@@ -114,7 +117,14 @@ pub fn evaluate(
     let mut outcome = Outcome::default();
     let mut live_keys = BTreeSet::new();
     for run in runs {
-        let scope = Scope::new(config, profile, run.task, &run.observation, now);
+        let scope = Scope::new(
+            config,
+            profile,
+            run.task,
+            &run.observation,
+            &prior.silences,
+            now,
+        );
         let result = scope.evaluate_task(prior, &run.observation, &mut outcome, &mut live_keys);
         outcome.tasks.push(result);
     }
@@ -170,6 +180,9 @@ pub(crate) struct Scope<'a> {
     pub now: Timestamp,
     /// The task's signals this tick, `name = value`, as evidence in messages.
     pub related: Vec<String>,
+    /// Silences of the profile; and why the whole task is held, if it is.
+    pub silences: &'a [silence::Silence],
+    pub task_hold: Option<String>,
 }
 
 impl<'a> Scope<'a> {
@@ -178,6 +191,7 @@ impl<'a> Scope<'a> {
         profile: &'a Profile,
         task: &'a Task,
         observation: &Observation,
+        silences: &'a [silence::Silence],
         now: Timestamp,
     ) -> Self {
         Scope {
@@ -187,6 +201,8 @@ impl<'a> Scope<'a> {
             notifiers: notify::route(config, profile, task),
             now,
             related: observation.signals.evidence(24),
+            silences,
+            task_hold: silence::task_hold(profile, task, silences, now),
         }
     }
 
@@ -203,7 +219,13 @@ impl<'a> Scope<'a> {
     ) -> TaskResult {
         let task = self.task;
         let book = Book::load(prior.tasks.get(&task.name));
-        for (index, event) in observation.events.iter().enumerate() {
+        // A held task says nothing, events included.
+        let events = if self.task_hold.is_some() {
+            &[][..]
+        } else {
+            &observation.events[..]
+        };
+        for (index, event) in events.iter().enumerate() {
             let mut message = self.message(
                 MessageKind::Event,
                 &event.name,
@@ -272,6 +294,9 @@ impl<'a> Scope<'a> {
         }
         let remediation = task.remediate.as_ref().and_then(|remediate| {
             let (key, summary) = trigger?;
+            if let Some(why) = silence::key_hold(self.task_hold.as_deref(), self.silences, &key, self.now) {
+                return Some(Remediation::Held { why: format!("restart held: {why}") });
+            }
             Some(match book.decide(remediate, self.now) {
                 Decision::Go => Remediation::Planned { trigger: key, summary },
                 Decision::Cooldown { next } => Remediation::Held {
@@ -646,12 +671,21 @@ impl<'a> Scope<'a> {
         verdict: &Verdict,
         outcome: &mut Outcome,
     ) {
-        if step.state.as_ref() != before {
-            outcome.alerts.insert(key.clone(), step.state.clone());
+        let hold = silence::key_hold(self.task_hold.as_deref(), self.silences, key, self.now);
+        let mut state = step.state.clone();
+        if let (Some(_), Some(state), true) = (&hold, &mut state, step.notify) {
+            // Held: not notified, so the alert is told once the hold ends.
+            state.last_notified = None;
+        }
+        if state.as_ref() != before {
+            outcome.alerts.insert(key.clone(), state);
         }
         let Some(transition) = step.transition else {
             return;
         };
+        if hold.is_some() && transition == Transition::Reminder {
+            return;
+        }
         // The state that explains the transition: the new one, or for a
         // resolution the one that was firing.
         let Some(shown) = step.state.as_ref().or(before) else {
@@ -662,15 +696,19 @@ impl<'a> Scope<'a> {
             Transition::Resolved | Transition::Cleared => verdict.summary().to_string(),
             _ => shown.summary.clone(),
         };
+        let recorded = match &hold {
+            Some(why) if step.notify => format!("{summary} (not notified: {why})"),
+            _ => summary.clone(),
+        };
         outcome.history.push(HistoryEntry {
             key: key.clone(),
             transition,
             severity: shown.severity,
-            summary: summary.clone(),
+            summary: recorded,
             value: shown.value,
             threshold: shown.threshold.clone(),
         });
-        if !step.notify {
+        if !step.notify || hold.is_some() {
             return;
         }
         let kind = match transition {

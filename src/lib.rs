@@ -6,7 +6,9 @@
 //! deliver ([`notify`]).
 
 pub mod action;
+pub mod admin;
 pub mod alert;
+pub mod api;
 pub mod cli;
 pub mod clock;
 pub mod config;
@@ -14,11 +16,13 @@ pub mod error;
 pub mod evaluate;
 pub mod lock;
 pub mod notify;
+pub mod pre_run;
 pub mod probe;
 pub mod processes;
 pub mod remediate;
 pub mod report;
 pub mod rule;
 pub mod schedule;
+pub mod silence;
 pub mod store;
 pub mod tick;

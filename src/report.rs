@@ -75,6 +75,7 @@ pub fn tick_json(report: &TickReport) -> serde_json::Value {
         "healthy": report.healthy(),
         "tasks": tasks,
         "disabled_tasks": report.skipped_tasks,
+        "notes": report.notes,
         "notifications": report.deliveries,
     })
 }
@@ -103,6 +104,9 @@ pub fn tick_text(report: &TickReport) -> String {
         if report.tasks.len() == 1 { "" } else { "s" },
         report.elapsed.as_millis()
     );
+    for note in &report.notes {
+        let _ = writeln!(out, "  {note}");
+    }
     let width = report.tasks.iter().map(|t| t.name.len()).max().unwrap_or(4);
     for (task, result) in report.tasks.iter().zip(&report.outcome.tasks) {
         let breaches: Vec<Severity> = result
@@ -239,6 +243,10 @@ pub struct ProfileListing<'a> {
     pub tasks: usize,
     pub next: Option<Timestamp>,
     pub last: Option<&'a RunRow>,
+    /// More than two runs missed: cron or supercronic is not running it.
+    pub overdue: bool,
+    /// A maintenance window holds it now: why, until when.
+    pub held: Option<String>,
 }
 
 pub fn list_text(rows: &[ProfileListing]) -> String {
@@ -251,13 +259,19 @@ pub fn list_text(rows: &[ProfileListing]) -> String {
         "LAST RUN".into(),
     ]];
     for row in rows {
-        let last = match row.last {
+        let mut last = match row.last {
             Some(run) => format!(
                 "{} {} ({}, {} ms)",
                 run.started_at, run.status, run.summary, run.duration_ms
             ),
             None => "never".to_string(),
         };
+        if row.overdue {
+            last = format!("OVERDUE: {last}");
+        }
+        if let Some(held) = &row.held {
+            last = format!("{last} — {held}");
+        }
         table.push([
             row.name.to_string(),
             row.cron.to_string(),
@@ -285,7 +299,9 @@ pub fn list_json(rows: &[ProfileListing]) -> serde_json::Value {
                 "cron": r.cron,
                 "enabled": r.enabled,
                 "tasks": r.tasks,
-                "next_run": r.next.map(|t| t.rfc3339()),
+                "overdue": r.overdue,
+            "maintenance": r.held,
+            "next_run": r.next.map(|t| t.rfc3339()),
                 "last_run": r.last.map(|run| json!({
                     "started_at": run.started_at.rfc3339(),
                     "status": run.status,

@@ -149,6 +149,29 @@ impl CronSchedule {
         self.cron.find_next_occurrence(after, false).ok()
     }
 
+    /// The time between two runs around `at` (cron schedules need not be
+    /// regular: the gap after the next fire time).
+    pub fn interval_after<Tz: TimeZone>(&self, at: &DateTime<Tz>) -> Option<std::time::Duration> {
+        let next = self.next_after(at)?;
+        let after = self.next_after(&next)?;
+        (after - next).to_std().ok()
+    }
+
+    /// Whether a profile whose last run began at `last_run` has missed more
+    /// than two of its runs by `now` (local time, as cron reads schedules).
+    pub fn overdue(&self, last_run: crate::clock::Timestamp, now: crate::clock::Timestamp) -> bool {
+        let Some(at) = now.to_chrono().map(|t| t.with_timezone(&chrono::Local)) else {
+            return false;
+        };
+        let Some(interval) = self.interval_after(&at) else {
+            return false;
+        };
+        let allowed = i64::try_from(interval.as_millis())
+            .unwrap_or(i64::MAX)
+            .saturating_mul(2);
+        now.since(last_run) > allowed
+    }
+
     /// The last fire time at or before `at`.
     pub fn previous_at_or_before<Tz: TimeZone>(&self, at: &DateTime<Tz>) -> Option<DateTime<Tz>> {
         self.cron.find_previous_occurrence(at, true).ok()

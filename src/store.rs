@@ -8,6 +8,7 @@ use crate::config::Severity;
 use crate::evaluate::{Outcome, Prior};
 use crate::notify::{Envelope, Payload};
 use crate::probe::TaskState;
+use crate::silence::Silence;
 use anyhow::{Context, Result, bail};
 use rusqlite::{Connection, OpenFlags, TransactionBehavior, params};
 use std::collections::BTreeMap;
@@ -272,8 +273,8 @@ impl Store {
         Ok(())
     }
 
-    /// The live alerts and probe state of one profile.
-    pub fn load_prior(&self, profile: &str) -> Result<Prior> {
+    /// The live alerts, task state and silences (not over at `now`) of a profile.
+    pub fn load_prior(&self, profile: &str, now: Timestamp) -> Result<Prior> {
         let mut prior = Prior::default();
         let mut statement = self.conn.prepare_cached(
             "SELECT task, rule, status, severity, since, bad_since, bad_ticks, good_since, good_ticks,
@@ -322,6 +323,11 @@ impl Store {
             task_state.entry(task).or_default().insert(key, value);
         }
         prior.tasks = task_state;
+        prior.silences = self
+            .silences(Some(now))?
+            .into_iter()
+            .filter(|s| s.profile.as_ref().is_none_or(|p| p == profile))
+            .collect();
         Ok(prior)
     }
 
@@ -531,6 +537,161 @@ impl Store {
         }
         tx.commit()?;
         Ok(())
+    }
+
+    /// Every `monitor_state` row, or one namespace's, ordered.
+    pub fn state_rows(&self, namespace: Option<&str>) -> Result<Vec<(String, String, String)>> {
+        let mut statement = self.conn.prepare_cached(
+            "SELECT namespace, key, value FROM monitor_state WHERE ?1 IS NULL OR namespace = ?1 ORDER BY namespace, key",
+        )?;
+        let rows = statement.query_map(params![namespace], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })?;
+        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+    }
+
+    /// Sets one `monitor_state` value (`None` deletes it); true when a row changed.
+    pub fn set_state(
+        &mut self,
+        namespace: &str,
+        key: &str,
+        value: Option<&str>,
+        now: Timestamp,
+    ) -> Result<bool> {
+        let changed = match value {
+            Some(value) => self.conn.execute(
+                "INSERT INTO monitor_state (namespace, key, value, updated_at) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (namespace, key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+                params![namespace, key, value, now.0],
+            )?,
+            None => self
+                .conn
+                .execute("DELETE FROM monitor_state WHERE namespace = ?1 AND key = ?2", params![namespace, key])?,
+        };
+        Ok(changed > 0)
+    }
+
+    /// Imports values in one transaction: (added, overwritten, kept).
+    pub fn import_state(
+        &mut self,
+        namespace: &str,
+        values: &[(String, String)],
+        overwrite: bool,
+        now: Timestamp,
+    ) -> Result<(usize, usize, usize)> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let (mut added, mut overwritten, mut kept) = (0, 0, 0);
+        for (key, value) in values {
+            let existing: Option<String> = tx
+                .query_row(
+                    "SELECT value FROM monitor_state WHERE namespace = ?1 AND key = ?2",
+                    params![namespace, key],
+                    |r| r.get(0),
+                )
+                .ok();
+            match existing {
+                Some(_) if !overwrite => {
+                    kept += 1;
+                    continue;
+                }
+                Some(old) if old == *value => {
+                    kept += 1;
+                    continue;
+                }
+                Some(_) => overwritten += 1,
+                None => added += 1,
+            }
+            tx.execute(
+                "INSERT INTO monitor_state (namespace, key, value, updated_at) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (namespace, key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+                params![namespace, key, value, now.0],
+            )?;
+        }
+        tx.commit()?;
+        Ok((added, overwritten, kept))
+    }
+
+    /// Deletes at most `batch` rows per table older than `cutoff`: history,
+    /// runs, finished outbox entries, ended silences. Returns rows deleted.
+    /// Bounded so one tick never stalls on a large backlog.
+    pub fn prune(&mut self, cutoff: Timestamp, batch: usize) -> Result<usize> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let limit = batch as i64;
+        let mut deleted = tx.execute(
+            "DELETE FROM alert_history WHERE id IN (SELECT id FROM alert_history WHERE at < ?1 ORDER BY at LIMIT ?2)",
+            params![cutoff.0, limit],
+        )?;
+        // A day's margin: a run's history rows (stamped when it finished)
+        // are gone before the run is.
+        deleted += tx.execute(
+            "DELETE FROM runs WHERE id IN (SELECT id FROM runs WHERE started_at < ?1 ORDER BY started_at LIMIT ?2)",
+            params![cutoff.0 - 86_400_000, limit],
+        )?;
+        deleted += tx.execute(
+            "DELETE FROM outbox WHERE id IN (SELECT id FROM outbox WHERE created_at < ?1
+               AND (delivered_at IS NOT NULL OR given_up_at IS NOT NULL) ORDER BY created_at LIMIT ?2)",
+            params![cutoff.0, limit],
+        )?;
+        deleted += tx.execute(
+            "DELETE FROM silences WHERE id IN (SELECT id FROM silences WHERE ends_at < ?1 LIMIT ?2)",
+            params![cutoff.0, limit],
+        )?;
+        tx.commit()?;
+        Ok(deleted)
+    }
+
+    /// Records a silence; returns its id.
+    pub fn add_silence(&mut self, silence: &Silence, now: Timestamp) -> Result<i64> {
+        self.conn.execute(
+            "INSERT INTO silences (profile, task, rule, starts_at, ends_at, reason, created_by, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            params![
+                silence.profile,
+                silence.task,
+                silence.rule,
+                silence.starts_at.0,
+                silence.ends_at.0,
+                silence.reason,
+                silence.created_by,
+                now.0
+            ],
+        )?;
+        Ok(self.conn.last_insert_rowid())
+    }
+
+    /// Ends a silence now; false when no active silence has that id.
+    pub fn remove_silence(&mut self, id: i64, now: Timestamp) -> Result<bool> {
+        let changed = self.conn.execute(
+            "UPDATE silences SET removed_at = ?2 WHERE id = ?1 AND removed_at IS NULL AND ends_at > ?2",
+            params![id, now.0],
+        )?;
+        Ok(changed == 1)
+    }
+
+    /// Silences not removed and not over at `now` (all of them when `None`).
+    pub fn silences(&self, active_at: Option<Timestamp>) -> Result<Vec<Silence>> {
+        let mut statement = self.conn.prepare_cached(
+            "SELECT id, profile, task, rule, starts_at, ends_at, reason, created_by FROM silences
+             WHERE ?1 IS NULL OR (removed_at IS NULL AND ends_at > ?1)
+             ORDER BY ends_at, id",
+        )?;
+        let rows = statement.query_map(params![active_at.map(|t| t.0)], |r| {
+            Ok(Silence {
+                id: r.get(0)?,
+                profile: r.get(1)?,
+                task: r.get(2)?,
+                rule: r.get(3)?,
+                starts_at: Timestamp(r.get(4)?),
+                ends_at: Timestamp(r.get(5)?),
+                reason: r.get(6)?,
+                created_by: r.get(7)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
     }
 
     /// How many sends to `notifier` succeeded since `since` (rate limits).

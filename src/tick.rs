@@ -49,6 +49,8 @@ pub struct TickReport {
     pub deliveries: Vec<Delivery>,
     /// Messages of stdout notifiers, printed with the summary.
     pub console: Vec<String>,
+    /// What happened around the checks: pre-run sync, heartbeat, holds.
+    pub notes: Vec<String>,
 }
 
 impl TickReport {
@@ -113,9 +115,18 @@ pub fn run(config: &Config, options: &RunOptions, now: Timestamp) -> Result<Tick
         Some(Store::open(&config.state).map_err(Error::Tool)?)
     };
     let prior = match &store {
-        Some(store) => store.load_prior(&profile.name).map_err(Error::Tool)?,
+        Some(store) => store.load_prior(&profile.name, now).map_err(Error::Tool)?,
         None => Prior::default(),
     };
+    let mut notes = Vec::new();
+    if let Some(pre_run) = &profile.pre_run {
+        notes.push(pre_run_sync(pre_run, options.dry_run));
+    }
+    if let Some((ends, reason)) = crate::silence::maintenance(&profile.maintenance, now) {
+        notes.push(format!(
+            "maintenance until {ends} ({reason}): alerts are recorded, nothing is sent or restarted"
+        ));
+    }
     let concurrency = profile.concurrency.unwrap_or(config.defaults.concurrency);
     let mode = if options.dry_run {
         probe::Mode::DryRun
@@ -167,6 +178,7 @@ pub fn run(config: &Config, options: &RunOptions, now: Timestamp) -> Result<Tick
         outcome,
         deliveries: Vec::new(),
         console: Vec::new(),
+        notes,
     };
     let envelopes = notify::envelopes(
         config,
@@ -187,12 +199,93 @@ pub fn run(config: &Config, options: &RunOptions, now: Timestamp) -> Result<Tick
                 finished_at,
             )?;
             deliver(&mut store, config, profile, now, &mut report)?;
+            if let Some(heartbeat) = &profile.heartbeat {
+                report.notes.push(ping(heartbeat, report.healthy()));
+            }
+            prune(&mut store, config, now);
         }
         snapshot => preview_deliveries(snapshot.as_ref(), &profile.name, &envelopes, &mut report)?,
     }
     probe::process_group::kill_leftovers();
     report.elapsed = started.elapsed();
     Ok(TickResult::Ran(Box::new(report)))
+}
+
+/// Seed 001's sync before run: best effort, logged, never blocking checks.
+fn pre_run_sync(pre_run: &crate::config::PreRun, dry_run: bool) -> String {
+    let sync = &pre_run.git_sync;
+    if dry_run {
+        return format!(
+            "pre-run git sync: would fetch {} {} and reset {} hard",
+            sync.remote,
+            sync.branch,
+            sync.repo.display()
+        );
+    }
+    match crate::pre_run::git_sync(sync) {
+        Ok(done) => {
+            log::info!("pre-run git sync: {done}");
+            format!("pre-run git sync: {done}")
+        }
+        Err(why) => {
+            log::warn!("pre-run git sync failed: {why}; checking against the current checkout");
+            format!("pre-run git sync failed: {why}; checks ran against the current checkout")
+        }
+    }
+}
+
+/// Pings the profile's heartbeat URL (healthchecks.io style): `url` when the
+/// tick found nothing wrong, `url/fail` otherwise. Best effort.
+fn ping(heartbeat: &crate::config::Heartbeat, healthy: bool) -> String {
+    let base = heartbeat.url.expose().trim_end_matches('/');
+    let url = if healthy {
+        base.to_string()
+    } else {
+        format!("{base}/fail")
+    };
+    let timeout = heartbeat
+        .timeout
+        .map(|t| t.std())
+        .unwrap_or(Duration::from_secs(10));
+    let settings = crate::probe::http::ClientSettings {
+        timeout,
+        tls_verify: true,
+        ca_file: None,
+    };
+    let result =
+        crate::probe::http::agent(&settings).and_then(|agent| match agent.get(&url).call() {
+            Ok(response) if response.status().is_success() => Ok(()),
+            Ok(response) => Err(format!("HTTP {}", response.status().as_u16())),
+            Err(e) => Err(crate::probe::http::describe_error(&e, timeout)),
+        });
+    let what = if healthy {
+        "heartbeat sent"
+    } else {
+        "heartbeat sent as a failure"
+    };
+    match result {
+        Ok(()) => what.to_string(),
+        Err(why) => {
+            let why = notify::redact(&why, &[heartbeat.url.expose()]);
+            log::warn!("heartbeat failed: {why}");
+            format!("heartbeat failed: {why}")
+        }
+    }
+}
+
+/// Rows deleted per table and tick by retention: enough to keep up with
+/// any tick rate, small enough to cost milliseconds.
+const PRUNE_BATCH: usize = 2_000;
+
+/// Retention: history, runs and finished outbox entries older than
+/// `retention` go, a bounded batch per tick. A failure only logs.
+fn prune(store: &mut Store, config: &Config, now: Timestamp) {
+    let cutoff = now.plus_millis(-config.defaults.retention.as_millis());
+    match store.prune(cutoff, PRUNE_BATCH) {
+        Ok(0) => {}
+        Ok(deleted) => log::debug!("retention: pruned {deleted} rows older than {cutoff}"),
+        Err(e) => log::warn!("retention: pruning failed: {e:#}"),
+    }
 }
 
 /// Carries out the restarts `evaluate` planned, each on its own thread (they
@@ -262,7 +355,14 @@ fn remediate_all(
         else {
             continue;
         };
-        let scope = evaluate::Scope::new(config, profile, run.task, &run.observation, now);
+        let scope = evaluate::Scope::new(
+            config,
+            profile,
+            run.task,
+            &run.observation,
+            &prior.silences,
+            now,
+        );
         let book = Book::load(prior.tasks.get(&run.task.name));
         remediate::record(&scope, outcome, &trigger, &book, &attempt);
     }

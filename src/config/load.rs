@@ -255,6 +255,9 @@ fn resolve_relative_paths(config: &mut Config, base: &Path) {
         }
     };
     for profile in &mut config.profiles {
+        if let Some(pre_run) = &mut profile.pre_run {
+            fix(&mut pre_run.git_sync.repo);
+        }
         for task in &mut profile.tasks {
             for probe in &mut task.probes {
                 match probe {

@@ -85,6 +85,8 @@ pub struct Defaults {
     pub concurrency: usize,
     /// Undelivered notifications older than this are given up.
     pub max_age: Duration,
+    /// History, runs and finished outbox rows older than this are pruned.
+    pub retention: Duration,
 }
 
 impl Default for Defaults {
@@ -96,6 +98,7 @@ impl Default for Defaults {
             notify_resolved: true,
             concurrency: 32,
             max_age: Duration::from_secs(24 * 3600),
+            retention: Duration::from_secs(90 * 24 * 3600),
         }
     }
 }
@@ -146,7 +149,62 @@ pub struct Profile {
     /// Where events go, when not where alerts go.
     pub notify_events: Option<Vec<String>>,
     pub concurrency: Option<usize>,
+    /// Pinged after every completed tick (healthchecks.io style).
+    pub heartbeat: Option<Heartbeat>,
+    /// Done before the checks (seed 001's sync_before_run).
+    pub pre_run: Option<PreRun>,
+    /// Windows during which alerts are held and nothing is restarted.
+    pub maintenance: Vec<Maintenance>,
     pub tasks: Vec<Task>,
+}
+
+/// `heartbeat: { url }`: GET after each completed tick; `url/fail` when
+/// the tick found a problem.
+#[derive(Deserialize, Debug, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct Heartbeat {
+    pub url: Secret,
+    #[serde(default)]
+    pub timeout: Option<Duration>,
+}
+
+/// `pre_run: { git_sync: { repo, remote, branch } }`.
+#[derive(Deserialize, Debug, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct PreRun {
+    pub git_sync: GitSync,
+}
+
+/// Fetch and hard-reset a checkout to its tracked branch, best effort.
+#[derive(Deserialize, Debug, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct GitSync {
+    pub repo: PathBuf,
+    #[serde(default = "origin")]
+    pub remote: Text,
+    #[serde(default = "main_branch")]
+    pub branch: Text,
+    #[serde(default)]
+    pub timeout: Option<Duration>,
+}
+
+fn origin() -> Text {
+    Text("origin".into())
+}
+
+fn main_branch() -> Text {
+    Text("main".into())
+}
+
+/// `maintenance: [{ cron: "0 3 * * sun", duration: 2h, reason: … }]`: from
+/// each fire time of `cron`, for `duration`.
+#[derive(Deserialize, Debug, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct Maintenance {
+    pub cron: CronSchedule,
+    pub duration: Duration,
+    #[serde(default)]
+    pub reason: Option<Text>,
 }
 
 #[derive(Deserialize)]
@@ -161,6 +219,12 @@ struct RawProfile {
     notify_events: Option<Vec<String>>,
     #[serde(default)]
     concurrency: Option<usize>,
+    #[serde(default)]
+    heartbeat: Option<Heartbeat>,
+    #[serde(default)]
+    pre_run: Option<PreRun>,
+    #[serde(default)]
+    maintenance: Vec<Maintenance>,
     tasks: Vec<Task>,
 }
 
@@ -190,6 +254,9 @@ impl<'de> Deserialize<'de> for Profile {
             notify: raw.notify,
             notify_events: raw.notify_events,
             concurrency: raw.concurrency,
+            heartbeat: raw.heartbeat,
+            pre_run: raw.pre_run,
+            maintenance: raw.maintenance,
             tasks: raw.tasks,
         })
     }
@@ -207,6 +274,7 @@ pub struct Task {
     pub remediate: Option<Remediate>,
     pub notify: Option<Vec<String>>,
     pub notify_events: Option<Vec<String>>,
+    pub maintenance: Vec<Maintenance>,
     pub severity: Severity,
     pub for_: Gate,
     pub resolve_after: Gate,
@@ -324,6 +392,8 @@ struct RawTask {
     #[serde(default)]
     notify_events: Option<Vec<String>>,
     #[serde(default)]
+    maintenance: Vec<Maintenance>,
+    #[serde(default)]
     severity: Severity,
     #[serde(default, rename = "for")]
     for_: Gate,
@@ -435,6 +505,7 @@ impl<'de> Deserialize<'de> for Task {
             remediate: raw.remediate,
             notify: raw.notify,
             notify_events: raw.notify_events,
+            maintenance: raw.maintenance,
             severity: raw.severity,
             for_: raw.for_,
             resolve_after: raw.resolve_after,

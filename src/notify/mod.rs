@@ -445,10 +445,9 @@ fn alertmanager_batch(
 
 /// The time between two runs of the profile around `now`.
 pub fn profile_interval(profile: &Profile, now: Timestamp) -> Option<Duration> {
-    let at = now.to_chrono()?;
-    let next = profile.cron.next_after(&at)?;
-    let after = profile.cron.next_after(&next)?;
-    (after - next).to_std().ok()
+    profile
+        .cron
+        .interval_after(&now.to_chrono()?.with_timezone(&chrono::Local))
 }
 
 /// Sends one payload through one notifier. Stdout messages are handed back

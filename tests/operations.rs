@@ -1,0 +1,435 @@
+//! Operating monitor: silences and maintenance windows hold notifications
+//! and restarts and release them after; heartbeats; seed 001's git sync
+//! before run; legacy cache import and the state commands; retention; and
+//! `list` marking overdue profiles.
+
+mod common;
+use common::*;
+
+use std::path::Path;
+use std::process::Command;
+
+/// A failing http task `web` whose restart only writes a marker line.
+fn failing_with_restart(api: &str, marker: &Path, extra: &str) -> String {
+    format!(
+        r#"version: 1
+host: test-host
+profiles:
+  p:
+    cron: "* * * * *"
+{extra}    tasks:
+      - name: web
+        http: {{ url: "{api}", timeout: 2s }}
+        remediate:
+          restart:
+            stop: {{ command: "true" }}
+            start: {{ command: "echo restarted >> {marker}" }}
+            wait_healthy: 1s
+          cooldown: 1m
+"#,
+        marker = marker.display()
+    )
+}
+
+fn restarts(marker: &Path) -> usize {
+    std::fs::read_to_string(marker)
+        .map(|t| t.lines().count())
+        .unwrap_or(0)
+}
+
+#[test]
+fn a_silence_holds_notifications_and_restarts_and_releases_them_after() {
+    let api = TestServer::start(Reply::status(500));
+    let ws = Workspace::new("");
+    let marker = ws.path().join("restarts.txt");
+    ws.write_config(&failing_with_restart(&api.url("/"), &marker, ""));
+    let out = ws
+        .command()
+        .env("MONITOR_NOW", minute(0).to_string())
+        .args([
+            "silence",
+            "add",
+            "--task",
+            "web",
+            "--for",
+            "10m",
+            "--reason",
+            "deploying v2",
+        ])
+        .output()
+        .unwrap();
+    assert_exit(&out, 0);
+    assert!(
+        stdout(&out).starts_with("silence 1: */web held until"),
+        "{}",
+        stdout(&out)
+    );
+    for n in 0..5 {
+        let out = ws.run_at(minute(n), "p", &[]);
+        assert_exit(&out, 1);
+        assert!(
+            notifications(&out).is_empty(),
+            "minute {n}: {}",
+            stdout(&out)
+        );
+        assert!(
+            stdout(&out).contains("restart held: silenced until"),
+            "{}",
+            stdout(&out)
+        );
+    }
+    assert_eq!(restarts(&marker), 0, "nothing restarted while silenced");
+    let history = ws.count("SELECT count(*) FROM alert_history WHERE summary LIKE '%not notified: silenced%deploying v2%'");
+    assert_eq!(history, 1, "the firing is recorded once, marked as held");
+    let listed = ws
+        .command()
+        .env("MONITOR_NOW", minute(5).to_string())
+        .arg("list")
+        .output()
+        .unwrap();
+    assert!(
+        stdout(&listed).contains("silence 1: */web until"),
+        "{}",
+        stdout(&listed)
+    );
+    let alerts = ws
+        .command()
+        .env("MONITOR_NOW", minute(5).to_string())
+        .arg("alerts")
+        .output()
+        .unwrap();
+    assert!(
+        stdout(&alerts).starts_with("silence 1: */web until"),
+        "{}",
+        stdout(&alerts)
+    );
+    // Over: the held alert is told at once and the restart runs.
+    let out = ws.run_at(minute(10), "p", &[]);
+    let lines = notifications(&out);
+    assert_eq!(lines.len(), 1, "{}", stdout(&out));
+    assert!(
+        lines[0].contains("RESTART FAILED") || lines[0].contains("STILL FIRING"),
+        "{}",
+        lines[0]
+    );
+    assert_eq!(restarts(&marker), 1);
+}
+
+#[test]
+fn removing_a_silence_ends_it_and_a_rule_silence_holds_only_that_rule() {
+    let api = TestServer::start(Reply::status(500));
+    let ws = Workspace::new(&profile_p(&format!(
+        "      - name: web\n        http: {{ url: \"{}\", timeout: 2s }}\n        rules:\n          - {{ name: up, signal: status, value: \">= 500\" }}\n          - {{ name: slow, signal: latency_ms, value: \">= 0\" }}\n",
+        api.url("/")
+    )));
+    let silence = |args: &[&str]| {
+        ws.command()
+            .env("MONITOR_NOW", minute(0).to_string())
+            .arg("silence")
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    assert_exit(
+        &silence(&[
+            "add", "--task", "web", "--rule", "up", "--for", "1h", "--reason", "known",
+        ]),
+        0,
+    );
+    assert_exit(
+        &silence(&["add", "--task", "nope", "--for", "1h", "--reason", "x"]),
+        2,
+    );
+    assert_exit(
+        &silence(&[
+            "add", "--task", "web", "--rule", "nope", "--for", "1h", "--reason", "x",
+        ]),
+        2,
+    );
+    let out = ws.run_at(minute(0), "p", &[]);
+    let lines = notifications(&out);
+    assert_eq!(
+        lines.len(),
+        1,
+        "only the unsilenced rule speaks: {lines:#?}"
+    );
+    assert!(lines[0].contains("p/web/slow"), "{}", lines[0]);
+    assert_exit(&silence(&["remove", "1"]), 0);
+    assert_exit(&silence(&["remove", "1"]), 2);
+    let out = ws.run_at(minute(1), "p", &[]);
+    assert!(
+        notifications(&out).iter().any(|l| l.contains("p/web/up")),
+        "{}",
+        stdout(&out)
+    );
+}
+
+#[test]
+fn a_maintenance_window_holds_everything_and_releases_after() {
+    let api = TestServer::start(Reply::status(500));
+    let ws = Workspace::new("");
+    let marker = ws.path().join("restarts.txt");
+    // A window every hour at :00 for 30 minutes: minute 0 of the test
+    // clock is 1_790_000_000 (…:53:20), so minutes 7–36 fall inside it.
+    ws.write_config(&failing_with_restart(
+        &api.url("/"),
+        &marker,
+        "    maintenance: [{ cron: \"0 * * * *\", duration: 30m, reason: \"nightly backup\" }]\n",
+    ));
+    let out = ws.run_at(minute(10), "p", &[]);
+    assert!(notifications(&out).is_empty(), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("maintenance until"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(stdout(&out).contains("nightly backup"), "{}", stdout(&out));
+    assert_eq!(restarts(&marker), 0);
+    let listed = ws
+        .command()
+        .env("MONITOR_NOW", minute(11).to_string())
+        .arg("list")
+        .output()
+        .unwrap();
+    assert!(
+        stdout(&listed).contains("in maintenance until"),
+        "{}",
+        stdout(&listed)
+    );
+    let out = ws.run_at(minute(37), "p", &[]);
+    assert_eq!(notifications(&out).len(), 1, "{}", stdout(&out));
+    assert_eq!(restarts(&marker), 1, "released: restarted");
+}
+
+#[test]
+fn heartbeats_ping_after_each_tick_and_say_fail_when_something_is_wrong() {
+    let api = TestServer::start(Reply::status(200));
+    let beat = TestServer::start(Reply::status(200));
+    let ws = Workspace::new(&format!(
+        "version: 1\nprofiles:\n  p:\n    cron: \"* * * * *\"\n    heartbeat: {{ url: \"{}\" }}\n    tasks:\n      - name: web\n        http: {{ url: \"{}\" }}\n",
+        beat.url("/ping/abc"),
+        api.url("/")
+    ));
+    assert_exit(&ws.run_at(minute(0), "p", &[]), 0);
+    api.set(Reply::status(500));
+    let out = ws.run_at(minute(1), "p", &[]);
+    assert!(
+        stdout(&out).contains("heartbeat sent as a failure"),
+        "{}",
+        stdout(&out)
+    );
+    assert_exit(&ws.run_at(minute(2), "p", &["--dry-run"]), 1);
+    let paths: Vec<String> = beat
+        .requests()
+        .iter()
+        .map(|r| format!("{} {}", r.method, r.path))
+        .collect();
+    assert_eq!(
+        paths,
+        ["GET /ping/abc", "GET /ping/abc/fail"],
+        "dry runs ping nothing"
+    );
+}
+
+fn git(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args([
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@localhost",
+            "-c",
+            "init.defaultBranch=main",
+        ])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "git {args:?}: {}", stderr(&out));
+    stdout(&out).trim().to_string()
+}
+
+#[test]
+fn git_sync_before_run_resets_the_checkout_and_a_failure_does_not_stop_the_checks() {
+    let ws = Workspace::new("");
+    let (origin, checkout, author) = (
+        ws.path().join("origin.git"),
+        ws.path().join("checkout"),
+        ws.path().join("author"),
+    );
+    Command::new("git")
+        .args(["init", "--quiet", "--bare", "-b", "main"])
+        .arg(&origin)
+        .status()
+        .unwrap();
+    Command::new("git")
+        .args(["clone", "--quiet"])
+        .arg(&origin)
+        .arg(&author)
+        .status()
+        .unwrap();
+    git(&author, &["checkout", "--quiet", "-b", "main"]);
+    std::fs::write(author.join("check.sh"), "echo 'OK - v1'\n").unwrap();
+    git(&author, &["add", "."]);
+    git(&author, &["commit", "--quiet", "-m", "v1"]);
+    git(&author, &["push", "--quiet", "origin", "main"]);
+    Command::new("git")
+        .args(["clone", "--quiet"])
+        .arg(&origin)
+        .arg(&checkout)
+        .status()
+        .unwrap();
+    // Upstream moves on; the checkout has a local edit that must go.
+    std::fs::write(author.join("check.sh"), "echo 'OK - v2'\n").unwrap();
+    git(&author, &["commit", "--quiet", "-am", "v2"]);
+    git(&author, &["push", "--quiet", "origin", "main"]);
+    std::fs::write(
+        checkout.join("check.sh"),
+        "echo 'CRITICAL - hotfix'; exit 2\n",
+    )
+    .unwrap();
+    let config = |repo: &str| {
+        format!(
+            "version: 1\nprofiles:\n  p:\n    cron: \"*/10 * * * *\"\n    pre_run: {{ git_sync: {{ repo: {repo} }} }}\n    tasks:\n      - name: check\n        command: {{ argv: [\"sh\", \"checkout/check.sh\"], cwd: . }}\n"
+        )
+    };
+    ws.write_config(&config("checkout"));
+    let out = ws
+        .command()
+        .args(["--log-level", "info", "run", "p"])
+        .output()
+        .unwrap();
+    assert_exit(&out, 0);
+    assert!(
+        stdout(&out).contains("OK - v2"),
+        "the synced script ran: {}",
+        stdout(&out)
+    );
+    assert!(
+        stdout(&out).contains("pre-run git sync: "),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(
+        git(&checkout, &["rev-parse", "HEAD"]),
+        git(&author, &["rev-parse", "HEAD"])
+    );
+    // A broken remote: logged, and the checks still run.
+    git(
+        &checkout,
+        &["remote", "set-url", "origin", "/nonexistent/repo.git"],
+    );
+    let out = ws
+        .command()
+        .args(["--log-level", "info", "run", "p"])
+        .output()
+        .unwrap();
+    assert_exit(&out, 0);
+    assert!(
+        stderr(&out).contains("pre-run git sync failed"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(stdout(&out).contains("OK - v2"), "{}", stdout(&out));
+}
+
+#[test]
+fn state_import_keeps_existing_values_unless_told_and_is_safe_to_rerun() {
+    let ws = Workspace::new(
+        "version: 1\nprofiles:\n  p:\n    cron: \"@hourly\"\n    tasks:\n      - name: t\n        command: { argv: [\"true\"] }\n",
+    );
+    let cache = ws.path().join("cache");
+    std::fs::create_dir(&cache).unwrap();
+    std::fs::write(cache.join("cache-id.txt"), "12345\n").unwrap();
+    std::fs::write(cache.join("nonces.txt"), "a\nb\n").unwrap();
+    std::fs::write(cache.join(".hidden"), "x").unwrap();
+    let state = |args: &[&str]| ws.command().arg("state").args(args).output().unwrap();
+    let out = state(&["import", cache.to_str().unwrap()]);
+    assert_exit(&out, 0);
+    assert!(
+        stdout(&out).starts_with("imported into cache: 2 added, 0 overwritten, 0 kept"),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(stdout(&state(&["get", "cache", "cache-id.txt"])), "12345\n");
+    assert_eq!(stdout(&state(&["get", "cache", "nonces.txt"])), "a\nb\n");
+    std::fs::write(cache.join("cache-id.txt"), "99999\n").unwrap();
+    let out = state(&["import", cache.to_str().unwrap()]);
+    assert!(
+        stdout(&out).contains("0 added, 0 overwritten, 2 kept"),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(
+        stdout(&state(&["get", "cache", "cache-id.txt"])),
+        "12345\n",
+        "existing values win"
+    );
+    let out = state(&["import", "--overwrite", cache.to_str().unwrap()]);
+    assert!(
+        stdout(&out).contains("0 added, 1 overwritten, 1 kept"),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(stdout(&state(&["get", "cache", "cache-id.txt"])), "99999\n");
+    assert_exit(&state(&["set", "ops", "owner", "alice"]), 0);
+    assert_eq!(
+        stdout(&state(&["list", "--namespace", "ops"])),
+        "ops\towner\talice\n"
+    );
+    assert_exit(&state(&["delete", "ops", "owner"]), 0);
+    assert_exit(&state(&["get", "ops", "owner"]), 2);
+    let rows = ws.count("SELECT count(*) FROM monitor_state WHERE namespace = 'cache'");
+    assert_eq!(rows, 2, "readable with the sqlite3 CLI as plain rows");
+}
+
+#[test]
+fn retention_prunes_old_history_and_runs_in_bounded_batches() {
+    let api = TestServer::start(Reply::status(500));
+    let ws = Workspace::new(&format!(
+        "version: 1\ndefaults: {{ retention: 30m }}\nprofiles:\n  p:\n    cron: \"* * * * *\"\n    tasks:\n      - name: web\n        http: {{ url: \"{}\", timeout: 2s }}\n",
+        api.url("/")
+    ));
+    for n in 0..90 {
+        // A flapping service writes history and outbox rows every tick.
+        api.set(Reply::status(if n % 2 == 0 { 500 } else { 200 }));
+        ws.run_at(minute(n), "p", &[]);
+    }
+    let runs = ws.count("SELECT count(*) FROM runs");
+    let history = ws.count("SELECT count(*) FROM alert_history");
+    let oldest = ws.count("SELECT min(at) FROM alert_history");
+    assert!(
+        oldest >= minute(89 - 30) * 1000,
+        "history older than 30 min is gone"
+    );
+    assert!(history <= 32, "{history} rows");
+    assert!(runs <= 30 + 24 * 60 + 1, "runs keep a day's margin: {runs}");
+    assert_eq!(ws.count("SELECT count(*) FROM outbox WHERE created_at < (SELECT max(created_at) FROM outbox) - 1800000"), 0);
+}
+
+#[test]
+fn list_marks_profiles_that_missed_their_runs() {
+    let ws = Workspace::new(
+        "version: 1\nprofiles:\n  p:\n    cron: \"* * * * *\"\n    tasks:\n      - name: t\n        command: { argv: [\"true\"] }\n  q:\n    cron: \"0 * * * *\"\n    tasks:\n      - name: t\n        command: { argv: [\"true\"] }\n",
+    );
+    ws.run_at(minute(0), "p", &[]);
+    ws.run_at(minute(0), "q", &[]);
+    let list = |n: i64| {
+        stdout(
+            &ws.command()
+                .env("MONITOR_NOW", minute(n).to_string())
+                .arg("list")
+                .output()
+                .unwrap(),
+        )
+    };
+    assert!(!list(1).contains("OVERDUE"), "{}", list(1));
+    let later = list(5);
+    let overdue: Vec<&str> = later.lines().filter(|l| l.contains("OVERDUE")).collect();
+    assert_eq!(overdue.len(), 1, "{later}");
+    assert!(
+        overdue[0].starts_with("p "),
+        "the minutely one; the hourly one is fine: {later}"
+    );
+}
