@@ -647,7 +647,8 @@ fn deliver(
                 Err(failure) => {
                     let delay =
                         backoff(row.attempts + 1).max(failure.retry_after.unwrap_or_default());
-                    let retry_at = now.plus_millis(i64::try_from(delay.as_millis()).unwrap_or(0));
+                    let retry_at =
+                        now.plus_millis(i64::try_from(delay.as_millis()).unwrap_or(i64::MAX));
                     log::warn!(
                         "notifier {} failed: {}; retrying at {retry_at}",
                         row.notifier,
