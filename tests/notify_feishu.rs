@@ -10,12 +10,8 @@ use common::*;
 use base64::Engine;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
 use std::process::Output;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 /// The webhook key: with the URL, the bot's credential.
 const KEY: &str = "5e3d587e-d78e-4a07-bd07-265f269f86fd";
@@ -103,9 +99,8 @@ impl Bot {
 
 /// The fake bot, serving on 127.0.0.1 until dropped.
 struct FakeFeishu {
-    port: u16,
+    api: FakeApi,
     state: Arc<Mutex<Bot>>,
-    stop: Arc<AtomicBool>,
 }
 
 impl FakeFeishu {
@@ -114,31 +109,21 @@ impl FakeFeishu {
             secret: secret.into(),
             ..Bot::default()
         }));
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let stop = Arc::new(AtomicBool::new(false));
-        let (shared, stopped) = (state.clone(), stop.clone());
-        std::thread::spawn(move || {
-            for stream in listener.incoming() {
-                if stopped.load(Ordering::SeqCst) {
-                    break;
-                }
-                let Ok(stream) = stream else { continue };
-                let shared = shared.clone();
-                std::thread::spawn(move || {
-                    serve(stream, |request| {
-                        let mut state = shared.lock().unwrap();
-                        state.requests.push(request.clone());
-                        state.answer(request)
-                    })
-                });
-            }
+        let shared = state.clone();
+        let api = FakeApi::start(move |request| {
+            let mut state = shared.lock().unwrap();
+            state.requests.push(request.clone());
+            let (status, json) = state.answer(request);
+            ApiReply::json(status, json)
         });
-        FakeFeishu { port, state, stop }
+        FakeFeishu { api, state }
     }
 
     fn url(&self) -> String {
-        format!("http://127.0.0.1:{}/open-apis/bot/v2/hook/{KEY}", self.port)
+        format!(
+            "http://127.0.0.1:{}/open-apis/bot/v2/hook/{KEY}",
+            self.api.port
+        )
     }
 
     fn accepted(&self) -> Vec<serde_json::Value> {
@@ -158,56 +143,6 @@ impl FakeFeishu {
         self.state.lock().unwrap().now = at;
         ws.run_at(at, "p", &[])
     }
-}
-
-impl Drop for FakeFeishu {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        let _ = TcpStream::connect(("127.0.0.1", self.port));
-    }
-}
-
-/// Reads one HTTP/1.1 request and writes `answer`'s JSON reply.
-fn serve(stream: TcpStream, answer: impl FnOnce(&Request) -> (u16, serde_json::Value)) {
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
-    let mut reader = BufReader::new(stream.try_clone().unwrap());
-    let mut line = String::new();
-    if reader.read_line(&mut line).unwrap_or(0) == 0 {
-        return;
-    }
-    let mut parts = line.split_whitespace();
-    let method = parts.next().unwrap_or_default().to_string();
-    let path = parts.next().unwrap_or_default().to_string();
-    let mut headers = Vec::new();
-    loop {
-        let mut header = String::new();
-        if reader.read_line(&mut header).unwrap_or(0) == 0 || header.trim().is_empty() {
-            break;
-        }
-        if let Some((k, v)) = header.split_once(':') {
-            headers.push((k.trim().to_string(), v.trim().to_string()));
-        }
-    }
-    let length = headers
-        .iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
-        .and_then(|(_, v)| v.parse::<usize>().ok())
-        .unwrap_or(0);
-    let mut body = vec![0u8; length];
-    let _ = reader.read_exact(&mut body);
-    let (status, json) = answer(&Request {
-        method,
-        path,
-        headers,
-        body,
-    });
-    let json = json.to_string();
-    let response = format!(
-        "HTTP/1.1 {status} X\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{json}",
-        json.len()
-    );
-    let mut stream = stream;
-    let _ = stream.write_all(response.as_bytes());
 }
 
 // ------------------------------------------------------------ helpers

@@ -6,12 +6,8 @@
 mod common;
 use common::*;
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
 use std::process::Output;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 const TOKEN: &str = "ghp_TEST";
 const SIGNATURE: &str = "monitor:p/api/health@test-host";
@@ -115,33 +111,30 @@ struct Repo {
 /// newest first. Listing comments ignores `since` (the fake cannot know
 /// the pinned clock) and returns them all.
 struct FakeGithub {
-    port: u16,
+    api: FakeApi,
     repo: Arc<Mutex<Repo>>,
-    stop: Arc<AtomicBool>,
 }
 
 impl FakeGithub {
     fn start() -> FakeGithub {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-        let port = listener.local_addr().unwrap().port();
         let repo = Arc::new(Mutex::new(Repo::default()));
-        let stop = Arc::new(AtomicBool::new(false));
-        let (r, s) = (repo.clone(), stop.clone());
-        std::thread::spawn(move || {
-            for stream in listener.incoming() {
-                if s.load(Ordering::SeqCst) {
-                    break;
-                }
-                let Ok(stream) = stream else { continue };
-                let r = r.clone();
-                std::thread::spawn(move || serve(stream, &r));
+        let shared = repo.clone();
+        let api = FakeApi::start(move |request| {
+            let call = Call::from(request);
+            let mut repo = shared.lock().unwrap();
+            repo.calls.push(call.clone());
+            let reply = respond(&mut repo, &call);
+            ApiReply {
+                status: reply.status,
+                headers: reply.headers,
+                body: reply.body,
             }
         });
-        FakeGithub { port, repo, stop }
+        FakeGithub { api, repo }
     }
 
     fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        format!("http://127.0.0.1:{}", self.api.port)
     }
 
     fn issues(&self) -> Vec<Issue> {
@@ -184,72 +177,24 @@ impl FakeGithub {
     }
 }
 
-impl Drop for FakeGithub {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        let _ = TcpStream::connect(("127.0.0.1", self.port));
-    }
-}
-
-fn serve(stream: TcpStream, repo: &Mutex<Repo>) {
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
-    let mut reader = BufReader::new(stream.try_clone().unwrap());
-    let mut line = String::new();
-    if reader.read_line(&mut line).unwrap_or(0) == 0 {
-        return;
-    }
-    let mut parts = line.split_whitespace();
-    let method = parts.next().unwrap_or("").to_string();
-    let target = parts.next().unwrap_or("").to_string();
-    let mut headers = Vec::new();
-    loop {
-        let mut header = String::new();
-        if reader.read_line(&mut header).unwrap_or(0) == 0 || header.trim().is_empty() {
-            break;
-        }
-        if let Some((k, v)) = header.split_once(':') {
-            headers.push((k.trim().to_string(), v.trim().to_string()));
+impl From<&Request> for Call {
+    fn from(request: &Request) -> Call {
+        let (path, query) = request.path.split_once('?').unwrap_or((&request.path, ""));
+        Call {
+            method: request.method.clone(),
+            path: path.to_string(),
+            query: query
+                .split('&')
+                .filter(|p| !p.is_empty())
+                .map(|p| {
+                    let (k, v) = p.split_once('=').unwrap_or((p, ""));
+                    (decode(k), decode(v))
+                })
+                .collect(),
+            headers: request.headers.clone(),
+            body: String::from_utf8_lossy(&request.body).into_owned(),
         }
     }
-    let length = headers
-        .iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
-        .and_then(|(_, v)| v.parse::<usize>().ok())
-        .unwrap_or(0);
-    let mut body = vec![0u8; length];
-    let _ = reader.read_exact(&mut body);
-    let (path, query) = target.split_once('?').unwrap_or((&target, ""));
-    let call = Call {
-        method,
-        path: path.to_string(),
-        query: query
-            .split('&')
-            .filter(|p| !p.is_empty())
-            .map(|p| {
-                let (k, v) = p.split_once('=').unwrap_or((p, ""));
-                (decode(k), decode(v))
-            })
-            .collect(),
-        headers,
-        body: String::from_utf8_lossy(&body).into_owned(),
-    };
-    let reply = {
-        let mut repo = repo.lock().unwrap();
-        repo.calls.push(call.clone());
-        respond(&mut repo, &call)
-    };
-    let mut response = format!(
-        "HTTP/1.1 {} X\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n",
-        reply.status,
-        reply.body.len()
-    );
-    for (k, v) in &reply.headers {
-        response.push_str(&format!("{k}: {v}\r\n"));
-    }
-    response.push_str("\r\n");
-    response.push_str(&reply.body);
-    let mut stream = stream;
-    let _ = stream.write_all(response.as_bytes());
 }
 
 fn decode(text: &str) -> String {

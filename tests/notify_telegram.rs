@@ -7,10 +7,7 @@ mod common;
 use common::*;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
 use std::process::Output;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -223,9 +220,8 @@ fn parse_html(html: &str) -> Result<String, String> {
 
 /// The fake Bot API, serving on 127.0.0.1 until dropped.
 struct FakeTelegram {
-    port: u16,
+    api: FakeApi,
     state: Arc<Mutex<Telegram>>,
-    stop: Arc<AtomicBool>,
 }
 
 impl FakeTelegram {
@@ -239,31 +235,18 @@ impl FakeTelegram {
                 .collect(),
             ..Telegram::default()
         }));
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let stop = Arc::new(AtomicBool::new(false));
-        let (shared, stopped) = (state.clone(), stop.clone());
-        std::thread::spawn(move || {
-            for stream in listener.incoming() {
-                if stopped.load(Ordering::SeqCst) {
-                    break;
-                }
-                let Ok(stream) = stream else { continue };
-                let shared = shared.clone();
-                std::thread::spawn(move || {
-                    serve(stream, |request| {
-                        let mut state = shared.lock().unwrap();
-                        state.requests.push(request.clone());
-                        state.answer(request)
-                    })
-                });
-            }
+        let shared = state.clone();
+        let api = FakeApi::start(move |request| {
+            let mut state = shared.lock().unwrap();
+            state.requests.push(request.clone());
+            let (status, json) = state.answer(request);
+            ApiReply::json(status, json)
         });
-        FakeTelegram { port, state, stop }
+        FakeTelegram { api, state }
     }
 
     fn api_url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        format!("http://127.0.0.1:{}", self.api.port)
     }
 
     fn sent(&self) -> Vec<Sent> {
@@ -277,56 +260,6 @@ impl FakeTelegram {
     fn flood(&self, retry_after: Option<u64>) {
         self.state.lock().unwrap().flood = retry_after;
     }
-}
-
-impl Drop for FakeTelegram {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        let _ = TcpStream::connect(("127.0.0.1", self.port));
-    }
-}
-
-/// Reads one HTTP/1.1 request and writes `answer`'s JSON reply.
-fn serve(stream: TcpStream, answer: impl FnOnce(&Request) -> (u16, serde_json::Value)) {
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
-    let mut reader = BufReader::new(stream.try_clone().unwrap());
-    let mut line = String::new();
-    if reader.read_line(&mut line).unwrap_or(0) == 0 {
-        return;
-    }
-    let mut parts = line.split_whitespace();
-    let method = parts.next().unwrap_or_default().to_string();
-    let path = parts.next().unwrap_or_default().to_string();
-    let mut headers = Vec::new();
-    loop {
-        let mut header = String::new();
-        if reader.read_line(&mut header).unwrap_or(0) == 0 || header.trim().is_empty() {
-            break;
-        }
-        if let Some((k, v)) = header.split_once(':') {
-            headers.push((k.trim().to_string(), v.trim().to_string()));
-        }
-    }
-    let length = headers
-        .iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
-        .and_then(|(_, v)| v.parse::<usize>().ok())
-        .unwrap_or(0);
-    let mut body = vec![0u8; length];
-    let _ = reader.read_exact(&mut body);
-    let (status, json) = answer(&Request {
-        method,
-        path,
-        headers,
-        body,
-    });
-    let json = json.to_string();
-    let response = format!(
-        "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{json}",
-        json.len()
-    );
-    let mut stream = stream;
-    let _ = stream.write_all(response.as_bytes());
 }
 
 // ------------------------------------------------------------ helpers

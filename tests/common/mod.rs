@@ -132,11 +132,22 @@ impl Drop for TestServer {
 }
 
 fn serve(stream: TcpStream, reply: &Mutex<Reply>, requests: &Mutex<Vec<Request>>) {
+    let Some((request, stream)) = read_request(stream) else {
+        return;
+    };
+    requests.lock().unwrap().push(request);
+    let answer = reply.lock().unwrap().clone();
+    std::thread::sleep(answer.delay);
+    write_response(stream, answer.status, "text/plain", &[], &answer.body);
+}
+
+/// Reads one HTTP/1.1 request (request line, headers, a Content-Length body).
+pub fn read_request(stream: TcpStream) -> Option<(Request, TcpStream)> {
     let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
-    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut reader = BufReader::new(stream.try_clone().ok()?);
     let mut line = String::new();
     if reader.read_line(&mut line).unwrap_or(0) == 0 {
-        return;
+        return None;
     }
     let mut parts = line.split_whitespace();
     let method = parts.next().unwrap_or("").to_string();
@@ -158,22 +169,102 @@ fn serve(stream: TcpStream, reply: &Mutex<Reply>, requests: &Mutex<Vec<Request>>
         .unwrap_or(0);
     let mut body = vec![0u8; length];
     let _ = reader.read_exact(&mut body);
-    requests.lock().unwrap().push(Request {
-        method,
-        path,
-        headers,
-        body,
-    });
-    let answer = reply.lock().unwrap().clone();
-    std::thread::sleep(answer.delay);
-    let response = format!(
-        "HTTP/1.1 {} X\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{}",
-        answer.status,
-        answer.body.len(),
-        answer.body
+    Some((
+        Request {
+            method,
+            path,
+            headers,
+            body,
+        },
+        stream,
+    ))
+}
+
+/// Writes a whole HTTP/1.1 response and closes the connection.
+pub fn write_response(
+    mut stream: TcpStream,
+    status: u16,
+    content_type: &str,
+    headers: &[(String, String)],
+    body: &str,
+) {
+    let mut response = format!(
+        "HTTP/1.1 {status} X\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n",
+        body.len()
     );
-    let mut stream = stream;
+    for (name, value) in headers {
+        response.push_str(&format!("{name}: {value}\r\n"));
+    }
+    response.push_str("\r\n");
+    response.push_str(body);
     let _ = stream.write_all(response.as_bytes());
+}
+
+/// What a fake API answers: status, extra headers, JSON body.
+pub struct ApiReply {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl ApiReply {
+    pub fn json(status: u16, body: serde_json::Value) -> ApiReply {
+        ApiReply {
+            status,
+            headers: Vec::new(),
+            body: body.to_string(),
+        }
+    }
+}
+
+/// A fake JSON API on 127.0.0.1 (Telegram, Feishu, GitHub…): every request
+/// goes to `handler`, which keeps whatever state it needs. Stops on drop.
+pub struct FakeApi {
+    pub port: u16,
+    stop: Arc<AtomicBool>,
+}
+
+impl FakeApi {
+    pub fn start(handler: impl Fn(&Request) -> ApiReply + Send + Sync + 'static) -> FakeApi {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+        let port = listener.local_addr().unwrap().port();
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopped = stop.clone();
+        let handler = Arc::new(handler);
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                if stopped.load(Ordering::SeqCst) {
+                    break;
+                }
+                let Ok(stream) = stream else { continue };
+                let handler = handler.clone();
+                std::thread::spawn(move || {
+                    if let Some((request, stream)) = read_request(stream) {
+                        let reply = handler(&request);
+                        write_response(
+                            stream,
+                            reply.status,
+                            "application/json; charset=utf-8",
+                            &reply.headers,
+                            &reply.body,
+                        );
+                    }
+                });
+            }
+        });
+        FakeApi { port, stop }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for FakeApi {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = TcpStream::connect(("127.0.0.1", self.port));
+    }
 }
 
 /// A port on 127.0.0.1 where nothing listens.
