@@ -959,17 +959,8 @@ fn profile_health(
     Ok(health)
 }
 
-/// When a profile whose newest run started at `last` becomes overdue: more
-/// than two cron intervals after the run it next owes, which is its third
-/// fire time after `last` (in the local zone, as cron reads it). Counting
-/// fire times rather than multiplying one interval keeps irregular
-/// schedules (weekdays only, 09:00 daily) right.
-pub fn overdue_after(cron: &CronSchedule, last: Timestamp) -> Option<Timestamp> {
-    let mut at = last.to_chrono()?.with_timezone(&chrono::Local);
-    for _ in 0..3 {
-        at = cron.next_after(&at)?;
-    }
-    Some(Timestamp(at.timestamp_millis()))
+fn overdue_after(cron: &CronSchedule, last: Timestamp) -> Option<Timestamp> {
+    cron.overdue_after(last)
 }
 
 // ---------------------------------------------------------------- parameters

@@ -157,19 +157,22 @@ impl CronSchedule {
         (after - next).to_std().ok()
     }
 
-    /// Whether a profile whose last run began at `last_run` has missed more
-    /// than two of its runs by `now` (local time, as cron reads schedules).
-    pub fn overdue(&self, last_run: crate::clock::Timestamp, now: crate::clock::Timestamp) -> bool {
-        let Some(at) = now.to_chrono().map(|t| t.with_timezone(&chrono::Local)) else {
-            return false;
-        };
-        let Some(interval) = self.interval_after(&at) else {
-            return false;
-        };
-        let allowed = i64::try_from(interval.as_millis())
-            .unwrap_or(i64::MAX)
-            .saturating_mul(2);
-        now.since(last_run) > allowed
+    /// When a profile whose newest run started at `last` becomes overdue:
+    /// more than two runs after the one it next owes, i.e. at its third
+    /// fire time after `last` (local time, as cron reads schedules).
+    /// Counting fire times rather than multiplying one interval keeps
+    /// irregular schedules (weekdays only, 09:00 daily) right.
+    pub fn overdue_after(&self, last: crate::clock::Timestamp) -> Option<crate::clock::Timestamp> {
+        let mut at = last.to_chrono()?.with_timezone(&chrono::Local);
+        for _ in 0..3 {
+            at = self.next_after(&at)?;
+        }
+        Some(crate::clock::Timestamp(at.timestamp_millis()))
+    }
+
+    /// Whether a profile whose last run began at `last` is overdue at `now`.
+    pub fn overdue(&self, last: crate::clock::Timestamp, now: crate::clock::Timestamp) -> bool {
+        self.overdue_after(last).is_some_and(|after| now > after)
     }
 
     /// The last fire time at or before `at`.
