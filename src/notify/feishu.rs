@@ -4,7 +4,7 @@
 //! try and when to give up. The webhook URL is the bot's credential, so
 //! neither it, its key nor the secret ever appears in an error.
 
-use super::{Context, Failure, Message, MessageKind, Payload, redact};
+use super::{Context, Failure, Message, MessageKind, Payload, escape_html as escape, redact};
 use crate::clock::Timestamp;
 use crate::config::{FeishuFormat, Secret, Severity, format_number};
 use crate::probe::http::{ClientSettings, agent, body_excerpt, describe_error};
@@ -202,20 +202,6 @@ fn details(message: &Message) -> String {
         ));
     }
     lines.join("\n")
-}
-
-/// Escapes what a `lark_md` text would read as tags (`<at>`, `<font>`).
-pub fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 /// `text` cut to at most `limit` bytes at a character boundary, a note

@@ -486,6 +486,21 @@ impl Failure {
     }
 }
 
+/// Escapes `&`, `<` and `>`: what Telegram's HTML mode and Feishu's
+/// `lark_md` would read as markup.
+pub fn escape_html(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 /// Replaces every secret in `text` (tokens, keyed URLs) by `[redacted]`.
 pub fn redact(text: &str, secrets: &[&str]) -> String {
     let mut text = text.to_string();

@@ -4,7 +4,7 @@
 //! decides when to try and when to give up. The bot token is in the request
 //! path, so neither it nor the URL ever appears in an error.
 
-use super::{Context, Failure, Payload, TelegramTestRoute, redact};
+use super::{Context, Failure, Payload, TelegramTestRoute, escape_html as escape, redact};
 use crate::config::Secret;
 use crate::probe::http::{ClientSettings, agent, body_excerpt, describe_error};
 use serde::Deserialize;
@@ -177,20 +177,6 @@ fn skip_prefixes(line: &str) -> &str {
             return rest;
         }
     }
-}
-
-/// Escapes what Telegram's HTML parse mode would read as markup.
-pub fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 /// `text` cut to at most `limit` UTF-16 code units, a note saying so at

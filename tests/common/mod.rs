@@ -377,3 +377,35 @@ pub fn assert_exit(output: &Output, code: i32) {
         stderr(output)
     );
 }
+
+/// Asserts no `secret` is in any output or any file under the state folder
+/// (the database, its WAL, the locks).
+#[track_caller]
+pub fn assert_no_secret(ws: &Workspace, outputs: &[&Output], secrets: &[&str]) {
+    let mut files = vec![ws.path().join("state")];
+    let mut texts: Vec<(String, Vec<u8>)> = Vec::new();
+    while let Some(path) = files.pop() {
+        if path.is_dir() {
+            files.extend(
+                std::fs::read_dir(&path)
+                    .unwrap()
+                    .map(|entry| entry.unwrap().path()),
+            );
+        } else {
+            texts.push((path.display().to_string(), std::fs::read(&path).unwrap()));
+        }
+    }
+    for (i, out) in outputs.iter().enumerate() {
+        texts.push((format!("stdout of run {i}"), out.stdout.clone()));
+        texts.push((format!("stderr of run {i}"), out.stderr.clone()));
+    }
+    for (name, bytes) in &texts {
+        for secret in secrets {
+            assert!(
+                !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
+                "{secret:?} appears in {name}:\n{}",
+                String::from_utf8_lossy(bytes)
+            );
+        }
+    }
+}
