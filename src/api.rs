@@ -895,6 +895,8 @@ struct ProfileHealth {
     /// When it counts as overdue if it does not run again (enabled only).
     overdue_after: Option<Timestamp>,
     overdue: bool,
+    /// An open maintenance window: its end and reason.
+    maintenance: Option<(Timestamp, String)>,
 }
 
 impl ProfileHealth {
@@ -922,6 +924,9 @@ impl ProfileHealth {
             "last_run": self.last_run.map(Timestamp::rfc3339),
             "overdue_after": self.overdue_after.map(Timestamp::rfc3339),
             "overdue": self.overdue,
+            "maintenance": self.maintenance.as_ref().map(|(until, reason)| {
+                json!({ "until": until.rfc3339(), "reason": reason })
+            }),
         })
     }
 }
@@ -954,6 +959,7 @@ fn profile_health(
             last_run,
             overdue_after,
             overdue: overdue_after.is_some_and(|after| now > after),
+            maintenance: crate::silence::maintenance(&profile.maintenance, now),
         });
     }
     Ok(health)

@@ -204,6 +204,7 @@ profiles:
         command: {{ argv: ["sh", "-c", "echo 'WARNING - low'; exit 1"] }}
   hourly:
     cron: "0 * * * *"
+    maintenance: [{{ cron: "0 * * * *", duration: 30m, reason: "backups" }}]
     tasks:
       - name: good
         command: {{ argv: ["true"] }}
@@ -630,6 +631,10 @@ fn healthz_names_an_overdue_profile_but_not_a_disabled_one() {
     assert_eq!(profiles[0]["last_run"], rfc3339(minute(2)));
     assert_eq!(profiles[2]["enabled"], false);
     assert_eq!(profiles[2]["last_run"], Value::Null);
+    // The hourly profile's half-hour maintenance window is open now.
+    assert_eq!(profiles[1]["maintenance"]["reason"], "backups", "{body}");
+    assert!(profiles[1]["maintenance"]["until"].is_string(), "{body}");
+    assert_eq!(profiles[0]["maintenance"], Value::Null);
     drop(server);
 
     // Ten minutes on: `p` (every minute) missed its runs; `hourly` has
