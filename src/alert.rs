@@ -64,8 +64,14 @@ impl Verdict {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Status {
+    /// Breaching, `for` not met yet.
     Pending,
+    /// Breaching (or, for a point-like rule, it occurred this tick): the
+    /// incident is open and the task is unhealthy.
     Firing,
+    /// Clear again, but its incident stays open for the cooldown: firing
+    /// again within it is the same incident, not a new one.
+    Quiet,
 }
 
 impl Status {
@@ -73,11 +79,26 @@ impl Status {
         match self {
             Status::Pending => "pending",
             Status::Firing => "firing",
+            Status::Quiet => "quiet",
         }
+    }
+
+    pub fn parse(text: &str) -> Option<Status> {
+        match text {
+            "pending" => Some(Status::Pending),
+            "firing" => Some(Status::Firing),
+            "quiet" => Some(Status::Quiet),
+            _ => None,
+        }
+    }
+
+    /// Whether the key makes its task unhealthy (exit 1).
+    pub fn is_active(self) -> bool {
+        matches!(self, Status::Pending | Status::Firing)
     }
 }
 
-/// The remembered state of a key that is pending or firing.
+/// The remembered state of a key that is pending, firing or quiet.
 #[derive(Clone, Debug, PartialEq)]
 pub struct AlertState {
     pub key: AlertKey,
@@ -95,11 +116,18 @@ pub struct AlertState {
     pub value: Option<f64>,
     pub threshold: Option<String>,
     pub summary: String,
+    /// When the incident first fired; `None` while it never has.
+    pub opened_at: Option<Timestamp>,
+    /// What people were told last is "firing" (no resolution since).
+    pub announced: bool,
+    /// It fired again after its resolution was announced: further
+    /// resolutions wait until it stays clear for the cooldown.
+    pub flapping: bool,
 }
 
 /// A change worth a history row.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "snake_case")]
 pub enum Transition {
     /// Breaching, but `for` is not met yet.
     Pending,
@@ -109,7 +137,9 @@ pub enum Transition {
     /// Still firing, at a higher severity.
     Escalated,
     Resolved,
-    /// A pending alert cleared before it fired.
+    /// The condition cleared and nothing was announced: a pending alert
+    /// before it fired, a point-like rule after its occurrence, or a
+    /// flapping one.
     Cleared,
     /// The task was restarted and came back healthy.
     Restarted,
@@ -132,13 +162,31 @@ impl Transition {
     }
 }
 
+/// What a step tells people.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Notice {
+    /// A new incident.
+    Firing,
+    /// The same incident fired again after a quiet spell.
+    Again,
+    Reminder,
+    Escalated,
+    Resolved,
+}
+
 /// How a key is gated and reminded.
 #[derive(Clone, Copy, Debug)]
 pub struct Policy {
     pub for_: Gate,
     pub resolve_after: Gate,
+    /// Reminders of a firing alert come no more often than this, and an
+    /// incident stays open this long after it clears.
     pub cooldown: Duration,
     pub notify_resolved: bool,
+    /// The rule reports occurrences (counter deltas, log patterns), not a
+    /// lasting state: clearing the next tick fixes nothing, so it is not
+    /// announced; the incident ends after a cooldown without occurrences.
+    pub point_like: bool,
 }
 
 /// The result of one tick for one key.
@@ -147,7 +195,25 @@ pub struct Step {
     /// `None`: the key is ok (no row).
     pub state: Option<AlertState>,
     pub transition: Option<Transition>,
-    pub notify: bool,
+    /// What to tell people, if anything.
+    pub notice: Option<Notice>,
+    /// Why it was (not) announced, for the history row.
+    pub note: Option<String>,
+}
+
+impl Step {
+    fn quiet(state: Option<AlertState>) -> Step {
+        Step {
+            state,
+            transition: None,
+            notice: None,
+            note: None,
+        }
+    }
+
+    pub fn notify(&self) -> bool {
+        self.notice.is_some()
+    }
 }
 
 /// Whether a `for` / `resolve_after` gate is met by `ticks` consecutive
@@ -159,19 +225,21 @@ pub fn gate_met(gate: Gate, ticks: u32, since: Timestamp, now: Timestamp) -> boo
     }
 }
 
-/// Advances one key by one tick.
+/// Advances one key by one tick. `began` is when a breach really began,
+/// when the probe knows it began before this tick.
 pub fn step(
     prior: Option<&AlertState>,
     key: &AlertKey,
     verdict: &Verdict,
     policy: &Policy,
     now: Timestamp,
+    began: Option<Timestamp>,
 ) -> Step {
     match verdict {
-        Verdict::NoData { .. } | Verdict::Hold { .. } => Step {
-            state: prior.cloned(),
-            transition: None,
-            notify: false,
+        Verdict::NoData { .. } | Verdict::Hold { .. } => match prior {
+            // A quiet incident ends on time even while its rule is held.
+            Some(state) if state.status == Status::Quiet => close_when_due(state, policy, now),
+            _ => Step::quiet(prior.cloned()),
         },
         Verdict::Clear { .. } => clear(prior, policy, now),
         Verdict::Breach {
@@ -180,7 +248,15 @@ pub fn step(
             threshold,
             summary,
         } => {
+            let began = began.filter(|b| *b <= now).unwrap_or(now);
             let mut state = match prior {
+                Some(prior) if prior.status == Status::Quiet => AlertState {
+                    status: Status::Pending,
+                    since: now,
+                    bad_since: began,
+                    bad_ticks: 1,
+                    ..prior.clone()
+                },
                 Some(prior) => {
                     let mut state = prior.clone();
                     state.bad_ticks = state.bad_ticks.saturating_add(1);
@@ -191,7 +267,7 @@ pub fn step(
                     status: Status::Pending,
                     severity: *severity,
                     since: now,
-                    bad_since: now,
+                    bad_since: began,
                     bad_ticks: 1,
                     good_since: None,
                     good_ticks: 0,
@@ -199,6 +275,9 @@ pub fn step(
                     value: None,
                     threshold: None,
                     summary: String::new(),
+                    opened_at: None,
+                    announced: false,
+                    flapping: false,
                 },
             };
             let previous_severity = state.severity;
@@ -221,22 +300,16 @@ fn breach(
     now: Timestamp,
 ) -> Step {
     match state.status {
-        Status::Pending => {
+        Status::Pending | Status::Quiet => {
             if gate_met(policy.for_, state.bad_ticks, state.bad_since, now) {
-                state.status = Status::Firing;
-                state.since = now;
-                state.last_notified = Some(now);
-                Step {
-                    state: Some(state),
-                    transition: Some(Transition::Firing),
-                    notify: true,
-                }
+                fire(state, policy, now)
             } else {
-                let transition = prior.is_none().then_some(Transition::Pending);
+                let fresh = prior.is_none_or(|p| p.status == Status::Quiet);
                 Step {
                     state: Some(state),
-                    transition,
-                    notify: false,
+                    transition: fresh.then_some(Transition::Pending),
+                    notice: None,
+                    note: None,
                 }
             }
         }
@@ -244,57 +317,169 @@ fn breach(
             let due = state
                 .last_notified
                 .is_none_or(|last| now.since(last) >= policy.cooldown.as_millis());
-            let transition = if state.severity > previous_severity {
-                Some(Transition::Escalated)
+            let notice = if state.severity > previous_severity {
+                Some(Notice::Escalated)
             } else if due {
-                Some(Transition::Reminder)
+                Some(Notice::Reminder)
             } else {
                 None
             };
-            if transition.is_some() {
+            if notice.is_some() {
                 state.last_notified = Some(now);
+                state.announced = true;
             }
             Step {
                 state: Some(state),
-                transition,
-                notify: transition.is_some(),
+                transition: notice.map(|n| match n {
+                    Notice::Escalated => Transition::Escalated,
+                    _ => Transition::Reminder,
+                }),
+                notice,
+                note: None,
             }
         }
     }
 }
 
-fn clear(prior: Option<&AlertState>, policy: &Policy, now: Timestamp) -> Step {
-    let Some(prior) = prior else {
+/// The gate is met: a new incident, or the open one firing again.
+fn fire(mut state: AlertState, policy: &Policy, now: Timestamp) -> Step {
+    state.status = Status::Firing;
+    state.since = now;
+    let Some(opened) = state.opened_at else {
+        state.opened_at = Some(now);
+        state.last_notified = Some(now);
+        state.announced = true;
+        state.flapping = false;
         return Step {
-            state: None,
-            transition: None,
-            notify: false,
+            state: Some(state),
+            transition: Some(Transition::Firing),
+            notice: Some(Notice::Firing),
+            note: None,
         };
     };
+    let cooldown = policy.cooldown.as_millis();
+    let since_notified = state.last_notified.map(|last| now.since(last));
+    let (notice, note) = if !state.announced {
+        // The last word was "resolved": say it is back, once.
+        state.flapping = !policy.point_like;
+        let note = if state.flapping {
+            format!(
+                "fired again within {} of its resolution: flapping; its next resolution is announced once it stays clear for {}",
+                policy.cooldown, policy.cooldown
+            )
+        } else {
+            "fired again".to_string()
+        };
+        (Some(Notice::Again), Some(note))
+    } else if since_notified.is_none_or(|ms| ms >= cooldown) {
+        (Some(Notice::Again), None)
+    } else {
+        let note = format!(
+            "the same incident as at {opened}: not notified again within the cooldown ({} since the last notification, cooldown {})",
+            crate::clock::human_duration(since_notified.unwrap_or(0)),
+            policy.cooldown
+        );
+        (None, Some(note))
+    };
+    if notice.is_some() {
+        state.last_notified = Some(now);
+        state.announced = true;
+    }
+    Step {
+        state: Some(state),
+        transition: Some(Transition::Firing),
+        notice,
+        note,
+    }
+}
+
+fn clear(prior: Option<&AlertState>, policy: &Policy, now: Timestamp) -> Step {
+    let Some(prior) = prior else {
+        return Step::quiet(None);
+    };
     match prior.status {
+        Status::Pending if prior.opened_at.is_some() => Step {
+            state: Some(go_quiet(prior, now)),
+            transition: Some(Transition::Cleared),
+            notice: None,
+            note: Some("cleared before firing again".to_string()),
+        },
         Status::Pending => Step {
             state: None,
             transition: Some(Transition::Cleared),
-            notify: false,
+            notice: None,
+            note: None,
+        },
+        Status::Firing if policy.point_like => Step {
+            state: Some(go_quiet(prior, now)),
+            transition: Some(Transition::Cleared),
+            notice: None,
+            note: Some(format!(
+                "no new occurrence this tick; not announced as resolved (an occurrence is not a state): the incident ends after {} without one",
+                policy.cooldown
+            )),
         },
         Status::Firing => {
             let mut state = prior.clone();
             state.good_ticks = state.good_ticks.saturating_add(1);
             let good_since = *state.good_since.get_or_insert(now);
-            if gate_met(policy.resolve_after, state.good_ticks, good_since, now) {
-                Step {
-                    state: None,
-                    transition: Some(Transition::Resolved),
-                    notify: policy.notify_resolved,
-                }
-            } else {
-                Step {
-                    state: Some(state),
-                    transition: None,
-                    notify: false,
-                }
+            if !gate_met(policy.resolve_after, state.good_ticks, good_since, now) {
+                return Step::quiet(Some(state));
+            }
+            let mut quiet = go_quiet(&state, now);
+            if prior.flapping {
+                return Step {
+                    state: Some(quiet),
+                    transition: Some(Transition::Cleared),
+                    notice: None,
+                    note: Some(format!(
+                        "cleared while flapping: announced once it stays clear for {}",
+                        policy.cooldown
+                    )),
+                };
+            }
+            quiet.announced = false;
+            Step {
+                state: Some(quiet),
+                transition: Some(Transition::Resolved),
+                notice: policy.notify_resolved.then_some(Notice::Resolved),
+                note: None,
             }
         }
+        Status::Quiet => close_when_due(prior, policy, now),
+    }
+}
+
+fn go_quiet(state: &AlertState, now: Timestamp) -> AlertState {
+    AlertState {
+        status: Status::Quiet,
+        since: now,
+        good_since: None,
+        good_ticks: 0,
+        bad_ticks: 0,
+        ..state.clone()
+    }
+}
+
+/// A quiet incident ends after the cooldown. Its resolution is announced
+/// then if people last heard it firing (a point-like rule, a flapping one).
+fn close_when_due(state: &AlertState, policy: &Policy, now: Timestamp) -> Step {
+    if now.since(state.since) < policy.cooldown.as_millis() {
+        return Step::quiet(Some(state.clone()));
+    }
+    if !state.announced {
+        return Step::quiet(None);
+    }
+    let note = if policy.point_like {
+        format!("no new occurrence for {}", policy.cooldown)
+    } else {
+        format!("clear for {} after flapping", policy.cooldown)
+    };
+    Step {
+        state: None,
+        transition: Some(Transition::Resolved),
+        notice: policy.notify_resolved.then_some(Notice::Resolved),
+        note: Some(note),
     }
 }
 
@@ -310,6 +495,14 @@ mod tests {
             resolve_after,
             cooldown: Duration::from_secs(2 * 3600),
             notify_resolved: true,
+            point_like: false,
+        }
+    }
+
+    fn point_like() -> Policy {
+        Policy {
+            point_like: true,
+            ..policy(Gate::Ticks(1), Gate::Ticks(1))
         }
     }
 
@@ -329,24 +522,41 @@ mod tests {
         }
     }
 
-    /// Runs verdicts one per minute; returns (status after, transition, notified) per tick.
+    /// Runs verdicts one per minute; returns (status after, transition,
+    /// notice) per tick.
     fn run(
         policy: Policy,
         verdicts: &[Verdict],
-    ) -> Vec<(Option<Status>, Option<Transition>, bool)> {
+    ) -> Vec<(Option<Status>, Option<Transition>, Option<Notice>)> {
+        run_at(
+            policy,
+            verdicts
+                .iter()
+                .cloned()
+                .enumerate()
+                .map(|(i, v)| (i as i64, v)),
+        )
+    }
+
+    /// Like `run`, each verdict at its own minute.
+    fn run_at(
+        policy: Policy,
+        verdicts: impl IntoIterator<Item = (i64, Verdict)>,
+    ) -> Vec<(Option<Status>, Option<Transition>, Option<Notice>)> {
         let key = AlertKey::new("p", "t", "health");
         let mut state: Option<AlertState> = None;
         let mut out = Vec::new();
-        for (i, verdict) in verdicts.iter().enumerate() {
-            let now = Timestamp(1_000_000_000_000 + i as i64 * MINUTE);
-            let s = step(state.as_ref(), &key, verdict, &policy, now);
-            out.push((s.state.as_ref().map(|a| a.status), s.transition, s.notify));
+        for (minute, verdict) in verdicts {
+            let now = Timestamp(1_000_000_000_000 + minute * MINUTE);
+            let s = step(state.as_ref(), &key, &verdict, &policy, now, None);
+            out.push((s.state.as_ref().map(|a| a.status), s.transition, s.notice));
             state = s.state;
         }
         out
     }
 
-    use Status::{Firing, Pending};
+    use Notice as N;
+    use Status::{Firing, Pending, Quiet};
     use Transition as T;
 
     #[test]
@@ -364,11 +574,11 @@ mod tests {
         assert_eq!(
             ticks,
             vec![
-                (None, None, false),
-                (Some(Firing), Some(T::Firing), true),
-                (Some(Firing), None, false),
-                (None, Some(T::Resolved), true),
-                (None, None, false),
+                (None, None, None),
+                (Some(Firing), Some(T::Firing), Some(N::Firing)),
+                (Some(Firing), None, None),
+                (Some(Quiet), Some(T::Resolved), Some(N::Resolved)),
+                (Some(Quiet), None, None),
             ]
         );
     }
@@ -383,10 +593,10 @@ mod tests {
         assert_eq!(
             ticks,
             vec![
-                (Some(Pending), Some(T::Pending), false),
-                (Some(Pending), None, false),
-                (Some(Firing), Some(T::Firing), true),
-                (Some(Firing), None, false),
+                (Some(Pending), Some(T::Pending), None),
+                (Some(Pending), None, None),
+                (Some(Firing), Some(T::Firing), Some(N::Firing)),
+                (Some(Firing), None, None),
             ]
         );
     }
@@ -401,10 +611,10 @@ mod tests {
         assert_eq!(
             ticks,
             vec![
-                (Some(Pending), Some(T::Pending), false),
-                (None, Some(T::Cleared), false),
-                (Some(Pending), Some(T::Pending), false),
-                (Some(Firing), Some(T::Firing), true),
+                (Some(Pending), Some(T::Pending), None),
+                (None, Some(T::Cleared), None),
+                (Some(Pending), Some(T::Pending), None),
+                (Some(Firing), Some(T::Firing), Some(N::Firing)),
             ]
         );
     }
@@ -436,6 +646,30 @@ mod tests {
     }
 
     #[test]
+    fn a_breach_known_to_have_begun_earlier_counts_from_then() {
+        // progress == 0 first seen at minute 1, but the last progress was
+        // seen at minute 0: 180 s are up at minute 3, not 4.
+        let key = AlertKey::new("p", "t", "stalled");
+        let p = policy(Gate::For(Duration::from_secs(180)), Gate::Ticks(1));
+        let at = |m: i64| Timestamp(m * MINUTE);
+        let mut state = None;
+        let mut fired = Vec::new();
+        for minute in 1..=4 {
+            let s = step(
+                state.as_ref(),
+                &key,
+                &bad(Severity::Critical),
+                &p,
+                at(minute),
+                Some(at(0)),
+            );
+            fired.push(s.transition);
+            state = s.state;
+        }
+        assert_eq!(fired, [Some(T::Pending), None, Some(T::Firing), None]);
+    }
+
+    #[test]
     fn resolve_after_needs_consecutive_clears() {
         let b = bad(Severity::Critical);
         let ticks = run(
@@ -450,7 +684,7 @@ mod tests {
                 (Some(Firing), None),
                 (Some(Firing), None),
                 (Some(Firing), None),
-                (None, Some(T::Resolved)),
+                (Some(Quiet), Some(T::Resolved)),
             ]
         );
     }
@@ -465,11 +699,11 @@ mod tests {
         assert_eq!(
             notified,
             vec![
-                (Some(T::Firing), true),
-                (None, false),
-                (Some(T::Reminder), true),
-                (None, false),
-                (Some(T::Reminder), true),
+                (Some(T::Firing), Some(N::Firing)),
+                (None, None),
+                (Some(T::Reminder), Some(N::Reminder)),
+                (None, None),
+                (Some(T::Reminder), Some(N::Reminder)),
             ]
         );
     }
@@ -484,8 +718,11 @@ mod tests {
                 bad(Severity::Warning),
             ],
         );
-        assert_eq!(ticks[1], (Some(Firing), Some(T::Escalated), true));
-        assert_eq!(ticks[2], (Some(Firing), None, false));
+        assert_eq!(
+            ticks[1],
+            (Some(Firing), Some(T::Escalated), Some(N::Escalated))
+        );
+        assert_eq!(ticks[2], (Some(Firing), None, None));
     }
 
     #[test]
@@ -497,9 +734,12 @@ mod tests {
             policy(Gate::Ticks(1), Gate::Ticks(1)),
             &[bad(Severity::Critical), nodata.clone(), nodata, good()],
         );
-        assert_eq!(ticks[1], (Some(Firing), None, false));
-        assert_eq!(ticks[2], (Some(Firing), None, false));
-        assert_eq!(ticks[3], (None, Some(T::Resolved), true));
+        assert_eq!(ticks[1], (Some(Firing), None, None));
+        assert_eq!(ticks[2], (Some(Firing), None, None));
+        assert_eq!(
+            ticks[3],
+            (Some(Quiet), Some(T::Resolved), Some(N::Resolved))
+        );
     }
 
     #[test]
@@ -507,6 +747,117 @@ mod tests {
         let mut p = policy(Gate::Ticks(1), Gate::Ticks(1));
         p.notify_resolved = false;
         let ticks = run(p, &[bad(Severity::Critical), good()]);
-        assert_eq!(ticks[1], (None, Some(T::Resolved), false));
+        assert_eq!(ticks[1], (Some(Quiet), Some(T::Resolved), None));
+    }
+
+    /// A bursty counter (seed 003): an increase every other tick for two
+    /// hours is one incident, told once, then once more after the
+    /// cooldown; its quiet ticks announce nothing; after two quiet hours
+    /// the incident ends and that is said.
+    #[test]
+    fn a_bursty_point_like_rule_is_one_incident_per_cooldown() {
+        let mut verdicts: Vec<(i64, Verdict)> = (0..=150)
+            .map(|m| {
+                let v = if m % 2 == 0 {
+                    bad(Severity::Warning)
+                } else {
+                    good()
+                };
+                (m, v)
+            })
+            .collect();
+        verdicts.extend((151..=280).map(|m| (m, good())));
+        let ticks = run_at(point_like(), verdicts);
+        let told: Vec<(usize, Notice)> = ticks
+            .iter()
+            .enumerate()
+            .filter_map(|(m, t)| t.2.map(|n| (m, n)))
+            .collect();
+        // Fired at 0, told again at 120 (cooldown since 0), resolved two
+        // hours after it went quiet at 151.
+        assert_eq!(told, [(0, N::Firing), (120, N::Again), (271, N::Resolved)]);
+        assert_eq!(ticks[1], (Some(Quiet), Some(T::Cleared), None));
+        assert_eq!(ticks[2], (Some(Firing), Some(T::Firing), None));
+        assert_eq!(ticks[272], (None, None, None));
+        // Every occurrence and quiet tick is in the history.
+        let firings = ticks.iter().filter(|t| t.1 == Some(T::Firing)).count();
+        assert_eq!(firings, 76);
+    }
+
+    /// A flapping state: resolved once, back once (told), then its
+    /// flapping is not told until it holds steady for the cooldown.
+    #[test]
+    fn a_flapping_state_is_told_once_back_and_resolved_when_steady() {
+        let mut p = policy(Gate::Ticks(1), Gate::Ticks(1));
+        p.cooldown = Duration::from_secs(600);
+        let b = || bad(Severity::Critical);
+        let ticks = run(
+            p,
+            &[
+                b(),
+                good(),
+                b(),
+                good(),
+                b(),
+                good(),
+                good(),
+                good(),
+                good(),
+                good(),
+                good(),
+                good(),
+                good(),
+                good(),
+                good(),
+                good(),
+                good(),
+            ],
+        );
+        let told: Vec<(usize, Notice)> = ticks
+            .iter()
+            .enumerate()
+            .filter_map(|(m, t)| t.2.map(|n| (m, n)))
+            .collect();
+        assert_eq!(
+            told,
+            [
+                (0, N::Firing),
+                (1, N::Resolved),
+                (2, N::Again),
+                (15, N::Resolved)
+            ]
+        );
+        assert_eq!(ticks[3], (Some(Quiet), Some(T::Cleared), None));
+        assert_eq!(ticks[4], (Some(Firing), Some(T::Firing), None));
+        assert_eq!(ticks[16], (None, None, None));
+    }
+
+    #[test]
+    fn a_quiet_state_ends_silently_after_the_cooldown() {
+        let mut p = policy(Gate::Ticks(1), Gate::Ticks(1));
+        p.cooldown = Duration::from_secs(120);
+        let ticks = run(
+            p,
+            &[bad(Severity::Critical), good(), good(), good(), good()],
+        );
+        assert_eq!(ticks[1].0, Some(Quiet));
+        assert_eq!(ticks[2], (Some(Quiet), None, None));
+        assert_eq!(
+            ticks[3],
+            (None, None, None),
+            "the incident ended, nothing to say"
+        );
+        // After it ended, a breach is a new incident.
+        let ticks = run(
+            p,
+            &[
+                bad(Severity::Critical),
+                good(),
+                good(),
+                good(),
+                bad(Severity::Critical),
+            ],
+        );
+        assert_eq!(ticks[4], (Some(Firing), Some(T::Firing), Some(N::Firing)));
     }
 }

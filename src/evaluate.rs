@@ -2,11 +2,11 @@
 //! → (new alert states, history, outgoing messages). No clock, file, socket
 //! or database here; everything is an argument.
 
-use crate::alert::{self, AlertKey, AlertState, Policy, Status, Transition, Verdict};
+use crate::alert::{self, AlertKey, AlertState, Notice, Policy, Status, Transition, Verdict};
 use crate::clock::Timestamp;
 use crate::config::{Config, Gate, Probe, Profile, Rule, RuleKind, Selector, Severity, Task};
 use crate::notify::{self, Message, MessageKind};
-use crate::probe::{CheckStatus, Observation, TaskState};
+use crate::probe::{Observation, TaskState};
 use crate::remediate::{Book, Decision, Remediation};
 use crate::rule;
 use crate::silence;
@@ -65,13 +65,27 @@ impl RuleResult {
     pub fn status(&self) -> Option<Status> {
         self.state.as_ref().map(|s| s.status)
     }
+
+    /// Pending or firing after this tick, held or not: the task is
+    /// unhealthy (exit 1) while any of its keys is.
+    pub fn active(&self) -> bool {
+        self.status().is_some_and(Status::is_active)
+    }
+
+    /// Firing, but its verdict this tick was held (skip_when, warm-up,
+    /// settle, no data): still firing, shown as held.
+    pub fn held(&self) -> bool {
+        self.status() == Some(Status::Firing)
+            && matches!(self.verdict, Verdict::Hold { .. } | Verdict::NoData { .. })
+    }
 }
 
 /// One task's result this tick, for the report and the exit code.
 #[derive(Clone, Debug)]
 pub struct TaskResult {
     pub name: String,
-    /// No rule breached and every probe could observe (or a restart fixed it).
+    /// No key of the task is pending or firing, held or not (or a restart
+    /// resolved the one that was).
     pub healthy: bool,
     pub rules: Vec<RuleResult>,
     /// What happened about remediation, when something did.
@@ -168,7 +182,29 @@ struct Judged {
     verdict: Verdict,
     policy: Policy,
     /// Whether its firing may restart the task.
-    may_remediate: bool,
+    remediates: Remediates,
+    /// When its breach really began, if before this tick.
+    began: Option<Timestamp>,
+}
+
+/// Whether a key's firing restarts the task.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Remediates {
+    Never,
+    /// When it fires as critical (the task's failed probes, unflagged rules).
+    IfCritical,
+    /// `remediate: true`: whatever its severity.
+    Always,
+}
+
+impl Remediates {
+    fn applies(self, severity: Severity) -> bool {
+        match self {
+            Remediates::Never => false,
+            Remediates::IfCritical => severity == Severity::Critical,
+            Remediates::Always => true,
+        }
+    }
 }
 
 /// The task being evaluated and what every key of it shares.
@@ -249,36 +285,28 @@ impl<'a> Scope<'a> {
                 outcome,
             );
         }
-        let memory = self.remembered(prior.tasks.get(&task.name), observation, outcome);
+        let memory = self.remembered(prior.tasks.get(&task.name), observation, outcome, &book);
         let judged = self.judge(prior, observation, &memory, outcome);
         if let Some(until) = book.settling(self.now) {
             return self.hold(prior, judged, until, live_keys);
         }
-        let mut healthy = observation
-            .checks
-            .iter()
-            .all(|c| !matches!(c.status, CheckStatus::Failed | CheckStatus::Unsupported));
         let mut results = Vec::new();
         let mut trigger: Option<(AlertKey, String)> = None;
-        let any_flagged = task.rules.iter().any(|r| r.remediate);
         for Judged {
             name,
             verdict,
             policy,
-            may_remediate,
+            remediates,
+            began,
         } in judged
         {
             let key = self.key(&name);
-            if matches!(verdict, Verdict::Breach { .. }) {
-                healthy = false;
-            }
             let before = prior.alerts.get(&key);
-            let step = alert::step(before, &key, &verdict, &policy, self.now);
-            if let Some(state) = &step.state
+            let step = alert::step(before, &key, &verdict, &policy, self.now, began);
+            if let (Some(state), Verdict::Breach { severity, .. }) = (&step.state, &verdict)
                 && trigger.is_none()
-                && may_remediate
                 && state.status == Status::Firing
-                && (any_flagged || state.severity == Severity::Critical)
+                && remediates.applies(*severity)
                 && alert::gate_met(policy.for_, state.bad_ticks, state.bad_since, self.now)
             {
                 trigger = Some((key.clone(), state.summary.clone()));
@@ -333,7 +361,7 @@ impl<'a> Scope<'a> {
             };
             let key = self.key(RESTART_LOOP_RULE);
             let before = prior.alerts.get(&key);
-            let step = alert::step(before, &key, &verdict, &policy, self.now);
+            let step = alert::step(before, &key, &verdict, &policy, self.now, None);
             self.record(&key, before, &step, &verdict, outcome);
             live_keys.insert(key);
             results.push(RuleResult {
@@ -349,7 +377,7 @@ impl<'a> Scope<'a> {
         });
         TaskResult {
             name: task.name.clone(),
-            healthy,
+            healthy: !results.iter().any(RuleResult::active),
             rules: results,
             remediation,
         }
@@ -366,6 +394,7 @@ impl<'a> Scope<'a> {
         state: Option<&TaskState>,
         observation: &Observation,
         outcome: &mut Outcome,
+        book: &Book,
     ) -> RuleMemory {
         let task = self.task;
         let read = |key: &str| state.and_then(|s| s.get(key));
@@ -422,6 +451,7 @@ impl<'a> Scope<'a> {
                 now: self.now,
                 warming_up: (left > 0).then(|| warming_up(restarted, warmup, left)),
                 skip: rule::skip_reason(task, observation),
+                restarted_at: book.restarts.last().copied(),
             },
             warmup_left: left,
         }
@@ -457,16 +487,36 @@ impl<'a> Scope<'a> {
                 .push((task.name.clone(), WARMUP_KEY.to_string(), stored_left));
         }
         let any_flagged = task.rules.iter().any(|r| r.remediate);
+        let unflagged = if any_flagged {
+            Remediates::Never
+        } else {
+            Remediates::IfCritical
+        };
         let mut judged = Vec::new();
         let task_policy = policy_for(self.config, task, None);
-        if task.rules.is_empty() {
-            judged.push(Judged {
-                name: HEALTH_RULE.to_string(),
-                verdict: rule::implicit(task, observation),
-                policy: task_policy,
-                may_remediate: true,
-            });
-        }
+        // The task's own health: every probe healthy. In force next to
+        // explicit rules too: a dead endpoint is a critical alert, never
+        // only a rule's missing data. A failure outside the target (the
+        // lag probe's reference node) is told but restarts nothing.
+        let failing: Vec<&str> = observation
+            .checks
+            .iter()
+            .filter(|c| !c.status.is_ok())
+            .map(|c| c.probe)
+            .collect();
+        let health_remediates =
+            if !failing.is_empty() && failing.iter().all(|p| observation.outside.contains(p)) {
+                Remediates::Never
+            } else {
+                Remediates::IfCritical
+            };
+        judged.push(Judged {
+            name: HEALTH_RULE.to_string(),
+            verdict: rule::implicit(task, observation),
+            policy: task_policy,
+            remediates: health_remediates,
+            began: None,
+        });
         for (rule, judgement) in task.rules.iter().zip(judgements) {
             let policy = policy_for(self.config, task, Some(rule));
             let before = memory.memories.get(&rule.name).cloned().unwrap_or_default();
@@ -507,13 +557,22 @@ impl<'a> Scope<'a> {
                 name: rule.name.clone(),
                 verdict,
                 policy,
-                may_remediate: rule.remediate || !any_flagged,
+                remediates: if rule.remediate {
+                    Remediates::Always
+                } else {
+                    unflagged
+                },
+                began: judgement.began,
             });
             judged.push(Judged {
                 name: format!("{}{NO_DATA_SUFFIX}", rule.name),
                 verdict: no_data,
-                policy,
-                may_remediate: false,
+                policy: Policy {
+                    point_like: false,
+                    ..policy
+                },
+                remediates: Remediates::Never,
+                began: None,
             });
         }
         for pattern in task
@@ -546,8 +605,12 @@ impl<'a> Scope<'a> {
             judged.push(Judged {
                 name: pattern.name.clone(),
                 verdict,
-                policy: task_policy,
-                may_remediate: !any_flagged,
+                policy: Policy {
+                    point_like: true,
+                    ..task_policy
+                },
+                remediates: unflagged,
+                began: None,
             });
         }
         judged
@@ -609,10 +672,10 @@ impl<'a> Scope<'a> {
                 }
             })
             .filter(|r| !(r.rule.ends_with(NO_DATA_SUFFIX) && r.state.is_none()))
-            .collect();
+            .collect::<Vec<_>>();
         TaskResult {
             name: self.task.name.clone(),
-            healthy: true,
+            healthy: !rules.iter().any(RuleResult::active),
             rules,
             remediation: Some(Remediation::Settling { until }),
         }
@@ -649,7 +712,7 @@ impl<'a> Scope<'a> {
             started_at: match kind {
                 MessageKind::Event => None,
                 MessageKind::Firing => Some(self.now),
-                _ => state.map(|s| s.since),
+                _ => state.map(|s| s.opened_at.unwrap_or(s.since)),
             },
             labels: self.task.labels.clone(),
             related: if kind == MessageKind::Event {
@@ -673,7 +736,7 @@ impl<'a> Scope<'a> {
     ) {
         let hold = silence::key_hold(self.task_hold.as_deref(), self.silences, key, self.now);
         let mut state = step.state.clone();
-        if let (Some(_), Some(state), true) = (&hold, &mut state, step.notify) {
+        if let (Some(_), Some(state), true) = (&hold, &mut state, step.notify()) {
             // Held: not notified, so the alert is told once the hold ends.
             state.last_notified = None;
         }
@@ -692,12 +755,15 @@ impl<'a> Scope<'a> {
             return;
         };
         // A resolution says what the rule sees now ("HTTP 200 in 3 ms").
-        let summary = match transition {
+        let mut summary = match transition {
             Transition::Resolved | Transition::Cleared => verdict.summary().to_string(),
             _ => shown.summary.clone(),
         };
+        if let Some(note) = &step.note {
+            summary = format!("{summary} ({note})");
+        }
         let recorded = match &hold {
-            Some(why) if step.notify => format!("{summary} (not notified: {why})"),
+            Some(why) if step.notify() => format!("{summary} (not notified: {why})"),
             _ => summary.clone(),
         };
         outcome.history.push(HistoryEntry {
@@ -708,15 +774,15 @@ impl<'a> Scope<'a> {
             value: shown.value,
             threshold: shown.threshold.clone(),
         });
-        if !step.notify || hold.is_some() {
+        let Some(notice) = step.notice.filter(|_| hold.is_none()) else {
             return;
-        }
-        let kind = match transition {
-            Transition::Firing => MessageKind::Firing,
-            Transition::Reminder => MessageKind::Reminder,
-            Transition::Escalated => MessageKind::Escalated,
-            Transition::Resolved => MessageKind::Resolved,
-            _ => return,
+        };
+        let kind = match notice {
+            Notice::Firing => MessageKind::Firing,
+            Notice::Again => MessageKind::Again,
+            Notice::Reminder => MessageKind::Reminder,
+            Notice::Escalated => MessageKind::Escalated,
+            Notice::Resolved => MessageKind::Resolved,
         };
         let message = self.message(kind, &key.rule, shown.severity, summary, Some(shown));
         push_outgoing(self.config, self.notifiers, message, outcome);
@@ -734,6 +800,7 @@ fn policy_for(config: &Config, task: &Task, rule: Option<&Rule>) -> Policy {
             .or(task.cooldown)
             .unwrap_or(config.defaults.cooldown),
         notify_resolved: config.defaults.notify_resolved,
+        point_like: rule.is_some_and(|r| matches!(r.kind, RuleKind::Counter { .. })),
     }
 }
 
@@ -937,14 +1004,24 @@ profiles:
         assert_eq!(
             keys,
             vec![
+                ("health", Some(Status::Firing)),
                 ("latency", None),
                 ("latency:no-data", Some(Status::Pending))
             ]
         );
         assert!(!slow.healthy);
+        assert_eq!(
+            out[0].outgoing[0].message.rule, "health",
+            "a failed probe is a critical alert even with explicit rules"
+        );
+        assert_eq!(out[0].outgoing[0].message.severity, Severity::Critical);
         let out = ticks(&config, &[(ok(), dead()), (ok(), dead())]);
-        assert_eq!(out[1].outgoing[0].message.severity, Severity::Warning);
-        assert_eq!(out[1].outgoing[0].message.rule, "latency:no-data");
+        let no_data = out[1]
+            .outgoing
+            .iter()
+            .find(|o| o.message.rule == "latency:no-data")
+            .unwrap();
+        assert_eq!(no_data.message.severity, Severity::Warning);
     }
 
     #[test]
@@ -986,6 +1063,9 @@ profiles:
                 value: None,
                 threshold: None,
                 summary: "down".into(),
+                opened_at: Some(Timestamp(0)),
+                announced: true,
+                flapping: false,
             },
         );
         let runs = [TaskRun {

@@ -27,6 +27,11 @@ pub const MIGRATIONS: &[(u32, &str, &str)] = &[
         "0002_operations.sql",
         include_str!("../migrations/0002_operations.sql"),
     ),
+    (
+        3,
+        "0003_incidents.sql",
+        include_str!("../migrations/0003_incidents.sql"),
+    ),
 ];
 
 /// An open database.
@@ -278,7 +283,7 @@ impl Store {
         let mut prior = Prior::default();
         let mut statement = self.conn.prepare_cached(
             "SELECT task, rule, status, severity, since, bad_since, bad_ticks, good_since, good_ticks,
-                    last_notified, value, threshold, summary
+                    last_notified, value, threshold, summary, opened_at, announced, flapping
              FROM alert_state WHERE profile = ?1",
         )?;
         let rows = statement.query_map([profile], |r| {
@@ -287,11 +292,7 @@ impl Store {
             let severity: String = r.get(3)?;
             Ok(AlertState {
                 key,
-                status: if status == "firing" {
-                    Status::Firing
-                } else {
-                    Status::Pending
-                },
+                status: Status::parse(&status).unwrap_or(Status::Pending),
                 severity: severity.parse().unwrap_or(Severity::Critical),
                 since: Timestamp(r.get(4)?),
                 bad_since: Timestamp(r.get(5)?),
@@ -302,6 +303,9 @@ impl Store {
                 value: r.get(10)?,
                 threshold: r.get(11)?,
                 summary: r.get(12)?,
+                opened_at: r.get::<_, Option<i64>>(13)?.map(Timestamp),
+                announced: r.get(14)?,
+                flapping: r.get(15)?,
             })
         })?;
         for row in rows {
@@ -358,8 +362,9 @@ impl Store {
                 Some(s) => {
                     tx.prepare_cached(
                         "INSERT OR REPLACE INTO alert_state (key, profile, task, rule, status, severity, since, bad_since,
-                            bad_ticks, good_since, good_ticks, last_notified, value, threshold, summary)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+                            bad_ticks, good_since, good_ticks, last_notified, value, threshold, summary,
+                            opened_at, announced, flapping)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)",
                     )?
                     .execute(params![
                         key.to_string(),
@@ -377,6 +382,9 @@ impl Store {
                         s.value,
                         s.threshold,
                         s.summary,
+                        s.opened_at.map(|t| t.0),
+                        s.announced,
+                        s.flapping,
                     ])?;
                 }
                 None => {

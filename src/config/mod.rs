@@ -2,12 +2,14 @@
 //! Owns every key of the file; knows nothing of how tasks run.
 
 mod load;
+pub mod selector;
 pub mod values;
 
 pub use load::{ConfigError, load, resolve_path};
+pub use selector::{MatchOp, Matcher, Selector, Selectors};
 pub use values::{
-    ByteSize, Condition, Duration, Gate, Guard, JsonPointer, Op, Pattern, Ratio, Secret, Selector,
-    Selectors, Severity, StatusRanges, Text, Threshold, format_number,
+    ByteSize, Condition, Duration, Gate, Guard, JsonPointer, Op, Pattern, Ratio, Secret, Severity,
+    StatusRanges, Text, Threshold, Unit, format_bytes, format_number, format_value,
 };
 
 use crate::schedule::CronSchedule;
@@ -870,7 +872,15 @@ impl RuleKind {
 pub struct Trend {
     pub rising: bool,
     pub window: Duration,
+    /// How far the signal must move over the window (default 5, in the
+    /// signal's unit): a synced node's lag jitter of 1→3 is no trend.
+    pub min_change: f64,
+    /// `above:` (rising) or `below:` (falling): only past this value.
+    pub limit: Option<f64>,
 }
+
+/// A trend's `min_change` when the rule does not say.
+pub const DEFAULT_TREND_MIN_CHANGE: f64 = 5.0;
 
 #[derive(Deserialize, Debug, Clone)]
 #[serde(deny_unknown_fields)]
@@ -905,6 +915,12 @@ struct RawRule {
     trend: Option<String>,
     #[serde(default)]
     window: Option<Duration>,
+    #[serde(default)]
+    min_change: Option<f64>,
+    #[serde(default)]
+    above: Option<f64>,
+    #[serde(default)]
+    below: Option<f64>,
     #[serde(default)]
     streak: Option<u32>,
     #[serde(default)]
@@ -967,16 +983,34 @@ impl Rule {
             ));
         }
         let kind = if let Some(signal) = raw.signal {
+            let min_change = raw.min_change.unwrap_or(DEFAULT_TREND_MIN_CHANGE);
+            if !(min_change >= 0.0) {
+                return Err(err("`min_change` is a size of change, 0 or more"));
+            }
             let trend = match (raw.trend.as_deref(), raw.window) {
                 (None, None) => None,
-                (Some("rising"), Some(window)) => Some(Trend {
-                    rising: true,
-                    window,
-                }),
-                (Some("falling"), Some(window)) => Some(Trend {
-                    rising: false,
-                    window,
-                }),
+                (Some("rising"), Some(window)) => {
+                    if raw.below.is_some() {
+                        return Err(err("a rising trend takes `above`, not `below`"));
+                    }
+                    Some(Trend {
+                        rising: true,
+                        window,
+                        min_change,
+                        limit: raw.above,
+                    })
+                }
+                (Some("falling"), Some(window)) => {
+                    if raw.above.is_some() {
+                        return Err(err("a falling trend takes `below`, not `above`"));
+                    }
+                    Some(Trend {
+                        rising: false,
+                        window,
+                        min_change,
+                        limit: raw.below,
+                    })
+                }
                 (Some("rising" | "falling"), None) => {
                     return Err(err("a trend needs a `window`, e.g. window: 300s"));
                 }
@@ -1026,6 +1060,9 @@ impl Rule {
         };
         let is_counter = matches!(kind, RuleKind::Counter { .. });
         let is_trend = matches!(kind, RuleKind::Signal { trend: Some(_), .. });
+        if !is_trend && (raw.min_change.is_some() || raw.above.is_some() || raw.below.is_some()) {
+            return Err(err("`min_change`, `above` and `below` go with `trend`"));
+        }
         if (raw.streak.is_some() || raw.burst.is_some()) && !is_counter {
             return Err(err("`streak` and `burst` only go with `counter`"));
         }

@@ -2,6 +2,7 @@
 //! severities and `${VAR}` interpolation. Each parses once, when the file
 //! loads, so nothing downstream re-parses strings.
 
+use super::selector::Selector;
 use serde::de::{self, Deserializer, Visitor};
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -428,32 +429,69 @@ pub enum Threshold {
     TimesPrevious(f64),
 }
 
+/// The unit a threshold was written in, so it prints as written: `16GiB`
+/// as `16 GiB`, `5m` as `5m`, `90%` as `90%`.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+pub enum Unit {
+    #[default]
+    Plain,
+    Bytes,
+    Seconds,
+    Percent,
+}
+
+impl Unit {
+    /// `value` in this unit, for a person.
+    pub fn show(self, value: f64) -> String {
+        match self {
+            Unit::Plain => format_number(value),
+            Unit::Bytes => format_bytes(value),
+            Unit::Seconds if value >= 0.0 && value.is_finite() && value.fract() == 0.0 => {
+                Duration(std::time::Duration::from_secs_f64(value.min(1e12))).to_string()
+            }
+            Unit::Seconds => format!("{}s", format_number(value)),
+            Unit::Percent => format!("{}%", format_number(value * 100.0)),
+        }
+    }
+}
+
 /// A condition such as `"> 0.5"`, `">= 1"`, `"< 8"`, `"!= 2"`,
 /// `"> 16GiB"` or `">= 5x previous"`.
 #[derive(Clone, Copy, PartialEq, Debug)]
 pub struct Condition {
     pub op: Op,
     pub threshold: Threshold,
+    pub unit: Unit,
 }
 
 impl Condition {
     /// Whether `value` breaches the condition; `previous` is needed only for
-    /// `Nx previous` and without it the condition cannot hold.
+    /// `Nx previous` and without it the condition cannot hold. After a quiet
+    /// tick (a previous delta of 0) any increase is "≥ 5x previous", and no
+    /// increase at all never is.
     pub fn holds(&self, value: f64, previous: Option<f64>) -> bool {
         match self.threshold {
             Threshold::Value(limit) => self.op.holds(value, limit),
             Threshold::TimesPrevious(factor) => match previous {
-                Some(previous) if previous > 0.0 => self.op.holds(value, factor * previous),
+                Some(previous) if previous >= 0.0 => {
+                    let rising = matches!(self.op, Op::Gt | Op::Ge);
+                    (!rising || value > 0.0) && self.op.holds(value, factor * previous)
+                }
                 _ => false,
             },
         }
+    }
+
+    /// A value compared with this condition, in the condition's unit.
+    pub fn show(&self, value: f64) -> String {
+        self.unit.show(value)
     }
 }
 
 impl fmt::Display for Condition {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.threshold {
-            Threshold::Value(v) => write!(f, "{} {}", self.op.as_str(), format_number(v)),
+            Threshold::Value(v) => write!(f, "{} {}", self.op.as_str(), self.unit.show(v)),
             Threshold::TimesPrevious(x) => {
                 write!(f, "{} {}x previous", self.op.as_str(), format_number(x))
             }
@@ -465,6 +503,8 @@ impl fmt::Display for Condition {
 pub fn format_number(v: f64) -> String {
     if v.is_finite() && v.fract() == 0.0 && v.abs() < 1e15 {
         format!("{}", v as i64)
+    } else if v.is_finite() && v.abs() >= 1e15 {
+        format!("{v:.4e}")
     } else if v.is_finite() {
         let text = format!("{v:.4}");
         text.trim_end_matches('0').trim_end_matches('.').to_string()
@@ -473,26 +513,59 @@ pub fn format_number(v: f64) -> String {
     }
 }
 
-fn parse_threshold(text: &str) -> Option<Threshold> {
+/// A byte count for a person: `512 B`, `1.5 KiB`, `16 GiB`.
+pub fn format_bytes(v: f64) -> String {
+    const UNITS: [&str; 6] = ["KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
+    if !v.is_finite() || v.abs() < 1024.0 {
+        return format!("{} B", format_number(v));
+    }
+    let mut scaled = v / 1024.0;
+    let mut unit = 0;
+    while scaled.abs() >= 1024.0 && unit + 1 < UNITS.len() {
+        scaled /= 1024.0;
+        unit += 1;
+    }
+    let rounded = if scaled.abs() >= 100.0 {
+        scaled.round()
+    } else {
+        (scaled * 10.0).round() / 10.0
+    };
+    format!("{} {}", format_number(rounded), UNITS[unit])
+}
+
+/// A signal's value for a person: sizes (`rss_bytes`, `free_bytes`) in
+/// binary units, everything else as a plain number.
+pub fn format_value(name: &str, value: f64) -> String {
+    if name.ends_with("_bytes") || name == "bytes" {
+        format_bytes(value)
+    } else {
+        format_number(value)
+    }
+}
+
+fn parse_threshold(text: &str) -> Option<(Threshold, Unit)> {
     let text = text.trim();
     if let Some(factor) = text.strip_suffix("previous") {
         let factor = factor.trim().strip_suffix(['x', '×'])?.trim();
-        return factor.parse().ok().map(Threshold::TimesPrevious);
+        return factor
+            .parse()
+            .ok()
+            .map(|f| (Threshold::TimesPrevious(f), Unit::Plain));
     }
     if let Some(percent) = text.strip_suffix('%') {
         return percent
             .trim()
             .parse::<f64>()
             .ok()
-            .map(|p| Threshold::Value(p / 100.0));
+            .map(|p| (Threshold::Value(p / 100.0), Unit::Percent));
     }
     if let Ok(v) = text.parse::<f64>() {
-        return Some(Threshold::Value(v));
+        return Some((Threshold::Value(v), Unit::Plain));
     }
     if let Ok(Duration(d)) = text.parse::<Duration>() {
-        return Some(Threshold::Value(d.as_secs_f64()));
+        return Some((Threshold::Value(d.as_secs_f64()), Unit::Seconds));
     }
-    parse_size(text).map(Threshold::Value)
+    parse_size(text).map(|bytes| (Threshold::Value(bytes), Unit::Bytes))
 }
 
 impl std::str::FromStr for Condition {
@@ -507,135 +580,15 @@ impl std::str::FromStr for Condition {
         if !left.trim().is_empty() {
             return Err(bad());
         }
-        let threshold = parse_threshold(right).ok_or_else(bad)?;
-        Ok(Condition { op, threshold })
-    }
-}
-deserialize_from_str!(Condition);
-
-/// A series selector: `name` or `name{label="v",other="w"}`.
-/// Also names a plain signal such as `lag` or `rss_bytes`.
-#[derive(Clone, PartialEq, Eq, Debug, Hash, PartialOrd, Ord)]
-pub struct Selector {
-    pub name: String,
-    pub labels: Vec<(String, String)>,
-}
-
-impl fmt::Display for Selector {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.name)?;
-        if !self.labels.is_empty() {
-            f.write_str("{")?;
-            for (i, (k, v)) in self.labels.iter().enumerate() {
-                if i > 0 {
-                    f.write_str(",")?;
-                }
-                write!(f, "{k}={v:?}")?;
-            }
-            f.write_str("}")?;
-        }
-        Ok(())
-    }
-}
-
-impl std::str::FromStr for Selector {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        let text = s.trim();
-        let bad = |why: &str| format!("invalid selector {text:?}: {why}");
-        let (name, rest) = match text.find('{') {
-            Some(i) => (&text[..i], Some(&text[i + 1..])),
-            None => (text, None),
-        };
-        let name_ok = !name.is_empty()
-            && name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | ':' | '.' | '-' | '/'));
-        if !name_ok {
-            return Err(bad("a name is letters, digits, `_`, `:`, `.`, `-` or `/`"));
-        }
-        let mut labels = Vec::new();
-        if let Some(rest) = rest {
-            let body = rest
-                .strip_suffix('}')
-                .ok_or_else(|| bad("missing closing `}`"))?;
-            let mut chars = body.char_indices().peekable();
-            loop {
-                while chars
-                    .next_if(|(_, c)| c.is_whitespace() || *c == ',')
-                    .is_some()
-                {}
-                let Some(&(start, _)) = chars.peek() else {
-                    break;
-                };
-                let mut end = start;
-                while let Some((i, _)) =
-                    chars.next_if(|(_, c)| c.is_ascii_alphanumeric() || *c == '_')
-                {
-                    end = i + 1;
-                }
-                let key = body[start..end].to_string();
-                if key.is_empty() || chars.next().map(|(_, c)| c) != Some('=') {
-                    return Err(bad("labels look like name{label=\"value\"}"));
-                }
-                if chars.next().map(|(_, c)| c) != Some('"') {
-                    return Err(bad("label values are double-quoted"));
-                }
-                let mut value = String::new();
-                loop {
-                    match chars.next() {
-                        Some((_, '\\')) => match chars.next() {
-                            Some((_, 'n')) => value.push('\n'),
-                            Some((_, c)) => value.push(c),
-                            None => return Err(bad("unterminated label value")),
-                        },
-                        Some((_, '"')) => break,
-                        Some((_, c)) => value.push(c),
-                        None => return Err(bad("unterminated label value")),
-                    }
-                }
-                labels.push((key, value));
-            }
-        }
-        labels.sort();
-        Ok(Selector {
-            name: name.to_string(),
-            labels,
+        let (threshold, unit) = parse_threshold(right).ok_or_else(bad)?;
+        Ok(Condition {
+            op,
+            threshold,
+            unit,
         })
     }
 }
-deserialize_from_str!(Selector);
-
-/// One selector or a list of them (their values are summed).
-#[derive(Clone, PartialEq, Debug)]
-pub struct Selectors(pub Vec<Selector>);
-
-impl<'de> Deserialize<'de> for Selectors {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = Selectors;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a series selector or a list of selectors")
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<Selectors, E> {
-                let text = interpolate(v).map_err(E::custom)?;
-                Ok(Selectors(vec![text.parse().map_err(E::custom)?]))
-            }
-            fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Selectors, A::Error> {
-                let mut all = Vec::new();
-                while let Some(s) = seq.next_element::<Selector>()? {
-                    all.push(s);
-                }
-                if all.is_empty() {
-                    return Err(de::Error::custom("the list of selectors is empty"));
-                }
-                Ok(Selectors(all))
-            }
-        }
-        d.deserialize_any(V)
-    }
-}
+deserialize_from_str!(Condition);
 
 /// A guard of `when` / `unless`: a boolean signal's name (`major_sync`) or
 /// a condition on a signal of the same task (`"lag > 5"`).
@@ -652,12 +605,19 @@ impl std::str::FromStr for Guard {
             None => Ok(Guard::Flag(s.parse()?)),
             Some((left, op, right)) => {
                 let selector: Selector = left.parse()?;
-                let threshold = parse_threshold(right)
-                    .filter(|t| matches!(t, Threshold::Value(_)))
+                let (threshold, unit) = parse_threshold(right)
+                    .filter(|(t, _)| matches!(t, Threshold::Value(_)))
                     .ok_or_else(|| {
                         format!("invalid condition {s:?}: the right side must be a number")
                     })?;
-                Ok(Guard::Compare(selector, Condition { op, threshold }))
+                Ok(Guard::Compare(
+                    selector,
+                    Condition {
+                        op,
+                        threshold,
+                        unit,
+                    },
+                ))
             }
         }
     }
@@ -896,30 +856,25 @@ mod tests {
         assert!(c.holds(50.0, Some(10.0)));
         assert!(!c.holds(49.0, Some(10.0)));
         assert!(!c.holds(50.0, None), "no previous delta: cannot hold");
+        assert!(c.holds(100.0, Some(0.0)), "any rise is >= 5x a quiet tick");
+        assert!(
+            !c.holds(0.0, Some(0.0)),
+            "no rise after a quiet tick is not"
+        );
         assert_eq!(c.to_string(), ">= 5x previous");
+        let c: Condition = "> 1GiB".parse().unwrap();
+        assert_eq!(c.to_string(), "> 1 GiB");
+        assert_eq!(c.show(1_610_612_736.0), "1.5 GiB");
+        let c: Condition = "> 5m".parse().unwrap();
+        assert_eq!(c.to_string(), "> 5m");
+        let c: Condition = "< 90%".parse().unwrap();
+        assert_eq!(c.to_string(), "< 90%");
         for bad in ["0.5", "> ", "=> 3", "lag > 3", "> abc"] {
             assert!(
                 bad.parse::<Condition>().is_err(),
                 "{bad} should be rejected"
             );
         }
-    }
-
-    #[test]
-    fn selectors_parse_labels_with_escapes() {
-        let s: Selector = r#"henyey_scp_post_verify_total{reason="accepted"}"#
-            .parse()
-            .unwrap();
-        assert_eq!(s.name, "henyey_scp_post_verify_total");
-        assert_eq!(s.labels, vec![("reason".into(), "accepted".into())]);
-        let s: Selector = r#"m{b="x\"y", a="1,2"}"#.parse().unwrap();
-        assert_eq!(
-            s.labels,
-            vec![("a".into(), "1,2".into()), ("b".into(), "x\"y".into())]
-        );
-        assert!("m{a=1}".parse::<Selector>().is_err());
-        assert!("m{a=\"1\"".parse::<Selector>().is_err());
-        assert!("".parse::<Selector>().is_err());
     }
 
     #[test]
@@ -930,10 +885,14 @@ mod tests {
         );
         let g: Guard = "stellar_ledger_age_current_seconds > 30".parse().unwrap();
         assert!(
-            matches!(g, Guard::Compare(ref s, _) if s.name == "stellar_ledger_age_current_seconds")
+            matches!(g, Guard::Compare(ref s, _) if s.name.as_deref() == Some("stellar_ledger_age_current_seconds"))
         );
         let g: Guard = r#"m{op=">"} >= 2"#.parse().unwrap();
-        assert!(matches!(g, Guard::Compare(ref s, c) if s.labels[0].1 == ">" && c.op == Op::Ge));
+        assert!(
+            matches!(g, Guard::Compare(ref s, c) if s.matchers[0].value == ">" && c.op == Op::Ge)
+        );
+        let g: Guard = r#"m{op!="x",b=~"y|z"} != 2"#.parse().unwrap();
+        assert!(matches!(g, Guard::Compare(ref s, c) if s.matchers.len() == 2 && c.op == Op::Ne));
     }
 
     #[test]

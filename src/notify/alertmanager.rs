@@ -129,6 +129,7 @@ pub fn postable_alerts(
             let (firing, ends_at) = match message.kind {
                 MessageKind::Resolved | MessageKind::Restarted => (false, message.at),
                 MessageKind::Firing
+                | MessageKind::Again
                 | MessageKind::Reminder
                 | MessageKind::Escalated
                 | MessageKind::RestartFailed => {

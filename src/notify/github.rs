@@ -74,6 +74,7 @@ pub fn send(target: &Target, payload: &Payload, context: &Context) -> Result<(),
     let workflow: fn(&Client, &Message) -> Result<(), ApiError> = match message.kind {
         MessageKind::Event => return Ok(()),
         MessageKind::Firing
+        | MessageKind::Again
         | MessageKind::Reminder
         | MessageKind::Escalated
         | MessageKind::RestartFailed => file,
@@ -154,6 +155,7 @@ pub fn issue_body(message: &Message, prior: Option<u64>) -> String {
 pub fn evidence_comment(message: &Message) -> String {
     let lead = match message.kind {
         MessageKind::Reminder => "Still firing".to_string(),
+        MessageKind::Again => "Firing again".to_string(),
         MessageKind::Escalated => format!("Escalated to {}", message.severity),
         MessageKind::RestartFailed => "Restarted, still failing".to_string(),
         _ => "Firing".to_string(),

@@ -25,6 +25,8 @@ use std::time::Duration;
 #[serde(rename_all = "lowercase")]
 pub enum MessageKind {
     Firing,
+    /// The same incident fired again after a quiet spell (or a resolution).
+    Again,
     Reminder,
     Escalated,
     Resolved,
@@ -41,6 +43,7 @@ impl MessageKind {
     pub fn status(self) -> &'static str {
         match self {
             MessageKind::Firing
+            | MessageKind::Again
             | MessageKind::Reminder
             | MessageKind::Escalated
             | MessageKind::RestartFailed => "firing",
@@ -122,6 +125,16 @@ impl Message {
         let mut text = match self.kind {
             MessageKind::Event => self.summary.clone(),
             MessageKind::Firing => format!("FIRING {} {source}: {}", self.severity, self.summary),
+            MessageKind::Again => {
+                let first = self
+                    .started_at
+                    .map(|s| format!(" (first fired {} ago)", human_duration(self.at.since(s))))
+                    .unwrap_or_default();
+                format!(
+                    "FIRING AGAIN {} {source}{first}: {}",
+                    self.severity, self.summary
+                )
+            }
             MessageKind::Escalated => {
                 format!("ESCALATED to {} {source}: {}", self.severity, self.summary)
             }
@@ -404,7 +417,7 @@ fn alertmanager_batch(
                 &a.key.task,
                 &a.key.rule,
                 MessageKind::Firing,
-                a.since,
+                a.opened_at.unwrap_or(a.since),
             ),
             kind: MessageKind::Firing,
             host: config.host.clone(),
@@ -415,7 +428,7 @@ fn alertmanager_batch(
             summary: a.summary.clone(),
             value: a.value,
             threshold: a.threshold.clone(),
-            started_at: Some(a.since),
+            started_at: Some(a.opened_at.unwrap_or(a.since)),
             at: now,
             remediation: None,
             labels: labels(&a.key.task),

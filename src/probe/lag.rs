@@ -12,8 +12,12 @@ use std::time::Duration;
 const PROBE: &str = "lag";
 /// The local height last read, for `progress` next tick.
 const LOCAL_KEY: &str = "lag.local";
+/// The reference height read with it, for the closing speed.
+const REFERENCE_KEY: &str = "lag.reference";
 /// When it was read (Unix milliseconds).
 const AT_KEY: &str = "lag.at";
+/// When the local height was last seen to rise (or first read).
+const MOVED_KEY: &str = "lag.moved_at";
 /// A height answer is small; a larger body is not one.
 const MAX_BODY: u64 = 1 << 20;
 
@@ -43,7 +47,11 @@ pub fn observe(probe: &LagProbe, context: &Context, out: &mut Observation) {
             if context.mode != Mode::Recheck {
                 out.state.insert(LOCAL_KEY.to_string(), local.to_string());
                 out.state
+                    .insert(REFERENCE_KEY.to_string(), reference.to_string());
+                out.state
                     .insert(AT_KEY.to_string(), context.now.millis().to_string());
+                out.state
+                    .insert(MOVED_KEY.to_string(), reading.moved_at.millis().to_string());
             }
             Check {
                 probe: PROBE,
@@ -51,11 +59,18 @@ pub fn observe(probe: &LagProbe, context: &Context, out: &mut Observation) {
                 summary: reading.summary(),
             }
         }
-        (local, reference) => Check {
-            probe: PROBE,
-            status: CheckStatus::Failed,
-            summary: failure(probe, &local, &reference),
-        },
+        (local, reference) => {
+            // The reference node down is not the local node's fault: told,
+            // but no restart can fix it.
+            if local.is_ok() {
+                out.outside.insert(PROBE);
+            }
+            Check {
+                probe: PROBE,
+                status: CheckStatus::Failed,
+                summary: failure(probe, &local, &reference),
+            }
+        }
     };
     out.checks.push(check);
 }
@@ -167,21 +182,36 @@ fn shorten(text: &str) -> String {
     }
 }
 
-/// The local height an earlier tick read, and when.
+/// The heights an earlier tick read, and when.
 #[derive(Clone, Copy, Debug, PartialEq)]
 struct Previous {
     local: f64,
+    /// `None` from a monitor that did not store it yet.
+    reference: Option<f64>,
     at: Timestamp,
+    /// When the local height last rose (or was first read).
+    moved_at: Timestamp,
 }
 
 impl Previous {
     /// `None` on first sight, or when the remembered values do not parse.
     fn load(state: &TaskState) -> Option<Previous> {
         let local = state.get(LOCAL_KEY)?.parse::<f64>().ok()?;
-        let at = state.get(AT_KEY)?.parse::<i64>().ok()?;
+        let at = Timestamp(state.get(AT_KEY)?.parse::<i64>().ok()?);
+        let reference = state
+            .get(REFERENCE_KEY)
+            .and_then(|v| v.parse::<f64>().ok())
+            .filter(|v| v.is_finite());
+        let moved_at = state
+            .get(MOVED_KEY)
+            .and_then(|v| v.parse::<i64>().ok())
+            .map(Timestamp)
+            .unwrap_or(at);
         local.is_finite().then_some(Previous {
             local,
-            at: Timestamp(at),
+            reference,
+            at,
+            moved_at,
         })
     }
 }
@@ -194,16 +224,26 @@ struct Reading {
     /// reference − local; negative when the local node is ahead.
     lag: f64,
     progress: Option<Progress>,
+    /// When the local height last rose: now, or an earlier reading's time.
+    moved_at: Timestamp,
 }
 
-/// What the local node gained since the previous reading.
+/// What changed since the previous reading.
 #[derive(Clone, Debug, PartialEq)]
 struct Progress {
-    /// Blocks gained (negative: the local height went back).
+    /// Blocks the local node gained (negative: its height went back).
     blocks: f64,
-    /// Blocks per second.
+    /// Local blocks per second.
     rate: f64,
-    /// Seconds to catch up at that rate, when it is catching up.
+    /// Seconds between the two readings.
+    seconds: f64,
+    /// How much the lag grew (negative: it shrank); `None` when the
+    /// previous reference height is unknown.
+    lag_change: Option<f64>,
+    /// How fast the lag shrinks, blocks per second: the local rate minus
+    /// the reference's (negative while falling behind).
+    closing_rate: Option<f64>,
+    /// Seconds to catch up at the closing speed, when it is closing.
     eta_s: Option<f64>,
 }
 
@@ -218,21 +258,36 @@ impl Reading {
             .map(|(previous, elapsed_ms)| {
                 let blocks = local - previous.local;
                 let seconds = elapsed_ms as f64 / 1000.0;
-                // lag ÷ (blocks ÷ seconds), in that order to stay exact
-                // for whole numbers; rounded up, so a node still behind
-                // never shows "caught up in ~0s".
-                let eta_s = (blocks > 0.0 && lag > 0.0).then(|| (lag * seconds / blocks).ceil());
+                let lag_change = previous
+                    .reference
+                    .map(|before| lag - (before - previous.local));
+                let closing_rate = lag_change.map(|change| -change / seconds);
+                // lag ÷ (closing ÷ seconds), in that order to stay exact for
+                // whole numbers; rounded up, so a node still behind never
+                // shows "caught up in ~0s".
+                let eta_s = lag_change
+                    .filter(|change| *change < 0.0 && lag > 0.0)
+                    .map(|change| (lag * seconds / -change).ceil());
                 Progress {
                     blocks,
                     rate: blocks / seconds,
+                    seconds,
+                    lag_change,
+                    closing_rate,
                     eta_s,
                 }
             });
+        let moved_at = match (previous, &progress) {
+            (Some(previous), Some(progress)) if progress.blocks <= 0.0 => previous.moved_at,
+            (Some(previous), None) => previous.moved_at,
+            _ => now,
+        };
         Reading {
             local,
             reference,
             lag,
             progress,
+            moved_at,
         }
     }
 
@@ -248,15 +303,26 @@ impl Reading {
             Some(progress) => {
                 signals.set("progress", progress.blocks);
                 signals.set("rate", progress.rate);
+                match progress.closing_rate {
+                    Some(closing) => signals.set("closing_rate", closing),
+                    None => unavailable(
+                        "closing_rate",
+                        "the previous reference height is not known yet",
+                    ),
+                }
                 match progress.eta_s {
                     Some(eta) => signals.set("eta_s", eta),
                     None => unavailable("eta_s", "no ETA: caught up, or not catching up"),
+                }
+                if progress.blocks <= 0.0 {
+                    // No progress since the last reading that saw some.
+                    out.since.insert("progress".to_string(), self.moved_at);
                 }
             }
             None => {
                 let why =
                     "first reading of the local height: progress is measured from the next tick";
-                for name in ["progress", "rate", "eta_s"] {
+                for name in ["progress", "rate", "closing_rate", "eta_s"] {
                     unavailable(name, why);
                 }
             }
@@ -264,7 +330,8 @@ impl Reading {
     }
 
     /// "lag 57 (local 1000, reference 1057); +12 since last tick,
-    /// 0.2 blocks/s, caught up in ~4m 45s".
+    /// 0.2 blocks/s, caught up in ~4m 45s" — the ETA at the closing speed;
+    /// "…; not catching up: lag +59 in 60 s" when the lag does not shrink.
     fn summary(&self) -> String {
         let (local, reference) = (format_number(self.local), format_number(self.reference));
         let position = if self.lag > 0.0 {
@@ -298,13 +365,26 @@ impl Reading {
             "{position}; {gained}, {} blocks/s",
             format_number(progress.rate)
         );
-        match progress.eta_s {
-            Some(eta) => text.push_str(&format!(
+        match (progress.eta_s, progress.lag_change) {
+            (Some(eta), _) => text.push_str(&format!(
                 ", caught up in ~{}",
                 human_duration((eta * 1000.0) as i64)
             )),
-            None if self.lag > 0.0 => text.push_str(", not catching up"),
-            None => {}
+            (None, Some(change)) if self.lag > 0.0 => {
+                let moved = if change == 0.0 {
+                    "lag unchanged".to_string()
+                } else {
+                    format!("lag +{}", format_number(change))
+                };
+                text.push_str(&format!(
+                    "; not catching up: {moved} in {} s",
+                    format_number(progress.seconds.round())
+                ));
+            }
+            (None, None) if self.lag > 0.0 && progress.blocks <= 0.0 => {
+                text.push_str(", not catching up");
+            }
+            _ => {}
         }
         text
     }
@@ -316,31 +396,49 @@ mod tests {
 
     const MINUTE: i64 = 60_000;
 
-    fn previous(local: f64, at: i64) -> Option<Previous> {
+    fn previous(local: f64, reference: f64, at: i64) -> Option<Previous> {
         Some(Previous {
             local,
+            reference: Some(reference),
             at: Timestamp(at),
+            moved_at: Timestamp(at),
         })
     }
 
     #[test]
-    fn lag_progress_rate_and_eta_from_two_readings() {
-        let reading = Reading::measure(1000.0, 1057.0, previous(988.0, 0), Timestamp(MINUTE));
+    fn the_eta_uses_the_closing_speed() {
+        // The node gained 12 blocks, the network 6: the lag shrank by 6 a
+        // minute, 0.1 blocks/s; 57 left take 9m 30s.
+        let reading = Reading::measure(
+            1000.0,
+            1057.0,
+            previous(988.0, 1051.0, 0),
+            Timestamp(MINUTE),
+        );
         assert_eq!(reading.lag, 57.0);
         let progress = reading.progress.clone().unwrap();
         assert_eq!(progress.blocks, 12.0);
         assert_eq!(progress.rate, 0.2);
-        assert_eq!(progress.eta_s, Some(285.0));
+        assert_eq!(progress.closing_rate, Some(0.1));
+        assert_eq!(progress.eta_s, Some(570.0));
         assert_eq!(
             reading.summary(),
-            "lag 57 (local 1000, reference 1057); +12 since last tick, 0.2 blocks/s, caught up in ~4m 45s"
+            "lag 57 (local 1000, reference 1057); +12 since last tick, 0.2 blocks/s, caught up in ~9m 30s"
         );
         let mut out = Observation::default();
         reading.report(&mut out);
-        let signals: Vec<Option<f64>> = ["local", "reference", "lag", "progress", "rate", "eta_s"]
-            .iter()
-            .map(|name| out.signals.get_name(name))
-            .collect();
+        let signals: Vec<Option<f64>> = [
+            "local",
+            "reference",
+            "lag",
+            "progress",
+            "rate",
+            "closing_rate",
+            "eta_s",
+        ]
+        .iter()
+        .map(|name| out.signals.get_name(name))
+        .collect();
         assert_eq!(
             signals,
             [
@@ -349,15 +447,62 @@ mod tests {
                 Some(57.0),
                 Some(12.0),
                 Some(0.2),
-                Some(285.0)
+                Some(0.1),
+                Some(570.0)
             ]
         );
     }
 
     #[test]
+    fn a_node_keeping_pace_but_not_closing_is_not_catching_up() {
+        // Syncing 12 blocks a minute while the network makes 12: no ETA.
+        let flat = Reading::measure(
+            1000.0,
+            1057.0,
+            previous(988.0, 1045.0, 0),
+            Timestamp(MINUTE),
+        );
+        assert_eq!(flat.progress.as_ref().unwrap().eta_s, None);
+        assert_eq!(
+            flat.summary(),
+            "lag 57 (local 1000, reference 1057); +12 since last tick, 0.2 blocks/s; not catching up: lag unchanged in 60 s"
+        );
+        // Lag 120 → 179: falling behind by 59 in a minute.
+        let growing = Reading::measure(
+            1000.0,
+            1179.0,
+            previous(988.0, 1108.0, 0),
+            Timestamp(MINUTE),
+        );
+        assert_eq!(
+            growing
+                .progress
+                .as_ref()
+                .unwrap()
+                .closing_rate
+                .map(|r| (r * 60.0).round()),
+            Some(-59.0)
+        );
+        assert_eq!(
+            growing.summary(),
+            "lag 179 (local 1000, reference 1179); +12 since last tick, 0.2 blocks/s; not catching up: lag +59 in 60 s"
+        );
+        let mut out = Observation::default();
+        growing.report(&mut out);
+        assert_eq!(out.signals.get_name("eta_s"), None);
+        assert!(out.unavailable.contains_key("eta_s"));
+    }
+
+    #[test]
     fn progress_spans_the_whole_gap_since_the_remembered_reading() {
-        // Two failed ticks in between: 30 blocks over three minutes.
-        let reading = Reading::measure(1030.0, 1090.0, previous(1000.0, 0), Timestamp(3 * MINUTE));
+        // Two failed ticks in between: 30 blocks over three minutes, the
+        // network made 0: the lag shrank by 30, 60 left at 1/6 a second.
+        let reading = Reading::measure(
+            1030.0,
+            1090.0,
+            previous(1000.0, 1090.0, 0),
+            Timestamp(3 * MINUTE),
+        );
         let progress = reading.progress.unwrap();
         assert_eq!(progress.blocks, 30.0);
         assert!((progress.rate - 30.0 / 180.0).abs() < 1e-12);
@@ -381,7 +526,12 @@ mod tests {
 
     #[test]
     fn caught_up_has_no_eta() {
-        let reading = Reading::measure(1057.0, 1057.0, previous(1045.0, 0), Timestamp(MINUTE));
+        let reading = Reading::measure(
+            1057.0,
+            1057.0,
+            previous(1045.0, 1050.0, 0),
+            Timestamp(MINUTE),
+        );
         assert_eq!(reading.progress.as_ref().unwrap().eta_s, None);
         assert_eq!(
             reading.summary(),
@@ -391,7 +541,12 @@ mod tests {
 
     #[test]
     fn a_node_ahead_keeps_its_negative_lag() {
-        let reading = Reading::measure(1060.0, 1057.0, previous(1048.0, 0), Timestamp(MINUTE));
+        let reading = Reading::measure(
+            1060.0,
+            1057.0,
+            previous(1048.0, 1050.0, 0),
+            Timestamp(MINUTE),
+        );
         assert_eq!(reading.lag, -3.0);
         assert_eq!(reading.progress.as_ref().unwrap().eta_s, None);
         assert_eq!(
@@ -402,7 +557,12 @@ mod tests {
 
     #[test]
     fn a_stalled_or_rewound_node_is_not_catching_up() {
-        let stalled = Reading::measure(1000.0, 1057.0, previous(1000.0, 0), Timestamp(MINUTE));
+        let stalled = Reading::measure(
+            1000.0,
+            1057.0,
+            previous(1000.0, 1057.0, 0),
+            Timestamp(MINUTE),
+        );
         let progress = stalled.progress.as_ref().unwrap();
         assert_eq!(
             (progress.blocks, progress.rate, progress.eta_s),
@@ -410,14 +570,19 @@ mod tests {
         );
         assert_eq!(
             stalled.summary(),
-            "lag 57 (local 1000, reference 1057); no progress since last tick, 0 blocks/s, not catching up"
+            "lag 57 (local 1000, reference 1057); no progress since last tick, 0 blocks/s; not catching up: lag unchanged in 60 s"
         );
-        let rewound = Reading::measure(940.0, 1057.0, previous(1000.0, 0), Timestamp(MINUTE));
+        let rewound = Reading::measure(
+            940.0,
+            1057.0,
+            previous(1000.0, 1057.0, 0),
+            Timestamp(MINUTE),
+        );
         assert_eq!(rewound.progress.as_ref().unwrap().blocks, -60.0);
         assert_eq!(rewound.progress.as_ref().unwrap().rate, -1.0);
         assert!(
             rewound.summary().contains(
-                "-60 since last tick (the local height went back), -1 blocks/s, not catching up"
+                "-60 since last tick (the local height went back), -1 blocks/s; not catching up: lag +60 in 60 s"
             ),
             "{}",
             rewound.summary()
@@ -425,12 +590,53 @@ mod tests {
     }
 
     #[test]
+    fn a_stall_is_dated_from_the_last_reading_that_saw_progress() {
+        // Progress at minute 0, none at 1 and 2: the stall began at 0.
+        let moved = Reading::measure(
+            1000.0,
+            1005.0,
+            previous(990.0, 995.0, -MINUTE),
+            Timestamp(0),
+        );
+        assert_eq!(moved.moved_at, Timestamp(0));
+        let before = Some(Previous {
+            local: 1000.0,
+            reference: Some(1005.0),
+            at: Timestamp(0),
+            moved_at: moved.moved_at,
+        });
+        let first = Reading::measure(1000.0, 1005.0, before, Timestamp(MINUTE));
+        assert_eq!(first.moved_at, Timestamp(0));
+        let mut out = Observation::default();
+        first.report(&mut out);
+        assert_eq!(out.since.get("progress"), Some(&Timestamp(0)));
+        let again = Reading::measure(
+            1000.0,
+            1005.0,
+            Some(Previous {
+                at: Timestamp(MINUTE),
+                ..before.unwrap()
+            }),
+            Timestamp(2 * MINUTE),
+        );
+        assert_eq!(again.moved_at, Timestamp(0));
+    }
+
+    #[test]
     fn no_progress_without_time_passing() {
-        let same_instant =
-            Reading::measure(1000.0, 1057.0, previous(990.0, MINUTE), Timestamp(MINUTE));
+        let same_instant = Reading::measure(
+            1000.0,
+            1057.0,
+            previous(990.0, 1050.0, MINUTE),
+            Timestamp(MINUTE),
+        );
         assert_eq!(same_instant.progress, None);
-        let clock_went_back =
-            Reading::measure(1000.0, 1057.0, previous(990.0, MINUTE), Timestamp(0));
+        let clock_went_back = Reading::measure(
+            1000.0,
+            1057.0,
+            previous(990.0, 1050.0, MINUTE),
+            Timestamp(0),
+        );
         assert_eq!(clock_went_back.progress, None);
     }
 
@@ -440,7 +646,21 @@ mod tests {
         assert_eq!(Previous::load(&state), None);
         state.insert(LOCAL_KEY.into(), 1000.0f64.to_string());
         state.insert(AT_KEY.into(), "1790000000000".into());
-        assert_eq!(Previous::load(&state), previous(1000.0, 1_790_000_000_000));
+        assert_eq!(
+            Previous::load(&state),
+            Some(Previous {
+                local: 1000.0,
+                reference: None,
+                at: Timestamp(1_790_000_000_000),
+                moved_at: Timestamp(1_790_000_000_000),
+            }),
+            "a reading stored by an older monitor"
+        );
+        state.insert(REFERENCE_KEY.into(), "1057".into());
+        assert_eq!(
+            Previous::load(&state),
+            previous(1000.0, 1057.0, 1_790_000_000_000)
+        );
         state.insert(LOCAL_KEY.into(), "many".into());
         assert_eq!(Previous::load(&state), None);
     }

@@ -14,7 +14,8 @@ pub mod process_group;
 use crate::clock::Timestamp;
 use crate::config::{Probe, Selector, Severity, Task};
 use serde::Serialize;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::hash::{Hash, Hasher};
 use std::time::{Duration, Instant};
 
 /// What one probe concluded about its target.
@@ -60,14 +61,29 @@ pub struct Check {
 /// A series' labels, sorted by name.
 pub type Labels = Vec<(String, String)>;
 
-/// What a task's probes produced this tick: named numbers (booleans are
-/// 1/0) and, from a metrics scrape, series addressed by name and labels.
+/// What a task's probes produced this tick, in two namespaces that never
+/// shadow each other: the probes' own signals (`up`, `lag`, `http.status`,
+/// perfdata labels…; booleans are 1/0) and, from a metrics scrape, series
+/// addressed by name and labels.
 #[derive(Clone, Debug, Default)]
 pub struct Signals {
     named: BTreeMap<String, f64>,
     /// Scraped series by name.
     series: BTreeMap<String, Vec<(Labels, f64)>>,
+    /// Metric families the scrape declared (`# TYPE`, `# HELP`, `# UNIT`).
+    families: BTreeSet<String>,
+    /// Hashes of the scraped series, to keep only the first of duplicates.
+    seen: HashSet<u64>,
 }
+
+/// One scraped series a selector matched.
+pub type SeriesRef<'a> = (&'a str, &'a [(String, String)], f64);
+
+/// Suffixes a sample's name adds to its family's (OpenMetrics names a
+/// counter family `x` and its sample `x_total`).
+const FAMILY_SUFFIXES: [&str; 8] = [
+    "_total", "_created", "_bucket", "_count", "_sum", "_gcount", "_gsum", "_info",
+];
 
 impl Signals {
     pub fn set(&mut self, name: impl Into<String>, value: f64) {
@@ -81,46 +97,93 @@ impl Signals {
         self.named.insert(name.to_string(), value);
     }
 
-    /// Adds one scraped series (`labels` sorted by name).
-    pub fn add_series(&mut self, name: &str, labels: Labels, value: f64) {
-        match self.series.get_mut(name) {
-            Some(all) => all.push((labels, value)),
-            None => {
-                self.series.insert(name.to_string(), vec![(labels, value)]);
-            }
+    /// Adds one scraped series (`labels` sorted by name). A series already
+    /// seen in this scrape is not added (Prometheus keeps the first sample
+    /// of a duplicated series): returns false.
+    pub fn add_series(&mut self, name: &str, labels: Labels, value: f64) -> bool {
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        (name, &labels).hash(&mut hasher);
+        let hash = hasher.finish();
+        let all = self.series.entry(name.to_string()).or_default();
+        if !self.seen.insert(hash) && all.iter().any(|(l, _)| *l == labels) {
+            return false;
+        }
+        all.push((labels, value));
+        true
+    }
+
+    /// Records a metric family the scrape declared, with or without samples.
+    pub fn declare_family(&mut self, name: &str) {
+        if !self.families.contains(name) {
+            self.families.insert(name.to_string());
         }
     }
 
+    /// A probe's own signal.
     pub fn get_name(&self, name: &str) -> Option<f64> {
         self.named.get(name).copied()
     }
 
-    /// Every value `selector` addresses: a named signal, or each scraped
-    /// series of that name whose labels include the selector's.
-    pub fn matching<'a>(&'a self, selector: &Selector) -> Vec<(&'a [(String, String)], f64)> {
-        if selector.labels.is_empty()
-            && let Some(value) = self.named.get(&selector.name)
-        {
-            return vec![(&[], *value)];
+    /// Every scraped series `selector` matches (never a probe's signal).
+    pub fn series_matching<'a>(&'a self, selector: &Selector) -> Vec<SeriesRef<'a>> {
+        let matching = |(name, all): (&'a String, &'a Vec<(Labels, f64)>)| {
+            all.iter()
+                .filter(move |(labels, _)| selector.matches(name, labels))
+                .map(move |(labels, value)| (name.as_str(), labels.as_slice(), *value))
+        };
+        match &selector.name {
+            Some(name) => self
+                .series
+                .get_key_value(name)
+                .into_iter()
+                .flat_map(matching)
+                .collect(),
+            None => self
+                .series
+                .iter()
+                .filter(|(name, _)| selector.matches_names(name))
+                .flat_map(matching)
+                .collect(),
         }
-        self.series
-            .get(&selector.name)
-            .map(|all| {
-                all.iter()
-                    .filter(|(labels, _)| {
-                        selector.labels.iter().all(|wanted| labels.contains(wanted))
-                    })
-                    .map(|(labels, value)| (labels.as_slice(), *value))
-                    .collect()
-            })
-            .unwrap_or_default()
     }
 
-    /// The value `selector` addresses: a named signal, or the sum of the
-    /// matching series; `None` when nothing matches.
+    /// Whether the scrape has the metric family `selector` reads, even with
+    /// none of its series: a labelled counter a client creates on first
+    /// use is absent until then, while its family is present.
+    pub fn family_present(&self, selector: &Selector) -> bool {
+        let declared = |name: &str| {
+            self.families.contains(name)
+                || self.series.contains_key(name)
+                || FAMILY_SUFFIXES.iter().any(|suffix| {
+                    name.strip_suffix(suffix)
+                        .is_some_and(|family| self.families.contains(family))
+                })
+        };
+        match &selector.name {
+            Some(name) => declared(name),
+            None => self
+                .families
+                .iter()
+                .chain(self.series.keys())
+                .any(|name| selector.matches_names(name)),
+        }
+    }
+
+    /// The value `selector` reads for a `signal:` rule or a condition: a
+    /// bare name is the probe's own signal when there is one; otherwise
+    /// (or with braces) the sum of the matching scraped series. `None`
+    /// when nothing matches.
     pub fn get(&self, selector: &Selector) -> Option<f64> {
-        let matching = self.matching(selector);
-        (!matching.is_empty()).then(|| matching.iter().map(|(_, v)| v).sum())
+        if let Some(value) = selector.signal_name().and_then(|name| self.get_name(name)) {
+            return Some(value);
+        }
+        self.series_sum(selector)
+    }
+
+    /// The sum of the scraped series `selector` matches (`None`: none).
+    pub fn series_sum(&self, selector: &Selector) -> Option<f64> {
+        let matching = self.series_matching(selector);
+        (!matching.is_empty()).then(|| matching.iter().map(|(_, _, v)| v).sum())
     }
 
     /// Up to `limit` named signals as `name = value` lines (without the
@@ -130,7 +193,7 @@ impl Signals {
             .iter()
             .filter(|(name, _)| !name.contains('.'))
             .take(limit)
-            .map(|(name, value)| format!("{name} = {}", crate::config::format_number(*value)))
+            .map(|(name, value)| format!("{name} = {}", crate::config::format_value(name, *value)))
             .collect()
     }
 
@@ -190,6 +253,14 @@ pub struct Observation {
     /// rules on them hold instead of raising no data.
     #[serde(skip)]
     pub unavailable: BTreeMap<String, String>,
+    /// For signals that measure an interval, since when their current value
+    /// has held (`progress` 0 since the last reading that saw progress).
+    #[serde(skip)]
+    pub since: BTreeMap<String, Timestamp>,
+    /// Probes whose failure lies outside the target (the lag probe's
+    /// reference node): a restart cannot fix it.
+    #[serde(skip)]
+    pub outside: BTreeSet<&'static str>,
     /// Values to remember for this task's next tick (log offsets…).
     #[serde(skip)]
     pub state: BTreeMap<String, String>,

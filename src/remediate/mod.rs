@@ -5,7 +5,7 @@
 pub mod start;
 pub mod stop;
 
-use crate::alert::{AlertKey, Transition, Verdict};
+use crate::alert::{AlertKey, Transition};
 use crate::clock::Timestamp;
 use crate::config::{Remediate, Severity, Task};
 use crate::evaluate::{HistoryEntry, Outcome, Scope, push_outgoing};
@@ -372,7 +372,7 @@ pub(crate) fn record(
     // a `for: 3` needs three new failing ticks before the next restart.
     let mut trigger_state = None;
     for rule in &mut outcome.tasks[index].rules {
-        if let Some(state) = &mut rule.state {
+        if let Some(state) = rule.state.as_mut().filter(|s| s.status.is_active()) {
             state.bad_ticks = 0;
             state.bad_since = now;
             let key = scope.key(&rule.rule);
@@ -398,9 +398,21 @@ pub(crate) fn record(
         .as_ref()
         .map(|s| s.severity)
         .unwrap_or(Severity::Critical);
+    // The recheck saw every probe pass: that is the health rule's own
+    // condition cleared. Any other rule (lag, a gauge) is judged again by
+    // the next tick; a restart does not make its condition clear.
+    let resolves = healthy && trigger.rule == crate::config::HEALTH_RULE;
     let task = &mut outcome.tasks[index];
-    if healthy {
-        outcome.alerts.insert(trigger.clone(), None);
+    if resolves && let Some(state) = &trigger_state {
+        let quiet = crate::alert::AlertState {
+            status: crate::alert::Status::Quiet,
+            since: now,
+            good_since: None,
+            good_ticks: 0,
+            announced: false,
+            ..state.clone()
+        };
+        outcome.alerts.insert(trigger.clone(), Some(quiet.clone()));
         outcome.history.push(HistoryEntry {
             key: trigger.clone(),
             transition: Transition::Resolved,
@@ -410,15 +422,11 @@ pub(crate) fn record(
             threshold: None,
         });
         for rule in task.rules.iter_mut().filter(|r| r.rule == trigger.rule) {
-            rule.state = None;
+            rule.state = Some(quiet.clone());
             rule.transition = Some(Transition::Resolved);
         }
-        let others_breach = task
-            .rules
-            .iter()
-            .any(|r| r.rule != trigger.rule && matches!(r.verdict, Verdict::Breach { .. }));
-        task.healthy = !others_breach;
     }
+    task.healthy = !task.rules.iter().any(crate::evaluate::RuleResult::active);
     task.remediation = Some(Remediation::Done {
         what: what.clone(),
         healthy,
@@ -428,10 +436,13 @@ pub(crate) fn record(
     } else {
         MessageKind::RestartFailed
     };
-    let summary = if healthy {
-        format!("was: {summary}")
-    } else {
-        summary
+    let summary = match (healthy, resolves) {
+        (true, true) => format!("was: {summary}"),
+        (true, false) => format!(
+            "was: {summary}; {} is judged again from the next tick",
+            trigger.rule
+        ),
+        (false, _) => summary,
     };
     let mut message = scope.message(
         kind,

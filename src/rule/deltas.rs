@@ -20,16 +20,20 @@ struct Increase {
     reset: bool,
 }
 
-fn series_key(prefix: &str, index: usize, labels: &[(String, String)]) -> String {
+fn series_key(prefix: &str, index: usize, name: &str, labels: &[(String, String)]) -> String {
     let labels: Vec<String> = labels.iter().map(|(k, v)| format!("{k}={v:?}")).collect();
-    format!("{prefix}{index}{{{}}}", labels.join(","))
+    format!("{prefix}{index}:{name}{{{}}}", labels.join(","))
 }
 
 /// Sums the per-series increase of everything `selectors` match and stores
 /// their current values under `prefix` in `next`. A series that went down
 /// was reset: its increase is its current value. A series new since the
-/// last tick started from zero. `Err` when a selector matches nothing;
-/// `Ok(None)` on first sight, with nothing to compare to.
+/// last tick started from zero: its whole value is its increase (client
+/// libraries create a labelled counter on its first increment). While the
+/// metric family is present, a selector matching no series reads 0.
+/// `Err` when the family is absent altogether (a renamed metric must not
+/// read as "nothing happened"); `Ok(None)` on first sight, with nothing to
+/// compare to.
 fn increase(
     observation: &Observation,
     selectors: &[Selector],
@@ -37,16 +41,23 @@ fn increase(
     previous: &BTreeMap<String, f64>,
     next: &mut BTreeMap<String, f64>,
 ) -> Result<Option<Increase>, String> {
-    let seen_before = previous.keys().any(|k| k.starts_with(prefix));
+    let signals = &observation.signals;
     let mut total = 0.0;
     let mut reset = false;
+    let mut first_sight = false;
     for (index, selector) in selectors.iter().enumerate() {
-        let found = observation.signals.matching(selector);
-        if found.is_empty() {
-            return Err(format!("no series `{selector}` this tick"));
+        let found = signals.series_matching(selector);
+        if found.is_empty() && !signals.family_present(selector) {
+            return Err(format!(
+                "no series `{selector}` this tick, and no metric family of that name in the scrape"
+            ));
         }
-        for (labels, value) in found.into_iter().filter(|(_, v)| v.is_finite()) {
-            let key = series_key(prefix, index, labels);
+        // Marks that this selector was read, series or not.
+        let marker = format!("{prefix}{index}");
+        first_sight |= !previous.contains_key(&marker);
+        next.insert(marker, 0.0);
+        for (name, labels, value) in found.into_iter().filter(|(_, _, v)| v.is_finite()) {
+            let key = series_key(prefix, index, name, labels);
             match previous.get(&key) {
                 Some(before) if value >= *before => total += value - before,
                 Some(_) => {
@@ -58,7 +69,7 @@ fn increase(
             next.insert(key, value);
         }
     }
-    Ok(seen_before.then_some(Increase { total, reset }))
+    Ok((!first_sight).then_some(Increase { total, reset }))
 }
 
 fn names(selectors: &[Selector]) -> String {
@@ -113,6 +124,9 @@ pub(super) fn counter(
             next.streak = if met { memory.streak + 1 } else { 0 };
             let detail = match burst {
                 Some(b) if burst_hit => format!("burst: {shown} ≥ {}", format_number(b)),
+                _ if next.streak >= needed => {
+                    format!("{} ticks in a row (streak: {needed})", next.streak)
+                }
                 _ => format!("{} of {needed} ticks in a row", next.streak),
             };
             (next.streak >= needed || burst_hit, detail)
@@ -215,29 +229,41 @@ pub(super) fn histogram(
     observation: &Observation,
     memory: &Memory,
 ) -> Judged {
+    let Some(name) = metric.name.as_deref() else {
+        return Err("a histogram rule needs a metric name".to_string());
+    };
     let part = |suffix: &str| Selector {
-        name: format!("{}{suffix}", metric.name),
-        labels: metric.labels.clone(),
+        name: Some(format!("{name}{suffix}")),
+        matchers: metric.matchers.clone(),
+        braced: true,
     };
     // Cumulative bucket counts by upper bound, summed over other labels.
     let mut buckets: BTreeMap<String, (f64, f64)> = BTreeMap::new();
-    for (labels, value) in observation.signals.matching(&part("_bucket")) {
+    for (_, labels, value) in observation.signals.series_matching(&part("_bucket")) {
         let Some((_, le)) = labels.iter().find(|(k, _)| k == "le") else {
             continue;
         };
-        let bound = parse_bound(le)
-            .ok_or_else(|| format!("bucket of {} has le={le:?}, not a number", metric.name))?;
+        let Some(bound) = parse_bound(le) else {
+            return Ok((
+                broken(name, &format!("a bucket has le={le:?}, not a number")),
+                Memory::default(),
+                false,
+            ));
+        };
         let key = format!("b{}", format_number(bound));
         buckets.entry(key).or_insert((bound, 0.0)).1 += value;
     }
     if buckets.is_empty() {
-        return Err(format!("no series `{}_bucket` this tick", metric.name));
+        return Err(format!("no series `{name}_bucket` this tick"));
     }
     let count = observation
         .signals
-        .get(&part("_count"))
-        .ok_or_else(|| format!("no series `{}_count` this tick", metric.name))?;
-    let sum = observation.signals.get(&part("_sum"));
+        .series_sum(&part("_count"))
+        .ok_or_else(|| format!("no series `{name}_count` this tick"))?;
+    if let Some(why) = bucket_defect(&buckets, count) {
+        return Ok((broken(name, &why), Memory::default(), false));
+    }
+    let sum = observation.signals.series_sum(&part("_sum"));
     let mut next = Memory::default();
     next.values.insert("count".into(), count);
     if let Some(sum) = sum {
@@ -247,7 +273,7 @@ pub(super) fn histogram(
         next.values.insert(key.clone(), *value);
     }
     let Some(previous_count) = memory.values.get("count").copied() else {
-        return Ok((first_sight(&metric.name), next, false));
+        return Ok((first_sight(name), next, false));
     };
     let reset = count < previous_count;
     let delta = |key: &str, now: f64| {
@@ -262,7 +288,7 @@ pub(super) fn histogram(
         let reason = format!(
             "{} observations of {} this tick (min_count {}): skipped",
             format_number(count_delta),
-            metric.name,
+            name,
             format_number(min_count)
         );
         return Ok((Verdict::Hold { reason }, next, reset));
@@ -283,7 +309,7 @@ pub(super) fn histogram(
         let what = format!(
             "p{} of {} (bucket bound, {} observations this tick)",
             format_number(q * 100.0),
-            metric.name,
+            name,
             format_number(count_delta)
         );
         verdicts.push(compare(rule, severity, &what, bound, None));
@@ -292,7 +318,7 @@ pub(super) fn histogram(
         let average = delta("sum", sum) / count_delta;
         let what = format!(
             "mean of {} ({} observations this tick)",
-            metric.name,
+            name,
             format_number(count_delta)
         );
         verdicts.push(compare(rule, severity, &what, average, None));
@@ -303,8 +329,42 @@ pub(super) fn histogram(
         .find(|v| matches!(v, Verdict::Breach { .. }))
         .or(verdicts.first())
         .cloned()
-        .ok_or_else(|| format!("no `{}_sum` for the mean", metric.name))?;
+        .ok_or_else(|| format!("no `{name}_sum` for the mean"))?;
     Ok((verdict, next, reset))
+}
+
+/// A histogram whose buckets cannot give a quantile: a warning on the
+/// task (the rule's no-data key), never a silent wrong figure.
+fn broken(name: &str, why: &str) -> Verdict {
+    Verdict::NoData {
+        reason: format!("the histogram {name} has broken buckets: {why}"),
+    }
+}
+
+/// What is wrong with cumulative buckets, if anything: counts that fall as
+/// the bound rises, no `+Inf` bucket, or a `+Inf` bucket that disagrees
+/// with `_count`.
+fn bucket_defect(buckets: &BTreeMap<String, (f64, f64)>, count: f64) -> Option<String> {
+    let mut sorted: Vec<(f64, f64)> = buckets.values().copied().collect();
+    sorted.sort_by(|a, b| a.0.total_cmp(&b.0));
+    if let Some(pair) = sorted.windows(2).find(|pair| pair[1].1 < pair[0].1) {
+        return Some(format!(
+            "le={} counts {} but le={} counts {} (cumulative counts cannot fall)",
+            format_number(pair[0].0),
+            format_number(pair[0].1),
+            format_number(pair[1].0),
+            format_number(pair[1].1)
+        ));
+    }
+    match sorted.last() {
+        Some((bound, _)) if bound.is_finite() => Some("there is no le=\"+Inf\" bucket".to_string()),
+        Some((_, total)) if (*total - count).abs() > 1e-9 * count.abs().max(1.0) => Some(format!(
+            "the +Inf bucket counts {} but _count is {}",
+            format_number(*total),
+            format_number(count)
+        )),
+        _ => None,
+    }
 }
 
 fn parse_bound(le: &str) -> Option<f64> {

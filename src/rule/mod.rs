@@ -8,7 +8,7 @@ mod trend;
 
 use crate::alert::Verdict;
 use crate::clock::Timestamp;
-use crate::config::{Guard, Rule, RuleKind, Selector, Severity, Task, format_number};
+use crate::config::{Guard, Rule, RuleKind, Selector, Severity, Task};
 use crate::probe::{CheckStatus, Observation};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -171,6 +171,9 @@ pub struct TickContext {
     pub warming_up: Option<String>,
     /// Set when the task's `skip_when` holds.
     pub skip: Option<String>,
+    /// When the task was last restarted by us: samples from before it
+    /// (trends) describe the old process.
+    pub restarted_at: Option<Timestamp>,
 }
 
 /// A rule's verdict and what it remembers for the next tick.
@@ -180,6 +183,10 @@ pub struct Judgement {
     pub memory: Memory,
     /// A counter the rule reads went backwards: the target restarted.
     pub reset: bool,
+    /// Since when the breaching value has held, when the probe knows
+    /// better than "since this tick" (`progress == 0` began at the last
+    /// reading that saw progress).
+    pub began: Option<Timestamp>,
 }
 
 /// Whether the rule compares tick-over-tick deltas of counters (these
@@ -201,61 +208,61 @@ pub fn explicit(
     tick: &TickContext,
 ) -> Judgement {
     let severity = rule.severity.unwrap_or(task.severity);
-    let judged: deltas::Judged = match &rule.kind {
-        RuleKind::Signal {
-            signal,
-            trend: None,
-        } => single(rule, severity, std::slice::from_ref(signal), observation)
-            .map(|v| (v, Memory::default(), false)),
-        RuleKind::Signal {
-            signal,
-            trend: Some(trend),
-        } => trend::judge(rule, severity, signal, trend, observation, memory, tick.now),
-        RuleKind::Gauge(selectors) => {
-            single(rule, severity, &selectors.0, observation).map(|v| (v, Memory::default(), false))
-        }
-        RuleKind::GaugeRatio {
-            numerator,
-            denominator,
-        } => gauge_ratio(rule, severity, numerator, denominator, observation)
-            .map(|v| (v, Memory::default(), false)),
-        RuleKind::Counter {
-            series,
-            streak,
-            burst,
-        } => deltas::counter(
-            rule,
-            severity,
-            &series.0,
-            *streak,
-            *burst,
-            observation,
-            memory,
-        ),
-        RuleKind::Ratio(ratio) => deltas::ratio(
-            rule,
-            severity,
-            ratio,
-            observation,
-            memory,
-            tick.skip.as_deref(),
-        ),
-        RuleKind::Histogram {
-            metric,
-            quantile,
-            mean,
-            min_count,
-        } => deltas::histogram(
-            rule,
-            severity,
-            metric,
-            *quantile,
-            *mean,
-            *min_count,
-            observation,
-            memory,
-        ),
-    };
+    let judged: deltas::Judged =
+        match &rule.kind {
+            RuleKind::Signal {
+                signal,
+                trend: None,
+            } => signal_value(rule, severity, signal, observation)
+                .map(|v| (v, Memory::default(), false)),
+            RuleKind::Signal {
+                signal,
+                trend: Some(trend),
+            } => trend::judge(severity, signal, trend, observation, memory, tick),
+            RuleKind::Gauge(selectors) => gauge(rule, severity, &selectors.0, observation)
+                .map(|v| (v, Memory::default(), false)),
+            RuleKind::GaugeRatio {
+                numerator,
+                denominator,
+            } => gauge_ratio(rule, severity, numerator, denominator, observation)
+                .map(|v| (v, Memory::default(), false)),
+            RuleKind::Counter {
+                series,
+                streak,
+                burst,
+            } => deltas::counter(
+                rule,
+                severity,
+                &series.0,
+                *streak,
+                *burst,
+                observation,
+                memory,
+            ),
+            RuleKind::Ratio(ratio) => deltas::ratio(
+                rule,
+                severity,
+                ratio,
+                observation,
+                memory,
+                tick.skip.as_deref(),
+            ),
+            RuleKind::Histogram {
+                metric,
+                quantile,
+                mean,
+                min_count,
+            } => deltas::histogram(
+                rule,
+                severity,
+                metric,
+                *quantile,
+                *mean,
+                *min_count,
+                observation,
+                memory,
+            ),
+        };
     let (verdict, memory, reset) = match judged {
         Ok(judged) => judged,
         Err(missing) => {
@@ -294,28 +301,39 @@ pub fn explicit(
             _ => verdict,
         },
     };
+    let began = match &rule.kind {
+        RuleKind::Signal { signal, .. } if matches!(verdict, Verdict::Breach { .. }) => signal
+            .signal_name()
+            .and_then(|name| observation.since.get(name))
+            .copied()
+            .map(|began| match tick.restarted_at {
+                Some(restart) => began.max(restart),
+                None => began,
+            }),
+        _ => None,
+    };
     Judgement {
         verdict,
         memory,
         reset,
+        began,
     }
 }
 
-/// The plain signal names a rule reads (for `unavailable` lookups).
+/// The probe signal names a rule reads (for `unavailable` lookups).
 fn referenced(rule: &Rule) -> impl Iterator<Item = &str> {
     let selectors: Vec<&Selector> = match &rule.kind {
         RuleKind::Signal { signal, .. } => vec![signal],
-        RuleKind::Gauge(selectors) => selectors.0.iter().collect(),
-        RuleKind::GaugeRatio {
-            numerator,
-            denominator,
-        } => vec![numerator, denominator],
-        RuleKind::Counter { .. } | RuleKind::Ratio(_) | RuleKind::Histogram { .. } => Vec::new(),
+        RuleKind::Gauge(_)
+        | RuleKind::GaugeRatio { .. }
+        | RuleKind::Counter { .. }
+        | RuleKind::Ratio(_)
+        | RuleKind::Histogram { .. } => Vec::new(),
     };
-    selectors.into_iter().map(|s| s.name.as_str())
+    selectors.into_iter().filter_map(Selector::signal_name)
 }
 
-/// Compares a value with the rule's condition.
+/// Compares a value with the rule's condition; `what` names the value.
 fn compare(
     rule: &Rule,
     severity: Severity,
@@ -323,7 +341,10 @@ fn compare(
     value: f64,
     previous: Option<f64>,
 ) -> Verdict {
-    let shown = format_number(value);
+    let shown = match rule.condition {
+        Some(condition) if condition.unit != crate::config::Unit::Plain => condition.show(value),
+        _ => crate::config::format_value(what, value),
+    };
     match rule.condition {
         Some(condition) if condition.holds(value, previous) => Verdict::Breach {
             severity,
@@ -338,8 +359,24 @@ fn compare(
     }
 }
 
-/// A signal or gauge: the sum of what its selectors address.
-fn single(
+/// A `signal:` rule: a probe's own signal by its bare name, else (or with
+/// braces) the sum of the matching scraped series.
+fn signal_value(
+    rule: &Rule,
+    severity: Severity,
+    signal: &Selector,
+    observation: &Observation,
+) -> Result<Verdict, String> {
+    let value = observation
+        .signals
+        .get(signal)
+        .ok_or_else(|| format!("no signal `{signal}` this tick"))?;
+    Ok(compare(rule, severity, &signal.to_string(), value, None))
+}
+
+/// A `gauge:` rule: the sum of the scraped series its selectors match
+/// (never a probe's own signal: a scraped `up` is not the probe's `up`).
+fn gauge(
     rule: &Rule,
     severity: Severity,
     selectors: &[Selector],
@@ -349,8 +386,8 @@ fn single(
     for selector in selectors {
         total += observation
             .signals
-            .get(selector)
-            .ok_or_else(|| format!("no signal `{selector}` this tick"))?;
+            .series_sum(selector)
+            .ok_or_else(|| format!("no series `{selector}` this tick"))?;
     }
     let what = selectors
         .iter()
@@ -370,8 +407,8 @@ fn gauge_ratio(
     let value = |s: &Selector| {
         observation
             .signals
-            .get(s)
-            .ok_or_else(|| format!("no signal `{s}` this tick"))
+            .series_sum(s)
+            .ok_or_else(|| format!("no series `{s}` this tick"))
     };
     let (top, bottom) = (value(numerator)?, value(denominator)?);
     if bottom == 0.0 {

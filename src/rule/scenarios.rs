@@ -8,10 +8,22 @@ use crate::clock::Timestamp;
 use crate::evaluate::{Outcome, Prior, TaskRun, evaluate};
 use crate::probe::{Check, CheckStatus, Observation};
 
-/// What a rule did on one tick, as one short word.
-fn word(rule: &crate::evaluate::RuleResult) -> &'static str {
+/// What a rule did on one tick, as one short word: upper case when people
+/// were told (FIRE, AGAIN, RESOLVE…), lower case when not ("again": the
+/// same incident fired again within its cooldown; "clear": a point-like
+/// rule's quiet tick).
+fn word(outcome: &Outcome, rule: &crate::evaluate::RuleResult) -> &'static str {
+    let told = outcome
+        .outgoing
+        .iter()
+        .find(|o| o.message.rule == rule.rule)
+        .map(|o| o.message.kind);
     match (rule.transition, rule.status(), &rule.verdict) {
-        (Some(Transition::Firing), ..) => "FIRE",
+        (Some(Transition::Firing), ..) if told == Some(crate::notify::MessageKind::Again) => {
+            "AGAIN"
+        }
+        (Some(Transition::Firing), ..) if told.is_some() => "FIRE",
+        (Some(Transition::Firing), ..) => "again",
         (Some(Transition::Resolved), ..) => "RESOLVE",
         (Some(Transition::Pending), ..) => "pend",
         (Some(Transition::Cleared), ..) => "clear",
@@ -19,6 +31,8 @@ fn word(rule: &crate::evaluate::RuleResult) -> &'static str {
         (Some(Transition::Reminder), ..) => "remind",
         (_, Some(crate::alert::Status::Firing), _) => "firing",
         (_, Some(crate::alert::Status::Pending), _) => "pend",
+        (_, Some(crate::alert::Status::Quiet), Verdict::Hold { .. }) => "hold",
+        (_, Some(crate::alert::Status::Quiet), _) => "ok",
         (_, None, Verdict::Hold { .. }) => "hold",
         (_, None, Verdict::NoData { .. }) => "nodata",
         (_, None, _) => "ok",
@@ -36,19 +50,13 @@ fn observation(scrape: &str) -> Observation {
         });
         return observation;
     }
-    for line in scrape
-        .split(['\n', ';'])
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-    {
-        let (series, value) = line.rsplit_once(' ').expect("`series value`");
-        let selector: crate::config::Selector = series.parse().expect("a series");
-        observation.signals.add_series(
-            &selector.name,
-            selector.labels,
-            value.parse().expect("a number"),
-        );
-    }
+    let text = scrape.replace(';', "\n");
+    let exposition = crate::probe::metrics::parse::parse_exposition(
+        text.as_bytes(),
+        crate::probe::metrics::parse::Dialect::Text,
+    )
+    .expect("a valid scrape");
+    crate::probe::metrics::fill(&mut observation.signals, exposition);
     observation.checks.push(Check {
         probe: "metrics",
         status: CheckStatus::Ok,
@@ -120,7 +128,7 @@ fn column(outcomes: &[Outcome], rule: &str) -> Vec<&'static str> {
                 .rules
                 .iter()
                 .find(|r| r.rule == rule)
-                .map(word)
+                .map(|r| word(o, r))
                 .unwrap_or("-")
         })
         .collect()
@@ -160,7 +168,7 @@ fn counter_delta_fires_on_growth_and_counts_a_reset_as_its_current_value() {
     );
     assert_eq!(
         column(&ticks, "lost-sync"),
-        ["hold", "ok", "FIRE", "RESOLVE", "FIRE", "RESOLVE"]
+        ["hold", "ok", "FIRE", "clear", "again", "clear"]
     );
     assert!(
         summary(&ticks, 4, "lost-sync").contains("counter reset"),
@@ -189,14 +197,15 @@ fn a_sum_of_counters_against_five_times_the_previous_delta() {
                 &tick(12, 9),  // delta 15 = 5 × 3: fires
                 &tick(30, 20), // delta 29 < 5 × 15: resolves
                 &tick(30, 20), // delta 0 vs 29
-                &tick(31, 20), // delta 1 vs 0: "x previous" of 0 never holds
+                &tick(30, 20), // delta 0 after 0: does not hold
+                &tick(31, 20), // delta 1 vs 0: any rise is ≥ 5x a quiet tick
             ]
             .map(String::as_str),
         ),
     );
     assert_eq!(
         column(&ticks, "churn"),
-        ["hold", "ok", "ok", "FIRE", "RESOLVE", "ok", "ok"]
+        ["hold", "ok", "ok", "FIRE", "clear", "ok", "ok", "again"]
     );
 }
 
@@ -231,7 +240,7 @@ fn streak_fires_on_the_third_consecutive_tick_or_on_a_burst() {
     assert_eq!(
         column(&ticks, "stalled"),
         [
-            "hold", "ok", "ok", "ok", "ok", "ok", "FIRE", "RESOLVE", "FIRE", "RESOLVE"
+            "hold", "ok", "ok", "ok", "ok", "ok", "FIRE", "clear", "again", "clear"
         ]
     );
 }
@@ -326,7 +335,7 @@ fn gauge_for_two_ticks_and_warmup_after_an_identity_change() {
     assert_eq!(
         column(&ticks, "fragmentation"),
         [
-            "ok", "pend", "FIRE", "RESOLVE", "hold", "hold", "pend", "FIRE"
+            "ok", "pend", "FIRE", "RESOLVE", "hold", "hold", "pend", "AGAIN"
         ]
     );
     assert_eq!(
@@ -367,7 +376,7 @@ fn an_identity_change_discards_counter_snapshots_and_a_counter_reset_starts_the_
     assert_eq!(
         column(&ticks, "resets"),
         [
-            "hold", "ok", "hold", "hold", "FIRE", "RESOLVE", "hold", "hold", "ok"
+            "hold", "ok", "hold", "hold", "FIRE", "clear", "hold", "hold", "ok"
         ]
     );
 }
@@ -387,7 +396,7 @@ fn missing_series_is_no_data_not_silence() {
     // The alert holds (a renamed metric cannot resolve it); a no-data warning fires.
     assert_eq!(column(&ticks, "peers"), ["FIRE", "firing", "RESOLVE"]);
     assert!(
-        summary(&ticks, 1, "peers").starts_with("no signal `stellar_peer_count`"),
+        summary(&ticks, 1, "peers").starts_with("no series `stellar_peer_count`"),
         "{}",
         summary(&ticks, 1, "peers")
     );
@@ -495,7 +504,7 @@ fn trend_rising_over_a_window() {
         column(&ticks, "falling-behind"),
         [
             "ok", "ok", "ok", "ok", "ok", "FIRE", "firing", "RESOLVE", "ok", "ok", "ok", "ok",
-            "ok", "FIRE"
+            "ok", "AGAIN"
         ]
     );
 }
@@ -722,15 +731,15 @@ fn seed_003_catalog_replay() {
             .collect()
     };
     let expected: &[(&str, &[(usize, &str)])] = &[
-        ("lost-sync", &[(2, "FIRE"), (3, "RESOLVE")]),
-        ("hard-reset", &[(3, "FIRE"), (4, "RESOLVE")]),
-        ("overlay-churn", &[(4, "FIRE"), (5, "RESOLVE")]),
-        ("overlay-io-errors", &[(5, "FIRE"), (6, "RESOLVE")]),
-        ("archive-refresh-errors", &[(6, "FIRE"), (7, "RESOLVE")]),
-        ("archive-refresh-timeouts", &[(6, "FIRE"), (7, "RESOLVE")]),
+        ("lost-sync", &[(2, "FIRE"), (3, "clear")]),
+        ("hard-reset", &[(3, "FIRE"), (4, "clear")]),
+        ("overlay-churn", &[(4, "FIRE"), (5, "clear")]),
+        ("overlay-io-errors", &[(5, "FIRE"), (6, "clear")]),
+        ("archive-refresh-errors", &[(6, "FIRE"), (7, "clear")]),
+        ("archive-refresh-timeouts", &[(6, "FIRE"), (7, "clear")]),
         (
             "recovery-stalled",
-            &[(9, "FIRE"), (10, "RESOLVE"), (11, "FIRE"), (12, "RESOLVE")],
+            &[(9, "FIRE"), (10, "clear"), (11, "again"), (12, "clear")],
         ),
         (
             "scp-acceptance",
@@ -756,7 +765,7 @@ fn seed_003_catalog_replay() {
                 (27, "FIRE"),
                 (28, "RESOLVE"),
                 (40, "pend"),
-                (41, "FIRE"),
+                (41, "AGAIN"),
             ],
         ),
         // Not judged while the restarted node is younger than 15 min.

@@ -1,33 +1,38 @@
 //! `trend: rising | falling` over a `window`: is a signal moving one way
 //! consistently across the samples kept over the window (seed 004's
-//! "falling behind": lag rising over 300 s)?
+//! "falling behind": lag rising over 300 s)? A trend needs a size: it must
+//! move by at least `min_change` over the window (and, if set, end beyond
+//! `above` / `below`), so jitter of a synced node is never a trend. Samples
+//! from before the target's last restart are dropped.
 
-use super::Memory;
+use super::{Memory, TickContext};
 use crate::alert::Verdict;
-use crate::clock::{Timestamp, human_duration};
-use crate::config::{Rule, Selector, Severity, Trend, format_number};
+use crate::clock::human_duration;
+use crate::config::{Selector, Severity, Trend, format_number};
 use crate::probe::Observation;
 
 /// Keeps the samples inside the window plus the newest one older than it
 /// (the anchor, so ticks a few seconds late still cover the window), and
-/// breaches when they span the window, never move against the trend, and
-/// end beyond where they began.
+/// breaches when they span the window, never move against the trend, end
+/// at least `min_change` beyond where they began, and past the optional
+/// limit.
 pub(super) fn judge(
-    _rule: &Rule,
     severity: Severity,
     signal: &Selector,
     trend: &Trend,
     observation: &Observation,
     memory: &Memory,
-    now: Timestamp,
+    tick: &TickContext,
 ) -> super::deltas::Judged {
+    let now = tick.now;
     let value = observation
         .signals
         .get(signal)
         .ok_or_else(|| format!("no signal `{signal}` this tick"))?;
     let window = trend.window.as_millis();
     let mut samples = memory.samples.clone();
-    samples.retain(|(t, _)| *t < now.0);
+    let restarted = tick.restarted_at.map_or(i64::MIN, |t| t.0);
+    samples.retain(|(t, _)| *t < now.0 && *t >= restarted);
     samples.push((now.0, value));
     let first_inside = samples
         .iter()
@@ -42,8 +47,13 @@ pub(super) fn judge(
     let span = now.0 - samples[0].0;
     let direction = if trend.rising { "rising" } else { "falling" };
     if span < window {
+        let since_restart = if tick.restarted_at.is_some_and(|t| t.0 > now.0 - window) {
+            " since the restart"
+        } else {
+            ""
+        };
         let reason = format!(
-            "{signal} trend: {} of its {} window sampled so far",
+            "{signal} trend: {} of its {} window sampled{since_restart} so far",
             human_duration(span),
             trend.window
         );
@@ -63,10 +73,16 @@ pub(super) fn judge(
             w[1].1 <= w[0].1
         }
     });
-    let moved = if trend.rising {
-        last > first
+    let change = if trend.rising {
+        last - first
     } else {
-        last < first
+        first - last
+    };
+    let big_enough = change >= trend.min_change && change > 0.0;
+    let past_limit = match (trend.rising, trend.limit) {
+        (_, None) => true,
+        (true, Some(above)) => last > above,
+        (false, Some(below)) => last < below,
     };
     let path = format!(
         "{signal} went {} over the last {} ({} samples)",
@@ -78,17 +94,41 @@ pub(super) fn judge(
         human_duration(span),
         samples.len()
     );
-    let verdict = if steady && moved {
+    let limit = match (trend.rising, trend.limit) {
+        (_, None) => String::new(),
+        (true, Some(above)) => format!(", above {}", format_number(above)),
+        (false, Some(below)) => format!(", below {}", format_number(below)),
+    };
+    let threshold = format!(
+        "{direction} by ≥ {} over {}{limit}",
+        format_number(trend.min_change),
+        trend.window
+    );
+    let verdict = if steady && big_enough && past_limit {
         Verdict::Breach {
             severity,
             value: Some(value),
-            threshold: Some(format!("{direction} over {}", trend.window)),
-            summary: format!("{path}: steadily {direction}"),
+            threshold: Some(threshold.clone()),
+            summary: format!(
+                "{path}: steadily {direction} by {} ({threshold})",
+                format_number(change)
+            ),
         }
     } else {
+        let why = if !steady {
+            format!("not steadily {direction}")
+        } else if !big_enough {
+            format!(
+                "{direction} by {}, less than min_change {}",
+                format_number(change.max(0.0)),
+                format_number(trend.min_change)
+            )
+        } else {
+            format!("steadily {direction}, but not{limit}")
+        };
         Verdict::Clear {
             value: Some(value),
-            summary: format!("{path}: not steadily {direction}"),
+            summary: format!("{path}: {why}"),
         }
     };
     Ok((verdict, next, false))

@@ -32,23 +32,31 @@ pub fn observe(probe: &MetricsProbe, context: &Context, out: &mut Observation) {
         context.budget(probe_timeout),
         context.limit(probe_timeout),
     )
-    .and_then(|scrape| parse::parse(&scrape.body, scrape.dialect).map_err(|e| e.to_string()));
+    .and_then(|scrape| {
+        parse::parse_exposition(&scrape.body, scrape.dialect).map_err(|e| e.to_string())
+    });
     let url = &probe.url;
     let check = match scraped {
-        Ok(series) => {
+        Ok(exposition) => {
             let scrape_ms = started.elapsed().as_secs_f64() * 1000.0;
-            let count = series.len();
-            for one in series {
-                out.signals.add_series(&one.name, one.labels, one.value);
-            }
+            let duplicates = fill(&mut out.signals, exposition);
+            let count = out.signals.series_count();
             out.signals.set_probe("metrics", "up", 1.0);
             out.signals
                 .set_probe("metrics", "scrape_ms", scrape_ms.round());
             out.signals.set_probe("metrics", "series", count as f64);
+            let note = match duplicates {
+                0 => String::new(),
+                1 => "; 1 duplicated sample ignored (the first one counts, as in Prometheus)"
+                    .to_string(),
+                n => format!(
+                    "; {n} duplicated samples ignored (the first of each counts, as in Prometheus)"
+                ),
+            };
             Check {
                 probe: "metrics",
                 status: CheckStatus::Ok,
-                summary: format!("{url}: {count} series in {scrape_ms:.0} ms"),
+                summary: format!("{url}: {count} series in {scrape_ms:.0} ms{note}"),
             }
         }
         Err(why) => {
@@ -61,6 +69,22 @@ pub fn observe(probe: &MetricsProbe, context: &Context, out: &mut Observation) {
         }
     };
     out.checks.push(check);
+}
+
+/// Puts a parsed exposition into the task's signals: every series (the
+/// first of duplicates, as Prometheus keeps) and every declared family.
+/// Returns how many duplicated samples were left out.
+pub fn fill(signals: &mut super::Signals, exposition: parse::Exposition) -> usize {
+    for family in &exposition.families {
+        signals.declare_family(family);
+    }
+    let mut duplicates = 0;
+    for one in exposition.series {
+        if !signals.add_series(&one.name, one.labels, one.value) {
+            duplicates += 1;
+        }
+    }
+    duplicates
 }
 
 /// A successful response: its body and the dialect it claims.
