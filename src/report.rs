@@ -1,7 +1,7 @@
 //! What people read: the tick summary, `list`, and `alerts`, as text or
 //! JSON. Formats values it is given; computes nothing about health.
 
-use crate::alert::{Transition, Verdict};
+use crate::alert::{Status, Transition, Verdict};
 use crate::clock::Timestamp;
 use crate::config::{Config, Severity};
 use crate::remediate::Remediation;
@@ -136,6 +136,13 @@ pub fn tick_text(report: &TickReport) -> String {
             task.name,
             checks.join("; ")
         );
+        let told = |rule: &crate::evaluate::RuleResult| {
+            report
+                .outcome
+                .outgoing
+                .iter()
+                .any(|o| o.message.task == task.name && o.message.rule == rule.rule)
+        };
         for rule in &result.rules {
             // Clear and held rules of an ok key are noise in the summary
             // (a first scrape holds every delta rule); JSON has them all.
@@ -148,11 +155,21 @@ pub fn tick_text(report: &TickReport) -> String {
                 continue;
             }
             let status = match (rule.transition, rule.status()) {
-                (Some(Transition::Firing), _) => "FIRING (notified)".to_string(),
+                (Some(Transition::Firing), _) if told(rule) && report.dry_run => {
+                    "FIRING (would notify)".to_string()
+                }
+                (Some(Transition::Firing), _) if told(rule) => "FIRING (notified)".to_string(),
                 (Some(Transition::Escalated), _) => "ESCALATED (notified)".to_string(),
                 (Some(Transition::Reminder), _) => "still firing (reminder sent)".to_string(),
                 (Some(Transition::Resolved), _) => "RESOLVED".to_string(),
+                (Some(Transition::Cleared), Some(Status::Quiet)) => {
+                    "clear, not announced".to_string()
+                }
                 (Some(Transition::Cleared), _) => "cleared before firing".to_string(),
+                (Some(Transition::Firing), _) => {
+                    "fired again (same incident, not notified)".to_string()
+                }
+                (_, Some(Status::Firing)) if rule.held() => "firing (held)".to_string(),
                 (_, Some(s)) => s.as_str().to_string(),
                 (_, None) => "ok".to_string(),
             };

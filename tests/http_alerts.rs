@@ -62,11 +62,14 @@ fn statuses(ws: &Workspace, rule: &str) -> Vec<String> {
         .collect()
 }
 
-/// (rule, status, severity) of every live alert.
+/// (rule, status, severity) of every live (pending or firing) alert; a
+/// resolved one stays `quiet` for its cooldown, as the same incident.
 fn live_alerts(ws: &Workspace) -> Vec<(String, String, String)> {
     let db = ws.sqlite();
     let mut statement = db
-        .prepare("SELECT rule, status, severity FROM alert_state ORDER BY key")
+        .prepare(
+            "SELECT rule, status, severity FROM alert_state WHERE status != 'quiet' ORDER BY key",
+        )
         .unwrap();
     statement
         .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))

@@ -112,13 +112,13 @@ fn jsonrpc_heights_a_minute_apart_give_lag_progress_rate_and_eta() {
     let chain = Chain::new();
     let ws = Workspace::new(&chain.config(&chain.local.url("/"), ""));
 
-    chain.heights(988, 1045);
+    chain.heights(988, 1051);
     let out = ws.run_at(minute(0), "p", &["--format", "json"]);
     assert_exit(&out, 0);
     let signals = &task(&out)["signals"];
     assert_eq!(
         (&signals["local"], &signals["reference"], &signals["lag"]),
-        (&json!(988.0), &json!(1045.0), &json!(57.0))
+        (&json!(988.0), &json!(1051.0), &json!(63.0))
     );
     assert!(
         signals.get("progress").is_none() && signals.get("rate").is_none(),
@@ -126,7 +126,7 @@ fn jsonrpc_heights_a_minute_apart_give_lag_progress_rate_and_eta() {
     );
     assert_eq!(
         summary(&out),
-        "lag 57 (local 988, reference 1045); first reading, progress from the next tick"
+        "lag 63 (local 988, reference 1051); first reading, progress from the next tick"
     );
 
     chain.heights(1000, 1057);
@@ -139,19 +139,23 @@ fn jsonrpc_heights_a_minute_apart_give_lag_progress_rate_and_eta() {
         ("lag", 57.0),
         ("progress", 12.0),
         ("rate", 0.2),
-        ("eta_s", 285.0),
+        ("closing_rate", 0.1),
+        ("eta_s", 570.0),
     ] {
         assert_eq!(signals[name], json!(value), "{name} in {signals}");
     }
     assert_eq!(
         summary(&out),
-        "lag 57 (local 1000, reference 1057); +12 since last tick, 0.2 blocks/s, caught up in ~4m 45s"
+        "lag 57 (local 1000, reference 1057); +12 since last tick, 0.2 blocks/s, caught up in ~9m 30s",
+        "the ETA is at the closing speed: the lag shrank by 6 in a minute"
     );
     assert_eq!(
         remembered(&ws),
         [
             ("lag.at".to_string(), (minute(1) * 1000).to_string()),
-            ("lag.local".to_string(), "1000".to_string())
+            ("lag.local".to_string(), "1000".to_string()),
+            ("lag.moved_at".to_string(), (minute(1) * 1000).to_string()),
+            ("lag.reference".to_string(), "1057".to_string())
         ]
     );
 
@@ -247,21 +251,29 @@ fn one_side_down_gives_the_rules_no_data_not_a_lag_alert_and_progress_spans_the_
     );
     assert_eq!(task(&out)["checks"][0]["status"], "failed");
     assert!(task(&out)["signals"].get("lag").is_none());
+    // The probe failed: a critical alert on the task (its health), and the
+    // rule has no data (a warning); not a lag alert.
     assert_eq!(
         rule_results(&out),
         [
+            ("health".into(), "firing".into(), "breach".into()),
             ("behind".into(), "ok".into(), "no_data".into()),
             ("behind:no-data".into(), "firing".into(), "breach".into())
         ]
     );
     let sent = delivered(&out);
-    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert_eq!(sent.len(), 2, "{sent:?}");
     assert!(
-        sent[0].starts_with(
+        sent[0].starts_with("[test-host] FIRING critical p/node/health: lag: reference "),
+        "{}",
+        sent[0]
+    );
+    assert!(
+        sent[1].starts_with(
             "[test-host] FIRING warning p/node/behind:no-data: no data for rule behind"
         ),
         "{}",
-        sent[0]
+        sent[1]
     );
 
     // The local node refuses connections.
@@ -286,22 +298,29 @@ fn one_side_down_gives_the_rules_no_data_not_a_lag_alert_and_progress_spans_the_
 
     // Both back: progress spans the three minutes since the last reading.
     ws.write_config(&chain.config(&chain.local.url("/"), rules));
-    chain.heights(1030, 1045);
+    chain.heights(1030, 1036);
     let out = ws.run_at(minute(3), "p", &["--format", "json"]);
     assert_exit(&out, 0);
     let signals = &task(&out)["signals"];
     assert_eq!(signals["progress"], json!(30.0), "{signals}");
-    assert_eq!(signals["eta_s"], json!(90.0), "15 blocks at 1 block / 6 s");
+    assert_eq!(
+        signals["eta_s"],
+        json!(270.0),
+        "lag 10 → 6 in 3 minutes: 6 blocks at 4 per 180 s"
+    );
     assert!(
         summary(&out).starts_with(
-            "lag 15 (local 1030, reference 1045); +30 since last tick, 0.1667 blocks/s"
+            "lag 6 (local 1030, reference 1036); +30 since last tick, 0.1667 blocks/s, caught up in ~4m 30s"
         ),
         "{}",
         summary(&out)
     );
     let sent = delivered(&out);
     assert!(
-        sent.len() == 1 && sent[0].contains("RESOLVED") && sent[0].contains("behind:no-data"),
+        sent.len() == 2
+            && sent.iter().all(|s| s.contains("RESOLVED"))
+            && sent[0].contains("p/node/health")
+            && sent[1].contains("behind:no-data"),
         "{sent:?}"
     );
 }

@@ -404,14 +404,32 @@ fn a_fatal_line_raises_a_critical_pattern_alert_with_the_line() {
         "{summary}"
     );
 
-    // No new match: the alert resolves.
+    // No new match: healthy again, but a log line is an occurrence, not a
+    // state: nothing is announced as "resolved" a minute later.
     append(&log, "recovered\n");
     let out = ws.run_at(minute(2), "p", &[]);
     assert_exit(&out, 0);
+    assert!(notifications(&out).is_empty(), "{}", stdout(&out));
+    // A second TLS line within the cooldown is the same incident: recorded,
+    // not told again.
+    append(&log, "ERROR TLS error: bad record mac\n");
+    let out = ws.run_at(minute(3), "p", &[]);
+    assert_exit(&out, 1);
+    assert!(notifications(&out).is_empty(), "{}", stdout(&out));
+    assert_eq!(
+        ws.count("SELECT count(*) FROM alert_history WHERE rule = 'tls' AND status = 'firing'"),
+        2
+    );
+    // Two quiet hours later the incident ends, and that is said.
+    assert!(notifications(&ws.run_at(minute(4), "p", &[])).is_empty());
+    let out = ws.run_at(minute(4 + 120), "p", &[]);
+    assert_exit(&out, 0);
+    let told = notifications(&out);
     assert!(
-        notifications(&out)
-            .iter()
-            .any(|l| l.contains("RESOLVED") && l.contains("p/prover/tls")),
+        told.len() == 1
+            && told[0].contains("RESOLVED")
+            && told[0].contains("p/prover/tls")
+            && told[0].contains("no new occurrence for 2h"),
         "{}",
         stdout(&out)
     );

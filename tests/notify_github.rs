@@ -657,18 +657,39 @@ fn a_recurrence_after_the_close_files_a_new_issue_related_to_the_closed_one() {
     );
     assert_all_delivered(&ticker.ws);
 
-    // And again: the most recent closed issue is the one referenced.
+    // It flaps: down again two minutes later is the same incident — no
+    // new issue, no new comment; #2 stays open until it holds.
     api.set(Reply::status(200));
     ticker.at(6);
     api.set(Reply::status(500));
     ticker.at(7);
+    api.set(Reply::status(200));
+    ticker.at(8);
+    assert_eq!(github.issues().len(), 2, "{:?}", github.issues());
+    assert_eq!(github.issue(2).state, "open");
+    // Steady for the cooldown (2 h): resolved and closed.
+    ticker.at(8 + 120);
+    assert_eq!(github.issue(2).state, "closed");
+    // A failure after that is a new incident: the most recent closed
+    // issue is the one referenced.
+    api.set(Reply::status(500));
+    ticker.at(200);
     assert!(
         github.issue(3).body.starts_with("Related to #2 (closed)"),
         "{}",
         github.issue(3).body
     );
     assert_eq!(github.issue(1).comments.len(), 2);
-    assert!(github.issue(2).comments[1].starts_with("Recurred as #3"));
+    assert!(
+        github
+            .issue(2)
+            .comments
+            .iter()
+            .any(|c| c.starts_with("Recurred as #3")),
+        "{:?}",
+        github.issue(2).comments
+    );
+    assert_all_delivered(&ticker.ws);
 }
 
 #[test]

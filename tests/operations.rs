@@ -119,7 +119,7 @@ fn a_silence_holds_notifications_and_restarts_and_releases_them_after() {
 fn removing_a_silence_ends_it_and_a_rule_silence_holds_only_that_rule() {
     let api = TestServer::start(Reply::status(500));
     let ws = Workspace::new(&profile_p(&format!(
-        "      - name: web\n        http: {{ url: \"{}\", timeout: 2s }}\n        rules:\n          - {{ name: up, signal: status, value: \">= 500\" }}\n          - {{ name: slow, signal: latency_ms, value: \">= 0\" }}\n",
+        "      - name: web\n        http: {{ url: \"{}\", timeout: 2s, expect_status: \"100-599\" }}\n        rules:\n          - {{ name: up, signal: status, value: \">= 500\" }}\n          - {{ name: slow, signal: latency_ms, value: \">= 0\" }}\n",
         api.url("/")
     )));
     let silence = |args: &[&str]| {

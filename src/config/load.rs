@@ -3,6 +3,7 @@
 //! maintained serde_yaml fork is a one-file swap.
 
 use super::{Config, Notifier, NotifierKind, Probe, RawConfig, Start, StopMethod, values};
+use serde::Deserialize;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
@@ -98,8 +99,10 @@ pub fn load(path: &Path, db_override: Option<&Path>) -> Result<Config, ConfigErr
         .map(Path::to_path_buf)
         .unwrap_or_else(|| PathBuf::from("/"));
     let display_path = path.to_path_buf();
-    let raw: RawConfig =
-        serde_yaml::from_str(&source).map_err(|e| yaml_error(&display_path, &source, &e))?;
+    let raw = RawConfig::deserialize(super::interpolate::Interpolating(
+        serde_yaml::Deserializer::from_str(&source),
+    ))
+    .map_err(|e| yaml_error(&display_path, &source, &e))?;
     if raw.version != 1 {
         return Err(ConfigError::at_line(
             &display_path,

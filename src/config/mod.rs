@@ -1,6 +1,7 @@
 //! The jobs.yaml language: typed configuration, loaded and validated once.
 //! Owns every key of the file; knows nothing of how tasks run.
 
+mod interpolate;
 mod load;
 pub mod selector;
 pub mod values;
@@ -481,6 +482,18 @@ impl<'de> Deserialize<'de> for Task {
         for probe in &probes {
             probe.check().map_err(|why| err(why.to_string()))?;
         }
+        let scrapes = probes.iter().any(|p| matches!(p, Probe::Metrics(_)));
+        if let Some(rule) = raw
+            .rules
+            .iter()
+            .find(|r| !scrapes && !matches!(r.kind, RuleKind::Signal { .. }))
+        {
+            return Err(err(format!(
+                "rule `{}`: `{}:` reads scraped series, and this task has no `metrics` probe; for a probe's own signal (rss_bytes, lag, a perfdata label) write `signal: NAME`",
+                rule.name,
+                rule.kind.key()
+            )));
+        }
         if let Some(action) = &raw.action {
             match (&action.trim_log, &action.command) {
                 (Some(_), Some(_)) | (None, None) => {
@@ -597,7 +610,7 @@ impl<'de> Deserialize<'de> for CommandLine {
                 f.write_str("a list of arguments, or one shell command line")
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<CommandLine, E> {
-                let line = values::interpolate(v).map_err(E::custom)?;
+                let line = v.to_string();
                 if line.trim().is_empty() {
                     return Err(E::custom("the command is empty"));
                 }
@@ -1039,6 +1052,11 @@ impl Rule {
         } else if let Some(ratio) = raw.ratio {
             RuleKind::Ratio(ratio)
         } else if let Some(metric) = raw.histogram {
+            if metric.name.is_none() {
+                return Err(err(
+                    "a histogram rule names its metric: histogram: NAME or NAME{label=\"…\"}",
+                ));
+            }
             if let Some(q) = raw.quantile
                 && !(0.0..=1.0).contains(&q)
             {

@@ -4,7 +4,7 @@
 //! (`{"my.metric"}`). A bare name also names a probe's own signal (`lag`,
 //! `http.up`); braces always mean scraped series. Parsed once, at load.
 
-use super::values::{interpolate, parsed};
+use super::values::parsed;
 use regex::Regex;
 use serde::Deserialize;
 use serde::de::{self, Deserializer, Visitor};
@@ -485,8 +485,7 @@ impl<'de> Deserialize<'de> for Selectors {
                 f.write_str("a series selector or a list of selectors")
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<Selectors, E> {
-                let text = interpolate(v).map_err(E::custom)?;
-                Ok(Selectors(vec![text.parse().map_err(E::custom)?]))
+                Ok(Selectors(vec![v.parse().map_err(E::custom)?]))
             }
             fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Selectors, A::Error> {
                 let mut all = Vec::new();

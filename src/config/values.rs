@@ -90,14 +90,15 @@ impl fmt::Display for Text {
     }
 }
 
-/// Reads a scalar as a string with the environment interpolated.
+/// Reads a scalar as a string (the loader has interpolated it).
 pub(crate) fn interpolated<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
     parsed(d, Ok)
 }
 
-/// Reads a scalar, interpolates it, and parses it with `parse`, all inside
-/// the scalar's own visitor: serde_yaml then reports an error at the value's
-/// line and column rather than at the enclosing mapping.
+/// Reads a scalar (interpolated by the loader's adapter) and parses it with
+/// `parse`, inside the scalar's own visitor: serde_yaml then reports an
+/// error at the value's line and column rather than at the enclosing
+/// mapping.
 pub(crate) fn parsed<'de, D, T, F>(d: D, parse: F) -> Result<T, D::Error>
 where
     D: Deserializer<'de>,
@@ -105,8 +106,7 @@ where
 {
     struct Parsed<F>(F);
     impl<T, F: FnOnce(String) -> Result<T, String>> Parsed<F> {
-        fn finish<E: de::Error>(self, raw: String) -> Result<T, E> {
-            let text = interpolate(&raw).map_err(E::custom)?;
+        fn finish<E: de::Error>(self, text: String) -> Result<T, E> {
             (self.0)(text).map_err(E::custom)
         }
     }

@@ -32,6 +32,7 @@ fn word(outcome: &Outcome, rule: &crate::evaluate::RuleResult) -> &'static str {
         (_, Some(crate::alert::Status::Firing), _) => "firing",
         (_, Some(crate::alert::Status::Pending), _) => "pend",
         (_, Some(crate::alert::Status::Quiet), Verdict::Hold { .. }) => "hold",
+        (_, Some(crate::alert::Status::Quiet), Verdict::NoData { .. }) => "nodata",
         (_, Some(crate::alert::Status::Quiet), _) => "ok",
         (_, None, Verdict::Hold { .. }) => "hold",
         (_, None, Verdict::NoData { .. }) => "nodata",
@@ -43,6 +44,7 @@ fn word(outcome: &Outcome, rule: &crate::evaluate::RuleResult) -> &'static str {
 fn observation(scrape: &str) -> Observation {
     let mut observation = Observation::default();
     if scrape.trim().is_empty() {
+        observation.signals.set_probe("metrics", "up", 0.0);
         observation.checks.push(Check {
             probe: "metrics",
             status: CheckStatus::Failed,
@@ -57,6 +59,10 @@ fn observation(scrape: &str) -> Observation {
     )
     .expect("a valid scrape");
     crate::probe::metrics::fill(&mut observation.signals, exposition);
+    // As the real probe does: its own signals beside the scraped series.
+    let count = observation.signals.series_count() as f64;
+    observation.signals.set_probe("metrics", "up", 1.0);
+    observation.signals.set_probe("metrics", "series", count);
     observation.checks.push(Check {
         probe: "metrics",
         status: CheckStatus::Ok,
@@ -810,5 +816,278 @@ fn seed_003_catalog_replay() {
         summary(&ticks, 23, "pending-too-old").starts_with("skipped:"),
         "{}",
         summary(&ticks, 23, "pending-too-old")
+    );
+}
+
+// ------------------------------------------------ verdicts on messy targets
+
+/// Whether each tick left the task healthy (exit 0).
+fn healthy(outcomes: &[Outcome]) -> Vec<bool> {
+    outcomes.iter().map(|o| o.tasks[0].healthy).collect()
+}
+
+/// Messages of each tick: `rule kind` pairs.
+fn told(outcomes: &[Outcome]) -> Vec<Vec<String>> {
+    outcomes
+        .iter()
+        .map(|o| {
+            o.outgoing
+                .iter()
+                .map(|out| format!("{} {:?}", out.message.rule, out.message.kind))
+                .collect()
+        })
+        .collect()
+}
+
+#[test]
+fn a_labelled_counter_created_on_first_use_counts_from_zero() {
+    // seed 003: the reason="forcing_catchup_behind" series does not exist
+    // until the first stall; its family (another reason) does.
+    let task = format!(
+        "{TASK}rules:\n  - {{ name: recovery-stalled, counter: 'henyey_recovery_stalled_tick_total{{reason=\"forcing_catchup_behind\"}}', delta: \">= 1\", streak: 3, burst: 10, severity: warning }}\n"
+    );
+    let other = "# TYPE henyey_recovery_stalled_tick_total counter;henyey_recovery_stalled_tick_total{reason=\"other\"} 4";
+    let stalled = |n: u32| {
+        format!(
+            "{other};henyey_recovery_stalled_tick_total{{reason=\"forcing_catchup_behind\"}} {n}"
+        )
+    };
+    let ticks = replay(
+        &task,
+        &[
+            other.replace(';', "\n"),
+            other.replace(';', "\n"),
+            stalled(12).replace(';', "\n"), // appears with 12: a burst of 12, first tick
+            stalled(12).replace(';', "\n"),
+        ],
+    );
+    assert_eq!(
+        column(&ticks, "recovery-stalled"),
+        ["hold", "ok", "FIRE", "clear"]
+    );
+    assert_eq!(
+        column(&ticks, "recovery-stalled:no-data"),
+        ["-", "-", "-", "-"],
+        "an absent series of a present family is 0, not no data"
+    );
+    assert_eq!(healthy(&ticks), [true, true, false, true]);
+    assert!(
+        summary(&ticks, 2, "recovery-stalled").contains("rose by 12"),
+        "{}",
+        summary(&ticks, 2, "recovery-stalled")
+    );
+}
+
+#[test]
+fn a_family_declared_without_any_series_yet_is_zero_and_a_renamed_one_is_no_data() {
+    let task = format!(
+        "{TASK}rules:\n  - {{ name: errors, counter: 'prometheus_http_requests_total{{code=\"400\"}}', delta: \">= 1\" }}\n"
+    );
+    let declared = "# HELP prometheus_http_requests_total Requests.;# TYPE prometheus_http_requests_total counter";
+    let with_400 = format!("{declared};prometheus_http_requests_total{{code=\"400\"}} 2");
+    let ticks = replay(
+        &task,
+        &scrapes(&[
+            declared,
+            declared,
+            &with_400,
+            &with_400,
+            "prometheus_http_requests_renamed_total{code=\"400\"} 9",
+        ]),
+    );
+    assert_eq!(
+        column(&ticks, "errors"),
+        ["hold", "ok", "FIRE", "clear", "nodata"]
+    );
+    assert_eq!(
+        column(&ticks, "errors:no-data"),
+        ["-", "-", "-", "-", "FIRE"],
+        "a metric name absent altogether is no data"
+    );
+}
+
+#[test]
+fn promql_matchers_sum_what_they_select() {
+    let task = format!(
+        "{TASK}rules:\n  - {{ name: busy, counter: 'node_cpu_seconds_total{{mode!~\"idle|iowait\", cpu=~\"0|1\"}}', delta: \">= 10\" }}\n  - {{ name: not-idle, counter: 'node_cpu_seconds_total{{mode!=\"idle\"}}', delta: \">= 100\" }}\n"
+    );
+    let scrape = |idle: u32, user: u32, cpu2: u32| {
+        format!(
+            "node_cpu_seconds_total{{cpu=\"0\",mode=\"idle\"}} {idle};node_cpu_seconds_total{{cpu=\"0\",mode=\"user\"}} {user};node_cpu_seconds_total{{cpu=\"1\",mode=\"iowait\"}} 5;node_cpu_seconds_total{{cpu=\"2\",mode=\"user\"}} {cpu2}"
+        )
+    };
+    let ticks = replay(
+        &task,
+        &[
+            scrape(100, 10, 0),
+            scrape(200, 15, 50),
+            scrape(300, 30, 200),
+        ]
+        .map(|s| s.replace(';', "\n")),
+    );
+    // busy: only cpu 0/1 and not idle/iowait: user of cpu 0: +5, then +15.
+    assert_eq!(column(&ticks, "busy"), ["hold", "ok", "FIRE"]);
+    assert!(
+        summary(&ticks, 2, "busy").contains("rose by 15"),
+        "{}",
+        summary(&ticks, 2, "busy")
+    );
+    // not-idle: user 0 + iowait 1 + user 2: +55, then +165.
+    assert_eq!(column(&ticks, "not-idle"), ["hold", "ok", "FIRE"]);
+    assert!(
+        summary(&ticks, 2, "not-idle").contains("rose by 165"),
+        "{}",
+        summary(&ticks, 2, "not-idle")
+    );
+}
+
+#[test]
+fn a_scraped_up_is_not_the_probes_up() {
+    // A federate endpoint exposes `up` for two targets: their sum is 2; the
+    // probe's own `up` (1, the scrape worked) must not shadow it.
+    let task = format!(
+        "{TASK}rules:\n  - {{ name: targets, gauge: up, value: \"< 2\" }}\n  - {{ name: scrape, signal: up, value: \"< 1\" }}\n  - {{ name: series, gauge: 'up{{}}', value: \"> 2\" }}\n"
+    );
+    let ticks = replay(
+        &task,
+        &scrapes(&[
+            "up{job=\"a\"} 1;up{job=\"b\"} 1",
+            "up{job=\"a\"} 1;up{job=\"b\"} 0",
+        ]),
+    );
+    assert_eq!(column(&ticks, "targets"), ["ok", "FIRE"]);
+    assert_eq!(
+        column(&ticks, "scrape"),
+        ["ok", "ok"],
+        "the probe scraped fine"
+    );
+    assert_eq!(column(&ticks, "series"), ["ok", "ok"]);
+    assert!(
+        summary(&ticks, 0, "targets").contains("up = 2"),
+        "{}",
+        summary(&ticks, 0, "targets")
+    );
+}
+
+#[test]
+fn a_failed_scrape_is_a_critical_alert_beside_the_rules_no_data() {
+    let task = format!(
+        "{TASK}rules:\n  - {{ name: peers, gauge: stellar_peer_count, value: \"< 8\", severity: warning }}\n"
+    );
+    let ticks = replay(
+        &task,
+        &scrapes(&["stellar_peer_count 12", "", "", "stellar_peer_count 12"]),
+    );
+    assert_eq!(
+        column(&ticks, "health"),
+        ["ok", "FIRE", "firing", "RESOLVE"]
+    );
+    assert_eq!(
+        column(&ticks, "peers:no-data"),
+        ["-", "FIRE", "firing", "RESOLVE"]
+    );
+    assert_eq!(
+        told(&ticks)[1],
+        ["health Firing", "peers:no-data Firing"],
+        "the dead endpoint is told as critical, the rule's missing data as a warning"
+    );
+    assert_eq!(
+        ticks[1].outgoing[0].message.severity,
+        crate::config::Severity::Critical
+    );
+    assert_eq!(healthy(&ticks), [true, false, false, true]);
+}
+
+#[test]
+fn a_firing_alert_held_by_skip_when_is_still_unhealthy() {
+    let task = format!(
+        "{TASK}skip_when: [\"stellar_ledger_age_current_seconds > 30\"]\nrules:\n  - name: scp\n    ratio: {{ numerator: 'henyey_scp_post_verify_total{{reason=\"accepted\"}}', denominator: henyey_scp_post_verify_total, min_denominator: 100 }}\n    value: \"< 0.05\"\n"
+    );
+    let ticks = replay(
+        &task,
+        &[
+            post_verify(0, 0, 0, 5),
+            post_verify(1, 0, 500, 5),   // 1 / 501 < 0.05: fires
+            post_verify(2, 0, 1000, 60), // skipped: the alert holds, firing
+            post_verify(3, 0, 1500, 60),
+        ],
+    );
+    assert_eq!(column(&ticks, "scp"), ["hold", "FIRE", "firing", "firing"]);
+    assert_eq!(healthy(&ticks), [true, false, false, false]);
+    let held = ticks[2].tasks[0]
+        .rules
+        .iter()
+        .find(|r| r.rule == "scp")
+        .unwrap();
+    assert!(held.held(), "{held:?}");
+}
+
+#[test]
+fn lag_jitter_of_a_synced_node_is_no_trend() {
+    let task = "name: aleph\nmetrics: { url: \"http://127.0.0.1:1/\" }\nrules:\n  - { name: falling-behind, signal: 'lag{}', trend: rising, window: 300s }\n";
+    // 0–3 blocks of jitter for 30 ticks, with monotonic stretches.
+    let lags = [
+        0, 1, 1, 2, 2, 2, 3, 3, 0, 1, 2, 3, 3, 3, 1, 0, 0, 1, 1, 2, 3, 0, 2, 2, 3, 3, 3, 3, 1, 2,
+    ];
+    let ticks = replay(task, &lags.map(|l| format!("lag {l}")));
+    assert!(
+        column(&ticks, "falling-behind").iter().all(|w| *w == "ok"),
+        "{:?}",
+        column(&ticks, "falling-behind")
+    );
+    assert!(told(&ticks).iter().all(Vec::is_empty));
+    // A real fall behind still fires: +2 a minute for five minutes.
+    let rising = [10, 12, 14, 16, 18, 20];
+    let ticks = replay(task, &rising.map(|l| format!("lag {l}")));
+    assert_eq!(
+        column(&ticks, "falling-behind"),
+        ["ok", "ok", "ok", "ok", "ok", "FIRE"]
+    );
+    assert!(
+        summary(&ticks, 5, "falling-behind").contains("steadily rising by 10"),
+        "{}",
+        summary(&ticks, 5, "falling-behind")
+    );
+}
+
+#[test]
+fn a_trend_can_ask_for_a_bigger_change_or_a_level() {
+    let task = "name: aleph\nmetrics: { url: \"http://127.0.0.1:1/\" }\nrules:\n  - { name: falling-behind, signal: 'lag{}', trend: rising, window: 300s, min_change: 20, above: 30 }\n";
+    let ticks = replay(
+        task,
+        &[10, 14, 18, 22, 26, 31, 36, 41].map(|l| format!("lag {l}")),
+    );
+    // +21 over the window at tick 5 but only 31 > 30 at tick 5: fires there.
+    assert_eq!(
+        column(&ticks, "falling-behind"),
+        ["ok", "ok", "ok", "ok", "ok", "FIRE", "firing", "firing"]
+    );
+    let ticks = replay(task, &[0, 4, 8, 12, 16, 21, 25].map(|l| format!("lag {l}")));
+    assert!(
+        column(&ticks, "falling-behind").iter().all(|w| *w == "ok"),
+        "rose by 21 but stays below 30"
+    );
+}
+
+#[test]
+fn a_flapping_gauge_is_one_incident() {
+    let task =
+        format!("{TASK}rules:\n  - {{ name: peers, gauge: stellar_peer_count, value: \"< 8\" }}\n");
+    let peers = [12, 3, 12, 3, 12, 3, 12, 12, 12, 12];
+    let ticks = replay(&task, &peers.map(|p| format!("stellar_peer_count {p}")));
+    assert_eq!(
+        column(&ticks, "peers"),
+        [
+            "ok", "FIRE", "RESOLVE", "AGAIN", "clear", "again", "clear", "ok", "ok", "ok"
+        ]
+    );
+    // Told: it fired, it resolved, it came back (flapping); then nothing
+    // until it has been steady for the cooldown (2 h).
+    let messages: usize = told(&ticks).iter().map(Vec::len).sum();
+    assert_eq!(messages, 3);
+    assert!(
+        ticks[3].outgoing[0].message.summary.contains("flapping"),
+        "{}",
+        ticks[3].outgoing[0].message.summary
     );
 }
