@@ -471,3 +471,65 @@ fn check_config_accepts_the_seed_003_catalog() {
     assert_exit(&out, 0);
     assert!(stdout(&out).contains("1 task"), "{}", stdout(&out));
 }
+
+/// `${VAR}` works in every scalar, numbers and flags included, and a bad
+/// expansion is an error at its line that never shows the value.
+#[test]
+fn numbers_flags_and_paths_take_environment_variables() {
+    let yaml = "version: 1
+host: test-host
+profiles:
+  p:
+    cron: \"* * * * *\"
+    enabled: ${MONITOR_TEST_ON:-true}
+    concurrency: ${MONITOR_TEST_CONCURRENCY:-4}
+    tasks:
+      - name: node
+        metrics: { url: \"http://127.0.0.1:1/metrics\", tls_verify: \"${MONITOR_TEST_VERIFY:-true}\" }
+        warmup: ${MONITOR_TEST_WARMUP:-2}
+        rules:
+          - name: stalled
+            counter: x_total
+            delta: \">= ${MONITOR_TEST_DELTA:-1}\"
+            streak: ${MONITOR_TEST_STREAK:-3}
+            burst: ${MONITOR_TEST_BURST:-10}
+      - name: disk
+        disk: { dir: \"${MONITOR_TEST_DIR}/data\", max_size: \"${MONITOR_TEST_SIZE:-1GiB}\" }
+";
+    let ws = Workspace::new(yaml);
+    let check = |envs: &[(&str, &str)]| {
+        let mut command = ws.command();
+        command.env("MONITOR_TEST_DIR", "/srv");
+        for (k, v) in envs {
+            command.env(k, v);
+        }
+        command.arg("check-config").output().unwrap()
+    };
+    let out = check(&[("MONITOR_TEST_BURST", "25"), ("MONITOR_TEST_ON", "false")]);
+    assert_exit(&out, 0);
+    let out = check(&[("MONITOR_TEST_STREAK", "api-token-123")]);
+    assert_exit(&out, 2);
+    let line = error_line(&out);
+    let (row, _, message) = locate(&line, &ws.config());
+    assert_eq!(row, 16, "{line}");
+    assert!(
+        message.contains("\"${MONITOR_TEST_STREAK:-3}\" expands to a value that is not a number"),
+        "{line}"
+    );
+    assert!(!stderr(&out).contains("api-token-123"), "{}", stderr(&out));
+    let out = check(&[("MONITOR_TEST_ON", "maybe")]);
+    assert_exit(&out, 2);
+    let (row, _, message) = locate(&error_line(&out), &ws.config());
+    assert_eq!(row, 6);
+    assert!(message.contains("not true or false"), "{message}");
+    // Inside `{ … }` YAML reads `{` as a mapping: the error says to quote.
+    ws.write_config(&yaml.replace(
+        "tls_verify: \"${MONITOR_TEST_VERIFY:-true}\"",
+        "tls_verify: ${MONITOR_TEST_VERIFY:-true}",
+    ));
+    let out = check(&[]);
+    assert_exit(&out, 2);
+    let (row, _, message) = locate(&error_line(&out), &ws.config());
+    assert_eq!(row, 10);
+    assert!(message.contains("quote it"), "{message}");
+}

@@ -148,6 +148,12 @@ impl<V> Wrap<V> {
     where
         V: Visitor<'de>,
     {
+        if text == "$" {
+            // `key: ${VAR}` inside `{ … }`: YAML took `{VAR}` for a mapping.
+            return Err(E::custom(
+                "a `${…}` inside a `{ … }` mapping must be quoted: quote it, e.g. key: \"${NAME}\"",
+            ));
+        }
         let expanded = interpolate(text).map_err(E::custom)?;
         let from_environment = expanded != text;
         let trimmed = expanded.trim();
