@@ -439,10 +439,12 @@ fn clear(prior: Option<&AlertState>, policy: &Policy, now: Timestamp) -> Step {
                 };
             }
             quiet.announced = false;
+            // What was never told (held by a silence) resolves quietly.
+            let told = prior.announced && policy.notify_resolved;
             Step {
                 state: Some(quiet),
                 transition: Some(Transition::Resolved),
-                notice: policy.notify_resolved.then_some(Notice::Resolved),
+                notice: told.then_some(Notice::Resolved),
                 note: None,
             }
         }

@@ -6,7 +6,7 @@ use crate::alert::{self, AlertKey, AlertState, Notice, Policy, Status, Transitio
 use crate::clock::Timestamp;
 use crate::config::{Config, Gate, Probe, Profile, Rule, RuleKind, Selector, Severity, Task};
 use crate::notify::{self, Message, MessageKind};
-use crate::probe::{Observation, TaskState};
+use crate::probe::{CheckStatus, Observation, TaskState};
 use crate::remediate::{Book, Decision, Remediation};
 use crate::rule;
 use crate::silence;
@@ -185,6 +185,9 @@ struct Judged {
     remediates: Remediates,
     /// When its breach really began, if before this tick.
     began: Option<Timestamp>,
+    /// Why it is recorded but not told (a rule's missing data while the
+    /// health alert already tells that the probe failed).
+    inhibited: Option<String>,
 }
 
 /// Whether a key's firing restarts the task.
@@ -298,6 +301,7 @@ impl<'a> Scope<'a> {
             policy,
             remediates,
             began,
+            inhibited,
         } in judged
         {
             let key = self.key(&name);
@@ -311,12 +315,12 @@ impl<'a> Scope<'a> {
             {
                 trigger = Some((key.clone(), state.summary.clone()));
             }
-            self.record(&key, before, &step, &verdict, outcome);
+            let state = self.record(&key, before, &step, &verdict, inhibited.as_deref(), outcome);
             live_keys.insert(key);
             results.push(RuleResult {
                 rule: name,
                 verdict,
-                state: step.state,
+                state,
                 transition: step.transition,
             });
         }
@@ -362,12 +366,12 @@ impl<'a> Scope<'a> {
             let key = self.key(RESTART_LOOP_RULE);
             let before = prior.alerts.get(&key);
             let step = alert::step(before, &key, &verdict, &policy, self.now, None);
-            self.record(&key, before, &step, &verdict, outcome);
+            let state = self.record(&key, before, &step, &verdict, None, outcome);
             live_keys.insert(key);
             results.push(RuleResult {
                 rule: RESTART_LOOP_RULE.into(),
                 verdict,
-                state: step.state,
+                state,
                 transition: step.transition,
             });
         }
@@ -510,12 +514,22 @@ impl<'a> Scope<'a> {
             } else {
                 Remediates::IfCritical
             };
+        let health = rule::implicit(task, observation);
+        // A failed probe is told once, by the health alert: the rules'
+        // no-data keys it causes are recorded and shown, not sent.
+        let probe_failed = observation
+            .checks
+            .iter()
+            .any(|c| matches!(c.status, CheckStatus::Failed | CheckStatus::Unsupported));
+        let inhibited = (probe_failed && matches!(health, Verdict::Breach { .. }))
+            .then(|| format!("told by {}/{HEALTH_RULE}: the probe failed", task.name));
         judged.push(Judged {
             name: HEALTH_RULE.to_string(),
-            verdict: rule::implicit(task, observation),
+            verdict: health,
             policy: task_policy,
             remediates: health_remediates,
             began: None,
+            inhibited: None,
         });
         for (rule, judgement) in task.rules.iter().zip(judgements) {
             let policy = policy_for(self.config, task, Some(rule));
@@ -563,6 +577,7 @@ impl<'a> Scope<'a> {
                     unflagged
                 },
                 began: judgement.began,
+                inhibited: None,
             });
             judged.push(Judged {
                 name: format!("{}{NO_DATA_SUFFIX}", rule.name),
@@ -573,6 +588,7 @@ impl<'a> Scope<'a> {
                 },
                 remediates: Remediates::Never,
                 began: None,
+                inhibited: inhibited.clone(),
             });
         }
         for pattern in task
@@ -611,6 +627,7 @@ impl<'a> Scope<'a> {
                 },
                 remediates: unflagged,
                 began: None,
+                inhibited: None,
             });
         }
         judged
@@ -725,34 +742,39 @@ impl<'a> Scope<'a> {
         }
     }
 
-    /// Turns a key's step into a state change, a history row and a message.
+    /// Turns a key's step into a state change, a history row and a message;
+    /// returns the key's state as stored.
     fn record(
         &self,
         key: &AlertKey,
         before: Option<&AlertState>,
         step: &alert::Step,
         verdict: &Verdict,
+        inhibited: Option<&str>,
         outcome: &mut Outcome,
-    ) {
-        let hold = silence::key_hold(self.task_hold.as_deref(), self.silences, key, self.now);
+    ) -> Option<AlertState> {
+        let hold = silence::key_hold(self.task_hold.as_deref(), self.silences, key, self.now)
+            .or_else(|| inhibited.map(str::to_string));
         let mut state = step.state.clone();
         if let (Some(_), Some(state), true) = (&hold, &mut state, step.notify()) {
-            // Held: not notified, so the alert is told once the hold ends.
+            // Held: not notified, so the alert is told once the hold ends,
+            // and a resolution of what was never told is not told either.
             state.last_notified = None;
+            state.announced = false;
         }
         if state.as_ref() != before {
-            outcome.alerts.insert(key.clone(), state);
+            outcome.alerts.insert(key.clone(), state.clone());
         }
         let Some(transition) = step.transition else {
-            return;
+            return state;
         };
         if hold.is_some() && transition == Transition::Reminder {
-            return;
+            return state;
         }
         // The state that explains the transition: the new one, or for a
         // resolution the one that was firing.
         let Some(shown) = step.state.as_ref().or(before) else {
-            return;
+            return state;
         };
         // A resolution says what the rule sees now ("HTTP 200 in 3 ms").
         let mut summary = match transition {
@@ -775,7 +797,7 @@ impl<'a> Scope<'a> {
             threshold: shown.threshold.clone(),
         });
         let Some(notice) = step.notice.filter(|_| hold.is_none()) else {
-            return;
+            return state;
         };
         let kind = match notice {
             Notice::Firing => MessageKind::Firing,
@@ -786,6 +808,7 @@ impl<'a> Scope<'a> {
         };
         let message = self.message(kind, &key.rule, shown.severity, summary, Some(shown));
         push_outgoing(self.config, self.notifiers, message, outcome);
+        state
     }
 }
 
@@ -1016,12 +1039,16 @@ profiles:
         );
         assert_eq!(out[0].outgoing[0].message.severity, Severity::Critical);
         let out = ticks(&config, &[(ok(), dead()), (ok(), dead())]);
-        let no_data = out[1]
-            .outgoing
+        let no_data = out[1].tasks[1]
+            .rules
             .iter()
-            .find(|o| o.message.rule == "latency:no-data")
+            .find(|r| r.rule == "latency:no-data")
             .unwrap();
-        assert_eq!(no_data.message.severity, Severity::Warning);
+        assert_eq!(no_data.status(), Some(Status::Firing));
+        assert!(
+            out[1].outgoing.is_empty(),
+            "the missing data a dead probe causes is told by the health alert only"
+        );
     }
 
     #[test]

@@ -12,7 +12,7 @@ use common::*;
 use monitor::probe::metrics::parse::{Dialect, Series, for_each_sample, parse};
 use proptest::prelude::*;
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 fn fixture_path(name: &str) -> PathBuf {
@@ -519,4 +519,159 @@ fn metrics_task_reports_a_dead_endpoint() {
     assert!(summary.contains("connection refused"), "{summary}");
     assert_eq!(task["signals"]["metrics.up"], 0.0, "{json:#}");
     assert!(task["signals"].get("scraped_series").is_none(), "{json:#}");
+}
+
+// ------------------------------------------ a real exporter, PromQL matchers
+
+/// Debian's node_exporter, on 127.0.0.1 only (`.ci/run` installs it).
+struct NodeExporter {
+    port: u16,
+    child: std::process::Child,
+}
+
+impl NodeExporter {
+    fn start() -> NodeExporter {
+        const BINARY: &str = "/usr/bin/prometheus-node-exporter";
+        assert!(
+            Path::new(BINARY).is_file(),
+            "no node_exporter to test against at {BINARY}: `.ci/run` installs it (Debian package \
+             prometheus-node-exporter); or run `sudo apt-get install -y --no-install-recommends \
+             prometheus-node-exporter`"
+        );
+        let port = closed_port();
+        let child = std::process::Command::new(BINARY)
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let exporter = NodeExporter { port, child };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "node_exporter did not listen");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        exporter
+    }
+
+    /// One scrape, as text.
+    fn scrape(&self) -> String {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+        write!(
+            stream,
+            "GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\nAccept: text/plain\r\n\r\n"
+        )
+        .unwrap();
+        let mut response = Vec::new();
+        stream.read_to_end(&mut response).unwrap();
+        let text = String::from_utf8(response).unwrap();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap();
+        assert!(
+            head.starts_with("HTTP/1.0 200") || head.starts_with("HTTP/1.1 200"),
+            "{head}"
+        );
+        assert!(!head.to_ascii_lowercase().contains("chunked"), "{head}");
+        body.to_string()
+    }
+}
+
+impl Drop for NodeExporter {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// An independent reading of `node_cpu_seconds_total{cpu="…",mode="…"} v`
+/// lines: (cpu, mode) → value. Not monitor's parser.
+fn cpu_seconds(body: &str) -> BTreeMap<(String, String), f64> {
+    body.lines()
+        .filter(|l| l.starts_with("node_cpu_seconds_total{"))
+        .map(|l| {
+            let (labels, value) = l.rsplit_once(' ').unwrap();
+            let label = |name: &str| {
+                let start = labels.find(&format!("{name}=\"")).unwrap() + name.len() + 2;
+                labels[start..].split('"').next().unwrap().to_string()
+            };
+            ((label("cpu"), label("mode")), value.parse::<f64>().unwrap())
+        })
+        .collect()
+}
+
+/// Selectors written as Prometheus users write them, against a real
+/// node_exporter: the summed deltas monitor reports equal an independent
+/// sum over the very same two scrapes (served to monitor by a relay).
+#[test]
+fn promql_matchers_on_a_real_node_exporter_sum_what_they_select() {
+    let exporter = NodeExporter::start();
+    let relay = TestServer::start(Reply::status(200));
+    let ws = Workspace::new(&profile_p(&format!(
+        "      - name: node
+        metrics: {{ url: \"{}\" }}
+        rules:
+          - {{ name: busy, counter: 'node_cpu_seconds_total{{mode!=\"idle\"}}', delta: \">= 0\" }}
+          - {{ name: user-system, counter: 'node_cpu_seconds_total{{ mode =~ \"user|system\" }}', delta: \">= 0\" }}
+          - {{ name: not-iowait-cpu0, counter: 'node_cpu_seconds_total{{cpu=\"0\",mode!~\"io.*|idle\"}}', delta: \">= 0\" }}
+",
+        relay.url("/metrics")
+    )));
+    let first = exporter.scrape();
+    relay.set(Reply {
+        status: 200,
+        body: first.clone(),
+        delay: Duration::ZERO,
+    });
+    assert_exit(&ws.run_at(minute(0), "p", &[]), 0);
+    std::thread::sleep(Duration::from_millis(1100));
+    let second = exporter.scrape();
+    relay.set(Reply {
+        status: 200,
+        body: second.clone(),
+        delay: Duration::ZERO,
+    });
+    let out = ws.run_at(minute(1), "p", &["--format", "json"]);
+    let json: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let rules = json["tasks"][0]["rules"].as_array().unwrap().clone();
+    let reported = |rule: &str| {
+        rules
+            .iter()
+            .find(|r| r["rule"] == rule)
+            .and_then(|r| r["value"].as_f64())
+            .unwrap_or_else(|| panic!("no value for {rule}: {rules:#?}"))
+    };
+    let (before, after) = (cpu_seconds(&first), cpu_seconds(&second));
+    assert!(
+        before.len() >= 8,
+        "node_exporter reports CPU modes: {before:?}"
+    );
+    let independent = |keep: &dyn Fn(&str, &str) -> bool| -> f64 {
+        after
+            .iter()
+            .filter(|((cpu, mode), _)| keep(cpu, mode))
+            .map(|(key, now)| now - before.get(key).copied().unwrap_or(0.0))
+            .sum()
+    };
+    let close = |a: f64, b: f64| (a - b).abs() <= 1e-9 * a.abs().max(1.0);
+    for (rule, expected) in [
+        ("busy", independent(&|_, mode| mode != "idle")),
+        (
+            "user-system",
+            independent(&|_, mode| mode == "user" || mode == "system"),
+        ),
+        (
+            "not-iowait-cpu0",
+            independent(&|cpu, mode| cpu == "0" && !mode.starts_with("io") && mode != "idle"),
+        ),
+    ] {
+        let got = reported(rule);
+        assert!(
+            close(got, expected),
+            "{rule}: monitor {got}, independent {expected}"
+        );
+    }
+    assert!(
+        reported("busy") >= reported("user-system") && reported("user-system") > 0.0,
+        "busy counts more modes than user and system, and the CPU did some work"
+    );
 }

@@ -446,3 +446,203 @@ fn a_synced_node_is_healthy_from_its_first_tick() {
     let second = node.tick(1, 5010, 5010);
     assert_eq!(second.out.status.code(), Some(0), "{}", second.text());
 }
+
+// ------------------------------------- with a `docker logs`-style command
+
+/// Seed 004 as it runs in production: the node's log read through a
+/// command (`docker logs --since {since} aleph-node`, played by a script
+/// printing the lines stamped after `--since`), the SPEC's rules, and a
+/// restart whose commands record what they did. `wait_healthy` is short so
+/// a restart that cannot help fails fast.
+struct LiveNode {
+    ws: Workspace,
+    local: TestServer,
+    reference: TestServer,
+}
+
+impl LiveNode {
+    fn new() -> LiveNode {
+        let node = LiveNode {
+            ws: Workspace::new(""),
+            local: TestServer::start(header(0)),
+            reference: TestServer::start(header(0)),
+        };
+        let script = node.ws.path().join("docker-logs");
+        std::fs::write(
+            &script,
+            format!(
+                "#!/bin/sh\n# docker logs --since SECONDS CONTAINER\nawk -v since=\"$2\" '$1 > since {{ $1 = \"\"; print substr($0, 2) }}' '{}'\n",
+                node.ws.path().join("stamped.log").display()
+            ),
+        )
+        .unwrap();
+        std::process::Command::new("chmod")
+            .arg("+x")
+            .arg(&script)
+            .status()
+            .unwrap();
+        std::fs::write(node.ws.path().join("stamped.log"), "").unwrap();
+        node.log(0, "Running session 7.");
+        let restarts = node.ws.path().join("restarts.txt").display().to_string();
+        node.ws.write_config(&profile_p(&format!(
+            r#"      - name: aleph
+        lag:
+          local:     {{ jsonrpc: {{ url: "{local}", method: chain_getHeader }}, extract: /result/number }}
+          reference: {{ jsonrpc: {{ url: "{reference}", method: chain_getHeader }}, extract: /result/number }}
+        log:
+          command: ["{script}", "--since", "{{since}}", "aleph-node"]
+          states:   {{ major_sync: {{ enter: "Switched to major sync state", leave: "No longer in major sync state" }} }}
+          session:  "Running session (?P<session>\\d+)"
+          counters: {{ producing: "Prepared block for proposing|Pre-sealed block for proposal" }}
+        rules:
+          - {{ name: severe-lag, signal: lag, value: "> 100", remediate: true }}
+          - {{ name: moderate-lag, signal: lag, value: "> 20", unless: [major_sync, producing], remediate: true }}
+          - {{ name: stalled, signal: progress, value: "== 0", for: 180s, unless: [producing], remediate: true }}
+          - {{ name: falling-behind, signal: lag, trend: rising, window: 300s, unless: [producing], remediate: true }}
+        remediate:
+          restart:
+            stop:  {{ command: "echo stopped >> '{restarts}'" }}
+            start: {{ command: "echo started >> '{restarts}'; echo \"$((MONITOR_NOW + 1)) Starting Aleph Node\" >> '{stamped}'; exec sleep 3" }}
+            wait_healthy: 1s
+          cooldown: 300s
+"#,
+            local = node.local.url("/"),
+            reference = node.reference.url("/"),
+            script = script.display(),
+            stamped = node.ws.path().join("stamped.log").display(),
+        )));
+        node
+    }
+
+    /// A log line the node printed at minute `n` (before that tick).
+    fn log(&self, n: i64, line: &str) {
+        let mut file = OpenOptions::new()
+            .append(true)
+            .open(self.ws.path().join("stamped.log"))
+            .unwrap();
+        writeln!(file, "{} {line}", minute(n) - 1).unwrap();
+    }
+
+    fn tick(&self, n: i64, local: Reply, reference: u64) -> Tick {
+        self.local.set(local);
+        self.reference.set(header(reference));
+        self.log(n, &format!("Imported #{reference}"));
+        let out = self.ws.run_at(minute(n), "p", &[]);
+        assert!(
+            matches!(out.status.code(), Some(0 | 1)),
+            "minute {n}: the tick ran\n{}\n{}",
+            stdout(&out),
+            stderr(&out)
+        );
+        Tick { minute: n, out }
+    }
+
+    fn started(&self) -> usize {
+        std::fs::read_to_string(self.ws.path().join("restarts.txt"))
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| *l == "started")
+            .count()
+    }
+}
+
+#[test]
+fn a_local_rpc_answering_503_is_one_critical_alert_and_one_restart_within_the_cooldown() {
+    let node = LiveNode::new();
+    let first = node.tick(0, header(5000), 5000);
+    assert_exit(&first.out, 0);
+    // The node's RPC answers 503 for four ticks.
+    let down = node.tick(1, Reply::status(503), 5010);
+    assert_exit(&down.out, 1);
+    let told = notifications(&down.out);
+    assert_eq!(told.len(), 1, "one message for one outage: {told:#?}");
+    assert!(
+        told[0].starts_with("[test-host] RESTART FAILED critical p/aleph/health: lag: local ")
+            && told[0].contains("HTTP 503"),
+        "{}",
+        told[0]
+    );
+    assert_eq!(node.started(), 1);
+    for n in 2..=4 {
+        let tick = node.tick(n, Reply::status(503), 5000 + 10 * n as u64);
+        assert_exit(&tick.out, 1);
+        assert!(
+            notifications(&tick.out).is_empty(),
+            "minute {n}:\n{}",
+            tick.text()
+        );
+        assert!(
+            tick.text()
+                .contains("restart held: cooldown 5m since the last restart"),
+            "minute {n}:\n{}",
+            tick.text()
+        );
+    }
+    assert_eq!(node.started(), 1, "no second restart within the cooldown");
+    // Back, in sync: resolved, once.
+    let back = node.tick(5, header(5050), 5050);
+    assert_exit(&back.out, 0);
+    let told = notifications(&back.out);
+    assert!(
+        told.len() == 1
+            && told[0].starts_with("[test-host] RESOLVED")
+            && told[0].contains("p/aleph/health"),
+        "{told:#?}"
+    );
+    assert_eq!(node.started(), 1);
+}
+
+#[test]
+fn an_in_sync_node_whose_lag_jitters_is_left_alone_for_thirty_ticks() {
+    let node = LiveNode::new();
+    let jitter = [
+        0, 1, 1, 2, 2, 2, 3, 3, 0, 1, 2, 3, 3, 3, 1, 0, 0, 1, 1, 2, 3, 0, 2, 2, 3, 3, 3, 3, 1, 2,
+    ];
+    for (n, lag) in jitter.iter().enumerate() {
+        let reference = 8000 + 10 * n as u64;
+        let tick = node.tick(n as i64, header(reference - lag), reference);
+        assert_exit(&tick.out, 0);
+        assert!(
+            notifications(&tick.out).is_empty(),
+            "minute {n}:\n{}",
+            tick.text()
+        );
+    }
+    assert_eq!(node.started(), 0, "zero restarts");
+}
+
+#[test]
+fn a_node_falling_further_behind_is_not_catching_up_and_its_restart_resolves_nothing() {
+    let node = LiveNode::new();
+    // Lag 120: severe; the restart's probes pass, but lag is judged anew.
+    // (The moderate rule breaches too, and says so.)
+    let first = node.tick(0, header(1000), 1120);
+    let told = notifications(&first.out);
+    assert!(
+        told.len() == 2
+            && told[0] == "[test-host] FIRING critical p/aleph/moderate-lag: lag = 120 (> 20)"
+            && told[1]
+                .starts_with("[test-host] RESTARTED p/aleph/severe-lag: was: lag = 120 (> 100)")
+            && told[1].contains("severe-lag is judged again from the next tick"),
+        "{told:#?}"
+    );
+    // A minute later: 12 blocks synced, the network made 71: lag 179.
+    let second = node.tick(1, header(1012), 1191);
+    assert_exit(&second.out, 1);
+    assert!(
+        second
+            .text()
+            .contains("lag 179 (local 1012, reference 1191); +12 since last tick, 0.2 blocks/s; not catching up: lag +59 in 60 s"),
+        "{}",
+        second.text()
+    );
+    assert!(!second.text().contains("caught up in"), "{}", second.text());
+    // Still firing: no new FIRING, no RESOLVED; the restart waits for its cooldown.
+    assert!(notifications(&second.out).is_empty(), "{}", second.text());
+    assert!(
+        second.text().contains("restart held: cooldown"),
+        "{}",
+        second.text()
+    );
+    assert_eq!(node.started(), 1);
+}

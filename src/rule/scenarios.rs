@@ -9,9 +9,9 @@ use crate::evaluate::{Outcome, Prior, TaskRun, evaluate};
 use crate::probe::{Check, CheckStatus, Observation};
 
 /// What a rule did on one tick, as one short word: upper case when people
-/// were told (FIRE, AGAIN, RESOLVE…), lower case when not ("again": the
-/// same incident fired again within its cooldown; "clear": a point-like
-/// rule's quiet tick).
+/// were told (FIRE, AGAIN, RESOLVE, REMIND…), lower case when not ("fire":
+/// it fired again within its incident's cooldown, or held; "clear": a
+/// point-like rule's quiet tick; "resolve": what was never told).
 fn word(outcome: &Outcome, rule: &crate::evaluate::RuleResult) -> &'static str {
     let told = outcome
         .outgoing
@@ -23,12 +23,13 @@ fn word(outcome: &Outcome, rule: &crate::evaluate::RuleResult) -> &'static str {
             "AGAIN"
         }
         (Some(Transition::Firing), ..) if told.is_some() => "FIRE",
-        (Some(Transition::Firing), ..) => "again",
-        (Some(Transition::Resolved), ..) => "RESOLVE",
+        (Some(Transition::Firing), ..) => "fire",
+        (Some(Transition::Resolved), ..) if told.is_some() => "RESOLVE",
+        (Some(Transition::Resolved), ..) => "resolve",
         (Some(Transition::Pending), ..) => "pend",
         (Some(Transition::Cleared), ..) => "clear",
         (Some(Transition::Escalated), ..) => "ESCALATE",
-        (Some(Transition::Reminder), ..) => "remind",
+        (Some(Transition::Reminder), ..) if told.is_some() => "REMIND",
         (_, Some(crate::alert::Status::Firing), _) => "firing",
         (_, Some(crate::alert::Status::Pending), _) => "pend",
         (_, Some(crate::alert::Status::Quiet), Verdict::Hold { .. }) => "hold",
@@ -174,7 +175,7 @@ fn counter_delta_fires_on_growth_and_counts_a_reset_as_its_current_value() {
     );
     assert_eq!(
         column(&ticks, "lost-sync"),
-        ["hold", "ok", "FIRE", "clear", "again", "clear"]
+        ["hold", "ok", "FIRE", "clear", "fire", "clear"]
     );
     assert!(
         summary(&ticks, 4, "lost-sync").contains("counter reset"),
@@ -211,7 +212,7 @@ fn a_sum_of_counters_against_five_times_the_previous_delta() {
     );
     assert_eq!(
         column(&ticks, "churn"),
-        ["hold", "ok", "ok", "FIRE", "clear", "ok", "ok", "again"]
+        ["hold", "ok", "ok", "FIRE", "clear", "ok", "ok", "fire"]
     );
 }
 
@@ -246,7 +247,7 @@ fn streak_fires_on_the_third_consecutive_tick_or_on_a_burst() {
     assert_eq!(
         column(&ticks, "stalled"),
         [
-            "hold", "ok", "ok", "ok", "ok", "ok", "FIRE", "clear", "again", "clear"
+            "hold", "ok", "ok", "ok", "ok", "ok", "FIRE", "clear", "fire", "clear"
         ]
     );
 }
@@ -745,7 +746,7 @@ fn seed_003_catalog_replay() {
         ("archive-refresh-timeouts", &[(6, "FIRE"), (7, "clear")]),
         (
             "recovery-stalled",
-            &[(9, "FIRE"), (10, "clear"), (11, "again"), (12, "clear")],
+            &[(9, "FIRE"), (10, "clear"), (11, "fire"), (12, "clear")],
         ),
         (
             "scp-acceptance",
@@ -982,15 +983,14 @@ fn a_failed_scrape_is_a_critical_alert_beside_the_rules_no_data() {
         column(&ticks, "health"),
         ["ok", "FIRE", "firing", "RESOLVE"]
     );
+    // The rule's missing data is recorded and shown, but the dead endpoint
+    // is told once, by the health alert (critical).
     assert_eq!(
         column(&ticks, "peers:no-data"),
-        ["-", "FIRE", "firing", "RESOLVE"]
+        ["-", "fire", "firing", "resolve"]
     );
-    assert_eq!(
-        told(&ticks)[1],
-        ["health Firing", "peers:no-data Firing"],
-        "the dead endpoint is told as critical, the rule's missing data as a warning"
-    );
+    assert_eq!(told(&ticks)[1], ["health Firing"]);
+    assert_eq!(told(&ticks)[3], ["health Resolved"]);
     assert_eq!(
         ticks[1].outgoing[0].message.severity,
         crate::config::Severity::Critical
@@ -1078,7 +1078,7 @@ fn a_flapping_gauge_is_one_incident() {
     assert_eq!(
         column(&ticks, "peers"),
         [
-            "ok", "FIRE", "RESOLVE", "AGAIN", "clear", "again", "clear", "ok", "ok", "ok"
+            "ok", "FIRE", "RESOLVE", "AGAIN", "clear", "fire", "clear", "ok", "ok", "ok"
         ]
     );
     // Told: it fired, it resolved, it came back (flapping); then nothing
