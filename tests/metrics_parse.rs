@@ -675,3 +675,187 @@ fn promql_matchers_on_a_real_node_exporter_sum_what_they_select() {
         "busy counts more modes than user and system, and the CPU did some work"
     );
 }
+
+// ------------------------------------------- the peers' own parser suites
+
+/// The cases of a vendored suite, `(name, body)`, whose file name starts
+/// with `kind` (`good` or `bad`).
+fn suite(folder: &str, kind: &str) -> Vec<(String, Vec<u8>)> {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/exposition")
+        .join(folder);
+    let mut cases: Vec<(String, Vec<u8>)> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| {
+            path.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with(&format!("{kind}.")))
+        })
+        .map(|path| {
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            (name, std::fs::read(&path).unwrap())
+        })
+        .collect();
+    cases.sort();
+    cases
+}
+
+/// No valid input is rejected: every case the OpenMetrics test suite marks
+/// `shouldParse` parses as OpenMetrics, and every scenario of
+/// prometheus/common's text parser parses as text. Their values are read
+/// as Prometheus reads them (spot-checked below).
+#[test]
+fn every_valid_case_of_the_openmetrics_and_expfmt_suites_parses() {
+    let openmetrics = suite("openmetrics", "good");
+    let expfmt = suite("expfmt", "good");
+    assert_eq!((openmetrics.len(), expfmt.len()), (44, 18));
+    let mut refused = Vec::new();
+    for (name, body) in &openmetrics {
+        if let Err(e) = parse(body, Dialect::OpenMetrics) {
+            refused.push(format!("{name}: {e}"));
+        }
+    }
+    for (name, body) in &expfmt {
+        if let Err(e) = parse(body, Dialect::Text) {
+            refused.push(format!("{name}: {e}"));
+        }
+    }
+    assert!(
+        refused.is_empty(),
+        "valid input refused:\n{}",
+        refused.join("\n")
+    );
+}
+
+/// What the bad cases of both suites do: rejected, or read leniently where
+/// Prometheus's own scraper reads them too (it keeps unknown escapes, takes
+/// a second `# TYPE`, does not check counter semantics) or where only
+/// OpenMetrics' whitespace rules are broken (`a  1`, a trailing blank: the
+/// text format allows them, and the value is not in doubt). Never a panic;
+/// the syntax errors a scraper must refuse are refused.
+#[test]
+fn the_suites_bad_cases_never_panic_and_syntax_errors_are_refused() {
+    let mut rejected = 0;
+    let cases: Vec<(String, Vec<u8>, Dialect)> = suite("openmetrics", "bad")
+        .into_iter()
+        .map(|(n, b)| (n, b, Dialect::OpenMetrics))
+        .chain(
+            suite("expfmt", "bad")
+                .into_iter()
+                .map(|(n, b)| (n, b, Dialect::Text)),
+        )
+        .collect();
+    assert_eq!(cases.len(), 167 + 47);
+    let mut accepted_syntax_errors = Vec::new();
+    for (name, body, dialect) in &cases {
+        let result = parse(body, *dialect);
+        if result.is_err() {
+            rejected += 1;
+        }
+        let syntax_error = [
+            "bad_no_eof",
+            "bad_text_after_eof",
+            "bad_missing_value",
+            "bad_value_0",
+            "bad_value_4",
+            "bad_value_5",
+            "bad_value_6",
+            "bad_value_7",
+            "bad_value_8",
+            "bad_value_9",
+            "bad_value_10",
+            "bad_value_11",
+            "bad_value_12",
+            "bad_missing_or_wrong_quotes_on_label_value",
+            "bad_missing_equal_or_label_value",
+            "bad_timestamp_",
+            "bad_metric_names",
+        ]
+        .iter()
+        .any(|prefix| name.contains(prefix));
+        if syntax_error && result.is_ok() {
+            accepted_syntax_errors.push(name.clone());
+        }
+    }
+    assert!(
+        accepted_syntax_errors.is_empty(),
+        "syntax errors read as valid: {accepted_syntax_errors:#?}"
+    );
+    eprintln!("bad cases rejected: {rejected} of {}", cases.len());
+}
+
+/// Values of the suites' cases, as Prometheus's scraper reads them.
+#[test]
+fn suite_values_are_read_as_prometheus_reads_them() {
+    let case = |name: &str| -> Vec<Series> {
+        let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/exposition")
+            .join(name);
+        let dialect = if name.ends_with(".om") {
+            Dialect::OpenMetrics
+        } else {
+            Dialect::Text
+        };
+        parse(&std::fs::read(&path).unwrap(), dialect).unwrap()
+    };
+    // `\f` is no escape: kept as written, backslash included.
+    let escaping = case("openmetrics/good.escaping.om");
+    assert_eq!(value(&escaping, "a_total", &[("foo", "b\\a\\z")]), 2.0);
+    assert_eq!(value(&escaping, "a_total", &[("foo", "b\"a\nr # ")]), 3.0);
+    let escaped = case("openmetrics/good.label_escaping.om");
+    assert_eq!(
+        value(&escaped, "a1_total", &[("bar", "baz"), ("foo", "\\foo")]),
+        1.0
+    );
+    // `foo=""` is no label: that series is `a_total` alone.
+    let empty = case("openmetrics/good.empty_label.om");
+    assert_eq!(value(&empty, "a_total", &[]), 2.0);
+    assert_eq!(empty[1].labels, Vec::<(String, String)>::new());
+    let hash = case("openmetrics/good.hash_in_label_value.om");
+    assert_eq!(value(&hash, "a_total", &[("foo", "} foo # bar # ")]), 1.0);
+    assert_eq!(
+        value(&case("openmetrics/good.uint64_counter.om"), "a_total", &[]),
+        9_223_372_036_854_775_808.0
+    );
+    assert_eq!(
+        value(
+            &case("openmetrics/good.leading_zeros_float_gauge.om"),
+            "a",
+            &[]
+        ),
+        0.12
+    );
+    // prometheus/common's scenarios: quoted UTF-8 names, gauge_histogram.
+    let quoted = case("expfmt/good.08.prom");
+    assert_eq!(
+        value(
+            &quoted,
+            "gauge.name",
+            &[("name*2", "佖佥"), ("name.1", "Björn")]
+        ),
+        3.14e42
+    );
+    let gauge_histogram = case("expfmt/good.16.prom");
+    assert_eq!(
+        value(
+            &gauge_histogram,
+            "request_duration_microseconds_bucket",
+            &[("le", "+Inf")]
+        ),
+        2693.0
+    );
+    let whitespace = case("expfmt/good.02.prom");
+    assert_eq!(
+        value(&whitespace, "name2", &[("labelname", "val1")]),
+        f64::NEG_INFINITY
+    );
+    assert_eq!(
+        value(
+            &whitespace,
+            "name",
+            &[("basename", "base\"v\\al\nue"), ("labelname", "val2")]
+        ),
+        0.23
+    );
+}

@@ -989,3 +989,108 @@ fn the_token_never_appears_in_outputs_or_the_database() {
         "it was used, in the header only"
     );
 }
+
+// ------------------------------------------------ seed 003 over two hours
+
+/// Seed 003's node for two simulated hours against the GitHub fake: a
+/// counter that grows every other tick, and a labelled counter the client
+/// creates on its first increment (a burst of 12). Each is one incident,
+/// one issue; the absent series is never "no data"; the first burst is
+/// alerted; the bursty counter is commented on once its 2 h cooldown
+/// has passed, not re-filed every other tick — even with close_on_resolve.
+#[test]
+fn seed_003_node_over_two_hours_files_one_issue_per_incident() {
+    let node = TestServer::start(Reply::status(200));
+    let github = FakeGithub::start();
+    let config = format!(
+        r#"version: 1
+host: test-host
+notifiers:
+  gh: {{ type: github, repo: org/node, token: "{TOKEN}", api_url: "{}", labels: {{ critical: [urgent], warning: [monitoring] }}, close_on_resolve: true }}
+profiles:
+  p:
+    cron: "* * * * *"
+    notify: [gh]
+    tasks:
+      - name: node
+        metrics: {{ url: "{}" }}
+        rules:
+          - {{ name: lost-sync, counter: stellar_herder_lost_sync_total, delta: ">= 1" }}
+          - {{ name: recovery-stalled, counter: 'henyey_recovery_stalled_tick_total{{reason="forcing_catchup_behind"}}', delta: ">= 1", streak: 3, burst: 10, severity: warning }}
+"#,
+        github.url(),
+        node.url("/metrics")
+    );
+    let mut ticker = Ticker::new(&config);
+    for n in 0..=125 {
+        let mut body = format!(
+            "# TYPE stellar_herder_lost_sync_total counter\nstellar_herder_lost_sync_total {}\n# TYPE henyey_recovery_stalled_tick_total counter\nhenyey_recovery_stalled_tick_total{{reason=\"other\"}} 1\n",
+            n / 2
+        );
+        if n >= 40 {
+            body.push_str(
+                "henyey_recovery_stalled_tick_total{reason=\"forcing_catchup_behind\"} 12\n",
+            );
+        }
+        node.set(Reply {
+            status: 200,
+            body,
+            delay: std::time::Duration::ZERO,
+        });
+        let out = ticker.at(n);
+        let code = out.status.code();
+        let expected = if n >= 2 && n % 2 == 0 || n == 40 {
+            1
+        } else {
+            0
+        };
+        assert_eq!(code, Some(expected), "minute {n}:\n{}", stdout(out));
+    }
+    let issues = github.issues();
+    assert_eq!(issues.len(), 2, "{issues:#?}");
+    let lost_sync = issues
+        .iter()
+        .find(|i| i.title.contains("p/node/lost-sync"))
+        .unwrap();
+    let stalled = issues
+        .iter()
+        .find(|i| i.title.contains("p/node/recovery-stalled"))
+        .unwrap();
+    assert!(
+        stalled.title.starts_with("Non-critical: ") && stalled.body.contains("rose by 12"),
+        "the first burst is alerted: {stalled:#?}"
+    );
+    assert_eq!(lost_sync.state, "open");
+    assert_eq!(
+        lost_sync.comments.len(),
+        1,
+        "one comment, after the 2 h cooldown: {:#?}",
+        lost_sync.comments
+    );
+    assert!(
+        lost_sync.comments[0].starts_with("**Firing again**"),
+        "{}",
+        lost_sync.comments[0]
+    );
+    assert!(stalled.comments.is_empty(), "{:#?}", stalled.comments);
+    assert_eq!(
+        count(&github.calls(), "POST", "/repos/org/node/issues"),
+        2,
+        "two issues filed, never more"
+    );
+    assert_eq!(
+        ticker
+            .ws
+            .count("SELECT count(*) FROM alert_history WHERE rule LIKE '%:no-data'"),
+        0,
+        "the absent labelled series is 0, not no data"
+    );
+    // Every occurrence is in the history.
+    assert_eq!(
+        ticker.ws.count(
+            "SELECT count(*) FROM alert_history WHERE rule = 'lost-sync' AND status = 'firing'"
+        ),
+        62
+    );
+    assert_all_delivered(&ticker.ws);
+}

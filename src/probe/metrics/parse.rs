@@ -339,7 +339,7 @@ fn parse_sample<'text>(
     if position < bytes.len() && bytes[position] != b'#' {
         let timestamp_end = token_end(bytes, position);
         let token = &line[position..timestamp_end];
-        if parse_float(token).is_none() {
+        if !parse_float(token).is_some_and(f64::is_finite) {
             return Err(format!("{name}: invalid timestamp {}", excerpt(token)));
         }
         position = skip_blanks(bytes, timestamp_end);
