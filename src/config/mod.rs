@@ -997,7 +997,7 @@ impl Rule {
         }
         let kind = if let Some(signal) = raw.signal {
             let min_change = raw.min_change.unwrap_or(DEFAULT_TREND_MIN_CHANGE);
-            if !(min_change >= 0.0) {
+            if min_change.is_nan() || min_change < 0.0 {
                 return Err(err("`min_change` is a size of change, 0 or more"));
             }
             let trend = match (raw.trend.as_deref(), raw.window) {

@@ -517,9 +517,12 @@ mod tests {
             .collect()
     }
 
+    /// selector, series name, its labels, whether it matches.
+    type Case<'a> = (&'a str, &'a str, &'a [(&'a str, &'a str)], bool);
+
     #[test]
     fn matchers_select_as_in_prometheus() {
-        let cases: &[(&str, &str, &[(&str, &str)], bool)] = &[
+        let cases: &[Case] = &[
             ("m", "m", &[("a", "1")], true),
             ("m", "n", &[], false),
             ("m{a=\"1\"}", "m", &[("a", "1")], true),

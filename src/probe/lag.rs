@@ -599,13 +599,13 @@ mod tests {
             Timestamp(0),
         );
         assert_eq!(moved.moved_at, Timestamp(0));
-        let before = Some(Previous {
+        let before = Previous {
             local: 1000.0,
             reference: Some(1005.0),
             at: Timestamp(0),
             moved_at: moved.moved_at,
-        });
-        let first = Reading::measure(1000.0, 1005.0, before, Timestamp(MINUTE));
+        };
+        let first = Reading::measure(1000.0, 1005.0, Some(before), Timestamp(MINUTE));
         assert_eq!(first.moved_at, Timestamp(0));
         let mut out = Observation::default();
         first.report(&mut out);
@@ -615,7 +615,7 @@ mod tests {
             1005.0,
             Some(Previous {
                 at: Timestamp(MINUTE),
-                ..before.unwrap()
+                ..before
             }),
             Timestamp(2 * MINUTE),
         );

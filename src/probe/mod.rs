@@ -359,6 +359,46 @@ pub fn observe(task: &Task, context: &Context) -> Observation {
     if let Some(action) = &task.action {
         crate::action::run(action, context, &mut observation);
     }
+    // Each probe's health, for `when:` / `unless:` (`unless: [lag.healthy]`
+    // reads 1 while the lag probe reads both heights).
+    let health: Vec<(String, f64)> = observation
+        .checks
+        .iter()
+        .map(|c| {
+            (
+                format!("{}.healthy", c.probe),
+                f64::from(u8::from(c.status.is_ok())),
+            )
+        })
+        .collect();
+    for (name, value) in health {
+        let previous = observation.signals.get_name(&name).unwrap_or(1.0);
+        observation.signals.set(name, value.min(previous));
+    }
     observation.elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
     observation
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn task(yaml: &str) -> Task {
+        serde_yaml::from_str(yaml).unwrap()
+    }
+
+    #[test]
+    fn each_probes_health_is_a_signal() {
+        let state = TaskState::new();
+        let context = Context::for_test(&state, Mode::Tick);
+        let ok = observe(&task("name: t\ncommand: { argv: [\"true\"] }\n"), &context);
+        assert_eq!(ok.signals.get_name("command.healthy"), Some(1.0));
+        let failing = observe(
+            &task("name: t\ncommand: { argv: [\"sh\", \"-c\", \"echo CRITICAL; exit 2\"] }\n"),
+            &context,
+        );
+        assert_eq!(failing.signals.get_name("command.healthy"), Some(0.0));
+        let selector: Selector = "command.healthy".parse().unwrap();
+        assert_eq!(failing.signals.get(&selector), Some(0.0));
+    }
 }

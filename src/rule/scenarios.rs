@@ -94,6 +94,16 @@ fn replay(task: &str, scrapes: &[String]) -> Vec<Outcome> {
 
 /// Runs the first task of the first profile of `yaml` over `scrapes`.
 fn replay_config(yaml: &str, scrapes: &[String]) -> Vec<Outcome> {
+    replay_with(yaml, scrapes, |_, _| {})
+}
+
+/// Like [`replay_config`], calling `before(tick, prior)` before each tick
+/// (to record a restart the way the tick's remediation would).
+fn replay_with(
+    yaml: &str,
+    scrapes: &[String],
+    mut before: impl FnMut(usize, &mut Prior),
+) -> Vec<Outcome> {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("jobs.yaml");
     std::fs::write(&path, yaml).unwrap();
@@ -103,6 +113,7 @@ fn replay_config(yaml: &str, scrapes: &[String]) -> Vec<Outcome> {
     let mut prior = Prior::default();
     let mut outcomes = Vec::new();
     for (i, scrape) in scrapes.iter().enumerate() {
+        before(i, &mut prior);
         let observation = observation(scrape);
         let runs = [TaskRun {
             task,
@@ -1090,4 +1101,126 @@ fn a_flapping_gauge_is_one_incident() {
         "{}",
         ticks[3].outgoing[0].message.summary
     );
+}
+
+/// The Unix ms of replay tick `n`.
+fn at(n: usize) -> i64 {
+    1_790_000_000_000 + n as i64 * 60_000
+}
+
+#[test]
+fn a_restart_discards_the_trend_samples_so_it_does_not_fire_again_a_minute_later() {
+    let yaml = "version: 1\nhost: h\nprofiles:\n  p:\n    cron: \"* * * * *\"\n    tasks:\n      - name: aleph\n        metrics: { url: \"http://127.0.0.1:1/\" }\n        rules:\n          - { name: falling-behind, signal: 'lag{}', trend: rising, window: 300s }\n";
+    // Rising 2 a minute throughout; we restart the node at tick 5.
+    let lags: Vec<String> = (0..12).map(|n| format!("lag {}", 10 + 2 * n)).collect();
+    let ticks = replay_with(yaml, &lags, |n, prior| {
+        if n == 6 {
+            prior
+                .tasks
+                .entry("aleph".into())
+                .or_default()
+                .insert("remediate.restarts".into(), format!("[{}]", at(5)));
+        }
+    });
+    // Fires at 5; the restart at 5 empties the window, so tick 6 has not
+    // 300 s of samples: no trend. The samples from 5 on cover the window
+    // again at tick 10, where it still rises: told again, once.
+    assert_eq!(
+        column(&ticks, "falling-behind"),
+        [
+            "ok", "ok", "ok", "ok", "ok", "FIRE", "RESOLVE", "ok", "ok", "ok", "AGAIN", "firing"
+        ]
+    );
+    assert!(
+        summary(&ticks, 6, "falling-behind").contains("sampled since the restart"),
+        "{}",
+        summary(&ticks, 6, "falling-behind")
+    );
+}
+
+#[test]
+fn an_alert_held_by_settle_after_a_restart_is_still_unhealthy() {
+    let task =
+        format!("{TASK}rules:\n  - {{ name: peers, gauge: stellar_peer_count, value: \"< 8\" }}\n");
+    let yaml = format!(
+        "version: 1\nhost: h\nprofiles:\n  p:\n    cron: \"* * * * *\"\n    tasks:\n      - {}",
+        task.replace('\n', "\n        ")
+    );
+    let ticks = replay_with(
+        &yaml,
+        &scrapes(&[
+            "stellar_peer_count 3",
+            "stellar_peer_count 3",
+            "stellar_peer_count 12",
+        ]),
+        |n, prior| {
+            if n == 1 {
+                prior
+                    .tasks
+                    .entry("node".into())
+                    .or_default()
+                    .insert("remediate.settle_until".into(), at(2).to_string());
+            }
+        },
+    );
+    assert_eq!(column(&ticks, "peers"), ["FIRE", "firing", "RESOLVE"]);
+    assert_eq!(healthy(&ticks), [false, false, true], "held is not healthy");
+    let held = ticks[1].tasks[0]
+        .rules
+        .iter()
+        .find(|r| r.rule == "peers")
+        .unwrap();
+    assert!(held.held(), "{held:?}");
+}
+
+#[test]
+fn broken_histogram_buckets_warn_on_the_task() {
+    let task = format!(
+        "{TASK}rules:\n  - {{ name: p99, histogram: h, quantile: 0.99, value: \"> 0.5\" }}\n"
+    );
+    let good =
+        "h_bucket{le=\"0.1\"} 5;h_bucket{le=\"1\"} 9;h_bucket{le=\"+Inf\"} 10;h_count 10;h_sum 2";
+    let falling =
+        "h_bucket{le=\"0.1\"} 9;h_bucket{le=\"1\"} 5;h_bucket{le=\"+Inf\"} 10;h_count 10;h_sum 2";
+    let no_inf = "h_bucket{le=\"0.1\"} 5;h_bucket{le=\"1\"} 9;h_count 10;h_sum 2";
+    let ticks = replay(&task, &scrapes(&[good, falling, no_inf]));
+    assert_eq!(column(&ticks, "p99:no-data"), ["-", "FIRE", "firing"]);
+    assert!(
+        summary(&ticks, 1, "p99").contains("le=0.1 counts 9 but le=1 counts 5"),
+        "{}",
+        summary(&ticks, 1, "p99")
+    );
+    assert!(
+        summary(&ticks, 2, "p99").contains("no le=\"+Inf\" bucket"),
+        "{}",
+        summary(&ticks, 2, "p99")
+    );
+}
+
+#[test]
+fn a_series_written_twice_is_read_once_as_prometheus_keeps_the_first() {
+    let task = format!("{TASK}rules:\n  - {{ name: ready, gauge: ready, value: \"> 1\" }}\n");
+    let ticks = replay(&task, &scrapes(&["ready 1;ready 1", "ready{} 1;ready 5"]));
+    assert_eq!(column(&ticks, "ready"), ["ok", "ok"], "1, not 2 (nor 6)");
+    assert!(
+        summary(&ticks, 1, "ready").contains("ready = 1"),
+        "{}",
+        summary(&ticks, 1, "ready")
+    );
+}
+
+#[test]
+fn figures_read_as_people_write_them() {
+    let task = format!(
+        "{TASK}rules:\n  - {{ name: stalls, counter: s_total, delta: \">= 1\", streak: 3 }}\n  - {{ name: heap, gauge: heap_bytes, value: \"> 1GiB\" }}\n"
+    );
+    let tick = |n: u32| format!("s_total {n};heap_bytes 1610612736");
+    let ticks = replay(&task, &[0, 1, 2, 3, 4].map(|n| tick(n).replace(';', "\n")));
+    assert!(
+        summary(&ticks, 4, "stalls").contains("4 ticks in a row (streak: 3)"),
+        "{}",
+        summary(&ticks, 4, "stalls")
+    );
+    assert!(!summary(&ticks, 4, "stalls").contains("4 of 3"));
+    assert_eq!(summary(&ticks, 0, "heap"), "heap_bytes = 1.5 GiB (> 1 GiB)");
 }
