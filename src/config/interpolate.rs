@@ -345,10 +345,8 @@ mod tests {
 
     #[test]
     fn numbers_flags_strings_and_lists_expand() {
-        // SAFETY: set once, read by this test only (a unique name).
-        unsafe { std::env::set_var("MONITOR_TEST_INTERPOLATE_N", "7") };
         let shape = read(
-            "burst: ${MONITOR_TEST_NOPE:-10}\nstreak: ${MONITOR_TEST_INTERPOLATE_N}\nenabled: ${MONITOR_TEST_NOPE:-false}\nname: a-${MONITOR_TEST_INTERPOLATE_N}\nlist: [x, \"${MONITOR_TEST_NOPE:-y}\"]\nparams: [\"${MONITOR_TEST_INTERPOLATE_N}\", 3]\n",
+            "burst: ${MONITOR_TEST_NOPE:-10}\nstreak: ${MONITOR_TEST_NOPE:-7}\nenabled: ${MONITOR_TEST_NOPE:-false}\nname: a-${MONITOR_TEST_NOPE:-7}\nlist: [x, \"${MONITOR_TEST_NOPE:-y}\"]\nparams: [\"${MONITOR_TEST_NOPE:-7}\", 3]\n",
         )
         .unwrap();
         assert_eq!(
@@ -377,20 +375,18 @@ mod tests {
 
     #[test]
     fn errors_keep_their_place_and_never_show_the_value() {
-        // SAFETY: a unique name, read by this test only.
-        unsafe { std::env::set_var("MONITOR_TEST_INTERPOLATE_TOKEN", "s3cr3t-token") };
-        let error = read("burst: 1\nstreak: ${MONITOR_TEST_INTERPOLATE_TOKEN}\nenabled: true\nname: n\nlist: []\n")
-            .unwrap_err();
+        // PATH is set and is no number; its value must not show.
+        let path = std::env::var("PATH").unwrap_or_default();
+        let error =
+            read("burst: 1\nstreak: ${PATH}\nenabled: true\nname: n\nlist: []\n").unwrap_err();
         assert!(
             error.contains("expands to a value that is not a number"),
             "{error}"
         );
         assert!(error.contains("line 2"), "{error}");
-        assert!(!error.contains("s3cr3t"), "{error}");
-        let error =
-            read("burst: 1\nenabled: ${MONITOR_TEST_INTERPOLATE_TOKEN}\nname: n\nlist: []\n")
-                .unwrap_err();
-        assert!(!error.contains("s3cr3t"), "{error}");
+        assert!(!error.contains(&path), "{error}");
+        let error = read("burst: 1\nenabled: ${PATH}\nname: n\nlist: []\n").unwrap_err();
+        assert!(!error.contains(&path), "{error}");
         let error =
             read("burst: ${MONITOR_TEST_UNSET_VARIABLE}\nenabled: true\nname: n\nlist: []\n")
                 .unwrap_err();
