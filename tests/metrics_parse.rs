@@ -859,3 +859,59 @@ fn suite_values_are_read_as_prometheus_reads_them() {
         0.23
     );
 }
+
+/// A `/federate`-style endpoint exposes `up` for two targets. The probe's
+/// own `up` (1: the scrape worked) must not shadow the scraped series, and
+/// a firing alert held by `skip_when` still makes the tick exit 1.
+#[test]
+fn a_scraped_up_is_judged_as_scraped_and_a_held_alert_is_still_unhealthy() {
+    let server = TestServer::start(Reply::status(200));
+    let ws = Workspace::new(&profile_p(&format!(
+        "      - name: fleet
+        metrics: {{ url: \"{}\" }}
+        skip_when: [\"maintenance_mode > 0\"]
+        rules:
+          - {{ name: targets-down, gauge: up, value: \"< 2\" }}
+          - {{ name: scrape, signal: up, value: \"< 1\" }}
+          - name: errors
+            ratio: {{ numerator: 'http_requests_total{{code=~\"5..\"}}', denominator: http_requests_total, min_denominator: 10 }}
+            value: \"> 0.5\"
+",
+        server.url("/federate")
+    )));
+    let scrape = |up_b: u32, errors: u32, total_ok: u32, maintenance: u32| {
+        let body = format!(
+            "up{{job=\"a\"}} 1\nup{{job=\"b\"}} {up_b}\nmaintenance_mode {maintenance}\nhttp_requests_total{{code=\"200\"}} {total_ok}\nhttp_requests_total{{code=\"503\"}} {errors}\n"
+        );
+        server.set(Reply {
+            status: 200,
+            body,
+            delay: Duration::ZERO,
+        });
+    };
+    scrape(1, 0, 100, 0);
+    let out = ws.run_at(minute(0), "p", &[]);
+    assert_exit(&out, 0);
+    assert!(notifications(&out).is_empty(), "{}", stdout(&out));
+    // Target b goes down, and 5xx flood in.
+    scrape(0, 50, 110, 0);
+    let out = ws.run_at(minute(1), "p", &[]);
+    assert_exit(&out, 1);
+    let told = notifications(&out);
+    assert!(
+        told.iter()
+            .any(|l| l.contains("FIRING critical p/fleet/targets-down: up = 1 (< 2)"))
+            && told.iter().any(|l| l.contains("p/fleet/errors"))
+            && !told.iter().any(|l| l.contains("p/fleet/scrape")),
+        "{told:#?}"
+    );
+    // Maintenance mode: the ratio is skipped, but its alert is still firing.
+    scrape(0, 100, 120, 1);
+    let out = ws.run_at(minute(2), "p", &[]);
+    assert_exit(&out, 1);
+    assert!(
+        stdout(&out).contains("errors firing (held)"),
+        "{}",
+        stdout(&out)
+    );
+}
