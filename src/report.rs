@@ -51,6 +51,7 @@ pub fn tick_json(report: &TickReport) -> serde_json::Value {
                     let mut value = verdict_json(&r.verdict);
                     value["rule"] = json!(r.rule);
                     value["status"] = json!(r.status().map(|s| s.as_str()).unwrap_or("ok"));
+                    value["held"] = json!(r.held());
                     value["transition"] = json!(r.transition.map(|t| t.as_str()));
                     value
                 })
@@ -166,6 +167,14 @@ pub fn tick_text(report: &TickReport) -> String {
                     "clear, not announced".to_string()
                 }
                 (Some(Transition::Cleared), _) => "cleared before firing".to_string(),
+                (Some(Transition::Firing), _)
+                    if rule
+                        .state
+                        .as_ref()
+                        .is_some_and(|st| st.opened_at == Some(report.started_at)) =>
+                {
+                    "FIRING (held: not notified)".to_string()
+                }
                 (Some(Transition::Firing), _) => {
                     "fired again (same incident, not notified)".to_string()
                 }
