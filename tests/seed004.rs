@@ -31,6 +31,18 @@ const SYNCED: &str = "2026-11-26 20:00:02 INFO sync: No longer in major sync sta
 const PRODUCING: &str = "2026-11-26 20:00:03 INFO aleph-block-sync: Prepared block for proposing at 1000.\n2026-11-26 20:00:03 INFO aleph-block-sync: Pre-sealed block for proposal at 1000.\n";
 const NEXT_SESSION: &str = "2026-11-26 20:10:00 INFO aleph-party: Running session 8.\n";
 
+/// The SPEC's `aleph` task after its `log:` source: states, session,
+/// counters and the four rules, verbatim.
+const ALEPH: &str = r#"          states:   { major_sync: { enter: "Switched to major sync state", leave: "No longer in major sync state" } }
+          session:  "Running session (?P<session>\\d+)"
+          counters: { producing: "Prepared block for proposing|Pre-sealed block for proposal" }
+        rules:
+          - { name: severe-lag, signal: lag, value: "> 100", remediate: true }
+          - { name: moderate-lag, signal: lag, value: "> 20", unless: [major_sync, producing], remediate: true }
+          - { name: stalled, signal: progress, value: "== 0", for: 180s, unless: [producing], remediate: true }
+          - { name: falling-behind, signal: lag, trend: rising, window: 300s, unless: [producing], remediate: true }
+"#;
+
 /// The node under watch: its RPC, the network's, its log, its restarts.
 struct Node {
     ws: Workspace,
@@ -73,15 +85,7 @@ impl Node {
           reference: {{ jsonrpc: {{ url: "{reference}", method: chain_getHeader }}, extract: /result/number }}
         log:
           path: node.log
-          states:   {{ major_sync: {{ enter: "Switched to major sync state", leave: "No longer in major sync state" }} }}
-          session:  "Running session (?P<session>\\d+)"
-          counters: {{ producing: "Prepared block for proposing|Pre-sealed block for proposal" }}
-        rules:
-          - {{ name: severe-lag, signal: lag, value: "> 100", remediate: true }}
-          - {{ name: moderate-lag, signal: lag, value: "> 20", unless: [major_sync, producing], remediate: true }}
-          - {{ name: stalled, signal: progress, value: "== 0", for: 180s, unless: [producing], remediate: true }}
-          - {{ name: falling-behind, signal: lag, trend: rising, window: 300s, unless: [producing], remediate: true }}
-        remediate:
+{ALEPH}        remediate:
           restart:
             stop:  {{ command: "echo stopped >> '{restarts}'" }}
             start: {{ command: "echo started >> '{restarts}'; echo 'node starting' >> '{log}'; exec sleep 3" }}
@@ -491,15 +495,7 @@ impl LiveNode {
           reference: {{ jsonrpc: {{ url: "{reference}", method: chain_getHeader }}, extract: /result/number }}
         log:
           command: ["{script}", "--since", "{{since}}", "aleph-node"]
-          states:   {{ major_sync: {{ enter: "Switched to major sync state", leave: "No longer in major sync state" }} }}
-          session:  "Running session (?P<session>\\d+)"
-          counters: {{ producing: "Prepared block for proposing|Pre-sealed block for proposal" }}
-        rules:
-          - {{ name: severe-lag, signal: lag, value: "> 100", remediate: true }}
-          - {{ name: moderate-lag, signal: lag, value: "> 20", unless: [major_sync, producing], remediate: true }}
-          - {{ name: stalled, signal: progress, value: "== 0", for: 180s, unless: [producing], remediate: true }}
-          - {{ name: falling-behind, signal: lag, trend: rising, window: 300s, unless: [producing], remediate: true }}
-        remediate:
+{ALEPH}        remediate:
           restart:
             stop:  {{ command: "echo stopped >> '{restarts}'" }}
             start: {{ command: "echo started >> '{restarts}'; echo \"$((MONITOR_NOW + 1)) Starting Aleph Node\" >> '{stamped}'; exec sleep 3" }}
