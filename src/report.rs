@@ -147,9 +147,10 @@ pub fn tick_text(report: &TickReport) -> String {
         for rule in &result.rules {
             // Clear and held rules of an ok key are noise in the summary
             // (a first scrape holds every delta rule); JSON has them all.
+            // A quiet key (resolved, its incident open) is ok to a reader.
             let interesting = !matches!(rule.verdict, Verdict::Clear { .. } | Verdict::Hold { .. })
                 || rule.transition.is_some()
-                || rule.status().is_some();
+                || rule.status().is_some_and(Status::is_active);
             let implicit_repeat = rule.rule == crate::evaluate::HEALTH_RULE
                 && matches!(rule.verdict, Verdict::Breach { .. });
             if !interesting {
