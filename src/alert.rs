@@ -248,6 +248,11 @@ pub fn step(
             threshold,
             summary,
         } => {
+            // A quiet incident whose cooldown passed without a tick (the
+            // host was off) is over: this is a new one.
+            let prior = prior.filter(|p| {
+                !(p.status == Status::Quiet && now.since(p.since) >= policy.cooldown.as_millis())
+            });
             let began = began.filter(|b| *b <= now).unwrap_or(now);
             let mut state = match prior {
                 Some(prior) if prior.status == Status::Quiet => AlertState {
@@ -319,6 +324,9 @@ fn breach(
                 .is_none_or(|last| now.since(last) >= policy.cooldown.as_millis());
             let notice = if state.severity > previous_severity {
                 Some(Notice::Escalated)
+            } else if due && !state.announced {
+                // Never told (a silence held it): the first word is "firing".
+                Some(Notice::Firing)
             } else if due {
                 Some(Notice::Reminder)
             } else {
@@ -332,6 +340,7 @@ fn breach(
                 state: Some(state),
                 transition: notice.map(|n| match n {
                     Notice::Escalated => Transition::Escalated,
+                    Notice::Firing => Transition::Firing,
                     _ => Transition::Reminder,
                 }),
                 notice,
@@ -832,6 +841,22 @@ mod tests {
         assert_eq!(ticks[3], (Some(Quiet), Some(T::Cleared), None));
         assert_eq!(ticks[4], (Some(Firing), Some(T::Firing), None));
         assert_eq!(ticks[16], (None, None, None));
+    }
+
+    #[test]
+    fn a_quiet_incident_older_than_its_cooldown_is_over_even_without_ticks() {
+        let mut p = policy(Gate::Ticks(1), Gate::Ticks(1));
+        p.cooldown = Duration::from_secs(600);
+        // Resolved at minute 1, no tick for two hours, failing again.
+        let ticks = run_at(
+            p,
+            [
+                (0, bad(Severity::Critical)),
+                (1, good()),
+                (121, bad(Severity::Critical)),
+            ],
+        );
+        assert_eq!(ticks[2], (Some(Firing), Some(T::Firing), Some(N::Firing)));
     }
 
     #[test]

@@ -6,7 +6,7 @@ use crate::alert::{self, AlertKey, AlertState, Notice, Policy, Status, Transitio
 use crate::clock::Timestamp;
 use crate::config::{Config, Gate, Probe, Profile, Rule, RuleKind, Selector, Severity, Task};
 use crate::notify::{self, Message, MessageKind};
-use crate::probe::{CheckStatus, Observation, TaskState};
+use crate::probe::{Observation, TaskState};
 use crate::remediate::{Book, Decision, Remediation};
 use crate::rule;
 use crate::silence;
@@ -315,13 +315,14 @@ impl<'a> Scope<'a> {
             {
                 trigger = Some((key.clone(), state.summary.clone()));
             }
-            let state = self.record(&key, before, &step, &verdict, inhibited.as_deref(), outcome);
+            let (state, transition) =
+                self.record(&key, before, &step, &verdict, inhibited.as_deref(), outcome);
             live_keys.insert(key);
             results.push(RuleResult {
                 rule: name,
                 verdict,
                 state,
-                transition: step.transition,
+                transition,
             });
         }
         let remediation = task.remediate.as_ref().and_then(|remediate| {
@@ -366,13 +367,13 @@ impl<'a> Scope<'a> {
             let key = self.key(RESTART_LOOP_RULE);
             let before = prior.alerts.get(&key);
             let step = alert::step(before, &key, &verdict, &policy, self.now, None);
-            let state = self.record(&key, before, &step, &verdict, None, outcome);
+            let (state, transition) = self.record(&key, before, &step, &verdict, None, outcome);
             live_keys.insert(key);
             results.push(RuleResult {
                 rule: RESTART_LOOP_RULE.into(),
                 verdict,
                 state,
-                transition: step.transition,
+                transition,
             });
         }
         // The no-data twin of a healthy rule is noise in the report.
@@ -517,12 +518,8 @@ impl<'a> Scope<'a> {
         let health = rule::implicit(task, observation);
         // A failed probe is told once, by the health alert: the rules'
         // no-data keys it causes are recorded and shown, not sent.
-        let probe_failed = observation
-            .checks
-            .iter()
-            .any(|c| matches!(c.status, CheckStatus::Failed | CheckStatus::Unsupported));
-        let inhibited = (probe_failed && matches!(health, Verdict::Breach { .. }))
-            .then(|| format!("told by {}/{HEALTH_RULE}: the probe failed", task.name));
+        let inhibited = matches!(health, Verdict::Breach { .. })
+            .then(|| format!("told by {}/{HEALTH_RULE}: a probe failed", task.name));
         judged.push(Judged {
             name: HEALTH_RULE.to_string(),
             verdict: health,
@@ -543,6 +540,18 @@ impl<'a> Scope<'a> {
                 ));
             }
             let mut verdict = judgement.verdict;
+            // A guard holds a firing alert (it still breaches as far as we
+            // know: the guard only says not to act on it now).
+            if judgement.guarded
+                && prior
+                    .alerts
+                    .get(&self.key(&rule.name))
+                    .is_some_and(|s| s.status == Status::Firing)
+            {
+                verdict = Verdict::Hold {
+                    reason: verdict.summary().to_string(),
+                };
+            }
             // A skip resets a pending ratio's streak (seed 003); a firing one holds.
             if let (Some(why), RuleKind::Ratio(_)) = (&tick.skip, &rule.kind)
                 && prior
@@ -743,7 +752,8 @@ impl<'a> Scope<'a> {
     }
 
     /// Turns a key's step into a state change, a history row and a message;
-    /// returns the key's state as stored.
+    /// returns the key's state as stored and the transition that counted
+    /// (a reminder a hold kept back is none).
     fn record(
         &self,
         key: &AlertKey,
@@ -752,7 +762,7 @@ impl<'a> Scope<'a> {
         verdict: &Verdict,
         inhibited: Option<&str>,
         outcome: &mut Outcome,
-    ) -> Option<AlertState> {
+    ) -> (Option<AlertState>, Option<Transition>) {
         let hold = silence::key_hold(self.task_hold.as_deref(), self.silences, key, self.now)
             .or_else(|| inhibited.map(str::to_string));
         let mut state = step.state.clone();
@@ -766,15 +776,22 @@ impl<'a> Scope<'a> {
             outcome.alerts.insert(key.clone(), state.clone());
         }
         let Some(transition) = step.transition else {
-            return state;
+            return (state, None);
         };
-        if hold.is_some() && transition == Transition::Reminder {
-            return state;
+        if hold.is_some() && matches!(transition, Transition::Reminder) {
+            return (state, None);
+        }
+        if hold.is_some()
+            && transition == Transition::Firing
+            && before.is_some_and(|b| b.status == Status::Firing)
+        {
+            // The first telling of a held alert, held again.
+            return (state, None);
         }
         // The state that explains the transition: the new one, or for a
         // resolution the one that was firing.
         let Some(shown) = step.state.as_ref().or(before) else {
-            return state;
+            return (state, Some(transition));
         };
         // A resolution says what the rule sees now ("HTTP 200 in 3 ms").
         let mut summary = match transition {
@@ -797,7 +814,7 @@ impl<'a> Scope<'a> {
             threshold: shown.threshold.clone(),
         });
         let Some(notice) = step.notice.filter(|_| hold.is_none()) else {
-            return state;
+            return (state, Some(transition));
         };
         let kind = match notice {
             Notice::Firing => MessageKind::Firing,
@@ -808,7 +825,7 @@ impl<'a> Scope<'a> {
         };
         let message = self.message(kind, &key.rule, shown.severity, summary, Some(shown));
         push_outgoing(self.config, self.notifiers, message, outcome);
-        state
+        (state, Some(transition))
     }
 }
 

@@ -236,7 +236,12 @@ fn judge(probe: &HttpProbe, response: &Response, out: &mut Observation) -> Check
         if probe.jsonrpc.is_some()
             && let Some(error) = json.get("error").filter(|e| !e.is_null())
         {
-            return fail(format!("{url}: JSON-RPC error {error}"));
+            // The call failed: what it should have returned is not there.
+            return Check {
+                probe: "http",
+                status: CheckStatus::Failed,
+                summary: format!("{url}: JSON-RPC error {error}"),
+            };
         }
         let mut missing = Vec::new();
         for (name, pointer) in probe.extracts() {

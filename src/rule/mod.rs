@@ -68,7 +68,7 @@ fn no_data(what: String, observation: &Observation) -> Verdict {
     let failed: Vec<String> = observation
         .checks
         .iter()
-        .filter(|c| matches!(c.status, CheckStatus::Failed | CheckStatus::Unsupported))
+        .filter(|c| !c.status.is_ok())
         .map(|c| format!("{}: {}", c.probe, c.summary))
         .collect();
     let reason = if failed.is_empty() {
@@ -187,6 +187,9 @@ pub struct Judgement {
     /// better than "since this tick" (`progress == 0` began at the last
     /// reading that saw progress).
     pub began: Option<Timestamp>,
+    /// `when`/`unless` held the rule off this tick: a firing alert stays
+    /// firing (held), anything else reads as clear.
+    pub guarded: bool,
 }
 
 /// Whether the rule compares tick-over-tick deltas of counters (these
@@ -281,11 +284,15 @@ pub fn explicit(
     // Guards and warm-up decide whether the verdict counts; the memory is
     // kept current either way, so the next delta spans one tick. A rule its
     // guards hold off is clear even without data.
+    let mut guarded = false;
     let verdict = match guards(rule, observation) {
-        Ok(Some(why)) => Verdict::Clear {
-            value: None,
-            summary: why,
-        },
+        Ok(Some(why)) => {
+            guarded = true;
+            Verdict::Clear {
+                value: None,
+                summary: why,
+            }
+        }
         Err(why) if !matches!(verdict, Verdict::NoData { .. } | Verdict::Hold { .. }) => {
             no_data(why, observation)
         }
@@ -317,6 +324,7 @@ pub fn explicit(
         memory,
         reset,
         began,
+        guarded,
     }
 }
 

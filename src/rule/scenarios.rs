@@ -516,14 +516,21 @@ fn trend_rising_over_a_window() {
     let task = "name: aleph\nmetrics: { url: \"http://127.0.0.1:1/\" }\nrules:\n  - { name: falling-behind, signal: lag, trend: rising, window: 300s }\n";
     let lags = [10, 12, 15, 15, 18, 25, 30, 29, 31, 33, 35, 40, 41, 43];
     let ticks = replay(task, &lags.map(|l| format!("lag {l}")));
-    // Needs 300 s of samples (tick 5); the dip to 29 at tick 7 breaks the
-    // run until it leaves the window with its anchor (tick 13).
+    // Needs 300 s of samples (tick 5); a dip to 29 at tick 7 does not hide
+    // the rise of the whole window: it fires at 5 and stays firing.
     assert_eq!(
         column(&ticks, "falling-behind"),
         [
-            "ok", "ok", "ok", "ok", "ok", "FIRE", "firing", "RESOLVE", "ok", "ok", "ok", "ok",
-            "ok", "AGAIN"
+            "hold", "hold", "hold", "hold", "hold", "FIRE", "firing", "firing", "firing", "firing",
+            "firing", "firing", "firing", "firing"
         ]
+    );
+    // A plateau after the climb: net change over the window below 5.
+    let lags = [10, 15, 20, 25, 30, 35, 36, 36, 36, 36, 36, 36];
+    let ticks = replay(task, &lags.map(|l| format!("lag {l}")));
+    assert_eq!(
+        column(&ticks, "falling-behind")[5..],
+        ["FIRE", "firing", "firing", "firing", "RESOLVE", "ok", "ok"]
     );
 }
 
@@ -1042,7 +1049,9 @@ fn lag_jitter_of_a_synced_node_is_no_trend() {
     ];
     let ticks = replay(task, &lags.map(|l| format!("lag {l}")));
     assert!(
-        column(&ticks, "falling-behind").iter().all(|w| *w == "ok"),
+        column(&ticks, "falling-behind")
+            .iter()
+            .all(|w| *w == "ok" || *w == "hold"),
         "{:?}",
         column(&ticks, "falling-behind")
     );
@@ -1052,10 +1061,10 @@ fn lag_jitter_of_a_synced_node_is_no_trend() {
     let ticks = replay(task, &rising.map(|l| format!("lag {l}")));
     assert_eq!(
         column(&ticks, "falling-behind"),
-        ["ok", "ok", "ok", "ok", "ok", "FIRE"]
+        ["hold", "hold", "hold", "hold", "hold", "FIRE"]
     );
     assert!(
-        summary(&ticks, 5, "falling-behind").contains("steadily rising by 10"),
+        summary(&ticks, 5, "falling-behind").contains("rising by 10 (fitted 10)"),
         "{}",
         summary(&ticks, 5, "falling-behind")
     );
@@ -1071,11 +1080,15 @@ fn a_trend_can_ask_for_a_bigger_change_or_a_level() {
     // +21 over the window at tick 5 but only 31 > 30 at tick 5: fires there.
     assert_eq!(
         column(&ticks, "falling-behind"),
-        ["ok", "ok", "ok", "ok", "ok", "FIRE", "firing", "firing"]
+        [
+            "hold", "hold", "hold", "hold", "hold", "FIRE", "firing", "firing"
+        ]
     );
     let ticks = replay(task, &[0, 4, 8, 12, 16, 21, 25].map(|l| format!("lag {l}")));
     assert!(
-        column(&ticks, "falling-behind").iter().all(|w| *w == "ok"),
+        column(&ticks, "falling-behind")
+            .iter()
+            .all(|w| *w == "ok" || *w == "hold"),
         "rose by 21 but stays below 30"
     );
 }
@@ -1122,15 +1135,25 @@ fn a_restart_discards_the_trend_samples_so_it_does_not_fire_again_a_minute_later
                 .insert("remediate.restarts".into(), format!("[{}]", at(5)));
         }
     });
-    // Fires at 5; the restart at 5 empties the window, so tick 6 has not
-    // 300 s of samples: no trend. The samples from 5 on cover the window
-    // again at tick 10, where it still rises: told again, once.
+    // Fires at 5; the restart at 5 empties the window: from tick 6 the
+    // rule is not judged on the old process's samples — the alert is held
+    // (still firing, nothing resolved) until the samples from 5 on cover
+    // the window again at tick 10, where the lag still rises: firing on,
+    // no second message.
     assert_eq!(
         column(&ticks, "falling-behind"),
         [
-            "ok", "ok", "ok", "ok", "ok", "FIRE", "RESOLVE", "ok", "ok", "ok", "AGAIN", "firing"
+            "hold", "hold", "hold", "hold", "hold", "FIRE", "firing", "firing", "firing", "firing",
+            "firing", "firing"
         ]
     );
+    let held = ticks[6].tasks[0]
+        .rules
+        .iter()
+        .find(|r| r.rule == "falling-behind")
+        .unwrap();
+    assert!(held.held(), "{held:?}");
+    assert!(told(&ticks)[6..].iter().all(Vec::is_empty));
     assert!(
         summary(&ticks, 6, "falling-behind").contains("sampled since the restart"),
         "{}",
@@ -1223,4 +1246,35 @@ fn figures_read_as_people_write_them() {
     );
     assert!(!summary(&ticks, 4, "stalls").contains("4 of 3"));
     assert_eq!(summary(&ticks, 0, "heap"), "heap_bytes = 1.5 GiB (> 1 GiB)");
+}
+
+#[test]
+fn a_guard_turning_true_holds_a_firing_alert_and_does_not_resolve_it() {
+    let task = format!(
+        "{TASK}rules:\n  - {{ name: moderate-lag, signal: lag, value: \"> 20\", unless: [major_sync] }}\n"
+    );
+    let tick = |lag: u32, sync: u32| format!("lag {lag};major_sync {sync}");
+    let ticks = replay(
+        &task,
+        &scrapes(&[
+            &tick(5, 0),
+            &tick(50, 1), // breaching, but in major sync: not judged
+            &tick(50, 0), // fires
+            &tick(50, 1), // held: still firing, nothing resolved
+            &tick(50, 0),
+            &tick(5, 0), // clear: resolved
+        ]),
+    );
+    assert_eq!(
+        column(&ticks, "moderate-lag"),
+        ["ok", "ok", "FIRE", "firing", "firing", "RESOLVE"]
+    );
+    assert_eq!(healthy(&ticks), [true, true, false, false, false, true]);
+    let held = ticks[3].tasks[0]
+        .rules
+        .iter()
+        .find(|r| r.rule == "moderate-lag")
+        .unwrap();
+    assert!(held.held(), "{held:?}");
+    assert!(told(&ticks)[3].is_empty() && told(&ticks)[4].is_empty());
 }

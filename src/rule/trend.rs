@@ -1,9 +1,12 @@
 //! `trend: rising | falling` over a `window`: is a signal moving one way
-//! consistently across the samples kept over the window (seed 004's
-//! "falling behind": lag rising over 300 s)? A trend needs a size: it must
-//! move by at least `min_change` over the window (and, if set, end beyond
-//! `above` / `below`), so jitter of a synced node is never a trend. Samples
-//! from before the target's last restart are dropped.
+//! across the samples kept over the window (seed 004's "falling behind":
+//! the lag rising over 300 s)? Judged on the whole window, so one dip does
+//! not hide a node falling 160 blocks behind: the least-squares fit over
+//! the samples and the window's net change must both move by at least
+//! `min_change` (and, if set, end beyond `above` / `below`), so a synced
+//! node's jitter is never a trend. Samples from before the target's last
+//! restart are dropped; until the window is covered again the rule holds
+//! (a firing alert stays firing, nothing resolves).
 
 use super::{Memory, TickContext};
 use crate::alert::Verdict;
@@ -11,11 +14,11 @@ use crate::clock::human_duration;
 use crate::config::{Selector, Severity, Trend, format_number};
 use crate::probe::Observation;
 
-/// Keeps the samples inside the window plus the newest one older than it
-/// (the anchor, so ticks a few seconds late still cover the window), and
-/// breaches when they span the window, never move against the trend, end
-/// at least `min_change` beyond where they began, and past the optional
-/// limit.
+/// Keeps the samples inside the window plus, when none sits exactly on its
+/// start, the newest one older than it (the anchor, so ticks a few seconds
+/// late still cover the window), and breaches when they span the window
+/// and move in the trend's direction by at least `min_change`, both as
+/// fitted (least squares) and from the first sample to the last.
 pub(super) fn judge(
     severity: Severity,
     signal: &Selector,
@@ -30,24 +33,29 @@ pub(super) fn judge(
         .get(signal)
         .ok_or_else(|| format!("no signal `{signal}` this tick"))?;
     let window = trend.window.as_millis();
+    let start = now.0 - window;
     let mut samples = memory.samples.clone();
     let restarted = tick.restarted_at.map_or(i64::MIN, |t| t.0);
     samples.retain(|(t, _)| *t < now.0 && *t >= restarted);
     samples.push((now.0, value));
     let first_inside = samples
         .iter()
-        .position(|(t, _)| *t >= now.0 - window)
+        .position(|(t, _)| *t >= start)
         .unwrap_or(samples.len() - 1);
-    samples.drain(..first_inside.saturating_sub(1));
+    let keep_from = if samples[first_inside].0 == start {
+        first_inside
+    } else {
+        first_inside.saturating_sub(1)
+    };
+    samples.drain(..keep_from);
     let next = Memory {
         samples: samples.clone(),
         ..Memory::default()
     };
-    let (first, last) = (samples[0].1, value);
     let span = now.0 - samples[0].0;
     let direction = if trend.rising { "rising" } else { "falling" };
-    if span < window {
-        let since_restart = if tick.restarted_at.is_some_and(|t| t.0 > now.0 - window) {
+    if span < window || samples.len() < 2 {
+        let since_restart = if tick.restarted_at.is_some_and(|t| t.0 > start) {
             " since the restart"
         } else {
             ""
@@ -57,43 +65,16 @@ pub(super) fn judge(
             human_duration(span),
             trend.window
         );
-        return Ok((
-            Verdict::Clear {
-                value: Some(value),
-                summary: reason,
-            },
-            next,
-            false,
-        ));
+        return Ok((Verdict::Hold { reason }, next, false));
     }
-    let steady = samples.windows(2).all(|w| {
-        if trend.rising {
-            w[1].1 >= w[0].1
-        } else {
-            w[1].1 <= w[0].1
-        }
-    });
-    let change = if trend.rising {
-        last - first
-    } else {
-        first - last
-    };
-    let big_enough = change >= trend.min_change && change > 0.0;
+    let sign = if trend.rising { 1.0 } else { -1.0 };
+    let net = sign * (value - samples[0].1);
+    let fitted = sign * slope(&samples) * span as f64;
     let past_limit = match (trend.rising, trend.limit) {
         (_, None) => true,
-        (true, Some(above)) => last > above,
-        (false, Some(below)) => last < below,
+        (true, Some(above)) => value > above,
+        (false, Some(below)) => value < below,
     };
-    let path = format!(
-        "{signal} went {} over the last {} ({} samples)",
-        samples
-            .iter()
-            .map(|(_, v)| format_number(*v))
-            .collect::<Vec<_>>()
-            .join(" → "),
-        human_duration(span),
-        samples.len()
-    );
     let limit = match (trend.rising, trend.limit) {
         (_, None) => String::new(),
         (true, Some(above)) => format!(", above {}", format_number(above)),
@@ -104,27 +85,37 @@ pub(super) fn judge(
         format_number(trend.min_change),
         trend.window
     );
-    let verdict = if steady && big_enough && past_limit {
+    let path = format!(
+        "{signal} went {} over the last {} ({} samples)",
+        samples
+            .iter()
+            .map(|(_, v)| format_number(*v))
+            .collect::<Vec<_>>()
+            .join(" → "),
+        human_duration(span),
+        samples.len()
+    );
+    let moved = format!(
+        "{direction} by {} (fitted {})",
+        format_number(net),
+        format_number((fitted * 10.0).round() / 10.0)
+    );
+    let big_enough = net >= trend.min_change && fitted >= trend.min_change && net > 0.0;
+    let verdict = if big_enough && past_limit {
         Verdict::Breach {
             severity,
             value: Some(value),
             threshold: Some(threshold.clone()),
-            summary: format!(
-                "{path}: steadily {direction} by {} ({threshold})",
-                format_number(change)
-            ),
+            summary: format!("{path}: {moved} ({threshold})"),
         }
     } else {
-        let why = if !steady {
-            format!("not steadily {direction}")
-        } else if !big_enough {
+        let why = if !big_enough {
             format!(
-                "{direction} by {}, less than min_change {}",
-                format_number(change.max(0.0)),
+                "not {direction} by min_change {}: {moved}",
                 format_number(trend.min_change)
             )
         } else {
-            format!("steadily {direction}, but not{limit}")
+            format!("{moved}, but not{limit}")
         };
         Verdict::Clear {
             value: Some(value),
@@ -132,4 +123,23 @@ pub(super) fn judge(
         }
     };
     Ok((verdict, next, false))
+}
+
+/// The least-squares slope of the samples, in value per millisecond.
+fn slope(samples: &[(i64, f64)]) -> f64 {
+    let n = samples.len() as f64;
+    let t0 = samples[0].0;
+    let mean_t = samples.iter().map(|(t, _)| (t - t0) as f64).sum::<f64>() / n;
+    let mean_v = samples.iter().map(|(_, v)| v).sum::<f64>() / n;
+    let (mut covariance, mut variance) = (0.0, 0.0);
+    for (t, v) in samples {
+        let dt = (t - t0) as f64 - mean_t;
+        covariance += dt * (v - mean_v);
+        variance += dt * dt;
+    }
+    if variance == 0.0 {
+        0.0
+    } else {
+        covariance / variance
+    }
 }
