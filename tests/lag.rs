@@ -155,6 +155,8 @@ fn jsonrpc_heights_a_minute_apart_give_lag_progress_rate_and_eta() {
             ("lag.at".to_string(), (minute(1) * 1000).to_string()),
             ("lag.local".to_string(), "1000".to_string()),
             ("lag.moved_at".to_string(), (minute(1) * 1000).to_string()),
+            ("lag.pair_at".to_string(), (minute(1) * 1000).to_string()),
+            ("lag.pair_local".to_string(), "1000".to_string()),
             ("lag.reference".to_string(), "1057".to_string())
         ]
     );
@@ -291,13 +293,15 @@ fn one_side_down_gives_the_rules_no_data_not_a_lag_alert_and_progress_spans_the_
         rule_results(&out)
     );
 
-    // Both back: progress spans the three minutes since the last reading.
+    // Both back: progress spans the two minutes since the local height was
+    // last read (minute 1, while the reference failed); the closing speed
+    // the three since both were read together (minute 0).
     ws.write_config(&chain.config(&chain.local.url("/"), rules));
     chain.heights(1030, 1036);
     let out = ws.run_at(minute(3), "p", &["--format", "json"]);
     assert_exit(&out, 0);
     let signals = &task(&out)["signals"];
-    assert_eq!(signals["progress"], json!(30.0), "{signals}");
+    assert_eq!(signals["progress"], json!(20.0), "{signals}");
     assert_eq!(
         signals["eta_s"],
         json!(270.0),
@@ -305,7 +309,7 @@ fn one_side_down_gives_the_rules_no_data_not_a_lag_alert_and_progress_spans_the_
     );
     assert!(
         summary(&out).starts_with(
-            "lag 6 (local 1030, reference 1036); +30 since last tick, 0.1667 blocks/s, caught up in ~4m 30s"
+            "lag 6 (local 1030, reference 1036); +20 since the last reading 2m 0s ago, 0.1667 blocks/s, caught up in ~4m 30s"
         ),
         "{}",
         summary(&out)
@@ -392,5 +396,10 @@ fn a_slow_side_is_named_with_the_limit_it_missed() {
             chain.reference.url("/")
         )
     );
-    assert!(out.state.is_empty(), "a failed reading keeps the old one");
+    // The local height was read: it is remembered (progress, a stall), the
+    // last pair of heights is not touched.
+    assert_eq!(out.state.get("lag.local").map(String::as_str), Some("1000"));
+    assert!(!out.state.contains_key("lag.reference"), "{:?}", out.state);
+    assert_eq!(out.signals.get_name("local"), Some(1000.0));
+    assert_eq!(out.signals.get_name("lag"), None);
 }

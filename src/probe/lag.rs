@@ -12,8 +12,11 @@ use std::time::Duration;
 const PROBE: &str = "lag";
 /// The local height last read, for `progress` next tick.
 const LOCAL_KEY: &str = "lag.local";
-/// The reference height read with it, for the closing speed.
+/// The last pair of heights read together (reference, local, when), for
+/// the closing speed; the local height alone may be newer.
 const REFERENCE_KEY: &str = "lag.reference";
+const PAIR_LOCAL_KEY: &str = "lag.pair_local";
+const PAIR_AT_KEY: &str = "lag.pair_at";
 /// When it was read (Unix milliseconds).
 const AT_KEY: &str = "lag.at";
 /// When the local height was last seen to rise (or first read).
@@ -49,6 +52,10 @@ pub fn observe(probe: &LagProbe, context: &Context, out: &mut Observation) {
                 out.state
                     .insert(REFERENCE_KEY.to_string(), reference.to_string());
                 out.state
+                    .insert(PAIR_LOCAL_KEY.to_string(), local.to_string());
+                out.state
+                    .insert(PAIR_AT_KEY.to_string(), context.now.millis().to_string());
+                out.state
                     .insert(AT_KEY.to_string(), context.now.millis().to_string());
                 out.state
                     .insert(MOVED_KEY.to_string(), reading.moved_at.millis().to_string());
@@ -59,18 +66,32 @@ pub fn observe(probe: &LagProbe, context: &Context, out: &mut Observation) {
                 summary: reading.summary(),
             }
         }
-        (local, reference) => {
+        (Ok(local), reference) => {
             // The reference node down is not the local node's fault: told,
-            // but no restart can fix it.
-            if local.is_ok() {
-                out.outside.insert(PROBE);
+            // but no restart can fix it. The local height still counts:
+            // a stall is seen without the reference.
+            out.outside.insert(PROBE);
+            let previous = Previous::load(context.state).map(|p| Previous { pair: None, ..p });
+            let reading = Reading::measure(local, f64::NAN, previous, context.now);
+            reading.report_local(out);
+            if context.mode != Mode::Recheck {
+                out.state.insert(LOCAL_KEY.to_string(), local.to_string());
+                out.state
+                    .insert(AT_KEY.to_string(), context.now.millis().to_string());
+                out.state
+                    .insert(MOVED_KEY.to_string(), reading.moved_at.millis().to_string());
             }
             Check {
                 probe: PROBE,
                 status: CheckStatus::Failed,
-                summary: failure(probe, &local, &reference),
+                summary: failure(probe, &Ok(local), &reference),
             }
         }
+        (local, reference) => Check {
+            probe: PROBE,
+            status: CheckStatus::Failed,
+            summary: failure(probe, &local, &reference),
+        },
     };
     out.checks.push(check);
 }
@@ -186,32 +207,49 @@ fn shorten(text: &str) -> String {
 #[derive(Clone, Copy, Debug, PartialEq)]
 struct Previous {
     local: f64,
-    /// `None` from a monitor that did not store it yet.
-    reference: Option<f64>,
     at: Timestamp,
     /// When the local height last rose (or was first read).
     moved_at: Timestamp,
+    /// The last heights read together; `None` from a monitor that did not
+    /// store them yet.
+    pair: Option<Pair>,
+}
+
+/// A local and a reference height read in the same tick.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Pair {
+    local: f64,
+    reference: f64,
+    at: Timestamp,
 }
 
 impl Previous {
     /// `None` on first sight, or when the remembered values do not parse.
     fn load(state: &TaskState) -> Option<Previous> {
-        let local = state.get(LOCAL_KEY)?.parse::<f64>().ok()?;
-        let at = Timestamp(state.get(AT_KEY)?.parse::<i64>().ok()?);
-        let reference = state
-            .get(REFERENCE_KEY)
-            .and_then(|v| v.parse::<f64>().ok())
-            .filter(|v| v.is_finite());
-        let moved_at = state
-            .get(MOVED_KEY)
-            .and_then(|v| v.parse::<i64>().ok())
-            .map(Timestamp)
-            .unwrap_or(at);
-        local.is_finite().then_some(Previous {
-            local,
+        let number = |key: &str| {
+            state
+                .get(key)
+                .and_then(|v| v.parse::<f64>().ok())
+                .filter(|v| v.is_finite())
+        };
+        let time = |key: &str| {
+            state
+                .get(key)
+                .and_then(|v| v.parse::<i64>().ok())
+                .map(Timestamp)
+        };
+        let local = number(LOCAL_KEY)?;
+        let at = time(AT_KEY)?;
+        let pair = number(REFERENCE_KEY).map(|reference| Pair {
+            local: number(PAIR_LOCAL_KEY).unwrap_or(local),
             reference,
+            at: time(PAIR_AT_KEY).unwrap_or(at),
+        });
+        Some(Previous {
+            local,
             at,
-            moved_at,
+            moved_at: time(MOVED_KEY).unwrap_or(at),
+            pair,
         })
     }
 }
@@ -237,9 +275,10 @@ struct Progress {
     rate: f64,
     /// Seconds between the two readings.
     seconds: f64,
-    /// How much the lag grew (negative: it shrank); `None` when the
-    /// previous reference height is unknown.
+    /// How much the lag grew (negative: it shrank) since the last pair of
+    /// heights, and over how many seconds; `None` when no pair is known.
     lag_change: Option<f64>,
+    lag_seconds: f64,
     /// How fast the lag shrinks, blocks per second: the local rate minus
     /// the reference's (negative while falling behind).
     closing_rate: Option<f64>,
@@ -258,21 +297,25 @@ impl Reading {
             .map(|(previous, elapsed_ms)| {
                 let blocks = local - previous.local;
                 let seconds = elapsed_ms as f64 / 1000.0;
-                let lag_change = previous
-                    .reference
-                    .map(|before| lag - (before - previous.local));
-                let closing_rate = lag_change.map(|change| -change / seconds);
+                let pair = previous
+                    .pair
+                    .map(|p| (p.reference - p.local, now.since(p.at) as f64 / 1000.0))
+                    .filter(|(_, seconds)| *seconds > 0.0 && lag.is_finite());
+                let lag_change = pair.map(|(before, _)| lag - before);
+                let lag_seconds = pair.map_or(seconds, |(_, s)| s);
+                let closing_rate = lag_change.map(|change| -change / lag_seconds);
                 // lag ÷ (closing ÷ seconds), in that order to stay exact for
                 // whole numbers; rounded up, so a node still behind never
                 // shows "caught up in ~0s".
                 let eta_s = lag_change
                     .filter(|change| *change < 0.0 && lag > 0.0)
-                    .map(|change| (lag * seconds / -change).ceil());
+                    .map(|change| (lag * lag_seconds / -change).ceil());
                 Progress {
                     blocks,
                     rate: blocks / seconds,
                     seconds,
                     lag_change,
+                    lag_seconds,
                     closing_rate,
                     eta_s,
                 }
@@ -288,6 +331,19 @@ impl Reading {
             lag,
             progress,
             moved_at,
+        }
+    }
+
+    /// Only what the local height gives (the reference could not be read):
+    /// `local`, `progress`, `rate`.
+    fn report_local(&self, out: &mut Observation) {
+        out.signals.set_probe(PROBE, "local", self.local);
+        if let Some(progress) = &self.progress {
+            out.signals.set_probe(PROBE, "progress", progress.blocks);
+            out.signals.set_probe(PROBE, "rate", progress.rate);
+            if progress.blocks <= 0.0 {
+                out.since.insert("progress".to_string(), self.moved_at);
+            }
         }
     }
 
@@ -351,13 +407,22 @@ impl Reading {
         let Some(progress) = &self.progress else {
             return format!("{position}; first reading, progress from the next tick");
         };
+        // A gap (failed reads between) is said as such, not as "last tick".
+        let since = if progress.seconds > 90.0 {
+            format!(
+                "since the last reading {} ago",
+                human_duration((progress.seconds * 1000.0) as i64)
+            )
+        } else {
+            "since last tick".to_string()
+        };
         let gained = if progress.blocks > 0.0 {
-            format!("+{} since last tick", format_number(progress.blocks))
+            format!("+{} {since}", format_number(progress.blocks))
         } else if progress.blocks == 0.0 {
-            "no progress since last tick".to_string()
+            format!("no progress {since}")
         } else {
             format!(
-                "{} since last tick (the local height went back)",
+                "{} {since} (the local height went back)",
                 format_number(progress.blocks)
             )
         };
@@ -378,7 +443,7 @@ impl Reading {
                 };
                 text.push_str(&format!(
                     "; not catching up: {moved} in {} s",
-                    format_number(progress.seconds.round())
+                    format_number(progress.lag_seconds.round())
                 ));
             }
             (None, None) if self.lag > 0.0 && progress.blocks <= 0.0 => {
@@ -399,9 +464,13 @@ mod tests {
     fn previous(local: f64, reference: f64, at: i64) -> Option<Previous> {
         Some(Previous {
             local,
-            reference: Some(reference),
             at: Timestamp(at),
             moved_at: Timestamp(at),
+            pair: Some(Pair {
+                local,
+                reference,
+                at: Timestamp(at),
+            }),
         })
     }
 
@@ -601,9 +670,9 @@ mod tests {
         assert_eq!(moved.moved_at, Timestamp(0));
         let before = Previous {
             local: 1000.0,
-            reference: Some(1005.0),
             at: Timestamp(0),
             moved_at: moved.moved_at,
+            pair: None,
         };
         let first = Reading::measure(1000.0, 1005.0, Some(before), Timestamp(MINUTE));
         assert_eq!(first.moved_at, Timestamp(0));
@@ -650,9 +719,9 @@ mod tests {
             Previous::load(&state),
             Some(Previous {
                 local: 1000.0,
-                reference: None,
                 at: Timestamp(1_790_000_000_000),
                 moved_at: Timestamp(1_790_000_000_000),
+                pair: None,
             }),
             "a reading stored by an older monitor"
         );
