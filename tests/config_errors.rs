@@ -533,3 +533,47 @@ profiles:
     assert_eq!(row, 10);
     assert!(message.contains("quote it"), "{message}");
 }
+
+/// Whatever the key, a bad value from the environment is named by its
+/// variable, never shown.
+#[test]
+fn a_bad_value_from_the_environment_is_named_never_shown() {
+    let yaml = "version: 1
+host: test-host
+defaults:
+  timeout: ${MONITOR_TEST_TIMEOUT:-10s}
+profiles:
+  p:
+    cron: \"${MONITOR_TEST_CRON:-* * * * *}\"
+    tasks:
+      - name: api
+        http: { url: \"http://127.0.0.1:1/\", expect_status: \"${MONITOR_TEST_STATUS:-200-399}\" }
+        for: ${MONITOR_TEST_FOR:-1}
+        rules:
+          - { name: slow, signal: latency_ms, value: \"> ${MONITOR_TEST_LIMIT:-500}\" }
+";
+    let ws = Workspace::new(yaml);
+    for (variable, line) in [
+        ("MONITOR_TEST_TIMEOUT", 4),
+        ("MONITOR_TEST_CRON", 7),
+        ("MONITOR_TEST_STATUS", 10),
+        ("MONITOR_TEST_FOR", 11),
+        ("MONITOR_TEST_LIMIT", 13),
+    ] {
+        let out = ws
+            .command()
+            .env(variable, "hunter2-secret-token")
+            .arg("check-config")
+            .output()
+            .unwrap();
+        assert_exit(&out, 2);
+        let error = error_line(&out);
+        let (row, _, message) = locate(&error, &ws.config());
+        assert_eq!(row, line, "{variable}: {error}");
+        assert!(
+            !stderr(&out).contains("hunter2") && message.contains(&format!("${{{variable}}}")),
+            "{variable}: {}",
+            stderr(&out)
+        );
+    }
+}

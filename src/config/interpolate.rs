@@ -8,7 +8,7 @@
 //! A value that came from the environment is never echoed in an error (it
 //! may be a token): the message names the `${…}` text instead.
 
-use super::values::interpolate;
+use super::values::interpolate_tracked;
 use serde::de::{
     self, DeserializeSeed, Deserializer, EnumAccess, MapAccess, SeqAccess, VariantAccess, Visitor,
 };
@@ -154,9 +154,36 @@ impl<V> Wrap<V> {
                 "a `${…}` inside a `{ … }` mapping must be quoted: quote it, e.g. key: \"${NAME}\"",
             ));
         }
-        let expanded = interpolate(text).map_err(E::custom)?;
-        let from_environment = expanded != text;
-        let trimmed = expanded.trim();
+        let (expanded, used) =
+            interpolate_tracked(text, |name| std::env::var(name).ok()).map_err(E::custom)?;
+        let from_environment = !used.is_empty();
+        // An error about the value names the variable, never its content.
+        let hide = |error: E| -> E {
+            let mut message = error.to_string();
+            for (name, value) in used.iter().filter(|(_, v)| v.len() >= 4) {
+                message = message.replace(value.as_str(), &format!("${{{name}}}"));
+            }
+            E::custom(message)
+        };
+        let trimmed = expanded.trim().to_string();
+        let result = self.visit_expanded(text, expanded, &trimmed, from_environment);
+        if from_environment {
+            result.map_err(hide)
+        } else {
+            result
+        }
+    }
+
+    fn visit_expanded<'de, E: de::Error>(
+        self,
+        text: &str,
+        expanded: String,
+        trimmed: &str,
+        from_environment: bool,
+    ) -> Result<V::Value, E>
+    where
+        V: Visitor<'de>,
+    {
         match self.want {
             Want::Any => self.inner.visit_string(expanded),
             Want::Bool => match trimmed {

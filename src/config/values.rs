@@ -18,8 +18,18 @@ pub(crate) fn interpolate_with(
     input: &str,
     lookup: impl Fn(&str) -> Option<String>,
 ) -> Result<String, String> {
+    interpolate_tracked(input, lookup).map(|(text, _)| text)
+}
+
+/// Like [`interpolate`], also returning what each variable put in, so an
+/// error about the result can name `${NAME}` instead of showing its value.
+pub(crate) fn interpolate_tracked(
+    input: &str,
+    lookup: impl Fn(&str) -> Option<String>,
+) -> Result<(String, Vec<(String, String)>), String> {
+    let mut used = Vec::new();
     if !input.contains('$') {
-        return Ok(input.to_string());
+        return Ok((input.to_string(), used));
     }
     let mut out = String::with_capacity(input.len());
     let mut rest = input;
@@ -48,7 +58,8 @@ pub(crate) fn interpolate_with(
             }
             match (lookup(name), default) {
                 (Some(value), _) if !(value.is_empty() && default.is_some()) => {
-                    out.push_str(&value)
+                    out.push_str(&value);
+                    used.push((name.to_string(), value));
                 }
                 (_, Some(default)) => out.push_str(default),
                 (Some(value), None) => out.push_str(&value),
@@ -65,7 +76,7 @@ pub(crate) fn interpolate_with(
         }
     }
     out.push_str(rest);
-    Ok(out)
+    Ok((out, used))
 }
 
 /// A string from jobs.yaml with `${VAR}` expanded.
