@@ -62,7 +62,7 @@ pub fn observe(probe: &CommandProbe, context: &Context, out: &mut Observation) {
     };
     let output = parse_output(&String::from_utf8_lossy(&finished.stdout));
     for (label, value) in &output.perfdata {
-        out.signals.set(label.clone(), *value);
+        out.signals.set_probe("command", label, *value);
     }
     let (status, code) = match exit.code() {
         Some(0) => (CheckStatus::Ok, 0),

@@ -246,7 +246,7 @@ fn judge(probe: &HttpProbe, response: &Response, out: &mut Observation) -> Check
         let mut missing = Vec::new();
         for (name, pointer) in probe.extracts() {
             match extract(&json, pointer) {
-                Some(value) => out.signals.set(name.clone(), value),
+                Some(value) => out.signals.set_probe("http", name, value),
                 None => missing.push(format!("{name} ({})", pointer.0)),
             }
         }

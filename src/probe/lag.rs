@@ -349,25 +349,25 @@ impl Reading {
 
     fn report(&self, out: &mut Observation) {
         let signals = &mut out.signals;
-        signals.set("local", self.local);
-        signals.set("reference", self.reference);
-        signals.set("lag", self.lag);
+        signals.set_probe(PROBE, "local", self.local);
+        signals.set_probe(PROBE, "reference", self.reference);
+        signals.set_probe(PROBE, "lag", self.lag);
         let mut unavailable = |name: &str, why: &str| {
             out.unavailable.insert(name.to_string(), why.to_string());
         };
         match &self.progress {
             Some(progress) => {
-                signals.set("progress", progress.blocks);
-                signals.set("rate", progress.rate);
+                signals.set_probe(PROBE, "progress", progress.blocks);
+                signals.set_probe(PROBE, "rate", progress.rate);
                 match progress.closing_rate {
-                    Some(closing) => signals.set("closing_rate", closing),
+                    Some(closing) => signals.set_probe(PROBE, "closing_rate", closing),
                     None => unavailable(
                         "closing_rate",
                         "the previous reference height is not known yet",
                     ),
                 }
                 match progress.eta_s {
-                    Some(eta) => signals.set("eta_s", eta),
+                    Some(eta) => signals.set_probe(PROBE, "eta_s", eta),
                     None => unavailable("eta_s", "no ETA: caught up, or not catching up"),
                 }
                 if progress.blocks <= 0.0 {

@@ -74,6 +74,8 @@ pub struct Signals {
     families: BTreeSet<String>,
     /// Hashes of the scraped series, to keep only the first of duplicates.
     seen: HashSet<u64>,
+    /// Which probe a bare name belongs to (the first that set it).
+    owners: BTreeMap<String, String>,
 }
 
 /// One scraped series a selector matched.
@@ -90,11 +92,20 @@ impl Signals {
         self.named.insert(name.into(), value);
     }
 
-    /// Sets both `name` and `probe.name`, so two probes of one task can be
-    /// told apart (`http.up`, `process.up`) while `up` keeps working.
+    /// Sets `probe.name` and, unless another probe of the task set it
+    /// first, the bare `name`: `http.latency_ms` and a command's perfdata
+    /// `command.latency_ms` are both there, and `latency_ms` is the first
+    /// probe's (in the order http, command, log, metrics, lag, process,
+    /// disk), never silently replaced by a later one's.
     pub fn set_probe(&mut self, probe: &str, name: &str, value: f64) {
         self.named.insert(format!("{probe}.{name}"), value);
-        self.named.insert(name.to_string(), value);
+        let owner = self
+            .owners
+            .entry(name.to_string())
+            .or_insert_with(|| probe.to_string());
+        if owner == probe {
+            self.named.insert(name.to_string(), value);
+        }
     }
 
     /// Adds one scraped series (`labels` sorted by name). A series already
@@ -167,6 +178,18 @@ impl Signals {
                 .chain(self.series.keys())
                 .any(|name| selector.matches_names(name)),
         }
+    }
+
+    /// Label names the scraped series of the selector's family carry, when
+    /// it has any series (`None`: only declared, or not there).
+    pub fn family_labels(&self, selector: &Selector) -> Option<BTreeSet<&str>> {
+        let name = selector.name.as_deref()?;
+        let all = self.series.get(name)?;
+        Some(
+            all.iter()
+                .flat_map(|(labels, _)| labels.iter().map(|(k, _)| k.as_str()))
+                .collect(),
+        )
     }
 
     /// The value `selector` reads for a `signal:` rule or a condition: a
@@ -385,6 +408,17 @@ mod tests {
 
     fn task(yaml: &str) -> Task {
         serde_yaml::from_str(yaml).unwrap()
+    }
+
+    #[test]
+    fn a_later_probe_never_replaces_an_earlier_ones_bare_name() {
+        let mut signals = Signals::default();
+        signals.set_probe("http", "latency_ms", 3.0);
+        signals.set_probe("command", "latency_ms", 777.0);
+        signals.set_probe("http", "latency_ms", 4.0);
+        assert_eq!(signals.get_name("latency_ms"), Some(4.0));
+        assert_eq!(signals.get_name("http.latency_ms"), Some(4.0));
+        assert_eq!(signals.get_name("command.latency_ms"), Some(777.0));
     }
 
     #[test]

@@ -20,6 +20,9 @@ struct Increase {
     reset: bool,
 }
 
+/// Series values a rule keeps at most, absent ones included.
+const MAX_REMEMBERED: usize = 10_000;
+
 fn series_key(prefix: &str, index: usize, name: &str, labels: &[(String, String)]) -> String {
     let labels: Vec<String> = labels.iter().map(|(k, v)| format!("{k}={v:?}")).collect();
     format!("{prefix}{index}:{name}{{{}}}", labels.join(","))
@@ -52,6 +55,27 @@ fn increase(
                 "no series `{selector}` this tick, and no metric family of that name in the scrape"
             ));
         }
+        if found.is_empty()
+            && let Some(known) = signals.family_labels(selector)
+            && let Some(missing) = selector
+                .matchers
+                .iter()
+                .find(|m| !m.matches("") && !known.contains(m.label.as_str()))
+        {
+            // A label no series of the family has is a typo or a rename,
+            // not a counter still at 0: that must not read as calm.
+            let known: Vec<&str> = known.into_iter().collect();
+            return Err(format!(
+                "no series `{selector}` this tick: no series of {} has a label `{}` (its labels: {})",
+                selector.name.as_deref().unwrap_or("the family"),
+                missing.label,
+                if known.is_empty() {
+                    "none".to_string()
+                } else {
+                    known.join(", ")
+                }
+            ));
+        }
         // Marks that this selector was read, series or not.
         let marker = format!("{prefix}{index}");
         first_sight |= !previous.contains_key(&marker);
@@ -67,6 +91,16 @@ fn increase(
                 None => total += value,
             }
             next.insert(key, value);
+        }
+        // A series absent this tick keeps its last value: if it comes
+        // back, its increase counts from there, not from zero. (Bounded:
+        // labels that churn for ever must not grow the memory for ever.)
+        let own = format!("{prefix}{index}:");
+        for (key, value) in previous.range(own.clone()..) {
+            if !key.starts_with(&own) || next.len() >= MAX_REMEMBERED {
+                break;
+            }
+            next.entry(key.clone()).or_insert(*value);
         }
     }
     Ok((!first_sight).then_some(Increase { total, reset }))

@@ -1278,3 +1278,46 @@ fn a_guard_turning_true_holds_a_firing_alert_and_does_not_resolve_it() {
     assert!(held.held(), "{held:?}");
     assert!(told(&ticks)[3].is_empty() && told(&ticks)[4].is_empty());
 }
+
+#[test]
+fn a_label_no_series_has_is_no_data_not_a_calm_zero() {
+    // `status_code` is a typo: the family's label is `code`.
+    let task = format!(
+        "{TASK}rules:\n  - {{ name: client-errors, counter: 'http_requests_total{{status_code=~\"4..\"}}', delta: \">= 1\" }}\n"
+    );
+    let scrape = |n: u32| {
+        format!("http_requests_total{{code=\"200\"}} 10;http_requests_total{{code=\"400\"}} {n}")
+    };
+    let ticks = replay(&task, &[1, 2, 3].map(|n| scrape(n).replace(';', "\n")));
+    assert_eq!(
+        column(&ticks, "client-errors:no-data"),
+        ["FIRE", "firing", "firing"]
+    );
+    assert!(
+        summary(&ticks, 0, "client-errors:no-data").contains(
+            "no series of http_requests_total has a label `status_code` (its labels: code)"
+        ),
+        "{}",
+        summary(&ticks, 0, "client-errors:no-data")
+    );
+}
+
+#[test]
+fn a_series_missing_from_one_scrape_counts_from_its_last_value_when_back() {
+    let task = format!(
+        "{TASK}rules:\n  - {{ name: blink, counter: 'blink_total{{k=\"a\"}}', delta: \">= 1\" }}\n"
+    );
+    let with = |n: u32| format!("blink_total{{k=\"a\"}} {n};blink_total{{k=\"b\"}} 1");
+    let without = "blink_total{k=\"b\"} 1".to_string();
+    let ticks = replay(
+        &task,
+        &[with(1000), without.clone(), with(1000), with(1003)].map(|s| s.replace(';', "\n")),
+    );
+    // Back with the same 1000: no increase; then +3.
+    assert_eq!(column(&ticks, "blink"), ["hold", "ok", "ok", "FIRE"]);
+    assert!(
+        summary(&ticks, 3, "blink").contains("rose by 3"),
+        "{}",
+        summary(&ticks, 3, "blink")
+    );
+}

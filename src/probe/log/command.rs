@@ -105,7 +105,7 @@ pub(super) fn observe(
     super::save_scan_state(scanner, &scan, out);
     super::report(scanner, &scan, Some(findings), out);
     let age_s = (now - last_line_at).max(0);
-    out.signals.set("log_age_s", age_s as f64);
+    out.signals.set_probe(PROBE, "log_age_s", age_s as f64);
     let new_lines = if pass == Pass::Prime { 0 } else { new_lines };
     super::freshness(&format!("`{line}`"), probe, new_lines, age_s)
 }

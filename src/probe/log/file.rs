@@ -187,7 +187,7 @@ pub(super) fn observe(
             context.now.millis().saturating_sub(m).div_euclid(1000)
         })
         .max(0);
-    out.signals.set("log_age_s", age_s as f64);
+    out.signals.set_probe(PROBE, "log_age_s", age_s as f64);
     super::freshness(&shown.to_string(), probe, new_lines, age_s)
 }
 

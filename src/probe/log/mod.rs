@@ -116,19 +116,21 @@ fn save_scan_state(scanner: &Scanner, scan: &ScanState, out: &mut Observation) {
 /// each pattern's count, its match and the events.
 fn report(scanner: &Scanner, scan: &ScanState, findings: Option<Findings>, out: &mut Observation) {
     for (flag, name) in scan.states.iter().zip(scanner.state_names()) {
-        out.signals.set(name.clone(), f64::from(u8::from(*flag)));
+        out.signals
+            .set_probe(PROBE, name, f64::from(u8::from(*flag)));
     }
     if scanner.has_session() {
-        out.signals.set("session", scan.session_number());
+        out.signals
+            .set_probe(PROBE, "session", scan.session_number());
     }
     for (count, name) in scan.counters.iter().zip(scanner.counter_names()) {
-        out.signals.set(name.clone(), *count as f64);
+        out.signals.set_probe(PROBE, name, *count as f64);
     }
     let Some(findings) = findings else {
         return;
     };
     for (rule, hits) in scanner.pattern_rules().iter().zip(findings.patterns) {
-        out.signals.set(rule.name.clone(), hits.count as f64);
+        out.signals.set_probe(PROBE, &rule.name, hits.count as f64);
         if hits.count > 0 {
             out.matches.push(PatternMatch {
                 name: rule.name.clone(),
