@@ -8,7 +8,6 @@ use crate::remediate::Remediation;
 use crate::store::{HistoryRow, RunRow};
 use crate::tick::{DeliveryResult, TickReport};
 use serde_json::json;
-use std::collections::BTreeMap;
 use std::fmt::Write;
 
 /// Output format of commands that print data.
@@ -384,10 +383,10 @@ pub fn history_json(rows: &[HistoryRow]) -> serde_json::Value {
     )
 }
 
-/// `check-config`'s one-line verdict plus notes on probes not run yet.
+/// `check-config`'s one-line verdict.
 pub fn config_summary(config: &Config) -> String {
     let tasks: usize = config.profiles.iter().map(|p| p.tasks.len()).sum();
-    let mut out = format!(
+    format!(
         "{}: ok — {} profile{}, {tasks} task{}, {} notifier{}; state in {}\n",
         config.path.display(),
         config.profiles.len(),
@@ -396,30 +395,7 @@ pub fn config_summary(config: &Config) -> String {
         config.notifiers.len(),
         if config.notifiers.len() == 1 { "" } else { "s" },
         config.state.display()
-    );
-    let mut unsupported: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for notifier in &config.notifiers {
-        if !matches!(
-            notifier.kind,
-            crate::config::NotifierKind::Stdout | crate::config::NotifierKind::Webhook { .. }
-        ) {
-            unsupported
-                .entry(format!(
-                    "`{}` notifiers: their messages wait in the outbox until max_age",
-                    notifier.kind.type_name()
-                ))
-                .or_default()
-                .push(notifier.name.clone());
-        }
-    }
-    for (what, tasks) in unsupported {
-        let _ = writeln!(
-            out,
-            "note: this build does not support {what}: {}",
-            tasks.join(", ")
-        );
-    }
-    out
+    )
 }
 
 fn columns<const N: usize>(rows: &[[String; N]]) -> String {

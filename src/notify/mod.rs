@@ -22,7 +22,7 @@ use std::time::Duration;
 
 /// Why a message is sent.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "snake_case")]
 pub enum MessageKind {
     Firing,
     /// The same incident fired again after a quiet spell (or a resolution).
@@ -35,6 +35,8 @@ pub enum MessageKind {
     /// The task was restarted and is healthy again (the alert resolved).
     Restarted,
     /// The task was restarted and is still unhealthy (the alert fires on).
+    /// (Outbox rows written before 2026-12 spell it `restartfailed`.)
+    #[serde(alias = "restartfailed")]
     RestartFailed,
 }
 

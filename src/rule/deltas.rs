@@ -290,10 +290,15 @@ pub(super) fn histogram(
     if buckets.is_empty() {
         return Err(format!("no series `{name}_bucket` this tick"));
     }
-    let count = observation
-        .signals
-        .series_sum(&part("_count"))
-        .ok_or_else(|| format!("no series `{name}_count` this tick"))?;
+    let Some(count) = observation.signals.series_sum(&part("_count")) else {
+        if observation.signals.series_sum(&part("_gcount")).is_some() {
+            let why = format!(
+                "{name} is a gauge histogram (`_gcount`): its buckets are current values, not counts since the start; judge a bucket with gauge: '{name}_bucket{{le=\"…\"}}'"
+            );
+            return Ok((Verdict::NoData { reason: why }, Memory::default(), false));
+        }
+        return Err(format!("no series `{name}_count` this tick"));
+    };
     if let Some(why) = bucket_defect(&buckets, count) {
         return Ok((broken(name, &why), Memory::default(), false));
     }
@@ -340,8 +345,27 @@ pub(super) fn histogram(
             .find(|(_, cumulative)| *cumulative >= wanted)
             .map(|(b, _)| *b)
             .unwrap_or(f64::INFINITY);
+        // In the +Inf bucket: as Prometheus's histogram_quantile, the
+        // highest finite bound (the quantile is at least that).
+        let highest = bounds
+            .iter()
+            .map(|(b, _)| *b)
+            .filter(|b| b.is_finite())
+            .fold(f64::NAN, f64::max);
+        let (bound, beyond) = if bound.is_infinite() && highest.is_finite() {
+            (
+                highest,
+                format!(", above the highest bound le={}", format_number(highest)),
+            )
+        } else {
+            (bound, String::new())
+        };
+        if !bound.is_finite() {
+            let reason = format!("{name} has only a +Inf bucket: no quantile");
+            return Ok((Verdict::NoData { reason }, next, reset));
+        }
         let what = format!(
-            "p{} of {} (bucket bound, {} observations this tick)",
+            "p{} of {} (bucket bound{beyond}, {} observations this tick)",
             format_number(q * 100.0),
             name,
             format_number(count_delta)

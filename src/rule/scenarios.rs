@@ -1321,3 +1321,33 @@ fn a_series_missing_from_one_scrape_counts_from_its_last_value_when_back() {
         summary(&ticks, 3, "blink")
     );
 }
+
+#[test]
+fn a_quantile_in_the_inf_bucket_reads_the_highest_bound_and_gauge_histograms_say_so() {
+    let task = format!(
+        "{TASK}rules:\n  - {{ name: p99, histogram: h, quantile: 0.99, value: \"> 5\" }}\n  - {{ name: g99, histogram: g, quantile: 0.99, value: \"> 5\" }}\n"
+    );
+    let scrape = |fast: u32, all: u32| {
+        format!(
+            "h_bucket{{le=\"0.1\"}} {fast};h_bucket{{le=\"+Inf\"}} {all};h_count {all};h_sum 1;g_bucket{{le=\"1\"}} 3;g_bucket{{le=\"+Inf\"}} 4;g_gcount 4;g_gsum 2"
+        )
+    };
+    let ticks = replay(
+        &task,
+        &[scrape(0, 0), scrape(10, 40)].map(|s| s.replace(';', "\n")),
+    );
+    // 30 of 40 observations above 0.1: p99 is "above 0.1", read as 0.1 as
+    // Prometheus does — not infinity, which would pass any threshold.
+    assert_eq!(column(&ticks, "p99"), ["hold", "ok"]);
+    assert!(
+        summary(&ticks, 1, "p99").contains("above the highest bound le=0.1")
+            && summary(&ticks, 1, "p99").contains("= 0.1"),
+        "{}",
+        summary(&ticks, 1, "p99")
+    );
+    assert!(
+        summary(&ticks, 1, "g99").contains("gauge histogram"),
+        "{}",
+        summary(&ticks, 1, "g99")
+    );
+}
