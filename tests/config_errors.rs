@@ -577,3 +577,30 @@ profiles:
         );
     }
 }
+
+/// Rule kinds that read scraped series need a `metrics` probe, and say
+/// what to write instead.
+#[test]
+fn scraped_series_rules_need_a_metrics_probe() {
+    for (rule, says) in [
+        (
+            "{ name: r, gauge: rss_bytes, value: \"> 1GiB\" }",
+            "`gauge:` reads scraped series",
+        ),
+        (
+            "{ name: r, signal: 'up{}', value: \"< 1\" }",
+            "names scraped series (braces)",
+        ),
+        (
+            "{ name: r, counter: x_total, delta: \">= 1\" }",
+            "`counter:` reads scraped series",
+        ),
+    ] {
+        let ws = Workspace::new(&profile_p(&format!(
+            "      - name: api\n        http: {{ url: \"http://127.0.0.1:1/\" }}\n        rules:\n          - {rule}\n"
+        )));
+        let out = ws.command().arg("check-config").output().unwrap();
+        assert_exit(&out, 2);
+        assert!(error_line(&out).contains(says), "{rule}: {}", stderr(&out));
+    }
+}

@@ -483,6 +483,17 @@ impl<'de> Deserialize<'de> for Task {
             probe.check().map_err(|why| err(why.to_string()))?;
         }
         let scrapes = probes.iter().any(|p| matches!(p, Probe::Metrics(_)));
+        if let Some((rule, signal)) = raw.rules.iter().find_map(|r| match &r.kind {
+            RuleKind::Signal { signal, .. } if !scrapes && signal.signal_name().is_none() => {
+                Some((r, signal))
+            }
+            _ => None,
+        }) {
+            return Err(err(format!(
+                "rule `{}`: `{signal}` names scraped series (braces), and this task has no `metrics` probe; a probe's own signal is a bare name, e.g. signal: latency_ms",
+                rule.name
+            )));
+        }
         if let Some(rule) = raw
             .rules
             .iter()
