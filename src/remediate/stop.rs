@@ -303,7 +303,24 @@ mod tests {
     #[test]
     fn a_process_ignoring_sigterm_is_killed_after_grace() {
         let marker = format!("stubborn-{}", std::process::id());
-        let mut child = spawn(&marker, "trap '' TERM; while :; do sleep 0.05; done");
+        // It says when its trap is set: a SIGTERM before that would kill
+        // it at once (a race a busy machine loses).
+        let mut child = std::process::Command::new("sh")
+            .args([
+                "-c",
+                "trap '' TERM; echo ready; while :; do sleep 0.05; done",
+                &marker,
+            ])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut ready = String::new();
+        std::io::BufRead::read_line(
+            &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+            &mut ready,
+        )
+        .unwrap();
+        assert_eq!(ready.trim(), "ready");
         let stop = pattern_stop(&marker, 300);
         wait_found(&stop);
         let reaper = std::thread::spawn(move || child.wait());
