@@ -221,7 +221,7 @@ impl Step {
 pub fn gate_met(gate: Gate, ticks: u32, since: Timestamp, now: Timestamp) -> bool {
     match gate {
         Gate::Ticks(needed) => ticks >= needed,
-        Gate::For(duration) => now.since(since) >= duration.as_millis(),
+        Gate::For(duration) => now.reached(since, duration.as_millis()),
     }
 }
 
@@ -251,7 +251,7 @@ pub fn step(
             // A quiet incident whose cooldown passed without a tick (the
             // host was off) is over: this is a new one.
             let prior = prior.filter(|p| {
-                !(p.status == Status::Quiet && now.since(p.since) >= policy.cooldown.as_millis())
+                !(p.status == Status::Quiet && now.reached(p.since, policy.cooldown.as_millis()))
             });
             let began = began.filter(|b| *b <= now).unwrap_or(now);
             let mut state = match prior {
@@ -321,7 +321,7 @@ fn breach(
         Status::Firing => {
             let due = state
                 .last_notified
-                .is_none_or(|last| now.since(last) >= policy.cooldown.as_millis());
+                .is_none_or(|last| now.reached(last, policy.cooldown.as_millis()));
             let notice = if state.severity > previous_severity {
                 Some(Notice::Escalated)
             } else if due && !state.announced {
@@ -368,7 +368,10 @@ fn fire(mut state: AlertState, policy: &Policy, now: Timestamp) -> Step {
     };
     let cooldown = policy.cooldown.as_millis();
     let since_notified = state.last_notified.map(|last| now.since(last));
-    let (notice, note) = if !state.announced {
+    let (notice, note) = if !state.announced && state.last_notified.is_none() {
+        // Never told (held when it fired): this is the first word.
+        (Some(Notice::Firing), None)
+    } else if !state.announced {
         // The last word was "resolved": say it is back, once.
         state.flapping = !policy.point_like;
         let note = if state.flapping {
@@ -380,7 +383,7 @@ fn fire(mut state: AlertState, policy: &Policy, now: Timestamp) -> Step {
             "fired again".to_string()
         };
         (Some(Notice::Again), Some(note))
-    } else if since_notified.is_none_or(|ms| ms >= cooldown) {
+    } else if since_notified.is_none_or(|ms| ms + crate::clock::TICK_SLACK_MS >= cooldown) {
         (Some(Notice::Again), None)
     } else {
         let note = format!(
@@ -475,7 +478,7 @@ fn go_quiet(state: &AlertState, now: Timestamp) -> AlertState {
 /// A quiet incident ends after the cooldown. Its resolution is announced
 /// then if people last heard it firing (a point-like rule, a flapping one).
 fn close_when_due(state: &AlertState, policy: &Policy, now: Timestamp) -> Step {
-    if now.since(state.since) < policy.cooldown.as_millis() {
+    if !now.reached(state.since, policy.cooldown.as_millis()) {
         return Step::quiet(Some(state.clone()));
     }
     if !state.announced {
@@ -678,6 +681,29 @@ mod tests {
             state = s.state;
         }
         assert_eq!(fired, [Some(T::Pending), None, Some(T::Firing), None]);
+    }
+
+    #[test]
+    fn cron_start_jitter_does_not_cost_a_tick() {
+        // Ticks start a few hundred ms late, then on time: `for: 180s`
+        // from the first is met on the tick three minutes later.
+        let key = AlertKey::new("p", "t", "health");
+        let p = policy(Gate::For(Duration::from_secs(180)), Gate::Ticks(1));
+        let mut state = None;
+        let mut fired = Vec::new();
+        for at in [300, 60_200, 120_100, 180_050] {
+            let s = step(
+                state.as_ref(),
+                &key,
+                &bad(Severity::Critical),
+                &p,
+                Timestamp(at),
+                None,
+            );
+            fired.push(s.transition);
+            state = s.state;
+        }
+        assert_eq!(fired, [Some(T::Pending), None, None, Some(T::Firing)]);
     }
 
     #[test]

@@ -14,6 +14,9 @@ use time::{OffsetDateTime, UtcOffset};
 #[serde(transparent)]
 pub struct Timestamp(pub i64);
 
+/// How early a tick may start and still count as on time.
+pub const TICK_SLACK_MS: i64 = 1_000;
+
 impl Timestamp {
     pub fn from_secs(secs: i64) -> Self {
         Timestamp(secs * 1000)
@@ -30,6 +33,14 @@ impl Timestamp {
     /// Milliseconds from `earlier` to `self` (negative if the clock went back).
     pub fn since(self, earlier: Timestamp) -> i64 {
         self.0 - earlier.0
+    }
+
+    /// Whether at least `millis` have passed since `earlier`, give or take
+    /// the second cron's start times jitter by: a `for: 180s` or a 5 min
+    /// cooldown is met on the tick 180 s or 5 min later even when that tick
+    /// started a few milliseconds early.
+    pub fn reached(self, earlier: Timestamp, millis: i64) -> bool {
+        self.since(earlier).saturating_add(TICK_SLACK_MS) >= millis
     }
 
     fn to_offset_date_time(self) -> Option<OffsetDateTime> {

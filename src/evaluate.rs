@@ -542,7 +542,7 @@ impl<'a> Scope<'a> {
             let mut verdict = judgement.verdict;
             // A guard holds a firing alert (it still breaches as far as we
             // know: the guard only says not to act on it now).
-            if judgement.guarded
+            if judgement.guarded == Some(false)
                 && prior
                     .alerts
                     .get(&self.key(&rule.name))

@@ -161,7 +161,13 @@ pub fn tick_text(report: &TickReport) -> String {
                 }
                 (Some(Transition::Firing), _) if told(rule) => "FIRING (notified)".to_string(),
                 (Some(Transition::Escalated), _) => "ESCALATED (notified)".to_string(),
-                (Some(Transition::Reminder), _) => "still firing (reminder sent)".to_string(),
+                (Some(Transition::Reminder), _) if told(rule) && report.dry_run => {
+                    "still firing (reminder would be sent)".to_string()
+                }
+                (Some(Transition::Reminder), _) if told(rule) => {
+                    "still firing (reminder sent)".to_string()
+                }
+                (Some(Transition::Reminder), _) => "still firing".to_string(),
                 (Some(Transition::Resolved), _) => "RESOLVED".to_string(),
                 (Some(Transition::Cleared), Some(Status::Quiet)) => {
                     "clear, not announced".to_string()
@@ -173,7 +179,7 @@ pub fn tick_text(report: &TickReport) -> String {
                         .as_ref()
                         .is_some_and(|st| st.opened_at == Some(report.started_at)) =>
                 {
-                    "FIRING (held: not notified)".to_string()
+                    "FIRING (not notified)".to_string()
                 }
                 (Some(Transition::Firing), _) => {
                     "fired again (same incident, not notified)".to_string()

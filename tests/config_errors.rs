@@ -604,3 +604,17 @@ fn scraped_series_rules_need_a_metrics_probe() {
         assert!(error_line(&out).contains(says), "{rule}: {}", stderr(&out));
     }
 }
+
+#[test]
+fn a_trend_goes_with_a_signal_rule_only() {
+    let ws = Workspace::new(&profile_p(
+        "      - name: node\n        metrics: { url: \"http://127.0.0.1:1/\" }\n        rules:\n          - { name: r, gauge: x, value: \"> 1\", trend: falling, window: 5m }\n",
+    ));
+    let out = ws.command().arg("check-config").output().unwrap();
+    assert_exit(&out, 2);
+    assert!(
+        error_line(&out).contains("`trend` and `window` go with `signal:`"),
+        "{}",
+        stderr(&out)
+    );
+}

@@ -403,3 +403,22 @@ fn a_slow_side_is_named_with_the_limit_it_missed() {
     assert_eq!(out.signals.get_name("local"), Some(1000.0));
     assert_eq!(out.signals.get_name("lag"), None);
 }
+
+#[test]
+fn a_height_that_is_no_block_height_is_a_failed_read() {
+    let chain = Chain::new();
+    let ws = Workspace::new(&chain.config(&chain.local.url("/"), ""));
+    for bad in ["-5", "1040.5", "1e300"] {
+        chain.local.set(Reply::json(json!({
+            "jsonrpc": "2.0", "id": 1, "result": { "number": bad.parse::<f64>().unwrap() },
+        })));
+        chain.reference.set(header(1000));
+        let out = ws.run_at(minute(0), "p", &["--format", "json"]);
+        assert_exit(&out, 1);
+        assert!(
+            summary(&out).contains("is not a block height"),
+            "{bad}: {}",
+            summary(&out)
+        );
+    }
+}

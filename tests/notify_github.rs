@@ -582,7 +582,7 @@ fn a_warning_files_a_non_critical_issue_with_its_labels() {
     assert!(
         issues[0]
             .title
-            .starts_with(&format!("Non-critical: {SIGNATURE} — http CRITICAL: ")),
+            .starts_with(&format!("Non-critical: {SIGNATURE} — http: ")),
         "{}",
         issues[0].title
     );

@@ -471,7 +471,7 @@ fn a_quiet_tmux_writer_is_replaced_by_a_new_session() {
     let lines = notifications(&out);
     assert_eq!(lines.len(), 1, "{}", stdout(&out));
     assert!(
-        lines[0].starts_with("[test-host] RESTARTED p/prover/health: was: log CRITICAL:"),
+        lines[0].starts_with("[test-host] RESTARTED p/prover/health: was: log:"),
         "{}",
         lines[0]
     );

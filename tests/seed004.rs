@@ -654,3 +654,31 @@ fn a_node_falling_further_behind_is_not_catching_up_and_its_restart_resolves_not
     );
     assert_eq!(node.started(), 1);
 }
+
+#[test]
+fn a_stalled_node_is_restarted_and_judged_without_a_dead_reference() {
+    let node = LiveNode::new();
+    // The network's RPC is rate-limiting us; the node's own height stalls.
+    node.reference.set(Reply::status(429));
+    node.local.set(header(1010));
+    let mut restarted_at = None;
+    for n in 0..=5 {
+        node.log(n, "Idle (3 peers)");
+        let out = node.ws.run_at(minute(n), "p", &[]);
+        let told = notifications(&out);
+        if let Some(line) = told.iter().find(|l| l.contains("RESTART")) {
+            assert!(
+                line.starts_with("[test-host] RESTARTED p/aleph/stalled: was: progress = 0 (== 0)"),
+                "a dead reference is no verdict on the restarted node: {line}"
+            );
+            restarted_at.get_or_insert(n);
+        }
+    }
+    // Read at 0, no rise since: 180 s of stall at minute 3.
+    assert_eq!(
+        restarted_at,
+        Some(3),
+        "restarted once the stall lasted 180 s"
+    );
+    assert_eq!(node.started(), 1);
+}

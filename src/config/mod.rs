@@ -1038,8 +1038,8 @@ impl Rule {
                 (Some("rising" | "falling"), None) => {
                     return Err(err("a trend needs a `window`, e.g. window: 300s"));
                 }
-                (Some(other), _) => {
-                    return Err(err(&format!("trend {other:?} is not rising or falling")));
+                (Some(_), _) => {
+                    return Err(err("`trend` is `rising` or `falling`"));
                 }
                 (None, Some(_)) => return Err(err("`window` only goes with `trend`")),
             };
@@ -1089,6 +1089,12 @@ impl Rule {
         };
         let is_counter = matches!(kind, RuleKind::Counter { .. });
         let is_trend = matches!(kind, RuleKind::Signal { trend: Some(_), .. });
+        if !matches!(kind, RuleKind::Signal { .. }) && (raw.trend.is_some() || raw.window.is_some())
+        {
+            return Err(err(
+                "`trend` and `window` go with `signal:` (a trend of one signal), e.g. signal: lag, trend: rising, window: 300s",
+            ));
+        }
         if !is_trend && (raw.min_change.is_some() || raw.above.is_some() || raw.below.is_some()) {
             return Err(err("`min_change`, `above` and `below` go with `trend`"));
         }
@@ -1484,6 +1490,20 @@ impl<'de> Deserialize<'de> for Notifier {
     }
 }
 
+/// A value worth echoing in an error: a short word (a typo of a keyword),
+/// never something that could be a token from the environment.
+fn word(value: &str) -> String {
+    let plain = value.len() <= 16
+        && value
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c == '_' || c == '-');
+    if plain {
+        format!(" {value:?}")
+    } else {
+        String::new()
+    }
+}
+
 fn everything() -> Severity {
     Severity::Info
 }
@@ -1515,7 +1535,8 @@ fn notifier_kind(raw: RawNotifier) -> Result<NotifierKind, String> {
         "github" => &["repo", "token", "labels", "api_url", "close_on_resolve"],
         other => {
             return Err(format!(
-                "unknown notifier type {other:?}: use stdout, webhook, telegram, feishu, alertmanager or github"
+                "unknown notifier type{}: use stdout, webhook, telegram, feishu, alertmanager or github",
+                word(other)
             ));
         }
     };
@@ -1546,7 +1567,8 @@ fn notifier_kind(raw: RawNotifier) -> Result<NotifierKind, String> {
                 (Some(_), Some(_)) => return Err("give `format` or `template`, not both".into()),
                 (Some(other), None) => {
                     return Err(format!(
-                        "webhook format {other:?} is not json or slack (or give a `template`)"
+                        "webhook format{} is not json or slack (or give a `template`)",
+                        word(other)
                     ));
                 }
             },
@@ -1558,10 +1580,9 @@ fn notifier_kind(raw: RawNotifier) -> Result<NotifierKind, String> {
                 .filter(|c| !c.0.is_empty())
                 .ok_or("a telegram notifier needs `chat_id`")?,
             topic_id: match raw.topic_id {
-                Some(t) if !t.0.is_empty() => Some(
-                    t.0.parse()
-                        .map_err(|_| format!("topic_id {:?} is not a number", t.0))?,
-                ),
+                Some(t) if !t.0.is_empty() => Some(t.0.parse().map_err(|_| {
+                    "topic_id is not a number (the thread id of the topic)".to_string()
+                })?),
                 _ => None,
             },
             api_url: raw
@@ -1574,7 +1595,9 @@ fn notifier_kind(raw: RawNotifier) -> Result<NotifierKind, String> {
             format: match format {
                 None | Some("text") => FeishuFormat::Text,
                 Some("card") => FeishuFormat::Card,
-                Some(other) => return Err(format!("feishu format {other:?} is not text or card")),
+                Some(other) => {
+                    return Err(format!("feishu format{} is not text or card", word(other)));
+                }
             },
         },
         "alertmanager" => NotifierKind::Alertmanager {

@@ -187,13 +187,23 @@ fn height(source: &HeightSource, limits: &Limits) -> Result<f64, String> {
     {
         return Err(format!("JSON-RPC error {error}"));
     }
-    extract(&json, &source.extract).ok_or_else(|| {
+    let height = extract(&json, &source.extract).ok_or_else(|| {
         let found = match json.pointer(&source.extract.0) {
             Some(value) => format!(" (found {})", shorten(&value.to_string())),
             None => String::new(),
         };
         format!("no number at {}{found}", source.extract.0)
-    })
+    })?;
+    // A block height is a whole number from 0 up, well inside f64's exact
+    // integers: anything else is a broken answer, not a lag to judge.
+    if height < 0.0 || height.fract() != 0.0 || height > 9_007_199_254_740_992.0 {
+        return Err(format!(
+            "{} at {} is not a block height",
+            format_number(height),
+            source.extract.0
+        ));
+    }
+    Ok(height)
 }
 
 fn shorten(text: &str) -> String {

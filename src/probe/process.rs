@@ -179,6 +179,11 @@ fn record_up(process: &ProcessInfo, matches: usize, context: &Context, out: &mut
     signals.set_probe("process", "rss_bytes", process.rss_bytes as f64);
     if previous_identity.is_some() {
         signals.set_probe("process", "restarted", if same_run { 0.0 } else { 1.0 });
+    } else {
+        out.unavailable.insert(
+            "restarted".to_string(),
+            "first sight of the process: nothing to compare its identity with".to_string(),
+        );
     }
     let previous_rss = context
         .state
@@ -294,6 +299,10 @@ mod tests {
         assert!(signals.get_name("fds_ratio").unwrap() > 0.0);
         assert!(signals.get_name("uptime_s").is_some());
         assert_eq!(signals.get_name("restarted"), None, "first sight");
+        assert!(
+            out.unavailable.contains_key("restarted"),
+            "a rule on it holds, not no data"
+        );
         assert_eq!(signals.get_name("rss_growth_bytes"), None, "first sight");
 
         // The next tick sees the same run: growth against the stored RSS.

@@ -89,12 +89,11 @@ impl Book {
     /// Whether a restart may happen at `now`.
     pub fn decide(&self, remediate: &Remediate, now: Timestamp) -> Decision {
         if let Some(max) = &remediate.max {
-            let window_start = now.plus_millis(-max.within.as_millis());
             let recent: Vec<Timestamp> = self
                 .restarts
                 .iter()
                 .copied()
-                .filter(|t| *t > window_start)
+                .filter(|t| !now.reached(*t, max.within.as_millis()))
                 .collect();
             if recent.len() >= max.restarts as usize {
                 let oldest = recent.first().copied().unwrap_or(now);
@@ -105,9 +104,11 @@ impl Book {
             }
         }
         match self.restarts.last() {
-            Some(last) if now.since(*last) < remediate.cooldown.as_millis() => Decision::Cooldown {
-                next: last.plus_millis(remediate.cooldown.as_millis()),
-            },
+            Some(last) if !now.reached(*last, remediate.cooldown.as_millis()) => {
+                Decision::Cooldown {
+                    next: last.plus_millis(remediate.cooldown.as_millis()),
+                }
+            }
             _ => Decision::Go,
         }
     }
@@ -306,13 +307,17 @@ fn wait_healthy(
             state: environment.state,
         };
         let observation = probe::observe(task, &context);
-        if observation.healthy() {
+        // A failure outside the target (the lag probe's reference node) is
+        // no verdict on the restarted node.
+        let failing =
+            |c: &&probe::Check| !c.status.is_ok() && !observation.outside.contains(c.probe);
+        if !observation.checks.iter().any(|c| failing(&c)) {
             return Ok(begun.elapsed());
         }
         let last = observation
             .checks
             .iter()
-            .filter(|c| !c.status.is_ok())
+            .filter(failing)
             .map(|c| format!("{}: {}", c.probe, c.summary))
             .collect::<Vec<_>>()
             .join("; ");
@@ -423,6 +428,35 @@ pub(crate) fn record(
         });
         for rule in task.rules.iter_mut().filter(|r| r.rule == trigger.rule) {
             rule.state = Some(quiet.clone());
+            rule.transition = Some(Transition::Resolved);
+        }
+        // The rules' missing data came from the failed probe, which the
+        // recheck saw answer: those keys (never told) clear with it.
+        for rule in task.rules.iter_mut().filter(|r| {
+            r.rule.ends_with(crate::evaluate::NO_DATA_SUFFIX)
+                && r.state
+                    .as_ref()
+                    .is_some_and(|s| s.status.is_active() && !s.announced)
+        }) {
+            let Some(state) = rule.state.clone() else {
+                continue;
+            };
+            let cleared = crate::alert::AlertState {
+                status: crate::alert::Status::Quiet,
+                since: now,
+                ..state
+            };
+            let key = scope.key(&rule.rule);
+            outcome.alerts.insert(key.clone(), Some(cleared.clone()));
+            outcome.history.push(HistoryEntry {
+                key,
+                transition: Transition::Resolved,
+                severity: cleared.severity,
+                summary: format!("data back after the restart ({what})"),
+                value: None,
+                threshold: None,
+            });
+            rule.state = Some(cleared);
             rule.transition = Some(Transition::Resolved);
         }
     }

@@ -152,7 +152,10 @@ pub(super) fn counter(
         }
         _ => String::new(),
     };
-    let shown = format_number(delta);
+    let shown = match condition.unit {
+        crate::config::Unit::Plain => crate::config::format_value(&what, delta),
+        _ => condition.show(delta),
+    };
     let (breach, detail) = match streak {
         Some(needed) => {
             next.streak = if met { memory.streak + 1 } else { 0 };
@@ -288,6 +291,21 @@ pub(super) fn histogram(
         buckets.entry(key).or_insert((bound, 0.0)).1 += value;
     }
     if buckets.is_empty() {
+        let quantiles = observation
+            .signals
+            .series_matching(&Selector {
+                name: Some(name.to_string()),
+                matchers: metric.matchers.clone(),
+                braced: true,
+            })
+            .iter()
+            .any(|(_, labels, _)| labels.iter().any(|(k, _)| k == "quantile"));
+        if quantiles {
+            let why = format!(
+                "{name} is a summary (quantiles, no buckets): read a quantile with gauge: '{name}{{quantile=\"0.99\"}}'"
+            );
+            return Ok((Verdict::NoData { reason: why }, Memory::default(), false));
+        }
         return Err(format!("no series `{name}_bucket` this tick"));
     }
     let Some(count) = observation.signals.series_sum(&part("_count")) else {

@@ -43,7 +43,10 @@ pub fn implicit(task: &Task, observation: &Observation) -> Verdict {
     let summary = failing
         .iter()
         .map(|c| match c.status {
-            CheckStatus::Warning | CheckStatus::Critical | CheckStatus::Unknown => {
+            // A plugin's own words (Nagios WARNING/CRITICAL/UNKNOWN).
+            CheckStatus::Warning | CheckStatus::Critical | CheckStatus::Unknown
+                if c.probe == "command" =>
+            {
                 format!(
                     "{} {}: {}",
                     c.probe,
@@ -187,9 +190,10 @@ pub struct Judgement {
     /// better than "since this tick" (`progress == 0` began at the last
     /// reading that saw progress).
     pub began: Option<Timestamp>,
-    /// `when`/`unless` held the rule off this tick: a firing alert stays
-    /// firing (held), anything else reads as clear.
-    pub guarded: bool,
+    /// `when`/`unless` held the rule off this tick (`Some`), and whether
+    /// its own condition is clear: a firing alert whose condition still
+    /// breaches stays firing (held); anything else reads as clear.
+    pub guarded: Option<bool>,
 }
 
 /// Whether the rule compares tick-over-tick deltas of counters (these
@@ -284,13 +288,21 @@ pub fn explicit(
     // Guards and warm-up decide whether the verdict counts; the memory is
     // kept current either way, so the next delta spans one tick. A rule its
     // guards hold off is clear even without data.
-    let mut guarded = false;
+    let mut guarded = None;
     let verdict = match guards(rule, observation) {
         Ok(Some(why)) => {
-            guarded = true;
-            Verdict::Clear {
-                value: None,
-                summary: why,
+            // What the rule itself says, for an alert the guard holds: one
+            // whose own condition cleared resolves all the same.
+            guarded = Some(matches!(verdict, Verdict::Clear { .. }));
+            match &verdict {
+                Verdict::Clear { value, summary } => Verdict::Clear {
+                    value: *value,
+                    summary: format!("{summary} ({why})"),
+                },
+                _ => Verdict::Clear {
+                    value: None,
+                    summary: why,
+                },
             }
         }
         Err(why) if !matches!(verdict, Verdict::NoData { .. } | Verdict::Hold { .. }) => {
@@ -351,7 +363,9 @@ fn compare(
 ) -> Verdict {
     let shown = match rule.condition {
         Some(condition) if condition.unit != crate::config::Unit::Plain => condition.show(value),
-        _ => crate::config::format_value(what, value),
+        // A name like `rss_bytes` says its unit; `a_bytes / b_bytes` does not.
+        _ if !what.contains(char::is_whitespace) => crate::config::format_value(what, value),
+        _ => crate::config::format_number(value),
     };
     match rule.condition {
         Some(condition) if condition.holds(value, previous) => Verdict::Breach {

@@ -1351,3 +1351,22 @@ fn a_quantile_in_the_inf_bucket_reads_the_highest_bound_and_gauge_histograms_say
         summary(&ticks, 1, "g99")
     );
 }
+
+#[test]
+fn a_guarded_alert_whose_condition_cleared_resolves() {
+    let task = format!(
+        "{TASK}rules:\n  - {{ name: moderate-lag, signal: lag, value: \"> 20\", unless: [producing] }}\n"
+    );
+    let tick = |lag: u32, producing: u32| format!("lag {lag};producing {producing}");
+    let ticks = replay(
+        &task,
+        &scrapes(&[&tick(30, 0), &tick(30, 3), &tick(0, 3), &tick(0, 3)]),
+    );
+    // Fires; held while producing with lag still 30; caught up while still
+    // producing: resolved, healthy.
+    assert_eq!(
+        column(&ticks, "moderate-lag"),
+        ["FIRE", "firing", "RESOLVE", "ok"]
+    );
+    assert_eq!(healthy(&ticks), [false, false, true, true]);
+}

@@ -36,7 +36,8 @@ pub(super) fn judge(
     let start = now.0 - window;
     let mut samples = memory.samples.clone();
     let restarted = tick.restarted_at.map_or(i64::MIN, |t| t.0);
-    samples.retain(|(t, _)| *t < now.0 && *t >= restarted);
+    // The restart tick's own reading was taken before the restart.
+    samples.retain(|(t, _)| *t < now.0 && *t > restarted);
     samples.push((now.0, value));
     let first_inside = samples
         .iter()
@@ -54,7 +55,7 @@ pub(super) fn judge(
     };
     let span = now.0 - samples[0].0;
     let direction = if trend.rising { "rising" } else { "falling" };
-    if span < window || samples.len() < 2 {
+    if span + crate::clock::TICK_SLACK_MS < window || samples.len() < 2 {
         let since_restart = if tick.restarted_at.is_some_and(|t| t.0 > start) {
             " since the restart"
         } else {
