@@ -112,14 +112,7 @@ impl Node {
     /// One tick at minute `n` with these heights.
     fn tick(&self, n: i64, local: u64, reference: u64) -> Tick {
         self.heights(local, reference);
-        let out = self.ws.run_at(minute(n), "p", &[]);
-        assert!(
-            matches!(out.status.code(), Some(0 | 1)),
-            "minute {n}: the tick ran\n{}\n{}",
-            stdout(&out),
-            stderr(&out)
-        );
-        Tick { minute: n, out }
+        Tick::run(&self.ws, n)
     }
 
     /// What the restart commands recorded, in order.
@@ -142,6 +135,18 @@ struct Tick {
 }
 
 impl Tick {
+    /// The tick of minute `n`, which must have run (exit 0 or 1).
+    fn run(ws: &Workspace, n: i64) -> Tick {
+        let out = ws.run_at(minute(n), "p", &[]);
+        assert!(
+            matches!(out.status.code(), Some(0 | 1)),
+            "minute {n}: the tick ran\n{}\n{}",
+            stdout(&out),
+            stderr(&out)
+        );
+        Tick { minute: n, out }
+    }
+
     fn text(&self) -> String {
         stdout(&self.out)
     }
@@ -535,14 +540,7 @@ impl LiveNode {
         self.local.set(local);
         self.reference.set(header(reference));
         self.log(n, &format!("Imported #{reference}"));
-        let out = self.ws.run_at(minute(n), "p", &[]);
-        assert!(
-            matches!(out.status.code(), Some(0 | 1)),
-            "minute {n}: the tick ran\n{}\n{}",
-            stdout(&out),
-            stderr(&out)
-        );
-        Tick { minute: n, out }
+        Tick::run(&self.ws, n)
     }
 
     fn started(&self) -> usize {
