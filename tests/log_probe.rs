@@ -716,3 +716,30 @@ fn a_changed_path_is_a_first_sight_not_a_rotation() {
     let messages: Vec<&str> = next.events.iter().map(|e| e.message.as_str()).collect();
     assert_eq!(messages, vec!["seen 6"]);
 }
+
+/// A FIFO at a log path never blocks the tick (opening one waits for a
+/// writer): it is a failed check that says what it is and what to use.
+#[test]
+fn a_fifo_at_the_log_path_fails_at_once_and_says_what_to_use() {
+    let ws = Workspace::new("");
+    let fifo = ws.path().join("prover.log");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    ws.write_config(&log_task(&fifo, &[]));
+    let started = std::time::Instant::now();
+    let out = ws.run_at(minute(0), "p", &["--format", "json"]);
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(5),
+        "the tick took {:?}",
+        started.elapsed()
+    );
+    assert_exit(&out, 1);
+    assert!(
+        stdout(&out).contains("it is a FIFO (named pipe), not a regular file"),
+        "{}",
+        stdout(&out)
+    );
+}

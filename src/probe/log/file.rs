@@ -199,6 +199,25 @@ fn follow(
     mark: Option<Mark>,
     reader: &mut Reader,
 ) -> io::Result<Followed> {
+    // Opening a FIFO waits for a writer, for ever: look before opening.
+    if let Ok(meta) = std::fs::metadata(path) {
+        use std::os::unix::fs::FileTypeExt;
+        let kind = meta.file_type();
+        let what = if kind.is_fifo() {
+            Some("a FIFO (named pipe)")
+        } else if kind.is_socket() {
+            Some("a socket")
+        } else if kind.is_char_device() || kind.is_block_device() {
+            Some("a device")
+        } else {
+            None
+        };
+        if let Some(what) = what {
+            return Err(io::Error::other(format!(
+                "it is {what}, not a regular file: a `log: {{ path }}` follows files; read a stream with `log: {{ command }}`"
+            )));
+        }
+    }
     let mut file = match File::open(path) {
         Ok(file) => file,
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
