@@ -440,7 +440,7 @@ fn observe_all(
         })
         .collect();
     let queue = Arc::new(Mutex::new(jobs.into_iter()));
-    let (sender, receiver) = mpsc::channel::<(usize, Observation)>();
+    let (sender, receiver) = mpsc::channel::<Progress>();
     let started = Instant::now();
     for _ in 0..workers {
         let queue = Arc::clone(&queue);
@@ -456,15 +456,19 @@ fn observe_all(
                 let start_at =
                     started + START_SPACING * u32::try_from(job.index).unwrap_or(u32::MAX).min(200);
                 std::thread::sleep(start_at.saturating_duration_since(Instant::now()));
+                let deadline = Instant::now() + job.timeout;
+                if sender.send(Progress::Started(job.index, deadline)).is_err() {
+                    break;
+                }
                 let context = probe::Context {
                     now,
                     mode,
-                    deadline: Instant::now() + job.timeout,
+                    deadline,
                     timeout: job.timeout,
                     state: &job.state,
                 };
                 let observation = probe::observe(&job.task, &context);
-                if sender.send((job.index, observation)).is_err() {
+                if sender.send(Progress::Done(job.index, observation)).is_err() {
                     break;
                 }
             }
@@ -474,31 +478,73 @@ fn observe_all(
     // The latest a task can finish: every wave of workers using its whole timeout.
     let waves = u32::try_from(tasks.len().div_ceil(workers)).unwrap_or(u32::MAX);
     let longest = timeouts.iter().copied().max().unwrap_or_default();
-    let give_up_at = started + longest * waves + Duration::from_secs(2);
+    let give_up_at = started + longest * waves + TASK_GRACE;
     let mut results: Vec<Option<Observation>> = vec![None; tasks.len()];
+    // Tasks running, with the instant each is cut at: its own deadline
+    // plus a little grace, never the slowest task's.
+    let mut running: BTreeMap<usize, Instant> = BTreeMap::new();
     let mut pending = tasks.len();
     while pending > 0 {
-        let wait = give_up_at.saturating_duration_since(Instant::now());
+        let cut_at = running
+            .values()
+            .copied()
+            .min()
+            .unwrap_or(give_up_at)
+            .min(give_up_at);
+        let wait = cut_at.saturating_duration_since(Instant::now());
         match receiver.recv_timeout(wait) {
-            Ok((index, observation)) => {
-                results[index] = Some(observation);
-                pending -= 1;
+            Ok(Progress::Started(index, deadline)) => {
+                running.insert(index, deadline + TASK_GRACE);
             }
-            Err(_) => break,
+            Ok(Progress::Done(index, observation)) => {
+                if running.remove(&index).is_some() || results[index].is_none() {
+                    results[index] = Some(observation);
+                    pending -= 1;
+                }
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                let now_instant = Instant::now();
+                if now_instant >= give_up_at {
+                    break;
+                }
+                let late: Vec<usize> = running
+                    .iter()
+                    .filter(|(_, cut)| **cut <= now_instant)
+                    .map(|(index, _)| *index)
+                    .collect();
+                for index in late {
+                    running.remove(&index);
+                    // Abandoned: its worker may still be stuck in a system
+                    // call; the tick does not wait for it.
+                    results[index] = Some(timed_out(timeouts[index]));
+                    pending -= 1;
+                }
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
         }
     }
     results
         .into_iter()
         .enumerate()
-        .map(|(i, r)| {
-            r.unwrap_or_else(|| {
-                Observation::failed(
-                    "task",
-                    format!("timed out after {}", crate::config::Duration(timeouts[i])),
-                )
-            })
-        })
+        .map(|(i, r)| r.unwrap_or_else(|| timed_out(timeouts[i])))
         .collect()
+}
+
+/// How long past its own deadline a task may take to report.
+const TASK_GRACE: Duration = Duration::from_secs(1);
+
+/// What a worker tells the tick.
+enum Progress {
+    /// A task began, to be done by this instant.
+    Started(usize, Instant),
+    Done(usize, Observation),
+}
+
+fn timed_out(timeout: Duration) -> Observation {
+    Observation::failed(
+        "task",
+        format!("timed out after {}", crate::config::Duration(timeout)),
+    )
 }
 
 /// The profile's alert states once this tick's changes apply.

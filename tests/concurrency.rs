@@ -305,3 +305,40 @@ fn timed_out_task_names_the_configured_timeout() {
     let text = stdout(&out);
     assert!(text.contains("did not finish within 1s; killed"), "{text}");
 }
+
+/// Every task keeps its own deadline: one stuck in a system call (a
+/// pidfile that is a FIFO: reading it waits for a writer) with `timeout:
+/// 1s` fails at about 1 s, and the tick ends with its slowest task — not
+/// at the longest timeout of the profile.
+#[test]
+fn a_stuck_task_is_cut_at_its_own_deadline_not_the_slowest_tasks() {
+    let ws = Workspace::new("");
+    let fifo = ws.path().join("node.pid");
+    assert!(
+        std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    ws.write_config(&profile_p(&format!(
+        "      - name: stuck\n        process: {{ pidfile: \"{}\" }}\n        timeout: 1s\n      - name: slow\n        command: {{ argv: [\"sleep\", \"3\"] }}\n        timeout: 30s\n",
+        fifo.display()
+    )));
+    let started = std::time::Instant::now();
+    let out = ws.run_at(minute(0), "p", &["--format", "json"]);
+    let took = started.elapsed();
+    assert_exit(&out, 1);
+    assert!(
+        took < std::time::Duration::from_secs(6),
+        "the tick took {took:?}: it waited for more than its slowest task (3 s)"
+    );
+    let json: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let stuck = &json["tasks"][0];
+    assert_eq!(stuck["name"], "stuck");
+    assert_eq!(
+        stuck["checks"][0]["summary"], "timed out after 1s",
+        "{stuck:#}"
+    );
+    assert_eq!(json["tasks"][1]["healthy"], true, "{json:#}");
+}
