@@ -468,7 +468,10 @@ fn observe_all(
                     state: &job.state,
                 };
                 let observation = probe::observe(&job.task, &context);
-                if sender.send(Progress::Done(job.index, observation)).is_err() {
+                if sender
+                    .send(Progress::Done(job.index, Box::new(observation)))
+                    .is_err()
+                {
                     break;
                 }
             }
@@ -498,7 +501,7 @@ fn observe_all(
             }
             Ok(Progress::Done(index, observation)) => {
                 if running.remove(&index).is_some() || results[index].is_none() {
-                    results[index] = Some(observation);
+                    results[index] = Some(*observation);
                     pending -= 1;
                 }
             }
@@ -537,7 +540,7 @@ const TASK_GRACE: Duration = Duration::from_secs(1);
 enum Progress {
     /// A task began, to be done by this instant.
     Started(usize, Instant),
-    Done(usize, Observation),
+    Done(usize, Box<Observation>),
 }
 
 fn timed_out(timeout: Duration) -> Observation {
