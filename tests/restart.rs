@@ -494,3 +494,22 @@ fn a_quiet_tmux_writer_is_replaced_by_a_new_session() {
         "the new writer appended"
     );
 }
+
+/// After a restart the health rechecks back off (250 ms, 500 ms, 1 s …),
+/// so a target that is starting is not hammered: a service that stays
+/// unhealthy for a 6 s `wait_healthy` is asked a handful of times, not 24.
+#[test]
+fn health_rechecks_after_a_restart_back_off() {
+    let api = TestServer::start(Reply::status(500));
+    let ws = Workspace::new(&profile_p(&format!(
+        "      - name: web\n        http: {{ url: \"{}\", timeout: 2s }}\n        remediate:\n          restart:\n            stop:  {{ command: \"true\" }}\n            start: {{ command: \"exec sleep 20\" }}\n            wait_healthy: 6s\n",
+        api.url("/health")
+    )));
+    let out = ws.run_at(minute(0), "p", &[]);
+    assert_exit(&out, 1);
+    assert!(stdout(&out).contains("RESTART FAILED"), "{}", stdout(&out));
+    let asked = api.requests().len();
+    // The tick's own check plus rechecks at about 0, 0.25, 0.75, 1.75,
+    // 3.75 s and the end: 24 at a fixed 250 ms.
+    assert!((4..=9).contains(&asked), "{asked} requests");
+}

@@ -292,6 +292,10 @@ fn wait_healthy(
 ) -> Result<Duration, String> {
     let begun = Instant::now();
     let deadline = begun + wait;
+    // Be kind to a target that is starting: rechecks back off (250 ms,
+    // 500 ms, 1 s … up to 5 s apart), while whether what was started
+    // still runs is watched every 100 ms (that costs the target nothing).
+    let mut pause = Duration::from_millis(250);
     loop {
         if let Some(why) = started.as_mut().and_then(start::Started::exited) {
             return Err(why);
@@ -327,11 +331,21 @@ fn wait_healthy(
                 crate::config::Duration(wait)
             ));
         }
-        std::thread::sleep(
-            Duration::from_millis(250).min(deadline.saturating_duration_since(Instant::now())),
-        );
+        let next = (Instant::now() + pause).min(deadline);
+        while Instant::now() < next {
+            if let Some(why) = started.as_mut().and_then(start::Started::exited) {
+                return Err(why);
+            }
+            std::thread::sleep(
+                Duration::from_millis(100).min(next.saturating_duration_since(Instant::now())),
+            );
+        }
+        pause = (pause * 2).min(MAX_RECHECK_PAUSE);
     }
 }
+
+/// The longest pause between two health rechecks after a restart.
+const MAX_RECHECK_PAUSE: Duration = Duration::from_secs(5);
 
 /// Records a carried-out remediation: the restart book, a history row, the
 /// task's failure streaks restarted from zero, and one notification — the
