@@ -513,3 +513,32 @@ fn health_rechecks_after_a_restart_back_off() {
     // 3.75 s and the end: 24 at a fixed 250 ms.
     assert!((4..=9).contains(&asked), "{asked} requests");
 }
+
+/// `delay:` pauses between stop and start (seed 000 sleeps 30 s before
+/// starting the prover again), and the restart's story says so.
+#[test]
+fn a_restart_delay_pauses_between_stop_and_start() {
+    let api = TestServer::start(Reply::status(500));
+    let ws = Workspace::new("");
+    let times = ws.path().join("times.txt");
+    ws.write_config(&profile_p(&format!(
+        "      - name: web\n        http: {{ url: \"{}\", timeout: 2s }}\n        remediate:\n          restart:\n            stop:  {{ command: \"date +%s.%N >> '{t}'\" }}\n            delay: 1500ms\n            start: {{ command: \"date +%s.%N >> '{t}'; exec sleep 20\" }}\n            wait_healthy: 1s\n",
+        api.url("/health"),
+        t = times.display()
+    )));
+    let dry = ws.run_at(minute(0), "p", &["--dry-run"]);
+    assert!(
+        stdout(&dry).contains("; then wait 1500ms; then start"),
+        "{}",
+        stdout(&dry)
+    );
+    let out = ws.run_at(minute(0), "p", &[]);
+    assert!(stdout(&out).contains("waited 1500ms"), "{}", stdout(&out));
+    let stamps: Vec<f64> = std::fs::read_to_string(&times)
+        .unwrap()
+        .lines()
+        .map(|l| l.parse().unwrap())
+        .collect();
+    assert_eq!(stamps.len(), 2);
+    assert!(stamps[1] - stamps[0] >= 1.5, "{stamps:?}");
+}

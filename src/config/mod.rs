@@ -1178,6 +1178,9 @@ pub struct MaxRestarts {
 pub struct Restart {
     pub stop: Stop,
     pub start: Start,
+    /// A pause between stop and start (seed 000's `sleep 30`).
+    #[serde(default)]
+    pub delay: Option<Duration>,
     #[serde(default)]
     pub wait_healthy: Option<Duration>,
     #[serde(default)]

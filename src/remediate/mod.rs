@@ -196,8 +196,13 @@ pub fn plan(remediate: &Remediate, default_output: &Path) -> String {
             .wait_healthy
             .map(|w| w.std())
             .unwrap_or(DEFAULT_WAIT_HEALTHY);
+        let delay = restart
+            .delay
+            .filter(|d| !d.std().is_zero())
+            .map(|d| format!("; then wait {d}"))
+            .unwrap_or_default();
         format!(
-            "would restart: {}; then {}; then wait up to {} for health",
+            "would restart: {}{delay}; then {}; then wait up to {} for health",
             stop::plan(&restart.stop),
             start::plan(&restart.start, default_output),
             crate::config::Duration(wait)
@@ -226,6 +231,10 @@ pub fn execute(task: &Task, remediate: &Remediate, environment: &Environment) ->
                     result: Err(why),
                 };
             }
+        }
+        if let Some(delay) = restart.delay.filter(|d| !d.std().is_zero()) {
+            std::thread::sleep(delay.std());
+            steps.push(format!("waited {delay}"));
         }
         match start::start(&restart.start, environment.default_output) {
             Ok(started) => {
