@@ -70,8 +70,19 @@ fn seen(out: &Output) -> Vec<u64> {
 /// send, while the outbox keeps one message per event name per tick (see
 /// `two_lines_of_one_event_in_a_tick_are_two_notifications`).
 fn tick_seen(ws: &Workspace, at: i64, code: i32) -> (Output, Vec<u64>) {
+    tick_seen_exiting(ws, at, &[code])
+}
+
+/// [`tick_seen`] for a tick that may exit with any of `codes` (a tick left
+/// with a backlog beyond `max_read` warns: exit 1).
+fn tick_seen_exiting(ws: &Workspace, at: i64, codes: &[i32]) -> (Output, Vec<u64>) {
     let preview = ws.run_at(at, "p", &["--dry-run", "--format", "json"]);
-    assert_exit(&preview, code);
+    assert!(
+        codes.contains(&preview.status.code().unwrap_or(-1)),
+        "exit {:?}, expected one of {codes:?}\n{}",
+        preview.status.code(),
+        stdout(&preview)
+    );
     let report: serde_json::Value = serde_json::from_str(&stdout(&preview)).unwrap();
     let numbers = report["notifications"]
         .as_array()
@@ -81,7 +92,12 @@ fn tick_seen(ws: &Workspace, at: i64, code: i32) -> (Output, Vec<u64>) {
         .map(|n| n.parse().unwrap())
         .collect();
     let out = ws.run_at(at, "p", &["--format", "json"]);
-    assert_exit(&out, code);
+    assert_eq!(
+        out.status.code(),
+        preview.status.code(),
+        "the tick and its preview agree\n{}",
+        stdout(&out)
+    );
     (out, numbers)
 }
 
@@ -246,7 +262,7 @@ fn a_backlog_beyond_max_read_is_read_on_the_following_ticks() {
     append(&log, numbered(1, 60));
     let mut all = Vec::new();
     for tick in 1..=4 {
-        let this_tick = tick_seen(&ws, minute(tick), 0).1;
+        let this_tick = tick_seen_exiting(&ws, minute(tick), &[0, 1]).1;
         assert!(this_tick.len() <= 1024 / 40, "tick {tick}: {this_tick:?}");
         all.extend(this_tick);
     }
@@ -259,7 +275,7 @@ fn a_backlog_beyond_max_read_is_read_on_the_following_ticks() {
     );
     let mut all = Vec::new();
     for tick in 5..=8 {
-        all.extend(tick_seen(&ws, minute(tick), 0).1);
+        all.extend(tick_seen_exiting(&ws, minute(tick), &[0, 1]).1);
     }
     assert_eq!(all, vec![61, 62]);
 }
@@ -742,4 +758,36 @@ fn a_fifo_at_the_log_path_fails_at_once_and_says_what_to_use() {
         "{}",
         stdout(&out)
     );
+}
+
+/// A log written faster than `max_read` a tick says so (a warning and a
+/// `backlog_bytes` signal) instead of "last 0s ago" while falling behind.
+#[test]
+fn a_log_growing_faster_than_max_read_warns_on_the_first_tick_it_falls_behind() {
+    let ws = Workspace::new("");
+    let log = ws.path().join("prover.log");
+    fs::write(&log, "start\n").unwrap();
+    ws.write_config(&log_task(&log, &["max_read: 1MiB"]));
+    assert_exit(&ws.run_at(minute(0), "p", &[]), 0);
+    let line = "x".repeat(99) + "\n";
+    append(&log, line.repeat(30_000)); // 3 000 000 bytes
+    let out = ws.run_at(minute(1), "p", &["--format", "json"]);
+    assert_exit(&out, 1);
+    let json: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let task = &json["tasks"][0];
+    assert_eq!(task["checks"][0]["status"], "warning", "{task:#}");
+    let summary = task["checks"][0]["summary"].as_str().unwrap();
+    assert!(
+        summary.contains("falling behind: 1.9 MiB not read yet (max_read 1 MiB a tick"),
+        "{summary}"
+    );
+    let backlog = task["signals"]["log.backlog_bytes"].as_f64().unwrap();
+    assert!(
+        (1_951_424.0..1_951_524.0).contains(&backlog),
+        "3 000 006 bytes less the whole lines of the first MiB: {backlog}"
+    );
+    // Two more ticks catch up: no backlog, healthy again.
+    ws.run_at(minute(2), "p", &[]);
+    let out = ws.run_at(minute(3), "p", &["--format", "json"]);
+    assert_exit(&out, 0);
 }

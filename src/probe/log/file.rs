@@ -124,6 +124,8 @@ struct Followed {
     first_sight: bool,
     /// No file at the path (the rest of a rotated one may have been read).
     missing: bool,
+    /// Bytes left unread this tick (the log grows faster than `max_read`).
+    backlog: u64,
 }
 
 /// Reads the file's new lines (at most `max_read` bytes) and reports them.
@@ -151,6 +153,7 @@ pub(super) fn observe(
             .checked_sub(context.timeout / 4)
             .unwrap_or(context.deadline),
         finished: false,
+        cut_short: false,
     };
     let shown = path.display();
     let followed = match follow(path, saved, mark, &mut reader) {
@@ -188,7 +191,23 @@ pub(super) fn observe(
         })
         .max(0);
     out.signals.set_probe(PROBE, "log_age_s", age_s as f64);
-    super::freshness(&shown.to_string(), probe, new_lines, age_s)
+    out.signals
+        .set_probe(PROBE, "backlog_bytes", followed.backlog as f64);
+    let check = super::freshness(&shown.to_string(), probe, new_lines, age_s);
+    if followed.backlog == 0 || check.status != CheckStatus::Ok {
+        return check;
+    }
+    // Reading slower than it is written: "last 0s ago" would hide it.
+    Check {
+        probe: PROBE,
+        status: CheckStatus::Warning,
+        summary: format!(
+            "{}; falling behind: {} not read yet (max_read {} a tick; the rest is read next tick)",
+            check.summary,
+            crate::config::format_bytes(followed.backlog as f64),
+            crate::config::format_bytes(super::max_read(probe) as f64)
+        ),
+    }
 }
 
 /// Goes on from `saved` in the file at `path` (or in the file it was
@@ -280,12 +299,23 @@ fn follow(
             None => reader.follow_in(&mut file, identity, 0, false)?,
         },
     };
+    let backlog = match position {
+        _ if !reader.cut_short => 0,
+        FilePosition::At {
+            identity: at,
+            offset,
+        } if at == identity => size.saturating_sub(offset),
+        // Still in the rotated file: all of the new one is unread too.
+        FilePosition::At { .. } => size,
+        _ => 0,
+    };
     Ok(Followed {
         position,
         mark,
         modified_ms,
         first_sight,
         missing: false,
+        backlog,
     })
 }
 
@@ -307,6 +337,7 @@ fn follow_missing(path: &Path, saved: FilePosition, reader: &mut Reader) -> io::
         modified_ms: None,
         first_sight: false,
         missing: true,
+        backlog: 0,
     })
 }
 
@@ -322,6 +353,9 @@ struct Reader<'a> {
     stop_at: Instant,
     /// The last read reached the end of its file and consumed all of it.
     finished: bool,
+    /// A read stopped before the end of its file: the budget (`max_read`)
+    /// or the time ran out, not for want of bytes.
+    cut_short: bool,
 }
 
 impl Reader<'_> {
@@ -361,6 +395,9 @@ impl Reader<'_> {
                 .scan(&buffer, Pass::Live, self.scan, self.findings);
             buffer.drain(..used);
             offset += used as u64;
+        }
+        if !at_end {
+            self.cut_short = true;
         }
         let whole = (at_end && finish_partial) || buffer.len() as u64 >= self.cap;
         if whole && !buffer.is_empty() {
