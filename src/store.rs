@@ -191,10 +191,30 @@ impl Store {
 
     fn configure(&self) -> Result<()> {
         self.conn.busy_timeout(std::time::Duration::from_secs(5))?;
-        let mode: String = self
-            .conn
-            .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
-            .with_context(|| format!("switching {} to WAL mode", self.path.display()))?;
+        // Switching a new database to WAL takes an exclusive lock that the
+        // busy timeout does not wait for: two profiles creating the file at
+        // once would see "database is locked". Retry for as long.
+        let patience = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        let mode: String = loop {
+            match self
+                .conn
+                .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
+            {
+                Err(rusqlite::Error::SqliteFailure(e, _))
+                    if matches!(
+                        e.code,
+                        rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
+                    ) && std::time::Instant::now() < patience =>
+                {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                other => {
+                    break other.with_context(|| {
+                        format!("switching {} to WAL mode", self.path.display())
+                    })?;
+                }
+            }
+        };
         if !mode.eq_ignore_ascii_case("wal") {
             bail!(
                 "{} refused WAL mode (journal_mode is {mode}); is it on a network filesystem?",
