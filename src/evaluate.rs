@@ -291,7 +291,7 @@ impl<'a> Scope<'a> {
         let memory = self.remembered(prior.tasks.get(&task.name), observation, outcome, &book);
         let judged = self.judge(prior, observation, &memory, outcome);
         if let Some(until) = book.settling(self.now) {
-            return self.hold(prior, judged, until, live_keys);
+            return self.hold(prior, judged, until, live_keys, outcome);
         }
         let mut results = Vec::new();
         let mut trigger: Option<(AlertKey, String)> = None;
@@ -671,34 +671,66 @@ impl<'a> Scope<'a> {
         judged: Vec<Judged>,
         until: Timestamp,
         live_keys: &mut BTreeSet<AlertKey>,
+        outcome: &mut Outcome,
     ) -> TaskResult {
         let why = format!("held: settling after the restart until {until}");
-        let mut names: Vec<String> = judged.into_iter().map(|j| j.name).collect();
+        let mut rules = Vec::new();
+        let mut held_names = Vec::new();
+        for judged in judged {
+            // A log pattern (a fatal line) is an occurrence a restart does
+            // not disturb: settle never drops it. Every other key holds.
+            let pattern =
+                judged.policy.point_like && !self.task.rules.iter().any(|r| r.name == judged.name);
+            if !pattern {
+                held_names.push(judged.name);
+                continue;
+            }
+            let key = self.key(&judged.name);
+            let before = prior.alerts.get(&key);
+            let step = alert::step(
+                before,
+                &key,
+                &judged.verdict,
+                &judged.policy,
+                self.now,
+                None,
+            );
+            let (state, transition) =
+                self.record(&key, before, &step, &judged.verdict, None, outcome);
+            live_keys.insert(key);
+            rules.push(RuleResult {
+                rule: judged.name,
+                verdict: judged.verdict,
+                state,
+                transition,
+            });
+        }
         if self
             .task
             .remediate
             .as_ref()
             .is_some_and(|r| r.max.is_some())
         {
-            names.push(RESTART_LOOP_RULE.to_string());
+            held_names.push(RESTART_LOOP_RULE.to_string());
         }
-        let rules = names
-            .into_iter()
-            .map(|name| {
-                let key = self.key(&name);
-                let state = prior.alerts.get(&key).cloned();
-                live_keys.insert(key);
-                RuleResult {
-                    rule: name,
-                    verdict: Verdict::NoData {
-                        reason: why.clone(),
-                    },
-                    state,
-                    transition: None,
-                }
-            })
-            .filter(|r| !(r.rule.ends_with(NO_DATA_SUFFIX) && r.state.is_none()))
-            .collect::<Vec<_>>();
+        rules.extend(
+            held_names
+                .into_iter()
+                .map(|name| {
+                    let key = self.key(&name);
+                    let state = prior.alerts.get(&key).cloned();
+                    live_keys.insert(key);
+                    RuleResult {
+                        rule: name,
+                        verdict: Verdict::NoData {
+                            reason: why.clone(),
+                        },
+                        state,
+                        transition: None,
+                    }
+                })
+                .filter(|r| !(r.rule.ends_with(NO_DATA_SUFFIX) && r.state.is_none())),
+        );
         TaskResult {
             name: self.task.name.clone(),
             healthy: !rules.iter().any(RuleResult::active),
@@ -1084,6 +1116,71 @@ profiles:
             "[box-1] Task Started: 123"
         );
         assert_eq!(out[0].outgoing[0].notifiers, vec!["console"]);
+    }
+
+    #[test]
+    fn settle_holds_the_health_but_never_drops_a_fatal_log_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("jobs.yaml");
+        std::fs::write(
+            &path,
+            r#"
+version: 1
+host: box-1
+profiles:
+  p:
+    cron: "* * * * *"
+    tasks:
+      - name: prover
+        log:
+          path: /tmp/prover.log
+          stale_after: 300s
+          patterns: [{ name: tls, regex: "(?i)tls error", severity: critical }]
+        remediate:
+          restart:
+            stop: { tmux: cysic }
+            start: { tmux: cysic, command: "./start2.sh" }
+            settle: 2m
+"#,
+        )
+        .unwrap();
+        let config = crate::config::load(&path, None).unwrap();
+        let profile = &config.profiles[0];
+        let mut prior = Prior::default();
+        prior.tasks.insert(
+            "prover".into(),
+            [("remediate.settle_until".to_string(), "120000".to_string())]
+                .into_iter()
+                .collect(),
+        );
+        let mut seen = observation(CheckStatus::Critical, None);
+        seen.checks[0].probe = "log";
+        seen.matches.push(crate::probe::PatternMatch {
+            name: "tls".into(),
+            severity: Severity::Critical,
+            count: 1,
+            line: "ERROR TLS error: bad record mac".into(),
+        });
+        let runs = [TaskRun {
+            task: &profile.tasks[0],
+            observation: seen,
+        }];
+        let out = evaluate(&config, profile, &prior, &runs, true, Timestamp(60_000));
+        let told: Vec<&str> = out
+            .outgoing
+            .iter()
+            .map(|o| o.message.rule.as_str())
+            .collect();
+        assert_eq!(
+            told,
+            ["tls"],
+            "the fatal line is told during settle; the health is held"
+        );
+        assert!(!out.healthy());
+        assert!(matches!(
+            out.tasks[0].remediation,
+            Some(Remediation::Settling { .. })
+        ));
     }
 
     #[test]

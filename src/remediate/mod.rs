@@ -195,7 +195,8 @@ pub fn plan(remediate: &Remediate, default_output: &Path) -> String {
         let wait = restart
             .wait_healthy
             .map(|w| w.std())
-            .unwrap_or(DEFAULT_WAIT_HEALTHY);
+            .unwrap_or(DEFAULT_WAIT_HEALTHY)
+            .max(restart.settle.map(|s| s.std()).unwrap_or_default());
         let delay = restart
             .delay
             .filter(|d| !d.std().is_zero())
@@ -239,13 +240,13 @@ pub fn execute(task: &Task, remediate: &Remediate, environment: &Environment) ->
         match start::start(&restart.start, environment.default_output) {
             Ok(started) => {
                 steps.push(started.description().to_string());
-                (
-                    Some(started),
-                    restart
-                        .wait_healthy
-                        .map(|w| w.std())
-                        .unwrap_or(DEFAULT_WAIT_HEALTHY),
-                )
+                // A slow starter gets at least its settle time to show up.
+                let wait = restart
+                    .wait_healthy
+                    .map(|w| w.std())
+                    .unwrap_or(DEFAULT_WAIT_HEALTHY)
+                    .max(restart.settle.map(|s| s.std()).unwrap_or_default());
+                (Some(started), wait)
             }
             Err(why) => {
                 return Attempt {
