@@ -542,3 +542,27 @@ fn a_restart_delay_pauses_between_stop_and_start() {
     assert_eq!(stamps.len(), 2);
     assert!(stamps[1] - stamps[0] >= 1.5, "{stamps:?}");
 }
+
+/// A start that dies at once is RESTART FAILED with its exit status and
+/// the last lines of its output — not the first, where a banner hides the
+/// error — and never "healthy".
+#[test]
+fn a_start_that_dies_is_a_failed_restart_with_its_status_and_last_lines() {
+    let api = TestServer::start(Reply::status(500));
+    let ws = Workspace::new(&profile_p(&format!(
+        "      - name: web\n        http: {{ url: \"{}\", timeout: 2s }}\n        remediate:\n          restart:\n            stop:  {{ command: \"true\" }}\n            start: {{ command: \"echo 'Prover v2.1 (c) 2026'; echo 'loading keys'; echo 'error: key file /etc/prover/key.json not found' >&2; exit 3\" }}\n            wait_healthy: 5s\n",
+        api.url("/health")
+    )));
+    let out = ws.run_at(minute(0), "p", &[]);
+    assert_exit(&out, 1);
+    let told = notifications(&out);
+    assert_eq!(told.len(), 1, "{told:#?}");
+    assert!(
+        told[0].starts_with("[test-host] RESTART FAILED critical p/web/health")
+            && told[0].contains("exit status: 3")
+            && told[0].contains("error: key file /etc/prover/key.json not found")
+            && !told[0].contains("healthy after"),
+        "{}",
+        told[0]
+    );
+}

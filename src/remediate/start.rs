@@ -38,13 +38,52 @@ impl Started {
             return None;
         };
         match child.try_wait() {
-            Ok(Some(status)) if !status.success() => Some(format!(
-                "the started process exited ({status}); its output is in {}",
-                output.display()
-            )),
+            Ok(Some(status)) if !status.success() => {
+                let tail = output_tail(output, 5);
+                let tail = if tail.is_empty() {
+                    String::new()
+                } else {
+                    format!("; its last lines: {tail}")
+                };
+                Some(format!(
+                    "the started process exited ({status}){tail} (all of its output is in {})",
+                    output.display()
+                ))
+            }
             _ => None,
         }
     }
+}
+
+/// The last `lines` non-blank lines of a start's output file, joined with
+/// ` | ` (the error is usually last; a banner can come first).
+fn output_tail(path: &Path, lines: usize) -> String {
+    use std::io::{Read, Seek, SeekFrom};
+    let Ok(mut file) = std::fs::File::open(path) else {
+        return String::new();
+    };
+    let size = file.metadata().map(|m| m.len()).unwrap_or(0);
+    let _ = file.seek(SeekFrom::Start(size.saturating_sub(8192)));
+    let mut bytes = Vec::new();
+    let _ = file.read_to_end(&mut bytes);
+    let text = String::from_utf8_lossy(&bytes);
+    let mut last: Vec<String> = text
+        .lines()
+        .rev()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .take(lines)
+        .map(|l| {
+            let shown: String = l
+                .chars()
+                .map(|c| if c.is_control() { ' ' } else { c })
+                .take(200)
+                .collect();
+            shown
+        })
+        .collect();
+    last.reverse();
+    last.join(" | ")
 }
 
 /// Describes what `start` would do, for `--dry-run`.
