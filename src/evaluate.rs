@@ -188,6 +188,25 @@ struct Judged {
     /// Why it is recorded but not told (a rule's missing data while the
     /// health alert already tells that the probe failed).
     inhibited: Option<String>,
+    /// Judged even while the task settles after a restart (a log pattern:
+    /// a fatal line is an occurrence a restart does not disturb).
+    during_settle: bool,
+}
+
+impl Judged {
+    /// A key that restarts nothing, began this tick, is told as usual and
+    /// held while the task settles.
+    fn new(name: String, verdict: Verdict, policy: Policy) -> Judged {
+        Judged {
+            name,
+            verdict,
+            policy,
+            remediates: Remediates::Never,
+            began: None,
+            inhibited: None,
+            during_settle: false,
+        }
+    }
 }
 
 /// Whether a key's firing restarts the task.
@@ -295,35 +314,19 @@ impl<'a> Scope<'a> {
         }
         let mut results = Vec::new();
         let mut trigger: Option<(AlertKey, String)> = None;
-        for Judged {
-            name,
-            verdict,
-            policy,
-            remediates,
-            began,
-            inhibited,
-        } in judged
-        {
-            let key = self.key(&name);
-            let before = prior.alerts.get(&key);
-            let step = alert::step(before, &key, &verdict, &policy, self.now, began);
-            if let (Some(state), Verdict::Breach { severity, .. }) = (&step.state, &verdict)
+        for judged in judged {
+            let (remediates, for_) = (judged.remediates, judged.policy.for_);
+            let result = self.settle_key(prior, judged, live_keys, outcome);
+            if let (Some(state), Verdict::Breach { severity, .. }) =
+                (&result.state, &result.verdict)
                 && trigger.is_none()
                 && state.status == Status::Firing
                 && remediates.applies(*severity)
-                && alert::gate_met(policy.for_, state.bad_ticks, state.bad_since, self.now)
+                && alert::gate_met(for_, state.bad_ticks, state.bad_since, self.now)
             {
-                trigger = Some((key.clone(), state.summary.clone()));
+                trigger = Some((self.key(&result.rule), state.summary.clone()));
             }
-            let (state, transition) =
-                self.record(&key, before, &step, &verdict, inhibited.as_deref(), outcome);
-            live_keys.insert(key);
-            results.push(RuleResult {
-                rule: name,
-                verdict,
-                state,
-                transition,
-            });
+            results.push(result);
         }
         let remediation = task.remediate.as_ref().and_then(|remediate| {
             let (key, summary) = trigger?;
@@ -364,17 +367,8 @@ impl<'a> Scope<'a> {
                 resolve_after: Gate::Ticks(1),
                 ..policy_for(self.config, task, None)
             };
-            let key = self.key(RESTART_LOOP_RULE);
-            let before = prior.alerts.get(&key);
-            let step = alert::step(before, &key, &verdict, &policy, self.now, None);
-            let (state, transition) = self.record(&key, before, &step, &verdict, None, outcome);
-            live_keys.insert(key);
-            results.push(RuleResult {
-                rule: RESTART_LOOP_RULE.into(),
-                verdict,
-                state,
-                transition,
-            });
+            let judged = Judged::new(RESTART_LOOP_RULE.into(), verdict, policy);
+            results.push(self.settle_key(prior, judged, live_keys, outcome));
         }
         // The no-data twin of a healthy rule is noise in the report.
         results.retain(|r| {
@@ -521,12 +515,8 @@ impl<'a> Scope<'a> {
         let inhibited = matches!(health, Verdict::Breach { .. })
             .then(|| format!("told by {}/{HEALTH_RULE}: a probe failed", task.name));
         judged.push(Judged {
-            name: HEALTH_RULE.to_string(),
-            verdict: health,
-            policy: task_policy,
             remediates: health_remediates,
-            began: None,
-            inhibited: None,
+            ..Judged::new(HEALTH_RULE.to_string(), health, task_policy)
         });
         for (rule, judgement) in task.rules.iter().zip(judgements) {
             let policy = policy_for(self.config, task, Some(rule));
@@ -577,27 +567,25 @@ impl<'a> Scope<'a> {
                 },
             };
             judged.push(Judged {
-                name: rule.name.clone(),
-                verdict,
-                policy,
                 remediates: if rule.remediate {
                     Remediates::Always
                 } else {
                     unflagged
                 },
                 began: judgement.began,
-                inhibited: None,
+                ..Judged::new(rule.name.clone(), verdict, policy)
             });
+            let no_data_policy = Policy {
+                point_like: false,
+                ..policy
+            };
             judged.push(Judged {
-                name: format!("{}{NO_DATA_SUFFIX}", rule.name),
-                verdict: no_data,
-                policy: Policy {
-                    point_like: false,
-                    ..policy
-                },
-                remediates: Remediates::Never,
-                began: None,
                 inhibited: inhibited.clone(),
+                ..Judged::new(
+                    format!("{}{NO_DATA_SUFFIX}", rule.name),
+                    no_data,
+                    no_data_policy,
+                )
             });
         }
         for pattern in task
@@ -627,16 +615,14 @@ impl<'a> Scope<'a> {
                     summary: format!("no line matched /{}/", pattern.regex.0.as_str()),
                 },
             };
+            let policy = Policy {
+                point_like: true,
+                ..task_policy
+            };
             judged.push(Judged {
-                name: pattern.name.clone(),
-                verdict,
-                policy: Policy {
-                    point_like: true,
-                    ..task_policy
-                },
                 remediates: unflagged,
-                began: None,
-                inhibited: None,
+                during_settle: true,
+                ..Judged::new(pattern.name.clone(), verdict, policy)
             });
         }
         judged
@@ -677,33 +663,11 @@ impl<'a> Scope<'a> {
         let mut rules = Vec::new();
         let mut held_names = Vec::new();
         for judged in judged {
-            // A log pattern (a fatal line) is an occurrence a restart does
-            // not disturb: settle never drops it. Every other key holds.
-            let pattern =
-                judged.policy.point_like && !self.task.rules.iter().any(|r| r.name == judged.name);
-            if !pattern {
+            if judged.during_settle {
+                rules.push(self.settle_key(prior, judged, live_keys, outcome));
+            } else {
                 held_names.push(judged.name);
-                continue;
             }
-            let key = self.key(&judged.name);
-            let before = prior.alerts.get(&key);
-            let step = alert::step(
-                before,
-                &key,
-                &judged.verdict,
-                &judged.policy,
-                self.now,
-                None,
-            );
-            let (state, transition) =
-                self.record(&key, before, &step, &judged.verdict, None, outcome);
-            live_keys.insert(key);
-            rules.push(RuleResult {
-                rule: judged.name,
-                verdict: judged.verdict,
-                state,
-                transition,
-            });
         }
         if self
             .task
@@ -736,6 +700,41 @@ impl<'a> Scope<'a> {
             healthy: !rules.iter().any(RuleResult::active),
             rules,
             remediation: Some(Remediation::Settling { until }),
+        }
+    }
+
+    /// Advances one key by this tick's verdict and records what changed.
+    fn settle_key(
+        &self,
+        prior: &Prior,
+        judged: Judged,
+        live_keys: &mut BTreeSet<AlertKey>,
+        outcome: &mut Outcome,
+    ) -> RuleResult {
+        let key = self.key(&judged.name);
+        let before = prior.alerts.get(&key);
+        let step = alert::step(
+            before,
+            &key,
+            &judged.verdict,
+            &judged.policy,
+            self.now,
+            judged.began,
+        );
+        let (state, transition) = self.record(
+            &key,
+            before,
+            &step,
+            &judged.verdict,
+            judged.inhibited.as_deref(),
+            outcome,
+        );
+        live_keys.insert(key);
+        RuleResult {
+            rule: judged.name,
+            verdict: judged.verdict,
+            state,
+            transition,
         }
     }
 

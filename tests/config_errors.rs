@@ -618,3 +618,39 @@ fn a_trend_goes_with_a_signal_rule_only() {
         stderr(&out)
     );
 }
+
+/// README's examples load: the whole jobs.yaml at the top of its
+/// "jobs.yaml" section, and the task examples (prover, aleph, node…)
+/// put in a profile.
+#[test]
+fn the_readme_examples_load() {
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+    let blocks: Vec<&str> = readme
+        .split("```yaml\n")
+        .skip(1)
+        .filter_map(|rest| rest.split("```").next())
+        .collect();
+    let mut tried = 0;
+    for block in &blocks {
+        let yaml = if block.starts_with("version: 1") {
+            block.to_string()
+        } else if block.trim_start().starts_with("- name:") {
+            profile_p(block)
+        } else {
+            continue;
+        };
+        tried += 1;
+        let ws = Workspace::new(&yaml);
+        let out = ws
+            .command()
+            .env("HOOK_URL", "http://127.0.0.1:9/hook")
+            .env("HOOK_TOKEN", "t0ken")
+            .arg("check-config")
+            .output()
+            .unwrap();
+        assert_exit(&out, 0);
+        assert!(stderr(&out).is_empty(), "{}\n{yaml}", stderr(&out));
+    }
+    assert!(tried >= 4, "{tried} README examples tried");
+}

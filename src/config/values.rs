@@ -7,22 +7,11 @@ use serde::de::{self, Deserializer, Visitor};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
-/// Expands `${VAR}` and `${VAR:-default}` from the environment.
-/// `$$` is a literal `$`. A missing variable without a default is an error
-/// that names it.
-pub fn interpolate(input: &str) -> Result<String, String> {
-    interpolate_with(input, |name| std::env::var(name).ok())
-}
-
-pub(crate) fn interpolate_with(
-    input: &str,
-    lookup: impl Fn(&str) -> Option<String>,
-) -> Result<String, String> {
-    interpolate_tracked(input, lookup).map(|(text, _)| text)
-}
-
-/// Like [`interpolate`], also returning what each variable put in, so an
-/// error about the result can name `${NAME}` instead of showing its value.
+/// Expands `${VAR}` and `${VAR:-default}` with `lookup` (the environment,
+/// in the loader), returning also what each variable put in, so an error
+/// about the result can name `${NAME}` instead of showing its value. `$$`
+/// is a literal `$`. A missing variable without a default is an error that
+/// names it.
 pub(crate) fn interpolate_tracked(
     input: &str,
     lookup: impl Fn(&str) -> Option<String>,
@@ -801,6 +790,13 @@ deserialize_from_str!(Ratio);
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn interpolate_with(
+        input: &str,
+        lookup: impl Fn(&str) -> Option<String>,
+    ) -> Result<String, String> {
+        interpolate_tracked(input, lookup).map(|(text, _)| text)
+    }
 
     fn env(name: &str) -> Option<String> {
         match name {
