@@ -7,7 +7,7 @@ use crate::clock::Timestamp;
 use crate::config::{Config, Gate, Probe, Profile, Rule, RuleKind, Selector, Severity, Task};
 use crate::notify::{self, Message, MessageKind};
 use crate::probe::{Observation, TaskState};
-use crate::remediate::{Book, Decision, Remediation};
+use crate::remediate::{Attempt, Book, Carried, Decision, Remediation};
 use crate::rule;
 use crate::silence;
 use std::collections::{BTreeMap, BTreeSet};
@@ -108,28 +108,60 @@ impl Outcome {
     pub fn healthy(&self) -> bool {
         self.tasks.iter().all(|t| t.healthy)
     }
+}
 
-    /// Restarts (or remediation commands) to carry out this tick.
-    pub fn planned(&self) -> impl Iterator<Item = (&TaskResult, &AlertKey, &str)> {
-        self.tasks.iter().filter_map(|t| match &t.remediation {
-            Some(Remediation::Planned { trigger, summary }) => Some((t, trigger, summary.as_str())),
-            _ => None,
-        })
-    }
+/// A restart the evaluation decided on: carry it out, then
+/// [`Evaluation::conclude`] with what became of it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RestartPlan {
+    pub task: String,
+    /// The firing alert that asks for the restart.
+    pub trigger: AlertKey,
+    pub summary: String,
+}
+
+/// The verdicts of a tick, before its restarts: every key judged and
+/// stepped, the restarts decided, nothing recorded yet. Only
+/// [`Evaluation::conclude`] turns it into the [`Outcome`] to store and send.
+pub struct Evaluation<'a> {
+    tasks: Vec<TaskDraft<'a>>,
+    /// Keys of rules or tasks no longer configured, retired.
+    retired: Outcome,
+}
+
+/// One task's verdicts, waiting for what its restart (if any) did.
+struct TaskDraft<'a> {
+    scope: Scope<'a>,
+    /// Its events and remembered values (what no restart changes).
+    early: Outcome,
+    /// Keys judged this tick, in order, not yet recorded.
+    keys: Vec<Stepped>,
+    /// Keys held still while the task settles after a restart.
+    held: Vec<RuleResult>,
+    remediation: Option<Remediation>,
+    book: Book,
+}
+
+/// A key advanced by this tick's verdict, not yet recorded.
+struct Stepped {
+    judged: Judged,
+    key: AlertKey,
+    before: Option<AlertState>,
+    step: alert::Step,
 }
 
 /// Evaluates one tick of `profile`. `whole_profile` is false under
 /// `--task`, so alerts of tasks that did not run are left alone.
-pub fn evaluate(
-    config: &Config,
-    profile: &Profile,
-    prior: &Prior,
-    runs: &[TaskRun],
+pub fn evaluate<'a>(
+    config: &'a Config,
+    profile: &'a Profile,
+    prior: &'a Prior,
+    runs: &[TaskRun<'a>],
     whole_profile: bool,
     now: Timestamp,
-) -> Outcome {
-    let mut outcome = Outcome::default();
+) -> Evaluation<'a> {
     let mut live_keys = BTreeSet::new();
+    let mut tasks = Vec::new();
     for run in runs {
         let scope = Scope::new(
             config,
@@ -139,18 +171,60 @@ pub fn evaluate(
             &prior.silences,
             now,
         );
-        let result = scope.evaluate_task(prior, &run.observation, &mut outcome, &mut live_keys);
-        outcome.tasks.push(result);
+        tasks.push(scope.draft(prior, &run.observation, &mut live_keys));
     }
+    let mut retired = Outcome::default();
     retire_stale_keys(
         profile,
         prior,
         runs,
         whole_profile,
         &live_keys,
-        &mut outcome,
+        &mut retired,
     );
-    outcome
+    Evaluation { tasks, retired }
+}
+
+impl Evaluation<'_> {
+    /// The restarts to carry out this tick.
+    pub fn plans(&self) -> Vec<RestartPlan> {
+        self.tasks
+            .iter()
+            .filter_map(|draft| match &draft.remediation {
+                Some(Remediation::Planned { trigger, summary }) => Some(RestartPlan {
+                    task: draft.scope.task.name.clone(),
+                    trigger: trigger.clone(),
+                    summary: summary.clone(),
+                }),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The tick's outcome, given what became of each planned restart (by
+    /// task name): a pure function of the verdicts, the attempts and the
+    /// tick's time. A planned restart missing from `carried` stays planned.
+    pub fn conclude(self, carried: &BTreeMap<String, Carried>) -> Outcome {
+        let mut outcome = Outcome::default();
+        for draft in self.tasks {
+            let done = carried.get(&draft.scope.task.name);
+            let result = draft.conclude(done, &mut outcome);
+            outcome.tasks.push(result);
+        }
+        outcome.absorb(self.retired);
+        outcome
+    }
+}
+
+impl Outcome {
+    /// Appends another outcome's records after this one's.
+    fn absorb(&mut self, other: Outcome) {
+        self.alerts.extend(other.alerts);
+        self.history.extend(other.history);
+        self.outgoing.extend(other.outgoing);
+        self.tasks.extend(other.tasks);
+        self.state.extend(other.state);
+    }
 }
 
 /// Task state keys of stateful rules.
@@ -268,15 +342,17 @@ impl<'a> Scope<'a> {
         AlertKey::new(&self.profile.name, &self.task.name, rule)
     }
 
-    fn evaluate_task(
-        &self,
+    /// Judges and steps every key of the task and decides its restart;
+    /// records nothing yet (see [`TaskDraft::conclude`]).
+    fn draft(
+        self,
         prior: &Prior,
         observation: &Observation,
-        outcome: &mut Outcome,
         live_keys: &mut BTreeSet<AlertKey>,
-    ) -> TaskResult {
+    ) -> TaskDraft<'a> {
         let task = self.task;
         let book = Book::load(prior.tasks.get(&task.name));
+        let mut early = Outcome::default();
         // A held task says nothing, events included.
         let events = if self.task_hold.is_some() {
             &[][..]
@@ -304,30 +380,43 @@ impl<'a> Scope<'a> {
                 self.config,
                 notify::route_events(self.config, self.profile, task),
                 message,
-                outcome,
+                &mut early,
             );
         }
-        let memory = self.remembered(prior.tasks.get(&task.name), observation, outcome, &book);
-        let judged = self.judge(prior, observation, &memory, outcome);
+        let memory = self.remembered(prior.tasks.get(&task.name), observation, &mut early, &book);
+        let judged = self.judge(prior, observation, &memory, &mut early);
         if let Some(until) = book.settling(self.now) {
-            return self.hold(prior, judged, until, live_keys, outcome);
+            let (keys, held) = self.hold(prior, judged, until, live_keys);
+            return TaskDraft {
+                scope: self,
+                early,
+                keys,
+                held,
+                remediation: Some(Remediation::Settling { until }),
+                book,
+            };
         }
-        let mut results = Vec::new();
+        let mut keys = Vec::new();
         let mut trigger: Option<(AlertKey, String)> = None;
         for judged in judged {
-            let (remediates, for_) = (judged.remediates, judged.policy.for_);
-            let result = self.settle_key(prior, judged, live_keys, outcome);
+            let stepped = self.step(prior, judged, live_keys);
             if let (Some(state), Verdict::Breach { severity, .. }) =
-                (&result.state, &result.verdict)
+                (&stepped.step.state, &stepped.judged.verdict)
                 && trigger.is_none()
                 && state.status == Status::Firing
-                && remediates.applies(*severity)
-                && alert::gate_met(for_, state.bad_ticks, state.bad_since, self.now)
+                && stepped.judged.remediates.applies(*severity)
+                && alert::gate_met(
+                    stepped.judged.policy.for_,
+                    state.bad_ticks,
+                    state.bad_since,
+                    self.now,
+                )
             {
-                trigger = Some((self.key(&result.rule), state.summary.clone()));
+                trigger = Some((stepped.key.clone(), state.summary.clone()));
             }
-            results.push(result);
+            keys.push(stepped);
         }
+        let still_failing = trigger.is_some();
         let remediation = task.remediate.as_ref().and_then(|remediate| {
             let (key, summary) = trigger?;
             if let Some(why) = silence::key_hold(self.task_hold.as_deref(), self.silences, &key, self.now) {
@@ -357,6 +446,11 @@ impl<'a> Scope<'a> {
                     threshold: None,
                     summary: why.clone(),
                 },
+                // The budget freed while the task still fails: the loop is
+                // not over until a restart makes it healthy.
+                _ if still_failing => Verdict::Hold {
+                    reason: "still failing: restarting again".into(),
+                },
                 _ => Verdict::Clear {
                     value: None,
                     summary: "restarts within their budget".into(),
@@ -368,23 +462,18 @@ impl<'a> Scope<'a> {
                 ..policy_for(self.config, task, None)
             };
             let judged = Judged::new(RESTART_LOOP_RULE.into(), verdict, policy);
-            results.push(self.settle_key(prior, judged, live_keys, outcome));
+            keys.push(self.step(prior, judged, live_keys));
         }
-        // The no-data twin of a healthy rule is noise in the report.
-        results.retain(|r| {
-            !(r.rule.ends_with(NO_DATA_SUFFIX) && r.state.is_none() && r.transition.is_none())
-        });
-        TaskResult {
-            name: task.name.clone(),
-            healthy: !results.iter().any(RuleResult::active),
-            rules: results,
+        TaskDraft {
+            scope: self,
+            early,
+            keys,
+            held: Vec::new(),
             remediation,
+            book,
         }
     }
 
-    /// Every key of the task with its verdict this tick: the implicit health
-    /// rule (or the explicit rules with their no-data twins), then one key
-    /// per log pattern.
     /// What the task's stateful rules remember, and how this tick treats
     /// them: a restart of the target (its identity changed) discards every
     /// snapshot and starts the warm-up; `skip_when` is looked up.
@@ -456,6 +545,9 @@ impl<'a> Scope<'a> {
         }
     }
 
+    /// Every key of the task with its verdict this tick: the implicit health
+    /// rule, the explicit rules with their no-data twins, then one key per
+    /// log pattern.
     fn judge(
         &self,
         prior: &Prior,
@@ -650,21 +742,22 @@ impl<'a> Scope<'a> {
             .collect()
     }
 
-    /// Right after a restart (`settle`), the task's alerts hold still.
+    /// Right after a restart (`settle`), the conditions a restart disturbs
+    /// (health, staleness, lag) hold still; what clears is judged (a
+    /// restart may well have fixed it), and a log pattern is never held.
     fn hold(
         &self,
         prior: &Prior,
         judged: Vec<Judged>,
         until: Timestamp,
         live_keys: &mut BTreeSet<AlertKey>,
-        outcome: &mut Outcome,
-    ) -> TaskResult {
+    ) -> (Vec<Stepped>, Vec<RuleResult>) {
         let why = format!("held: settling after the restart until {until}");
-        let mut rules = Vec::new();
+        let mut keys = Vec::new();
         let mut held_names = Vec::new();
         for judged in judged {
-            if judged.during_settle {
-                rules.push(self.settle_key(prior, judged, live_keys, outcome));
+            if judged.during_settle || matches!(judged.verdict, Verdict::Clear { .. }) {
+                keys.push(self.step(prior, judged, live_keys));
             } else {
                 held_names.push(judged.name);
             }
@@ -677,59 +770,62 @@ impl<'a> Scope<'a> {
         {
             held_names.push(RESTART_LOOP_RULE.to_string());
         }
-        rules.extend(
-            held_names
-                .into_iter()
-                .map(|name| {
-                    let key = self.key(&name);
-                    let state = prior.alerts.get(&key).cloned();
-                    live_keys.insert(key);
-                    RuleResult {
-                        rule: name,
-                        verdict: Verdict::NoData {
-                            reason: why.clone(),
-                        },
-                        state,
-                        transition: None,
-                    }
-                })
-                .filter(|r| !(r.rule.ends_with(NO_DATA_SUFFIX) && r.state.is_none())),
-        );
-        TaskResult {
-            name: self.task.name.clone(),
-            healthy: !rules.iter().any(RuleResult::active),
-            rules,
-            remediation: Some(Remediation::Settling { until }),
-        }
+        let held = held_names
+            .into_iter()
+            .map(|name| {
+                let key = self.key(&name);
+                let state = prior.alerts.get(&key).cloned();
+                live_keys.insert(key);
+                RuleResult {
+                    rule: name,
+                    verdict: Verdict::NoData {
+                        reason: why.clone(),
+                    },
+                    state,
+                    transition: None,
+                }
+            })
+            .collect();
+        (keys, held)
     }
 
-    /// Advances one key by this tick's verdict and records what changed.
-    fn settle_key(
-        &self,
-        prior: &Prior,
-        judged: Judged,
-        live_keys: &mut BTreeSet<AlertKey>,
-        outcome: &mut Outcome,
-    ) -> RuleResult {
+    /// Advances one key by this tick's verdict (recorded later).
+    fn step(&self, prior: &Prior, judged: Judged, live_keys: &mut BTreeSet<AlertKey>) -> Stepped {
         let key = self.key(&judged.name);
-        let before = prior.alerts.get(&key);
+        let before = prior.alerts.get(&key).cloned();
         let step = alert::step(
-            before,
+            before.as_ref(),
             &key,
             &judged.verdict,
             &judged.policy,
             self.now,
             judged.began,
         );
+        live_keys.insert(key.clone());
+        Stepped {
+            judged,
+            key,
+            before,
+            step,
+        }
+    }
+
+    /// Records a stepped key: its state change, history row and message.
+    fn settle_key(&self, stepped: Stepped, outcome: &mut Outcome) -> RuleResult {
+        let Stepped {
+            judged,
+            key,
+            before,
+            step,
+        } = stepped;
         let (state, transition) = self.record(
             &key,
-            before,
+            before.as_ref(),
             &step,
             &judged.verdict,
             judged.inhibited.as_deref(),
             outcome,
         );
-        live_keys.insert(key);
         RuleResult {
             rule: judged.name,
             verdict: judged.verdict,
@@ -860,6 +956,197 @@ impl<'a> Scope<'a> {
     }
 }
 
+impl TaskDraft<'_> {
+    /// Records the task's keys, given what its planned restart did.
+    fn conclude(self, carried: Option<&Carried>, outcome: &mut Outcome) -> TaskResult {
+        let TaskDraft {
+            scope,
+            early,
+            mut keys,
+            held,
+            mut remediation,
+            book,
+        } = self;
+        outcome.absorb(early);
+        let trigger = match &remediation {
+            Some(Remediation::Planned { trigger, .. }) => Some(trigger.clone()),
+            _ => None,
+        };
+        let attempt = match (carried, &trigger) {
+            (Some(Carried::Attempted(attempt)), Some(trigger)) => Some((attempt, trigger)),
+            (Some(Carried::Described(what)), Some(_)) => {
+                remediation = Some(Remediation::Plan { what: what.clone() });
+                None
+            }
+            _ => None,
+        };
+        if let Some((_, trigger)) = attempt {
+            for stepped in &mut keys {
+                // After a restart every failure streak of the task starts
+                // from zero, so a `for: 3` needs three new failing ticks
+                // before the next restart.
+                if let Some(state) = stepped.step.state.as_mut().filter(|s| s.status.is_active()) {
+                    state.bad_ticks = 0;
+                    state.bad_since = scope.now;
+                }
+                // The restart's message tells of the trigger instead.
+                if stepped.key == *trigger {
+                    stepped.step.notice = None;
+                }
+            }
+        }
+        let mut rules = Vec::new();
+        for stepped in keys {
+            rules.push(scope.settle_key(stepped, outcome));
+        }
+        rules.extend(held);
+        // The no-data twin of a healthy rule is noise in the report.
+        rules.retain(|r| {
+            !(r.rule.ends_with(NO_DATA_SUFFIX) && r.state.is_none() && r.transition.is_none())
+        });
+        if let Some((attempt, trigger)) = attempt {
+            remediation = Some(scope.restarted(&mut rules, trigger, attempt, &book, outcome));
+        }
+        TaskResult {
+            name: scope.task.name.clone(),
+            healthy: !rules.iter().any(RuleResult::active),
+            rules,
+            remediation,
+        }
+    }
+}
+
+impl Scope<'_> {
+    /// Records a carried-out restart: the restart book, a history row and
+    /// one message — the trigger resolved by a healthy restart of a failed
+    /// probe, still judged (another rule), or marked as a failed restart.
+    fn restarted(
+        &self,
+        rules: &mut [RuleResult],
+        trigger: &AlertKey,
+        attempt: &Attempt,
+        book: &Book,
+        outcome: &mut Outcome,
+    ) -> Remediation {
+        let now = self.now;
+        if let Some(remediate) = &self.task.remediate {
+            let settle = remediate.restart.as_ref().and_then(|r| r.settle);
+            for (key, value) in book.after_restart(remediate, settle, now).entries() {
+                outcome.state.push((self.task.name.clone(), key, value));
+            }
+        }
+        let healthy = attempt.result.is_ok();
+        let what = attempt.describe();
+        outcome.history.push(HistoryEntry {
+            key: self.key(crate::config::RESTART_RULE),
+            transition: if healthy {
+                Transition::Restarted
+            } else {
+                Transition::RestartFailed
+            },
+            severity: if healthy {
+                Severity::Info
+            } else {
+                Severity::Critical
+            },
+            summary: what.clone(),
+            value: None,
+            threshold: None,
+        });
+        let trigger_state = rules
+            .iter()
+            .find(|r| r.rule == trigger.rule)
+            .and_then(|r| r.state.clone());
+        let summary = trigger_state
+            .as_ref()
+            .map(|s| s.summary.clone())
+            .unwrap_or_default();
+        let severity = trigger_state
+            .as_ref()
+            .map(|s| s.severity)
+            .unwrap_or(Severity::Critical);
+        // The recheck saw every probe pass: that is the health rule's own
+        // condition cleared. Any other rule (lag, a gauge) is judged again
+        // by the next tick; a restart does not make its condition clear.
+        let resolves = healthy && trigger.rule == HEALTH_RULE;
+        if resolves && let Some(state) = &trigger_state {
+            let quiet = AlertState {
+                status: Status::Quiet,
+                since: now,
+                good_since: None,
+                good_ticks: 0,
+                announced: false,
+                ..state.clone()
+            };
+            outcome.alerts.insert(trigger.clone(), Some(quiet.clone()));
+            outcome.history.push(HistoryEntry {
+                key: trigger.clone(),
+                transition: Transition::Resolved,
+                severity,
+                summary: format!("healthy after the restart ({what})"),
+                value: None,
+                threshold: None,
+            });
+            for rule in rules.iter_mut().filter(|r| r.rule == trigger.rule) {
+                rule.state = Some(quiet.clone());
+                rule.transition = Some(Transition::Resolved);
+            }
+            // The rules' missing data came from the failed probe, which the
+            // recheck saw answer: those keys (never told) clear with it.
+            for rule in rules.iter_mut().filter(|r| {
+                r.rule.ends_with(NO_DATA_SUFFIX)
+                    && r.state
+                        .as_ref()
+                        .is_some_and(|s| s.status.is_active() && !s.announced)
+            }) {
+                let Some(state) = rule.state.clone() else {
+                    continue;
+                };
+                let cleared = AlertState {
+                    status: Status::Quiet,
+                    since: now,
+                    ..state
+                };
+                let key = self.key(&rule.rule);
+                outcome.alerts.insert(key.clone(), Some(cleared.clone()));
+                outcome.history.push(HistoryEntry {
+                    key,
+                    transition: Transition::Resolved,
+                    severity: cleared.severity,
+                    summary: format!("data back after the restart ({what})"),
+                    value: None,
+                    threshold: None,
+                });
+                rule.state = Some(cleared);
+                rule.transition = Some(Transition::Resolved);
+            }
+        }
+        let kind = if healthy {
+            MessageKind::Restarted
+        } else {
+            MessageKind::RestartFailed
+        };
+        let summary = match (healthy, resolves) {
+            (true, true) => format!("was: {summary}"),
+            (true, false) => format!(
+                "was: {summary}; {} is judged again from the next tick",
+                trigger.rule
+            ),
+            (false, _) => summary,
+        };
+        let mut message = self.message(
+            kind,
+            &trigger.rule,
+            severity,
+            summary,
+            trigger_state.as_ref(),
+        );
+        message.remediation = Some(what.clone());
+        push_outgoing(self.config, self.notifiers, message, outcome);
+        Remediation::Done { what, healthy }
+    }
+}
+
 fn policy_for(config: &Config, task: &Task, rule: Option<&Rule>) -> Policy {
     Policy {
         for_: rule.and_then(|r| r.for_).unwrap_or(task.for_),
@@ -875,12 +1162,7 @@ fn policy_for(config: &Config, task: &Task, rule: Option<&Rule>) -> Policy {
     }
 }
 
-pub(crate) fn push_outgoing(
-    config: &Config,
-    notifiers: &[String],
-    message: Message,
-    outcome: &mut Outcome,
-) {
+fn push_outgoing(config: &Config, notifiers: &[String], message: Message, outcome: &mut Outcome) {
     let targets: Vec<String> = notifiers
         .iter()
         .filter(|name| {
@@ -1004,7 +1286,8 @@ profiles:
                 &runs,
                 true,
                 Timestamp(i as i64 * 60_000),
-            );
+            )
+            .conclude(&BTreeMap::new());
             for (key, state) in &outcome.alerts {
                 match state {
                     Some(s) => prior.alerts.insert(key.clone(), s.clone()),
@@ -1164,7 +1447,8 @@ profiles:
             task: &profile.tasks[0],
             observation: seen,
         }];
-        let out = evaluate(&config, profile, &prior, &runs, true, Timestamp(60_000));
+        let out = evaluate(&config, profile, &prior, &runs, true, Timestamp(60_000))
+            .conclude(&BTreeMap::new());
         let told: Vec<&str> = out
             .outgoing
             .iter()
@@ -1212,12 +1496,14 @@ profiles:
             task: &profile.tasks[0],
             observation: observation(CheckStatus::Ok, None),
         }];
-        let partial = evaluate(&config, profile, &prior, &runs, false, Timestamp(60_000));
+        let partial = evaluate(&config, profile, &prior, &runs, false, Timestamp(60_000))
+            .conclude(&BTreeMap::new());
         assert!(
             !partial.alerts.contains_key(&key),
             "--task leaves other tasks alone"
         );
-        let whole = evaluate(&config, profile, &prior, &runs, true, Timestamp(60_000));
+        let whole = evaluate(&config, profile, &prior, &runs, true, Timestamp(60_000))
+            .conclude(&BTreeMap::new());
         assert_eq!(whole.alerts.get(&key), Some(&None));
         assert!(whole.history[0].summary.starts_with("retired"));
         assert!(whole.outgoing.is_empty());

@@ -108,10 +108,59 @@ pub fn by_pidfile(path: &Path) -> Result<Option<ProcessInfo>, String> {
 }
 
 /// Every running process whose full command line matches `pattern`, oldest
-/// first — never this process or its ancestors (the shell or cron job
-/// that runs monitor may carry the pattern in its own command line), and
-/// never another monitor.
+/// first (see [`others`] for the exclusions).
 pub fn by_pattern(pattern: &Regex) -> Vec<ProcessInfo> {
+    others(|_, info| !info.command_line.is_empty() && pattern.is_match(&info.command_line))
+}
+
+/// Every running process whose program (its first command-line words, a
+/// script's interpreter skipped) is named `program`, and whose working
+/// folder is `cwd` when one is given; the same exclusions as
+/// [`by_pattern`].
+pub fn by_program(program: &str, cwd: Option<&Path>) -> Vec<ProcessInfo> {
+    others(|process, _| {
+        let Ok(argv) = process.cmdline() else {
+            return false;
+        };
+        let named = argv.iter().take(3).any(|word| {
+            Path::new(word)
+                .file_name()
+                .is_some_and(|name| name == std::ffi::OsStr::new(program))
+        });
+        named && cwd.is_none_or(|dir| process.cwd().is_ok_and(|c| c == dir))
+    })
+}
+
+/// Who listens on TCP `port` (any local address, IPv4 or IPv6): `None`
+/// when nobody does; the owners we may see otherwise (none when the
+/// socket belongs to a user whose files we cannot read).
+pub fn listening_on(port: u16) -> Option<Vec<ProcessInfo>> {
+    let listen = |entries: procfs::ProcResult<Vec<procfs::net::TcpNetEntry>>| {
+        entries
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|e| e.state == procfs::net::TcpState::Listen && e.local_address.port() == port)
+            .map(|e| e.inode)
+            .collect::<Vec<u64>>()
+    };
+    let mut inodes = listen(procfs::net::tcp());
+    inodes.extend(listen(procfs::net::tcp6()));
+    if inodes.is_empty() {
+        return None;
+    }
+    Some(others(|process, _| {
+        process.fd().is_ok_and(|fds| {
+            fds.filter_map(Result::ok).any(|fd| {
+                matches!(fd.target, procfs::process::FDTarget::Socket(inode) if inodes.contains(&inode))
+            })
+        })
+    }))
+}
+
+/// Running processes `keep` accepts, oldest first: never this process or
+/// its ancestors (the shell or cron job that runs monitor may carry the
+/// pattern in its own command line), and never another monitor.
+fn others(keep: impl Fn(&Process, &ProcessInfo) -> bool) -> Vec<ProcessInfo> {
     let excluded = own_lineage();
     let own_exe = std::env::current_exe().ok();
     let Ok(all) = procfs::process::all_processes() else {
@@ -121,8 +170,7 @@ pub fn by_pattern(pattern: &Regex) -> Vec<ProcessInfo> {
         .filter_map(Result::ok)
         .filter(|p| !excluded.contains(&p.pid))
         .filter(|p| own_exe.is_none() || p.exe().ok() != own_exe)
-        .filter_map(|p| read(p.pid))
-        .filter(|info| !info.command_line.is_empty() && pattern.is_match(&info.command_line))
+        .filter_map(|p| read(p.pid).filter(|info| keep(&p, info)))
         .collect();
     found.sort_by_key(|p| (p.identity.start_ticks, p.identity.pid));
     found

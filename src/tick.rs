@@ -1,17 +1,16 @@
 //! One tick, top to bottom: lock → prior state → observe → evaluate →
 //! commit → deliver. The only function that sequences the pipeline.
 
-use crate::alert::AlertKey;
 use crate::clock::Timestamp;
 use crate::config::Notifier;
 use crate::config::{Config, Profile, Task};
 use crate::error::Error;
-use crate::evaluate::{self, Outcome, Prior, TaskRun};
+use crate::evaluate::{self, Outcome, Prior, RestartPlan, TaskRun};
 use crate::lock::{self, Lock};
 use crate::notify::Envelope;
 use crate::notify::{self, Sent};
 use crate::probe::{self, Observation, TaskState};
-use crate::remediate::{self, Attempt, Book, Remediation};
+use crate::remediate::{self, Carried};
 use crate::store::{OutboxRow, Store, TickRecord};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, mpsc};
@@ -143,16 +142,17 @@ pub fn run(config: &Config, options: &RunOptions, now: Timestamp) -> Result<Tick
         })
         .collect();
     let whole_profile = options.task.is_none();
-    let mut outcome = evaluate::evaluate(config, profile, &prior, &runs, whole_profile, now);
-    remediate_all(
+    let evaluation = evaluate::evaluate(config, profile, &prior, &runs, whole_profile, now);
+    let carried = remediate_all(
         config,
         profile,
         &prior,
         &runs,
-        &mut outcome,
+        &evaluation.plans(),
         options.dry_run,
         now,
     );
+    let outcome = evaluation.conclude(&carried);
     let finished_at = now.plus_millis(i64::try_from(started.elapsed().as_millis()).unwrap_or(0));
     let skipped_tasks = profile
         .tasks
@@ -289,83 +289,47 @@ fn prune(store: &mut Store, config: &Config, now: Timestamp) {
 }
 
 /// Carries out the restarts `evaluate` planned, each on its own thread (they
-/// wait for health), then records what they did. A dry run only describes
-/// them.
+/// wait for health), and says what became of each, by task. A dry run only
+/// describes them.
 fn remediate_all(
     config: &Config,
     profile: &Profile,
     prior: &Prior,
     runs: &[TaskRun],
-    outcome: &mut Outcome,
+    plans: &[RestartPlan],
     dry_run: bool,
     now: Timestamp,
-) {
-    let planned: Vec<(usize, AlertKey)> = outcome
-        .tasks
-        .iter()
-        .enumerate()
-        .filter_map(|(i, t)| match &t.remediation {
-            Some(Remediation::Planned { trigger, .. }) => Some((i, trigger.clone())),
-            _ => None,
-        })
-        .collect();
-    if planned.is_empty() {
-        return;
-    }
+) -> BTreeMap<String, Carried> {
     let output_dir = config.state_dir().join("output");
-    let attempts: Vec<(usize, AlertKey, Attempt)> = std::thread::scope(|scope| {
-        let handles: Vec<_> = planned
-            .into_iter()
-            .filter_map(|(index, trigger)| {
-                let run = runs
-                    .iter()
-                    .find(|r| r.task.name == outcome.tasks[index].name)?;
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = plans
+            .iter()
+            .filter_map(|plan| {
+                let run = runs.iter().find(|r| r.task.name == plan.task)?;
                 let remediate = run.task.remediate.as_ref()?;
                 let default_output =
                     output_dir.join(format!("{}.{}.log", profile.name, run.task.name));
-                if dry_run {
-                    let what = remediate::plan(remediate, &default_output);
-                    outcome.tasks[index].remediation = Some(Remediation::Plan { what });
-                    return None;
-                }
                 let mut state = prior.tasks.get(&run.task.name).cloned().unwrap_or_default();
                 state.extend(run.observation.state.clone());
                 let timeout = run.task.timeout.unwrap_or(config.defaults.timeout).std();
                 Some(scope.spawn(move || {
+                    if dry_run {
+                        let what = remediate::plan(remediate, &default_output);
+                        return (run.task.name.clone(), Carried::Described(what));
+                    }
                     let environment = remediate::Environment {
                         default_output: &default_output,
                         now,
                         state: &state,
                         timeout,
                     };
-                    (
-                        index,
-                        trigger,
-                        remediate::execute(run.task, remediate, &environment),
-                    )
+                    let attempt = remediate::execute(run.task, remediate, &environment);
+                    (run.task.name.clone(), Carried::Attempted(attempt))
                 }))
             })
             .collect();
         handles.into_iter().filter_map(|h| h.join().ok()).collect()
-    });
-    for (index, trigger, attempt) in attempts {
-        let Some(run) = runs
-            .iter()
-            .find(|r| r.task.name == outcome.tasks[index].name)
-        else {
-            continue;
-        };
-        let scope = evaluate::Scope::new(
-            config,
-            profile,
-            run.task,
-            &run.observation,
-            &prior.silences,
-            now,
-        );
-        let book = Book::load(prior.tasks.get(&run.task.name));
-        remediate::record(&scope, outcome, &trigger, &book, &attempt);
-    }
+    })
 }
 
 fn find_profile<'c>(config: &'c Config, name: &str) -> Result<&'c Profile, Error> {

@@ -566,3 +566,195 @@ fn a_start_that_dies_is_a_failed_restart_with_its_status_and_last_lines() {
         told[0]
     );
 }
+
+/// A hung writer in a tmux session the test starts, its log 400 s quiet,
+/// and a task restarting it with `sh start2.sh` in the same folder. The
+/// hung one is `first.sh`, or start2.sh itself when `start_script` is
+/// `None` (issue 10, seed 000). Returns the hung pane's pid.
+fn quiet_tmux_prover(
+    tmux: &Tmux,
+    ws: &Workspace,
+    session: &str,
+    start_script: Option<&str>,
+) -> i32 {
+    let log = ws.path().join("prover.log");
+    let hung = format!("echo \"started $$\" >> {}\nsleep 3600\n", log.display());
+    let first = match start_script {
+        Some(script) => {
+            std::fs::write(ws.path().join("first.sh"), hung).unwrap();
+            std::fs::write(ws.path().join("start2.sh"), script).unwrap();
+            "sh first.sh"
+        }
+        None => {
+            std::fs::write(ws.path().join("start2.sh"), hung).unwrap();
+            "sh start2.sh"
+        }
+    };
+    let status = tmux
+        .command()
+        .args(["new-session", "-d", "-s", session, "-c"])
+        .arg(ws.path())
+        .arg(first)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    wait_for("the first line", || {
+        std::fs::read_to_string(&log).is_ok_and(|t| t.lines().count() == 1)
+    });
+    backdate(&log, 400);
+    ws.write_config(&profile_p(&format!(
+        r#"      - name: prover
+        log: {{ path: prover.log, stale_after: 300s }}
+        remediate:
+          restart:
+            stop: {{ tmux: {session} }}
+            start: {{ tmux: {session}, command: "sh start2.sh", cwd: . }}
+            wait_healthy: 10s
+"#
+    )));
+    tmux.pane_pid(session).unwrap()
+}
+
+/// Issue 10, item 1: `start2.sh` writes its banner to the log (so the log
+/// "moved") and dies. That was `RESTARTED … healthy after 0.5 s`, exit 0,
+/// with no tmux server left. Now the dead pane is read: RESTART FAILED with
+/// its exit status and its last lines, not its first.
+#[test]
+fn a_tmux_start_that_dies_is_a_failed_restart_with_its_status_and_last_lines() {
+    let tmux = Tmux::new();
+    let ws = Workspace::new("version: 1\nprofiles: {}\n");
+    let session = format!("cysic-{}", std::process::id());
+    quiet_tmux_prover(
+        &tmux,
+        &ws,
+        &session,
+        Some(
+            "echo 'cysic prover v1.2 starting' >> prover.log\necho 'cysic prover v1.2 (banner)'\necho 'loading config'\necho 'Error: TLS key /root/.cysic/key missing' >&2\nexit 7\n",
+        ),
+    );
+    let out = ws
+        .command()
+        .env("TMUX_TMPDIR", tmux.dir.path())
+        .args(["run", "p"])
+        .output()
+        .unwrap();
+    assert_exit(&out, 1);
+    let lines = notifications(&out);
+    assert_eq!(lines.len(), 1, "{}", stdout(&out));
+    let told = &lines[0];
+    assert!(
+        told.starts_with("[test-host] RESTART FAILED critical p/prover/health"),
+        "{told}"
+    );
+    assert!(told.contains("exit status: 7"), "{told}");
+    assert!(
+        told.contains("loading config | Error: TLS key /root/.cysic/key missing"),
+        "the last lines, the error among them: {told}"
+    );
+    assert!(!told.contains("healthy after"), "{told}");
+    assert!(
+        tmux.pane_pid(&session).is_none(),
+        "the dead session is gone, so the next restart can take its name"
+    );
+}
+
+/// A start that lives on is still a success, and the session keeps
+/// `remain-on-exit` so a later death can be read the same way.
+#[test]
+fn a_tmux_start_that_keeps_running_is_healthy() {
+    let tmux = Tmux::new();
+    let ws = Workspace::new("version: 1\nprofiles: {}\n");
+    let session = format!("steady-{}", std::process::id());
+    let old = quiet_tmux_prover(
+        &tmux,
+        &ws,
+        &session,
+        Some("echo \"restarted $$\" >> prover.log\nexec sleep 3600\n"),
+    );
+    let began = Instant::now();
+    let out = ws
+        .command()
+        .env("TMUX_TMPDIR", tmux.dir.path())
+        .args(["run", "p"])
+        .output()
+        .unwrap();
+    assert_exit(&out, 0);
+    assert!(
+        began.elapsed() >= Duration::from_secs(2),
+        "watched for a while"
+    );
+    let lines = notifications(&out);
+    assert!(lines[0].contains("RESTARTED"), "{}", lines[0]);
+    let new = tmux.pane_pid(&session).expect("runs");
+    assert_ne!(new, old);
+}
+
+/// Issue 10, item 2: the hung prover runs under the operator's tmux socket;
+/// monitor's unit has another `TMUX_TMPDIR`, so its stop finds "nothing
+/// running". Starting then made a second prover beside the hung one. Now
+/// the start command's program still running in its folder stops it: no
+/// second copy, and the message says which process and what to check.
+#[test]
+fn a_stop_that_misses_the_target_starts_no_second_copy() {
+    let operators = Tmux::new();
+    let units = Tmux::new();
+    let ws = Workspace::new("version: 1\nprofiles: {}\n");
+    let session = format!("cysic-{}", std::process::id());
+    let hung = quiet_tmux_prover(&operators, &ws, &session, None);
+    let log = ws.path().join("prover.log");
+    let out = ws
+        .command()
+        .env("TMUX_TMPDIR", units.dir.path())
+        .args(["run", "p"])
+        .output()
+        .unwrap();
+    assert_exit(&out, 1);
+    let lines = notifications(&out);
+    assert_eq!(lines.len(), 1, "{}", stdout(&out));
+    let told = &lines[0];
+    assert!(
+        told.starts_with("[test-host] RESTART FAILED critical p/prover/health"),
+        "{told}"
+    );
+    assert!(
+        told.contains("not starting a second copy")
+            && told.contains(&format!("pid {hung} (`sh start2.sh`)"))
+            && told.contains("TMUX_TMPDIR"),
+        "{told}"
+    );
+    assert!(
+        units.pane_pid(&session).is_none(),
+        "no session was started under monitor's socket"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&log).unwrap().lines().count(),
+        1,
+        "no second prover wrote a line"
+    );
+    assert!(is_alive(hung), "the hung prover is left for a person");
+}
+
+/// `restart.identity.port`: a server still listening after a stop that
+/// matched nothing (a pattern with a typo) is not started twice.
+#[test]
+fn a_port_still_listened_on_after_the_stop_starts_no_second_copy() {
+    let service = Service::new();
+    let pid = service.launch(&["--fail"]);
+    let config = service
+        .config(
+            "",
+            &format!("            identity: {{ port: {} }}\n", service.port),
+        )
+        .replace(&service.pattern(), "server.py-typo");
+    service.ws.write_config(&config);
+    let out = service.ws.run_at(minute(0), "p", &[]);
+    assert_exit(&out, 1);
+    let told = notifications(&out).join("\n");
+    assert!(
+        told.contains("RESTART FAILED")
+            && told.contains(&format!("pid {pid} ("))
+            && told.contains(&format!("listens on port {}", service.port)),
+        "{told}"
+    );
+    assert_eq!(service.running(), vec![pid], "one server, the old one");
+}

@@ -292,6 +292,9 @@ fn resolve_relative_paths(config: &mut Config, base: &Path) {
                     if let StopMethod::Pidfile(p) = &mut restart.stop.method {
                         fix(p);
                     }
+                    if let Some(identity) = &mut restart.identity {
+                        fix_opt(&mut identity.pidfile);
+                    }
                     match &mut restart.start {
                         Start::Command { cwd, output, .. } => {
                             fix_opt(cwd);

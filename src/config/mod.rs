@@ -1185,6 +1185,26 @@ pub struct Restart {
     pub wait_healthy: Option<Duration>,
     #[serde(default)]
     pub settle: Option<Duration>,
+    /// What marks the target as running, checked after the stop: while any
+    /// of it still runs, no second copy is started. Default: the stop's
+    /// own pattern or pidfile, the task's `process:` probe, and the start
+    /// command's program in its `cwd`.
+    #[serde(default)]
+    pub identity: Option<Identity>,
+}
+
+/// `restart.identity`: how to tell that the target still runs.
+#[derive(Deserialize, Debug, Clone, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Identity {
+    /// A command-line regex of the target's processes.
+    #[serde(default)]
+    pub pattern: Option<Pattern>,
+    #[serde(default)]
+    pub pidfile: Option<PathBuf>,
+    /// A TCP port the target listens on (any local address).
+    #[serde(default)]
+    pub port: Option<u16>,
 }
 
 /// How to find and stop what is running.

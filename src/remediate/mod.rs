@@ -1,15 +1,15 @@
 //! Remediation: whether a task's restart is due (pure: cooldown, `max`
-//! restarts within a window, `settle`), carrying it out (stop → start →
-//! wait until the task's own probes pass), and recording what it did.
+//! restarts within a window, `settle`) and carrying it out (stop → start →
+//! wait until the task's own probes pass). What it did is concluded by the
+//! evaluator ([`crate::evaluate::Evaluation::conclude`]).
 
+pub mod identity;
 pub mod start;
 pub mod stop;
 
-use crate::alert::{AlertKey, Transition};
+use crate::alert::AlertKey;
 use crate::clock::Timestamp;
-use crate::config::{Remediate, Severity, Task};
-use crate::evaluate::{HistoryEntry, Outcome, Scope, push_outgoing};
-use crate::notify::MessageKind;
+use crate::config::{Remediate, Task};
 use crate::probe::{self, TaskState};
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -140,7 +140,7 @@ impl Book {
         }
     }
 
-    fn entries(&self) -> Vec<(String, String)> {
+    pub(crate) fn entries(&self) -> Vec<(String, String)> {
         let restarts: Vec<i64> = self.restarts.iter().map(|t| t.0).collect();
         vec![
             (
@@ -153,6 +153,14 @@ impl Book {
             ),
         ]
     }
+}
+
+/// What became of a planned restart, for [`crate::evaluate::Evaluation::conclude`].
+#[derive(Clone, Debug, PartialEq)]
+pub enum Carried {
+    Attempted(Attempt),
+    /// `--dry-run`: what would have been done.
+    Described(String),
 }
 
 /// What running a remediation did.
@@ -224,18 +232,30 @@ pub fn execute(task: &Task, remediate: &Remediate, environment: &Environment) ->
     let mut steps = Vec::new();
     let (started, wait) = if let Some(restart) = &remediate.restart {
         log::warn!("restarting {}: stopping", task.name);
-        match stop::stop(&restart.stop) {
-            Ok(stopped) => steps.push(stopped.description),
+        let stopped = match stop::stop(&restart.stop) {
+            Ok(stopped) => stopped.description,
             Err(why) => {
                 return Attempt {
                     steps,
                     result: Err(why),
                 };
             }
-        }
+        };
+        steps.push(stopped.clone());
         if let Some(delay) = restart.delay.filter(|d| !d.std().is_zero()) {
             std::thread::sleep(delay.std());
             steps.push(format!("waited {delay}"));
+        }
+        // A stop that missed the target (wrong session, socket, pidfile)
+        // must not lead to a second copy beside the hung one.
+        let running = identity::still_running(task, restart);
+        if !running.is_empty() {
+            let why = identity::refusal(&stopped, &running, &restart.stop.method);
+            log::error!("restart of {}: {why}", task.name);
+            return Attempt {
+                steps,
+                result: Err(why),
+            };
         }
         match start::start(&restart.start, environment.default_output) {
             Ok(started) => {
@@ -293,23 +313,30 @@ pub fn execute(task: &Task, remediate: &Remediate, environment: &Environment) ->
     Attempt { steps, result }
 }
 
-/// Re-runs the task's probes (in recheck mode) until they all pass.
+/// Re-runs the task's probes (in recheck mode) until they all pass while
+/// what was started still runs, and has run for [`STEADY`].
 fn wait_healthy(
     task: &Task,
     mut started: Option<start::Started>,
     wait: Duration,
     environment: &Environment,
 ) -> Result<Duration, String> {
+    use start::Liveness;
     let begun = Instant::now();
     let deadline = begun + wait;
+    let look = |started: &mut Option<start::Started>| -> Result<Liveness, String> {
+        match started.as_mut().map(start::Started::liveness) {
+            Some(Liveness::Dead(why)) => Err(why),
+            Some(alive) => Ok(alive),
+            None => Ok(Liveness::Running),
+        }
+    };
     // Be kind to a target that is starting: rechecks back off (250 ms,
     // 500 ms, 1 s … up to 5 s apart), while whether what was started
     // still runs is watched every 100 ms (that costs the target nothing).
     let mut pause = Duration::from_millis(250);
     loop {
-        if let Some(why) = started.as_mut().and_then(start::Started::exited) {
-            return Err(why);
-        }
+        look(&mut started)?;
         let context = probe::Context {
             now: environment
                 .now
@@ -325,16 +352,30 @@ fn wait_healthy(
         // no verdict on the restarted node.
         let failing =
             |c: &&probe::Check| !c.status.is_ok() && !observation.outside.contains(c.probe);
-        if !observation.checks.iter().any(|c| failing(&c)) {
-            return Ok(begun.elapsed());
-        }
-        let last = observation
+        let mut last = observation
             .checks
             .iter()
             .filter(failing)
             .map(|c| format!("{}: {}", c.probe, c.summary))
             .collect::<Vec<_>>()
             .join("; ");
+        if last.is_empty() {
+            // The probes pass. A start that dies right after its first
+            // line (a log that moved, a port still answering) is no
+            // success: what was started must still run, a while on.
+            let steady = begun + STEADY;
+            while Instant::now() < steady {
+                look(&mut started)?;
+                std::thread::sleep(
+                    Duration::from_millis(100)
+                        .min(steady.saturating_duration_since(Instant::now())),
+                );
+            }
+            match look(&mut started)? {
+                Liveness::Running => return Ok(begun.elapsed()),
+                Liveness::Starting(why) | Liveness::Dead(why) => last = why,
+            }
+        }
         if Instant::now() >= deadline {
             return Err(format!(
                 "not healthy after {} ({last})",
@@ -343,9 +384,7 @@ fn wait_healthy(
         }
         let next = (Instant::now() + pause).min(deadline);
         while Instant::now() < next {
-            if let Some(why) = started.as_mut().and_then(start::Started::exited) {
-                return Err(why);
-            }
+            look(&mut started)?;
             std::thread::sleep(
                 Duration::from_millis(100).min(next.saturating_duration_since(Instant::now())),
             );
@@ -354,164 +393,12 @@ fn wait_healthy(
     }
 }
 
+/// How long what a restart started must be seen running before its
+/// probes passing count as healthy.
+pub const STEADY: Duration = Duration::from_secs(2);
+
 /// The longest pause between two health rechecks after a restart.
 const MAX_RECHECK_PAUSE: Duration = Duration::from_secs(5);
-
-/// Records a carried-out remediation: the restart book, a history row, the
-/// task's failure streaks restarted from zero, and one notification — the
-/// firing alert resolved by a healthy restart, or marked as a failed one.
-pub(crate) fn record(
-    scope: &Scope,
-    outcome: &mut Outcome,
-    trigger: &AlertKey,
-    book: &Book,
-    attempt: &Attempt,
-) {
-    let Some(remediate) = &scope.task.remediate else {
-        return;
-    };
-    let now = scope.now;
-    let settle = remediate.restart.as_ref().and_then(|r| r.settle);
-    let task_name = scope.task.name.clone();
-    for (key, value) in book.after_restart(remediate, settle, now).entries() {
-        outcome.state.push((task_name.clone(), key, value));
-    }
-    let healthy = attempt.result.is_ok();
-    let what = attempt.describe();
-    outcome.history.push(HistoryEntry {
-        key: scope.key(RESTART_RULE),
-        transition: if healthy {
-            Transition::Restarted
-        } else {
-            Transition::RestartFailed
-        },
-        severity: if healthy {
-            Severity::Info
-        } else {
-            Severity::Critical
-        },
-        summary: what.clone(),
-        value: None,
-        threshold: None,
-    });
-    let Some(index) = outcome.tasks.iter().position(|t| t.name == task_name) else {
-        return;
-    };
-    // After a restart every failure streak of the task starts from zero, so
-    // a `for: 3` needs three new failing ticks before the next restart.
-    let mut trigger_state = None;
-    for rule in &mut outcome.tasks[index].rules {
-        if let Some(state) = rule.state.as_mut().filter(|s| s.status.is_active()) {
-            state.bad_ticks = 0;
-            state.bad_since = now;
-            let key = scope.key(&rule.rule);
-            if key == *trigger {
-                trigger_state = Some(state.clone());
-            }
-            outcome.alerts.insert(key, Some(state.clone()));
-        }
-    }
-    // This tick's firing message about the trigger becomes the restart's.
-    outcome.outgoing.retain(|o| {
-        let m = &o.message;
-        !(m.profile == trigger.profile
-            && m.task == trigger.task
-            && m.rule == trigger.rule
-            && m.kind.status() == "firing")
-    });
-    let summary = trigger_state
-        .as_ref()
-        .map(|s| s.summary.clone())
-        .unwrap_or_default();
-    let severity = trigger_state
-        .as_ref()
-        .map(|s| s.severity)
-        .unwrap_or(Severity::Critical);
-    // The recheck saw every probe pass: that is the health rule's own
-    // condition cleared. Any other rule (lag, a gauge) is judged again by
-    // the next tick; a restart does not make its condition clear.
-    let resolves = healthy && trigger.rule == crate::config::HEALTH_RULE;
-    let task = &mut outcome.tasks[index];
-    if resolves && let Some(state) = &trigger_state {
-        let quiet = crate::alert::AlertState {
-            status: crate::alert::Status::Quiet,
-            since: now,
-            good_since: None,
-            good_ticks: 0,
-            announced: false,
-            ..state.clone()
-        };
-        outcome.alerts.insert(trigger.clone(), Some(quiet.clone()));
-        outcome.history.push(HistoryEntry {
-            key: trigger.clone(),
-            transition: Transition::Resolved,
-            severity,
-            summary: format!("healthy after the restart ({what})"),
-            value: None,
-            threshold: None,
-        });
-        for rule in task.rules.iter_mut().filter(|r| r.rule == trigger.rule) {
-            rule.state = Some(quiet.clone());
-            rule.transition = Some(Transition::Resolved);
-        }
-        // The rules' missing data came from the failed probe, which the
-        // recheck saw answer: those keys (never told) clear with it.
-        for rule in task.rules.iter_mut().filter(|r| {
-            r.rule.ends_with(crate::evaluate::NO_DATA_SUFFIX)
-                && r.state
-                    .as_ref()
-                    .is_some_and(|s| s.status.is_active() && !s.announced)
-        }) {
-            let Some(state) = rule.state.clone() else {
-                continue;
-            };
-            let cleared = crate::alert::AlertState {
-                status: crate::alert::Status::Quiet,
-                since: now,
-                ..state
-            };
-            let key = scope.key(&rule.rule);
-            outcome.alerts.insert(key.clone(), Some(cleared.clone()));
-            outcome.history.push(HistoryEntry {
-                key,
-                transition: Transition::Resolved,
-                severity: cleared.severity,
-                summary: format!("data back after the restart ({what})"),
-                value: None,
-                threshold: None,
-            });
-            rule.state = Some(cleared);
-            rule.transition = Some(Transition::Resolved);
-        }
-    }
-    task.healthy = !task.rules.iter().any(crate::evaluate::RuleResult::active);
-    task.remediation = Some(Remediation::Done {
-        what: what.clone(),
-        healthy,
-    });
-    let kind = if healthy {
-        MessageKind::Restarted
-    } else {
-        MessageKind::RestartFailed
-    };
-    let summary = match (healthy, resolves) {
-        (true, true) => format!("was: {summary}"),
-        (true, false) => format!(
-            "was: {summary}; {} is judged again from the next tick",
-            trigger.rule
-        ),
-        (false, _) => summary,
-    };
-    let mut message = scope.message(
-        kind,
-        &trigger.rule,
-        severity,
-        summary,
-        trigger_state.as_ref(),
-    );
-    message.remediation = Some(what);
-    push_outgoing(scope.config, scope.notifiers, message, outcome);
-}
 
 #[cfg(test)]
 mod tests {

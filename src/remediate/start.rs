@@ -8,49 +8,220 @@ use std::fs::OpenOptions;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-/// What was started.
+/// What was started, watched while waiting for health.
 #[derive(Debug)]
-pub enum Started {
-    /// A detached child: watched while waiting for health, then left running.
+pub struct Started {
+    what: What,
+    description: String,
+    /// When a service manager or tmux may be asked again (a detached
+    /// child is looked at every time: that costs nothing).
+    next_look: Instant,
+    seen: Liveness,
+}
+
+#[derive(Debug)]
+enum What {
+    /// A detached child, left running after the tick.
     Process {
         child: Child,
         output: PathBuf,
-        description: String,
     },
-    /// Started through tmux or a service manager.
-    Other { description: String },
+    Tmux {
+        session: String,
+    },
+    Unit {
+        unit: String,
+    },
+    Container {
+        name: String,
+    },
 }
 
+/// Whether the started thing still runs.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Liveness {
+    Running,
+    /// Not running yet, not failed either (`activating`, `restarting`).
+    Starting(String),
+    /// It died or its manager says it failed: why, with its last output.
+    Dead(String),
+}
+
+/// How often tmux, systemctl or docker are asked while waiting.
+const LOOK_EVERY: Duration = Duration::from_millis(500);
+
 impl Started {
-    pub fn description(&self) -> &str {
-        match self {
-            Started::Process { description, .. } | Started::Other { description } => description,
+    fn new(what: What, description: String) -> Started {
+        Started {
+            what,
+            description,
+            next_look: Instant::now(),
+            seen: Liveness::Starting("not looked at yet".into()),
         }
     }
 
-    /// `Some(why)` when a started process has already failed: it exited
-    /// with an error. An exit with status 0 is a start script that put the
-    /// service in the background; the health checks decide then.
-    pub fn exited(&mut self) -> Option<String> {
-        let Started::Process { child, output, .. } = self else {
-            return None;
-        };
-        match child.try_wait() {
-            Ok(Some(status)) if !status.success() => {
-                let tail = output_tail(output, 5);
-                let tail = if tail.is_empty() {
-                    String::new()
-                } else {
-                    format!("; its last lines: {tail}")
-                };
-                Some(format!(
-                    "the started process exited ({status}){tail} (all of its output is in {})",
+    pub fn description(&self) -> &str {
+        &self.description
+    }
+
+    /// Whether what was started still runs. A detached child that exited
+    /// with status 0 is a start script that put the service in the
+    /// background: the health checks decide then. A tmux pane whose
+    /// command exited, whatever its status, no longer runs the service.
+    pub fn liveness(&mut self) -> Liveness {
+        if let What::Process { child, output } = &mut self.what {
+            return match child.try_wait() {
+                Ok(Some(status)) if !status.success() => Liveness::Dead(format!(
+                    "the started process exited ({status}){} (all of its output is in {})",
+                    said(&output_tail(output, TAIL_LINES)),
                     output.display()
-                ))
-            }
-            _ => None,
+                )),
+                _ => Liveness::Running,
+            };
+        }
+        if matches!(self.seen, Liveness::Dead(_)) || Instant::now() < self.next_look {
+            return self.seen.clone();
+        }
+        self.next_look = Instant::now() + LOOK_EVERY;
+        self.seen = match &self.what {
+            What::Process { .. } => Liveness::Running,
+            What::Tmux { session } => tmux_liveness(session),
+            What::Unit { unit } => unit_liveness(unit),
+            What::Container { name } => container_liveness(name),
+        };
+        self.seen.clone()
+    }
+}
+
+/// How many of a dead start's last output lines are told.
+const TAIL_LINES: usize = 5;
+
+fn said(tail: &str) -> String {
+    if tail.is_empty() {
+        String::new()
+    } else {
+        format!("; its last lines: {tail}")
+    }
+}
+
+/// A tmux session started with `remain-on-exit`: a dead pane stays, with
+/// its exit status and screen, until it is read here (then the session
+/// goes, so the next start can take its name).
+fn tmux_liveness(session: &str) -> Liveness {
+    let target = format!("={session}");
+    let listed = Command::new("tmux")
+        .args([
+            "list-panes",
+            "-s",
+            "-t",
+            &target,
+            "-F",
+            "#{pane_dead} #{pane_dead_status}",
+        ])
+        .output();
+    let Ok(listed) = listed else {
+        return Liveness::Dead("tmux cannot be run any more".into());
+    };
+    if !listed.status.success() {
+        return Liveness::Dead(format!(
+            "tmux session {session} is gone: the command it ran exited (`tmux has-session -t {session}` finds nothing)"
+        ));
+    }
+    let text = String::from_utf8_lossy(&listed.stdout).to_string();
+    let Some(dead) = text.lines().find(|l| l.starts_with('1')) else {
+        return Liveness::Running;
+    };
+    let status = dead
+        .split_whitespace()
+        .nth(1)
+        .map(|s| format!("exit status: {s}"))
+        .unwrap_or_else(|| "killed by a signal".into());
+    let screen = Command::new("tmux")
+        .args([
+            "capture-pane",
+            "-p",
+            "-t",
+            &format!("{target}:"),
+            "-S",
+            "-200",
+        ])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).to_string())
+        .unwrap_or_default();
+    let _ = Command::new("tmux")
+        .args(["kill-session", "-t", &target])
+        .output();
+    Liveness::Dead(format!(
+        "the command in tmux session {session} exited ({status}){}",
+        said(&last_lines(&screen, TAIL_LINES))
+    ))
+}
+
+fn unit_liveness(unit: &str) -> Liveness {
+    let state = Command::new("systemctl")
+        .args(["is-active", unit])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default();
+    match state.as_str() {
+        "active" | "reloading" => Liveness::Running,
+        "activating" | "deactivating" | "refreshing" => {
+            Liveness::Starting(format!("systemd unit {unit} is {state}"))
+        }
+        _ => {
+            let journal = Command::new("journalctl")
+                .args(["-u", unit, "-n", "20", "-o", "cat", "--no-pager"])
+                .output()
+                .map(|o| String::from_utf8_lossy(&o.stdout).to_string())
+                .unwrap_or_default();
+            Liveness::Dead(format!(
+                "systemd unit {unit} is {}{} (see `systemctl status {unit}`)",
+                if state.is_empty() { "unknown" } else { &state },
+                said(&last_lines(&journal, TAIL_LINES))
+            ))
+        }
+    }
+}
+
+fn container_liveness(name: &str) -> Liveness {
+    let inspected = Command::new("docker")
+        .args([
+            "inspect",
+            "-f",
+            "{{.State.Status}} {{.State.ExitCode}}",
+            name,
+        ])
+        .output();
+    let text = inspected
+        .as_ref()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default();
+    let mut words = text.split_whitespace();
+    let (status, code) = (words.next().unwrap_or(""), words.next().unwrap_or("?"));
+    match status {
+        "running" => Liveness::Running,
+        "created" | "restarting" => {
+            Liveness::Starting(format!("docker container {name} is {status}"))
+        }
+        "" => Liveness::Dead(format!(
+            "docker inspect {name} says nothing: is the container there?"
+        )),
+        _ => {
+            let logs = Command::new("docker")
+                .args(["logs", "--tail", "20", name])
+                .output()
+                .map(|o| {
+                    let mut text = String::from_utf8_lossy(&o.stdout).to_string();
+                    text.push_str(&String::from_utf8_lossy(&o.stderr));
+                    text
+                })
+                .unwrap_or_default();
+            Liveness::Dead(format!(
+                "docker container {name} is {status} (exit code {code}){}",
+                said(&last_lines(&logs, TAIL_LINES))
+            ))
         }
     }
 }
@@ -66,7 +237,12 @@ fn output_tail(path: &Path, lines: usize) -> String {
     let _ = file.seek(SeekFrom::Start(size.saturating_sub(8192)));
     let mut bytes = Vec::new();
     let _ = file.read_to_end(&mut bytes);
-    let text = String::from_utf8_lossy(&bytes);
+    last_lines(&String::from_utf8_lossy(&bytes), lines)
+}
+
+/// The last `lines` non-blank lines of `text`, control characters blanked,
+/// each cut at 200 characters, joined with ` | `.
+fn last_lines(text: &str, lines: usize) -> String {
     let mut last: Vec<String> = text
         .lines()
         .rev()
@@ -74,12 +250,10 @@ fn output_tail(path: &Path, lines: usize) -> String {
         .filter(|l| !l.is_empty())
         .take(lines)
         .map(|l| {
-            let shown: String = l
-                .chars()
+            l.chars()
                 .map(|c| if c.is_control() { ' ' } else { c })
                 .take(200)
-                .collect();
-            shown
+                .collect()
         })
         .collect();
     last.reverse();
@@ -141,30 +315,50 @@ pub fn start(start: &Start, default_output: &Path) -> Result<Started, String> {
             if let Some(cwd) = cwd {
                 tmux.arg("-c").arg(cwd);
             }
-            tmux.arg(shell_line(command));
+            // In the same command list (tmux runs it before it notices a
+            // child's exit): a pane whose command dies stays, dead, with
+            // its status and last screen, for the watch to read.
+            tmux.arg(shell_line(command)).args([
+                ";",
+                "set-option",
+                "-w",
+                "-t",
+                &format!("={session}:"),
+                "remain-on-exit",
+                "on",
+            ]);
             run_tool(&mut tmux, Duration::from_secs(30))?;
             let panes = super::stop::tmux_pane_pids(session)?;
             let pane = panes
                 .first()
                 .map(|p| format!(" (pane pid {p})"))
                 .unwrap_or_default();
-            Ok(Started::Other {
-                description: format!("started tmux session {session}{pane} running `{command}`"),
-            })
+            Ok(Started::new(
+                What::Tmux {
+                    session: session.clone(),
+                },
+                format!("started tmux session {session}{pane} running `{command}`"),
+            ))
         }
         Start::Systemd(unit) => run_tool(
             Command::new("systemctl").args(["start", unit]),
             Duration::from_secs(90),
         )
-        .map(|()| Started::Other {
-            description: format!("systemctl start {unit}"),
+        .map(|()| {
+            Started::new(
+                What::Unit { unit: unit.clone() },
+                format!("systemctl start {unit}"),
+            )
         }),
         Start::Docker(name) => run_tool(
             Command::new("docker").args(["start", name]),
             Duration::from_secs(90),
         )
-        .map(|()| Started::Other {
-            description: format!("docker start {name}"),
+        .map(|()| {
+            Started::new(
+                What::Container { name: name.clone() },
+                format!("docker start {name}"),
+            )
         }),
     }
 }
@@ -209,11 +403,13 @@ fn spawn_detached(
         .spawn()
         .map_err(|e| format!("cannot start `{line}`: {e}"))?;
     let description = format!("started `{line}` as pid {}", child.id());
-    Ok(Started::Process {
-        child,
-        output: output.to_path_buf(),
+    Ok(Started::new(
+        What::Process {
+            child,
+            output: output.to_path_buf(),
+        },
         description,
-    })
+    ))
 }
 
 #[cfg(test)]
@@ -231,7 +427,7 @@ mod tests {
             output: None,
         };
         let mut started = super::start(&start, &output).unwrap();
-        let Started::Process { child, .. } = &mut started else {
+        let What::Process { child, .. } = &mut started.what else {
             panic!("{started:?}")
         };
         let pid = child.id() as i32;
@@ -259,8 +455,8 @@ mod tests {
         let mut started = super::start(&start, &output).unwrap();
         let mut why = None;
         for _ in 0..200 {
-            why = started.exited();
-            if why.is_some() {
+            if let Liveness::Dead(dead) = started.liveness() {
+                why = Some(dead);
                 break;
             }
             std::thread::sleep(Duration::from_millis(10));

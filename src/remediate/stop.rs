@@ -85,7 +85,9 @@ pub fn stop(stop: &Stop) -> Result<Stopped, String> {
         }
         StopMethod::Tmux(session) => {
             let found = targets(&stop.method)?;
-            if !found.is_empty() {
+            // A session whose pane died (monitor starts them with
+            // `remain-on-exit`) holds the name the start needs: it goes too.
+            if !found.is_empty() || !tmux_pane_pids(session)?.is_empty() {
                 // Killing the session hangs up its panes; what ignores
                 // SIGHUP gets SIGTERM and then SIGKILL below.
                 let _ = run_tool(

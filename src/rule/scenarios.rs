@@ -120,7 +120,8 @@ fn replay_with(
             observation: observation.clone(),
         }];
         let now = Timestamp(1_790_000_000_000 + i as i64 * 60_000);
-        let outcome = evaluate(&config, profile, &prior, &runs, true, now);
+        let outcome =
+            evaluate(&config, profile, &prior, &runs, true, now).conclude(&Default::default());
         for (key, state) in &outcome.alerts {
             match state {
                 Some(s) => prior.alerts.insert(key.clone(), s.clone()),
