@@ -11,8 +11,19 @@ use std::path::{Path, PathBuf};
 /// A held lock; released when dropped (or when the process dies).
 #[derive(Debug)]
 pub struct ProfileLock {
-    _file: File,
+    file: File,
     pub path: PathBuf,
+    /// The pid an earlier holder left in the file: it did not end its tick
+    /// (killed, or crashed); what it started may still run.
+    pub unclean: Option<u32>,
+}
+
+impl Drop for ProfileLock {
+    /// A tick that ends leaves the file empty: a pid found in it by the
+    /// next holder is one that was killed.
+    fn drop(&mut self) {
+        let _ = self.file.set_len(0);
+    }
 }
 
 /// The outcome of trying to take the lock.
@@ -45,11 +56,18 @@ pub fn acquire(state_dir: &Path, profile: &str) -> Result<Lock> {
         .with_context(|| format!("opening the lock file {}", path.display()))?;
     match FileExt::try_lock_exclusive(&file) {
         Ok(()) => {
+            let mut left = String::new();
+            let _ = file.read_to_string(&mut left);
+            let unclean = left.trim().parse::<u32>().ok();
             file.set_len(0)?;
             file.seek(SeekFrom::Start(0))?;
             writeln!(file, "{}", std::process::id())
                 .with_context(|| format!("writing {}", path.display()))?;
-            Ok(Lock::Acquired(ProfileLock { _file: file, path }))
+            Ok(Lock::Acquired(ProfileLock {
+                file,
+                path,
+                unclean,
+            }))
         }
         Err(e) if e.raw_os_error() == fs2::lock_contended_error().raw_os_error() => {
             Ok(Lock::Busy {
@@ -106,9 +124,15 @@ mod tests {
             "locks are per profile"
         );
         drop(first);
-        assert!(matches!(
-            acquire(dir.path(), "minutely").unwrap(),
-            Lock::Acquired(_)
-        ));
+        match acquire(dir.path(), "minutely").unwrap() {
+            Lock::Acquired(lock) => assert_eq!(lock.unclean, None, "the first ended cleanly"),
+            other => panic!("expected acquired, got {other:?}"),
+        }
+        let path = lock_path(dir.path(), "minutely");
+        std::fs::write(&path, "4242\n").unwrap();
+        match acquire(dir.path(), "minutely").unwrap() {
+            Lock::Acquired(lock) => assert_eq!(lock.unclean, Some(4242), "a killed holder"),
+            other => panic!("expected acquired, got {other:?}"),
+        }
     }
 }

@@ -108,6 +108,22 @@ pub fn run(config: &Config, options: &RunOptions, now: Timestamp) -> Result<Tick
             }
         }
     };
+    let mark = probe::process_group::mark_of(&profile.name, &config.state_dir());
+    let mut notes = Vec::new();
+    if let Some(lock) = &_lock
+        && let Some(pid) = lock.unclean
+    {
+        let killed = probe::process_group::sweep_marked(&mark);
+        if !killed.is_empty() {
+            let note = format!(
+                "the tick of pid {pid} was killed before it ended; what it started for probes still ran and is now killed: {}",
+                killed.join(", ")
+            );
+            log::warn!("{note}");
+            notes.push(note);
+        }
+    }
+    probe::process_group::mark_probes(mark);
     let store = if options.dry_run {
         Store::open_snapshot(&config.state).map_err(Error::Tool)?
     } else {
@@ -117,7 +133,6 @@ pub fn run(config: &Config, options: &RunOptions, now: Timestamp) -> Result<Tick
         Some(store) => store.load_prior(&profile.name, now).map_err(Error::Tool)?,
         None => Prior::default(),
     };
-    let mut notes = Vec::new();
     if let Some(pre_run) = &profile.pre_run {
         notes.push(pre_run_sync(pre_run, options.dry_run));
     }

@@ -326,3 +326,108 @@ fn kill_dash_nine_at_random_moments_never_leaves_a_half_tick() {
         "the kill loop took {elapsed:?}"
     );
 }
+
+/// Pids of processes whose command line is exactly `line`.
+fn running(line: &str) -> Vec<i32> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().filter_map(Result::ok) {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(raw) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        let words: Vec<String> = raw
+            .split(|&b| b == 0)
+            .filter(|w| !w.is_empty())
+            .map(|w| String::from_utf8_lossy(w).into_owned())
+            .collect();
+        let zombie = std::fs::read_to_string(entry.path().join("stat"))
+            .map(|s| {
+                s.rsplit(')')
+                    .next()
+                    .unwrap_or("")
+                    .trim_start()
+                    .starts_with('Z')
+            })
+            .unwrap_or(true);
+        if !zombie && words.join(" ") == line {
+            found.push(pid);
+        }
+    }
+    found
+}
+
+fn wait_until(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Issue 10, item 7: a tick killed (kill -9, or SIGTERM from systemd or a
+/// person) while a probe runs left the probe's children running for ever
+/// under init, one that called `setsid` included. Now the probe's own child
+/// dies with the tick, and the next tick finds the rest by their mark,
+/// kills them and says so.
+#[test]
+fn what_a_killed_tick_started_for_probes_does_not_outlive_the_next_tick() {
+    for (signal, tag) in [(libc::SIGKILL, "4321"), (libc::SIGTERM, "4331")] {
+        let grouped = format!("sleep {tag}.5");
+        let escaped = format!("sleep {tag}.25");
+        let ws = Workspace::new(&profile_p(&format!(
+            "      - name: slow\n        command: {{ argv: [\"sh\", \"-c\", \"setsid {escaped} & {grouped}; true\"], timeout: 60s }}\n"
+        )));
+        let mut tick = ws
+            .command()
+            .env("MONITOR_NOW", minute(0).to_string())
+            .args(["run", "p"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        wait_until("the probe's children", Duration::from_secs(10), || {
+            running(&grouped).len() == 1 && running(&escaped).len() == 1
+        });
+        // SAFETY: a signal to the tick this test started.
+        unsafe {
+            libc::kill(tick.id() as i32, signal);
+        }
+        tick.wait().unwrap();
+        // The next real tick, with a probe that ends at once.
+        ws.write_config(&profile_p(
+            "      - name: slow\n        command: { argv: [\"true\"] }\n",
+        ));
+        let out = ws.run_at(minute(1), "p", &[]);
+        assert_exit(&out, 0);
+        wait_until("the leftovers to go", Duration::from_secs(5), || {
+            running(&grouped).is_empty() && running(&escaped).is_empty()
+        });
+        let said = format!("{}{}", stdout(&out), stderr(&out));
+        assert!(
+            said.contains(&format!(
+                "the tick of pid {} was killed before it ended",
+                tick.id()
+            )) && said.contains(&escaped),
+            "signal {signal}: {said}"
+        );
+    }
+}
+
+/// A probe's child that leaves the process group (`setsid`) is no longer
+/// reached by the timeout's group kill: it is killed at the tick's end.
+#[test]
+fn a_probe_child_that_called_setsid_does_not_survive_the_tick() {
+    let escaped = "sleep 4341.25";
+    let ws = Workspace::new(&profile_p(&format!(
+        "      - name: slow\n        command: {{ argv: [\"sh\", \"-c\", \"setsid {escaped} & sleep 100\"], timeout: 1s }}\n"
+    )));
+    let began = Instant::now();
+    let out = ws.run_at(minute(0), "p", &[]);
+    assert_exit(&out, 1);
+    assert!(began.elapsed() < Duration::from_secs(10));
+    wait_until("the escaped child to go", Duration::from_secs(3), || {
+        running(escaped).is_empty()
+    });
+}

@@ -493,16 +493,17 @@ fn task_start_and_finish_lines_notify_once_each_with_the_id() {
 #[test]
 fn a_command_source_reads_lines_since_the_last_tick() {
     let ws = Workspace::new("");
-    // A stand-in for `docker logs --since {since}`: lines are `<unix ts> text`.
+    // A stand-in for `docker logs --since {since} --until {until}`: lines
+    // are `<unix ts> text`; the windows meet end to end.
     let lines = ws.path().join("container.log");
     let asked = ws.path().join("asked.txt");
     fs::write(
         &lines,
-        format!("{} seen 900\n{} seen 901\n", minute(0) - 100, minute(0)),
+        format!("{} seen 900\n{} seen 901\n", minute(0) - 100, minute(0) - 1),
     )
     .unwrap();
     let task = format!(
-        "      - name: aleph\n        log:\n          command: [\"sh\", \"-c\", \"echo \\\"$1\\\" >> \\\"$3\\\"; awk -v s=\\\"$1\\\" '$1 >= s' \\\"$2\\\"\", \"sh\", \"{{since}}\", \"{}\", \"{}\"]\n          stale_after: 90s\n          {SEEN}\n",
+        "      - name: aleph\n        log:\n          command: [\"sh\", \"-c\", \"echo \\\"$1\\\" >> \\\"$3\\\"; awk -v s=\\\"$1\\\" -v u=\\\"$4\\\" '$1 >= s && $1 < u' \\\"$2\\\"\", \"sh\", \"{{since}}\", \"{}\", \"{}\", \"{{until}}\"]\n          stale_after: 90s\n          {SEEN}\n",
         lines.display(),
         asked.display()
     );
@@ -515,8 +516,8 @@ fn a_command_source_reads_lines_since_the_last_tick() {
         &lines,
         format!("{} seen 1\n{} seen 2\n", minute(0) + 10, minute(0) + 30),
     );
-    // Since the previous tick: `seen 901` (at that very second) comes again
-    // and is dropped as already seen.
+    // From the previous tick on: `seen 901`, a second before it, was in
+    // the first window; the new window starts where that one ended.
     assert_eq!(tick_seen(&ws, minute(1), 0).1, vec![1, 2]);
 
     let (out, lines) = tick_seen(&ws, minute(2), 0);
@@ -659,10 +660,16 @@ fn recheck_of_a_command_source_wants_any_output() {
     assert_eq!(out.checks[0].status, CheckStatus::Ok, "{:?}", out.checks);
     assert!(out.state.is_empty());
 
-    // Only lines the tick's own run did not print are movement.
+    // Only lines after the newest the tick's own run saw are movement
+    // (timestamped, as `docker logs --timestamps` prints them): the same
+    // text again is movement too.
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("out.txt");
-    fs::write(&log, "a\nb\n").unwrap();
+    fs::write(
+        &log,
+        "2026-12-01T10:00:00.1Z beat\n2026-12-01T10:00:10.1Z beat\n",
+    )
+    .unwrap();
     let cat = probe(&format!("command: [\"cat\", \"{}\"]\n", log.display()));
     let tick = observe(&cat, Mode::Tick, &TaskState::new(), minute(0));
     let out = observe(&cat, Mode::Recheck, &tick.state, minute(0) + 5);
@@ -672,7 +679,7 @@ fn recheck_of_a_command_source_wants_any_output() {
         "{:?}",
         out.checks
     );
-    append(&log, "c\n");
+    append(&log, "2026-12-01T10:00:20.1Z beat\n");
     let out = observe(&cat, Mode::Recheck, &tick.state, minute(0) + 10);
     assert_eq!(out.checks[0].status, CheckStatus::Ok, "{:?}", out.checks);
     assert!(out.events.is_empty() && out.state.is_empty());
@@ -790,4 +797,72 @@ fn a_log_growing_faster_than_max_read_warns_on_the_first_tick_it_falls_behind() 
     ws.run_at(minute(2), "p", &[]);
     let out = ws.run_at(minute(3), "p", &["--format", "json"]);
     assert_exit(&out, 0);
+}
+
+/// A stand-in for `docker logs [--since S] [--until U] [--timestamps]
+/// NAME`, built on what the real one prints: `NAME.lines` beside it holds
+/// `<unix seconds> text` lines; `--since`/`--until` bound them inclusively
+/// (docker compares nanosecond times), `--timestamps` prefixes each with
+/// its RFC 3339 time. Not the real docker: a contract test.
+const FAKE_DOCKER: &str = r#"#!/usr/bin/env python3
+import datetime, os, sys
+args = sys.argv[1:]
+assert args[0] == "logs", args
+since, until, stamps, name = None, None, False, None
+i = 1
+while i < len(args):
+    a = args[i]
+    if a == "--since": since = float(args[i + 1]); i += 2; continue
+    if a == "--until": until = float(args[i + 1]); i += 2; continue
+    if a in ("-t", "--timestamps"): stamps = True; i += 1; continue
+    name = a; i += 1
+path = os.path.join(os.path.dirname(os.path.abspath(__file__)), name + ".lines")
+for line in open(path):
+    at, text = line.rstrip("\n").split(" ", 1)
+    at = float(at)
+    if since is not None and at < since: continue
+    if until is not None and at > until: continue
+    if stamps:
+        when = datetime.datetime.fromtimestamp(at, datetime.timezone.utc)
+        print(when.strftime("%Y-%m-%dT%H:%M:%S.%f000Z"), text)
+    else:
+        print(text)
+"#;
+
+/// Issue 10, item 5: a container that prints the same line every 10 s.
+/// Telling new output from old by its text dropped every repeat: the log
+/// went "stale" while it moved, the counter stopped. Read by window
+/// (`{until}`) or by time (`--timestamps`), every line counts once.
+#[test]
+fn a_container_repeating_identical_lines_keeps_counting_and_is_not_stale() {
+    for flags in ["", r#""--timestamps", "#, r#""--until", "{until}", "#] {
+        let ws = Workspace::new("");
+        let docker = ws.path().join("docker");
+        fs::write(&docker, FAKE_DOCKER).unwrap();
+        fs::set_permissions(&docker, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        let lines = ws.path().join("aleph-node.lines");
+        let beats = |from: i64| -> String {
+            (0..6)
+                .map(|k| format!("{}.37 heartbeat ok\n", from + k * 10))
+                .collect()
+        };
+        fs::write(&lines, beats(minute(0) - 60)).unwrap();
+        ws.write_config(&profile_p(&format!(
+            "      - name: aleph\n        log:\n          command: [\"{}\", \"logs\", \"--since\", \"{{since}}\", {flags}\"aleph-node\"]\n          stale_after: 90s\n          counters: {{ beats: 'heartbeat ok' }}\n",
+            docker.display()
+        )));
+        let out = ws.run_at(minute(0), "p", &["--format", "json"]);
+        assert_exit(&out, 0);
+        for tick in 1..=5 {
+            append(&lines, beats(minute(tick - 1)));
+            let out = ws.run_at(minute(tick), "p", &["--format", "json"]);
+            assert_exit(&out, 0);
+            assert_eq!(
+                signal(&out, "beats"),
+                6.0 * (tick + 1) as f64,
+                "{flags}, tick {tick}: six new lines, the same text as the last six"
+            );
+            assert_eq!(signal(&out, "log_age_s"), 0.0, "{flags}, tick {tick}");
+        }
+    }
 }

@@ -1,10 +1,17 @@
 //! Child processes that run under a deadline in their own process group, so
-//! a timed-out check can be killed with everything it started.
+//! a timed-out check can be killed with everything it started — and so
+//! nothing a probe starts outlives the tick: probe children die with the
+//! tick (`PR_SET_PDEATHSIG`), carry a mark in their environment that their
+//! descendants inherit (a `setsid` escapes the group, not the mark), are
+//! reparented to the tick when orphaned (`PR_SET_CHILD_SUBREAPER`) and
+//! killed at its end; a tick that was killed itself leaves its lock file
+//! unclean, and the next tick finds its marked leftovers and kills them.
 
 use std::collections::BTreeSet;
 use std::io::Read;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::Mutex;
+use std::sync::OnceLock;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -17,6 +24,32 @@ fn live_groups() -> std::sync::MutexGuard<'static, BTreeSet<i32>> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
+/// The environment variable that marks what a tick started for a probe.
+pub const MARK_VAR: &str = "MONITOR_PROBE_OF";
+
+/// This tick's mark: the profile and the state folder it runs for.
+static MARK: OnceLock<String> = OnceLock::new();
+
+/// Whether this tick started a marked process (then its end looks for
+/// leftovers).
+static SPAWNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// The mark of the probes of `profile` under `state_dir`.
+pub fn mark_of(profile: &str, state_dir: &std::path::Path) -> String {
+    format!("{profile}@{}", state_dir.display())
+}
+
+/// Marks every probe child this process starts from now on, and makes the
+/// orphans among their descendants this process's children while it runs.
+pub fn mark_probes(mark: String) {
+    let _ = MARK.set(mark);
+    // SAFETY: prctl with PR_SET_CHILD_SUBREAPER only sets a flag of this
+    // process; a failure (an old kernel) leaves the next tick's sweep.
+    unsafe {
+        libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
+    }
+}
+
 /// Sends SIGKILL to every process of group `pgid`.
 pub fn kill_group(pgid: i32) {
     if pgid > 1 {
@@ -27,12 +60,92 @@ pub fn kill_group(pgid: i32) {
     }
 }
 
-/// Kills every process group a probe started and left running (called at
-/// the end of a tick, when a task was abandoned at its deadline).
+/// Kills every process group a probe started and left running (a task
+/// abandoned at its deadline), and every marked child of this process (a
+/// probe's descendant that left the group with `setsid` and was orphaned
+/// to us). Called at the end of a tick.
 pub fn kill_leftovers() {
     let groups: Vec<i32> = live_groups().iter().copied().collect();
     for pgid in groups {
         kill_group(pgid);
+    }
+    if !SPAWNED.load(std::sync::atomic::Ordering::Relaxed) {
+        return;
+    }
+    let Some(mark) = MARK.get() else {
+        return;
+    };
+    for pid in own_children() {
+        if carries(pid, mark) {
+            kill_with_group(pid);
+        }
+    }
+}
+
+/// Finds processes left by an earlier tick of the same mark that was
+/// killed before it could clean up, kills them and says which they were.
+pub fn sweep_marked(mark: &str) -> Vec<String> {
+    let Ok(all) = procfs::process::all_processes() else {
+        return Vec::new();
+    };
+    let own = std::process::id() as i32;
+    let mut killed = Vec::new();
+    for process in all.filter_map(Result::ok) {
+        if process.pid == own || !carries(process.pid, mark) {
+            continue;
+        }
+        let line = process
+            .cmdline()
+            .map(|a| a.join(" "))
+            .unwrap_or_default()
+            .chars()
+            .take(80)
+            .collect::<String>();
+        kill_with_group(process.pid);
+        killed.push(format!("pid {} (`{line}`)", process.pid));
+    }
+    killed
+}
+
+/// Whether `pid` carries `mark` in its environment.
+fn carries(pid: i32, mark: &str) -> bool {
+    let Ok(environ) = std::fs::read(format!("/proc/{pid}/environ")) else {
+        return false;
+    };
+    let wanted = format!("{MARK_VAR}={mark}");
+    environ
+        .split(|&b| b == 0)
+        .any(|entry| entry == wanted.as_bytes())
+}
+
+/// The children of every thread of this process.
+fn own_children() -> Vec<i32> {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return Vec::new();
+    };
+    tasks
+        .filter_map(Result::ok)
+        .filter_map(|task| std::fs::read_to_string(task.path().join("children")).ok())
+        .flat_map(|text| {
+            text.split_whitespace()
+                .filter_map(|p| p.parse().ok())
+                .collect::<Vec<i32>>()
+        })
+        .collect()
+}
+
+/// SIGKILL to `pid`, and to its group when it leads one (a `setsid`
+/// child's own children).
+fn kill_with_group(pid: i32) {
+    if pid <= 1 {
+        return;
+    }
+    // SAFETY: getpgid reads, kill/killpg only signal a pid just found.
+    unsafe {
+        if libc::getpgid(pid) == pid {
+            libc::killpg(pid, libc::SIGKILL);
+        }
+        libc::kill(pid, libc::SIGKILL);
     }
 }
 
@@ -46,10 +159,44 @@ pub struct Finished {
     pub elapsed: Duration,
 }
 
-/// Runs `command` in a new process group with stdin closed, capturing up to
-/// `cap` bytes of each output stream. At `timeout` the whole group is killed.
-/// When the child exits, whatever it left behind in its group is killed too.
+/// Runs a probe's `command` in a new process group with stdin closed,
+/// capturing up to `cap` bytes of each output stream. At `timeout` the
+/// whole group is killed. When the child exits, whatever it left behind in
+/// its group is killed too. It carries the tick's mark and dies with the
+/// tick.
 pub fn run(command: &mut Command, timeout: Duration, cap: usize) -> std::io::Result<Finished> {
+    use std::os::unix::process::CommandExt;
+    if let Some(mark) = MARK.get() {
+        command.env(MARK_VAR, mark);
+        SPAWNED.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+    let parent = std::process::id() as i32;
+    // SAFETY: prctl and getppid are async-signal-safe; the child asks to
+    // be killed when the thread that started it (the tick) goes, and gives
+    // up if the tick is already gone.
+    unsafe {
+        command.pre_exec(move || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) == -1 {
+                return Err(std::io::Error::last_os_error());
+            }
+            if libc::getppid() != parent {
+                return Err(std::io::Error::other("the tick is gone"));
+            }
+            Ok(())
+        });
+    }
+    run_in_group(command, timeout, cap)
+}
+
+/// [`run`] for a service manager's or a remediation's command (`systemctl
+/// start`, `tmux new-session`): not marked, so what it starts on purpose
+/// (a tmux server, a service) is never swept as a leftover.
+pub fn run_tool(command: &mut Command, timeout: Duration, cap: usize) -> std::io::Result<Finished> {
+    command.env_remove(MARK_VAR);
+    run_in_group(command, timeout, cap)
+}
+
+fn run_in_group(command: &mut Command, timeout: Duration, cap: usize) -> std::io::Result<Finished> {
     use std::os::unix::process::CommandExt;
     command
         .stdin(Stdio::null())

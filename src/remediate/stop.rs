@@ -219,7 +219,7 @@ pub fn tmux_pane_pids(session: &str) -> Result<Vec<i32>, String> {
 /// error when it fails.
 pub(crate) fn run_tool(command: &mut Command, limit: Duration) -> Result<(), String> {
     let shown = format!("{command:?}").replace('"', "");
-    let finished = crate::probe::process_group::run(command, limit, 16 * 1024)
+    let finished = crate::probe::process_group::run_tool(command, limit, 16 * 1024)
         .map_err(|e| format!("cannot run {shown}: {e}"))?;
     match finished.status {
         Some(status) if status.success() => Ok(()),

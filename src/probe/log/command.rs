@@ -1,6 +1,11 @@
-//! A log read from a command's output (`docker logs --since {since} …`,
-//! `journalctl -u … --since @{since}`): each tick asks for the lines since
-//! the previous tick and drops the ones that tick already saw.
+//! A log read from a command's output (`docker logs --since {since}
+//! --until {until} …`, `journalctl -u … --since @{since} --until
+//! @{until}`): each tick asks for the lines since the previous tick. New
+//! lines are told from lines already seen by position, never by their
+//! text (a container repeats "heartbeat ok" for hours): with `{until}`
+//! the windows meet end to end; with timestamped lines (`docker logs
+//! --timestamps`, `journalctl -o short-iso-precise`) a line is new when
+//! its time is after the newest one seen.
 
 use super::scan::{Pass, Scanner};
 use super::{Check, CheckStatus, Context, Observation, PROBE, TaskState};
@@ -10,18 +15,17 @@ use std::process::Command;
 
 /// Where `{since}` goes in the command's arguments.
 pub const SINCE: &str = "{since}";
+/// Where `{until}` goes: the end of this tick's window (the tick's clock),
+/// where the next tick's `{since}` starts.
+pub const UNTIL: &str = "{until}";
 
 /// How far back the first run looks (its lines are primed, not raised).
 const FIRST_LOOK_BACK_S: i64 = 3600;
 
-/// Fingerprints kept of the output's last lines: the next run's window
-/// starts at this tick's clock, before this run ended, so its first lines
-/// may repeat these.
-const TAIL_LINES: usize = 64;
-
 const SINCE_KEY: &str = "log.since";
 const LAST_LINE_KEY: &str = "log.last_line_at";
-const TAIL_KEY: &str = "log.tail";
+/// The newest line time seen (Unix nanoseconds), for timestamped output.
+const NEWEST_KEY: &str = "log.newest_ns";
 /// The command the state belongs to: a changed command starts over.
 const COMMAND_KEY: &str = "log.command";
 
@@ -32,8 +36,8 @@ struct Previous {
     since: Option<i64>,
     /// The tick that last saw a new line, Unix seconds.
     last_line_at: Option<i64>,
-    /// Fingerprints of the previous output's last lines, oldest first.
-    tail: Vec<u64>,
+    /// The newest timestamp of a line seen, Unix nanoseconds.
+    newest_ns: Option<i128>,
 }
 
 impl Previous {
@@ -48,14 +52,7 @@ impl Previous {
         Previous {
             since: number(SINCE_KEY),
             last_line_at: number(LAST_LINE_KEY),
-            tail: state
-                .get(TAIL_KEY)
-                .map(|v| {
-                    v.split(',')
-                        .filter_map(|h| u64::from_str_radix(h, 16).ok())
-                        .collect()
-                })
-                .unwrap_or_default(),
+            newest_ns: state.get(NEWEST_KEY).and_then(|v| v.parse().ok()),
         }
     }
 }
@@ -77,7 +74,7 @@ pub(super) fn observe(
         None => (now - FIRST_LOOK_BACK_S, Pass::Prime),
     };
     let mut scan = super::load_scan_state(scanner, context.state);
-    let output = match run(line, since, context, super::max_read(probe)) {
+    let output = match run(line, since, now, context, super::max_read(probe)) {
         Ok(output) => output,
         Err(summary) => {
             // Nothing is stored: the next tick asks again from `since`.
@@ -89,9 +86,7 @@ pub(super) fn observe(
             };
         }
     };
-    let lines: Vec<&[u8]> = output.split_inclusive(|&b| b == b'\n').collect();
-    let repeated = overlap(&previous.tail, &lines);
-    let fresh = &output[lines[..repeated].iter().map(|l| l.len()).sum::<usize>()..];
+    let (fresh, newest_ns) = fresh(&output, previous.newest_ns);
     let mut findings = scanner.findings();
     // The output is complete: its last line counts without a newline.
     scanner.scan_lines(fresh, pass, &mut scan, &mut findings);
@@ -101,7 +96,7 @@ pub(super) fn observe(
     } else {
         previous.last_line_at.unwrap_or(since)
     };
-    remember(line, now, last_line_at, &lines, &mut out.state);
+    remember(line, now, last_line_at, newest_ns, &mut out.state);
     super::save_scan_state(scanner, &scan, out);
     super::report(scanner, &scan, Some(findings), out);
     let age_s = (now - last_line_at).max(0);
@@ -111,22 +106,63 @@ pub(super) fn observe(
 }
 
 /// Stores what the next run needs: the command, this tick's clock (its
-/// `{since}`), when a line was last seen, and the output's last lines.
+/// `{since}`), when a line was last seen, and the newest line time seen.
 fn remember(
     line: &CommandLine,
     now: i64,
     last_line_at: i64,
-    lines: &[&[u8]],
+    newest_ns: Option<i128>,
     state: &mut TaskState,
 ) {
-    let tail: Vec<String> = lines[lines.len().saturating_sub(TAIL_LINES)..]
-        .iter()
-        .map(|l| format!("{:x}", line_fingerprint(l)))
-        .collect();
     state.insert(COMMAND_KEY.to_string(), line.to_string());
     state.insert(SINCE_KEY.to_string(), now.to_string());
     state.insert(LAST_LINE_KEY.to_string(), last_line_at.to_string());
-    state.insert(TAIL_KEY.to_string(), tail.join(","));
+    if let Some(newest) = newest_ns {
+        state.insert(NEWEST_KEY.to_string(), newest.to_string());
+    }
+}
+
+/// The part of `output` not seen before, and the newest line time in the
+/// output. Lines that start with a timestamp are new when it is after
+/// `seen_ns`; a line without one (a stack trace's continuation) goes with
+/// the line before it. Output without timestamps is new as a whole: its
+/// window (`{since}`, `{until}`) is what tells it apart.
+fn fresh(output: &[u8], seen_ns: Option<i128>) -> (&[u8], Option<i128>) {
+    let mut newest = seen_ns;
+    let mut start = None;
+    let mut offset = 0;
+    for line in output.split_inclusive(|&b| b == b'\n') {
+        if let Some(at) = line_time(line) {
+            if start.is_none() && seen_ns.is_none_or(|seen| at > seen) {
+                start = Some(offset);
+            }
+            newest = Some(newest.map_or(at, |n| n.max(at)));
+        }
+        offset += line.len();
+    }
+    match (start, newest == seen_ns && seen_ns.is_some()) {
+        (Some(start), _) => (&output[start..], newest),
+        // Timestamped, and nothing after the newest seen: nothing new.
+        (None, true) => (&output[output.len()..], newest),
+        (None, false) => (output, newest),
+    }
+}
+
+/// The time a line starts with (RFC 3339, as `docker logs --timestamps`
+/// writes it, or ISO 8601 with a `+0000` offset, as `journalctl -o
+/// short-iso-precise`), in Unix nanoseconds.
+fn line_time(line: &[u8]) -> Option<i128> {
+    use time::format_description::well_known::{Iso8601, Rfc3339};
+    let head = line.get(..line.len().min(40))?;
+    let end = head.iter().position(|b| b.is_ascii_whitespace())?;
+    let word = std::str::from_utf8(&head[..end]).ok()?;
+    if word.len() < 20 || !word.as_bytes()[0].is_ascii_digit() {
+        return None;
+    }
+    time::OffsetDateTime::parse(word, &Rfc3339)
+        .or_else(|_| time::OffsetDateTime::parse(word, &Iso8601::DEFAULT))
+        .ok()
+        .map(time::OffsetDateTime::unix_timestamp_nanos)
 }
 
 /// Under [`super::Mode::Recheck`]: has the command printed a line the
@@ -136,12 +172,13 @@ pub(super) fn recheck(line: &CommandLine, probe: &LogProbe, context: &Context) -
     let previous = Previous::load(context.state, line);
     let since = previous.since.unwrap_or_else(|| super::now_secs(context));
     let moved = |output: &[u8]| {
-        let lines: Vec<&[u8]> = output.split_inclusive(|&b| b == b'\n').collect();
-        lines[overlap(&previous.tail, &lines)..]
-            .iter()
+        fresh(output, previous.newest_ns)
+            .0
+            .split(|&b| b == b'\n')
             .any(|l| !l.trim_ascii().is_empty())
     };
-    match run(line, since, context, super::max_read(probe)) {
+    let until = super::now_secs(context);
+    match run(line, since, until, context, super::max_read(probe)) {
         Err(summary) => Check {
             probe: PROBE,
             status: CheckStatus::Failed,
@@ -160,31 +197,38 @@ pub(super) fn recheck(line: &CommandLine, probe: &LogProbe, context: &Context) -
     }
 }
 
-/// `line` with `{since}` replaced in every argument, its stderr sent into
-/// its stdout so both keep their order.
-pub fn build(line: &CommandLine, since: i64) -> Command {
-    let since = since.to_string();
+/// `line` with `{since}` and `{until}` replaced in every argument, its
+/// stderr sent into its stdout so both keep their order.
+pub fn build(line: &CommandLine, since: i64, until: i64) -> Command {
+    let (since, until) = (since.to_string(), until.to_string());
+    let fill = |text: &str| text.replace(SINCE, &since).replace(UNTIL, &until);
     match line {
         CommandLine::Argv(argv) => {
             let mut command = Command::new("/bin/sh");
             command.args(["-c", "exec \"$@\" 2>&1", "sh"]);
-            command.args(argv.iter().map(|a| a.replace(SINCE, &since)));
+            command.args(argv.iter().map(|a| fill(a)));
             command
         }
         CommandLine::Shell(script) => {
             let mut command = Command::new("/bin/sh");
             command
                 .arg("-c")
-                .arg(format!("exec 2>&1\n{}", script.replace(SINCE, &since)));
+                .arg(format!("exec 2>&1\n{}", fill(script)));
             command
         }
     }
 }
 
 /// Runs the command under the task's deadline; its output, or why not.
-fn run(line: &CommandLine, since: i64, context: &Context, cap: u64) -> Result<Vec<u8>, String> {
+fn run(
+    line: &CommandLine,
+    since: i64,
+    until: i64,
+    context: &Context,
+    cap: u64,
+) -> Result<Vec<u8>, String> {
     let cap = usize::try_from(cap).unwrap_or(usize::MAX);
-    let finished = process_group::run(&mut build(line, since), context.budget(None), cap)
+    let finished = process_group::run(&mut build(line, since, until), context.budget(None), cap)
         .map_err(|e| format!("cannot run `{line}`: {e}"))?;
     let Some(status) = finished.status else {
         return Err(format!(
@@ -210,53 +254,40 @@ fn run(line: &CommandLine, since: i64, context: &Context, cap: u64) -> Result<Ve
     Ok(finished.stdout)
 }
 
-/// A line's fingerprint, ignoring its line ending.
-fn line_fingerprint(line: &[u8]) -> u64 {
-    let line = line.strip_suffix(b"\n").unwrap_or(line);
-    super::fingerprint(line.strip_suffix(b"\r").unwrap_or(line))
-}
-
-/// How many of `lines`' first lines repeat the end of the previous output
-/// (`tail`): the longest prefix of `lines` that is a suffix of `tail`.
-fn overlap(tail: &[u64], lines: &[&[u8]]) -> usize {
-    let most = tail.len().min(lines.len());
-    let heads: Vec<u64> = lines[..most].iter().map(|l| line_fingerprint(l)).collect();
-    (1..=most)
-        .rev()
-        .find(|&k| heads[..k] == tail[tail.len() - k..])
-        .unwrap_or(0)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn prints(lines: &[&str]) -> Vec<u64> {
-        lines
-            .iter()
-            .map(|l| line_fingerprint(l.as_bytes()))
-            .collect()
-    }
-
     #[test]
-    fn overlap_is_the_longest_repeated_prefix() {
-        let cases: &[(&[&str], &[&str], usize)] = &[
-            (&[], &["a\n", "b\n"], 0),
-            (&["a", "b", "c"], &["b\n", "c\n", "d\n"], 2),
-            (&["a", "b", "c"], &["c\n", "d\n"], 1),
-            (&["a", "b", "c"], &["d\n", "c\n"], 0),
-            (&["x", "x"], &["x\n", "x\n", "x\n"], 2),
-            (&["a", "b"], &["a\n", "b\n"], 2),
-            (&["a", "b"], &["b\r\n"], 1),
-        ];
-        for (tail, lines, expected) in cases {
-            let lines: Vec<&[u8]> = lines.iter().map(|l| l.as_bytes()).collect();
-            assert_eq!(
-                overlap(&prints(tail), &lines),
-                *expected,
-                "{tail:?} / {lines:?}"
-            );
-        }
+    fn new_lines_are_told_by_their_time_never_by_their_text() {
+        let seen = line_time(b"2026-12-01T10:00:01.000000002Z heartbeat ok\n").unwrap();
+        let output: &[u8] = concat!(
+            "2026-12-01T10:00:01.000000001Z heartbeat ok\n",
+            "2026-12-01T10:00:01.000000002Z heartbeat ok\n",
+            "2026-12-01T10:00:01.000000003Z heartbeat ok\n",
+            "  at continuation\n",
+            "2026-12-01T10:00:02Z heartbeat ok\n",
+        )
+        .as_bytes();
+        let (new, newest) = fresh(output, Some(seen));
+        assert_eq!(
+            new,
+            &b"2026-12-01T10:00:01.000000003Z heartbeat ok\n  at continuation\n2026-12-01T10:00:02Z heartbeat ok\n"[..]
+        );
+        assert_eq!(newest, line_time(b"2026-12-01T10:00:02Z x"));
+        assert_eq!(fresh(output, newest).0, b"", "nothing after the newest");
+        assert_eq!(fresh(output, None).0, output, "first sight: all of it");
+        let plain = b"heartbeat ok\nheartbeat ok\n";
+        assert_eq!(
+            fresh(plain, None),
+            (&plain[..], None),
+            "no timestamps: all new"
+        );
+        assert!(
+            line_time(b"2026-12-01T10:00:01.123456+0000 host node[1]: x").is_some(),
+            "journalctl -o short-iso-precise"
+        );
+        assert_eq!(line_time(b"1790000000 text"), None);
     }
 
     #[test]
@@ -267,17 +298,29 @@ mod tests {
             "--since".into(),
             "{since}".into(),
             "at-{since}".into(),
+            "--until={until}".into(),
         ]);
-        let command = build(&line, 1_790_000_000);
+        let command = build(&line, 1_790_000_000, 1_790_000_060);
         let args: Vec<String> = command
             .get_args()
             .map(|a| a.to_string_lossy().into_owned())
             .collect();
         assert_eq!(
             args[3..],
-            ["docker", "logs", "--since", "1790000000", "at-1790000000"]
+            [
+                "docker",
+                "logs",
+                "--since",
+                "1790000000",
+                "at-1790000000",
+                "--until=1790000060"
+            ]
         );
-        let shell = build(&CommandLine::Shell("journalctl --since @{since}".into()), 5);
+        let shell = build(
+            &CommandLine::Shell("journalctl --since @{since}".into()),
+            5,
+            65,
+        );
         let script: Vec<String> = shell
             .get_args()
             .map(|a| a.to_string_lossy().into_owned())
