@@ -124,6 +124,7 @@ pub fn run(config: &Config, options: &RunOptions, now: Timestamp) -> Result<Tick
         }
     }
     probe::process_group::mark_probes(mark);
+    probe::host_limit::set_limit(config.defaults.connections_per_host);
     let store = if options.dry_run {
         Store::open_snapshot(&config.state).map_err(Error::Tool)?
     } else {

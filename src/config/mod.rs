@@ -86,6 +86,9 @@ pub struct Defaults {
     pub notify_resolved: bool,
     /// How many tasks of a profile run at once.
     pub concurrency: usize,
+    /// How many requests of a tick go to one host and port at once (a
+    /// small server's listen backlog overflows otherwise).
+    pub connections_per_host: usize,
     /// Undelivered notifications older than this are given up.
     pub max_age: Duration,
     /// History, runs and finished outbox rows older than this are pruned.
@@ -100,6 +103,7 @@ impl Default for Defaults {
             notify: vec!["console".to_string()],
             notify_resolved: true,
             concurrency: 32,
+            connections_per_host: crate::probe::host_limit::DEFAULT_PER_HOST,
             max_age: Duration::from_secs(24 * 3600),
             retention: Duration::from_secs(90 * 24 * 3600),
         }

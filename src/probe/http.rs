@@ -116,7 +116,9 @@ struct Limits {
 }
 
 fn request(probe: &HttpProbe, limits: &Limits) -> Result<Response, String> {
-    let timeout = limits.budget;
+    // The latency is the service's: measured from when our turn to
+    // connect to its host came.
+    let (_slot, timeout) = super::host_limit::within(probe.url.as_str(), limits.budget)?;
     let agent = agent(&ClientSettings {
         timeout,
         tls_verify: probe.tls_verify,

@@ -144,8 +144,14 @@ fn describe_source(source: &HeightSource) -> String {
 
 /// One height: the request, its status, its JSON, the number at the pointer.
 fn height(source: &HeightSource, limits: &Limits) -> Result<f64, String> {
+    let url = match (&source.jsonrpc, &source.url) {
+        (Some(call), _) => call.url.as_str(),
+        (None, Some(url)) => url.as_str(),
+        (None, None) => "",
+    };
+    let (_slot, timeout) = super::host_limit::within(url, limits.budget)?;
     let agent = agent(&ClientSettings {
-        timeout: limits.budget,
+        timeout,
         tls_verify: source.tls_verify,
         ca_file: None,
     })?;

@@ -4,6 +4,7 @@
 
 pub mod command;
 pub mod disk;
+pub mod host_limit;
 pub mod http;
 pub mod lag;
 pub mod log;

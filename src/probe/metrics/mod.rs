@@ -97,8 +97,9 @@ struct Scrape {
 /// to [`MAX_BODY`] is an error naming why (`configured` is the limit to
 /// name on a timeout).
 fn fetch(probe: &MetricsProbe, budget: Duration, configured: Duration) -> Result<Scrape, String> {
+    let (_slot, timeout) = crate::probe::host_limit::within(probe.url.as_str(), budget)?;
     let agent = agent(&ClientSettings {
-        timeout: budget,
+        timeout,
         tls_verify: probe.tls_verify,
         ca_file: probe.ca_file.as_deref(),
     })?;
