@@ -174,6 +174,9 @@ pub fn evaluate<'a>(
         tasks.push(scope.draft(prior, &run.observation, &mut live_keys));
     }
     let mut retired = Outcome::default();
+    if whole_profile && profile.announce {
+        announce_watching(config, profile, prior, now, &mut retired);
+    }
     retire_stale_keys(
         profile,
         prior,
@@ -1180,6 +1183,99 @@ fn push_outgoing(config: &Config, notifiers: &[String], message: Message, outcom
     }
 }
 
+/// Where the profile's own state lives (the task-state namespace of no task).
+const PROFILE_STATE: &str = "";
+/// The fingerprint of the configuration the profile last ran with.
+const WATCHING_KEY: &str = "watching.config";
+
+/// The first tick of a profile, and the first after its configuration
+/// changed, tells what is now watched (seed 000's "Monitor script
+/// started"): a person sees monitoring begin, or a change take effect.
+fn announce_watching(
+    config: &Config,
+    profile: &Profile,
+    prior: &Prior,
+    now: Timestamp,
+    outcome: &mut Outcome,
+) {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(format!("{profile:?}{:?}", config.host).as_bytes());
+    let fingerprint: String = digest.iter().take(12).map(|b| format!("{b:02x}")).collect();
+    let before = prior
+        .tasks
+        .get(PROFILE_STATE)
+        .and_then(|s| s.get(WATCHING_KEY));
+    if before == Some(&fingerprint) {
+        return;
+    }
+    outcome.state.push((
+        PROFILE_STATE.to_string(),
+        WATCHING_KEY.to_string(),
+        fingerprint,
+    ));
+    let tasks: Vec<String> = profile
+        .tasks
+        .iter()
+        .filter(|t| t.enabled)
+        .map(|t| {
+            let mut parts: Vec<String> = t.probes.iter().map(|p| p.kind().to_string()).collect();
+            if t.action.is_some() {
+                parts.push("action".into());
+            }
+            if let Some(restart) = t.remediate.as_ref().and_then(|r| r.restart.as_ref()) {
+                parts.push(format!(
+                    "restarts: {}",
+                    crate::remediate::start::plan_short(&restart.start)
+                ));
+            }
+            format!("{} ({})", t.name, parts.join(", "))
+        })
+        .collect();
+    let why = if before.is_none() {
+        "first run"
+    } else {
+        "jobs.yaml changed"
+    };
+    let summary = format!(
+        "monitor is now watching profile {} ({why}): {} task{} — {}",
+        profile.name,
+        tasks.len(),
+        if tasks.len() == 1 { "" } else { "s" },
+        tasks.join("; ")
+    );
+    let rule = "monitor.watching";
+    let message = Message {
+        id: Message::make_id(
+            &config.host,
+            &profile.name,
+            "",
+            rule,
+            MessageKind::Event,
+            now,
+        ),
+        kind: MessageKind::Event,
+        host: config.host.clone(),
+        profile: profile.name.clone(),
+        task: String::new(),
+        rule: rule.to_string(),
+        severity: Severity::Info,
+        summary,
+        value: None,
+        threshold: None,
+        started_at: None,
+        labels: BTreeMap::new(),
+        related: Vec::new(),
+        at: now,
+        remediation: None,
+    };
+    let notifiers = profile
+        .notify_events
+        .as_deref()
+        .or(profile.notify.as_deref())
+        .unwrap_or(&config.defaults.notify);
+    push_outgoing(config, notifiers, message, outcome);
+}
+
 /// Keys of rules or tasks that no longer exist (or were disabled) are
 /// retired without a notification, with a history row saying why.
 fn retire_stale_keys(
@@ -1233,6 +1329,7 @@ notifiers:
 profiles:
   p:
     cron: "* * * * *"
+    announce: false
     notify: [console, hook]
     tasks:
       - name: api
@@ -1412,6 +1509,7 @@ host: box-1
 profiles:
   p:
     cron: "* * * * *"
+    announce: false
     tasks:
       - name: prover
         log:

@@ -194,6 +194,7 @@ notifiers:
 profiles:
   p:
     cron: "* * * * *"
+    announce: false
     notify: [console, hook]
     tasks:
       - name: good
@@ -204,12 +205,14 @@ profiles:
         command: {{ argv: ["sh", "-c", "echo 'WARNING - low'; exit 1"] }}
   hourly:
     cron: "0 * * * *"
+    announce: false
     maintenance: [{{ cron: "0 * * * *", duration: 30m, reason: "backups" }}]
     tasks:
       - name: good
         command: {{ argv: ["true"] }}
   off:
     cron: "* * * * *"
+    announce: false
     enabled: false
     tasks:
       - name: good
@@ -720,9 +723,9 @@ fn healthz_follows_edits_to_jobs_yaml() {
     // healthy, without restarting the server.
     let config = std::fs::read_to_string(ws.config()).unwrap();
     let edited = config.replace(
-        "  p:\n    cron: \"* * * * *\"\n",
-        "  p:\n    cron: \"* * * * *\"\n    enabled: false\n",
-    ) + "  fresh:\n    cron: \"*/5 * * * *\"\n    tasks:\n      - name: good\n        command: { argv: [\"true\"] }\n";
+        "  p:\n    cron: \"* * * * *\"\n    announce: false\n",
+        "  p:\n    cron: \"* * * * *\"\n    announce: false\n    enabled: false\n",
+    ) + "  fresh:\n    cron: \"*/5 * * * *\"\n    announce: false\n    tasks:\n      - name: good\n        command: { argv: [\"true\"] }\n";
     assert_ne!(edited, config);
     ws.write_config(&edited);
     let body = server.get("/healthz").ok();

@@ -178,11 +178,13 @@ host: test-host
 profiles:
   a:
     cron: "* * * * *"
+    announce: false
     tasks:
       - name: api
         http: {{ url: "{a}", timeout: 10s }}
   b:
     cron: "* * * * *"
+    announce: false
     tasks:
       - name: api
         http: {{ url: "{b}", timeout: 10s }}

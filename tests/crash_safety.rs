@@ -47,6 +47,7 @@ defaults: {{ timeout: 5s, cooldown: 1m }}
 profiles:
   p:
     cron: "* * * * *"
+    announce: false
     notify: [console, hook]
     tasks:
       - name: api

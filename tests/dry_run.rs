@@ -20,6 +20,7 @@ defaults: {{ cooldown: 5m }}
 profiles:
   p:
     cron: "* * * * *"
+    announce: false
     notify: [console, hook]
     tasks:
       - name: disk

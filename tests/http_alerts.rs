@@ -27,7 +27,7 @@ fn jobs(hook: Option<&str>, tasks: &str) -> String {
         None => (String::new(), ""),
     };
     format!(
-        "version: 1\nhost: test-host\n{notifiers}profiles:\n  p:\n    cron: \"* * * * *\"\n{notify}    tasks:\n{tasks}"
+        "version: 1\nhost: test-host\n{notifiers}profiles:\n  p:\n    cron: \"* * * * *\"\n    announce: false\n{notify}    tasks:\n{tasks}"
     )
 }
 

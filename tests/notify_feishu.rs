@@ -151,7 +151,7 @@ impl FakeFeishu {
 /// profile `p` notifying console and lark, one http task `api` at `api`.
 fn jobs(url: &str, settings: &str, api: &str) -> String {
     format!(
-        "version: 1\nhost: test-host\nnotifiers:\n  lark: {{ type: feishu, url: \"{url}\"{settings} }}\nprofiles:\n  p:\n    cron: \"* * * * *\"\n    notify: [console, lark]\n    tasks:\n      - name: api\n        http: {{ url: \"{api}\", timeout: 2s }}\n"
+        "version: 1\nhost: test-host\nnotifiers:\n  lark: {{ type: feishu, url: \"{url}\"{settings} }}\nprofiles:\n  p:\n    cron: \"* * * * *\"\n    announce: false\n    notify: [console, lark]\n    tasks:\n      - name: api\n        http: {{ url: \"{api}\", timeout: 2s }}\n"
     )
 }
 

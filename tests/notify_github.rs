@@ -373,6 +373,7 @@ notifiers:
 profiles:
   p:
     cron: "* * * * *"
+    announce: false
     notify: [console, gh]
     tasks:
       - name: api
@@ -1010,6 +1011,7 @@ notifiers:
 profiles:
   p:
     cron: "* * * * *"
+    announce: false
     notify: [gh]
     tasks:
       - name: node

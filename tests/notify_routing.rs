@@ -11,7 +11,7 @@ use std::collections::BTreeSet;
 /// notifiers / profile keys.
 fn jobs(api: &str, tasks: usize, notifiers: &str, profile_extra: &str, top: &str) -> String {
     let mut yaml = format!(
-        "version: 1\nhost: test-host\n{top}notifiers:\n{notifiers}profiles:\n  p:\n    cron: \"* * * * *\"\n{profile_extra}    tasks:\n"
+        "version: 1\nhost: test-host\n{top}notifiers:\n{notifiers}profiles:\n  p:\n    cron: \"* * * * *\"\n    announce: false\n{profile_extra}    tasks:\n"
     );
     for n in 0..tasks {
         yaml.push_str(&format!(
@@ -77,6 +77,7 @@ notifiers:
 profiles:
   p:
     cron: "* * * * *"
+    announce: false
     notify: [console]
     notify_events: [events]
     tasks:
@@ -220,6 +221,7 @@ notifiers:
 profiles:
   p:
     cron: "* * * * *"
+    announce: false
     notify: [console, hook, tg]
     tasks:
       - name: api
@@ -268,4 +270,51 @@ profiles:
     for secret in [hook_key, token, "TOKEN-s3cr3t", "bearer-s3cr3t-xyz"] {
         assert!(!seen.contains(secret), "{secret} leaked");
     }
+}
+
+/// Seed 000 says "Monitor script started" when it starts watching. The
+/// first tick of a profile, and the first after its jobs.yaml changed,
+/// tell what it now watches; the ticks between say nothing of it.
+#[test]
+fn the_first_tick_and_the_first_after_a_change_say_what_is_now_watched() {
+    let yaml = |extra: &str| {
+        format!(
+            "version: 1\nhost: test-host\nprofiles:\n  p:\n    cron: \"* * * * *\"\n    tasks:\n      - name: prover\n        log: {{ path: prover.log, stale_after: 1h }}\n        remediate:\n          restart:\n            stop: {{ tmux: cysic }}\n            start: {{ tmux: cysic, command: \"./start2.sh\", cwd: . }}\n      - name: disk\n        disk: {{ path: / }}\n{extra}"
+        )
+    };
+    let ws = Workspace::new(&yaml(""));
+    std::fs::write(ws.path().join("prover.log"), "started\n").unwrap();
+    let told = |out: &std::process::Output| -> Vec<String> {
+        notifications(out)
+            .into_iter()
+            .filter(|l| l.contains("now watching"))
+            .collect()
+    };
+    let first = ws.run_at(minute(0), "p", &[]);
+    assert_exit(&first, 0);
+    assert_eq!(
+        told(&first),
+        [
+            "[test-host] monitor is now watching profile p (first run): 2 tasks — prover (log, restarts: tmux cysic); disk (disk)"
+        ],
+        "{}",
+        stdout(&first)
+    );
+    let again = ws.run_at(minute(1), "p", &[]);
+    assert_eq!(told(&again), Vec::<String>::new());
+    ws.write_config(&yaml(
+        "      - name: api\n        command: { argv: [\"true\"] }\n",
+    ));
+    let changed = ws.run_at(minute(2), "p", &[]);
+    assert_eq!(
+        told(&changed),
+        [
+            "[test-host] monitor is now watching profile p (jobs.yaml changed): 3 tasks — prover (log, restarts: tmux cysic); disk (disk); api (command)"
+        ]
+    );
+    let quiet = ws.run_at(minute(3), "p", &["--task", "api"]);
+    assert_eq!(told(&quiet), Vec::<String>::new());
+    // `announce: false` keeps it to itself.
+    ws.write_config(&yaml("").replace("    tasks:\n", "    announce: false\n    tasks:\n"));
+    assert_eq!(told(&ws.run_at(minute(4), "p", &[])), Vec::<String>::new());
 }

@@ -283,7 +283,7 @@ fn jobs(notifiers: &[String], notify: &str, tasks: &[&str], api: &str) -> String
         yaml.push_str(&format!("  {notifier}\n"));
     }
     yaml.push_str(&format!(
-        "profiles:\n  p:\n    cron: \"* * * * *\"\n    notify: [{notify}]\n    tasks:\n"
+        "profiles:\n  p:\n    cron: \"* * * * *\"\n    announce: false\n    notify: [{notify}]\n    tasks:\n"
     ));
     for name in tasks {
         yaml.push_str(&format!(

@@ -17,6 +17,7 @@ host: test-host
 profiles:
   p:
     cron: "* * * * *"
+    announce: false
 {extra}    tasks:
       - name: web
         http: {{ url: "{api}", timeout: 2s }}
@@ -206,7 +207,7 @@ fn heartbeats_ping_after_each_tick_and_say_fail_when_something_is_wrong() {
     let api = TestServer::start(Reply::status(200));
     let beat = TestServer::start(Reply::status(200));
     let ws = Workspace::new(&format!(
-        "version: 1\nprofiles:\n  p:\n    cron: \"* * * * *\"\n    heartbeat: {{ url: \"{}\" }}\n    tasks:\n      - name: web\n        http: {{ url: \"{}\" }}\n",
+        "version: 1\nprofiles:\n  p:\n    cron: \"* * * * *\"\n    announce: false\n    heartbeat: {{ url: \"{}\" }}\n    tasks:\n      - name: web\n        http: {{ url: \"{}\" }}\n",
         beat.url("/ping/abc"),
         api.url("/")
     ));
@@ -291,7 +292,7 @@ fn git_sync_before_run_resets_the_checkout_and_a_failure_does_not_stop_the_check
     .unwrap();
     let config = |repo: &str| {
         format!(
-            "version: 1\nprofiles:\n  p:\n    cron: \"*/10 * * * *\"\n    pre_run: {{ git_sync: {{ repo: {repo} }} }}\n    tasks:\n      - name: check\n        command: {{ argv: [\"sh\", \"checkout/check.sh\"], cwd: . }}\n"
+            "version: 1\nprofiles:\n  p:\n    cron: \"*/10 * * * *\"\n    announce: false\n    pre_run: {{ git_sync: {{ repo: {repo} }} }}\n    tasks:\n      - name: check\n        command: {{ argv: [\"sh\", \"checkout/check.sh\"], cwd: . }}\n"
         )
     };
     ws.write_config(&config("checkout"));
@@ -337,7 +338,7 @@ fn git_sync_before_run_resets_the_checkout_and_a_failure_does_not_stop_the_check
 #[test]
 fn state_import_keeps_existing_values_unless_told_and_is_safe_to_rerun() {
     let ws = Workspace::new(
-        "version: 1\nprofiles:\n  p:\n    cron: \"@hourly\"\n    tasks:\n      - name: t\n        command: { argv: [\"true\"] }\n",
+        "version: 1\nprofiles:\n  p:\n    cron: \"@hourly\"\n    announce: false\n    tasks:\n      - name: t\n        command: { argv: [\"true\"] }\n",
     );
     let cache = ws.path().join("cache");
     std::fs::create_dir(&cache).unwrap();
@@ -388,7 +389,7 @@ fn state_import_keeps_existing_values_unless_told_and_is_safe_to_rerun() {
 fn retention_prunes_old_history_and_runs_in_bounded_batches() {
     let api = TestServer::start(Reply::status(500));
     let ws = Workspace::new(&format!(
-        "version: 1\ndefaults: {{ retention: 30m }}\nprofiles:\n  p:\n    cron: \"* * * * *\"\n    tasks:\n      - name: web\n        http: {{ url: \"{}\", timeout: 2s }}\n",
+        "version: 1\ndefaults: {{ retention: 30m }}\nprofiles:\n  p:\n    cron: \"* * * * *\"\n    announce: false\n    tasks:\n      - name: web\n        http: {{ url: \"{}\", timeout: 2s }}\n",
         api.url("/")
     ));
     for n in 0..90 {
@@ -411,7 +412,7 @@ fn retention_prunes_old_history_and_runs_in_bounded_batches() {
 #[test]
 fn list_marks_profiles_that_missed_their_runs() {
     let ws = Workspace::new(
-        "version: 1\nprofiles:\n  p:\n    cron: \"* * * * *\"\n    tasks:\n      - name: t\n        command: { argv: [\"true\"] }\n  q:\n    cron: \"0 * * * *\"\n    tasks:\n      - name: t\n        command: { argv: [\"true\"] }\n",
+        "version: 1\nprofiles:\n  p:\n    cron: \"* * * * *\"\n    announce: false\n    tasks:\n      - name: t\n        command: { argv: [\"true\"] }\n  q:\n    cron: \"0 * * * *\"\n    announce: false\n    tasks:\n      - name: t\n        command: { argv: [\"true\"] }\n",
     );
     ws.run_at(minute(0), "p", &[]);
     ws.run_at(minute(0), "q", &[]);

@@ -12,7 +12,7 @@ use std::process::Output;
 /// http task per name in `tasks`, all probing `api`.
 fn jobs(hook: &str, api: &str, tasks: &[&str], defaults: &str) -> String {
     let mut yaml = format!(
-        "version: 1\nhost: test-host\n{defaults}notifiers:\n  hook: {{ type: webhook, url: \"{hook}\" }}\nprofiles:\n  p:\n    cron: \"* * * * *\"\n    notify: [console, hook]\n    tasks:\n"
+        "version: 1\nhost: test-host\n{defaults}notifiers:\n  hook: {{ type: webhook, url: \"{hook}\" }}\nprofiles:\n  p:\n    cron: \"* * * * *\"\n    announce: false\n    notify: [console, hook]\n    tasks:\n"
     );
     for name in tasks {
         yaml.push_str(&format!(
@@ -474,7 +474,7 @@ fn messages_for_a_notifier_removed_from_jobs_yaml_are_given_up_and_recorded() {
     assert_eq!(hook.requests().len(), 1);
 
     ticker.ws.write_config(&format!(
-        "version: 1\nhost: test-host\nprofiles:\n  p:\n    cron: \"* * * * *\"\n    tasks:\n      - name: api\n        http: {{ url: \"{}\", timeout: 2s }}\n",
+        "version: 1\nhost: test-host\nprofiles:\n  p:\n    cron: \"* * * * *\"\n    announce: false\n    tasks:\n      - name: api\n        http: {{ url: \"{}\", timeout: 2s }}\n",
         api.url("/health")
     ));
     let out = ticker.tick();

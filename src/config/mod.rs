@@ -155,6 +155,9 @@ pub struct Profile {
     pub notify: Option<Vec<String>>,
     /// Where events go, when not where alerts go.
     pub notify_events: Option<Vec<String>>,
+    /// Whether the first tick, and the first after jobs.yaml changed, tells
+    /// what the profile now watches (seed 000's "Monitor script started").
+    pub announce: bool,
     pub concurrency: Option<usize>,
     /// Pinged after every completed tick (healthchecks.io style).
     pub heartbeat: Option<Heartbeat>,
@@ -224,6 +227,8 @@ struct RawProfile {
     notify: Option<Vec<String>>,
     #[serde(default)]
     notify_events: Option<Vec<String>>,
+    #[serde(default = "yes")]
+    announce: bool,
     #[serde(default)]
     concurrency: Option<usize>,
     #[serde(default)]
@@ -260,6 +265,7 @@ impl<'de> Deserialize<'de> for Profile {
             enabled: raw.enabled,
             notify: raw.notify,
             notify_events: raw.notify_events,
+            announce: raw.announce,
             concurrency: raw.concurrency,
             heartbeat: raw.heartbeat,
             pre_run: raw.pre_run,

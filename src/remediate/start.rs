@@ -49,6 +49,9 @@ pub enum Liveness {
     Dead(String),
 }
 
+/// What a tmux start's pane prints last: `[monitor] exit status <n>`.
+const EXIT_WORD: &str = "[monitor] exit status ";
+
 /// How often tmux, systemctl or docker are asked while waiting.
 const LOOK_EVERY: Duration = Duration::from_millis(500);
 
@@ -111,33 +114,47 @@ fn said(tail: &str) -> String {
 /// goes, so the next start can take its name).
 fn tmux_liveness(session: &str) -> Liveness {
     let target = format!("={session}");
-    let listed = Command::new("tmux")
-        .args([
-            "list-panes",
-            "-s",
-            "-t",
-            &target,
-            "-F",
-            "#{pane_dead} #{pane_dead_status}",
-        ])
-        .output();
-    let Ok(listed) = listed else {
-        return Liveness::Dead("tmux cannot be run any more".into());
+    let look = || {
+        Command::new("tmux")
+            .args([
+                "list-panes",
+                "-s",
+                "-t",
+                &target,
+                "-F",
+                "#{pane_dead} #{pane_dead_status} #{pane_dead_signal}",
+            ])
+            .output()
     };
-    if !listed.status.success() {
-        return Liveness::Dead(format!(
-            "tmux session {session} is gone: the command it ran exited (`tmux has-session -t {session}` finds nothing)"
-        ));
+    // tmux marks a pane dead when its output closes, and learns the exit
+    // status a moment later: a dead pane without one is asked again.
+    let mut status = None;
+    for attempt in 0..10 {
+        let Ok(listed) = look() else {
+            return Liveness::Dead("tmux cannot be run any more".into());
+        };
+        if !listed.status.success() {
+            return Liveness::Dead(format!(
+                "tmux session {session} is gone: the command it ran exited (`tmux has-session -t {session}` finds nothing)"
+            ));
+        }
+        let text = String::from_utf8_lossy(&listed.stdout).to_string();
+        let Some(dead) = text.lines().find(|l| l.starts_with('1')) else {
+            return Liveness::Running;
+        };
+        let words: Vec<&str> = dead.split_whitespace().collect();
+        status = match (words.get(1), words.get(2)) {
+            (Some(code), _) if code.parse::<i32>().is_ok() => Some(format!("exit status: {code}")),
+            (_, Some(signal)) => Some(format!("killed by signal {signal}")),
+            _ if attempt == 9 => Some("its exit status unknown".into()),
+            _ => None,
+        };
+        if status.is_some() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
     }
-    let text = String::from_utf8_lossy(&listed.stdout).to_string();
-    let Some(dead) = text.lines().find(|l| l.starts_with('1')) else {
-        return Liveness::Running;
-    };
-    let status = dead
-        .split_whitespace()
-        .nth(1)
-        .map(|s| format!("exit status: {s}"))
-        .unwrap_or_else(|| "killed by a signal".into());
+    let status = status.unwrap_or_default();
     let screen = Command::new("tmux")
         .args([
             "capture-pane",
@@ -153,9 +170,22 @@ fn tmux_liveness(session: &str) -> Liveness {
     let _ = Command::new("tmux")
         .args(["kill-session", "-t", &target])
         .output();
+    // The start's own last word (see `start`), when tmux did not learn it.
+    let mut shown = String::new();
+    let mut status = status;
+    for line in screen.lines() {
+        match line.trim().strip_prefix(EXIT_WORD) {
+            Some(code) if status.contains("unknown") => status = format!("exit status: {code}"),
+            Some(_) => {}
+            None => {
+                shown.push_str(line);
+                shown.push('\n');
+            }
+        }
+    }
     Liveness::Dead(format!(
         "the command in tmux session {session} exited ({status}){}",
-        said(&last_lines(&screen, TAIL_LINES))
+        said(&last_lines(&shown, TAIL_LINES))
     ))
 }
 
@@ -260,6 +290,16 @@ fn last_lines(text: &str, lines: usize) -> String {
     last.join(" | ")
 }
 
+/// How a start is done, in a few words ("tmux cysic", "systemd node").
+pub fn plan_short(start: &Start) -> String {
+    match start {
+        Start::Command { .. } => "a detached command".into(),
+        Start::Tmux { session, .. } => format!("tmux {session}"),
+        Start::Systemd(unit) => format!("systemd {unit}"),
+        Start::Docker(name) => format!("docker {name}"),
+    }
+}
+
 /// Describes what `start` would do, for `--dry-run`.
 pub fn plan(start: &Start, default_output: &Path) -> String {
     match start {
@@ -318,7 +358,13 @@ pub fn start(start: &Start, default_output: &Path) -> Result<Started, String> {
             // In the same command list (tmux runs it before it notices a
             // child's exit): a pane whose command dies stays, dead, with
             // its status and last screen, for the watch to read.
-            tmux.arg(shell_line(command)).args([
+            // The pane's shell says how the command ended (tmux may learn
+            // it too late to tell); a command that `exec`s says nothing.
+            let line = format!(
+                "{}; status=$?; echo \"{EXIT_WORD}$status\"; exit $status",
+                shell_line(command)
+            );
+            tmux.arg(line).args([
                 ";",
                 "set-option",
                 "-w",

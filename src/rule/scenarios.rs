@@ -87,7 +87,7 @@ fn replay(task: &str, scrapes: &[String]) -> Vec<Outcome> {
         })
         .collect();
     let yaml = format!(
-        "version: 1\nhost: h\nprofiles:\n  p:\n    cron: \"* * * * *\"\n    tasks:\n{indented}"
+        "version: 1\nhost: h\nprofiles:\n  p:\n    cron: \"* * * * *\"\n    announce: false\n    tasks:\n{indented}"
     );
     replay_config(&yaml, scrapes)
 }
@@ -1124,7 +1124,7 @@ fn at(n: usize) -> i64 {
 
 #[test]
 fn a_restart_discards_the_trend_samples_so_it_does_not_fire_again_a_minute_later() {
-    let yaml = "version: 1\nhost: h\nprofiles:\n  p:\n    cron: \"* * * * *\"\n    tasks:\n      - name: aleph\n        metrics: { url: \"http://127.0.0.1:1/\" }\n        rules:\n          - { name: falling-behind, signal: 'lag{}', trend: rising, window: 300s }\n";
+    let yaml = "version: 1\nhost: h\nprofiles:\n  p:\n    cron: \"* * * * *\"\n    announce: false\n    tasks:\n      - name: aleph\n        metrics: { url: \"http://127.0.0.1:1/\" }\n        rules:\n          - { name: falling-behind, signal: 'lag{}', trend: rising, window: 300s }\n";
     // Rising 2 a minute throughout; we restart the node at tick 5.
     let lags: Vec<String> = (0..12).map(|n| format!("lag {}", 10 + 2 * n)).collect();
     let ticks = replay_with(yaml, &lags, |n, prior| {
@@ -1167,7 +1167,7 @@ fn an_alert_held_by_settle_after_a_restart_is_still_unhealthy() {
     let task =
         format!("{TASK}rules:\n  - {{ name: peers, gauge: stellar_peer_count, value: \"< 8\" }}\n");
     let yaml = format!(
-        "version: 1\nhost: h\nprofiles:\n  p:\n    cron: \"* * * * *\"\n    tasks:\n      - {}",
+        "version: 1\nhost: h\nprofiles:\n  p:\n    cron: \"* * * * *\"\n    announce: false\n    tasks:\n      - {}",
         task.replace('\n', "\n        ")
     );
     let ticks = replay_with(

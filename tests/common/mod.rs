@@ -351,10 +351,12 @@ pub fn notifications(out: &Output) -> Vec<String> {
 }
 
 /// A jobs.yaml with host `test-host` and one profile `p` run every minute,
-/// whose `tasks:` list is `tasks` (items indented by six spaces).
+/// whose `tasks:` list is `tasks` (items indented by six spaces). It does
+/// not announce what it watches (`announce: false`): the tests built on it
+/// count the messages of what they test.
 pub fn profile_p(tasks: &str) -> String {
     format!(
-        "version: 1\nhost: test-host\nprofiles:\n  p:\n    cron: \"* * * * *\"\n    tasks:\n{tasks}"
+        "version: 1\nhost: test-host\nprofiles:\n  p:\n    cron: \"* * * * *\"\n    announce: false\n    tasks:\n{tasks}"
     )
 }
 
