@@ -758,3 +758,217 @@ fn a_port_still_listened_on_after_the_stop_starts_no_second_copy() {
     );
     assert_eq!(service.running(), vec![pid], "one server, the old one");
 }
+
+// ------------------------------------------ docker and systemd (contract)
+
+/// Contract tests, not end-to-end: `docker`, `systemctl` and `journalctl`
+/// are the stand-in of tests/fixtures/standins (argv recorded, answers as
+/// the real tools give them). The task is healthy while the stand-in's
+/// `healthy` file exists (a started container or unit creates it).
+struct Manager {
+    ws: Workspace,
+    bin: PathBuf,
+}
+
+impl Manager {
+    fn new(world: serde_json::Value, stop: &str, start: &str, extra: &str) -> Manager {
+        let ws = Workspace::new("version: 1\nprofiles: {}\n");
+        let bin = ws.path().join("bin");
+        std::fs::create_dir(&bin).unwrap();
+        let script = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/standins/fake_manager.py"
+        ))
+        .unwrap();
+        for tool in ["docker", "systemctl", "journalctl"] {
+            let path = bin.join(tool);
+            std::fs::write(&path, &script).unwrap();
+            std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+                .unwrap();
+        }
+        std::fs::write(bin.join("world.json"), world.to_string()).unwrap();
+        ws.write_config(&profile_p(&format!(
+            "      - name: node\n        command: {{ argv: [\"sh\", \"-c\", \"test -f {} || exit 2\"] }}\n        remediate:\n          restart:\n            stop: {stop}\n            start: {start}\n            wait_healthy: 5s\n{extra}",
+            bin.join("healthy").display()
+        )));
+        Manager { ws, bin }
+    }
+
+    fn tick(&self) -> std::process::Output {
+        let path = format!(
+            "{}:{}",
+            self.bin.display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
+        self.ws
+            .command()
+            .env("PATH", path)
+            .env("MONITOR_NOW", minute(0).to_string())
+            .args(["run", "p"])
+            .output()
+            .unwrap()
+    }
+
+    /// The recorded calls, `inspect` and `is-active` looks folded into one.
+    fn calls(&self) -> Vec<String> {
+        let text = std::fs::read_to_string(self.bin.join("calls.log")).unwrap_or_default();
+        let mut calls: Vec<String> = Vec::new();
+        for line in text.lines() {
+            if calls.last().is_some_and(|l| l == line) && line.contains(" inspect ")
+                || calls.last().is_some_and(|l| l == line) && line.contains(" is-active ")
+            {
+                continue;
+            }
+            calls.push(line.to_string());
+        }
+        calls
+    }
+}
+
+#[test]
+fn contract_docker_restart_stops_with_the_grace_starts_and_watches_the_container() {
+    let docker = Manager::new(
+        serde_json::json!({"containers": {"aleph-node": {"status": "running"}}}),
+        "{ docker: aleph-node, grace: 7s }",
+        "{ docker: aleph-node }",
+        "",
+    );
+    let out = docker.tick();
+    assert_exit(&out, 0);
+    assert_eq!(
+        docker.calls(),
+        [
+            "docker stop -t 7 aleph-node",
+            "docker start aleph-node",
+            "docker inspect -f {{.State.Status}} {{.State.ExitCode}} aleph-node",
+        ]
+    );
+    let told = notifications(&out).join("\n");
+    assert!(
+        told.contains("RESTARTED")
+            && told.contains("docker stop aleph-node; docker start aleph-node; healthy after"),
+        "{told}"
+    );
+}
+
+#[test]
+fn contract_a_container_that_exits_on_start_is_a_failed_restart_with_its_logs() {
+    let docker = Manager::new(
+        serde_json::json!({"containers": {"aleph-node": {
+            "status": "running", "on_start": "die", "exit_code_on_start": 1,
+            "logs": ["2026-12-01 Aleph Zero Node", "Loading chain spec", "Error: Service(Client(Backend(\"Invalid argument: Column families not opened: col12\")))"]
+        }}}),
+        "{ docker: aleph-node }",
+        "{ docker: aleph-node }",
+        "",
+    );
+    let out = docker.tick();
+    assert_exit(&out, 1);
+    let told = notifications(&out).join("\n");
+    assert!(
+        told.contains("RESTART FAILED")
+            && told.contains("docker container aleph-node is exited (exit code 1); its last lines: 2026-12-01 Aleph Zero Node | Loading chain spec | Error: Service(Client(Backend(")
+            && !told.contains("healthy after"),
+        "{told}"
+    );
+    assert_eq!(
+        docker.calls().last().unwrap(),
+        "docker logs --tail 20 aleph-node"
+    );
+}
+
+#[test]
+fn contract_a_docker_stop_of_no_such_container_says_so() {
+    let docker = Manager::new(
+        serde_json::json!({"containers": {}}),
+        "{ docker: aleph-node }",
+        "{ docker: aleph-node }",
+        "",
+    );
+    let out = docker.tick();
+    assert_exit(&out, 1);
+    let told = notifications(&out).join("\n");
+    assert!(
+        told.contains("restart failed: docker stop -t 10 aleph-node failed (exit status: 1): Error response from daemon: No such container: aleph-node"),
+        "{told}"
+    );
+    assert_eq!(
+        docker.calls(),
+        ["docker stop -t 10 aleph-node"],
+        "no start after a failed stop"
+    );
+}
+
+#[test]
+fn contract_systemd_restart_is_one_job_and_is_active_is_watched() {
+    let systemd = Manager::new(
+        serde_json::json!({"units": {"node.service": {"status": "active"}}}),
+        "{ systemd: node.service }",
+        "{ systemd: node.service }",
+        "",
+    );
+    let out = systemd.tick();
+    assert_exit(&out, 0);
+    assert_eq!(
+        systemd.calls(),
+        [
+            "systemctl restart node.service",
+            "systemctl is-active node.service"
+        ]
+    );
+    assert!(
+        notifications(&out)
+            .join("\n")
+            .contains("systemctl restart node.service; healthy after"),
+        "{}",
+        stdout(&out)
+    );
+    // With a pause between, it is a stop and a start.
+    let paused = Manager::new(
+        serde_json::json!({"units": {"node.service": {"status": "active"}}}),
+        "{ systemd: node.service }",
+        "{ systemd: node.service }",
+        "            delay: 1s\n",
+    );
+    assert_exit(&paused.tick(), 0);
+    assert_eq!(
+        paused.calls(),
+        [
+            "systemctl stop node.service",
+            "systemctl start node.service",
+            "systemctl is-active node.service"
+        ]
+    );
+}
+
+#[test]
+fn contract_a_unit_that_fails_after_its_start_job_is_a_failed_restart_with_its_journal() {
+    let systemd = Manager::new(
+        serde_json::json!({"units": {"node.service": {
+            "status": "active", "on_start": "die",
+            "logs": ["Started node.service - Aleph node.", "node: error: invalid --base-path", "node.service: Main process exited, code=exited, status=2/INVALIDARGUMENT"]
+        }}}),
+        "{ systemd: node.service }",
+        "{ systemd: node.service }",
+        "",
+    );
+    let out = systemd.tick();
+    assert_exit(&out, 1);
+    let told = notifications(&out).join("\n");
+    assert!(
+        told.contains("RESTART FAILED")
+            && told.contains("systemd unit node.service is failed; its last lines: Started node.service - Aleph node. | node: error: invalid --base-path | node.service: Main process exited, code=exited, status=2/INVALIDARGUMENT (see `systemctl status node.service`)"),
+        "{told}"
+    );
+    let failing_job = Manager::new(
+        serde_json::json!({"units": {"node.service": {"status": "active", "on_start": "fail"}}}),
+        "{ systemd: node.service }",
+        "{ systemd: node.service }",
+        "",
+    );
+    let told = notifications(&failing_job.tick()).join("\n");
+    assert!(
+        told.contains("restart failed: systemctl restart node.service failed (exit status: 1): Job for node.service failed because the control process exited with error code."),
+        "{told}"
+    );
+}

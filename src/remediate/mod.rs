@@ -200,16 +200,18 @@ pub struct Environment<'a> {
 /// Describes the remediation without doing it, for `--dry-run`.
 pub fn plan(remediate: &Remediate, default_output: &Path) -> String {
     if let Some(restart) = &remediate.restart {
-        let wait = restart
-            .wait_healthy
-            .map(|w| w.std())
-            .unwrap_or(DEFAULT_WAIT_HEALTHY)
-            .max(restart.settle.map(|s| s.std()).unwrap_or_default());
+        let wait = wait_for(restart);
         let delay = restart
             .delay
             .filter(|d| !d.std().is_zero())
             .map(|d| format!("; then wait {d}"))
             .unwrap_or_default();
+        if let Some(unit) = one_unit(restart) {
+            return format!(
+                "would restart: systemctl restart {unit}; then wait up to {} for health",
+                crate::config::Duration(wait)
+            );
+        }
         format!(
             "would restart: {}{delay}; then {}; then wait up to {} for health",
             stop::plan(&restart.stop),
@@ -230,7 +232,25 @@ pub fn plan(remediate: &Remediate, default_output: &Path) -> String {
 /// Carries out the task's remediation and waits for its probes to pass.
 pub fn execute(task: &Task, remediate: &Remediate, environment: &Environment) -> Attempt {
     let mut steps = Vec::new();
-    let (started, wait) = if let Some(restart) = &remediate.restart {
+    let (started, wait) = if let Some(restart) = &remediate.restart
+        && let Some(unit) = one_unit(restart)
+    {
+        // One unit stopped and started with no pause between: systemd
+        // does both in one job, in the unit's own order.
+        log::warn!("restarting {}: systemctl restart {unit}", task.name);
+        match start::restart_unit(unit, restart.stop.grace.std()) {
+            Ok(started) => {
+                steps.push(started.description().to_string());
+                (Some(started), wait_for(restart))
+            }
+            Err(why) => {
+                return Attempt {
+                    steps,
+                    result: Err(why),
+                };
+            }
+        }
+    } else if let Some(restart) = &remediate.restart {
         log::warn!("restarting {}: stopping", task.name);
         let stopped = match stop::stop(&restart.stop) {
             Ok(stopped) => stopped.description,
@@ -260,13 +280,7 @@ pub fn execute(task: &Task, remediate: &Remediate, environment: &Environment) ->
         match start::start(&restart.start, environment.default_output) {
             Ok(started) => {
                 steps.push(started.description().to_string());
-                // A slow starter gets at least its settle time to show up.
-                let wait = restart
-                    .wait_healthy
-                    .map(|w| w.std())
-                    .unwrap_or(DEFAULT_WAIT_HEALTHY)
-                    .max(restart.settle.map(|s| s.std()).unwrap_or_default());
-                (Some(started), wait)
+                (Some(started), wait_for(restart))
             }
             Err(why) => {
                 return Attempt {
@@ -311,6 +325,29 @@ pub fn execute(task: &Task, remediate: &Remediate, environment: &Environment) ->
         .describe()
     );
     Attempt { steps, result }
+}
+
+/// How long to wait for health after a start: `wait_healthy`, and at
+/// least the settle time (a slow starter gets that long to show up).
+fn wait_for(restart: &crate::config::Restart) -> Duration {
+    restart
+        .wait_healthy
+        .map(|w| w.std())
+        .unwrap_or(DEFAULT_WAIT_HEALTHY)
+        .max(restart.settle.map(|s| s.std()).unwrap_or_default())
+}
+
+/// The systemd unit a restart stops and starts, when it is one and the
+/// same with no `delay` between.
+fn one_unit(restart: &crate::config::Restart) -> Option<&str> {
+    match (&restart.stop.method, &restart.start) {
+        (crate::config::StopMethod::Systemd(a), crate::config::Start::Systemd(b))
+            if a == b && restart.delay.is_none_or(|d| d.std().is_zero()) =>
+        {
+            Some(a)
+        }
+        _ => None,
+    }
 }
 
 /// Re-runs the task's probes (in recheck mode) until they all pass while

@@ -409,6 +409,21 @@ pub fn start(start: &Start, default_output: &Path) -> Result<Started, String> {
     }
 }
 
+/// `systemctl restart UNIT`: stop and start in one job (the stop's grace
+/// plus 90 s to finish).
+pub fn restart_unit(unit: &str, grace: Duration) -> Result<Started, String> {
+    run_tool(
+        Command::new("systemctl").args(["restart", unit]),
+        grace + Duration::from_secs(90),
+    )?;
+    Ok(Started::new(
+        What::Unit {
+            unit: unit.to_string(),
+        },
+        format!("systemctl restart {unit}"),
+    ))
+}
+
 fn spawn_detached(
     line: &CommandLine,
     cwd: Option<&Path>,
