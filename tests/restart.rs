@@ -972,3 +972,66 @@ fn contract_a_unit_that_fails_after_its_start_job_is_a_failed_restart_with_its_j
         "{told}"
     );
 }
+
+/// Issue 10, item 3, with a real tmux prover: during `settle` after its
+/// restart, a fatal TLS line is a critical alert at once (it was held and
+/// then lost: one alert for two TLS lines), while the health is held.
+#[test]
+fn a_tls_line_during_settle_is_a_critical_alert() {
+    let tmux = Tmux::new();
+    let ws = Workspace::new("version: 1\nprofiles: {}\n");
+    let session = format!("settle-{}", std::process::id());
+    quiet_tmux_prover(
+        &tmux,
+        &ws,
+        &session,
+        Some("echo \"restarted $$\" >> prover.log\nexec sleep 3600\n"),
+    );
+    let log = ws.path().join("prover.log");
+    ws.write_config(&profile_p(&format!(
+        r#"      - name: prover
+        log:
+          path: prover.log
+          stale_after: 300s
+          patterns: [{{ name: tls, regex: "(?i)tls error", severity: critical }}]
+        remediate:
+          restart:
+            stop: {{ tmux: {session} }}
+            start: {{ tmux: {session}, command: "sh start2.sh", cwd: . }}
+            wait_healthy: 10s
+            settle: 2m
+"#
+    )));
+    // The real clock: the log's staleness is its file time.
+    let tick = || {
+        ws.command()
+            .env("TMUX_TMPDIR", tmux.dir.path())
+            .args(["run", "p"])
+            .output()
+            .unwrap()
+    };
+    let out = tick();
+    assert_exit(&out, 0);
+    assert!(
+        notifications(&out)[0].contains("RESTARTED"),
+        "{}",
+        stdout(&out)
+    );
+    let mut file = std::fs::OpenOptions::new().append(true).open(&log).unwrap();
+    std::io::Write::write_all(&mut file, b"ERROR TLS error: bad record mac\n").unwrap();
+    let out = tick();
+    assert_exit(&out, 1);
+    assert_eq!(
+        notifications(&out),
+        [
+            "[test-host] FIRING critical p/prover/tls: 1 log line matched /(?i)tls error/: ERROR TLS error: bad record mac"
+        ],
+        "{}",
+        stdout(&out)
+    );
+    assert!(
+        stdout(&out).contains("settling after a restart until"),
+        "{}",
+        stdout(&out)
+    );
+}
