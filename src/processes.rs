@@ -131,6 +131,13 @@ pub fn by_program(program: &str, cwd: Option<&Path>) -> Vec<ProcessInfo> {
     })
 }
 
+/// The command-line words of `pid` (empty when it is gone).
+pub fn argv(pid: i32) -> Vec<String> {
+    Process::new(pid)
+        .and_then(|p| p.cmdline())
+        .unwrap_or_default()
+}
+
 /// Who listens on TCP `port` (any local address, IPv4 or IPv6): `None`
 /// when nobody does; the owners we may see otherwise (none when the
 /// socket belongs to a user whose files we cannot read).

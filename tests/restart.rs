@@ -1035,3 +1035,50 @@ fn a_tls_line_during_settle_is_a_critical_alert() {
         stdout(&out)
     );
 }
+
+/// The identity guard knows the target by its start command, arguments
+/// included: a second prover from the same script and folder with other
+/// arguments, in its own session, does not stop this one's restart.
+#[test]
+fn another_instance_of_the_start_script_does_not_block_the_restart() {
+    let tmux = Tmux::new();
+    let ws = Workspace::new("version: 1\nprofiles: {}\n");
+    let session = format!("one-{}", std::process::id());
+    quiet_tmux_prover(
+        &tmux,
+        &ws,
+        &session,
+        Some("echo \"restarted $$\" >> prover.log\nexec sleep 3600\n"),
+    );
+    let other = format!("two-{}", std::process::id());
+    let status = tmux
+        .command()
+        .args(["new-session", "-d", "-s", &other, "-c"])
+        .arg(ws.path())
+        .arg("sh start2.sh --instance 2")
+        .status()
+        .unwrap();
+    assert!(status.success());
+    wait_for("the other instance", || tmux.pane_pid(&other).is_some());
+    let log = ws.path().join("prover.log");
+    wait_for("its line", || {
+        std::fs::read_to_string(&log).is_ok_and(|t| t.lines().count() == 2)
+    });
+    backdate(&log, 400);
+    let out = ws
+        .command()
+        .env("TMUX_TMPDIR", tmux.dir.path())
+        .args(["run", "p"])
+        .output()
+        .unwrap();
+    assert_exit(&out, 0);
+    assert!(
+        notifications(&out)[0].contains("RESTARTED"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(
+        tmux.pane_pid(&other).is_some(),
+        "the other instance is left alone"
+    );
+}

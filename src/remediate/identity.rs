@@ -14,13 +14,17 @@ enum Mark {
     Pattern(regex::Regex, &'static str),
     Pidfile(PathBuf, &'static str),
     Port(u16),
-    /// The start command's program: by its absolute path, or by its name
-    /// in the start's folder.
-    Program {
-        name: String,
-        cwd: Option<PathBuf>,
-    },
-    ProgramPath(PathBuf),
+    /// The start command as a process shows it: its program (by absolute
+    /// path, or by name in the start's folder) and the same arguments.
+    Program(Program),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+struct Program {
+    /// As written: `./start2.sh`, `/opt/p/run`.
+    word: String,
+    args: Vec<String>,
+    cwd: Option<PathBuf>,
 }
 
 /// What marks the task's target as running: `restart.identity` when the
@@ -54,35 +58,34 @@ fn marks(task: &Task, restart: &Restart) -> Vec<Mark> {
             }
         }
     }
-    match &restart.start {
-        Start::Tmux { command, cwd, .. } | Start::Command { command, cwd, .. } => {
-            // A bare name with no folder would match any such program on
-            // the host: only a path or a folder says it is this target.
-            match (program(command), cwd) {
-                (Some(word), _) if word.starts_with('/') => {
-                    marks.push(Mark::ProgramPath(PathBuf::from(word)));
-                }
-                (Some(word), Some(cwd)) => {
-                    if let Some(name) = Path::new(&word).file_name().and_then(|n| n.to_str()) {
-                        marks.push(Mark::Program {
-                            name: name.to_string(),
-                            cwd: Some(cwd.clone()),
-                        });
-                    }
-                }
-                _ => {}
-            }
-        }
-        Start::Systemd(_) | Start::Docker(_) => {}
+    // A stop by session or by command can miss what it should stop (a
+    // pattern or pidfile stop is checked by its own mark): the start
+    // command still running is the target. A bare name with no folder
+    // would match any such program on the host: only an absolute path or
+    // a folder says it is this target.
+    if matches!(
+        restart.stop.method,
+        StopMethod::Tmux(_) | StopMethod::Command(_)
+    ) && let Start::Tmux { command, cwd, .. } | Start::Command { command, cwd, .. } =
+        &restart.start
+        && let Some((word, args)) = program(command)
+        && (word.starts_with('/') || cwd.is_some())
+    {
+        marks.push(Mark::Program(Program {
+            word,
+            args,
+            cwd: cwd.clone(),
+        }));
     }
     marks
 }
 
-/// The program a start command runs, as written: `./start2.sh`,
-/// `bash /opt/p/start2.sh` is `/opt/p/start2.sh`; shells, `exec`, `nohup`,
-/// `env`, options and `VAR=value` words are skipped, and of a shell line
-/// the last command (`cd /srv && ./node`), before any pipe.
-fn program(command: &CommandLine) -> Option<String> {
+/// The program a start command runs and its arguments, as written:
+/// `bash /opt/p/start2.sh --x` is `/opt/p/start2.sh` with `--x`; shells,
+/// `exec`, `nohup`, `env`, leading options and `VAR=value` words are
+/// skipped; of a shell line the last command (`cd /srv && ./node`), before
+/// any pipe or redirection.
+fn program(command: &CommandLine) -> Option<(String, Vec<String>)> {
     const WRAPPERS: &[&str] = &[
         "sh", "bash", "dash", "zsh", "exec", "nohup", "env", "setsid", "nice", "stdbuf", "sudo",
         "python", "python3",
@@ -90,24 +93,42 @@ fn program(command: &CommandLine) -> Option<String> {
     let words: Vec<String> = match command {
         CommandLine::Argv(argv) => argv.clone(),
         CommandLine::Shell(line) => {
-            let last = line.rsplit(['&', ';']).next().unwrap_or(line);
-            let command = last.split('|').next().unwrap_or(last);
-            command.split_whitespace().map(str::to_string).collect()
+            let tokens: Vec<&str> = line.split_whitespace().collect();
+            // The last simple command: after the last `&&`, `||`, `;`, `&`.
+            let from = tokens
+                .iter()
+                .rposition(|t| matches!(*t, "&&" | "||" | ";" | "&") || t.ends_with(';'))
+                .map_or(0, |i| i + 1);
+            tokens[from..]
+                .iter()
+                .take_while(|w| **w != "|" && !w.contains(['>', '<']))
+                .map(|w| w.trim_matches(['"', '\'']).to_string())
+                .collect()
         }
     };
-    words
-        .iter()
-        .map(|w| w.trim_matches(['"', '\'']))
-        .find(|w| {
-            !w.starts_with('-') && !w.contains('=') && !w.is_empty() && {
-                let base = Path::new(w)
-                    .file_name()
-                    .and_then(|n| n.to_str())
-                    .unwrap_or(w);
-                !WRAPPERS.contains(&base)
-            }
-        })
-        .map(str::to_string)
+    let start = words.iter().position(|w| {
+        let base = Path::new(w)
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or(w);
+        !w.is_empty() && !w.starts_with('-') && !w.contains('=') && !WRAPPERS.contains(&base)
+    })?;
+    Some((words[start].clone(), words[start + 1..].to_vec()))
+}
+
+/// Whether a process's argv runs `program`: among its first three words
+/// the program (the same absolute path, or the same name when the start
+/// gave a relative one), then exactly the start's arguments.
+fn runs(argv: &[String], program: &Program) -> bool {
+    let name = Path::new(&program.word).file_name();
+    argv.iter().take(3).enumerate().any(|(i, word)| {
+        let same = if program.word.starts_with('/') {
+            Path::new(word) == Path::new(&program.word)
+        } else {
+            Path::new(word).file_name() == name
+        };
+        same && argv[i + 1..] == program.args[..]
+    })
 }
 
 /// What of the target still runs, each with why it counts as the target;
@@ -155,30 +176,25 @@ pub fn still_running(task: &Task, restart: &Restart) -> Vec<String> {
                     }
                 }
             },
-            Mark::ProgramPath(path) => {
-                let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
-                for process in processes::by_program(name, None).into_iter().filter(|p| {
-                    p.command_line
-                        .split(' ')
-                        .take(3)
-                        .any(|w| Path::new(w) == path)
-                }) {
-                    note(
-                        &process,
-                        format!("runs the start command's {}", path.display()),
-                        &mut found,
-                    );
-                }
-            }
-            Mark::Program { name, cwd } => {
-                for process in processes::by_program(&name, cwd.as_deref()) {
+            Mark::Program(program) => {
+                let name = Path::new(&program.word)
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .unwrap_or("");
+                let cwd = program
+                    .cwd
+                    .as_deref()
+                    .filter(|_| !program.word.starts_with('/'));
+                for process in processes::by_program(name, cwd)
+                    .into_iter()
+                    .filter(|p| runs(&processes::argv(p.pid()), &program))
+                {
                     let place = cwd
-                        .as_ref()
                         .map(|c| format!(" in {}", c.components().collect::<PathBuf>().display()))
                         .unwrap_or_default();
                     note(
                         &process,
-                        format!("runs the start command's {name}{place}"),
+                        format!("runs the start command's {}{place}", program.word),
                         &mut found,
                     );
                 }
@@ -216,30 +232,66 @@ pub fn refusal(stopped: &str, running: &[String], stop: &StopMethod) -> String {
 mod tests {
     use super::*;
 
+    fn shell(line: &str) -> Option<(String, Vec<String>)> {
+        program(&CommandLine::Shell(line.into()))
+    }
+
+    fn words(list: &[&str]) -> Vec<String> {
+        list.iter().map(|w| w.to_string()).collect()
+    }
+
     #[test]
     fn the_program_of_a_start_command() {
-        let shell = |s: &str| program(&CommandLine::Shell(s.into()));
-        assert_eq!(shell("./start2.sh").as_deref(), Some("./start2.sh"));
+        assert_eq!(shell("./start2.sh"), Some(("./start2.sh".into(), vec![])));
         assert_eq!(
-            shell("bash /root/p/start2.sh --x").as_deref(),
-            Some("/root/p/start2.sh")
+            shell("bash /root/p/start2.sh --x"),
+            Some(("/root/p/start2.sh".into(), words(&["--x"])))
         );
         assert_eq!(
-            shell("RUST_LOG=info exec ./prover -c a.toml").as_deref(),
-            Some("./prover")
+            shell("RUST_LOG=info exec ./prover -c a.toml >> out.log 2>&1"),
+            Some(("./prover".into(), words(&["-c", "a.toml"])))
         );
         assert_eq!(
-            shell("cd /srv && nohup ./geth | tee x").as_deref(),
-            Some("./geth")
+            shell("cd /srv && nohup ./geth | tee x"),
+            Some(("./geth".into(), vec![]))
         );
         assert_eq!(
-            program(&CommandLine::Argv(vec![
-                "python3".into(),
-                "/x/server.py".into()
-            ]))
-            .as_deref(),
-            Some("/x/server.py")
+            program(&CommandLine::Argv(words(&[
+                "python3",
+                "/x/server.py",
+                "8080"
+            ]))),
+            Some(("/x/server.py".into(), words(&["8080"])))
         );
-        assert_eq!(shell("sh -c").as_deref(), None);
+        assert_eq!(shell("sh -c"), None);
+    }
+
+    #[test]
+    fn another_instance_of_the_same_script_is_not_the_target() {
+        let program = Program {
+            word: "./start.sh".into(),
+            args: words(&["--instance", "2"]),
+            cwd: None,
+        };
+        assert!(runs(
+            &words(&["bash", "./start.sh", "--instance", "2"]),
+            &program
+        ));
+        assert!(runs(
+            &words(&["/bin/sh", "start.sh", "--instance", "2"]),
+            &program
+        ));
+        assert!(!runs(
+            &words(&["bash", "./start.sh", "--instance", "1"]),
+            &program
+        ));
+        assert!(!runs(&words(&["bash", "./start.sh"]), &program));
+        let absolute = Program {
+            word: "/opt/a/run".into(),
+            args: vec![],
+            cwd: None,
+        };
+        assert!(runs(&words(&["/opt/a/run"]), &absolute));
+        assert!(!runs(&words(&["/opt/b/run"]), &absolute));
     }
 }
