@@ -762,7 +762,11 @@ impl<'a> Scope<'a> {
             if judged.during_settle || matches!(judged.verdict, Verdict::Clear { .. }) {
                 keys.push(self.step(prior, judged, live_keys));
             } else {
-                held_names.push(judged.name);
+                // A breach held still is told by the verdict: the task is
+                // not healthy while it settles with it (exit 1).
+                let breach = matches!(judged.verdict, Verdict::Breach { .. })
+                    .then(|| judged.verdict.summary().to_string());
+                held_names.push((judged.name, breach));
             }
         }
         if self
@@ -771,18 +775,23 @@ impl<'a> Scope<'a> {
             .as_ref()
             .is_some_and(|r| r.max.is_some())
         {
-            held_names.push(RESTART_LOOP_RULE.to_string());
+            held_names.push((RESTART_LOOP_RULE.to_string(), None));
         }
         let held = held_names
             .into_iter()
-            .map(|name| {
+            .map(|(name, breach)| {
                 let key = self.key(&name);
                 let state = prior.alerts.get(&key).cloned();
                 live_keys.insert(key);
                 RuleResult {
                     rule: name,
-                    verdict: Verdict::NoData {
-                        reason: why.clone(),
+                    verdict: match breach {
+                        Some(now) => Verdict::Hold {
+                            reason: format!("{why}; now: {now}"),
+                        },
+                        None => Verdict::NoData {
+                            reason: why.clone(),
+                        },
                     },
                     state,
                     transition: None,
@@ -1010,9 +1019,14 @@ impl TaskDraft<'_> {
         if let Some((attempt, trigger)) = attempt {
             remediation = Some(scope.restarted(&mut rules, trigger, attempt, &book, outcome));
         }
+        // Held still by settle while it breaches: not healthy either.
+        let settling_breach = matches!(remediation, Some(Remediation::Settling { .. }))
+            && rules
+                .iter()
+                .any(|r| matches!(r.verdict, Verdict::Hold { .. }));
         TaskResult {
             name: scope.task.name.clone(),
-            healthy: !rules.iter().any(RuleResult::active),
+            healthy: !rules.iter().any(RuleResult::active) && !settling_breach,
             rules,
             remediation,
         }
@@ -1198,9 +1212,7 @@ fn announce_watching(
     now: Timestamp,
     outcome: &mut Outcome,
 ) {
-    use sha2::Digest;
-    let digest = sha2::Sha256::digest(format!("{profile:?}{:?}", config.host).as_bytes());
-    let fingerprint: String = digest.iter().take(12).map(|b| format!("{b:02x}")).collect();
+    let fingerprint = profile.written.clone();
     let before = prior
         .tasks
         .get(PROFILE_STATE)

@@ -149,6 +149,7 @@ pub fn run(config: &Config, options: &RunOptions, now: Timestamp) -> Result<Tick
         probe::Mode::Tick
     };
     let observations = observe_all(config, &tasks, &prior.tasks, now, mode, concurrency);
+    probe::process_group::kill_orphans();
     let runs: Vec<TaskRun> = tasks
         .iter()
         .zip(&observations)

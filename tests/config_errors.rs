@@ -654,3 +654,32 @@ fn the_readme_examples_load() {
     }
     assert!(tried >= 4, "{tried} README examples tried");
 }
+
+/// Issue 10 review: keys of the restart and log changes that would quietly
+/// turn a safety off or pass a typo on are refused where they are.
+#[test]
+fn an_empty_identity_a_placeholder_typo_and_zero_connections_are_refused() {
+    let restart = |identity: &str| {
+        format!(
+            "version: 1\nprofiles:\n  p:\n    cron: \"* * * * *\"\n    tasks:\n      - name: prover\n        log: {{ path: /tmp/x.log }}\n        remediate:\n          restart:\n            stop: {{ tmux: cysic }}\n            start: {{ tmux: cysic, command: ./start2.sh }}\n            identity: {identity}\n"
+        )
+    };
+    assert_config_error(
+        &restart("{}"),
+        12,
+        Some("profiles.p.tasks[0].remediate.restart.identity"),
+        "`identity` names nothing",
+    );
+    assert_config_error(
+        "version: 1\nprofiles:\n  p:\n    cron: \"* * * * *\"\n    tasks:\n      - name: node\n        log:\n          command: [docker, logs, --since, \"{since}\", --until, \"{untill}\", node]\n",
+        6,
+        None,
+        "task `node`: a `log` command has a placeholder that is neither `{since}` nor `{until}`",
+    );
+    assert_config_error(
+        "version: 1\ndefaults:\n  connections_per_host: 0\nprofiles:\n  p:\n    cron: \"* * * * *\"\n    tasks:\n      - name: t\n        command: { argv: [\"true\"] }\n",
+        3,
+        Some("defaults.connections_per_host"),
+        "must be at least 1",
+    );
+}

@@ -432,3 +432,54 @@ fn a_probe_child_that_called_setsid_does_not_survive_the_tick() {
         running(escaped).is_empty()
     });
 }
+
+/// Issue 10 review: a check that leaves a `setsid` child holding its
+/// output pipe (and shedding the mark with `env -i`) still has its output
+/// read, and the child does not outlive the tick.
+#[test]
+fn a_child_holding_the_output_pipe_loses_no_output_and_does_not_survive() {
+    let escaped = "sleep 4351.25";
+    let ws = Workspace::new(&profile_p(&format!(
+        "      - name: check\n        command: {{ argv: [\"sh\", \"-c\", \"setsid env -i {escaped} & echo 'OK - fine | v=5'\"] }}\n        rules:\n          - {{ name: v-high, signal: v, value: \"> 10\" }}\n"
+    )));
+    for tick in 0..3 {
+        let out = ws.run_at(minute(tick), "p", &["--format", "json"]);
+        assert_exit(&out, 0);
+        let report: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+        assert_eq!(report["tasks"][0]["signals"]["v"], 5.0, "tick {tick}");
+    }
+    wait_until("the escaped children to go", Duration::from_secs(3), || {
+        running(escaped).is_empty()
+    });
+}
+
+/// Issue 10 review: Ctrl-C (or SIGTERM) of a dry run, which takes no lock
+/// and so is never swept by a next tick, kills its probes' children then.
+#[test]
+fn an_interrupted_dry_run_leaves_no_probe_child() {
+    for (signal, tag) in [(libc::SIGINT, "4361"), (libc::SIGTERM, "4371")] {
+        let grouped = format!("sleep {tag}.5");
+        let ws = Workspace::new(&profile_p(&format!(
+            "      - name: slow\n        command: {{ argv: [\"sh\", \"-c\", \"{grouped}; true\"], timeout: 60s }}\n"
+        )));
+        let mut tick = ws
+            .command()
+            .env("MONITOR_NOW", minute(0).to_string())
+            .args(["run", "p", "--dry-run"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        wait_until("the probe's child", Duration::from_secs(10), || {
+            running(&grouped).len() == 1
+        });
+        // SAFETY: a signal to the dry run this test started.
+        unsafe {
+            libc::kill(tick.id() as i32, signal);
+        }
+        tick.wait().unwrap();
+        wait_until("the child to go", Duration::from_secs(3), || {
+            running(&grouped).is_empty()
+        });
+    }
+}

@@ -866,3 +866,38 @@ fn a_container_repeating_identical_lines_keeps_counting_and_is_not_stale() {
         }
     }
 }
+
+/// Issue 10 review: a command without `{since}` prints its whole log each
+/// tick. What follows the part already read is new (by position, checked
+/// against what was read); an old fatal line is not told again each tick.
+#[test]
+fn a_command_printing_its_whole_log_each_tick_is_read_from_where_it_left_off() {
+    let ws = Workspace::new("");
+    let lines = ws.path().join("container.log");
+    fs::write(&lines, "boot\nERROR TLS error: old\n").unwrap();
+    ws.write_config(&profile_p(&format!(
+        "      - name: node\n        log:\n          command: [\"cat\", \"{}\"]\n          stale_after: 1h\n          patterns: [{{ name: tls, regex: \"TLS error\", severity: critical }}]\n          counters: {{ beats: 'heartbeat ok' }}\n",
+        lines.display()
+    )));
+    let first = ws.run_at(minute(0), "p", &["--format", "json"]);
+    assert_exit(&first, 0);
+    for tick in 1..=3 {
+        append(&lines, "heartbeat ok\nheartbeat ok\n");
+        let out = ws.run_at(minute(tick), "p", &["--format", "json"]);
+        assert_exit(&out, 0);
+        assert_eq!(signal(&out, "beats"), 2.0 * tick as f64, "tick {tick}");
+        assert_eq!(
+            signal(&out, "tls"),
+            0.0,
+            "the old line is not new: tick {tick}"
+        );
+    }
+    append(&lines, "ERROR TLS error: new\n");
+    let out = ws.run_at(minute(4), "p", &[]);
+    assert_exit(&out, 1);
+    assert!(
+        notifications(&out).join("\n").contains("TLS error: new"),
+        "{}",
+        stdout(&out)
+    );
+}

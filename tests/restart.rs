@@ -350,7 +350,9 @@ fn settle_holds_the_alerts_after_a_restart() {
     }
     std::thread::sleep(Duration::from_millis(200));
     let out = service.ws.run_at(minute(1), "p", &[]);
-    assert_exit(&out, 0);
+    // Held is not healthy: the dead server is no alert and no restart
+    // while the task settles, but the tick says it is not well.
+    assert_exit(&out, 1);
     assert!(
         stdout(&out).contains("settling after a restart until"),
         "{}",
@@ -400,6 +402,18 @@ impl Tmux {
             .output()
             .unwrap();
         String::from_utf8_lossy(&out.stdout).trim().parse().ok()
+    }
+}
+
+impl Tmux {
+    /// A real-clock tick of `ws` under this tmux server (the log's
+    /// staleness is its file time).
+    fn tick(&self, ws: &Workspace) -> std::process::Output {
+        ws.command()
+            .env("TMUX_TMPDIR", self.dir.path())
+            .args(["run", "p"])
+            .output()
+            .unwrap()
     }
 }
 
@@ -461,12 +475,7 @@ fn a_quiet_tmux_writer_is_replaced_by_a_new_session() {
             wait_healthy: 10s
 "#
     )));
-    let out = ws
-        .command()
-        .env("TMUX_TMPDIR", tmux.dir.path())
-        .args(["run", "p"])
-        .output()
-        .unwrap();
+    let out = tmux.tick(&ws);
     assert_exit(&out, 0);
     let lines = notifications(&out);
     assert_eq!(lines.len(), 1, "{}", stdout(&out));
@@ -632,12 +641,7 @@ fn a_tmux_start_that_dies_is_a_failed_restart_with_its_status_and_last_lines() {
             "echo 'cysic prover v1.2 starting' >> prover.log\necho 'cysic prover v1.2 (banner)'\necho 'loading config'\necho 'Error: TLS key /root/.cysic/key missing' >&2\nexit 7\n",
         ),
     );
-    let out = ws
-        .command()
-        .env("TMUX_TMPDIR", tmux.dir.path())
-        .args(["run", "p"])
-        .output()
-        .unwrap();
+    let out = tmux.tick(&ws);
     assert_exit(&out, 1);
     let lines = notifications(&out);
     assert_eq!(lines.len(), 1, "{}", stdout(&out));
@@ -672,12 +676,7 @@ fn a_tmux_start_that_keeps_running_is_healthy() {
         Some("echo \"restarted $$\" >> prover.log\nexec sleep 3600\n"),
     );
     let began = Instant::now();
-    let out = ws
-        .command()
-        .env("TMUX_TMPDIR", tmux.dir.path())
-        .args(["run", "p"])
-        .output()
-        .unwrap();
+    let out = tmux.tick(&ws);
     assert_exit(&out, 0);
     assert!(
         began.elapsed() >= Duration::from_secs(2),
@@ -846,7 +845,7 @@ fn contract_docker_restart_stops_with_the_grace_starts_and_watches_the_container
     let told = notifications(&out).join("\n");
     assert!(
         told.contains("RESTARTED")
-            && told.contains("docker stop aleph-node; docker start aleph-node; healthy after"),
+            && told.contains("docker stop -t 7 aleph-node; docker start aleph-node; healthy after"),
         "{told}"
     );
 }
@@ -889,7 +888,7 @@ fn contract_a_docker_stop_of_no_such_container_says_so() {
     assert_exit(&out, 1);
     let told = notifications(&out).join("\n");
     assert!(
-        told.contains("restart failed: docker stop -t 10 aleph-node failed (exit status: 1): Error response from daemon: No such container: aleph-node"),
+        told.contains("— docker stop -t 10 aleph-node failed (exit status: 1): Error response from daemon: No such container: aleph-node"),
         "{told}"
     );
     assert_eq!(
@@ -968,7 +967,7 @@ fn contract_a_unit_that_fails_after_its_start_job_is_a_failed_restart_with_its_j
     );
     let told = notifications(&failing_job.tick()).join("\n");
     assert!(
-        told.contains("restart failed: systemctl restart node.service failed (exit status: 1): Job for node.service failed because the control process exited with error code."),
+        told.contains("— systemctl restart node.service failed (exit status: 1): Job for node.service failed because the control process exited with error code."),
         "{told}"
     );
 }
@@ -1002,15 +1001,7 @@ fn a_tls_line_during_settle_is_a_critical_alert() {
             settle: 2m
 "#
     )));
-    // The real clock: the log's staleness is its file time.
-    let tick = || {
-        ws.command()
-            .env("TMUX_TMPDIR", tmux.dir.path())
-            .args(["run", "p"])
-            .output()
-            .unwrap()
-    };
-    let out = tick();
+    let out = tmux.tick(&ws);
     assert_exit(&out, 0);
     assert!(
         notifications(&out)[0].contains("RESTARTED"),
@@ -1019,7 +1010,7 @@ fn a_tls_line_during_settle_is_a_critical_alert() {
     );
     let mut file = std::fs::OpenOptions::new().append(true).open(&log).unwrap();
     std::io::Write::write_all(&mut file, b"ERROR TLS error: bad record mac\n").unwrap();
-    let out = tick();
+    let out = tmux.tick(&ws);
     assert_exit(&out, 1);
     assert_eq!(
         notifications(&out),
@@ -1065,12 +1056,7 @@ fn another_instance_of_the_start_script_does_not_block_the_restart() {
         std::fs::read_to_string(&log).is_ok_and(|t| t.lines().count() == 2)
     });
     backdate(&log, 400);
-    let out = ws
-        .command()
-        .env("TMUX_TMPDIR", tmux.dir.path())
-        .args(["run", "p"])
-        .output()
-        .unwrap();
+    let out = tmux.tick(&ws);
     assert_exit(&out, 0);
     assert!(
         notifications(&out)[0].contains("RESTARTED"),
@@ -1080,5 +1066,51 @@ fn another_instance_of_the_start_script_does_not_block_the_restart() {
     assert!(
         tmux.pane_pid(&other).is_some(),
         "the other instance is left alone"
+    );
+}
+
+/// A prover that dies a few seconds after its restart was judged healthy
+/// (its first line written, its pane alive for the 2 s watch) is a failed
+/// check on the next tick — its pane, kept dead by remain-on-exit, says
+/// how it ended — not "all healthy" until its log goes stale.
+#[test]
+fn a_tmux_start_that_dies_after_the_watch_fails_the_next_tick() {
+    let tmux = Tmux::new();
+    let ws = Workspace::new("version: 1\nprofiles: {}\n");
+    let session = format!("late-{}", std::process::id());
+    quiet_tmux_prover(
+        &tmux,
+        &ws,
+        &session,
+        Some("echo started >> prover.log\nsleep 3\necho 'panic: out of GPU memory'\nexit 4\n"),
+    );
+    let out = tmux.tick(&ws);
+    assert_exit(&out, 0);
+    assert!(
+        notifications(&out)[0].contains("RESTARTED"),
+        "{}",
+        stdout(&out)
+    );
+    wait_for("the prover to die", || {
+        tmux.command()
+            .args([
+                "list-panes",
+                "-t",
+                &format!("={session}"),
+                "-F",
+                "#{pane_dead}",
+            ])
+            .output()
+            .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "1")
+    });
+    let out = tmux.tick(&ws);
+    assert_exit(&out, 1);
+    let told = notifications(&out).join("\n");
+    assert!(
+        told.contains("critical p/prover/health")
+            && told.contains("tmux: the command in tmux session")
+            && told.contains("exited (exit status: 4); its last lines: panic: out of GPU memory"),
+        "{}",
+        stdout(&out)
     );
 }

@@ -154,8 +154,33 @@ pub fn load(path: &Path, db_override: Option<&Path>) -> Result<Config, ConfigErr
         check_name(&display_path, &source, "notifier", &notifier.name)?;
     }
     let mut profiles = Vec::new();
+    // Each profile's configuration as written (before `${VAR}`s are filled
+    // in, without comments): what "jobs.yaml changed" compares.
+    let written: serde_yaml::Value = serde_yaml::from_str(&source).unwrap_or_default();
     for (name, mut profile) in raw.profiles.0 {
         check_name(&display_path, &source, "profile", &name)?;
+        let parts = [
+            written.get("host"),
+            written.get("defaults"),
+            written.get("notifiers"),
+            written.get("profiles").and_then(|p| p.get(name.as_str())),
+        ];
+        profile.written = fingerprint(&serde_yaml::to_string(&parts).unwrap_or_default());
+        for (index, task) in profile.tasks.iter().enumerate() {
+            let restart = task.remediate.as_ref().and_then(|r| r.restart.as_ref());
+            if restart
+                .and_then(|r| r.identity.as_ref())
+                .is_some_and(|i| i.is_empty())
+            {
+                return Err(ConfigError::at_line(
+                    &display_path,
+                    &source,
+                    format!("profiles.{name}.tasks[{index}].remediate.restart.identity"),
+                    "`identity` names nothing: give `pattern`, `pidfile` or `port` (an empty one would turn the check for a second copy off)".into(),
+                    |l| l.trim_start().starts_with("identity:"),
+                ));
+            }
+        }
         profile.name = name;
         profiles.push(profile);
     }
@@ -307,6 +332,16 @@ fn resolve_relative_paths(config: &mut Config, base: &Path) {
             }
         }
     }
+}
+
+/// A short stable hash of `text` (hex).
+fn fingerprint(text: &str) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(text.as_bytes())
+        .iter()
+        .take(12)
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 fn absolute(path: &Path) -> PathBuf {

@@ -88,6 +88,7 @@ pub struct Defaults {
     pub concurrency: usize,
     /// How many requests of a tick go to one host and port at once (a
     /// small server's listen backlog overflows otherwise).
+    #[serde(deserialize_with = "at_least_one")]
     pub connections_per_host: usize,
     /// Undelivered notifications older than this are given up.
     pub max_age: Duration,
@@ -158,6 +159,9 @@ pub struct Profile {
     /// Whether the first tick, and the first after jobs.yaml changed, tells
     /// what the profile now watches (seed 000's "Monitor script started").
     pub announce: bool,
+    /// A fingerprint of the profile as written in jobs.yaml (with `host`,
+    /// `defaults` and `notifiers`), `${VAR}`s unfilled, comments aside.
+    pub written: String,
     pub concurrency: Option<usize>,
     /// Pinged after every completed tick (healthchecks.io style).
     pub heartbeat: Option<Heartbeat>,
@@ -244,6 +248,16 @@ fn yes() -> bool {
     true
 }
 
+fn at_least_one<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
+    let n = usize::deserialize(d)?;
+    if n == 0 {
+        return Err(de::Error::custom(
+            "must be at least 1 (it is how many requests go to one host at once)",
+        ));
+    }
+    Ok(n)
+}
+
 impl<'de> Deserialize<'de> for Profile {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let raw = RawProfile::deserialize(d)?;
@@ -266,6 +280,7 @@ impl<'de> Deserialize<'de> for Profile {
             notify: raw.notify,
             notify_events: raw.notify_events,
             announce: raw.announce,
+            written: String::new(),
             concurrency: raw.concurrency,
             heartbeat: raw.heartbeat,
             pre_run: raw.pre_run,
@@ -320,12 +335,37 @@ pub enum Probe {
     Disk(DiskProbe),
 }
 
+/// Whether `line` holds `{sinc}`, `{untill}`, `{Since}` or the like: a
+/// word in braces that looks like a placeholder and is not one.
+fn misspelt_placeholder(line: &str) -> bool {
+    static WORD: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+        regex::Regex::new(r"\{([A-Za-z_]{3,8})\}").expect("a valid regex")
+    });
+    WORD.captures_iter(line).any(|c| {
+        let word = &c[1];
+        let lower = word.to_ascii_lowercase();
+        word != "since"
+            && word != "until"
+            && (lower.starts_with("sin") || lower.starts_with("unt") || lower.starts_with("unti"))
+    })
+}
+
 impl Probe {
     /// Combinations of keys a probe cannot run with.
     fn check(&self) -> Result<(), &'static str> {
         match self {
             Probe::Log(log) if log.path.is_some() == log.command.is_some() => {
                 Err("a `log` probe takes either `path` (a file) or `command` (its output)")
+            }
+            Probe::Log(log)
+                if log
+                    .command
+                    .as_ref()
+                    .is_some_and(|c| misspelt_placeholder(&c.to_string())) =>
+            {
+                Err(
+                    "a `log` command has a placeholder that is neither `{since}` nor `{until}` (a typo?): it would be passed on as written",
+                )
             }
             Probe::Process(p)
                 if [
@@ -1215,6 +1255,13 @@ pub struct Identity {
     /// A TCP port the target listens on (any local address).
     #[serde(default)]
     pub port: Option<u16>,
+}
+
+impl Identity {
+    /// Whether it names nothing (and so would check for nothing).
+    pub fn is_empty(&self) -> bool {
+        self.pattern.is_none() && self.pidfile.is_none() && self.port.is_none()
+    }
 }
 
 /// How to find and stop what is running.

@@ -44,7 +44,13 @@ pub fn host_of(url: &str) -> String {
                 Some("https") => 443,
                 _ => 80,
             });
-            format!("{}:{port}", uri.host().unwrap_or(""))
+            // One machine under several names is one listen backlog.
+            let host = match uri.host().unwrap_or("") {
+                "localhost" | "[::1]" | "::1" => "loopback",
+                h if h.starts_with("127.") || h.ends_with(".localhost") => "loopback",
+                h => h,
+            };
+            format!("{host}:{port}")
         }
         Err(_) => url.to_string(),
     }
@@ -93,9 +99,11 @@ mod tests {
 
     #[test]
     fn hosts_and_their_ports() {
-        assert_eq!(host_of("http://127.0.0.1:8545/x"), "127.0.0.1:8545");
+        assert_eq!(host_of("http://127.0.0.1:8545/x"), "loopback:8545");
+        assert_eq!(host_of("http://localhost:8545/"), "loopback:8545");
         assert_eq!(host_of("https://example.org/metrics"), "example.org:443");
-        assert_eq!(host_of("http://[::1]/"), "[::1]:80");
+        assert_eq!(host_of("http://[::1]/"), "loopback:80");
+        assert_eq!(host_of("http://10.0.0.2:80/"), "10.0.0.2:80");
     }
 
     #[test]

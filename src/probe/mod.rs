@@ -383,6 +383,23 @@ pub fn observe(task: &Task, context: &Context) -> Observation {
     if let Some(action) = &task.action {
         crate::action::run(action, context, &mut observation);
     }
+    // What a restart started in tmux keeps its dead pane (remain-on-exit):
+    // a prover that died after its restart's watch is a failure now, not
+    // only when its log goes stale minutes later.
+    if context.mode != Mode::Recheck
+        && let Some(crate::config::Start::Tmux { session, .. }) = task
+            .remediate
+            .as_ref()
+            .and_then(|r| r.restart.as_ref())
+            .map(|r| &r.start)
+        && let Some(why) = crate::remediate::start::tmux_dead_pane(session)
+    {
+        observation.checks.push(Check {
+            probe: "tmux",
+            status: CheckStatus::Critical,
+            summary: why,
+        });
+    }
     // Each probe's health, for `when:` / `unless:` (`unless: [lag.healthy]`
     // reads 1 while the lag probe reads both heights).
     let health: Vec<(String, f64)> = observation

@@ -39,10 +39,70 @@ pub fn mark_of(profile: &str, state_dir: &std::path::Path) -> String {
     format!("{profile}@{}", state_dir.display())
 }
 
+/// Process groups live now, for the signal handler (which may not lock).
+static GROUP_SLOTS: [std::sync::atomic::AtomicI32; 256] =
+    [const { std::sync::atomic::AtomicI32::new(0) }; 256];
+
+fn hold_slot(pgid: i32) {
+    for slot in &GROUP_SLOTS {
+        if slot
+            .compare_exchange(
+                0,
+                pgid,
+                std::sync::atomic::Ordering::AcqRel,
+                std::sync::atomic::Ordering::Relaxed,
+            )
+            .is_ok()
+        {
+            return;
+        }
+    }
+}
+
+fn free_slot(pgid: i32) {
+    for slot in &GROUP_SLOTS {
+        let _ = slot.compare_exchange(
+            pgid,
+            0,
+            std::sync::atomic::Ordering::AcqRel,
+            std::sync::atomic::Ordering::Relaxed,
+        );
+    }
+}
+
+/// SIGTERM, SIGINT or SIGHUP to the tick (systemd stopping it, a person's
+/// Ctrl-C on a dry run): its probes' process groups die with it.
+extern "C" fn on_terminate(signal: libc::c_int) {
+    for slot in &GROUP_SLOTS {
+        let pgid = slot.load(std::sync::atomic::Ordering::Acquire);
+        if pgid > 1 {
+            // SAFETY: killpg is async-signal-safe.
+            unsafe {
+                libc::killpg(pgid, libc::SIGKILL);
+            }
+        }
+    }
+    // SAFETY: signal and raise are async-signal-safe; the default action
+    // then ends the process as the signal meant.
+    unsafe {
+        libc::signal(signal, libc::SIG_DFL);
+        libc::raise(signal);
+    }
+}
+
 /// Marks every probe child this process starts from now on, and makes the
 /// orphans among their descendants this process's children while it runs.
 pub fn mark_probes(mark: String) {
     let _ = MARK.set(mark);
+    for signal in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP] {
+        // SAFETY: installs a handler that only uses async-signal-safe calls.
+        unsafe {
+            libc::signal(
+                signal,
+                on_terminate as extern "C" fn(libc::c_int) as libc::sighandler_t,
+            );
+        }
+    }
     // SAFETY: prctl with PR_SET_CHILD_SUBREAPER only sets a flag of this
     // process; a failure (an old kernel) leaves the next tick's sweep.
     unsafe {
@@ -99,6 +159,7 @@ pub fn sweep_marked(mark: &str) -> Vec<String> {
             .map(|a| a.join(" "))
             .unwrap_or_default()
             .chars()
+            .map(|c| if c.is_control() { ' ' } else { c })
             .take(80)
             .collect::<String>();
         kill_with_group(process.pid);
@@ -207,6 +268,7 @@ fn run_in_group(command: &mut Command, timeout: Duration, cap: usize) -> std::io
     let mut child: Child = command.spawn()?;
     let pgid = i32::try_from(child.id()).unwrap_or(0);
     live_groups().insert(pgid);
+    hold_slot(pgid);
     let stdout = child.stdout.take().map(|s| read_capped(s, cap));
     let stderr = child.stderr.take().map(|s| read_capped(s, cap));
     let (sender, receiver) = mpsc::channel();
@@ -224,37 +286,61 @@ fn run_in_group(command: &mut Command, timeout: Duration, cap: usize) -> std::io
     // A check's leftovers (background children holding its pipes) go too.
     kill_group(pgid);
     live_groups().remove(&pgid);
-    let collect = |reader: Option<mpsc::Receiver<Vec<u8>>>| {
-        reader
-            .and_then(|r| r.recv_timeout(Duration::from_secs(1)).ok())
-            .unwrap_or_default()
-    };
+    free_slot(pgid);
     Ok(Finished {
         status,
-        stdout: collect(stdout),
-        stderr: collect(stderr),
+        stdout: take(stdout),
+        stderr: take(stderr),
         elapsed: started.elapsed(),
     })
 }
 
+/// What a reader thread has read so far, and whether it reached the end.
+type Reading = std::sync::Arc<(Mutex<Vec<u8>>, std::sync::atomic::AtomicBool)>;
+
 /// Reads a stream to its end on a thread, keeping the first `cap` bytes.
-fn read_capped(mut stream: impl Read + Send + 'static, cap: usize) -> mpsc::Receiver<Vec<u8>> {
-    let (sender, receiver) = mpsc::channel();
+fn read_capped(mut stream: impl Read + Send + 'static, cap: usize) -> Reading {
+    let reading: Reading = Default::default();
+    let shared = reading.clone();
     std::thread::spawn(move || {
-        let mut kept = Vec::new();
         let mut buf = [0u8; 8192];
         loop {
             match stream.read(&mut buf) {
                 Ok(0) | Err(_) => break,
                 Ok(n) => {
+                    let mut kept = shared.0.lock().unwrap_or_else(|p| p.into_inner());
                     let room = cap.saturating_sub(kept.len());
                     kept.extend_from_slice(&buf[..n.min(room)]);
                 }
             }
         }
-        let _ = sender.send(kept);
+        shared.1.store(true, std::sync::atomic::Ordering::Release);
     });
-    receiver
+    reading
+}
+
+/// What was read: at once when the stream ended, else after a short wait
+/// (a child that left the group with `setsid` may hold the pipe open for
+/// ever; what the check itself printed is there already).
+fn take(reading: Option<Reading>) -> Vec<u8> {
+    let Some(reading) = reading else {
+        return Vec::new();
+    };
+    let deadline = Instant::now() + Duration::from_millis(250);
+    while !reading.1.load(std::sync::atomic::Ordering::Acquire) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    std::mem::take(&mut *reading.0.lock().unwrap_or_else(|p| p.into_inner()))
+}
+
+/// Kills every child of this tick that is still there once the probes are
+/// done: a probe's descendant orphaned to us (the subreaper) that shed the
+/// mark (`env -i`) has no business running on. Called between observing
+/// and restarting, when nothing else of ours runs.
+pub fn kill_orphans() {
+    for pid in own_children() {
+        kill_with_group(pid);
+    }
 }
 
 #[cfg(test)]

@@ -29,7 +29,7 @@ struct Program {
 
 /// What marks the task's target as running: `restart.identity` when the
 /// config gives one, else what the task already knows of it.
-fn marks(task: &Task, restart: &Restart) -> Vec<Mark> {
+fn marks(task: &Task, restart: &Restart, stop_found_nothing: bool) -> Vec<Mark> {
     let mut marks = Vec::new();
     match &restart.stop.method {
         StopMethod::Pattern(p) => marks.push(Mark::Pattern(p.0.clone(), "the stop's pattern")),
@@ -58,16 +58,19 @@ fn marks(task: &Task, restart: &Restart) -> Vec<Mark> {
             }
         }
     }
-    // A stop by session or by command can miss what it should stop (a
-    // pattern or pidfile stop is checked by its own mark): the start
-    // command still running is the target. A bare name with no folder
-    // would match any such program on the host: only an absolute path or
-    // a folder says it is this target.
-    if matches!(
-        restart.stop.method,
-        StopMethod::Tmux(_) | StopMethod::Command(_)
-    ) && let Start::Tmux { command, cwd, .. } | Start::Command { command, cwd, .. } =
-        &restart.start
+    // A stop by session or by command that found nothing may have missed
+    // the target (a pattern or pidfile stop is checked by its own mark):
+    // the start command still running is the target. (After a stop that
+    // did stop something, another copy of the command is another
+    // instance.) A bare name with no folder would match any such program
+    // on the host: only an absolute path or a folder says it is this one.
+    if stop_found_nothing
+        && matches!(
+            restart.stop.method,
+            StopMethod::Tmux(_) | StopMethod::Command(_)
+        )
+        && let Start::Tmux { command, cwd, .. } | Start::Command { command, cwd, .. } =
+            &restart.start
         && let Some((word, args)) = program(command)
         && (word.starts_with('/') || cwd.is_some())
     {
@@ -116,24 +119,40 @@ fn program(command: &CommandLine) -> Option<(String, Vec<String>)> {
     Some((words[start].clone(), words[start + 1..].to_vec()))
 }
 
-/// Whether a process's argv runs `program`: among its first three words
-/// the program (the same absolute path, or the same name when the start
-/// gave a relative one), then exactly the start's arguments.
+/// Whether a process's argv runs `program`: the program itself (the same
+/// absolute path, or the same name when the start gave a relative one), or
+/// a shell or interpreter running it (`bash ./start2.sh`, not `vim
+/// start2.sh`), then exactly the start's arguments.
 fn runs(argv: &[String], program: &Program) -> bool {
     let name = Path::new(&program.word).file_name();
+    let interpreter = |word: &String| {
+        Path::new(word)
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| INTERPRETERS.contains(&n))
+    };
     argv.iter().take(3).enumerate().any(|(i, word)| {
         let same = if program.word.starts_with('/') {
             Path::new(word) == Path::new(&program.word)
         } else {
             Path::new(word).file_name() == name
         };
-        same && argv[i + 1..] == program.args[..]
+        let run = i == 0
+            || argv[..i]
+                .iter()
+                .all(|w| interpreter(w) || w.starts_with('-'));
+        same && run && argv[i + 1..] == program.args[..]
     })
 }
 
+/// What runs a script: a process `sh ./start2.sh` runs start2.sh.
+const INTERPRETERS: &[&str] = &[
+    "sh", "bash", "dash", "zsh", "ksh", "python", "python3", "perl", "node", "ruby", "env",
+];
+
 /// What of the target still runs, each with why it counts as the target;
 /// empty when nothing does.
-pub fn still_running(task: &Task, restart: &Restart) -> Vec<String> {
+pub fn still_running(task: &Task, restart: &Restart, stop_found_nothing: bool) -> Vec<String> {
     let mut found = Vec::new();
     let mut seen = std::collections::BTreeSet::new();
     let mut note = |process: &ProcessInfo, why: String, found: &mut Vec<String>| {
@@ -145,7 +164,7 @@ pub fn still_running(task: &Task, restart: &Restart) -> Vec<String> {
             ));
         }
     };
-    for mark in marks(task, restart) {
+    for mark in marks(task, restart, stop_found_nothing) {
         match mark {
             Mark::Pattern(pattern, whose) => {
                 for process in processes::by_pattern(&pattern) {
@@ -286,6 +305,10 @@ mod tests {
             &program
         ));
         assert!(!runs(&words(&["bash", "./start.sh"]), &program));
+        assert!(
+            !runs(&words(&["vim", "start.sh", "--instance", "2"]), &program),
+            "an editor is not the target"
+        );
         let absolute = Program {
             word: "/opt/a/run".into(),
             args: vec![],

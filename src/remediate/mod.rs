@@ -180,6 +180,9 @@ impl Attempt {
         }
         match &self.result {
             Ok(after) => text.push_str(&format!("healthy after {:.1} s", after.as_secs_f64())),
+            // Nothing done yet (a failed `systemctl restart`): its error
+            // is the whole story, after RESTART FAILED.
+            Err(why) if self.steps.is_empty() => text.push_str(why),
             Err(why) => text.push_str(&format!("restart failed: {why}")),
         }
         text
@@ -252,8 +255,8 @@ pub fn execute(task: &Task, remediate: &Remediate, environment: &Environment) ->
         }
     } else if let Some(restart) = &remediate.restart {
         log::warn!("restarting {}: stopping", task.name);
-        let stopped = match stop::stop(&restart.stop) {
-            Ok(stopped) => stopped.description,
+        let (stopped, found_nothing) = match stop::stop(&restart.stop) {
+            Ok(stopped) => (stopped.description, stopped.found_nothing),
             Err(why) => {
                 return Attempt {
                     steps,
@@ -268,7 +271,7 @@ pub fn execute(task: &Task, remediate: &Remediate, environment: &Environment) ->
         }
         // A stop that missed the target (wrong session, socket, pidfile)
         // must not lead to a second copy beside the hung one.
-        let running = identity::still_running(task, restart);
+        let running = identity::still_running(task, restart, found_nothing);
         if !running.is_empty() {
             let why = identity::refusal(&stopped, &running, &restart.stop.method);
             log::error!("restart of {}: {why}", task.name);

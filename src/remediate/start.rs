@@ -18,6 +18,7 @@ pub struct Started {
     /// When a service manager or tmux may be asked again (a detached
     /// child is looked at every time: that costs nothing).
     next_look: Instant,
+    look_every: Duration,
     seen: Liveness,
 }
 
@@ -61,6 +62,7 @@ impl Started {
             what,
             description,
             next_look: Instant::now(),
+            look_every: LOOK_EVERY,
             seen: Liveness::Starting("not looked at yet".into()),
         }
     }
@@ -87,7 +89,9 @@ impl Started {
         if matches!(self.seen, Liveness::Dead(_)) || Instant::now() < self.next_look {
             return self.seen.clone();
         }
-        self.next_look = Instant::now() + LOOK_EVERY;
+        // Asked every 0.5 s at first, then less often (up to every 4 s).
+        self.next_look = Instant::now() + self.look_every;
+        self.look_every = (self.look_every * 2).min(Duration::from_secs(4));
         self.seen = match &self.what {
             What::Process { .. } => Liveness::Running,
             What::Tmux { session } => tmux_liveness(session),
@@ -114,6 +118,32 @@ fn said(tail: &str) -> String {
 /// goes, so the next start can take its name).
 fn tmux_liveness(session: &str) -> Liveness {
     let target = format!("={session}");
+    let listed = Command::new("tmux")
+        .args(["has-session", "-t", &target])
+        .output();
+    match listed {
+        Err(_) => return Liveness::Dead("tmux cannot be run any more".into()),
+        Ok(listed) if !listed.status.success() => {
+            return Liveness::Dead(format!(
+                "tmux session {session} is gone: the command it ran exited (`tmux has-session -t {session}` finds nothing)"
+            ));
+        }
+        Ok(_) => {}
+    }
+    let Some(why) = tmux_dead_pane(session) else {
+        return Liveness::Running;
+    };
+    let _ = Command::new("tmux")
+        .args(["kill-session", "-t", &target])
+        .output();
+    Liveness::Dead(why)
+}
+
+/// When a pane of tmux session `session` is dead (it was started with
+/// `remain-on-exit`): how its command ended and its last lines. `None`
+/// while every pane runs, or when there is no such session.
+pub fn tmux_dead_pane(session: &str) -> Option<String> {
+    let target = format!("={session}");
     let look = || {
         Command::new("tmux")
             .args([
@@ -125,36 +155,28 @@ fn tmux_liveness(session: &str) -> Liveness {
                 "#{pane_dead} #{pane_dead_status} #{pane_dead_signal}",
             ])
             .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).to_string())
     };
     // tmux marks a pane dead when its output closes, and learns the exit
     // status a moment later: a dead pane without one is asked again.
-    let mut status = None;
-    for attempt in 0..10 {
-        let Ok(listed) = look() else {
-            return Liveness::Dead("tmux cannot be run any more".into());
-        };
-        if !listed.status.success() {
-            return Liveness::Dead(format!(
-                "tmux session {session} is gone: the command it ran exited (`tmux has-session -t {session}` finds nothing)"
-            ));
-        }
-        let text = String::from_utf8_lossy(&listed.stdout).to_string();
-        let Some(dead) = text.lines().find(|l| l.starts_with('1')) else {
-            return Liveness::Running;
-        };
+    let mut status = String::new();
+    for attempt in 0..5 {
+        let text = look()?;
+        let dead = text.lines().find(|l| l.starts_with('1'))?;
         let words: Vec<&str> = dead.split_whitespace().collect();
         status = match (words.get(1), words.get(2)) {
-            (Some(code), _) if code.parse::<i32>().is_ok() => Some(format!("exit status: {code}")),
-            (_, Some(signal)) => Some(format!("killed by signal {signal}")),
-            _ if attempt == 9 => Some("its exit status unknown".into()),
-            _ => None,
+            (Some(code), _) if code.parse::<i32>().is_ok() => format!("exit status: {code}"),
+            (_, Some(signal)) => format!("killed by signal {signal}"),
+            _ if attempt == 4 => "its exit status unknown".into(),
+            _ => {
+                std::thread::sleep(Duration::from_millis(100));
+                continue;
+            }
         };
-        if status.is_some() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(100));
+        break;
     }
-    let status = status.unwrap_or_default();
     let screen = Command::new("tmux")
         .args([
             "capture-pane",
@@ -167,23 +189,21 @@ fn tmux_liveness(session: &str) -> Liveness {
         .output()
         .map(|o| String::from_utf8_lossy(&o.stdout).to_string())
         .unwrap_or_default();
-    let _ = Command::new("tmux")
-        .args(["kill-session", "-t", &target])
-        .output();
-    // The start's own last word (see `start`), when tmux did not learn it.
+    // The start's own last word (see `start`), when tmux did not learn it;
+    // tmux's own "Pane is dead" line is no line of the command's.
     let mut shown = String::new();
-    let mut status = status;
     for line in screen.lines() {
         match line.trim().strip_prefix(EXIT_WORD) {
             Some(code) if status.contains("unknown") => status = format!("exit status: {code}"),
             Some(_) => {}
+            None if line.trim_start().starts_with("Pane is dead") => {}
             None => {
                 shown.push_str(line);
                 shown.push('\n');
             }
         }
     }
-    Liveness::Dead(format!(
+    Some(format!(
         "the command in tmux session {session} exited ({status}){}",
         said(&last_lines(&shown, TAIL_LINES))
     ))
@@ -273,6 +293,10 @@ fn output_tail(path: &Path, lines: usize) -> String {
 /// The last `lines` non-blank lines of `text`, control characters blanked,
 /// each cut at 200 characters, joined with ` | `.
 fn last_lines(text: &str, lines: usize) -> String {
+    static ANSI: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+        regex::Regex::new(r"\x1b\[[0-9;?]*[ -/]*[@-~]").expect("a valid regex")
+    });
+    let text = ANSI.replace_all(text, "");
     let mut last: Vec<String> = text
         .lines()
         .rev()

@@ -15,6 +15,9 @@ const POLL: Duration = Duration::from_millis(25);
 #[derive(Debug, Clone, PartialEq)]
 pub struct Stopped {
     pub description: String,
+    /// The stop found no process to signal (a stop by pidfile, pattern or
+    /// tmux session; a service manager's stop always "finds" its target).
+    pub found_nothing: bool,
 }
 
 /// The processes a stop method would signal (for pidfile, pattern, tmux);
@@ -103,6 +106,7 @@ pub fn stop(stop: &Stop) -> Result<Stopped, String> {
         )
         .map(|()| Stopped {
             description: format!("systemctl stop {unit}"),
+            found_nothing: false,
         }),
         StopMethod::Docker(name) => {
             let seconds = grace.as_secs().to_string();
@@ -111,7 +115,8 @@ pub fn stop(stop: &Stop) -> Result<Stopped, String> {
                 grace + Duration::from_secs(30),
             )
             .map(|()| Stopped {
-                description: format!("docker stop {name}"),
+                description: format!("docker stop -t {seconds} {name}"),
+                found_nothing: false,
             })
         }
         StopMethod::Command(line) => run_tool(
@@ -120,6 +125,7 @@ pub fn stop(stop: &Stop) -> Result<Stopped, String> {
         )
         .map(|()| Stopped {
             description: format!("ran `{line}`"),
+            found_nothing: false,
         }),
     }
 }
@@ -129,6 +135,7 @@ fn terminate(found: &[ProcessInfo], grace: Duration, what: &str) -> Result<Stopp
     if found.is_empty() {
         return Ok(Stopped {
             description: format!("nothing was running ({what})"),
+            found_nothing: true,
         });
     }
     let started = Instant::now();
@@ -144,6 +151,7 @@ fn terminate(found: &[ProcessInfo], grace: Duration, what: &str) -> Result<Stopp
                 describe_pids(found),
                 termed_in.as_secs_f64()
             ),
+            found_nothing: false,
         });
     }
     for process in &alive {
@@ -158,6 +166,7 @@ fn terminate(found: &[ProcessInfo], grace: Duration, what: &str) -> Result<Stopp
                 describe_pids(&alive),
                 crate::config::Duration(grace)
             ),
+            found_nothing: false,
         })
     } else {
         Err(format!(

@@ -26,6 +26,9 @@ const SINCE_KEY: &str = "log.since";
 const LAST_LINE_KEY: &str = "log.last_line_at";
 /// The newest line time seen (Unix nanoseconds), for timestamped output.
 const NEWEST_KEY: &str = "log.newest_ns";
+/// A command without `{since}` prints its whole log each time: how much of
+/// it was read, and the fingerprint of that much (`len:hash`).
+const READ_KEY: &str = "log.read";
 /// The command the state belongs to: a changed command starts over.
 const COMMAND_KEY: &str = "log.command";
 
@@ -38,6 +41,8 @@ struct Previous {
     last_line_at: Option<i64>,
     /// The newest timestamp of a line seen, Unix nanoseconds.
     newest_ns: Option<i128>,
+    /// Of a whole log printed each time: the length read and its hash.
+    read: Option<(usize, u64)>,
 }
 
 impl Previous {
@@ -53,6 +58,10 @@ impl Previous {
             since: number(SINCE_KEY),
             last_line_at: number(LAST_LINE_KEY),
             newest_ns: state.get(NEWEST_KEY).and_then(|v| v.parse().ok()),
+            read: state.get(READ_KEY).and_then(|v| {
+                let (len, hash) = v.split_once(':')?;
+                Some((len.parse().ok()?, u64::from_str_radix(hash, 16).ok()?))
+            }),
         }
     }
 }
@@ -86,7 +95,7 @@ pub(super) fn observe(
             };
         }
     };
-    let (fresh, newest_ns) = fresh(&output, previous.newest_ns);
+    let (fresh, newest_ns) = fresh(&output, previous.newest_ns, whole_log(line), previous.read);
     let mut findings = scanner.findings();
     // The output is complete: its last line counts without a newline.
     scanner.scan_lines(fresh, pass, &mut scan, &mut findings);
@@ -97,6 +106,12 @@ pub(super) fn observe(
         previous.last_line_at.unwrap_or(since)
     };
     remember(line, now, last_line_at, newest_ns, &mut out.state);
+    if whole_log(line) {
+        out.state.insert(
+            READ_KEY.to_string(),
+            format!("{}:{:x}", output.len(), super::fingerprint(&output)),
+        );
+    }
     super::save_scan_state(scanner, &scan, out);
     super::report(scanner, &scan, Some(findings), out);
     let age_s = (now - last_line_at).max(0);
@@ -122,17 +137,31 @@ fn remember(
     }
 }
 
+/// Whether the command prints its whole log each time (no `{since}`).
+fn whole_log(line: &CommandLine) -> bool {
+    !line.to_string().contains(SINCE)
+}
+
 /// The part of `output` not seen before, and the newest line time in the
 /// output. Lines that start with a timestamp are new when it is after
 /// `seen_ns`; a line without one (a stack trace's continuation) goes with
-/// the line before it. Output without timestamps is new as a whole: its
-/// window (`{since}`, `{until}`) is what tells it apart.
-fn fresh(output: &[u8], seen_ns: Option<i128>) -> (&[u8], Option<i128>) {
+/// the line before it. A whole log printed again (`whole`: no `{since}`)
+/// is new after the length read last time, when it still starts with what
+/// was read (else it was rotated: all of it is new). Any other output is
+/// new as a whole: its window (`{since}`, `{until}`) tells it apart.
+fn fresh(
+    output: &[u8],
+    seen_ns: Option<i128>,
+    whole: bool,
+    read: Option<(usize, u64)>,
+) -> (&[u8], Option<i128>) {
     let mut newest = seen_ns;
     let mut start = None;
     let mut offset = 0;
+    let mut stamped = false;
     for line in output.split_inclusive(|&b| b == b'\n') {
         if let Some(at) = line_time(line) {
+            stamped = true;
             if start.is_none() && seen_ns.is_none_or(|seen| at > seen) {
                 start = Some(offset);
             }
@@ -140,12 +169,17 @@ fn fresh(output: &[u8], seen_ns: Option<i128>) -> (&[u8], Option<i128>) {
         }
         offset += line.len();
     }
-    match (start, newest == seen_ns && seen_ns.is_some()) {
-        (Some(start), _) => (&output[start..], newest),
-        // Timestamped, and nothing after the newest seen: nothing new.
-        (None, true) => (&output[output.len()..], newest),
-        (None, false) => (output, newest),
+    if stamped {
+        return (&output[start.unwrap_or(output.len())..], newest);
     }
+    if whole
+        && let Some((len, hash)) = read
+        && output.len() >= len
+        && super::fingerprint(&output[..len]) == hash
+    {
+        return (&output[len..], newest);
+    }
+    (output, newest)
 }
 
 /// The time a line starts with (RFC 3339, as `docker logs --timestamps`
@@ -172,7 +206,7 @@ pub(super) fn recheck(line: &CommandLine, probe: &LogProbe, context: &Context) -
     let previous = Previous::load(context.state, line);
     let since = previous.since.unwrap_or_else(|| super::now_secs(context));
     let moved = |output: &[u8]| {
-        fresh(output, previous.newest_ns)
+        fresh(output, previous.newest_ns, whole_log(line), previous.read)
             .0
             .split(|&b| b == b'\n')
             .any(|l| !l.trim_ascii().is_empty())
@@ -269,17 +303,25 @@ mod tests {
             "2026-12-01T10:00:02Z heartbeat ok\n",
         )
         .as_bytes();
-        let (new, newest) = fresh(output, Some(seen));
+        let (new, newest) = fresh(output, Some(seen), false, None);
         assert_eq!(
             new,
             &b"2026-12-01T10:00:01.000000003Z heartbeat ok\n  at continuation\n2026-12-01T10:00:02Z heartbeat ok\n"[..]
         );
         assert_eq!(newest, line_time(b"2026-12-01T10:00:02Z x"));
-        assert_eq!(fresh(output, newest).0, b"", "nothing after the newest");
-        assert_eq!(fresh(output, None).0, output, "first sight: all of it");
+        assert_eq!(
+            fresh(output, newest, false, None).0,
+            b"",
+            "nothing after the newest"
+        );
+        assert_eq!(
+            fresh(output, None, false, None).0,
+            output,
+            "first sight: all of it"
+        );
         let plain = b"heartbeat ok\nheartbeat ok\n";
         assert_eq!(
-            fresh(plain, None),
+            fresh(plain, None, false, None),
             (&plain[..], None),
             "no timestamps: all new"
         );
@@ -288,6 +330,15 @@ mod tests {
             "journalctl -o short-iso-precise"
         );
         assert_eq!(line_time(b"1790000000 text"), None);
+        // A whole log printed again: what follows what was read is new.
+        let read = Some((plain.len(), crate::probe::log::fingerprint(plain)));
+        let again = b"heartbeat ok\nheartbeat ok\nheartbeat ok\n";
+        assert_eq!(fresh(again, None, true, read).0, b"heartbeat ok\n");
+        assert_eq!(
+            fresh(b"rotated\n", None, true, read).0,
+            b"rotated\n",
+            "not what was read: all new"
+        );
     }
 
     #[test]
