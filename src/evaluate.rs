@@ -456,7 +456,7 @@ impl<'a> Scope<'a> {
                 },
                 _ => Verdict::Clear {
                     value: None,
-                    summary: "restarts within their budget".into(),
+                    summary: "the task is healthy again".into(),
                 },
             };
             let policy = Policy {
@@ -1051,6 +1051,11 @@ impl Scope<'_> {
             for (key, value) in book.after_restart(remediate, settle, now).entries() {
                 outcome.state.push((self.task.name.clone(), key, value));
             }
+            outcome.state.push((
+                self.task.name.clone(),
+                crate::remediate::BEGUN_KEY.to_string(),
+                "0".to_string(),
+            ));
         }
         let healthy = attempt.result.is_ok();
         let what = attempt.describe();

@@ -125,7 +125,7 @@ pub fn run(config: &Config, options: &RunOptions, now: Timestamp) -> Result<Tick
     }
     probe::process_group::mark_probes(mark);
     probe::host_limit::set_limit(config.defaults.connections_per_host);
-    let store = if options.dry_run {
+    let mut store = if options.dry_run {
         Store::open_snapshot(&config.state).map_err(Error::Tool)?
     } else {
         Some(Store::open(&config.state).map_err(Error::Tool)?)
@@ -160,15 +160,46 @@ pub fn run(config: &Config, options: &RunOptions, now: Timestamp) -> Result<Tick
         .collect();
     let whole_profile = options.task.is_none();
     let evaluation = evaluate::evaluate(config, profile, &prior, &runs, whole_profile, now);
-    let carried = remediate_all(
-        config,
-        profile,
-        &prior,
-        &runs,
-        &evaluation.plans(),
-        options.dry_run,
-        now,
-    );
+    let plans = evaluation.plans();
+    for task in &tasks {
+        if let Some(begun) = prior
+            .tasks
+            .get(&task.name)
+            .and_then(|s| s.get(remediate::BEGUN_KEY))
+            .filter(|v| !v.is_empty() && *v != "0")
+        {
+            let note = format!(
+                "a restart of {} begun at {} by a tick that never finished (killed?) was not concluded; it counts for the cooldown and max",
+                task.name,
+                begun.parse().map(Timestamp).unwrap_or(now)
+            );
+            log::warn!("{note}");
+            notes.push(note);
+            if let Some(store) = store.as_mut().filter(|_| !options.dry_run) {
+                let namespace = format!("{}/{}", profile.name, task.name);
+                let _ = store.set_state(&namespace, remediate::BEGUN_KEY, Some("0"), now);
+            }
+        }
+    }
+    if let Some(store) = store.as_mut().filter(|_| !options.dry_run) {
+        // Booked before it is carried out: a tick killed while restarting
+        // leaves the restart counted (cooldown, max), not forgotten.
+        for plan in &plans {
+            let Some(task) = tasks.iter().find(|t| t.name == plan.task) else {
+                continue;
+            };
+            let Some(remediate) = &task.remediate else {
+                continue;
+            };
+            let namespace = format!("{}/{}", profile.name, task.name);
+            for (key, value) in remediate::begun(prior.tasks.get(&task.name), remediate, now) {
+                if let Err(e) = store.set_state(&namespace, &key, Some(&value), now) {
+                    log::warn!("booking the restart of {}: {e:#}", task.name);
+                }
+            }
+        }
+    }
+    let carried = remediate_all(config, profile, &prior, &runs, &plans, options.dry_run, now);
     let outcome = evaluation.conclude(&carried);
     let finished_at = now.plus_millis(i64::try_from(started.elapsed().as_millis()).unwrap_or(0));
     let skipped_tasks = profile

@@ -664,11 +664,19 @@ fn an_empty_identity_a_placeholder_typo_and_zero_connections_are_refused() {
             "version: 1\nprofiles:\n  p:\n    cron: \"* * * * *\"\n    tasks:\n      - name: prover\n        log: {{ path: /tmp/x.log }}\n        remediate:\n          restart:\n            stop: {{ tmux: cysic }}\n            start: {{ tmux: cysic, command: ./start2.sh }}\n            identity: {identity}\n"
         )
     };
+    for empty in ["{}", "{ pattern: \"\" }", "{ port: 0 }"] {
+        assert_config_error(
+            &restart(empty),
+            12,
+            Some("profiles.p.tasks[0].remediate.restart.identity"),
+            "`identity` names nothing real",
+        );
+    }
     assert_config_error(
-        &restart("{}"),
-        12,
-        Some("profiles.p.tasks[0].remediate.restart.identity"),
-        "`identity` names nothing",
+        &restart("{ port: 1 }").replace("tmux: cysic }", "tmux: cysic.gpu0 }"),
+        10,
+        None,
+        "tmux session name \"cysic.gpu0\" cannot be used",
     );
     assert_config_error(
         "version: 1\nprofiles:\n  p:\n    cron: \"* * * * *\"\n    tasks:\n      - name: node\n        log:\n          command: [docker, logs, --since, \"{since}\", --until, \"{untill}\", node]\n",

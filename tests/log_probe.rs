@@ -901,3 +901,24 @@ fn a_command_printing_its_whole_log_each_tick_is_read_from_where_it_left_off() {
         stdout(&out)
     );
 }
+
+/// Review: a command printing its whole log, longer than `max_read`, never
+/// showed a new line (they were past the cut) and went stale. It says why.
+#[test]
+fn a_whole_log_longer_than_max_read_says_to_ask_since_the_last_tick() {
+    let ws = Workspace::new("");
+    let lines = ws.path().join("container.log");
+    fs::write(&lines, "x".repeat(3000) + "\n").unwrap();
+    ws.write_config(&profile_p(&format!(
+        "      - name: node\n        log:\n          command: [\"cat\", \"{}\"]\n          max_read: 1KiB\n          stale_after: 1h\n",
+        lines.display()
+    )));
+    let out = ws.run_at(minute(0), "p", &["--format", "json"]);
+    assert_exit(&out, 1);
+    let summary = check_summary(&out);
+    assert!(
+        summary.contains("printed more than max_read (1 KiB)")
+            && summary.contains("--since {since}"),
+        "{summary}"
+    );
+}

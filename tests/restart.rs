@@ -1114,3 +1114,105 @@ fn a_tmux_start_that_dies_after_the_watch_fails_the_next_tick() {
         stdout(&out)
     );
 }
+
+/// Review: `tmux list-panes -t =cysic` also matched `cysic-gpu1` when no
+/// `cysic` existed; the stop killed the other instance. Now a missing
+/// session is missing, and the other one is left alone (and its dead pane
+/// is no failure of this task).
+#[test]
+fn a_missing_session_is_not_found_in_a_session_whose_name_it_begins() {
+    let tmux = Tmux::new();
+    let ws = Workspace::new("version: 1\nprofiles: {}\n");
+    let session = format!("cysic{}", std::process::id());
+    quiet_tmux_prover(
+        &tmux,
+        &ws,
+        &session,
+        Some("echo \"restarted $$\" >> prover.log\nexec sleep 3600\n"),
+    );
+    // The hung one goes; another instance runs as `<session>-gpu1`.
+    let _ = tmux
+        .command()
+        .args(["kill-session", "-t", &format!("={session}")])
+        .status();
+    let other = format!("{session}-gpu1");
+    assert!(
+        tmux.command()
+            .args(["new-session", "-d", "-s", &other, "sleep 3600"])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let other_pane = tmux.pane_pid(&other).unwrap();
+    let out = tmux.tick(&ws);
+    assert_exit(&out, 0);
+    let told = notifications(&out).join("\n");
+    assert!(
+        told.contains(&format!("nothing was running (tmux session {session})")),
+        "{told}"
+    );
+    assert_eq!(
+        tmux.pane_pid(&other),
+        Some(other_pane),
+        "the other instance runs on"
+    );
+    assert!(is_alive(other_pane));
+}
+
+/// Review: a stop by `command:` that misses (a pkill pattern with a typo)
+/// started a second copy beside the running one. After a command stop the
+/// start command still running is the target.
+#[test]
+fn a_command_stop_that_misses_starts_no_second_copy() {
+    let service = Service::new();
+    let pid = service.launch(&["--fail"]);
+    let config = service.config(", \"--fail\"", "").replace(
+        &format!("stop: {{ pattern: \"{}\", grace: 1s }}", service.pattern()),
+        "stop: { command: \"true\" }",
+    );
+    assert!(config.contains("stop: { command: \"true\" }"), "{config}");
+    service.ws.write_config(&config);
+    let out = service.ws.run_at(minute(0), "p", &[]);
+    assert_exit(&out, 1);
+    let told = notifications(&out).join("\n");
+    assert!(
+        told.contains("not starting a second copy") && told.contains(&format!("pid {pid} (")),
+        "{told}"
+    );
+    assert_eq!(service.running(), vec![pid]);
+}
+
+/// Review: a tick killed while it waited for a restart's health left no
+/// trace: the next tick restarted again at once, past cooldown and max.
+/// The restart is booked before it is carried out.
+#[test]
+fn a_restart_interrupted_by_kill_dash_nine_still_counts_for_the_cooldown() {
+    let service = Service::new();
+    // A start that never becomes healthy: the tick waits 10 s for it.
+    let config = service
+        .config(", \"--fail\"", "          cooldown: 10m\n")
+        .replace("wait_healthy: 10s", "wait_healthy: 30s");
+    service.ws.write_config(&config);
+    let mut tick = service
+        .ws
+        .command()
+        .env("MONITOR_NOW", minute(0).to_string())
+        .args(["run", "p"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for("the started server", || !service.running().is_empty());
+    // SAFETY: SIGKILL to the tick this test started.
+    unsafe {
+        libc::kill(tick.id() as i32, libc::SIGKILL);
+    }
+    tick.wait().unwrap();
+    let out = service.ws.run_at(minute(1), "p", &[]);
+    let text = stdout(&out);
+    assert!(text.contains("restart held: cooldown 10m"), "{text}");
+    assert!(
+        text.contains("by a tick that never finished (killed?) was not concluded"),
+        "{text}"
+    );
+}

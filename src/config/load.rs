@@ -176,7 +176,7 @@ pub fn load(path: &Path, db_override: Option<&Path>) -> Result<Config, ConfigErr
                     &display_path,
                     &source,
                     format!("profiles.{name}.tasks[{index}].remediate.restart.identity"),
-                    "`identity` names nothing: give `pattern`, `pidfile` or `port` (an empty one would turn the check for a second copy off)".into(),
+                    "`identity` names nothing real: give a non-empty `pattern`, a `pidfile` or a `port` other than 0 (an empty one would turn the check for a second copy off, an empty pattern would match every process)".into(),
                     |l| l.trim_start().starts_with("identity:"),
                 ));
             }

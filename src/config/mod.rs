@@ -1258,10 +1258,32 @@ pub struct Identity {
 }
 
 impl Identity {
-    /// Whether it names nothing (and so would check for nothing).
+    /// Whether it names nothing real (and so would check for nothing, or
+    /// for everything: an empty pattern matches every process).
     pub fn is_empty(&self) -> bool {
-        self.pattern.is_none() && self.pidfile.is_none() && self.port.is_none()
+        (self.pattern.is_none() && self.pidfile.is_none() && self.port.is_none())
+            || self
+                .pattern
+                .as_ref()
+                .is_some_and(|p| p.0.as_str().is_empty())
+            || self
+                .pidfile
+                .as_ref()
+                .is_some_and(|p| p.as_os_str().is_empty())
+            || self.port == Some(0)
     }
+}
+
+/// A tmux session name tmux keeps as written: not empty, no `.` or `:`
+/// (tmux turns them into `_`), not an option.
+fn tmux_session<E: de::Error>(name: Text) -> Result<String, E> {
+    let name = name.0;
+    if name.is_empty() || name.starts_with('-') || name.contains(['.', ':']) {
+        return Err(E::custom(format!(
+            "tmux session name {name:?} cannot be used: tmux renames names with `.` or `:` and refuses empty ones or ones starting with `-`"
+        )));
+    }
+    Ok(name)
 }
 
 /// How to find and stop what is running.
@@ -1307,7 +1329,10 @@ impl<'de> Deserialize<'de> for Stop {
             raw.pidfile.map(StopMethod::Pidfile),
             raw.pattern.map(StopMethod::Pattern),
             raw.systemd.map(|t| StopMethod::Systemd(t.0)),
-            raw.tmux.map(|t| StopMethod::Tmux(t.0)),
+            raw.tmux
+                .map(tmux_session)
+                .transpose()?
+                .map(StopMethod::Tmux),
             raw.docker.map(|t| StopMethod::Docker(t.0)),
             raw.command.map(StopMethod::Command),
         ]
@@ -1375,7 +1400,7 @@ impl<'de> Deserialize<'de> for Start {
                 output: raw.output,
             }),
             (Some(command), Some(session), None, None) => Ok(Start::Tmux {
-                session: session.0,
+                session: tmux_session(session)?,
                 command,
                 cwd: raw.cwd,
             }),

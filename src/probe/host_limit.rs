@@ -45,8 +45,9 @@ pub fn host_of(url: &str) -> String {
                 _ => 80,
             });
             // One machine under several names is one listen backlog.
-            let host = match uri.host().unwrap_or("") {
-                "localhost" | "[::1]" | "::1" => "loopback",
+            let spelt = uri.host().unwrap_or("").to_ascii_lowercase();
+            let host = match spelt.as_str() {
+                "localhost" | "[::1]" | "::1" | "[::ffff:127.0.0.1]" => "loopback",
                 h if h.starts_with("127.") || h.ends_with(".localhost") => "loopback",
                 h => h,
             };

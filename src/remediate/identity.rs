@@ -64,11 +64,14 @@ fn marks(task: &Task, restart: &Restart, stop_found_nothing: bool) -> Vec<Mark> 
     // did stop something, another copy of the command is another
     // instance.) A bare name with no folder would match any such program
     // on the host: only an absolute path or a folder says it is this one.
-    if stop_found_nothing
-        && matches!(
-            restart.stop.method,
-            StopMethod::Tmux(_) | StopMethod::Command(_)
-        )
+    // (A stop by command cannot say what it found: after it the start
+    // command still running is always the target.)
+    let missed = match restart.stop.method {
+        StopMethod::Tmux(_) => stop_found_nothing,
+        StopMethod::Command(_) => true,
+        _ => false,
+    };
+    if missed
         && let Start::Tmux { command, cwd, .. } | Start::Command { command, cwd, .. } =
             &restart.start
         && let Some((word, args)) = program(command)

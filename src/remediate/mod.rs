@@ -155,6 +155,25 @@ impl Book {
     }
 }
 
+/// Set while a restart is being carried out (its start time), `0` once it
+/// is concluded: a tick killed in between leaves it set.
+pub const BEGUN_KEY: &str = "remediate.begun";
+
+/// The state to store before a restart is carried out: the book with this
+/// restart in it, and that it has begun.
+pub fn begun(
+    state: Option<&TaskState>,
+    remediate: &Remediate,
+    now: Timestamp,
+) -> Vec<(String, String)> {
+    let settle = remediate.restart.as_ref().and_then(|r| r.settle);
+    let mut entries = Book::load(state)
+        .after_restart(remediate, settle, now)
+        .entries();
+    entries.push((BEGUN_KEY.to_string(), now.0.to_string()));
+    entries
+}
+
 /// What became of a planned restart, for [`crate::evaluate::Evaluation::conclude`].
 #[derive(Clone, Debug, PartialEq)]
 pub enum Carried {

@@ -150,7 +150,9 @@ pub fn tmux_dead_pane(session: &str) -> Option<String> {
                 "list-panes",
                 "-s",
                 "-t",
-                &target,
+                // `=NAME:` (the trailing colon): tmux takes `-t =NAME` of
+                // list-panes as a prefix of other sessions' names.
+                &format!("{target}:"),
                 "-F",
                 "#{pane_dead} #{pane_dead_status} #{pane_dead_signal}",
             ])
@@ -384,8 +386,10 @@ pub fn start(start: &Start, default_output: &Path) -> Result<Started, String> {
             // its status and last screen, for the watch to read.
             // The pane's shell says how the command ended (tmux may learn
             // it too late to tell); a command that `exec`s says nothing.
+            // On a line of its own: the command may end in `&` or a
+            // `# comment`.
             let line = format!(
-                "{}; status=$?; echo \"{EXIT_WORD}$status\"; exit $status",
+                "{}\nstatus=$?; echo \"{EXIT_WORD}$status\"; exit $status",
                 shell_line(command)
             );
             tmux.arg(line).args([

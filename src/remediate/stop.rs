@@ -209,7 +209,9 @@ pub fn tmux_pane_pids(session: &str) -> Result<Vec<i32>, String> {
             "list-panes",
             "-s",
             "-t",
-            &format!("={session}"),
+            // `=NAME:` (the trailing colon): `-t =NAME` of list-panes
+            // matches `NAME-gpu1` too when NAME itself does not exist.
+            &format!("={session}:"),
             "-F",
             "#{pane_pid}",
         ])

@@ -95,6 +95,20 @@ pub(super) fn observe(
             };
         }
     };
+    let cap = super::max_read(probe);
+    if whole_log(line) && output.len() as u64 >= cap {
+        // Its whole log each tick, cut at max_read: its new lines are past
+        // the cut, for ever. Say so rather than call it stale.
+        super::report(scanner, &scan, None, out);
+        return Check {
+            probe: PROBE,
+            status: CheckStatus::Warning,
+            summary: format!(
+                "`{line}` printed more than max_read ({}): without {SINCE} it prints its whole log each tick and the new lines are past the cut; ask for the lines since the last tick (`--since {SINCE}`)",
+                crate::config::values::format_bytes(cap as f64)
+            ),
+        };
+    }
     let (fresh, newest_ns) = fresh(&output, previous.newest_ns, whole_log(line), previous.read);
     let mut findings = scanner.findings();
     // The output is complete: its last line counts without a newline.

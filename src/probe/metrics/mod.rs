@@ -25,12 +25,14 @@ const MAX_BODY: u64 = 16 * 1024 * 1024;
 /// `scrape_ms` and `series` (their count). Every mode scrapes the same way:
 /// a scrape consumes nothing.
 pub fn observe(probe: &MetricsProbe, context: &Context, out: &mut Observation) {
-    let started = Instant::now();
     let probe_timeout = probe.timeout.map(|t| t.std());
+    // The scrape is timed from our turn to connect to its host.
+    let mut started = Instant::now();
     let scraped = fetch(
         probe,
         context.budget(probe_timeout),
         context.limit(probe_timeout),
+        &mut started,
     )
     .and_then(|scrape| {
         parse::parse_exposition(&scrape.body, scrape.dialect).map_err(|e| e.to_string())
@@ -96,8 +98,14 @@ struct Scrape {
 /// GETs the endpoint within `budget`; any answer but a 2xx with a body up
 /// to [`MAX_BODY`] is an error naming why (`configured` is the limit to
 /// name on a timeout).
-fn fetch(probe: &MetricsProbe, budget: Duration, configured: Duration) -> Result<Scrape, String> {
+fn fetch(
+    probe: &MetricsProbe,
+    budget: Duration,
+    configured: Duration,
+    started: &mut Instant,
+) -> Result<Scrape, String> {
     let (_slot, timeout) = crate::probe::host_limit::within(probe.url.as_str(), budget)?;
+    *started = Instant::now();
     let agent = agent(&ClientSettings {
         timeout,
         tls_verify: probe.tls_verify,
