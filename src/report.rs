@@ -50,7 +50,11 @@ pub fn tick_json(report: &TickReport) -> serde_json::Value {
                     let mut value = verdict_json(&r.verdict);
                     value["rule"] = json!(r.rule);
                     value["status"] = json!(r.status().map(|s| s.as_str()).unwrap_or("ok"));
-                    value["held"] = json!(r.held());
+                    // Held: a firing alert held, or a breach held still
+                    // while the task settles.
+                    let settling = matches!(r.verdict, Verdict::Hold { .. })
+                        && matches!(result.remediation, Some(Remediation::Settling { .. }));
+                    value["held"] = json!(r.held() || settling);
                     value["transition"] = json!(r.transition.map(|t| t.as_str()));
                     value
                 })
@@ -147,9 +151,13 @@ pub fn tick_text(report: &TickReport) -> String {
             // Clear and held rules of an ok key are noise in the summary
             // (a first scrape holds every delta rule); JSON has them all.
             // A quiet key (resolved, its incident open) is ok to a reader.
+            // A breach held still while the task settles after a restart.
+            let settling_breach = matches!(rule.verdict, Verdict::Hold { .. })
+                && matches!(result.remediation, Some(Remediation::Settling { .. }));
             let interesting = !matches!(rule.verdict, Verdict::Clear { .. } | Verdict::Hold { .. })
                 || rule.transition.is_some()
-                || rule.status().is_some_and(Status::is_active);
+                || rule.status().is_some_and(Status::is_active)
+                || settling_breach;
             let implicit_repeat = rule.rule == crate::evaluate::HEALTH_RULE
                 && matches!(rule.verdict, Verdict::Breach { .. });
             if !interesting {
@@ -185,6 +193,9 @@ pub fn tick_text(report: &TickReport) -> String {
                     "fired again (same incident, not notified)".to_string()
                 }
                 (_, Some(Status::Firing)) if rule.held() => "firing (held)".to_string(),
+                (_, status) if settling_breach && !status.is_some_and(Status::is_active) => {
+                    "breaching (held)".to_string()
+                }
                 (_, Some(s)) => s.as_str().to_string(),
                 (_, None) => "ok".to_string(),
             };

@@ -359,6 +359,11 @@ fn settle_holds_the_alerts_after_a_restart() {
         stdout(&out)
     );
     assert!(notifications(&out).is_empty(), "held: no alert, no restart");
+    assert!(
+        stdout(&out).contains("health breaching (held): held: settling after the restart until"),
+        "the summary shows what breaches: {}",
+        stdout(&out)
+    );
     let out = service.ws.run_at(minute(2), "p", &[]);
     assert!(
         notifications(&out).iter().any(|l| l.contains("RESTARTED")),
