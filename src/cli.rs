@@ -223,16 +223,75 @@ impl HistoryStatus {
 pub fn main() -> u8 {
     clock::init_local_offset();
     let cli = Cli::parse();
-    let quiet = matches!(cli.command, Command::Run { quiet: true, .. });
     match dispatch(&cli) {
         Ok(code) => code,
         Err(error) => {
-            if !quiet {
-                eprintln!("monitor: {error}");
-            }
-            log::error!("{error}");
+            // An error that stops the command is never quiet: `--quiet` is
+            // quiet while monitoring works. It goes to stderr (cron's mail,
+            // the journal under systemd), to syslog, and to the log file.
+            let line = format!("monitor: {error}");
+            eprintln!("{line}");
+            to_syslog(&line);
+            to_log_file(&cli, &line);
             error.exit_code()
         }
+    }
+}
+
+/// The log file of the run, once logging is set up.
+static LOG_FILE: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+
+/// Appends an error line to the log file: the one logging uses, or the
+/// `log_file:` a broken jobs.yaml still names.
+fn to_log_file(cli: &Cli, line: &str) {
+    if matches!(cli.command, Command::Run { dry_run: true, .. }) {
+        return;
+    }
+    let path = LOG_FILE.get().cloned().or_else(|| {
+        let config = config::resolve_path(cli.config.as_deref());
+        let text = std::fs::read_to_string(&config).ok()?;
+        let value: serde_yaml::Value = serde_yaml::from_str(&text).ok()?;
+        let named = value.get("log_file")?.as_str()?;
+        // A `${VAR}` in it cannot be filled in here: leave it.
+        if named.contains("${") {
+            return None;
+        }
+        let base = config
+            .parent()
+            .map(std::path::Path::to_path_buf)
+            .unwrap_or_default();
+        Some(base.join(named))
+    });
+    let Some(path) = path else {
+        return;
+    };
+    if let Some(dir) = path.parent() {
+        let _ = std::fs::create_dir_all(dir);
+    }
+    if let Ok(mut file) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+    {
+        use std::io::Write;
+        let at = time::OffsetDateTime::now_utc()
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_default();
+        let _ = writeln!(file, "{at} [ERROR] {line}");
+    }
+}
+
+/// Sends an error line to syslog (the journal on systemd hosts).
+fn to_syslog(line: &str) {
+    let Ok(text) = std::ffi::CString::new(line.replace('\0', " ")) else {
+        return;
+    };
+    // SAFETY: openlog keeps the static identity string; syslog is given a
+    // constant "%s" format and a NUL-terminated argument.
+    unsafe {
+        libc::openlog(c"monitor".as_ptr(), libc::LOG_PID, libc::LOG_USER);
+        libc::syslog(libc::LOG_ERR, c"%s".as_ptr(), text.as_ptr());
+        libc::closelog();
     }
 }
 
@@ -266,7 +325,10 @@ fn init_logging(level: LogLevel, quiet: bool, write_file: bool, config: &Config)
             .append(true)
             .open(path);
         match opened {
-            Ok(file) => loggers.push(WriteLogger::new(level.filter(), log_config, file)),
+            Ok(file) => {
+                let _ = LOG_FILE.set(path.clone());
+                loggers.push(WriteLogger::new(level.filter(), log_config, file));
+            }
             Err(e) if !quiet => eprintln!("monitor: cannot open log_file {}: {e}", path.display()),
             Err(_) => {}
         }

@@ -691,3 +691,48 @@ fn an_empty_identity_a_placeholder_typo_and_zero_connections_are_refused() {
         "must be at least 1",
     );
 }
+
+/// Issue 11, item 1: every cron line runs `--quiet`, and cron has no
+/// environment (`env -i`). A jobs.yaml that stops the tick (a typo, an
+/// unset `${FEISHU_WEBHOOK}`) exited 2 with nothing on stderr and nothing
+/// in the log: monitoring stopped without a trace. Quiet is for when
+/// monitoring works: the error reaches stderr (cron's mail) and log_file.
+#[test]
+fn an_error_that_stops_a_quiet_tick_reaches_stderr_and_the_log_file() {
+    let lark = "notifiers:\n  lark: { type: feishu, url: \"${FEISHU_WEBHOOK}\" }\n";
+    for (top, broken, expected) in [
+        (
+            "",
+            "        timout: 5s\n",
+            "profiles.p.tasks[0].timout: unknown field `timout`",
+        ),
+        (
+            lark,
+            "        notify: [lark]\n",
+            "environment variable FEISHU_WEBHOOK is not set",
+        ),
+    ] {
+        let ws = Workspace::new(&format!(
+            "version: 1\nlog_file: state/monitor.log\n{top}profiles:\n  p:\n    cron: \"* * * * *\"\n    tasks:\n      - name: a\n{broken}        command: {{ argv: [\"true\"] }}\n"
+        ));
+        let out = ws
+            .command()
+            .env_clear()
+            .args(["run", "p", "--quiet"])
+            .output()
+            .unwrap();
+        assert_exit(&out, 2);
+        assert!(stdout(&out).is_empty(), "{}", stdout(&out));
+        let said = stderr(&out);
+        assert!(
+            said.starts_with("monitor: ") && said.contains(expected) && said.lines().count() == 1,
+            "once on stderr: {said}"
+        );
+        let log = std::fs::read_to_string(ws.path().join("state/monitor.log"))
+            .unwrap_or_else(|e| panic!("no log file ({e}); stderr: {said}"));
+        assert!(
+            log.contains("[ERROR] monitor: ") && log.contains(expected),
+            "{log}"
+        );
+    }
+}
