@@ -80,6 +80,11 @@ pub enum Command {
         /// User field for --format cron.d [default: the current user]
         #[arg(long, value_name = "U")]
         user: Option<String>,
+        /// Each job reads this env file first (`set -a; . FILE; set +a`):
+        /// cron gives jobs no environment and reads no .env; the secrets
+        /// stay in FILE, not in the crontab
+        #[arg(long, value_name = "FILE")]
+        env_file: Option<PathBuf>,
     },
     /// Validate jobs.yaml; errors name file:line:column and the key
     CheckConfig,
@@ -376,7 +381,11 @@ fn dispatch(cli: &Cli) -> Result<u8, Error> {
             init_logging(cli.log_level, false, true, &config);
             list(&config, *format)
         }
-        Command::RenderCrontab { format, user } => {
+        Command::RenderCrontab {
+            format,
+            user,
+            env_file,
+        } => {
             let config = load_config(cli)?;
             let binary = std::env::current_exe()
                 .and_then(std::fs::canonicalize)
@@ -399,6 +408,10 @@ fn dispatch(cli: &Cli) -> Result<u8, Error> {
                 format: *format,
                 user: &user,
                 db: db.as_deref(),
+                env_file: env_file
+                    .as_ref()
+                    .map(|f| std::path::absolute(f).unwrap_or(f.clone()))
+                    .as_deref(),
             }));
             Ok(exit::OK)
         }

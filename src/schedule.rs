@@ -201,6 +201,8 @@ pub struct CrontabInput<'a> {
     pub user: &'a str,
     /// `--db` given to render-crontab, passed on to every run.
     pub db: Option<&'a Path>,
+    /// `--env-file`: every job sources it before it runs.
+    pub env_file: Option<&'a Path>,
 }
 
 /// Renders one line per enabled profile, with absolute paths and a
@@ -225,11 +227,19 @@ pub fn render_crontab(input: &CrontabInput) -> String {
             ));
             continue;
         }
-        let mut command = format!(
+        let mut command = match input.env_file {
+            // The job's environment, from the env file (cron gives none).
+            Some(file) => format!(
+                "set -a; . {}; set +a; exec ",
+                shell_quote(&file.display().to_string())
+            ),
+            None => String::new(),
+        };
+        command.push_str(&format!(
             "{} --config {}",
             shell_quote(&input.binary.display().to_string()),
             shell_quote(&input.config.path.display().to_string())
-        );
+        ));
         if let Some(db) = input.db {
             command.push_str(&format!(" --db {}", shell_quote(&db.display().to_string())));
         }

@@ -1043,3 +1043,64 @@ fn api_reads_need_a_writable_state_folder_once_the_wal_is_gone() {
         describe(&output)
     );
 }
+
+/// Issue 11, item 1: cron reads no .env and gives a job no environment, and
+/// the crontab says "do not edit by hand". `--env-file` makes each job read
+/// the env file itself: the rendered line, run with nothing in its
+/// environment (as cron runs it), sees jobs.yaml's `${HOOK_URL}`.
+#[test]
+fn a_rendered_cron_line_with_env_file_runs_with_the_env_files_values() {
+    let dir = tempfile::tempdir().unwrap();
+    let jobs = dir.path().join("jobs.yaml");
+    fs::write(
+        &jobs,
+        "version: 1\nhost: box\nnotifiers:\n  hook: { type: webhook, url: \"${HOOK_URL}\" }\nprofiles:\n  p:\n    cron: \"* * * * *\"\n    announce: false\n    notify: [hook]\n    tasks:\n      - name: t\n        command: { argv: [\"true\"] }\n",
+    )
+    .unwrap();
+    let env = dir.path().join("monitor env");
+    fs::write(&env, "HOOK_URL=http://127.0.0.1:9/hook\n").unwrap();
+    let rendered = Command::new(env!("CARGO_BIN_EXE_monitor"))
+        .arg("--config")
+        .arg(&jobs)
+        .args(["render-crontab", "--format", "cron", "--env-file"])
+        .arg(&env)
+        .env("HOOK_URL", "http://127.0.0.1:9/hook")
+        .output()
+        .unwrap();
+    assert!(rendered.status.success(), "{}", describe(&rendered));
+    let crontab = String::from_utf8_lossy(&rendered.stdout).to_string();
+    let check = crontab_check(&crontab);
+    assert!(
+        check.status.success(),
+        "crontab -n: {}\n{crontab}",
+        describe(&check)
+    );
+    let line = crontab
+        .lines()
+        .find(|l| l.starts_with("* * * * * "))
+        .unwrap_or_else(|| panic!("{crontab}"));
+    assert!(
+        line.contains(&format!("set -a; . '{}'; set +a; exec ", env.display())),
+        "{line}"
+    );
+    let job = line.trim_start_matches("* * * * * ");
+    let ran = Command::new("/bin/sh")
+        .args(["-c", job])
+        .env_clear()
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(ran.status.code(), Some(0), "{}", describe(&ran));
+    // Without the env file the same job fails, and says so under --quiet.
+    let bare = Command::new("/bin/sh")
+        .args(["-c", &job[job.find("exec ").unwrap() + 5..]])
+        .env_clear()
+        .output()
+        .unwrap();
+    assert_eq!(bare.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&bare.stderr).contains("environment variable HOOK_URL is not set"),
+        "{}",
+        describe(&bare)
+    );
+}
