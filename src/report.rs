@@ -88,10 +88,24 @@ pub fn tick_json(report: &TickReport) -> serde_json::Value {
 pub fn tick_text(report: &TickReport) -> String {
     let mut out = String::new();
     let failing = report.outcome.tasks.iter().filter(|t| !t.healthy).count();
-    let state = if failing == 0 {
+    // A tick that restarted something did not find all healthy: it says so.
+    let restarted = report
+        .outcome
+        .tasks
+        .iter()
+        .filter(|t| matches!(t.remediation, Some(Remediation::Done { healthy: true, .. })))
+        .count();
+    let mut parts = Vec::new();
+    if failing > 0 {
+        parts.push(format!("{failing} failing"));
+    }
+    if restarted > 0 {
+        parts.push(format!("{restarted} restarted"));
+    }
+    let state = if parts.is_empty() {
         "all healthy".to_string()
     } else {
-        format!("{failing} failing")
+        parts.join(", ")
     };
     let _ = writeln!(
         out,
@@ -168,7 +182,13 @@ pub fn tick_text(report: &TickReport) -> String {
                     "FIRING (would notify)".to_string()
                 }
                 (Some(Transition::Firing), _) if told(rule) => "FIRING (notified)".to_string(),
-                (Some(Transition::Escalated), _) => "ESCALATED (notified)".to_string(),
+                (Some(Transition::Escalated), _) if told(rule) && report.dry_run => {
+                    "ESCALATED (would notify)".to_string()
+                }
+                (Some(Transition::Escalated), _) if told(rule) => {
+                    "ESCALATED (notified)".to_string()
+                }
+                (Some(Transition::Escalated), _) => "ESCALATED (not notified)".to_string(),
                 (Some(Transition::Reminder), _) if told(rule) && report.dry_run => {
                     "still firing (reminder would be sent)".to_string()
                 }

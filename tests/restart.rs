@@ -482,6 +482,11 @@ fn a_quiet_tmux_writer_is_replaced_by_a_new_session() {
     )));
     let out = tmux.tick(&ws);
     assert_exit(&out, 0);
+    assert!(
+        stdout(&out).contains(": 1 task, 1 restarted ("),
+        "a restart tick says so: {}",
+        stdout(&out)
+    );
     let lines = notifications(&out);
     assert_eq!(lines.len(), 1, "{}", stdout(&out));
     assert!(
