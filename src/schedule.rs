@@ -251,8 +251,13 @@ pub fn render_crontab(input: &CrontabInput) -> String {
             CrontabFormat::CronD => format!("{} {} {}", profile.cron, input.user, command),
             _ => format!("{} {}", profile.cron, command),
         };
-        // cron treats `%` as a newline in the command part.
-        out.push_str(&line.replace('%', "\\%"));
+        // cron treats `%` as a newline in the command part; supercronic
+        // passes the command to sh as written (a `\%` would stay).
+        if input.format == CrontabFormat::Supercronic {
+            out.push_str(&line);
+        } else {
+            out.push_str(&line.replace('%', "\\%"));
+        }
         out.push('\n');
     }
     out

@@ -1104,3 +1104,50 @@ fn a_rendered_cron_line_with_env_file_runs_with_the_env_files_values() {
         describe(&bare)
     );
 }
+
+/// Issue 11, item 10: cron reads `%` in a command as a newline, so the
+/// cron formats write `\%`; supercronic passes the command to sh as
+/// written, where a `\%` stays and names another file.
+#[test]
+fn a_percent_sign_is_escaped_for_cron_and_left_alone_for_supercronic() {
+    let dir = tempfile::tempdir().unwrap();
+    let folder = dir.path().join("100%");
+    fs::create_dir(&folder).unwrap();
+    let jobs = folder.join("jobs.yaml");
+    fs::write(
+        &jobs,
+        "version: 1\nprofiles:\n  p:\n    cron: \"* * * * *\"\n    announce: false\n    tasks:\n      - name: t\n        command: { argv: [\"true\"] }\n",
+    )
+    .unwrap();
+    let render = |format: &str| {
+        let out = Command::new(env!("CARGO_BIN_EXE_monitor"))
+            .arg("--config")
+            .arg(&jobs)
+            .args(["render-crontab", "--format", format])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", describe(&out));
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .find(|l| l.starts_with("* * * * * "))
+            .unwrap()
+            .trim_start_matches("* * * * * ")
+            .to_string()
+    };
+    let supercronic = render("supercronic");
+    assert!(
+        supercronic.contains("100%/jobs.yaml") && !supercronic.contains("\\%"),
+        "{supercronic}"
+    );
+    let ran = Command::new("/bin/sh")
+        .args(["-c", &supercronic])
+        .env_remove("MONITOR_CONFIG")
+        .env_remove("MONITOR_DB")
+        .output()
+        .unwrap();
+    assert_eq!(ran.status.code(), Some(0), "{}", describe(&ran));
+    let cron = render("cron");
+    assert!(cron.contains("100\\%/jobs.yaml"), "{cron}");
+    let check = crontab_check(&format!("* * * * * {cron}\n"));
+    assert!(check.status.success(), "{}", describe(&check));
+}
