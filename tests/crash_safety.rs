@@ -380,14 +380,7 @@ fn what_a_killed_tick_started_for_probes_does_not_outlive_the_next_tick() {
         let ws = Workspace::new(&profile_p(&format!(
             "      - name: slow\n        command: {{ argv: [\"sh\", \"-c\", \"setsid {escaped} & {grouped}; true\"], timeout: 60s }}\n"
         )));
-        let mut tick = ws
-            .command()
-            .env("MONITOR_NOW", minute(0).to_string())
-            .args(["run", "p"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
+        let mut tick = ws.spawn_at(minute(0), "p", &[]);
         wait_until("the probe's children", Duration::from_secs(10), || {
             running(&grouped).len() == 1 && running(&escaped).len() == 1
         });
@@ -462,14 +455,7 @@ fn an_interrupted_dry_run_leaves_no_probe_child() {
         let ws = Workspace::new(&profile_p(&format!(
             "      - name: slow\n        command: {{ argv: [\"sh\", \"-c\", \"{grouped}; true\"], timeout: 60s }}\n"
         )));
-        let mut tick = ws
-            .command()
-            .env("MONITOR_NOW", minute(0).to_string())
-            .args(["run", "p", "--dry-run"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
+        let mut tick = ws.spawn_at(minute(0), "p", &["--dry-run"]);
         wait_until("the probe's child", Duration::from_secs(10), || {
             running(&grouped).len() == 1
         });

@@ -634,6 +634,22 @@ fn quiet_tmux_prover(
     tmux.pane_pid(session).unwrap()
 }
 
+/// A hung prover in tmux session `<prefix><pid>` of a fresh tmux server and
+/// workspace, restarted by a start2.sh that keeps running; the hung pane's
+/// pid.
+fn steady_prover(prefix: &str) -> (Tmux, Workspace, String, i32) {
+    let tmux = Tmux::new();
+    let ws = Workspace::new("version: 1\nprofiles: {}\n");
+    let session = format!("{prefix}{}", std::process::id());
+    let hung = quiet_tmux_prover(
+        &tmux,
+        &ws,
+        &session,
+        Some("echo \"restarted $$\" >> prover.log\nexec sleep 3600\n"),
+    );
+    (tmux, ws, session, hung)
+}
+
 /// Issue 10, item 1: `start2.sh` writes its banner to the log (so the log
 /// "moved") and dies. That was `RESTARTED … healthy after 0.5 s`, exit 0,
 /// with no tmux server left. Now the dead pane is read: RESTART FAILED with
@@ -676,15 +692,7 @@ fn a_tmux_start_that_dies_is_a_failed_restart_with_its_status_and_last_lines() {
 /// `remain-on-exit` so a later death can be read the same way.
 #[test]
 fn a_tmux_start_that_keeps_running_is_healthy() {
-    let tmux = Tmux::new();
-    let ws = Workspace::new("version: 1\nprofiles: {}\n");
-    let session = format!("steady-{}", std::process::id());
-    let old = quiet_tmux_prover(
-        &tmux,
-        &ws,
-        &session,
-        Some("echo \"restarted $$\" >> prover.log\nexec sleep 3600\n"),
-    );
+    let (tmux, ws, session, old) = steady_prover("steady-");
     let began = Instant::now();
     let out = tmux.tick(&ws);
     assert_exit(&out, 0);
@@ -987,15 +995,7 @@ fn contract_a_unit_that_fails_after_its_start_job_is_a_failed_restart_with_its_j
 /// then lost: one alert for two TLS lines), while the health is held.
 #[test]
 fn a_tls_line_during_settle_is_a_critical_alert() {
-    let tmux = Tmux::new();
-    let ws = Workspace::new("version: 1\nprofiles: {}\n");
-    let session = format!("settle-{}", std::process::id());
-    quiet_tmux_prover(
-        &tmux,
-        &ws,
-        &session,
-        Some("echo \"restarted $$\" >> prover.log\nexec sleep 3600\n"),
-    );
+    let (tmux, ws, session, _) = steady_prover("settle-");
     let log = ws.path().join("prover.log");
     ws.write_config(&profile_p(&format!(
         r#"      - name: prover
@@ -1042,15 +1042,7 @@ fn a_tls_line_during_settle_is_a_critical_alert() {
 /// arguments, in its own session, does not stop this one's restart.
 #[test]
 fn another_instance_of_the_start_script_does_not_block_the_restart() {
-    let tmux = Tmux::new();
-    let ws = Workspace::new("version: 1\nprofiles: {}\n");
-    let session = format!("one-{}", std::process::id());
-    quiet_tmux_prover(
-        &tmux,
-        &ws,
-        &session,
-        Some("echo \"restarted $$\" >> prover.log\nexec sleep 3600\n"),
-    );
+    let (tmux, ws, _, _) = steady_prover("one-");
     let other = format!("two-{}", std::process::id());
     let status = tmux
         .command()
@@ -1131,15 +1123,7 @@ fn a_tmux_start_that_dies_after_the_watch_fails_the_next_tick() {
 /// is no failure of this task).
 #[test]
 fn a_missing_session_is_not_found_in_a_session_whose_name_it_begins() {
-    let tmux = Tmux::new();
-    let ws = Workspace::new("version: 1\nprofiles: {}\n");
-    let session = format!("cysic{}", std::process::id());
-    quiet_tmux_prover(
-        &tmux,
-        &ws,
-        &session,
-        Some("echo \"restarted $$\" >> prover.log\nexec sleep 3600\n"),
-    );
+    let (tmux, ws, session, _) = steady_prover("cysic");
     // The hung one goes; another instance runs as `<session>-gpu1`.
     let _ = tmux
         .command()
@@ -1203,15 +1187,7 @@ fn a_restart_interrupted_by_kill_dash_nine_still_counts_for_the_cooldown() {
         .config(", \"--fail\"", "          cooldown: 10m\n")
         .replace("wait_healthy: 10s", "wait_healthy: 30s");
     service.ws.write_config(&config);
-    let mut tick = service
-        .ws
-        .command()
-        .env("MONITOR_NOW", minute(0).to_string())
-        .args(["run", "p"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut tick = service.ws.spawn_at(minute(0), "p", &[]);
     wait_for("the started server", || !service.running().is_empty());
     // SAFETY: SIGKILL to the tick this test started.
     unsafe {

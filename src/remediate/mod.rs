@@ -254,99 +254,62 @@ pub fn plan(remediate: &Remediate, default_output: &Path) -> String {
 /// Carries out the task's remediation and waits for its probes to pass.
 pub fn execute(task: &Task, remediate: &Remediate, environment: &Environment) -> Attempt {
     let mut steps = Vec::new();
-    let (started, wait) = if let Some(restart) = &remediate.restart
-        && let Some(unit) = one_unit(restart)
-    {
-        // One unit stopped and started with no pause between: systemd
-        // does both in one job, in the unit's own order.
-        log::warn!("restarting {}: systemctl restart {unit}", task.name);
-        match start::restart_unit(unit, restart.stop.grace.std()) {
-            Ok(started) => {
-                steps.push(started.description().to_string());
-                (Some(started), wait_for(restart))
+    let result = carry_out(task, remediate, environment, &mut steps)
+        .and_then(|(started, wait)| wait_healthy(task, started, wait, environment));
+    let attempt = Attempt { steps, result };
+    log::warn!("restart of {}: {}", task.name, attempt.describe());
+    attempt
+}
+
+/// Stops and starts (or runs the remediation command), noting each step
+/// done in `steps`; what was started and how long to wait for its health.
+fn carry_out(
+    task: &Task,
+    remediate: &Remediate,
+    environment: &Environment,
+    steps: &mut Vec<String>,
+) -> Result<(Option<start::Started>, Duration), String> {
+    if let Some(restart) = &remediate.restart {
+        let started = if let Some(unit) = one_unit(restart) {
+            // One unit stopped and started with no pause between: systemd
+            // does both in one job, in the unit's own order.
+            log::warn!("restarting {}: systemctl restart {unit}", task.name);
+            start::restart_unit(unit, restart.stop.grace.std())?
+        } else {
+            log::warn!("restarting {}: stopping", task.name);
+            let stopped = stop::stop(&restart.stop)?;
+            steps.push(stopped.description.clone());
+            if let Some(delay) = restart.delay.filter(|d| !d.std().is_zero()) {
+                std::thread::sleep(delay.std());
+                steps.push(format!("waited {delay}"));
             }
-            Err(why) => {
-                return Attempt {
-                    steps,
-                    result: Err(why),
-                };
+            // A stop that missed the target (wrong session, socket,
+            // pidfile) must not lead to a second copy beside the hung one.
+            let running = identity::still_running(task, restart, stopped.found_nothing);
+            if !running.is_empty() {
+                let why = identity::refusal(&stopped.description, &running, &restart.stop.method);
+                log::error!("restart of {}: {why}", task.name);
+                return Err(why);
             }
-        }
-    } else if let Some(restart) = &remediate.restart {
-        log::warn!("restarting {}: stopping", task.name);
-        let (stopped, found_nothing) = match stop::stop(&restart.stop) {
-            Ok(stopped) => (stopped.description, stopped.found_nothing),
-            Err(why) => {
-                return Attempt {
-                    steps,
-                    result: Err(why),
-                };
-            }
+            start::start(&restart.start, environment.default_output)?
         };
-        steps.push(stopped.clone());
-        if let Some(delay) = restart.delay.filter(|d| !d.std().is_zero()) {
-            std::thread::sleep(delay.std());
-            steps.push(format!("waited {delay}"));
-        }
-        // A stop that missed the target (wrong session, socket, pidfile)
-        // must not lead to a second copy beside the hung one.
-        let running = identity::still_running(task, restart, found_nothing);
-        if !running.is_empty() {
-            let why = identity::refusal(&stopped, &running, &restart.stop.method);
-            log::error!("restart of {}: {why}", task.name);
-            return Attempt {
-                steps,
-                result: Err(why),
-            };
-        }
-        match start::start(&restart.start, environment.default_output) {
-            Ok(started) => {
-                steps.push(started.description().to_string());
-                (Some(started), wait_for(restart))
-            }
-            Err(why) => {
-                return Attempt {
-                    steps,
-                    result: Err(why),
-                };
-            }
-        }
-    } else if let Some(command) = &remediate.command {
-        let mut run = probe::command::build(&command.command);
-        if let Some(cwd) = &command.cwd {
-            run.current_dir(cwd);
-        }
-        let limit = command
-            .timeout
-            .map(|t| t.std())
-            .unwrap_or(Duration::from_secs(60));
-        match stop::run_tool(&mut run, limit) {
-            Ok(()) => steps.push(format!("ran `{}`", command.command)),
-            Err(why) => {
-                return Attempt {
-                    steps,
-                    result: Err(why),
-                };
-            }
-        }
-        (None, DEFAULT_WAIT_HEALTHY)
-    } else {
-        return Attempt {
-            steps,
-            result: Err("remediate has neither restart nor command".into()),
-        };
+        steps.push(started.description().to_string());
+        return Ok((Some(started), wait_for(restart)));
+    }
+    let Some(command) = &remediate.command else {
+        return Err("remediate has neither restart nor command".into());
     };
-    let result = wait_healthy(task, started, wait, environment);
-    log::warn!(
-        "restart of {}: {}",
-        task.name,
-        Attempt {
-            steps: steps.clone(),
-            result: result.clone()
-        }
-        .describe()
-    );
-    Attempt { steps, result }
+    let mut run = probe::command::build(&command.command);
+    if let Some(cwd) = &command.cwd {
+        run.current_dir(cwd);
+    }
+    let limit = command
+        .timeout
+        .map(|t| t.std())
+        .unwrap_or(Duration::from_secs(60));
+    stop::run_tool(&mut run, limit)?;
+    steps.push(format!("ran `{}`", command.command));
+    Ok((None, DEFAULT_WAIT_HEALTHY))
 }
 
 /// How long to wait for health after a start: `wait_healthy`, and at

@@ -331,6 +331,20 @@ impl Workspace {
             .unwrap()
     }
 
+    /// [`Workspace::run_at`] started in the background, its output
+    /// dropped: a tick to signal or kill while it runs.
+    pub fn spawn_at(&self, at: i64, profile: &str, args: &[&str]) -> std::process::Child {
+        self.command()
+            .env("MONITOR_NOW", at.to_string())
+            .arg("run")
+            .arg(profile)
+            .args(args)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap()
+    }
+
     /// Opens the database for assertions.
     pub fn sqlite(&self) -> rusqlite::Connection {
         rusqlite::Connection::open(self.db()).unwrap()
