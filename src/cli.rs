@@ -37,15 +37,16 @@ pub struct Cli {
     /// SQLite database [default: $MONITOR_DB, then `state:` in jobs.yaml]
     #[arg(long, global = true, value_name = "PATH")]
     pub db: Option<PathBuf>,
-    /// How much to log on stderr (and to `log_file:` if set)
+    /// How much to log on stderr (and to `log_file:` if set) [default:
+    /// $MONITOR_LOG_LEVEL, then $LOG_LEVEL, then info]
     #[arg(
         long,
         global = true,
         value_enum,
-        default_value = "info",
+        ignore_case = true,
         value_name = "LEVEL"
     )]
-    pub log_level: LogLevel,
+    pub log_level: Option<LogLevel>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -183,6 +184,33 @@ pub enum LogLevel {
 }
 
 impl LogLevel {
+    /// `--log-level`, else MONITOR_LOG_LEVEL, else the seed's LOG_LEVEL
+    /// (for a unit or crontab that cannot pass a flag), else info.
+    fn of(cli: &Cli) -> Result<LogLevel, Error> {
+        if let Some(level) = cli.log_level {
+            return Ok(level);
+        }
+        for var in ["MONITOR_LOG_LEVEL", "LOG_LEVEL"] {
+            let Some(value) = std::env::var_os(var) else {
+                continue;
+            };
+            let value = value.to_string_lossy();
+            let value = value.trim();
+            if value.is_empty() {
+                continue;
+            }
+            return match value.to_ascii_lowercase().as_str() {
+                "warning" => Ok(LogLevel::Warn),
+                lower => LogLevel::from_str(lower, true).map_err(|_| {
+                    Error::Usage(format!(
+                        "{var}={value:?} is not a log level: use off, error, warn, info, debug or trace"
+                    ))
+                }),
+            };
+        }
+        Ok(LogLevel::Info)
+    }
+
     fn filter(self) -> log::LevelFilter {
         match self {
             LogLevel::Off => log::LevelFilter::Off,
@@ -305,6 +333,10 @@ fn load_config(cli: &Cli) -> Result<Config, Error> {
     Ok(config::load(&path, cli.db.as_deref())?)
 }
 
+/// The log target of the tick's story: written to `log_file:` only (the
+/// summary on stdout tells the same on a terminal).
+const STORY: &str = "story";
+
 /// Logs to stderr (unless quiet) and to the config's `log_file` (unless
 /// `write_file` is false: a dry run writes no file).
 fn init_logging(level: LogLevel, quiet: bool, write_file: bool, config: &Config) {
@@ -318,9 +350,10 @@ fn init_logging(level: LogLevel, quiet: bool, write_file: bool, config: &Config)
     let log_config = builder.build();
     let mut loggers: Vec<Box<dyn SharedLogger>> = Vec::new();
     if !quiet {
+        let stderr_config = builder.add_filter_ignore_str(STORY).build();
         loggers.push(WriteLogger::new(
             level.filter(),
-            log_config.clone(),
+            stderr_config,
             std::io::stderr(),
         ));
     }
@@ -332,6 +365,7 @@ fn init_logging(level: LogLevel, quiet: bool, write_file: bool, config: &Config)
         match opened {
             Ok(file) => {
                 let _ = LOG_FILE.set(path.clone());
+                crate::probe::process_group::stop_note_to(&file);
                 loggers.push(WriteLogger::new(level.filter(), log_config, file));
             }
             Err(e) if !quiet => eprintln!("monitor: cannot open log_file {}: {e}", path.display()),
@@ -351,7 +385,7 @@ fn dispatch(cli: &Cli) -> Result<u8, Error> {
             quiet,
         } => {
             let config = load_config(cli)?;
-            init_logging(cli.log_level, *quiet, !dry_run, &config);
+            init_logging(LogLevel::of(cli)?, *quiet, !dry_run, &config);
             let now = clock::now().map_err(Error::Usage)?;
             let options = RunOptions {
                 profile: profile.clone(),
@@ -361,6 +395,9 @@ fn dispatch(cli: &Cli) -> Result<u8, Error> {
             match tick::run(&config, &options, now)? {
                 TickResult::Skipped { .. } => Ok(exit::OK),
                 TickResult::Ran(report) => {
+                    for (level, line) in report::tick_story(&report) {
+                        log::log!(target: STORY, level, "{line}");
+                    }
                     if !quiet {
                         let text = match format {
                             Format::Text => report::tick_text(&report),
@@ -378,7 +415,7 @@ fn dispatch(cli: &Cli) -> Result<u8, Error> {
         }
         Command::List { format } => {
             let config = load_config(cli)?;
-            init_logging(cli.log_level, false, true, &config);
+            init_logging(LogLevel::of(cli)?, false, true, &config);
             list(&config, *format)
         }
         Command::RenderCrontab {
@@ -427,7 +464,7 @@ fn dispatch(cli: &Cli) -> Result<u8, Error> {
             format,
         } => {
             let config = load_config(cli)?;
-            init_logging(cli.log_level, false, true, &config);
+            init_logging(LogLevel::of(cli)?, false, true, &config);
             let filter = HistoryFilter {
                 limit: (*limit).clamp(1, 100_000),
                 source: source.clone(),
@@ -451,7 +488,7 @@ fn dispatch(cli: &Cli) -> Result<u8, Error> {
         }
         Command::Serve { bind } => {
             let config = load_config(cli)?;
-            init_logging(cli.log_level, false, true, &config);
+            init_logging(LogLevel::of(cli)?, false, true, &config);
             let options = crate::api::ServeOptions {
                 bind: bind.clone(),
                 db: cli.db.clone(),

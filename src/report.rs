@@ -4,9 +4,10 @@
 use crate::alert::{Status, Transition, Verdict};
 use crate::clock::Timestamp;
 use crate::config::{Config, Severity};
+use crate::evaluate::{RuleResult, TaskResult};
 use crate::remediate::Remediation;
 use crate::store::{HistoryRow, RunRow};
-use crate::tick::{DeliveryResult, TickReport};
+use crate::tick::{DeliveryResult, TaskReport, TickReport};
 use serde_json::json;
 use std::fmt::Write;
 
@@ -127,107 +128,24 @@ pub fn tick_text(report: &TickReport) -> String {
     }
     let width = report.tasks.iter().map(|t| t.name.len()).max().unwrap_or(4);
     for (task, result) in report.tasks.iter().zip(&report.outcome.tasks) {
-        let breaches: Vec<Severity> = result
-            .rules
-            .iter()
-            .filter_map(|r| match r.verdict {
-                Verdict::Breach { severity, .. } => Some(severity),
-                _ => None,
-            })
-            .collect();
-        let tag = if result.healthy {
-            "ok"
-        } else if !breaches.is_empty() && breaches.iter().all(|s| *s < Severity::Critical) {
-            "WARN"
-        } else {
-            "FAIL"
-        };
-        let checks: Vec<&str> = task
-            .observation
-            .checks
-            .iter()
-            .map(|c| c.summary.as_str())
-            .collect();
         let _ = writeln!(
             out,
-            "  {tag:<4}  {:<width$}  {}",
+            "  {:<4}  {:<width$}  {}",
+            task_tag(result),
             task.name,
-            checks.join("; ")
+            checks_line(task, result)
         );
-        let told = |rule: &crate::evaluate::RuleResult| {
-            report
-                .outcome
-                .outgoing
-                .iter()
-                .any(|o| o.message.task == task.name && o.message.rule == rule.rule)
-        };
         for rule in &result.rules {
-            // Clear and held rules of an ok key are noise in the summary
-            // (a first scrape holds every delta rule); JSON has them all.
-            // A quiet key (resolved, its incident open) is ok to a reader.
-            // A breach held still while the task settles after a restart.
-            let settling_breach = matches!(rule.verdict, Verdict::Hold { .. })
-                && matches!(result.remediation, Some(Remediation::Settling { .. }));
-            let interesting = !matches!(rule.verdict, Verdict::Clear { .. } | Verdict::Hold { .. })
-                || rule.transition.is_some()
-                || rule.status().is_some_and(Status::is_active)
-                || settling_breach;
-            let implicit_repeat = rule.rule == crate::evaluate::HEALTH_RULE
-                && matches!(rule.verdict, Verdict::Breach { .. });
-            if !interesting {
+            let Some(status) = rule_status(report, result, rule) else {
                 continue;
-            }
-            let status = match (rule.transition, rule.status()) {
-                (Some(Transition::Firing), _) if told(rule) && report.dry_run => {
-                    "FIRING (would notify)".to_string()
-                }
-                (Some(Transition::Firing), _) if told(rule) => "FIRING (notified)".to_string(),
-                (Some(Transition::Escalated), _) if told(rule) && report.dry_run => {
-                    "ESCALATED (would notify)".to_string()
-                }
-                (Some(Transition::Escalated), _) if told(rule) => {
-                    "ESCALATED (notified)".to_string()
-                }
-                (Some(Transition::Escalated), _) => "ESCALATED (not notified)".to_string(),
-                (Some(Transition::Reminder), _) if told(rule) && report.dry_run => {
-                    "still firing (reminder would be sent)".to_string()
-                }
-                (Some(Transition::Reminder), _) if told(rule) => {
-                    "still firing (reminder sent)".to_string()
-                }
-                (Some(Transition::Reminder), _) => "still firing".to_string(),
-                (Some(Transition::Resolved), _) => "RESOLVED".to_string(),
-                (Some(Transition::Cleared), Some(Status::Quiet)) => {
-                    "clear, not announced".to_string()
-                }
-                (Some(Transition::Cleared), _) => "cleared before firing".to_string(),
-                (Some(Transition::Firing), _)
-                    if rule
-                        .state
-                        .as_ref()
-                        .is_some_and(|st| st.opened_at == Some(report.started_at)) =>
-                {
-                    "FIRING (not notified)".to_string()
-                }
-                (Some(Transition::Firing), _) => {
-                    "fired again (same incident, not notified)".to_string()
-                }
-                (_, Some(Status::Firing)) if rule.held() => "firing (held)".to_string(),
-                (_, status) if settling_breach && !status.is_some_and(Status::is_active) => {
-                    "breaching (held)".to_string()
-                }
-                (_, Some(s)) => s.as_str().to_string(),
-                (_, None) => "ok".to_string(),
-            };
-            let detail = if implicit_repeat {
-                String::new()
-            } else {
-                format!(": {}", rule.verdict.summary())
             };
             let _ = writeln!(
                 out,
-                "  {:4}  {:<width$}  └ {} {status}{detail}",
-                "", "", rule.rule
+                "  {:4}  {:<width$}  └ {} {status}{}",
+                "",
+                "",
+                rule.rule,
+                rule_detail(rule)
             );
         }
         if let Some(remediation) = &result.remediation {
@@ -276,6 +194,235 @@ pub fn tick_text(report: &TickReport) -> String {
         }
     }
     out
+}
+
+/// `ok`, `WARN` (only warning breaches) or `FAIL`: a task's verdict.
+fn task_tag(result: &TaskResult) -> &'static str {
+    let mut breaches = result.rules.iter().filter_map(|r| match r.verdict {
+        Verdict::Breach { severity, .. } => Some(severity),
+        _ => None,
+    });
+    if result.healthy {
+        "ok"
+    } else if let Some(first) = breaches.next()
+        && first < Severity::Critical
+        && breaches.all(|s| s < Severity::Critical)
+    {
+        "WARN"
+    } else {
+        "FAIL"
+    }
+}
+
+/// What the task's checks said, one summary each; `was: …` when a
+/// restart made the task healthy (the checks saw it before).
+fn checks_line(task: &TaskReport, result: &TaskResult) -> String {
+    let checks: Vec<&str> = task
+        .observation
+        .checks
+        .iter()
+        .map(|c| c.summary.as_str())
+        .collect();
+    let restarted = matches!(
+        result.remediation,
+        Some(Remediation::Done { healthy: true, .. })
+    );
+    if restarted {
+        format!("was: {}", checks.join("; "))
+    } else {
+        checks.join("; ")
+    }
+}
+
+/// A rule's status for the summary, `None` when it is not worth a line:
+/// clear and held rules of an ok key are noise (a first scrape holds every
+/// delta rule); JSON has them all. A quiet key (resolved, its incident
+/// open) is ok to a reader. A breach held still while the task settles
+/// after a restart is shown.
+fn rule_status(report: &TickReport, result: &TaskResult, rule: &RuleResult) -> Option<String> {
+    let told = report
+        .outcome
+        .outgoing
+        .iter()
+        .any(|o| o.message.task == result.name && o.message.rule == rule.rule);
+    let settling_breach = matches!(rule.verdict, Verdict::Hold { .. })
+        && matches!(result.remediation, Some(Remediation::Settling { .. }));
+    let interesting = !matches!(rule.verdict, Verdict::Clear { .. } | Verdict::Hold { .. })
+        || rule.transition.is_some()
+        || rule.status().is_some_and(Status::is_active)
+        || settling_breach;
+    if !interesting {
+        return None;
+    }
+    let dry = report.dry_run;
+    Some(match (rule.transition, rule.status()) {
+        (Some(Transition::Firing), _) if told && dry => "FIRING (would notify)".to_string(),
+        (Some(Transition::Firing), _) if told => "FIRING (notified)".to_string(),
+        (Some(Transition::Escalated), _) if told && dry => "ESCALATED (would notify)".to_string(),
+        (Some(Transition::Escalated), _) if told => "ESCALATED (notified)".to_string(),
+        (Some(Transition::Escalated), _) => "ESCALATED (not notified)".to_string(),
+        (Some(Transition::Reminder), _) if told && dry => {
+            "still firing (reminder would be sent)".to_string()
+        }
+        (Some(Transition::Reminder), _) if told => "still firing (reminder sent)".to_string(),
+        (Some(Transition::Reminder), _) => "still firing".to_string(),
+        (Some(Transition::Resolved), _) => "RESOLVED".to_string(),
+        (Some(Transition::Cleared), Some(Status::Quiet)) => "clear, not announced".to_string(),
+        (Some(Transition::Cleared), _) => "cleared before firing".to_string(),
+        (Some(Transition::Firing), _)
+            if rule
+                .state
+                .as_ref()
+                .is_some_and(|st| st.opened_at == Some(report.started_at)) =>
+        {
+            "FIRING (not notified)".to_string()
+        }
+        (Some(Transition::Firing), _) => "fired again (same incident, not notified)".to_string(),
+        (_, Some(Status::Firing)) if rule.held() => "firing (held)".to_string(),
+        (_, status) if settling_breach && !status.is_some_and(Status::is_active) => {
+            "breaching (held)".to_string()
+        }
+        (_, Some(s)) => s.as_str().to_string(),
+        (_, None) => "ok".to_string(),
+    })
+}
+
+/// `: <the verdict's summary>`, except for the implicit health rule's
+/// breach, which repeats the check line above it.
+fn rule_detail(rule: &RuleResult) -> String {
+    let implicit_repeat =
+        rule.rule == crate::evaluate::HEALTH_RULE && matches!(rule.verdict, Verdict::Breach { .. });
+    if implicit_repeat {
+        String::new()
+    } else {
+        format!(": {}", rule.verdict.summary())
+    }
+}
+
+/// The tick told as log lines (for `log_file:`, seed 002's log): one per
+/// task with its verdict, one per alert transition or active rule, the
+/// restart or hold with its reason, every delivery, and the summary. At
+/// debug, every rule's verdict too, clear and held ones included.
+pub fn tick_story(report: &TickReport) -> Vec<(log::Level, String)> {
+    use log::Level;
+    let mut lines = Vec::new();
+    let prefix = if report.dry_run { "DRY RUN " } else { "" };
+    for note in &report.notes {
+        lines.push((Level::Info, format!("{prefix}{}: {note}", report.profile)));
+    }
+    for (task, result) in report.tasks.iter().zip(&report.outcome.tasks) {
+        let name = format!("{prefix}{}/{}", report.profile, task.name);
+        let tag = task_tag(result);
+        let level = match tag {
+            "ok" => Level::Info,
+            "WARN" => Level::Warn,
+            _ => Level::Error,
+        };
+        let restarted = matches!(
+            result.remediation,
+            Some(Remediation::Done { healthy: true, .. })
+        );
+        let tag = if restarted { "ok (restarted)" } else { tag };
+        lines.push((
+            level,
+            format!("{name}: {tag} — {}", checks_line(task, result)),
+        ));
+        for rule in &result.rules {
+            let severity = rule.state.as_ref().map(|s| s.severity);
+            match rule_status(report, result, rule) {
+                Some(status) => {
+                    let level = match (rule.transition, severity) {
+                        (Some(Transition::Resolved | Transition::Cleared), _) => Level::Info,
+                        (_, Some(Severity::Critical)) if rule.active() => Level::Error,
+                        (_, _) if rule.active() => Level::Warn,
+                        _ => Level::Info,
+                    };
+                    lines.push((
+                        level,
+                        format!("{name}: {} {status}{}", rule.rule, rule_detail(rule)),
+                    ));
+                }
+                None => lines.push((
+                    Level::Debug,
+                    format!(
+                        "{name}: {} {} ({}): {}",
+                        rule.rule,
+                        rule.status().map_or("ok", Status::as_str),
+                        verdict_kind(&rule.verdict),
+                        rule.verdict.summary()
+                    ),
+                )),
+            }
+        }
+        match &result.remediation {
+            Some(Remediation::Held { why }) => {
+                lines.push((Level::Warn, format!("{name}: restart held: {why}")));
+            }
+            Some(Remediation::Exhausted { why }) => {
+                lines.push((Level::Error, format!("{name}: no restart: {why}")));
+            }
+            Some(Remediation::Done { healthy: false, .. }) => {
+                let text = remediation_text(result.remediation.as_ref().expect("matched"));
+                lines.push((Level::Error, format!("{name}: {text}")));
+            }
+            Some(remediation) => {
+                lines.push((
+                    Level::Warn,
+                    format!("{name}: {}", remediation_text(remediation)),
+                ));
+            }
+            None => {}
+        }
+    }
+    for delivery in &report.deliveries {
+        let first = delivery.text.lines().next().unwrap_or_default();
+        let more = delivery.text.lines().count().saturating_sub(1);
+        let text = if more > 0 {
+            format!("{first} (+{more} line{})", if more == 1 { "" } else { "s" })
+        } else {
+            first.to_string()
+        };
+        let (level, line) = match &delivery.result {
+            DeliveryResult::Delivered => (
+                Level::Info,
+                format!("sent to {}: {text}", delivery.notifier),
+            ),
+            DeliveryResult::Failed { error, retry_at } => (
+                Level::Warn,
+                format!(
+                    "NOT sent to {} ({error}); will retry from {retry_at}: {text}",
+                    delivery.notifier
+                ),
+            ),
+            DeliveryResult::GaveUp { error } => (
+                Level::Error,
+                format!("GAVE UP sending to {} ({error}): {text}", delivery.notifier),
+            ),
+            DeliveryResult::WouldSend => (
+                Level::Info,
+                format!("would send to {}: {text}", delivery.notifier),
+            ),
+        };
+        lines.push((level, format!("{prefix}{}: {line}", report.profile)));
+    }
+    let summary = tick_text(report);
+    let head = summary.lines().next().unwrap_or_default();
+    let level = if report.healthy() {
+        Level::Info
+    } else {
+        Level::Warn
+    };
+    lines.push((level, head.to_string()));
+    lines
+}
+
+fn verdict_kind(verdict: &Verdict) -> &'static str {
+    match verdict {
+        Verdict::Breach { .. } => "breach",
+        Verdict::Clear { .. } => "clear",
+        Verdict::NoData { .. } => "no data",
+        Verdict::Hold { .. } => "held",
+    }
 }
 
 /// What remediation did, in one line.

@@ -123,6 +123,7 @@ pub fn run(config: &Config, options: &RunOptions, now: Timestamp) -> Result<Tick
             notes.push(note);
         }
     }
+    probe::process_group::stop_note_for(&profile.name);
     probe::process_group::mark_probes(mark);
     probe::host_limit::set_limit(config.defaults.connections_per_host);
     let mut store = if options.dry_run {
@@ -355,6 +356,16 @@ fn remediate_all(
             .filter_map(|plan| {
                 let run = runs.iter().find(|r| r.task.name == plan.task)?;
                 let remediate = run.task.remediate.as_ref()?;
+                if !dry_run {
+                    // Said before it starts: a restart can take minutes, and
+                    // a tick killed during it leaves this line behind.
+                    log::warn!(
+                        "{}/{}: restarting because {}",
+                        profile.name,
+                        run.task.name,
+                        plan.summary
+                    );
+                }
                 let default_output =
                     output_dir.join(format!("{}.{}.log", profile.name, run.task.name));
                 let mut state = prior.tasks.get(&run.task.name).cloned().unwrap_or_default();
@@ -710,11 +721,6 @@ fn deliver(
                         backoff(row.attempts + 1).max(failure.retry_after.unwrap_or_default());
                     let retry_at =
                         now.plus_millis(i64::try_from(delay.as_millis()).unwrap_or(i64::MAX));
-                    log::warn!(
-                        "notifier {} failed: {}; retrying at {retry_at}",
-                        row.notifier,
-                        failure.error
-                    );
                     store
                         .mark_failed(row.id, &failure.error, retry_at)
                         .map_err(Error::Tool)?;
@@ -762,7 +768,6 @@ fn give_up(
     error: String,
     now: Timestamp,
 ) -> Result<DeliveryResult, Error> {
-    log::warn!("giving up on a message for {}: {error}", row.notifier);
     store.give_up(row, &error, now).map_err(Error::Tool)?;
     Ok(DeliveryResult::GaveUp { error })
 }

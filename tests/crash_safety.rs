@@ -7,6 +7,7 @@ use common::*;
 
 use std::collections::BTreeSet;
 use std::os::fd::AsRawFd;
+use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -467,5 +468,47 @@ fn an_interrupted_dry_run_leaves_no_probe_child() {
         wait_until("the child to go", Duration::from_secs(3), || {
             running(&grouped).is_empty()
         });
+    }
+}
+
+/// Issue 11, item 10: SIGTERM to a tick (systemd stopping the unit,
+/// supercronic shutting down) kills its probe children and says so, on
+/// stderr (the journal, cron's mail) and in the log file, even under
+/// `--quiet`.
+#[test]
+fn a_tick_stopped_by_sigterm_says_so_on_stderr_and_in_the_log_file() {
+    let grouped = "sleep 4381.5";
+    let ws = Workspace::new(&format!(
+        "log_file: monitor.log\n{}",
+        profile_p(&format!(
+            "      - name: slow\n        command: {{ argv: [\"sh\", \"-c\", \"{grouped}; true\"], timeout: 60s }}\n"
+        ))
+    ));
+    let tick = ws
+        .command()
+        .env("MONITOR_NOW", minute(0).to_string())
+        .args(["run", "p", "--quiet"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_until("the probe's child", Duration::from_secs(10), || {
+        running(grouped).len() == 1
+    });
+    // SAFETY: a signal to the tick this test started.
+    unsafe {
+        libc::kill(tick.id() as i32, libc::SIGTERM);
+    }
+    let out = tick.wait_with_output().unwrap();
+    assert_eq!(out.status.signal(), Some(libc::SIGTERM));
+    wait_until("the probe's child to go", Duration::from_secs(5), || {
+        running(grouped).is_empty()
+    });
+    let log = std::fs::read_to_string(ws.path().join("monitor.log")).unwrap_or_default();
+    for (place, text) in [("stderr", stderr(&out)), ("log file", log)] {
+        assert!(
+            text.contains("the tick of p was stopped by SIGTERM") && text.contains("killed"),
+            "{place}: {text}"
+        );
     }
 }

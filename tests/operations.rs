@@ -434,3 +434,155 @@ fn list_marks_profiles_that_missed_their_runs() {
         "the minutely one; the hourly one is fine: {later}"
     );
 }
+
+/// Seed 002's log is the model: under `--quiet` (every cron line) the log
+/// file is where an operator reads what each tick saw and did — one line
+/// per task with its verdict, every alert transition, every restart with
+/// its reason, every held restart with why, every failed delivery.
+#[test]
+fn the_log_file_tells_the_story_of_quiet_ticks() {
+    let down = closed_port();
+    let ws = Workspace::new("");
+    let flag = ws.path().join("api.up");
+    ws.write_config(&format!(
+        r#"version: 1
+host: test-host
+log_file: monitor.log
+notifiers:
+  hook: {{ type: webhook, url: "http://127.0.0.1:{down}/hook" }}
+profiles:
+  p:
+    cron: "* * * * *"
+    announce: false
+    notify: [hook]
+    tasks:
+      - name: disk-ok
+        command: {{ shell: true, argv: "echo 'DISK OK - 10% used'" }}
+      - name: api
+        command: {{ shell: true, argv: "test -f {flag} && echo 'API OK' || {{ echo 'API CRITICAL - no flag'; exit 2; }}" }}
+        remediate:
+          restart:
+            stop: {{ command: "true" }}
+            start: {{ command: "touch {flag}" }}
+            wait_healthy: 2s
+          cooldown: 10m
+"#,
+        flag = flag.display()
+    ));
+    let log = || std::fs::read_to_string(ws.path().join("monitor.log")).unwrap_or_default();
+    let first = ws.run_at(minute(0), "p", &["--quiet"]);
+    assert_eq!(stdout(&first), "");
+    assert_eq!(stderr(&first), "");
+    let text = log();
+    let lines: Vec<&str> = text.lines().collect();
+    let line = |needle: &str| {
+        lines
+            .iter()
+            .find(|l| l.contains(needle))
+            .unwrap_or_else(|| panic!("no line with {needle:?} in the log:\n{text}"))
+            .to_string()
+    };
+    assert!(line("p/disk-ok").contains("[INFO]"), "{text}");
+    assert!(line("p/disk-ok").contains("DISK OK - 10% used"), "{text}");
+    // The restart says why it happens, then what came of it; the task's
+    // line says it is ok because of the restart, quoting what it was.
+    let api = line("p/api: ok");
+    assert!(
+        api.contains("restarted") && api.contains("was: API CRITICAL - no flag"),
+        "{api}"
+    );
+    let why = line("p/api: restarting");
+    assert!(why.contains("API CRITICAL - no flag"), "{why}");
+    assert!(line("p/api: RESTARTED").contains("touch"), "{text}");
+    // The delivery of the restart notice fails: the log says so.
+    assert!(line("NOT sent to hook").contains("retry"), "{text}");
+    assert!(line("p on test-host").contains("2 tasks"), "{text}");
+
+    // Down again a minute later: the cooldown holds the restart, and the
+    // log says so and why.
+    std::fs::remove_file(&flag).unwrap();
+    let second = ws.run_at(minute(1), "p", &["--quiet"]);
+    assert_eq!(second.status.code(), Some(1));
+    let text = log();
+    let held = text
+        .lines()
+        .find(|l| l.contains("p/api: restart held"))
+        .unwrap_or_else(|| panic!("no held restart in the log:\n{text}"));
+    assert!(held.contains("cooldown"), "{held}");
+    assert!(
+        text.lines()
+            .any(|l| l.contains("p/api: FAIL — API CRITICAL - no flag") && l.contains("[ERROR]")),
+        "{text}"
+    );
+    assert!(
+        text.lines()
+            .any(|l| l.contains("p/api: health FIRING") && l.contains("[ERROR]")),
+        "{text}"
+    );
+    // Nothing of this reached stdout or stderr.
+    assert_eq!(stdout(&second), "");
+    assert_eq!(stderr(&second), "");
+}
+
+/// A unit that cannot pass `--log-level` sets MONITOR_LOG_LEVEL (or the
+/// seed's LOG_LEVEL); at debug the log shows monitor's own decisions
+/// (each rule's verdict, clear ones included), not only HTTP internals.
+#[test]
+fn the_log_level_comes_from_the_environment_and_debug_shows_decisions() {
+    let ws = Workspace::new(&format!(
+        "log_file: monitor.log\n{}",
+        profile_p(
+            "      - name: disk-ok\n        command: { shell: true, argv: \"echo 'DISK OK | used=10%;80;90'\" }\n        rules:\n          - { name: used, signal: used, value: \"> 80\" }\n"
+        )
+    ));
+    let log = || std::fs::read_to_string(ws.path().join("monitor.log")).unwrap_or_default();
+    let quiet = ws.run_at(minute(0), "p", &["--quiet"]);
+    assert_exit(&quiet, 0);
+    assert!(!log().contains("[DEBUG]"), "{}", log());
+    for (n, (var, value)) in [("MONITOR_LOG_LEVEL", "debug"), ("LOG_LEVEL", "DEBUG")]
+        .into_iter()
+        .enumerate()
+    {
+        let before = log().len();
+        let out = ws
+            .command()
+            .env("MONITOR_NOW", minute(1 + n as i64).to_string())
+            .env(var, value)
+            .args(["run", "p", "--quiet"])
+            .output()
+            .unwrap();
+        assert_exit(&out, 0);
+        let added = log()[before..].to_string();
+        assert!(
+            added
+                .lines()
+                .any(|l| l.contains("[DEBUG]") && l.contains("p/disk-ok") && l.contains("used")),
+            "{var}={value} shows the rule's verdict:\n{added}"
+        );
+    }
+    // The flag wins over the environment.
+    let before = log().len();
+    let out = ws
+        .command()
+        .env("MONITOR_NOW", minute(5).to_string())
+        .env("MONITOR_LOG_LEVEL", "debug")
+        .args(["--log-level", "warn", "run", "p", "--quiet"])
+        .output()
+        .unwrap();
+    assert_exit(&out, 0);
+    assert_eq!(&log()[before..], "", "warn: a healthy tick writes nothing");
+    // A value that is no level is an error naming the variable.
+    let out = ws
+        .command()
+        .env("MONITOR_NOW", minute(6).to_string())
+        .env("MONITOR_LOG_LEVEL", "loud")
+        .args(["run", "p"])
+        .output()
+        .unwrap();
+    assert_exit(&out, 2);
+    assert!(
+        stderr(&out).contains("MONITOR_LOG_LEVEL") && stderr(&out).contains("loud"),
+        "{}",
+        stderr(&out)
+    );
+}

@@ -82,12 +82,132 @@ extern "C" fn on_terminate(signal: libc::c_int) {
             }
         }
     }
+    say_stopped(signal);
     // SAFETY: signal and raise are async-signal-safe; the default action
     // then ends the process as the signal meant.
     unsafe {
         libc::signal(signal, libc::SIG_DFL);
         libc::raise(signal);
     }
+}
+
+/// "the tick of PROFILE was stopped by ", prepared before any signal (a
+/// handler may not allocate).
+static STOP_NOTE: OnceLock<String> = OnceLock::new();
+
+/// The log file's descriptor for the stop note (0: none).
+static STOP_LOG_FD: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
+
+/// Names the profile the stop note speaks of.
+pub fn stop_note_for(profile: &str) {
+    let _ = STOP_NOTE.set(format!("the tick of {profile} was stopped by "));
+}
+
+/// Writes the stop note to `file` too (the log file), not only stderr.
+pub fn stop_note_to(file: &std::fs::File) {
+    use std::os::fd::IntoRawFd;
+    if let Ok(copy) = file.try_clone() {
+        STOP_LOG_FD.store(copy.into_raw_fd(), std::sync::atomic::Ordering::Release);
+    }
+}
+
+/// In the signal handler: says on stderr (the journal, cron's mail: it is
+/// said under `--quiet` too) and in the log file that the tick was stopped
+/// and its probes killed. Only stack buffers and write(2).
+fn say_stopped(signal: libc::c_int) {
+    let Some(note) = STOP_NOTE.get() else {
+        return;
+    };
+    let name: &[u8] = match signal {
+        libc::SIGTERM => b"SIGTERM",
+        libc::SIGINT => b"SIGINT",
+        libc::SIGHUP => b"SIGHUP",
+        _ => b"a signal",
+    };
+    let mut line = StackLine::default();
+    line.push(b"monitor: ");
+    line.push(note.as_bytes());
+    line.push(name);
+    line.push(b"; its probes were killed; the next tick runs as scheduled\n");
+    line.write_to(2);
+    let fd = STOP_LOG_FD.load(std::sync::atomic::Ordering::Acquire);
+    if fd > 2 {
+        let mut logged = StackLine::default();
+        let mut now = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: clock_gettime is async-signal-safe and writes `now`.
+        unsafe {
+            libc::clock_gettime(libc::CLOCK_REALTIME, &mut now);
+        }
+        logged.push(&rfc3339_utc(now.tv_sec));
+        logged.push(b" [ERROR] ");
+        logged.push(&line.bytes[..line.len]);
+        logged.write_to(fd);
+    }
+}
+
+/// A line built without allocating; what does not fit is cut.
+struct StackLine {
+    bytes: [u8; 1024],
+    len: usize,
+}
+
+impl Default for StackLine {
+    fn default() -> Self {
+        StackLine {
+            bytes: [0; 1024],
+            len: 0,
+        }
+    }
+}
+
+impl StackLine {
+    fn push(&mut self, part: &[u8]) {
+        let room = self.bytes.len() - self.len;
+        let take = part.len().min(room);
+        self.bytes[self.len..self.len + take].copy_from_slice(&part[..take]);
+        self.len += take;
+    }
+
+    fn write_to(&self, fd: libc::c_int) {
+        // SAFETY: write(2) is async-signal-safe; the buffer outlives it.
+        unsafe {
+            libc::write(fd, self.bytes.as_ptr().cast(), self.len);
+        }
+    }
+}
+
+/// `YYYY-MM-DDTHH:MM:SSZ` of a Unix time, by arithmetic only (for the
+/// signal handler; Howard Hinnant's days-to-civil).
+fn rfc3339_utc(secs: i64) -> [u8; 20] {
+    let days = secs.div_euclid(86_400);
+    let of_day = secs.rem_euclid(86_400);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    let mut out = *b"0000-00-00T00:00:00Z";
+    let mut put = |at: usize, width: usize, value: i64| {
+        let mut value = value;
+        for i in (0..width).rev() {
+            out[at + i] = b'0' + (value % 10) as u8;
+            value /= 10;
+        }
+    };
+    put(0, 4, year);
+    put(5, 2, month);
+    put(8, 2, day);
+    put(11, 2, of_day / 3600);
+    put(14, 2, of_day % 3600 / 60);
+    put(17, 2, of_day % 60);
+    out
 }
 
 /// Marks every probe child this process starts from now on, and makes the
@@ -345,6 +465,13 @@ pub fn kill_orphans() {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_signal_handlers_clock_formats_as_rfc3339() {
+        assert_eq!(&super::rfc3339_utc(0), b"1970-01-01T00:00:00Z");
+        assert_eq!(&super::rfc3339_utc(951_782_400), b"2000-02-29T00:00:00Z");
+        assert_eq!(&super::rfc3339_utc(1_796_180_645), b"2026-12-02T03:04:05Z");
+    }
+
     use super::*;
 
     #[test]

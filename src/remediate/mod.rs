@@ -256,9 +256,7 @@ pub fn execute(task: &Task, remediate: &Remediate, environment: &Environment) ->
     let mut steps = Vec::new();
     let result = carry_out(task, remediate, environment, &mut steps)
         .and_then(|(started, wait)| wait_healthy(task, started, wait, environment));
-    let attempt = Attempt { steps, result };
-    log::warn!("restart of {}: {}", task.name, attempt.describe());
-    attempt
+    Attempt { steps, result }
 }
 
 /// Stops and starts (or runs the remediation command), noting each step
@@ -273,10 +271,10 @@ fn carry_out(
         let started = if let Some(unit) = one_unit(restart) {
             // One unit stopped and started with no pause between: systemd
             // does both in one job, in the unit's own order.
-            log::warn!("restarting {}: systemctl restart {unit}", task.name);
+            log::info!("{}: systemctl restart {unit}", task.name);
             start::restart_unit(unit, restart.stop.grace.std())?
         } else {
-            log::warn!("restarting {}: stopping", task.name);
+            log::info!("{}: stopping", task.name);
             let stopped = stop::stop(&restart.stop)?;
             steps.push(stopped.description.clone());
             if let Some(delay) = restart.delay.filter(|d| !d.std().is_zero()) {
@@ -288,7 +286,6 @@ fn carry_out(
             let running = identity::still_running(task, restart, stopped.found_nothing);
             if !running.is_empty() {
                 let why = identity::refusal(&stopped.description, &running, &restart.stop.method);
-                log::error!("restart of {}: {why}", task.name);
                 return Err(why);
             }
             start::start(&restart.start, environment.default_output)?
