@@ -262,13 +262,38 @@ pub fn main() -> u8 {
             // An error that stops the command is never quiet: `--quiet` is
             // quiet while monitoring works. It goes to stderr (cron's mail,
             // the journal under systemd), to syslog, and to the log file.
-            let line = format!("monitor: {error}");
+            let line = match permission_hint(&cli, &error) {
+                Some(hint) => format!("monitor: {error}\n  {hint}"),
+                None => format!("monitor: {error}"),
+            };
             eprintln!("{line}");
             to_syslog(&line);
             to_log_file(&cli, &line);
             error.exit_code()
         }
     }
+}
+
+/// For an error that a file of the state folder this user cannot write
+/// caused: which file, its owner, and the fix.
+fn permission_hint(cli: &Cli, error: &Error) -> Option<String> {
+    let Error::Tool(e) = error else {
+        return None;
+    };
+    let text = format!("{e:#}").to_ascii_lowercase();
+    let denied = text.contains("readonly database")
+        || text.contains("permission denied")
+        || text.contains("unable to open database file")
+        || e.chain().any(|cause| {
+            cause
+                .downcast_ref::<std::io::Error>()
+                .is_some_and(|io| io.kind() == std::io::ErrorKind::PermissionDenied)
+        });
+    if !denied {
+        return None;
+    }
+    let config = load_config(cli).ok()?;
+    crate::ownership::explain(&config.state_dir(), &config.state)
 }
 
 /// The log file of the run, once logging is set up.
@@ -364,6 +389,7 @@ fn init_logging(level: LogLevel, quiet: bool, write_file: bool, config: &Config)
             .open(path);
         match opened {
             Ok(file) => {
+                crate::ownership::adopt(path);
                 let _ = LOG_FILE.set(path.clone());
                 crate::probe::process_group::stop_note_to(&file);
                 loggers.push(WriteLogger::new(level.filter(), log_config, file));

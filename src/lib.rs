@@ -16,6 +16,7 @@ pub mod error;
 pub mod evaluate;
 pub mod lock;
 pub mod notify;
+pub mod ownership;
 pub mod pre_run;
 pub mod probe;
 pub mod processes;

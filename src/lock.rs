@@ -54,6 +54,7 @@ pub fn acquire(state_dir: &Path, profile: &str) -> Result<Lock> {
         .truncate(false)
         .open(&path)
         .with_context(|| format!("opening the lock file {}", path.display()))?;
+    crate::ownership::adopt(&path);
     match FileExt::try_lock_exclusive(&file) {
         Ok(()) => {
             let mut left = String::new();

@@ -126,6 +126,7 @@ impl Store {
         };
         store.configure()?;
         store.migrate()?;
+        crate::ownership::adopt_database(path);
         Ok(store)
     }
 
@@ -829,12 +830,18 @@ pub(crate) fn create_private_dir(dir: &Path) -> Result<()> {
     if dir.is_dir() {
         return Ok(());
     }
+    let missing: Vec<&Path> = dir.ancestors().take_while(|d| !d.exists()).collect();
     use std::os::unix::fs::DirBuilderExt;
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o750)
         .create(dir)
-        .with_context(|| format!("creating the state folder {}", dir.display()))
+        .with_context(|| format!("creating the state folder {}", dir.display()))?;
+    // Outermost first: each takes the owner of the folder it is in.
+    for created in missing.iter().rev() {
+        crate::ownership::adopt(created);
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -459,13 +459,14 @@ fn spawn_detached(
     output: &Path,
 ) -> Result<Started, String> {
     if let Some(dir) = output.parent() {
-        std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+        crate::store::create_private_dir(dir).map_err(|e| format!("{e:#}"))?;
     }
     let log = OpenOptions::new()
         .create(true)
         .append(true)
         .open(output)
         .map_err(|e| format!("opening the output file {}: {e}", output.display()))?;
+    crate::ownership::adopt(output);
     let log_err = log
         .try_clone()
         .map_err(|e| format!("{}: {e}", output.display()))?;
