@@ -515,15 +515,15 @@ impl Api {
     }
 
     fn respond(&self, head: &RequestHead, database: &mut Database) -> Response {
-        if head.method != "GET" {
+        if head.method != "GET" && head.method != "HEAD" {
             return Response::error(
                 405,
                 format!(
-                    "method {} is not allowed: this API is read-only, use GET",
+                    "method {} is not allowed: this API is read-only, use GET (or HEAD)",
                     head.method
                 ),
             )
-            .with_header("Allow", "GET");
+            .with_header("Allow", "GET, HEAD");
         }
         let (path, query) = head
             .target
@@ -680,12 +680,25 @@ impl Api {
     }
 
     fn metrics(&self, database: &mut Database, now: Timestamp) -> Response {
-        match self.read(database, |c| Figures::read(c, now)) {
+        let current = self.config.current();
+        let config = &current.config;
+        let read = self.read(database, |c| {
+            let mut figures = Figures::read(c, now)?;
+            figures.overdue = profile_health(c, config, now, current.loaded_at)?
+                .into_iter()
+                .map(|p| (p.name, p.overdue))
+                .collect();
+            Ok(figures)
+        });
+        match read {
             Ok(figures) => Response {
                 status: 200,
                 content_type: EXPOSITION,
                 headers: Vec::new(),
-                body: figures.unwrap_or_default().exposition().into_bytes(),
+                body: figures
+                    .unwrap_or_default()
+                    .exposition(&config.host)
+                    .into_bytes(),
             },
             Err(e) => database_error(&e),
         }
@@ -892,6 +905,9 @@ struct ProfileHealth {
     enabled: bool,
     /// When its newest run started.
     last_run: Option<Timestamp>,
+    /// From when its schedule is judged: its newest run, or (never run)
+    /// when it first appeared in jobs.yaml.
+    since: Timestamp,
     /// When it counts as overdue if it does not run again (enabled only).
     overdue_after: Option<Timestamp>,
     overdue: bool,
@@ -910,8 +926,10 @@ impl ProfileHealth {
                 self.cron
             ),
             None => format!(
-                "profile {} is overdue: it has not run since monitor serve loaded jobs.yaml (cron \"{}\"); is it in the crontab?",
-                self.name, self.cron
+                "profile {} is overdue: it never ran since it appeared in jobs.yaml by {} (cron \"{}\"); is it in the crontab?",
+                self.name,
+                self.since.rfc3339(),
+                self.cron
             ),
         }
     }
@@ -943,20 +961,28 @@ fn profile_health(
 ) -> anyhow::Result<Vec<ProfileHealth>> {
     let mut statement =
         connection.prepare_cached("SELECT max(started_at) FROM runs WHERE profile = ?1")?;
+    let first_seen = crate::store::first_seen(connection)?;
     let mut health = Vec::new();
     for profile in &config.profiles {
         let last_run: Option<Timestamp> = statement
             .query_row([&profile.name], |r| r.get::<_, Option<i64>>(0))?
             .map(Timestamp);
+        let since = crate::schedule::watched_since(
+            last_run,
+            first_seen.get(&profile.name).copied(),
+            &config.path,
+        )
+        .unwrap_or(loaded_at);
         let overdue_after = profile
             .enabled
-            .then(|| overdue_after(&profile.cron, last_run.unwrap_or(loaded_at)))
+            .then(|| overdue_after(&profile.cron, since))
             .flatten();
         health.push(ProfileHealth {
             name: profile.name.clone(),
             cron: profile.cron.as_str().to_string(),
             enabled: profile.enabled,
             last_run,
+            since,
             overdue_after,
             overdue: overdue_after.is_some_and(|after| now > after),
             maintenance: crate::silence::maintenance(&profile.maintenance, now),
@@ -1374,6 +1400,11 @@ struct ProfileFigures {
     ok: bool,
 }
 
+/// Restarts per profile, task and result for `/metrics`: read from the
+/// covering index `alert_history_restarts`, not the whole history.
+pub const RESTART_COUNTS_SQL: &str = "SELECT profile, task, status, count(*) FROM alert_history
+     WHERE status IN ('restarted', 'restart_failed') GROUP BY profile, task, status";
+
 /// monitor's own figures for `/metrics`, read in one snapshot.
 #[derive(Debug, Default, PartialEq)]
 struct Figures {
@@ -1384,6 +1415,9 @@ struct Figures {
     /// (profile, task, result) → restarts in the history.
     restarts: BTreeMap<(String, String, &'static str), i64>,
     silences_active: i64,
+    /// Each configured profile and whether it is overdue (never-run ones
+    /// judged from when they appeared in jobs.yaml).
+    overdue: Vec<(String, bool)>,
 }
 
 impl Figures {
@@ -1420,10 +1454,7 @@ impl Figures {
             [],
             |r| r.get(0),
         )?;
-        let mut statement = snapshot.prepare(
-            "SELECT profile, task, status, count(*) FROM alert_history
-             WHERE status IN ('restarted', 'restart_failed') GROUP BY profile, task, status",
-        )?;
+        let mut statement = snapshot.prepare(RESTART_COUNTS_SQL)?;
         let rows = statement.query_map([], |r| {
             Ok((
                 r.get::<_, String>(0)?,
@@ -1449,9 +1480,26 @@ impl Figures {
         Ok(figures)
     }
 
-    /// Prometheus text exposition format 0.0.4.
-    fn exposition(&self) -> String {
-        let mut out = Exposition::default();
+    /// Prometheus text exposition format 0.0.4; every series carries
+    /// `host` (as the Alertmanager alerts do), so a fleet's Prometheus
+    /// can `sum by (host)` and join without relabelling.
+    fn exposition(&self, host: &str) -> String {
+        let mut out = Exposition {
+            text: String::new(),
+            host: host.to_string(),
+        };
+        out.family(
+            "monitor_profile_overdue",
+            "gauge",
+            "1 if the enabled profile missed three fire times since its last run (or, never run, since it appeared in jobs.yaml), else 0.",
+        );
+        for (profile, overdue) in &self.overdue {
+            out.sample(
+                "monitor_profile_overdue",
+                &[("profile", profile)],
+                if *overdue { 1.0 } else { 0.0 },
+            );
+        }
         out.family(
             "monitor_last_run_timestamp_seconds",
             "gauge",
@@ -1490,13 +1538,13 @@ impl Figures {
         }
         // Gauges, not counters: retention deletes old rows, so these can fall.
         out.family(
-            "monitor_runs_total",
+            "monitor_runs_recorded",
             "gauge",
             "Runs of the profile kept in the database (retention prunes old ones, so this can fall).",
         );
         for p in &self.profiles {
             out.sample(
-                "monitor_runs_total",
+                "monitor_runs_recorded",
                 &[("profile", &p.profile)],
                 p.runs as f64,
             );
@@ -1527,13 +1575,13 @@ impl Figures {
         );
         out.sample("monitor_outbox_backlog", &[], self.outbox_backlog as f64);
         out.family(
-            "monitor_restarts_total",
+            "monitor_restarts_recorded",
             "gauge",
             "Restarts in the alert history kept in the database, by result (ok or failed); retention prunes old ones.",
         );
         for ((profile, task, result), count) in &self.restarts {
             out.sample(
-                "monitor_restarts_total",
+                "monitor_restarts_recorded",
                 &[("profile", profile), ("task", task), ("result", result)],
                 *count as f64,
             );
@@ -1544,33 +1592,33 @@ impl Figures {
             "Silences not removed and not yet over.",
         );
         out.sample("monitor_silences_active", &[], self.silences_active as f64);
-        out.0
+        out.text
     }
 }
 
-/// Writes the text exposition format.
-#[derive(Default)]
-struct Exposition(String);
+/// Writes the text exposition format; every sample gets the `host` label.
+struct Exposition {
+    text: String,
+    host: String,
+}
 
 impl Exposition {
     fn family(&mut self, name: &str, kind: &str, help: &str) {
         let help = help.replace('\\', "\\\\").replace('\n', "\\n");
-        self.0
+        self.text
             .push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n"));
     }
 
     fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: f64) {
-        self.0.push_str(name);
-        if !labels.is_empty() {
-            let labels: Vec<String> = labels
-                .iter()
-                .map(|(k, v)| format!("{k}=\"{}\"", escape_label_value(v)))
-                .collect();
-            self.0.push_str(&format!("{{{}}}", labels.join(",")));
-        }
-        self.0.push(' ');
-        self.0.push_str(&sample_value(value));
-        self.0.push('\n');
+        let labels: Vec<String> = std::iter::once(("host", self.host.as_str()))
+            .chain(labels.iter().copied())
+            .map(|(k, v)| format!("{k}=\"{}\"", escape_label_value(v)))
+            .collect();
+        self.text.push_str(&format!(
+            "{name}{{{}}} {}\n",
+            labels.join(","),
+            sample_value(value)
+        ));
     }
 }
 
@@ -1850,14 +1898,20 @@ mod tests {
         figures
             .restarts
             .insert(("p".into(), "node".into(), "failed"), 4);
-        let text = figures.exposition();
+        let text = figures.exposition("we\"b-1");
         let series =
             parse(text.as_bytes(), Dialect::Text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+        // Every series carries the host; the rest of its labels as given.
         let find = |name: &str| {
             series
                 .iter()
                 .filter(|s| s.name == name)
-                .map(|s| (s.labels.clone(), s.value))
+                .map(|s| {
+                    let (host, rest): (Vec<_>, Vec<_>) =
+                        s.labels.iter().cloned().partition(|(k, _)| k == "host");
+                    assert_eq!(host, [("host".to_string(), "we\"b-1".to_string())]);
+                    (rest, s.value)
+                })
                 .collect::<Vec<_>>()
         };
         let profile = vec![("profile".to_string(), "we\"ird\\name\n".to_string())];
@@ -1870,7 +1924,7 @@ mod tests {
             [(profile.clone(), 1.25)]
         );
         assert_eq!(find("monitor_last_run_ok"), [(profile.clone(), 1.0)]);
-        assert_eq!(find("monitor_runs_total"), [(profile, 12.0)]);
+        assert_eq!(find("monitor_runs_recorded"), [(profile, 12.0)]);
         let firing: Vec<(String, f64)> = find("monitor_alerts_firing")
             .into_iter()
             .map(|(labels, value)| (labels[0].1.clone(), value))
@@ -1885,8 +1939,8 @@ mod tests {
         );
         assert_eq!(find("monitor_outbox_backlog"), [(vec![], 3.0)]);
         assert_eq!(find("monitor_silences_active"), [(vec![], 1.0)]);
-        assert_eq!(find("monitor_restarts_total").len(), 1);
-        for name in ["monitor_outbox_backlog", "monitor_restarts_total"] {
+        assert_eq!(find("monitor_restarts_recorded").len(), 1);
+        for name in ["monitor_outbox_backlog", "monitor_restarts_recorded"] {
             assert!(text.contains(&format!("# HELP {name} ")), "{name}");
             assert!(text.contains(&format!("# TYPE {name} gauge")), "{name}");
         }

@@ -636,13 +636,15 @@ fn state(cli: &Cli, command: &StateCommand) -> Result<u8, Error> {
 
 fn list(config: &Config, format: Format) -> Result<u8, Error> {
     let now = clock::now().map_err(Error::Usage)?;
-    let (last_runs, silences) = match Store::open_read_only(&config.state).map_err(Error::Tool)? {
-        Some(store) => (
-            store.last_runs().map_err(Error::Tool)?,
-            store.silences(Some(now)).map_err(Error::Tool)?,
-        ),
-        None => Default::default(),
-    };
+    let (last_runs, first_seen, silences) =
+        match Store::open_read_only(&config.state).map_err(Error::Tool)? {
+            Some(store) => (
+                store.last_runs().map_err(Error::Tool)?,
+                store.first_seen().map_err(Error::Tool)?,
+                store.silences(Some(now)).map_err(Error::Tool)?,
+            ),
+            None => Default::default(),
+        };
     let local_now = now.to_chrono().map(|t| t.with_timezone(&chrono::Local));
     let rows: Vec<report::ProfileListing> = config
         .profiles
@@ -658,9 +660,14 @@ fn list(config: &Config, format: Format) -> Result<u8, Error> {
                 .map(|t| clock::Timestamp(t.timestamp_millis())),
             last: last_runs.get(&p.name),
             overdue: p.enabled
-                && last_runs
-                    .get(&p.name)
-                    .is_some_and(|run| p.cron.overdue(run.started_at, now)),
+                && p.cron.overdue_from(
+                    schedule::watched_since(
+                        last_runs.get(&p.name).map(|run| run.started_at),
+                        first_seen.get(&p.name).copied(),
+                        &config.path,
+                    ),
+                    now,
+                ),
             held: crate::silence::maintenance(&p.maintenance, now)
                 .map(|(ends, reason)| format!("in maintenance until {ends} ({reason})")),
         })

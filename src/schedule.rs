@@ -170,6 +170,15 @@ impl CronSchedule {
         Some(crate::clock::Timestamp(at.timestamp_millis()))
     }
 
+    /// Whether a profile is overdue at `now`, judged from [`watched_since`].
+    pub fn overdue_from(
+        &self,
+        since: Option<crate::clock::Timestamp>,
+        now: crate::clock::Timestamp,
+    ) -> bool {
+        since.is_some_and(|since| self.overdue(since, now))
+    }
+
     /// Whether a profile whose last run began at `last` is overdue at `now`.
     pub fn overdue(&self, last: crate::clock::Timestamp, now: crate::clock::Timestamp) -> bool {
         self.overdue_after(last).is_some_and(|after| now > after)
@@ -274,6 +283,25 @@ pub(crate) fn shell_quote(word: &str) -> String {
     } else {
         format!("'{}'", word.replace('\'', "'\\''"))
     }
+}
+
+/// From when a profile's schedule is judged: its newest run; before its
+/// first run, when it first appeared (enabled) in jobs.yaml, as the ticks
+/// of any profile recorded it; when nothing was recorded (no tick ran on
+/// this host), the last change of jobs.yaml (it was there since).
+pub fn watched_since(
+    last_run: Option<crate::clock::Timestamp>,
+    first_seen: Option<crate::clock::Timestamp>,
+    config_path: &Path,
+) -> Option<crate::clock::Timestamp> {
+    last_run.or(first_seen).or_else(|| {
+        let modified = std::fs::metadata(config_path).ok()?.modified().ok()?;
+        let millis = modified
+            .duration_since(std::time::UNIX_EPOCH)
+            .ok()?
+            .as_millis();
+        Some(crate::clock::Timestamp(i64::try_from(millis).ok()?))
+    })
 }
 
 #[cfg(test)]

@@ -32,6 +32,11 @@ pub const MIGRATIONS: &[(u32, &str, &str)] = &[
         "0003_incidents.sql",
         include_str!("../migrations/0003_incidents.sql"),
     ),
+    (
+        4,
+        "0004_schedule_watch.sql",
+        include_str!("../migrations/0004_schedule_watch.sql"),
+    ),
 ];
 
 /// An open database.
@@ -56,6 +61,9 @@ pub struct TickRecord<'a> {
     pub envelopes: &'a [Envelope],
     /// `(namespace, key, value)`; `None` deletes the key.
     pub state: Vec<(String, String, Option<String>)>,
+    /// Every enabled profile of jobs.yaml: when each first appeared is
+    /// recorded (and forgotten for the others).
+    pub enabled_profiles: Vec<&'a str>,
 }
 
 /// One outbox entry that is due.
@@ -378,6 +386,17 @@ impl Store {
             ],
         )?;
         let run_id = tx.last_insert_rowid();
+        for profile in &record.enabled_profiles {
+            tx.prepare_cached(
+                "INSERT OR IGNORE INTO profile_seen (profile, first_seen_at) VALUES (?1, ?2)",
+            )?
+            .execute(params![profile, record.started_at.0])?;
+        }
+        let enabled = serde_json::to_string(&record.enabled_profiles)?;
+        tx.execute(
+            "DELETE FROM profile_seen WHERE profile NOT IN (SELECT value FROM json_each(?1))",
+            [enabled],
+        )?;
         for (key, state) in &record.outcome.alerts {
             match state {
                 Some(s) => {
@@ -747,6 +766,12 @@ impl Store {
         Ok(last)
     }
 
+    /// When each enabled profile first appeared in jobs.yaml, as the ticks
+    /// recorded it (empty for a database older than that record).
+    pub fn first_seen(&self) -> Result<BTreeMap<String, Timestamp>> {
+        first_seen(&self.conn)
+    }
+
     /// History rows, newest first.
     pub fn history(&self, filter: &HistoryFilter) -> Result<Vec<HistoryRow>> {
         let mut statement = self.conn.prepare_cached(
@@ -822,6 +847,21 @@ fn uri_path(path: &Path) -> String {
         }
     }
     out
+}
+
+/// [`Store::first_seen`] on a connection (the API keeps its own).
+pub fn first_seen(conn: &Connection) -> Result<BTreeMap<String, Timestamp>> {
+    let exists: bool = conn.query_row(
+        "SELECT count(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = 'profile_seen'",
+        [],
+        |r| r.get(0),
+    )?;
+    if !exists {
+        return Ok(BTreeMap::new());
+    }
+    let mut statement = conn.prepare_cached("SELECT profile, first_seen_at FROM profile_seen")?;
+    let rows = statement.query_map([], |r| Ok((r.get::<_, String>(0)?, Timestamp(r.get(1)?))))?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
 /// Creates the state folder (and its parents) readable only by its owner

@@ -636,6 +636,12 @@ fn commit(
         outcome: &report.outcome,
         envelopes,
         state,
+        enabled_profiles: config
+            .profiles
+            .iter()
+            .filter(|p| p.enabled)
+            .map(|p| p.name.as_str())
+            .collect(),
     };
     store.commit_tick(&record, now).map_err(Error::Tool)?;
     Ok(())
