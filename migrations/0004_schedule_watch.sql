@@ -11,3 +11,12 @@ CREATE TABLE profile_seen (
 -- covering partial index keeps that off the whole history table.
 CREATE INDEX alert_history_restarts ON alert_history (status, profile, task)
     WHERE status IN ('restarted', 'restart_failed');
+
+-- The last jobs.yaml that loaded, as written (`${VAR}`s not filled in):
+-- when a synced checkout brings a broken one, ticks keep running (and
+-- syncing) on this one and alert that the new one is rejected.
+CREATE TABLE config_good (
+    path     TEXT    PRIMARY KEY,
+    source   TEXT    NOT NULL,
+    saved_at INTEGER NOT NULL
+) WITHOUT ROWID;

@@ -358,6 +358,59 @@ fn load_config(cli: &Cli) -> Result<Config, Error> {
     Ok(config::load(&path, cli.db.as_deref())?)
 }
 
+/// jobs.yaml for a tick. When it does not load but an earlier tick kept a
+/// last good one (a bad commit in a synced checkout), that one, and why
+/// the new one is rejected: the tick goes on (and syncs the fix) instead
+/// of stopping every tick until someone logs in.
+fn load_for_tick(cli: &Cli) -> Result<(Config, Option<tick::Rejected>), Error> {
+    let error = match load_config(cli) {
+        Ok(config) => return Ok((config, None)),
+        Err(Error::Config(error)) => error,
+        Err(other) => return Err(other),
+    };
+    let path = config::resolve_path(cli.config.as_deref());
+    let absolute = config::absolute(&path);
+    let fallback = database_of_broken(cli, &path).and_then(|db| {
+        let (source, saved_at) = crate::store::last_good_config(&db, &absolute)?;
+        let config = config::load_source(&path, source, cli.db.as_deref()).ok()?;
+        Some((config, saved_at))
+    });
+    match fallback {
+        Some((config, saved_at)) => Ok((
+            config,
+            Some(tick::Rejected {
+                error: error.to_string(),
+                saved_at,
+            }),
+        )),
+        None => Err(Error::Config(error)),
+    }
+}
+
+/// The database a jobs.yaml that does not load would use: `--db`,
+/// `$MONITOR_DB`, its `state:` if that much still reads, else the default.
+fn database_of_broken(cli: &Cli, config: &std::path::Path) -> Option<PathBuf> {
+    if let Some(db) = &cli.db {
+        return Some(db.clone());
+    }
+    if let Some(db) = std::env::var_os("MONITOR_DB").filter(|d| !d.is_empty()) {
+        return Some(PathBuf::from(db));
+    }
+    let base = config::absolute(config)
+        .parent()
+        .map(std::path::Path::to_path_buf)
+        .unwrap_or_default();
+    let text = std::fs::read_to_string(config).ok()?;
+    let named = serde_yaml::from_str::<serde_yaml::Value>(&text)
+        .ok()
+        .and_then(|v| v.get("state")?.as_str().map(str::to_string));
+    match named {
+        Some(named) if named.contains("${") => None,
+        Some(named) => Some(base.join(named)),
+        None => Some(base.join("state/monitor.db")),
+    }
+}
+
 /// The log target of the tick's story: written to `log_file:` only (the
 /// summary on stdout tells the same on a terminal).
 const STORY: &str = "story";
@@ -410,13 +463,14 @@ fn dispatch(cli: &Cli) -> Result<u8, Error> {
             format,
             quiet,
         } => {
-            let config = load_config(cli)?;
+            let (config, rejected) = load_for_tick(cli)?;
             init_logging(LogLevel::of(cli)?, *quiet, !dry_run, &config);
             let now = clock::now().map_err(Error::Usage)?;
             let options = RunOptions {
                 profile: profile.clone(),
                 dry_run: *dry_run,
                 task: task.clone(),
+                rejected,
             };
             match tick::run(&config, &options, now)? {
                 TickResult::Skipped { .. } => Ok(exit::OK),

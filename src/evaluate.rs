@@ -1309,7 +1309,9 @@ fn retire_stale_keys(
             continue;
         }
         let in_scope = whole_profile || ran.contains(key.task.as_str());
-        if !in_scope {
+        // A dry run does not sync: the git-sync task's key stays as it is.
+        let unsynced = key.task == crate::config::GIT_SYNC_TASK && profile.pre_run.is_some();
+        if !in_scope || unsynced {
             continue;
         }
         let still_configured = profile

@@ -64,6 +64,9 @@ pub struct TickRecord<'a> {
     /// Every enabled profile of jobs.yaml: when each first appeared is
     /// recorded (and forgotten for the others).
     pub enabled_profiles: Vec<&'a str>,
+    /// jobs.yaml's path and text as written: kept as the last good one
+    /// (`None`: it holds a literal secret, so it is not kept).
+    pub config: (&'a Path, Option<&'a str>),
 }
 
 /// One outbox entry that is due.
@@ -392,6 +395,19 @@ impl Store {
             )?
             .execute(params![profile, record.started_at.0])?;
         }
+        match record.config {
+            (path, Some(source)) => tx
+                .prepare_cached(
+                    "INSERT INTO config_good (path, source, saved_at) VALUES (?1, ?2, ?3)
+                     ON CONFLICT (path) DO UPDATE SET source = excluded.source, saved_at = excluded.saved_at
+                     WHERE source != excluded.source",
+                )?
+                .execute(params![path.to_string_lossy(), source, record.started_at.0])?,
+            // An older copy is no longer the last good one.
+            (path, None) => tx
+                .prepare_cached("DELETE FROM config_good WHERE path = ?1")?
+                .execute([path.to_string_lossy()])?,
+        };
         let enabled = serde_json::to_string(&record.enabled_profiles)?;
         tx.execute(
             "DELETE FROM profile_seen WHERE profile NOT IN (SELECT value FROM json_each(?1))",
@@ -847,6 +863,20 @@ fn uri_path(path: &Path) -> String {
         }
     }
     out
+}
+
+/// The last jobs.yaml at `path` that loaded in a tick, as written, and
+/// when it was first saved; `None` without one (or without a database).
+pub fn last_good_config(db: &Path, path: &Path) -> Option<(String, Timestamp)> {
+    let store = Store::open_read_only(db).ok()??;
+    store
+        .conn
+        .query_row(
+            "SELECT source, saved_at FROM config_good WHERE path = ?1",
+            [path.to_string_lossy()],
+            |r| Ok((r.get(0)?, Timestamp(r.get(1)?))),
+        )
+        .ok()
 }
 
 /// [`Store::first_seen`] on a connection (the API keeps its own).

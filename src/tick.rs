@@ -22,6 +22,38 @@ pub struct RunOptions {
     pub profile: String,
     pub dry_run: bool,
     pub task: Option<String>,
+    /// jobs.yaml no longer loads: this tick runs on the last good one.
+    pub rejected: Option<Rejected>,
+}
+
+/// Why jobs.yaml was rejected, and since when the last good one is kept.
+#[derive(Debug, Clone)]
+pub struct Rejected {
+    /// file:line:column and key, as `check-config` says it.
+    pub error: String,
+    pub saved_at: Timestamp,
+}
+
+/// The `jobs.yaml` task's observation: failing while the file is rejected,
+/// ok once it loads again (which resolves its alert).
+fn config_observation(rejected: Option<&Rejected>) -> Observation {
+    let (status, summary) = match rejected {
+        Some(rejected) => (
+            probe::CheckStatus::Failed,
+            format!(
+                "jobs.yaml is rejected, so the checks run on the last good one (saved {}) until it loads: {}",
+                rejected.saved_at, rejected.error
+            ),
+        ),
+        None => (probe::CheckStatus::Ok, "jobs.yaml loads again".to_string()),
+    };
+    let mut observation = Observation::default();
+    observation.checks.push(probe::Check {
+        probe: "config",
+        status,
+        summary,
+    });
+    observation
 }
 
 /// How a tick ended.
@@ -135,8 +167,34 @@ pub fn run(config: &Config, options: &RunOptions, now: Timestamp) -> Result<Tick
         Some(store) => store.load_prior(&profile.name, now).map_err(Error::Tool)?,
         None => Prior::default(),
     };
+    // monitor watching itself: its git sync, and a jobs.yaml it rejected.
+    let mut watchers: Vec<(Task, Observation)> = Vec::new();
     if let Some(pre_run) = &profile.pre_run {
-        notes.push(pre_run_sync(pre_run, options.dry_run));
+        let (note, result) = pre_run_sync(pre_run, options.dry_run);
+        notes.push(note);
+        if let Some(result) = result {
+            let observation =
+                crate::pre_run::observe(&result, prior.tasks.get(crate::config::GIT_SYNC_TASK));
+            watchers.push((Task::watcher(crate::config::GIT_SYNC_TASK), observation));
+        }
+    }
+    if let Some(rejected) = &options.rejected {
+        log::error!(
+            "{}: jobs.yaml is rejected; running on the last good one (saved {}): {}",
+            profile.name,
+            rejected.saved_at,
+            rejected.error
+        );
+    }
+    let config_alert_open = prior
+        .alerts
+        .keys()
+        .any(|k| k.task == crate::config::CONFIG_TASK);
+    if options.rejected.is_some() || config_alert_open {
+        watchers.push((
+            Task::watcher(crate::config::CONFIG_TASK),
+            config_observation(options.rejected.as_ref()),
+        ));
     }
     if let Some((ends, reason)) = crate::silence::maintenance(&profile.maintenance, now) {
         notes.push(format!(
@@ -151,6 +209,12 @@ pub fn run(config: &Config, options: &RunOptions, now: Timestamp) -> Result<Tick
     };
     let observations = observe_all(config, &tasks, &prior.tasks, now, mode, concurrency);
     probe::process_group::kill_orphans();
+    let tasks: Vec<&Task> = watchers.iter().map(|(t, _)| t).chain(tasks).collect();
+    let observations: Vec<Observation> = watchers
+        .iter()
+        .map(|(_, o)| o.clone())
+        .chain(observations)
+        .collect();
     let runs: Vec<TaskRun> = tasks
         .iter()
         .zip(&observations)
@@ -261,17 +325,23 @@ pub fn run(config: &Config, options: &RunOptions, now: Timestamp) -> Result<Tick
 }
 
 /// Seed 001's sync before run: best effort, logged, never blocking checks.
-fn pre_run_sync(pre_run: &crate::config::PreRun, dry_run: bool) -> String {
+/// The note for the summary, and what the sync did (none in a dry run).
+fn pre_run_sync(
+    pre_run: &crate::config::PreRun,
+    dry_run: bool,
+) -> (String, Option<Result<String, String>>) {
     let sync = &pre_run.git_sync;
     if dry_run {
-        return format!(
+        let note = format!(
             "pre-run git sync: would fetch {} {} and reset {} hard",
             sync.remote,
             sync.branch,
             sync.repo.display()
         );
+        return (note, None);
     }
-    match crate::pre_run::git_sync(sync) {
+    let result = crate::pre_run::git_sync(sync);
+    let note = match &result {
         Ok(done) => {
             log::info!("pre-run git sync: {done}");
             format!("pre-run git sync: {done}")
@@ -280,7 +350,8 @@ fn pre_run_sync(pre_run: &crate::config::PreRun, dry_run: bool) -> String {
             log::warn!("pre-run git sync failed: {why}; checking against the current checkout");
             format!("pre-run git sync failed: {why}; checks ran against the current checkout")
         }
-    }
+    };
+    (note, Some(result))
 }
 
 /// Pings the profile's heartbeat URL (healthchecks.io style): `url` when the
@@ -642,6 +713,7 @@ fn commit(
             .filter(|p| p.enabled)
             .map(|p| p.name.as_str())
             .collect(),
+        config: (&config.path, config.source_to_keep()),
     };
     store.commit_tick(&record, now).map_err(Error::Tool)?;
     Ok(())

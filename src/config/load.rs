@@ -93,6 +93,16 @@ pub fn load(path: &Path, db_override: Option<&Path>) -> Result<Config, ConfigErr
             "cannot read the config file: {e} (pass --config PATH, set MONITOR_CONFIG, or run from the folder holding jobs.yaml)"
         ))
     })?;
+    load_source(path, source, db_override)
+}
+
+/// [`load`] of `source` as if read from `path` (relative paths resolve
+/// against its folder): the last good jobs.yaml a tick falls back on.
+pub fn load_source(
+    path: &Path,
+    source: String,
+    db_override: Option<&Path>,
+) -> Result<Config, ConfigError> {
     let absolute = absolute(path);
     let base = absolute
         .parent()
@@ -167,6 +177,18 @@ pub fn load(path: &Path, db_override: Option<&Path>) -> Result<Config, ConfigErr
         ];
         profile.written = fingerprint(&serde_yaml::to_string(&parts).unwrap_or_default());
         for (index, task) in profile.tasks.iter().enumerate() {
+            if [super::GIT_SYNC_TASK, super::CONFIG_TASK].contains(&task.name.as_str()) {
+                return Err(ConfigError::at_line(
+                    &display_path,
+                    &source,
+                    format!("profiles.{name}.tasks[{index}].name"),
+                    format!(
+                        "the task name `{}` is monitor's own (it watches its git sync and jobs.yaml under it): choose another",
+                        task.name
+                    ),
+                    |l| l.contains(&format!("name: {}", task.name)),
+                ));
+            }
             let restart = task.remediate.as_ref().and_then(|r| r.restart.as_ref());
             if restart
                 .and_then(|r| r.identity.as_ref())
@@ -201,9 +223,11 @@ pub fn load(path: &Path, db_override: Option<&Path>) -> Result<Config, ConfigErr
         defaults: raw.defaults,
         notifiers,
         profiles,
+        source: String::new(),
     };
     check_references(&config, &display_path, &source)?;
     resolve_relative_paths(&mut config, &base);
+    config.source = source;
     Ok(config)
 }
 
@@ -344,7 +368,7 @@ fn fingerprint(text: &str) -> String {
         .collect()
 }
 
-fn absolute(path: &Path) -> PathBuf {
+pub fn absolute(path: &Path) -> PathBuf {
     let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/"));
     let joined = absolute_from(&cwd, path);
     std::fs::canonicalize(&joined).unwrap_or(joined)

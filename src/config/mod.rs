@@ -6,7 +6,7 @@ mod load;
 pub mod selector;
 pub mod values;
 
-pub use load::{ConfigError, load, resolve_path};
+pub use load::{ConfigError, absolute, load, load_source, resolve_path};
 pub use selector::{MatchOp, Matcher, Selector, Selectors};
 pub use values::{
     ByteSize, Condition, Duration, Gate, Guard, JsonPointer, Op, Pattern, Ratio, Secret, Severity,
@@ -34,6 +34,9 @@ pub struct Config {
     pub defaults: Defaults,
     pub notifiers: Vec<Notifier>,
     pub profiles: Vec<Profile>,
+    /// The file as written (`${VAR}`s not filled in, so no secret): what
+    /// a tick keeps as the last good jobs.yaml.
+    pub source: String,
 }
 
 impl Config {
@@ -43,6 +46,41 @@ impl Config {
 
     pub fn notifier(&self, name: &str) -> Option<&Notifier> {
         self.notifiers.iter().find(|n| n.name == name)
+    }
+
+    /// jobs.yaml as written, to keep as the last good one — `None` when a
+    /// secret is written in it literally (not as `${VAR}`): the database
+    /// never holds a secret, so such a file gets no fallback.
+    pub fn source_to_keep(&self) -> Option<&str> {
+        let mut secrets: Vec<&str> = self
+            .notifiers
+            .iter()
+            .flat_map(|n| n.kind.secrets())
+            .collect();
+        for profile in &self.profiles {
+            secrets.extend(profile.heartbeat.iter().map(|h| h.url.expose()));
+            for task in &profile.tasks {
+                for probe in &task.probes {
+                    let (url, headers) = match probe {
+                        Probe::Http(http) => (http.url.as_str(), &http.headers),
+                        Probe::Metrics(metrics) => (metrics.url.as_str(), &metrics.headers),
+                        _ => continue,
+                    };
+                    secrets.extend(headers.values().map(Secret::expose));
+                    // `https://user:password@host/`: the URL is a secret.
+                    let authority = url.split_once("://").map_or("", |(_, rest)| {
+                        rest.split(['/', '?', '#']).next().unwrap_or_default()
+                    });
+                    if authority.contains('@') {
+                        secrets.push(url);
+                    }
+                }
+            }
+        }
+        let literal = secrets
+            .iter()
+            .any(|s| s.len() >= 4 && self.source.contains(s));
+        (!literal).then_some(self.source.as_str())
     }
 
     /// The folder of the database: locks live under it.
@@ -312,6 +350,37 @@ pub struct Task {
     pub warmup: Option<u32>,
     pub skip_when: Vec<Guard>,
     pub labels: BTreeMap<String, String>,
+}
+
+/// Tasks monitor adds to a profile to watch itself: the pre-run git sync
+/// (after 3 failures in a row) and a jobs.yaml rejected for the last good.
+pub const GIT_SYNC_TASK: &str = "git-sync";
+pub const CONFIG_TASK: &str = "jobs.yaml";
+
+impl Task {
+    /// A task with no probes of its own, judged from an observation the
+    /// tick makes (see [`GIT_SYNC_TASK`]): warning, no rules, no repairs.
+    pub fn watcher(name: &str) -> Task {
+        Task {
+            name: name.to_string(),
+            probes: Vec::new(),
+            action: None,
+            rules: Vec::new(),
+            remediate: None,
+            notify: None,
+            notify_events: None,
+            maintenance: Vec::new(),
+            severity: Severity::Warning,
+            for_: Gate::default(),
+            resolve_after: Gate::default(),
+            timeout: None,
+            cooldown: None,
+            enabled: true,
+            warmup: None,
+            skip_when: Vec::new(),
+            labels: BTreeMap::new(),
+        }
+    }
 }
 
 /// The rule name of a task's implicit "every probe healthy" rule.
