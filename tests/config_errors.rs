@@ -736,3 +736,129 @@ fn an_error_that_stops_a_quiet_tick_reaches_stderr_and_the_log_file() {
         );
     }
 }
+
+/// Issue 11, item 6: what could only fail later is caught at load, at its
+/// own line and key — notifier URLs that cannot work, bad header names,
+/// CRLF in header values, `{placeholders}` with no such group, an unknown
+/// notifier type (was blamed on the first notifier), a `start:` error (was
+/// blamed on `stop:`), a block-style `notify:` list (had no line). A
+/// secret URL is never echoed.
+#[test]
+fn what_could_only_fail_later_is_refused_at_its_own_line() {
+    let with_notifier = |notifier: &str| {
+        format!(
+            "version: 1\nnotifiers:\n  good: {{ type: webhook, url: \"http://127.0.0.1:9/x\" }}\n{notifier}profiles:\n  p:\n    cron: \"* * * * *\"\n    tasks:\n      - name: a\n        command: {{ argv: [\"true\"] }}\n"
+        )
+    };
+    for (notifier, why) in [
+        ("  n: { type: webhook, url: \"htp:/k3y\" }\n", "no scheme"),
+        (
+            "  n: { type: webhook, url: \"http://[::1/k3y\" }\n",
+            "not a URL",
+        ),
+        (
+            "  n: { type: webhook, url: \"http://127.0.0.1:99999/k3y\" }\n",
+            "port 99999",
+        ),
+        (
+            "  n: { type: webhook, url: \"http:///k3y\" }\n",
+            "not a URL",
+        ),
+        (
+            "  n: { type: webhook, url: \"127.0.0.1:8080/k3y\" }\n",
+            "no scheme",
+        ),
+        (
+            "  n: { type: feishu, url: \"https://:443/k3y\" }\n",
+            "no host",
+        ),
+        (
+            "  n: { type: webhook, url: \"http://h/k3y\", headers: { \"Bad Name\": v } }\n",
+            "header name \"Bad Name\"",
+        ),
+        (
+            "  n: { type: webhook, url: \"http://h/k3y\", headers: { X-A: \"v\\r\\nX-Evil: k3y\" } }\n",
+            "line break",
+        ),
+        (
+            "  n: { type: telegram, token: \"1:k3y\", chat_id: \"-1\", api_url: \"api.telegram.org\" }\n",
+            "no scheme",
+        ),
+        (
+            "  n: { type: alertmanager, urls: [\"http://127.0.0.1:9093\", \"http://:9093\"] }\n",
+            "no host",
+        ),
+    ] {
+        let ws = Workspace::new(&with_notifier(notifier));
+        let out = ws.command().arg("check-config").output().unwrap();
+        assert_exit(&out, 2);
+        let line = error_line(&out);
+        let (row, _, message) = locate(&line, &ws.config());
+        assert_eq!(row, 4, "{notifier}: {line}");
+        assert!(message.starts_with("notifiers.n: "), "{line}");
+        assert!(message.contains(why), "{notifier}: {line}");
+        assert!(!line.contains("k3y"), "a secret is never echoed: {line}");
+    }
+    // An unknown type among block-style notifiers: its own line and key.
+    assert_config_error(
+        "version: 1\nnotifiers:\n  good:\n    type: webhook\n    url: \"http://127.0.0.1:9/x\"\n  n:\n    type: tgram\n    token: x\nprofiles:\n  p:\n    cron: \"* * * * *\"\n    tasks:\n      - name: a\n        command: { argv: [\"true\"] }\n",
+        7,
+        Some("notifiers.n.type"),
+        "unknown notifier type \"tgram\"",
+    );
+    // Probe URLs and headers, at the value.
+    let with_task = |task: &str| {
+        format!(
+            "version: 1\nprofiles:\n  p:\n    cron: \"* * * * *\"\n    tasks:\n      - name: a\n{task}"
+        )
+    };
+    assert_config_error(
+        &with_task("        http:\n          url: \"localhost:8080/health\"\n"),
+        8,
+        Some("profiles.p.tasks[0].http.url"),
+        "no scheme",
+    );
+    assert_config_error(
+        &with_task("        metrics: { url: \"http://127.0.0.1:0/metrics\" }\n"),
+        7,
+        Some("profiles.p.tasks[0].metrics.url"),
+        "port 0",
+    );
+    assert_config_error(
+        &with_task(
+            "        http:\n          url: \"http://127.0.0.1:8080/\"\n          headers:\n            \"X Bad\": v\n",
+        ),
+        10,
+        Some("profiles.p.tasks[0].http.headers"),
+        "header name \"X Bad\"",
+    );
+    // A placeholder with no such group.
+    assert_config_error(
+        &with_task(
+            "        log:\n          path: /tmp/x.log\n          events:\n            - { regex: \"started: (?P<id>\\\\d+)\", message: \"Started: {idd}\" }\n",
+        ),
+        10,
+        Some("profiles.p.tasks[0].log.events[0]"),
+        "no group `idd`: its named groups are id",
+    );
+    // An error in `start:` names `start`, not `stop`.
+    assert_config_error(
+        &with_task(
+            "        command: { argv: [\"true\"] }\n        remediate:\n          restart:\n            stop: { tmux: cysic }\n            start: { tmux: cysic }\n",
+        ),
+        11,
+        Some("profiles.p.tasks[0].remediate.restart.start"),
+        "needs the `command`",
+    );
+    // A block-style notify list: the unknown name's own line.
+    let yaml = "version: 1\nnotifiers:\n  good: { type: webhook, url: \"http://127.0.0.1:9/x\" }\nprofiles:\n  p:\n    cron: \"* * * * *\"\n    notify:\n      - good\n      - nope\n    tasks:\n      - name: a\n        command: { argv: [\"true\"] }\n";
+    let ws = Workspace::new(yaml);
+    let out = ws.command().arg("check-config").output().unwrap();
+    let line = error_line(&out);
+    let (row, column, message) = locate(&line, &ws.config());
+    assert_eq!((row, column), (9, 9), "{line}");
+    assert!(
+        message.starts_with("profiles.p.notify: notifier `nope`"),
+        "{line}"
+    );
+}

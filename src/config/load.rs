@@ -256,16 +256,17 @@ fn check_references(config: &Config, file: &Path, source: &str) -> Result<(), Co
     let check = |names: &[String], key: String| -> Result<(), ConfigError> {
         for name in names {
             if !known.contains(&name.as_str()) {
-                return Err(ConfigError::at_line(
-                    file,
-                    source,
-                    key,
-                    format!(
+                let (line, column) = notify_item(source, name).unzip();
+                return Err(ConfigError {
+                    file: file.to_path_buf(),
+                    line,
+                    column,
+                    key: Some(key),
+                    message: format!(
                         "notifier `{name}` is not defined: defined are {}",
                         known.join(", ")
                     ),
-                    |l| l.contains("notify") && l.contains(name.as_str()),
-                ));
+                });
             }
         }
         Ok(())
@@ -295,6 +296,51 @@ fn check_references(config: &Config, file: &Path, source: &str) -> Result<(), Co
         }
     }
     Ok(())
+}
+
+/// Where `name` is written in a `notify:` or `notify_events:` list, flow
+/// (`notify: [a, b]`) or block (`- b` lines under it): 1-based line and
+/// column.
+fn notify_item(source: &str, name: &str) -> Option<(usize, usize)> {
+    let is_name = |word: &str| word.trim().trim_matches(['"', '\'']) == name;
+    let mut list_indent: Option<usize> = None;
+    for (index, line) in source.lines().enumerate() {
+        let indent = line.len() - line.trim_start().len();
+        let text = line.trim_start();
+        if let Some(within) = list_indent {
+            if let Some(item) = text.strip_prefix("- ").filter(|_| indent >= within) {
+                if is_name(item.split('#').next().unwrap_or_default()) {
+                    return Some((index + 1, indent + 3));
+                }
+                continue;
+            }
+            if !text.is_empty() && !text.starts_with('#') {
+                list_indent = None;
+            }
+        }
+        let Some(rest) = ["notify:", "notify_events:"]
+            .iter()
+            .find_map(|key| text.strip_prefix(key))
+        else {
+            continue;
+        };
+        let rest = rest.split('#').next().unwrap_or_default().trim();
+        if rest.is_empty() {
+            list_indent = Some(indent);
+            continue;
+        }
+        let inner = rest.trim_start_matches('[').trim_end_matches(']');
+        let mut offset = line.len() - line.trim_start().len() + (text.len() - rest.len());
+        offset += rest.len() - rest.trim_start_matches('[').len();
+        for word in inner.split(',') {
+            if is_name(word) {
+                let lead = word.len() - word.trim_start().len();
+                return Some((index + 1, offset + lead + 1));
+            }
+            offset += word.len() + 1;
+        }
+    }
+    None
 }
 
 /// Relative paths inside jobs.yaml resolve against the file's folder, never

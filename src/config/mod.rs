@@ -183,6 +183,54 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for Ordered<T> {
     }
 }
 
+/// A conversion's complaint about a mapping it read, raised by
+/// [`within_mapping`] as the deserializer's own error.
+#[derive(Debug)]
+struct Why(String);
+
+impl fmt::Display for Why {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Why {}
+
+impl de::Error for Why {
+    fn custom<T: fmt::Display>(message: T) -> Self {
+        Why(message.to_string())
+    }
+}
+
+/// Reads `Raw` from a mapping and converts it with `convert` while still
+/// inside that mapping: serde_yaml then places a conversion error at this
+/// mapping (its line and key path), not at the first key of its parent
+/// (an unknown notifier type was blamed on the first notifier, a `start:`
+/// error on `stop:`).
+fn within_mapping<'de, D, Raw, T, F>(d: D, convert: F) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    Raw: Deserialize<'de>,
+    F: FnOnce(Raw) -> Result<T, Why>,
+{
+    struct V<Raw, F>(F, std::marker::PhantomData<Raw>);
+    impl<'de, Raw, T, F> Visitor<'de> for V<Raw, F>
+    where
+        Raw: Deserialize<'de>,
+        F: FnOnce(Raw) -> Result<T, Why>,
+    {
+        type Value = T;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a mapping")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
+            let raw = Raw::deserialize(de::value::MapAccessDeserializer::new(map))?;
+            (self.0)(raw).map_err(|why| de::Error::custom(why.0))
+        }
+    }
+    d.deserialize_map(V(convert, std::marker::PhantomData))
+}
+
 // ---------------------------------------------------------------- profiles
 
 /// A named set of tasks run together on one schedule.
@@ -215,6 +263,7 @@ pub struct Profile {
 #[derive(Deserialize, Debug, Clone)]
 #[serde(deny_unknown_fields)]
 pub struct Heartbeat {
+    #[serde(deserialize_with = "values::secret_http_url")]
     pub url: Secret,
     #[serde(default)]
     pub timeout: Option<Duration>,
@@ -298,32 +347,33 @@ fn at_least_one<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
 
 impl<'de> Deserialize<'de> for Profile {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let raw = RawProfile::deserialize(d)?;
-        let mut seen = std::collections::BTreeSet::new();
-        for task in &raw.tasks {
-            if !seen.insert(task.name.as_str()) {
-                return Err(de::Error::custom(format!(
-                    "two tasks are named `{}`: task names must be unique in a profile",
-                    task.name
-                )));
+        within_mapping(d, |raw: RawProfile| -> Result<Self, Why> {
+            let mut seen = std::collections::BTreeSet::new();
+            for task in &raw.tasks {
+                if !seen.insert(task.name.as_str()) {
+                    return Err(de::Error::custom(format!(
+                        "two tasks are named `{}`: task names must be unique in a profile",
+                        task.name
+                    )));
+                }
             }
-        }
-        if raw.concurrency == Some(0) {
-            return Err(de::Error::custom("`concurrency` must be at least 1"));
-        }
-        Ok(Profile {
-            name: String::new(),
-            cron: raw.cron,
-            enabled: raw.enabled,
-            notify: raw.notify,
-            notify_events: raw.notify_events,
-            announce: raw.announce,
-            written: String::new(),
-            concurrency: raw.concurrency,
-            heartbeat: raw.heartbeat,
-            pre_run: raw.pre_run,
-            maintenance: raw.maintenance,
-            tasks: raw.tasks,
+            if raw.concurrency == Some(0) {
+                return Err(de::Error::custom("`concurrency` must be at least 1"));
+            }
+            Ok(Profile {
+                name: String::new(),
+                cron: raw.cron,
+                enabled: raw.enabled,
+                notify: raw.notify,
+                notify_events: raw.notify_events,
+                announce: raw.announce,
+                written: String::new(),
+                concurrency: raw.concurrency,
+                heartbeat: raw.heartbeat,
+                pre_run: raw.pre_run,
+                maintenance: raw.maintenance,
+                tasks: raw.tasks,
+            })
         })
     }
 }
@@ -537,129 +587,131 @@ struct RawTask {
 
 impl<'de> Deserialize<'de> for Task {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let raw = RawTask::deserialize(d)?;
-        let name = raw.name;
-        let err = |why: String| de::Error::custom(format!("task `{name}`: {why}"));
-        let name_ok = !name.is_empty()
-            && name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
-        if !name_ok {
-            return Err(de::Error::custom(format!(
-                "task name {name:?} must be letters, digits, `_`, `-` or `.`"
-            )));
-        }
-        let probes: Vec<Probe> = [
-            raw.http.map(Probe::Http),
-            raw.command.map(Probe::Command),
-            raw.log.map(Probe::Log),
-            raw.metrics.map(Probe::Metrics),
-            raw.lag.map(Probe::Lag),
-            raw.process.map(Probe::Process),
-            raw.disk.map(Probe::Disk),
-        ]
-        .into_iter()
-        .flatten()
-        .collect();
-        match (&raw.action, probes.is_empty()) {
-            (None, true) => {
-                return Err(err(
-                    "needs a probe (http, command, log, metrics, lag, process, disk) or an action"
-                        .into(),
-                ));
-            }
-            (Some(_), false) => {
-                return Err(err(
-                    "has both probes and an action: split it into two tasks".into(),
-                ));
-            }
-            _ => {}
-        }
-        if raw.action.is_some() && (!raw.rules.is_empty() || raw.remediate.is_some()) {
-            return Err(err("an action task takes no rules and no remediate".into()));
-        }
-        // Rules and log patterns share the task's alert keys with the
-        // implicit health rule and the restart records.
-        let mut keys: std::collections::BTreeSet<&str> = RESERVED_KEYS.iter().copied().collect();
-        let patterns = probes.iter().filter_map(|p| match p {
-            Probe::Log(log) => Some(log.patterns.iter().map(|p| p.name.as_str())),
-            _ => None,
-        });
-        for name in raw
-            .rules
-            .iter()
-            .map(|r| r.name.as_str())
-            .chain(patterns.flatten())
-        {
-            if !keys.insert(name) {
-                return Err(err(format!(
-                    "the name `{name}` is used twice among rules and log patterns, or is reserved ({})",
-                    RESERVED_KEYS.join(", ")
+        within_mapping(d, |raw: RawTask| -> Result<Self, Why> {
+            let name = raw.name;
+            let err = |why: String| de::Error::custom(format!("task `{name}`: {why}"));
+            let name_ok = !name.is_empty()
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
+            if !name_ok {
+                return Err(de::Error::custom(format!(
+                    "task name {name:?} must be letters, digits, `_`, `-` or `.`"
                 )));
             }
-        }
-        for probe in &probes {
-            probe.check().map_err(|why| err(why.to_string()))?;
-        }
-        let scrapes = probes.iter().any(|p| matches!(p, Probe::Metrics(_)));
-        if let Some((rule, signal)) = raw.rules.iter().find_map(|r| match &r.kind {
-            RuleKind::Signal { signal, .. } if !scrapes && signal.signal_name().is_none() => {
-                Some((r, signal))
-            }
-            _ => None,
-        }) {
-            return Err(err(format!(
-                "rule `{}`: `{signal}` names scraped series (braces), and this task has no `metrics` probe; a probe's own signal is a bare name, e.g. signal: latency_ms",
-                rule.name
-            )));
-        }
-        if let Some(rule) = raw
-            .rules
-            .iter()
-            .find(|r| !scrapes && !matches!(r.kind, RuleKind::Signal { .. }))
-        {
-            return Err(err(format!(
-                "rule `{}`: `{}:` reads scraped series, and this task has no `metrics` probe; for a probe's own signal (rss_bytes, lag, a perfdata label) write `signal: NAME`",
-                rule.name,
-                rule.kind.key()
-            )));
-        }
-        if let Some(action) = &raw.action {
-            match (&action.trim_log, &action.command) {
-                (Some(_), Some(_)) | (None, None) => {
+            let probes: Vec<Probe> = [
+                raw.http.map(Probe::Http),
+                raw.command.map(Probe::Command),
+                raw.log.map(Probe::Log),
+                raw.metrics.map(Probe::Metrics),
+                raw.lag.map(Probe::Lag),
+                raw.process.map(Probe::Process),
+                raw.disk.map(Probe::Disk),
+            ]
+            .into_iter()
+            .flatten()
+            .collect();
+            match (&raw.action, probes.is_empty()) {
+                (None, true) => {
                     return Err(err(
-                        "an `action` takes either `trim_log` or `command`".into()
+                        "needs a probe (http, command, log, metrics, lag, process, disk) or an action"
+                            .into(),
                     ));
                 }
-                (Some(trim), None) if trim.keep_lines == 0 => {
-                    return Err(err("`trim_log.keep_lines` must be at least 1".into()));
+                (Some(_), false) => {
+                    return Err(err(
+                        "has both probes and an action: split it into two tasks".into(),
+                    ));
                 }
                 _ => {}
             }
-        }
-        if let Some(remediate) = &raw.remediate
-            && remediate.restart.is_some() == remediate.command.is_some()
-        {
-            return Err(err("`remediate` takes either `restart` or `command`".into()));
-        }
-        Ok(Task {
-            name,
-            probes,
-            action: raw.action,
-            rules: raw.rules,
-            remediate: raw.remediate,
-            notify: raw.notify,
-            notify_events: raw.notify_events,
-            maintenance: raw.maintenance,
-            severity: raw.severity,
-            for_: raw.for_,
-            resolve_after: raw.resolve_after,
-            timeout: raw.timeout,
-            cooldown: raw.cooldown,
-            enabled: raw.enabled,
-            warmup: raw.warmup,
-            skip_when: raw.skip_when,
-            labels: raw.labels,
+            if raw.action.is_some() && (!raw.rules.is_empty() || raw.remediate.is_some()) {
+                return Err(err("an action task takes no rules and no remediate".into()));
+            }
+            // Rules and log patterns share the task's alert keys with the
+            // implicit health rule and the restart records.
+            let mut keys: std::collections::BTreeSet<&str> =
+                RESERVED_KEYS.iter().copied().collect();
+            let patterns = probes.iter().filter_map(|p| match p {
+                Probe::Log(log) => Some(log.patterns.iter().map(|p| p.name.as_str())),
+                _ => None,
+            });
+            for name in raw
+                .rules
+                .iter()
+                .map(|r| r.name.as_str())
+                .chain(patterns.flatten())
+            {
+                if !keys.insert(name) {
+                    return Err(err(format!(
+                        "the name `{name}` is used twice among rules and log patterns, or is reserved ({})",
+                        RESERVED_KEYS.join(", ")
+                    )));
+                }
+            }
+            for probe in &probes {
+                probe.check().map_err(|why| err(why.to_string()))?;
+            }
+            let scrapes = probes.iter().any(|p| matches!(p, Probe::Metrics(_)));
+            if let Some((rule, signal)) = raw.rules.iter().find_map(|r| match &r.kind {
+                RuleKind::Signal { signal, .. } if !scrapes && signal.signal_name().is_none() => {
+                    Some((r, signal))
+                }
+                _ => None,
+            }) {
+                return Err(err(format!(
+                    "rule `{}`: `{signal}` names scraped series (braces), and this task has no `metrics` probe; a probe's own signal is a bare name, e.g. signal: latency_ms",
+                    rule.name
+                )));
+            }
+            if let Some(rule) = raw
+                .rules
+                .iter()
+                .find(|r| !scrapes && !matches!(r.kind, RuleKind::Signal { .. }))
+            {
+                return Err(err(format!(
+                    "rule `{}`: `{}:` reads scraped series, and this task has no `metrics` probe; for a probe's own signal (rss_bytes, lag, a perfdata label) write `signal: NAME`",
+                    rule.name,
+                    rule.kind.key()
+                )));
+            }
+            if let Some(action) = &raw.action {
+                match (&action.trim_log, &action.command) {
+                    (Some(_), Some(_)) | (None, None) => {
+                        return Err(err(
+                            "an `action` takes either `trim_log` or `command`".into()
+                        ));
+                    }
+                    (Some(trim), None) if trim.keep_lines == 0 => {
+                        return Err(err("`trim_log.keep_lines` must be at least 1".into()));
+                    }
+                    _ => {}
+                }
+            }
+            if let Some(remediate) = &raw.remediate
+                && remediate.restart.is_some() == remediate.command.is_some()
+            {
+                return Err(err("`remediate` takes either `restart` or `command`".into()));
+            }
+            Ok(Task {
+                name,
+                probes,
+                action: raw.action,
+                rules: raw.rules,
+                remediate: raw.remediate,
+                notify: raw.notify,
+                notify_events: raw.notify_events,
+                maintenance: raw.maintenance,
+                severity: raw.severity,
+                for_: raw.for_,
+                resolve_after: raw.resolve_after,
+                timeout: raw.timeout,
+                cooldown: raw.cooldown,
+                enabled: raw.enabled,
+                warmup: raw.warmup,
+                skip_when: raw.skip_when,
+                labels: raw.labels,
+            })
         })
     }
 }
@@ -670,10 +722,11 @@ impl<'de> Deserialize<'de> for Task {
 #[derive(Deserialize, Debug, Clone)]
 #[serde(deny_unknown_fields)]
 pub struct HttpProbe {
+    #[serde(deserialize_with = "values::http_url")]
     pub url: Text,
     #[serde(default)]
     pub method: Option<Text>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "values::http_headers")]
     pub headers: BTreeMap<String, Secret>,
     #[serde(default)]
     pub body: Option<Text>,
@@ -786,22 +839,23 @@ struct RawCommandProbe {
 
 impl<'de> Deserialize<'de> for CommandProbe {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let raw = RawCommandProbe::deserialize(d)?;
-        let command = match (raw.argv, raw.shell) {
-            (CommandLine::Shell(line), true) => CommandLine::Shell(line),
-            (CommandLine::Argv(argv), false) => CommandLine::Argv(argv),
-            (CommandLine::Argv(argv), true) => CommandLine::Shell(argv.join(" ")),
-            (CommandLine::Shell(line), false) => {
-                return Err(de::Error::custom(format!(
-                    "`argv` is the string {line:?}: give a list ([\"/usr/lib/nagios/plugins/check_disk\", \"-w\", \"20%\"]), or add `shell: true` to run it with sh -c"
-                )));
-            }
-        };
-        Ok(CommandProbe {
-            command,
-            cwd: raw.cwd,
-            env: raw.env,
-            timeout: raw.timeout,
+        within_mapping(d, |raw: RawCommandProbe| -> Result<Self, Why> {
+            let command = match (raw.argv, raw.shell) {
+                (CommandLine::Shell(line), true) => CommandLine::Shell(line),
+                (CommandLine::Argv(argv), false) => CommandLine::Argv(argv),
+                (CommandLine::Argv(argv), true) => CommandLine::Shell(argv.join(" ")),
+                (CommandLine::Shell(line), false) => {
+                    return Err(de::Error::custom(format!(
+                        "`argv` is the string {line:?}: give a list ([\"/usr/lib/nagios/plugins/check_disk\", \"-w\", \"20%\"]), or add `shell: true` to run it with sh -c"
+                    )));
+                }
+            };
+            Ok(CommandProbe {
+                command,
+                cwd: raw.cwd,
+                env: raw.env,
+                timeout: raw.timeout,
+            })
         })
     }
 }
@@ -840,13 +894,54 @@ pub struct LogPattern {
     pub severity: Severity,
 }
 
-#[derive(Deserialize, Debug, Clone)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone)]
 pub struct LogEvent {
-    #[serde(default)]
     pub name: Option<String>,
     pub regex: Pattern,
     pub message: Text,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLogEvent {
+    #[serde(default)]
+    name: Option<String>,
+    regex: Pattern,
+    message: Text,
+}
+
+impl<'de> Deserialize<'de> for LogEvent {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        within_mapping(d, |raw: RawLogEvent| {
+            let names: Vec<&str> = raw.regex.0.capture_names().flatten().collect();
+            let groups = raw.regex.0.captures_len();
+            // `{word}` is a placeholder: a typo would send `{idd}` as is.
+            let placeholder =
+                regex::Regex::new(r"\{([A-Za-z_][A-Za-z0-9_]*|[0-9]+)\}").expect("a valid regex");
+            for found in placeholder.captures_iter(raw.message.as_str()) {
+                let key = &found[1];
+                let known = key == "line"
+                    || names.contains(&key)
+                    || key.parse::<usize>().is_ok_and(|n| n < groups);
+                if !known {
+                    let named = if names.is_empty() {
+                        "the regex has no named groups".to_string()
+                    } else {
+                        format!("its named groups are {}", names.join(", "))
+                    };
+                    return Err(Why(format!(
+                        "`message` uses {{{key}}}, but the regex has no group `{key}`: {named} ({{line}} is the whole line, {{0}}…{{{}}} the groups by number)",
+                        groups.saturating_sub(1)
+                    )));
+                }
+            }
+            Ok(LogEvent {
+                name: raw.name,
+                regex: raw.regex,
+                message: raw.message,
+            })
+        })
+    }
 }
 
 #[derive(Deserialize, Debug, Clone)]
@@ -860,8 +955,9 @@ pub struct LogState {
 #[derive(Deserialize, Debug, Clone)]
 #[serde(deny_unknown_fields)]
 pub struct MetricsProbe {
+    #[serde(deserialize_with = "values::http_url")]
     pub url: Text,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "values::http_headers")]
     pub headers: BTreeMap<String, Secret>,
     #[serde(default)]
     pub timeout: Option<Duration>,
@@ -888,7 +984,7 @@ pub struct LagProbe {
 pub struct HeightSource {
     #[serde(default)]
     pub jsonrpc: Option<JsonRpcEndpoint>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "values::optional_http_url")]
     pub url: Option<Text>,
     pub extract: JsonPointer,
     #[serde(default = "yes")]
@@ -898,6 +994,7 @@ pub struct HeightSource {
 #[derive(Deserialize, Debug, Clone)]
 #[serde(deny_unknown_fields)]
 pub struct JsonRpcEndpoint {
+    #[serde(deserialize_with = "values::http_url")]
     pub url: Text,
     pub method: Text,
     #[serde(default)]
@@ -1094,8 +1191,7 @@ struct RawRule {
 
 impl<'de> Deserialize<'de> for Rule {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let raw = RawRule::deserialize(d)?;
-        Rule::from_raw(raw).map_err(de::Error::custom)
+        within_mapping(d, |raw: RawRule| Rule::from_raw(raw).map_err(Why))
     }
 }
 
@@ -1393,29 +1489,30 @@ struct RawStop {
 
 impl<'de> Deserialize<'de> for Stop {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let raw = RawStop::deserialize(d)?;
-        let methods: Vec<StopMethod> = [
-            raw.pidfile.map(StopMethod::Pidfile),
-            raw.pattern.map(StopMethod::Pattern),
-            raw.systemd.map(|t| StopMethod::Systemd(t.0)),
-            raw.tmux
-                .map(tmux_session)
-                .transpose()?
-                .map(StopMethod::Tmux),
-            raw.docker.map(|t| StopMethod::Docker(t.0)),
-            raw.command.map(StopMethod::Command),
-        ]
-        .into_iter()
-        .flatten()
-        .collect();
-        let [method]: [StopMethod; 1] = methods.try_into().map_err(|_| {
-            de::Error::custom(
-                "`stop` takes exactly one of pidfile, pattern, systemd, tmux, docker, command",
-            )
-        })?;
-        Ok(Stop {
-            method,
-            grace: raw.grace.unwrap_or(Duration::from_secs(10)),
+        within_mapping(d, |raw: RawStop| -> Result<Self, Why> {
+            let methods: Vec<StopMethod> = [
+                raw.pidfile.map(StopMethod::Pidfile),
+                raw.pattern.map(StopMethod::Pattern),
+                raw.systemd.map(|t| StopMethod::Systemd(t.0)),
+                raw.tmux
+                    .map(tmux_session)
+                    .transpose()?
+                    .map(StopMethod::Tmux),
+                raw.docker.map(|t| StopMethod::Docker(t.0)),
+                raw.command.map(StopMethod::Command),
+            ]
+            .into_iter()
+            .flatten()
+            .collect();
+            let [method]: [StopMethod; 1] = methods.try_into().map_err(|_| {
+                de::Error::custom(
+                    "`stop` takes exactly one of pidfile, pattern, systemd, tmux, docker, command",
+                )
+            })?;
+            Ok(Stop {
+                method,
+                grace: raw.grace.unwrap_or(Duration::from_secs(10)),
+            })
         })
     }
 }
@@ -1459,29 +1556,30 @@ struct RawStart {
 
 impl<'de> Deserialize<'de> for Start {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let raw = RawStart::deserialize(d)?;
-        let fail = |why: &str| Err(de::Error::custom(why));
-        match (raw.command, raw.tmux, raw.systemd, raw.docker) {
-            (Some(command), None, None, None) => Ok(Start::Command {
-                command,
-                cwd: raw.cwd,
-                env: raw.env,
-                output: raw.output,
-            }),
-            (Some(command), Some(session), None, None) => Ok(Start::Tmux {
-                session: tmux_session(session)?,
-                command,
-                cwd: raw.cwd,
-            }),
-            (None, Some(_), None, None) => {
-                fail("`start: {tmux: …}` needs the `command` to run in the new session")
+        within_mapping(d, |raw: RawStart| -> Result<Self, Why> {
+            let fail = |why: &str| Err(de::Error::custom(why));
+            match (raw.command, raw.tmux, raw.systemd, raw.docker) {
+                (Some(command), None, None, None) => Ok(Start::Command {
+                    command,
+                    cwd: raw.cwd,
+                    env: raw.env,
+                    output: raw.output,
+                }),
+                (Some(command), Some(session), None, None) => Ok(Start::Tmux {
+                    session: tmux_session(session)?,
+                    command,
+                    cwd: raw.cwd,
+                }),
+                (None, Some(_), None, None) => {
+                    fail("`start: {tmux: …}` needs the `command` to run in the new session")
+                }
+                (None, None, Some(unit), None) => Ok(Start::Systemd(unit.0)),
+                (None, None, None, Some(container)) => Ok(Start::Docker(container.0)),
+                _ => fail(
+                    "`start` takes one of: command (+ cwd, env, output), tmux + command (+ cwd), systemd, docker",
+                ),
             }
-            (None, None, Some(unit), None) => Ok(Start::Systemd(unit.0)),
-            (None, None, None, Some(container)) => Ok(Start::Docker(container.0)),
-            _ => fail(
-                "`start` takes one of: command (+ cwd, env, output), tmux + command (+ cwd), systemd, docker",
-            ),
-        }
+        })
     }
 }
 
@@ -1636,30 +1734,31 @@ struct RawNotifier {
 
 impl<'de> Deserialize<'de> for Notifier {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let raw = RawNotifier::deserialize(d)?;
-        let (min_severity, digest, rate_limit) = (raw.min_severity, raw.digest, raw.rate_limit);
-        if rate_limit.is_some_and(|r| r.messages == 0) {
-            return Err(de::Error::custom(
-                "`rate_limit.messages` must be at least 1",
-            ));
-        }
-        let kind = notifier_kind(raw).map_err(de::Error::custom)?;
-        if digest
-            && matches!(
+        within_mapping(d, |raw: RawNotifier| -> Result<Self, Why> {
+            let (min_severity, digest, rate_limit) = (raw.min_severity, raw.digest, raw.rate_limit);
+            if rate_limit.is_some_and(|r| r.messages == 0) {
+                return Err(de::Error::custom(
+                    "`rate_limit.messages` must be at least 1",
+                ));
+            }
+            let kind = notifier_kind(raw).map_err(de::Error::custom)?;
+            if digest
+                && matches!(
+                    kind,
+                    NotifierKind::Alertmanager { .. } | NotifierKind::Github { .. }
+                )
+            {
+                return Err(de::Error::custom(
+                    "`digest` bundles messages for people; alertmanager and github notifiers take each alert on its own",
+                ));
+            }
+            Ok(Notifier {
+                name: String::new(),
                 kind,
-                NotifierKind::Alertmanager { .. } | NotifierKind::Github { .. }
-            )
-        {
-            return Err(de::Error::custom(
-                "`digest` bundles messages for people; alertmanager and github notifiers take each alert on its own",
-            ));
-        }
-        Ok(Notifier {
-            name: String::new(),
-            kind,
-            min_severity,
-            digest,
-            rate_limit,
+                min_severity,
+                digest,
+                rate_limit,
+            })
         })
     }
 }
@@ -1728,6 +1827,32 @@ fn notifier_kind(raw: RawNotifier) -> Result<NotifierKind, String> {
         what.filter(|s| !s.is_empty())
             .ok_or_else(|| format!("a {type_name} notifier needs `{key}`"))
     };
+    // URLs and headers that could never work are refused now, not at the
+    // first alert (when the message would wait in the outbox for ever).
+    let secret_urls = [("url", raw.url.as_ref().map(Secret::expose))];
+    for (key, url) in secret_urls {
+        if let Some(why) = url
+            .filter(|u| !u.is_empty())
+            .and_then(values::http_url_problem)
+        {
+            return Err(format!("`{key}`: {why} (the URL is a secret: not shown)"));
+        }
+    }
+    let plain_urls = raw
+        .api_url
+        .iter()
+        .map(|u| ("api_url", u))
+        .chain(raw.urls.iter().flatten().map(|u| ("urls", u)));
+    for (key, url) in plain_urls {
+        if let Some(why) = values::http_url_problem(url.as_str()) {
+            return Err(format!("`{key}`: {why}: {:?}", url.as_str()));
+        }
+    }
+    for (name, value) in raw.headers.iter().flatten() {
+        if let Some(why) = values::header_problem(name, value.expose()) {
+            return Err(format!("`headers`: {why}"));
+        }
+    }
     let format = raw.format.as_ref().map(|f| f.0.as_str());
     Ok(match type_name.as_str() {
         "stdout" => NotifierKind::Stdout,

@@ -95,6 +95,106 @@ pub(crate) fn interpolated<'de, D: Deserializer<'de>>(d: D) -> Result<String, D:
     parsed(d, Ok)
 }
 
+/// Why monitor could never send to `url`: not http/https, no host, a port
+/// outside 1–65535, not a URL at all. `None` when it can.
+pub fn http_url_problem(url: &str) -> Option<String> {
+    if !url.contains("://") {
+        return Some("no scheme: write http:// or https:// before the host".into());
+    }
+    let uri: ureq::http::Uri = match url.parse() {
+        Ok(uri) => uri,
+        Err(e) => return Some(format!("not a URL ({e})")),
+    };
+    match uri.scheme_str() {
+        Some("http" | "https") => {}
+        Some(other) => return Some(format!("the scheme is {other}: use http:// or https://")),
+        None => return Some("no scheme: write http:// or https:// before the host".into()),
+    }
+    let Some(authority) = uri.authority() else {
+        return Some("no host after the scheme".into());
+    };
+    if uri.host().is_none_or(str::is_empty) {
+        return Some("no host after the scheme".into());
+    }
+    // The port: whatever follows the host (outside [brackets]).
+    let after_host = authority
+        .as_str()
+        .rsplit_once(']')
+        .map_or(authority.as_str(), |(_, rest)| rest);
+    if let Some((_, port)) = after_host.rsplit_once(':') {
+        match port.parse::<u32>() {
+            Ok(1..=65535) => {}
+            _ if port.is_empty() => {}
+            _ => return Some(format!("port {port} is not a port (1–65535)")),
+        }
+    }
+    None
+}
+
+/// An `http(s)://` URL (probe `url:`), refused at load when it could
+/// never work, at its own line.
+pub(crate) fn http_url<'de, D: Deserializer<'de>>(d: D) -> Result<Text, D::Error> {
+    parsed(d, |url| match http_url_problem(&url) {
+        Some(why) => Err(format!("{why}: {url:?}")),
+        None => Ok(Text(url)),
+    })
+}
+
+/// [`http_url`] for an optional `url:`.
+pub(crate) fn optional_http_url<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Text>, D::Error> {
+    http_url(d).map(Some)
+}
+
+/// [`http_url`] for a URL that is a secret (a keyed URL): never echoed.
+pub(crate) fn secret_http_url<'de, D: Deserializer<'de>>(d: D) -> Result<Secret, D::Error> {
+    parsed(d, |url| match http_url_problem(&url) {
+        Some(why) => Err(format!("{why} (the URL is a secret: not shown)")),
+        None => Ok(Secret(url)),
+    })
+}
+
+/// Why a header cannot be sent: an invalid name, or a value with a line
+/// break or other control character (which would smuggle headers in).
+/// The value is a secret: never echoed.
+pub fn header_problem(name: &str, value: &str) -> Option<String> {
+    if ureq::http::HeaderName::from_bytes(name.as_bytes()).is_err() {
+        return Some(format!(
+            "header name {name:?} is not a valid HTTP header name (letters, digits and !#$%&'*+-.^_`|~, no spaces)"
+        ));
+    }
+    if ureq::http::HeaderValue::from_str(value).is_err() {
+        return Some(format!(
+            "the value of header {name} has a line break or another control character (not shown: headers hold secrets)"
+        ));
+    }
+    None
+}
+
+/// `headers:` of a probe, each checked with [`header_problem`] inside the
+/// mapping (the error points at it).
+pub(crate) fn http_headers<'de, D: Deserializer<'de>>(
+    d: D,
+) -> Result<std::collections::BTreeMap<String, Secret>, D::Error> {
+    struct V;
+    impl<'de> Visitor<'de> for V {
+        type Value = std::collections::BTreeMap<String, Secret>;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a mapping of header names to values")
+        }
+        fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            let mut headers = std::collections::BTreeMap::new();
+            while let Some((name, value)) = map.next_entry::<String, Secret>()? {
+                if let Some(why) = header_problem(&name, value.expose()) {
+                    return Err(de::Error::custom(why));
+                }
+                headers.insert(name, value);
+            }
+            Ok(headers)
+        }
+    }
+    d.deserialize_map(V)
+}
+
 /// Reads a scalar (interpolated by the loader's adapter) and parses it with
 /// `parse`, inside the scalar's own visitor: serde_yaml then reports an
 /// error at the value's line and column rather than at the enclosing
