@@ -88,7 +88,9 @@ pub fn tick_json(report: &TickReport) -> serde_json::Value {
 /// The tick summary for a person.
 pub fn tick_text(report: &TickReport) -> String {
     let mut out = String::new();
-    let failing = report.outcome.tasks.iter().filter(|t| !t.healthy).count();
+    let tags: Vec<&str> = report.outcome.tasks.iter().map(task_tag).collect();
+    let pending = tags.iter().filter(|t| **t == "PEND").count();
+    let failing = tags.iter().filter(|t| !matches!(**t, "ok" | "PEND")).count();
     // A tick that restarted something did not find all healthy: it says so.
     let restarted = report
         .outcome
@@ -99,6 +101,9 @@ pub fn tick_text(report: &TickReport) -> String {
     let mut parts = Vec::new();
     if failing > 0 {
         parts.push(format!("{failing} failing"));
+    }
+    if pending > 0 {
+        parts.push(format!("{pending} pending"));
     }
     if restarted > 0 {
         parts.push(format!("{restarted} restarted"));
@@ -196,14 +201,20 @@ pub fn tick_text(report: &TickReport) -> String {
     out
 }
 
-/// `ok`, `WARN` (only warning breaches) or `FAIL`: a task's verdict.
+/// `ok`, `PEND` (breaching, its `for:` not met yet: nothing fires),
+/// `WARN` (only warning breaches) or `FAIL`: a task's verdict.
 fn task_tag(result: &TaskResult) -> &'static str {
     let mut breaches = result.rules.iter().filter_map(|r| match r.verdict {
         Verdict::Breach { severity, .. } => Some(severity),
         _ => None,
     });
+    let only_pending = result.rules.iter().any(|r| r.status() == Some(Status::Pending))
+        && !result.rules.iter().any(|r| r.status() == Some(Status::Firing))
+        && !matches!(result.remediation, Some(Remediation::Done { healthy: false, .. }));
     if result.healthy {
         "ok"
+    } else if only_pending {
+        "PEND"
     } else if let Some(first) = breaches.next()
         && first < Severity::Critical
         && breaches.all(|s| s < Severity::Critical)
@@ -314,7 +325,7 @@ pub fn tick_story(report: &TickReport) -> Vec<(log::Level, String)> {
         let name = format!("{prefix}{}/{}", report.profile, task.name);
         let tag = task_tag(result);
         let level = match tag {
-            "ok" => Level::Info,
+            "ok" | "PEND" => Level::Info,
             "WARN" => Level::Warn,
             _ => Level::Error,
         };
