@@ -90,7 +90,10 @@ pub fn tick_text(report: &TickReport) -> String {
     let mut out = String::new();
     let tags: Vec<&str> = report.outcome.tasks.iter().map(task_tag).collect();
     let pending = tags.iter().filter(|t| **t == "PEND").count();
-    let failing = tags.iter().filter(|t| !matches!(**t, "ok" | "PEND")).count();
+    let failing = tags
+        .iter()
+        .filter(|t| !matches!(**t, "ok" | "PEND"))
+        .count();
     // A tick that restarted something did not find all healthy: it says so.
     let restarted = report
         .outcome
@@ -208,9 +211,18 @@ fn task_tag(result: &TaskResult) -> &'static str {
         Verdict::Breach { severity, .. } => Some(severity),
         _ => None,
     });
-    let only_pending = result.rules.iter().any(|r| r.status() == Some(Status::Pending))
-        && !result.rules.iter().any(|r| r.status() == Some(Status::Firing))
-        && !matches!(result.remediation, Some(Remediation::Done { healthy: false, .. }));
+    let only_pending = result
+        .rules
+        .iter()
+        .any(|r| r.status() == Some(Status::Pending))
+        && !result
+            .rules
+            .iter()
+            .any(|r| r.status() == Some(Status::Firing))
+        && !matches!(
+            result.remediation,
+            Some(Remediation::Done { healthy: false, .. })
+        );
     if result.healthy {
         "ok"
     } else if only_pending {

@@ -50,7 +50,11 @@ pub fn send(target: &Target, payload: &Payload, context: &Context) -> Result<(),
         target.api_url.trim_end_matches('/'),
         request.token.expose()
     );
-    let result = post(&url, &request.body, context.timeout);
+    // A digest over Telegram's limit goes as several messages, in order.
+    let result = request
+        .bodies
+        .iter()
+        .try_for_each(|body| post(&url, body, context.timeout));
     result.map_err(|mut failure| {
         failure.error = redact(&failure.error, &[&url, request.token.expose()]);
         failure
@@ -92,7 +96,8 @@ fn post(url: &str, body: &serde_json::Value, timeout: Duration) -> Result<(), Fa
 #[derive(Debug)]
 pub struct Request<'a> {
     pub token: &'a Secret,
-    pub body: serde_json::Value,
+    /// One sendMessage call each: a text over the limit is split.
+    pub bodies: Vec<serde_json::Value>,
 }
 
 /// The call for `payload`: to the configured chat and topic, or with a test
@@ -107,22 +112,74 @@ pub fn render<'a>(
         "parse_mode": "HTML",
         "disable_web_page_preview": true,
     });
-    let token = match test {
+    let (token, text) = match test {
         Some(route) => {
             body["chat_id"] = route.chat_id.as_str().into();
-            body["text"] = html(&format!("[{}] {}", source(payload), payload.text())).into();
-            route.token.as_ref().unwrap_or(target.token)
+            let text = format!("[{}] {}", source(payload), payload.text());
+            (route.token.as_ref().unwrap_or(target.token), text)
         }
         None => {
             body["chat_id"] = target.chat_id.into();
-            body["text"] = html(&payload.text()).into();
             if let Some(topic) = target.topic_id {
                 body["message_thread_id"] = topic.into();
             }
-            target.token
+            (target.token, payload.text())
         }
     };
-    Request { token, body }
+    let bodies = split(&text, MAX_TEXT)
+        .iter()
+        .map(|part| {
+            let mut body = body.clone();
+            body["text"] = html(part).into();
+            body
+        })
+        .collect();
+    Request { token, bodies }
+}
+
+/// UTF-16 code units: what Telegram counts.
+fn units(text: &str) -> usize {
+    text.chars().map(char::len_utf16).sum()
+}
+
+/// `text` in parts of at most `limit` units, split between lines: the
+/// first line (a digest's `[host] profile: N changes`) heads each part,
+/// with `(part i of n)`. A single line longer than a part is cut.
+pub fn split(text: &str, limit: usize) -> Vec<String> {
+    if units(text) <= limit {
+        return vec![text.to_string()];
+    }
+    let (head, rest) = text.split_once('\n').unwrap_or((text, ""));
+    // Room for " (part 99 of 99)" and the line break after the head.
+    let room = limit.saturating_sub(units(head) + 18).max(limit / 2);
+    let mut parts: Vec<String> = Vec::new();
+    let mut current = String::new();
+    for line in rest.split('\n') {
+        let line = if units(line) > room {
+            truncate(line, room)
+        } else {
+            line.to_string()
+        };
+        if !current.is_empty() && units(&current) + 1 + units(&line) > room {
+            parts.push(std::mem::take(&mut current));
+        }
+        if !current.is_empty() {
+            current.push('\n');
+        }
+        current.push_str(&line);
+    }
+    parts.push(current);
+    let count = parts.len();
+    parts
+        .into_iter()
+        .enumerate()
+        .map(|(i, part)| {
+            truncate(
+                &format!("{head} (part {} of {count})\n{part}", i + 1),
+                limit,
+            )
+        })
+        .collect()
 }
 
 /// What the test route names a payload by: its task, or for a digest of
@@ -136,7 +193,8 @@ fn source(payload: &Payload) -> &str {
     }
 }
 
-/// `text` as Telegram HTML: cut to Telegram's limit, `&`, `<` and `>`
+/// `text` as Telegram HTML (a part of at most the limit: see [`split`]),
+/// `&`, `<` and `>`
 /// escaped, and each line's opening status word in bold.
 pub fn html(text: &str) -> String {
     truncate(text, MAX_TEXT)
@@ -349,6 +407,28 @@ mod tests {
     }
 
     #[test]
+    fn long_texts_are_split_between_lines_with_the_head_on_each_part() {
+        assert_eq!(split("head\nshort", 100), ["head\nshort"]);
+        let lines: Vec<String> = (0..50).map(|i| format!("• line {i:02} 😀")).collect();
+        let text = format!("[h] p: 50 changes\n{}", lines.join("\n"));
+        let parts = split(&text, 200);
+        assert!(parts.len() > 3, "{parts:?}");
+        let mut back = Vec::new();
+        for (i, part) in parts.iter().enumerate() {
+            assert!(units(part) <= 200, "{part}");
+            let head = format!("[h] p: 50 changes (part {} of {})", i + 1, parts.len());
+            assert_eq!(part.lines().next(), Some(head.as_str()));
+            back.extend(part.lines().skip(1).map(str::to_string));
+        }
+        assert_eq!(back, lines);
+        // One line longer than a part is cut, the others kept.
+        let long = format!("head\n{}\nafter", "x".repeat(500));
+        let parts = split(&long, 200);
+        assert!(parts.iter().all(|p| units(p) <= 200), "{parts:?}");
+        assert!(parts.last().unwrap().ends_with("after"), "{parts:?}");
+    }
+
+    #[test]
     fn long_texts_are_cut_to_the_limit_with_a_note() {
         let short = "a".repeat(MAX_TEXT);
         assert_eq!(truncate(&short, MAX_TEXT), short);
@@ -380,7 +460,7 @@ mod tests {
         let request = render(&target(&token), &payload, None);
         assert_eq!(request.token.expose(), "123:ABC");
         assert_eq!(
-            request.body,
+            request.bodies[0],
             serde_json::json!({
                 "chat_id": "-100111",
                 "message_thread_id": 12,
@@ -401,10 +481,10 @@ mod tests {
         let payload = Payload::Single(Box::new(message("api", MessageKind::Resolved, "ok")));
         let request = render(&target(&token), &payload, Some(&route));
         assert_eq!(request.token.expose(), "999:DEF");
-        assert_eq!(request.body["chat_id"], "-100999");
-        assert_eq!(request.body.get("message_thread_id"), None);
+        assert_eq!(request.bodies[0]["chat_id"], "-100999");
+        assert_eq!(request.bodies[0].get("message_thread_id"), None);
         assert_eq!(
-            request.body["text"],
+            request.bodies[0]["text"],
             "[api] [box-1] <b>RESOLVED</b> p/api/health: ok"
         );
 
@@ -426,12 +506,12 @@ mod tests {
         };
         let request = render(&target(&token), &digest, Some(&route));
         assert!(
-            request.body["text"]
+            request.bodies[0]["text"]
                 .as_str()
                 .unwrap()
                 .starts_with("[p] [box-1] p: 2 changes\n• <b>FIRING</b>"),
             "{}",
-            request.body["text"]
+            request.bodies[0]["text"]
         );
     }
 
