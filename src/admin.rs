@@ -154,43 +154,73 @@ pub struct Imported {
     pub skipped: Vec<String>,
 }
 
-/// `monitor state import DIR`: each regular file's name is a key, its
-/// content (trailing newline removed) the value, under `namespace`.
-/// Existing values are kept unless `overwrite`; rerunning is safe.
+/// A cache file found in a folder is imported only up to this size: a
+/// legacy cache value is a line or a list, not a log.
+pub const FOLDER_FILE_LIMIT: u64 = 64 * 1024;
+/// A file named on the command line, up to this size.
+pub const NAMED_FILE_LIMIT: u64 = 1024 * 1024;
+
+/// `monitor state import PATH…`: each file named, and each small text
+/// file in each folder named, becomes a key (its file name) whose value is
+/// its content with one trailing newline removed (what `echo x > file`
+/// adds; `state export` puts it back). A folder's SQLite files, logs, lock
+/// files, hidden files and anything large or not text are skipped, each
+/// with why. Existing values are kept unless `overwrite`; rerunning is safe.
 pub fn import(
     config: &Config,
-    dir: &Path,
+    paths: &[std::path::PathBuf],
     namespace: &str,
     overwrite: bool,
     now: Timestamp,
 ) -> Result<Imported, Error> {
-    let entries = std::fs::read_dir(dir)
-        .with_context(|| format!("reading the cache folder {}", dir.display()))
-        .map_err(Error::Tool)?;
+    let mut imported = Imported::default();
     let mut files = Vec::new();
-    for entry in entries.flatten() {
-        let path = entry.path();
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if !path.is_file() || name.starts_with('.') {
+    for path in paths {
+        let metadata = std::fs::metadata(path)
+            .with_context(|| format!("reading {}", path.display()))
+            .map_err(Error::Tool)?;
+        if !metadata.is_dir() {
+            files.push((path.clone(), NAMED_FILE_LIMIT));
             continue;
         }
-        files.push((name, path));
-    }
-    files.sort();
-    let mut store = Store::open(&config.state).map_err(Error::Tool)?;
-    let mut imported = Imported::default();
-    let mut values = Vec::new();
-    for (name, path) in files {
-        match std::fs::read(&path) {
-            Ok(bytes) => match String::from_utf8(bytes) {
-                Ok(text) => {
-                    values.push((name, text.strip_suffix('\n').unwrap_or(&text).to_string()))
-                }
-                Err(_) => imported.skipped.push(format!("{name}: not UTF-8 text")),
-            },
-            Err(e) => imported.skipped.push(format!("{name}: {e}")),
+        let entries = std::fs::read_dir(path)
+            .with_context(|| format!("reading the cache folder {}", path.display()))
+            .map_err(Error::Tool)?;
+        let mut found: Vec<_> = entries.flatten().map(|e| e.path()).collect();
+        found.sort();
+        for file in found {
+            let name = file_name(&file);
+            let skip = if !file.is_file() {
+                Some("not a regular file")
+            } else if name.starts_with('.') {
+                Some("a hidden file")
+            } else if [".db", "-wal", "-shm", "-journal", ".sqlite", ".sqlite3"]
+                .iter()
+                .any(|s| name.ends_with(s))
+            {
+                Some("an SQLite file")
+            } else if [".log", ".lock", ".pid"].iter().any(|s| name.ends_with(s)) {
+                Some("a log, lock or pid file")
+            } else {
+                None
+            };
+            match skip {
+                Some(why) => imported.skipped.push(format!(
+                    "{name}: {why} (name it on the command line to import it anyway)"
+                )),
+                None => files.push((file, FOLDER_FILE_LIMIT)),
+            }
         }
     }
+    let mut values: Vec<(String, String)> = Vec::new();
+    for (path, limit) in files {
+        let name = file_name(&path);
+        match read_text(&path, limit) {
+            Ok(text) => values.push((name, text.strip_suffix('\n').unwrap_or(&text).to_string())),
+            Err(why) => imported.skipped.push(format!("{name}: {why}")),
+        }
+    }
+    let mut store = Store::open(&config.state).map_err(Error::Tool)?;
     let outcome = store
         .import_state(namespace, &values, overwrite, now)
         .map_err(Error::Tool)?;
@@ -198,4 +228,106 @@ pub fn import(
     imported.overwritten = outcome.1;
     imported.kept = outcome.2;
     Ok(imported)
+}
+
+fn file_name(path: &Path) -> String {
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// The file's text, when it is at most `limit` bytes of UTF-8 without NUL
+/// bytes (an SQLite file or a binary is not a cache value).
+fn read_text(path: &Path, limit: u64) -> Result<String, String> {
+    use std::io::Read;
+    let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
+    let mut bytes = Vec::new();
+    file.take(limit + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| e.to_string())?;
+    if bytes.len() as u64 > limit {
+        return Err(format!(
+            "larger than {} KiB: not a cache value (a log?)",
+            limit / 1024
+        ));
+    }
+    if bytes.contains(&0) {
+        return Err("binary (it has NUL bytes): not a text cache file".into());
+    }
+    String::from_utf8(bytes).map_err(|_| "not UTF-8 text".to_string())
+}
+
+/// What `state export` did.
+#[derive(Debug, Default, PartialEq)]
+pub struct Exported {
+    pub written: usize,
+    pub skipped: Vec<String>,
+}
+
+/// `monitor state export DIR`: the way back (seed 001's rollback to the
+/// text cache): each key of `namespace` becomes the file DIR/key holding
+/// its value and a newline — what `state import` reads back unchanged. An
+/// existing file is left alone unless `overwrite`.
+pub fn export(
+    config: &Config,
+    dir: &Path,
+    namespace: &str,
+    overwrite: bool,
+) -> Result<Exported, Error> {
+    let rows = match Store::open_read_only(&config.state).map_err(Error::Tool)? {
+        Some(store) => store.state_rows(Some(namespace)).map_err(Error::Tool)?,
+        None => Vec::new(),
+    };
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("creating {}", dir.display()))
+        .map_err(Error::Tool)?;
+    let mut exported = Exported::default();
+    for (_, key, value) in rows {
+        if key.is_empty() || key.starts_with('.') || key.contains('/') || key.contains('\0') {
+            exported
+                .skipped
+                .push(format!("{key:?}: not usable as a file name"));
+            continue;
+        }
+        let path = dir.join(&key);
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true);
+        if overwrite {
+            options.create(true).truncate(true);
+        } else {
+            options.create_new(true);
+        }
+        let written = options.open(&path).and_then(|mut file| {
+            use std::io::Write;
+            file.write_all(value.as_bytes())?;
+            file.write_all(b"\n")
+        });
+        match written {
+            Ok(()) => exported.written += 1,
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => exported.skipped.push(
+                format!("{key}: {} exists (--overwrite replaces it)", path.display()),
+            ),
+            Err(e) => exported
+                .skipped
+                .push(format!("{key}: {}: {e}", path.display())),
+        }
+    }
+    Ok(exported)
+}
+
+/// A value on one line of `state list`: backslash, newline, carriage
+/// return and tab escaped (`\\`, `\n`, `\r`, `\t`), so a multi-line
+/// value cannot pass for several rows. `state get` prints it as it is.
+pub fn one_line(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for c in value.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c => out.push(c),
+        }
+    }
+    out
 }

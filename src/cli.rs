@@ -162,12 +162,25 @@ pub enum StateCommand {
     },
     /// Delete one value
     Delete { namespace: String, key: String },
-    /// Import legacy text cache files: each file's name is a key, its content the value
+    /// Import legacy text cache files (named, or the small text files of a
+    /// folder): each file's name is a key, its content (one trailing
+    /// newline removed) the value
     Import {
-        dir: PathBuf,
+        #[arg(required = true, value_name = "FILE_OR_DIR")]
+        paths: Vec<PathBuf>,
         #[arg(long, default_value = "cache", value_name = "NS")]
         namespace: String,
         /// Replace values already in the database (by default they are kept)
+        #[arg(long)]
+        overwrite: bool,
+    },
+    /// Write a namespace back as text files (KEY holding the value and a
+    /// newline): the way back to the legacy cache
+    Export {
+        dir: PathBuf,
+        #[arg(long, default_value = "cache", value_name = "NS")]
+        namespace: String,
+        /// Replace files already in DIR (by default they are left alone)
         #[arg(long)]
         overwrite: bool,
     },
@@ -631,7 +644,14 @@ fn state(cli: &Cli, command: &StateCommand) -> Result<u8, Error> {
             print(
                 &rows
                     .iter()
-                    .map(|(ns, k, v)| format!("{ns}\t{k}\t{v}\n"))
+                    .map(|(ns, k, v)| {
+                        format!(
+                            "{}\t{}\t{}\n",
+                            admin::one_line(ns),
+                            admin::one_line(k),
+                            admin::one_line(v)
+                        )
+                    })
                     .collect::<String>(),
             );
         }
@@ -662,12 +682,29 @@ fn state(cli: &Cli, command: &StateCommand) -> Result<u8, Error> {
                 return Err(Error::Usage(format!("no value for {namespace}/{key}")));
             }
         }
-        StateCommand::Import {
+        StateCommand::Export {
             dir,
             namespace,
             overwrite,
         } => {
-            let done = admin::import(&config, dir, namespace, *overwrite, now)?;
+            let done = admin::export(&config, dir, namespace, *overwrite)?;
+            let mut text = format!(
+                "exported {namespace} to {}: {} file{} written\n",
+                dir.display(),
+                done.written,
+                if done.written == 1 { "" } else { "s" }
+            );
+            for skipped in &done.skipped {
+                text.push_str(&format!("skipped {skipped}\n"));
+            }
+            print(&text);
+        }
+        StateCommand::Import {
+            paths,
+            namespace,
+            overwrite,
+        } => {
+            let done = admin::import(&config, paths, namespace, *overwrite, now)?;
             let mut text = format!(
                 "imported into {namespace}: {} added, {} overwritten, {} kept{}\n",
                 done.added,

@@ -879,3 +879,112 @@ fn repeated_git_sync_failures_raise_a_warning_that_a_good_sync_resolves() {
     assert_exit(&out, 0);
     assert!(stdout(&out).contains("RESOLVED"), "{}", stdout(&out));
 }
+
+/// Issue 11, item 8: `state import /srv/cache` took every file of the
+/// folder — the 3 MB log and the SQLite database and its sidecars became
+/// "values". Now a folder gives only its small text files (each skip says
+/// why), files named on the command line are taken, `state list` shows a
+/// multi-line value on one unambiguous line, and `state export` writes
+/// the files back byte for byte (the seed's rollback).
+#[test]
+fn state_import_takes_cache_files_only_and_export_writes_them_back() {
+    let ws = Workspace::new(&profile_p(
+        "      - name: a\n        command: { argv: [\"true\"] }\n",
+    ));
+    let cache = ws.path().join("cache");
+    std::fs::create_dir(&cache).unwrap();
+    std::fs::write(cache.join("cache-id.txt"), "abc123\n").unwrap();
+    std::fs::write(cache.join("nonces.txt"), "1\n2\n3\n").unwrap();
+    std::fs::write(cache.join("runner.log"), "x".repeat(3 << 20)).unwrap();
+    std::fs::write(cache.join("big.txt"), "y".repeat(100 << 10) + "\n").unwrap();
+    let db = rusqlite::Connection::open(cache.join("monitoring.db")).unwrap();
+    db.execute_batch("PRAGMA journal_mode=WAL; CREATE TABLE t(x); INSERT INTO t VALUES (1);")
+        .unwrap();
+    let out = ws
+        .command()
+        .args(["state", "import"])
+        .arg(&cache)
+        .output()
+        .unwrap();
+    drop(db);
+    assert_exit(&out, 0);
+    let said = stdout(&out);
+    assert!(said.contains("2 added"), "{said}");
+    for skipped in [
+        "runner.log",
+        "monitoring.db:",
+        "monitoring.db-wal",
+        "monitoring.db-shm",
+        "big.txt: larger than 64 KiB",
+    ] {
+        assert!(
+            said.contains(&format!("skipped {skipped}")),
+            "{skipped}: {said}"
+        );
+    }
+    // Named on the command line, a larger text file is taken.
+    let out = ws
+        .command()
+        .args(["state", "import"])
+        .arg(cache.join("big.txt"))
+        .output()
+        .unwrap();
+    assert!(stdout(&out).contains("1 added"), "{}", stdout(&out));
+    let list = stdout(&ws.command().args(["state", "list"]).output().unwrap());
+    let rows: Vec<&str> = list.lines().collect();
+    assert_eq!(rows.len(), 3, "one line per value: {list}");
+    assert!(rows.contains(&"cache\tnonces.txt\t1\\n2\\n3"), "{list}");
+    assert!(rows.contains(&"cache\tcache-id.txt\tabc123"), "{list}");
+    let get = ws
+        .command()
+        .args(["state", "get", "cache", "nonces.txt"])
+        .output()
+        .unwrap();
+    assert_eq!(stdout(&get), "1\n2\n3\n");
+
+    // The way back: the same bytes the old scripts wrote.
+    let back = ws.path().join("back");
+    let out = ws
+        .command()
+        .args(["state", "export"])
+        .arg(&back)
+        .output()
+        .unwrap();
+    assert_exit(&out, 0);
+    assert!(stdout(&out).contains("3 files written"), "{}", stdout(&out));
+    for name in ["cache-id.txt", "nonces.txt", "big.txt"] {
+        assert!(
+            std::fs::read(back.join(name)).unwrap() == std::fs::read(cache.join(name)).unwrap(),
+            "{name} differs"
+        );
+    }
+    // Again: the files are there, left alone without --overwrite.
+    std::fs::write(back.join("nonces.txt"), "edited\n").unwrap();
+    let out = ws
+        .command()
+        .args(["state", "export"])
+        .arg(&back)
+        .output()
+        .unwrap();
+    assert!(stdout(&out).contains("0 files written"), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("nonces.txt") && stdout(&out).contains("--overwrite"),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(
+        std::fs::read_to_string(back.join("nonces.txt")).unwrap(),
+        "edited\n"
+    );
+    let out = ws
+        .command()
+        .args(["state", "export", "--overwrite"])
+        .arg(&back)
+        .output()
+        .unwrap();
+    assert!(stdout(&out).contains("3 files written"), "{}", stdout(&out));
+    assert_eq!(
+        std::fs::read_to_string(back.join("nonces.txt")).unwrap(),
+        "1\n2\n3\n"
+    );
+}
