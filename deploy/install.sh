@@ -216,11 +216,13 @@ fi
 
 # -- configuration: the operator's from now on -----------------------------
 own_dir "$etc_dir" 0750 "$(owner "root:$user")"
-# The shipped jobs.yaml keeps its state beside itself (state/monitor.db),
-# which is read-only under the units' sandbox: a relative `state:` is
-# pointed at the state folder (the units also set MONITOR_DB to it).
-awk -v db="$state_dir/monitor.db" '
+# The shipped jobs.yaml keeps its state and log beside itself
+# (state/monitor.db, state/monitor.log), which is read-only under the
+# units' sandbox: a relative `state:` and `log_file:` are pointed at the
+# state folder (the units also set MONITOR_DB to it).
+awk -v db="$state_dir/monitor.db" -v logfile="$state_dir/monitor.log" '
     !done && /^state:[ \t]*[^\/ \t#"$]/ { sub(/^state:[ \t]*[^#]*/, "state: " db "   "); done = 1 }
+    !logged && /^log_file:[ \t]*[^\/ \t#"$]/ { sub(/^log_file:[ \t]*[^#]*/, "log_file: " logfile "   "); logged = 1 }
     { print }' "$config" |
     create_once "$etc_dir/jobs.yaml" 0640 "$(owner "root:$user")"
 create_once "$etc_dir/.env" 0640 "$(owner "root:$user")" <"$deploy/.env.example"

@@ -50,32 +50,7 @@ fn trim_log(trim: &TrimLog, context: &Context) -> Check {
     let path = &trim.path;
     let keep = trim.keep_lines;
     let (status, summary) = match trim_file(path, keep, context) {
-        Ok(Trimmed::KeptAll { lines }) => (
-            CheckStatus::Ok,
-            format!(
-                "kept all {lines} lines of {} (keep_lines {keep})",
-                path.display()
-            ),
-        ),
-        Ok(Trimmed::WouldTrim { lines }) => (
-            CheckStatus::Ok,
-            format!(
-                "would trim {} to its last {keep} lines (now {lines} lines)",
-                path.display()
-            ),
-        ),
-        Ok(Trimmed::Trimmed {
-            lines_before,
-            lines_after,
-            freed_bytes,
-        }) => (
-            CheckStatus::Ok,
-            format!(
-                "trimmed {} from {lines_before} to {lines_after} lines (freed {})",
-                path.display(),
-                human_bytes(freed_bytes)
-            ),
-        ),
+        Ok(trimmed) => (CheckStatus::Ok, trimmed.describe(path, keep)),
         Err(summary) => (CheckStatus::Failed, summary),
     };
     Check {
@@ -99,6 +74,31 @@ pub enum Trimmed {
         lines_after: u64,
         freed_bytes: u64,
     },
+}
+
+impl Trimmed {
+    /// What the trim of `path` to `keep` lines did, in one line.
+    pub fn describe(&self, path: &Path, keep: u64) -> String {
+        match self {
+            Trimmed::KeptAll { lines } => format!(
+                "kept all {lines} lines of {} (keep_lines {keep})",
+                path.display()
+            ),
+            Trimmed::WouldTrim { lines } => format!(
+                "would trim {} to its last {keep} lines (now {lines} lines)",
+                path.display()
+            ),
+            Trimmed::Trimmed {
+                lines_before,
+                lines_after,
+                freed_bytes,
+            } => format!(
+                "trimmed {} from {lines_before} to {lines_after} lines (freed {})",
+                path.display(),
+                human_bytes(*freed_bytes)
+            ),
+        }
+    }
 }
 
 /// Keeps the last `keep` lines of the file at `path` in place: same inode,

@@ -449,6 +449,9 @@ fn init_logging(level: LogLevel, quiet: bool, write_file: bool, config: &Config)
         ));
     }
     if let Some(path) = config.log_file.as_ref().filter(|_| write_file) {
+        if let Some(folder) = path.parent() {
+            let _ = crate::store::create_private_dir(folder);
+        }
         let opened = std::fs::OpenOptions::new()
             .create(true)
             .append(true)

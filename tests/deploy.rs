@@ -355,11 +355,17 @@ fn install_twice_gives_the_same_tree_and_changes_nothing_the_second_time() {
         .filter(|(a, b)| a != b)
         .collect();
     assert_eq!(shipped.lines().count(), installed.lines().count());
-    assert_eq!(differing.len(), 1, "{differing:#?}");
+    assert_eq!(differing.len(), 2, "{differing:#?}");
     assert!(
         differing[0]
             .1
             .starts_with("state: /var/lib/monitor/monitor.db "),
+        "{differing:#?}"
+    );
+    assert!(
+        differing[1]
+            .1
+            .starts_with("log_file: /var/lib/monitor/monitor.log "),
         "{differing:#?}"
     );
 }
@@ -810,8 +816,8 @@ fn rendered_cron_d_lines_are_five_fields_a_user_and_the_command() {
         jobs += 1;
     }
     assert_eq!(
-        jobs, 1,
-        "the shipped jobs.yaml has one enabled profile:\n{cron_d}"
+        jobs, 2,
+        "the shipped jobs.yaml has two enabled profiles (host, hourly):\n{cron_d}"
     );
     let output = crontab_check(&as_user_crontab);
     assert!(

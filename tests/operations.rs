@@ -988,3 +988,113 @@ fn state_import_takes_cache_files_only_and_export_writes_them_back() {
         "1\n2\n3\n"
     );
 }
+
+/// Issue 11, item 11: `monitor run hourly --dry-run`, the operators' way to
+/// check a host by hand, failed on the shipped jobs.yaml ("no profile
+/// hourly"). It runs with nothing installed, and its self check sees what
+/// goes wrong with monitor itself: a backlog and dead letters in the
+/// outbox, a profile that never runs, a corrupt database.
+#[test]
+fn the_shipped_hourly_profile_runs_anywhere_and_sees_monitor_itself() {
+    let shipped =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("jobs.yaml")).unwrap();
+    let ws = Workspace::new(&shipped);
+    let out = ws
+        .command()
+        .args(["run", "hourly", "--dry-run"])
+        .output()
+        .unwrap();
+    assert_exit(&out, 0);
+    let said = stdout(&out);
+    assert!(said.contains("monitor OK - no database yet"), "{said}");
+    assert!(said.contains("var-log"), "{said}");
+    assert_exit(&ws.command().args(["run", "host"]).output().unwrap(), 0);
+    let out = ws.command().args(["run", "hourly"]).output().unwrap();
+    assert_exit(&out, 0);
+    let said = stdout(&out);
+    assert!(
+        said.contains(
+            "database ok; outbox 0 waiting; 0 dead letters in 24 h; 0 of 2 profiles overdue"
+        ),
+        "{said}"
+    );
+    assert!(said.contains("kept all"), "it trims its log: {said}");
+
+    // The shipped self check, with a notifier that never answers and a
+    // profile no crontab runs.
+    let down = closed_port();
+    let yaml = shipped
+        .replace(
+            "  console: { type: stdout }\n",
+            &format!("  console: {{ type: stdout }}\n  hook: {{ type: webhook, url: \"http://127.0.0.1:{down}/h\" }}\n"),
+        )
+        .replace("  notify: [console]\n", "  notify: [console, hook]\n")
+        .replace(
+            "  services:\n    cron: \"* * * * *\"\n    enabled: false\n",
+            "  services:\n    cron: \"*/5 * * * *\"\n    enabled: true\n",
+        );
+    assert_ne!(yaml, shipped);
+    let ws = Workspace::new(&yaml);
+    ws.write_config(&yaml);
+    // The hook's messages wait in the outbox.
+    for n in [0, 1, 19] {
+        ws.run_at(minute(n), "host", &[]);
+    }
+    let out = ws.run_at(minute(20), "hourly", &["--format", "json"]);
+    let report: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let signals = &report["tasks"][0]["signals"];
+    assert!(
+        signals["self_check.outbox_backlog"].as_f64().unwrap() >= 1.0,
+        "{signals}"
+    );
+    assert_eq!(signals["self_check.db_ok"], 1.0);
+    assert_eq!(
+        signals["self_check.profiles_overdue"], 1.0,
+        "services never ran: {signals}"
+    );
+    // A message given up (dead letter) counts for a day.
+    let db = ws.sqlite();
+    db.execute(
+        "UPDATE outbox SET given_up_at = ?1, last_error = 'x' WHERE id = (SELECT min(id) FROM outbox)",
+        [minute(20) * 1000],
+    )
+    .unwrap();
+    drop(db);
+    let out = ws.run_at(minute(21), "hourly", &[]);
+    assert_exit(&out, 1);
+    let said = stdout(&out);
+    assert!(said.contains("1 dead letters in 24 h"), "{said}");
+    assert!(said.contains("dead-letters FIRING"), "{said}");
+    assert!(said.contains("profiles overdue: services"), "{said}");
+
+    // A corrupt index, which the ticks do not notice: the hourly self
+    // check does, critical, and says what to do.
+    let db = ws.sqlite();
+    let page: i64 = db
+        .query_row(
+            "SELECT rootpage FROM sqlite_master WHERE name = 'runs_by_time'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    let size: i64 = db.query_row("PRAGMA page_size", [], |r| r.get(0)).unwrap();
+    db.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);")
+        .unwrap();
+    drop(db);
+    let path = ws.db();
+    let mut bytes = std::fs::read(&path).unwrap();
+    let start = ((page - 1) * size) as usize;
+    for byte in &mut bytes[start + 8..start + size as usize] {
+        *byte = 0x5a;
+    }
+    std::fs::write(&path, &bytes).unwrap();
+    let out = ws.run_at(minute(22), "hourly", &[]);
+    assert_exit(&out, 1);
+    let said = stdout(&out);
+    assert!(
+        said.contains("monitor CRITICAL - the database")
+            && said.contains("fails SQLite's quick_check"),
+        "{said}"
+    );
+    assert!(said.contains(".recover"), "{said}");
+}

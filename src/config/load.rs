@@ -227,6 +227,24 @@ pub fn load_source(
     };
     check_references(&config, &display_path, &source)?;
     resolve_relative_paths(&mut config, &base);
+    let watched = super::Watched {
+        database: config.state.clone(),
+        log_file: config.log_file.clone(),
+        config: config.path.clone(),
+        profiles: config
+            .profiles
+            .iter()
+            .filter(|p| p.enabled)
+            .map(|p| (p.name.clone(), p.cron.clone()))
+            .collect(),
+    };
+    for task in config.profiles.iter_mut().flat_map(|p| p.tasks.iter_mut()) {
+        for probe in &mut task.probes {
+            if let super::Probe::SelfCheck(check) = probe {
+                check.watched = watched.clone();
+            }
+        }
+    }
     config.source = source;
     Ok(config)
 }
@@ -368,7 +386,7 @@ fn resolve_relative_paths(config: &mut Config, base: &Path) {
                         fix_opt(&mut disk.path);
                         fix_opt(&mut disk.dir);
                     }
-                    Probe::Lag(_) => {}
+                    Probe::Lag(_) | Probe::SelfCheck(_) => {}
                 }
             }
             if let Some(action) = &mut task.action {

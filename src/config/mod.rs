@@ -452,6 +452,7 @@ pub enum Probe {
     Lag(LagProbe),
     Process(ProcessProbe),
     Disk(DiskProbe),
+    SelfCheck(SelfCheckProbe),
 }
 
 /// Whether `line` holds `{sinc}`, `{untill}`, `{Since}` or the like: a
@@ -531,6 +532,7 @@ impl Probe {
             Probe::Lag(_) => "lag",
             Probe::Process(_) => "process",
             Probe::Disk(_) => "disk",
+            Probe::SelfCheck(_) => "self_check",
         }
     }
 }
@@ -553,6 +555,8 @@ struct RawTask {
     process: Option<ProcessProbe>,
     #[serde(default)]
     disk: Option<DiskProbe>,
+    #[serde(default)]
+    self_check: Option<SelfCheckProbe>,
     #[serde(default)]
     action: Option<Action>,
     #[serde(default)]
@@ -607,6 +611,7 @@ impl<'de> Deserialize<'de> for Task {
                 raw.lag.map(Probe::Lag),
                 raw.process.map(Probe::Process),
                 raw.disk.map(Probe::Disk),
+                raw.self_check.map(Probe::SelfCheck),
             ]
             .into_iter()
             .flatten()
@@ -614,7 +619,7 @@ impl<'de> Deserialize<'de> for Task {
             match (&raw.action, probes.is_empty()) {
                 (None, true) => {
                     return Err(err(
-                        "needs a probe (http, command, log, metrics, lag, process, disk) or an action"
+                        "needs a probe (http, command, log, metrics, lag, process, disk, self_check) or an action"
                             .into(),
                     ));
                 }
@@ -1027,6 +1032,32 @@ pub struct DiskProbe {
     pub min_free: Option<ByteSize>,
     #[serde(default)]
     pub max_size: Option<ByteSize>,
+}
+
+/// `self_check`: monitor watching itself — its database (SQLite's quick
+/// check), its outbox (backlog, dead letters), its schedule (overdue
+/// profiles) and the size of its log and state; optionally trimming its
+/// own `log_file`.
+#[derive(Deserialize, Debug, Clone, Default)]
+#[serde(deny_unknown_fields)]
+pub struct SelfCheckProbe {
+    /// Trim `log_file:` to its last this many lines (nothing when unset,
+    /// or when there is no log file yet).
+    #[serde(default)]
+    pub keep_log_lines: Option<u64>,
+    /// Filled in at load: what to look at.
+    #[serde(skip)]
+    pub watched: Watched,
+}
+
+/// What a `self_check` looks at, from the loaded jobs.yaml.
+#[derive(Debug, Clone, Default)]
+pub struct Watched {
+    pub database: PathBuf,
+    pub log_file: Option<PathBuf>,
+    pub config: PathBuf,
+    /// Each enabled profile's name and schedule.
+    pub profiles: Vec<(String, CronSchedule)>,
 }
 
 // ---------------------------------------------------------------- actions

@@ -11,6 +11,7 @@ pub mod log;
 pub mod metrics;
 pub mod process;
 pub mod process_group;
+pub mod self_check;
 
 use crate::clock::Timestamp;
 use crate::config::{Probe, Selector, Severity, Task};
@@ -378,6 +379,7 @@ pub fn observe(task: &Task, context: &Context) -> Observation {
             Probe::Disk(disk) => disk::observe(disk, context, &mut observation),
             Probe::Metrics(metrics) => metrics::observe(metrics, context, &mut observation),
             Probe::Lag(lag) => lag::observe(lag, context, &mut observation),
+            Probe::SelfCheck(check) => self_check::observe(check, context, &mut observation),
         }
     }
     if let Some(action) = &task.action {

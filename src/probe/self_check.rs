@@ -1,0 +1,207 @@
+//! The `self_check` probe: monitor watching itself. Its database (SQLite's
+//! `quick_check`), its outbox (messages waiting, and dead letters: given up
+//! in the last day), its schedule (enabled profiles overdue, never-run
+//! ones judged from when they appeared in jobs.yaml), the size of its
+//! state folder and log; and, when asked, trimming its own log file.
+//! Opens the database read-only; trims only in a real tick.
+
+use super::{Check, CheckStatus, Context, Observation};
+use crate::clock::Timestamp;
+use crate::config::SelfCheckProbe;
+use crate::probe::disk::human_bytes;
+use rusqlite::{Connection, OpenFlags};
+use std::time::Instant;
+
+/// A dead letter counts for this long after it was given up.
+const DEAD_LETTER_WINDOW_MS: i64 = 24 * 3600 * 1000;
+
+pub fn observe(probe: &SelfCheckProbe, context: &Context, out: &mut Observation) {
+    let watched = &probe.watched;
+    let mut parts = Vec::new();
+    let mut status = CheckStatus::Ok;
+    let database = &watched.database;
+    if !database.exists() {
+        parts.push(format!(
+            "no database yet at {} (no tick has stored anything)",
+            database.display()
+        ));
+    }
+    {
+        match read_database(probe, context.now) {
+            Ok(figures) => {
+                out.signals
+                    .set_probe("self_check", "db_ok", if figures.ok { 1.0 } else { 0.0 });
+                if !figures.ok {
+                    status = CheckStatus::Critical;
+                    parts.push(format!(
+                        "the database {} fails SQLite's quick_check: {} — stop the ticks and recover it (sqlite3 DB .recover | sqlite3 DB.new, then move DB.new in place), or move it aside and the next tick starts an empty one",
+                        database.display(),
+                        figures.problem
+                    ));
+                } else if database.exists() {
+                    parts.push("database ok".to_string());
+                }
+                for (name, value) in [
+                    ("outbox_backlog", figures.backlog),
+                    ("outbox_oldest_s", figures.oldest_s),
+                    ("dead_letters", figures.dead_letters),
+                    ("profiles_overdue", figures.overdue.len() as i64),
+                ] {
+                    out.signals.set_probe("self_check", name, value as f64);
+                }
+                parts.push(format!(
+                    "outbox {} waiting{}",
+                    figures.backlog,
+                    if figures.backlog > 0 {
+                        format!(
+                            " (oldest {})",
+                            crate::clock::human_duration(figures.oldest_s * 1000)
+                        )
+                    } else {
+                        String::new()
+                    }
+                ));
+                parts.push(format!("{} dead letters in 24 h", figures.dead_letters));
+                parts.push(if figures.overdue.is_empty() {
+                    format!("0 of {} profiles overdue", watched.profiles.len())
+                } else {
+                    format!("profiles overdue: {}", figures.overdue.join(", "))
+                });
+            }
+            Err(e) => {
+                status = CheckStatus::Critical;
+                out.signals.set_probe("self_check", "db_ok", 0.0);
+                parts.push(format!(
+                    "cannot read the database {}: {e:#}",
+                    database.display()
+                ));
+            }
+        }
+    }
+    let folder = watched
+        .database
+        .parent()
+        .map(std::path::Path::to_path_buf)
+        .unwrap_or_default();
+    let size = crate::probe::disk::dir_size(&folder, Instant::now() + context.budget(None))
+        .map_or(0, |size| size.bytes);
+    out.signals
+        .set_probe("self_check", "state_bytes", size as f64);
+    parts.push(format!("state {}", human_bytes(size)));
+    if let Some(log) = &watched.log_file {
+        let bytes = std::fs::metadata(log).map(|m| m.len()).unwrap_or(0);
+        out.signals
+            .set_probe("self_check", "log_bytes", bytes as f64);
+        parts.push(format!("log {}", human_bytes(bytes)));
+        if let Some(keep) = probe.keep_log_lines
+            && log.exists()
+        {
+            match crate::action::trim_file(log, keep, context) {
+                Ok(trimmed) => parts.push(trimmed.describe(log, keep)),
+                Err(why) => {
+                    if status == CheckStatus::Ok {
+                        status = CheckStatus::Warning;
+                    }
+                    parts.push(why);
+                }
+            }
+        }
+    } else {
+        out.signals.set_probe("self_check", "log_bytes", 0.0);
+    }
+    let word = match status {
+        CheckStatus::Ok => "OK",
+        CheckStatus::Warning => "WARNING",
+        _ => "CRITICAL",
+    };
+    out.checks.push(Check {
+        probe: "self_check",
+        status,
+        summary: format!("monitor {word} - {}", parts.join("; ")),
+    });
+}
+
+struct Figures {
+    ok: bool,
+    problem: String,
+    backlog: i64,
+    oldest_s: i64,
+    dead_letters: i64,
+    overdue: Vec<String>,
+}
+
+/// The database's figures; all zero (and the schedule judged from the
+/// file's last change) when there is no database yet.
+fn read_database(probe: &SelfCheckProbe, now: Timestamp) -> anyhow::Result<Figures> {
+    if !probe.watched.database.exists() {
+        return Ok(Figures {
+            ok: true,
+            problem: String::new(),
+            backlog: 0,
+            oldest_s: 0,
+            dead_letters: 0,
+            overdue: overdue(probe, now, |_| Ok((None, None)))?,
+        });
+    }
+    let connection = Connection::open_with_flags(
+        &probe.watched.database,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    connection.busy_timeout(std::time::Duration::from_secs(5))?;
+    let mut statement = connection.prepare("PRAGMA quick_check")?;
+    let results: Vec<String> = statement
+        .query_map([], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    let ok = results.len() == 1 && results[0] == "ok";
+    let lines: Vec<&str> = results
+        .iter()
+        .flat_map(|r| r.lines())
+        .filter(|l| !l.starts_with("***"))
+        .collect();
+    let mut problem = lines.iter().take(2).copied().collect::<Vec<_>>().join("; ");
+    if lines.len() > 2 {
+        problem.push_str(&format!(" (and {} more)", lines.len() - 2));
+    }
+    let (backlog, oldest): (i64, Option<i64>) = connection.query_row(
+        "SELECT count(*), min(created_at) FROM outbox WHERE delivered_at IS NULL AND given_up_at IS NULL",
+        [],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
+    let dead_letters: i64 = connection.query_row(
+        "SELECT count(*) FROM outbox WHERE given_up_at IS NOT NULL AND given_up_at > ?1",
+        [now.0 - DEAD_LETTER_WINDOW_MS],
+        |r| r.get(0),
+    )?;
+    let first_seen = crate::store::first_seen(&connection)?;
+    let mut last = connection.prepare("SELECT max(started_at) FROM runs WHERE profile = ?1")?;
+    let overdue = overdue(probe, now, |name| {
+        let last_run: Option<i64> = last.query_row([name], |r| r.get(0))?;
+        Ok((last_run.map(Timestamp), first_seen.get(name).copied()))
+    })?;
+    Ok(Figures {
+        ok,
+        problem,
+        backlog,
+        oldest_s: oldest.map_or(0, |at| (now.0 - at).max(0) / 1000),
+        dead_letters,
+        overdue,
+    })
+}
+
+/// The enabled profiles overdue at `now`, given each one's last run and
+/// first appearance (`known`).
+fn overdue(
+    probe: &SelfCheckProbe,
+    now: Timestamp,
+    mut known: impl FnMut(&str) -> anyhow::Result<(Option<Timestamp>, Option<Timestamp>)>,
+) -> anyhow::Result<Vec<String>> {
+    let mut overdue = Vec::new();
+    for (name, cron) in &probe.watched.profiles {
+        let (last_run, first_seen) = known(name)?;
+        let since = crate::schedule::watched_since(last_run, first_seen, &probe.watched.config);
+        if cron.overdue_from(since, now) {
+            overdue.push(name.clone());
+        }
+    }
+    Ok(overdue)
+}
