@@ -267,7 +267,6 @@ impl HistoryStatus {
 
 /// Entry point of the binary: returns the exit code.
 pub fn main() -> u8 {
-    clock::init_local_offset();
     let cli = Cli::parse();
     match dispatch(&cli) {
         Ok(code) => code,
@@ -767,7 +766,7 @@ fn list(config: &Config, format: Format) -> Result<u8, Error> {
         })
         .collect();
     print(&match format {
-        Format::Text => report::list_text(&rows) + &admin::silences_text(&silences, now),
+        Format::Text => report::list_text(&rows, now) + &admin::silences_text(&silences, now),
         Format::Json => format!(
             "{:#}\n",
             serde_json::json!({ "profiles": report::list_json(&rows), "silences": silences })

@@ -3,9 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
-use std::sync::OnceLock;
+use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
-use time::{OffsetDateTime, UtcOffset};
 
 /// Milliseconds since the Unix epoch.
 #[derive(
@@ -55,13 +54,30 @@ impl Timestamp {
     }
 
     /// `2026-11-26 20:15:00` in the local zone, for people.
+    /// Local wall clock time, at the UTC offset of that instant (a time
+    /// after the next clock change shows as cron will run it).
     pub fn local(self) -> String {
-        let format =
-            time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second]");
-        self.to_offset_date_time()
-            .map(|t| t.to_offset(local_offset()))
-            .and_then(|t| t.format(format).ok())
-            .unwrap_or_else(|| self.0.to_string())
+        match self.to_chrono() {
+            Some(t) => t
+                .with_timezone(&chrono::Local)
+                .format("%Y-%m-%d %H:%M:%S")
+                .to_string(),
+            None => self.0.to_string(),
+        }
+    }
+
+    /// [`Timestamp::local`], with its UTC offset when that differs from
+    /// `now`'s (around a clock change, the same wall time comes twice).
+    pub fn local_near(self, now: Timestamp) -> String {
+        use chrono::Offset;
+        let offset = |t: Timestamp| {
+            t.to_chrono()
+                .map(|t| t.with_timezone(&chrono::Local).offset().fix())
+        };
+        match (offset(self), offset(now)) {
+            (Some(mine), Some(theirs)) if mine != theirs => format!("{} ({mine})", self.local()),
+            _ => self.local(),
+        }
     }
 
     pub fn to_chrono(self) -> Option<chrono::DateTime<chrono::Utc>> {
@@ -73,19 +89,6 @@ impl fmt::Display for Timestamp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.local())
     }
-}
-
-static LOCAL_OFFSET: OnceLock<UtcOffset> = OnceLock::new();
-
-/// Reads the local UTC offset. Call once at startup, before any thread is
-/// spawned: the `time` crate refuses to read it from a threaded process.
-pub fn init_local_offset() {
-    let offset = UtcOffset::current_local_offset().unwrap_or(UtcOffset::UTC);
-    let _ = LOCAL_OFFSET.set(offset);
-}
-
-pub fn local_offset() -> UtcOffset {
-    *LOCAL_OFFSET.get().unwrap_or(&UtcOffset::UTC)
 }
 
 /// The environment variable that pins "now" for tests and replays: Unix

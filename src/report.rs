@@ -482,7 +482,7 @@ pub struct ProfileListing<'a> {
     pub held: Option<String>,
 }
 
-pub fn list_text(rows: &[ProfileListing]) -> String {
+pub fn list_text(rows: &[ProfileListing], now: Timestamp) -> String {
     let mut table = vec![[
         "PROFILE".to_string(),
         "CRON".into(),
@@ -495,7 +495,10 @@ pub fn list_text(rows: &[ProfileListing]) -> String {
         let mut last = match row.last {
             Some(run) => format!(
                 "{} {} ({}, {} ms)",
-                run.started_at, run.status, run.summary, run.duration_ms
+                run.started_at.local_near(now),
+                run.status,
+                run.summary,
+                run.duration_ms
             ),
             None => "never".to_string(),
         };
@@ -516,7 +519,7 @@ pub fn list_text(rows: &[ProfileListing]) -> String {
             row.tasks.to_string(),
             row.next
                 .filter(|_| row.enabled)
-                .map(|t| t.to_string())
+                .map(|t| t.local_near(now))
                 .unwrap_or_else(|| "-".into()),
             last,
         ]);

@@ -3,7 +3,7 @@
 //! anything on a schedule itself — cron does.
 
 use crate::config::Config;
-use chrono::{DateTime, Local, TimeZone};
+use chrono::{DateTime, Local, Offset, TimeZone, Timelike};
 use croner::Cron;
 use croner::parser::{CronParser, Seconds, Year};
 use serde::de::{Deserialize, Deserializer};
@@ -11,11 +11,18 @@ use std::fmt;
 use std::path::Path;
 
 /// A validated five-field cron expression (or `@hourly`-style alias) that
-/// both Vixie cron and supercronic accept and that fires at least once.
+/// both Vixie cron and supercronic accept and that fires at least once,
+/// judged as Debian's cron runs it: a day field starting with `*` makes
+/// both day fields have to match (otherwise either), and when the clock
+/// goes back an hour, jobs whose minute or hour starts with `*` run again
+/// in the repeated hour while fixed-time jobs do not; when it jumps
+/// forward, fixed-time jobs of the skipped hour run right after the jump.
 #[derive(Clone)]
 pub struct CronSchedule {
     text: String,
     cron: Cron,
+    /// Minute or hour starts with `*` (Vixie cron's MIN_STAR/HR_STAR).
+    wildcard: bool,
 }
 
 impl fmt::Debug for CronSchedule {
@@ -30,14 +37,31 @@ impl fmt::Display for CronSchedule {
     }
 }
 
-const ALIASES: [&str; 7] = [
-    "@yearly",
-    "@annually",
-    "@monthly",
-    "@weekly",
-    "@daily",
-    "@midnight",
-    "@hourly",
+/// The instants at which `zone`'s wall clock shows `wall`, earliest first:
+/// none in a skipped hour, two in a repeated one. Each is checked by
+/// converting it back (chrono's `Local` also calls the first wall time
+/// after a repeated hour ambiguous).
+fn instants<Tz: TimeZone>(zone: &Tz, wall: chrono::NaiveDateTime) -> Vec<DateTime<Tz>> {
+    let mut found: Vec<DateTime<Tz>> = match zone.from_local_datetime(&wall) {
+        chrono::LocalResult::Single(t) => vec![t],
+        chrono::LocalResult::Ambiguous(a, b) => vec![a, b],
+        chrono::LocalResult::None => Vec::new(),
+    };
+    found.retain(|t| t.naive_local() == wall);
+    found.sort();
+    found.dedup();
+    found
+}
+
+/// Debian cron's aliases and what they stand for.
+const ALIASES: [(&str, &str); 7] = [
+    ("@yearly", "0 0 1 1 *"),
+    ("@annually", "0 0 1 1 *"),
+    ("@monthly", "0 0 1 * *"),
+    ("@weekly", "0 0 * * 0"),
+    ("@daily", "0 0 * * *"),
+    ("@midnight", "0 0 * * *"),
+    ("@hourly", "0 * * * *"),
 ];
 const FIELDS: [(&str, u32, u32); 5] = [
     ("minute", 0, 59),
@@ -51,22 +75,34 @@ impl std::str::FromStr for CronSchedule {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
         let text = s.split_whitespace().collect::<Vec<_>>().join(" ");
-        if text.starts_with('@') {
-            if !ALIASES.contains(&text.as_str()) {
-                return Err(format!(
-                    "invalid cron schedule {text:?}: the aliases are {} (@reboot is not a schedule monitor can run)",
-                    ALIASES.join(", ")
-                ));
+        let fields = if text.starts_with('@') {
+            match ALIASES
+                .iter()
+                .find(|(alias, _)| alias.eq_ignore_ascii_case(&text))
+            {
+                Some((_, fields)) => fields.to_string(),
+                None => {
+                    let names: Vec<&str> = ALIASES.iter().map(|(alias, _)| *alias).collect();
+                    return Err(format!(
+                        "invalid cron schedule {text:?}: the aliases are {} (@reboot is not a schedule monitor can run)",
+                        names.join(", ")
+                    ));
+                }
             }
         } else {
             check_fields(&text)?;
-        }
+            text.clone()
+        };
+        let parts: Vec<&str> = fields.split(' ').collect();
         let cron = CronParser::builder()
             .seconds(Seconds::Disallowed)
             .year(Year::Disallowed)
+            // Vixie cron: with a day field starting with `*` both must match.
+            .dom_and_dow(parts[2].starts_with('*') || parts[4].starts_with('*'))
             .build()
-            .parse(&text)
+            .parse(&fields)
             .map_err(|e| format!("invalid cron schedule {text:?}: {e}"))?;
+        let wildcard = parts[0].starts_with('*') || parts[1].starts_with('*');
         // croner accepts impossible dates such as `0 0 31 2 *`: demand a next
         // occurrence within the next eight years (leap days included).
         let now = Local::now();
@@ -74,7 +110,11 @@ impl std::str::FromStr for CronSchedule {
             Ok(next) if next.signed_duration_since(now).num_days() < 8 * 366 => {}
             _ => return Err(format!("cron schedule {text:?} never fires (no such date)")),
         }
-        Ok(CronSchedule { text, cron })
+        Ok(CronSchedule {
+            text,
+            cron,
+            wildcard,
+        })
     }
 }
 
@@ -104,33 +144,55 @@ fn check_fields(text: &str) -> Result<(), String> {
             if range == "*" {
                 continue;
             }
+            let mut bounds = Vec::new();
             for bound in range.split('-') {
-                let ok = match bound.parse::<u32>() {
-                    Ok(n) => (lo..=hi).contains(&n),
-                    Err(_) => is_name(bound, what),
+                let value = match bound.parse::<u32>() {
+                    Ok(n) if (lo..=hi).contains(&n) => Some(n),
+                    Ok(_) => None,
+                    Err(_) => name_value(bound, what),
                 };
-                if !ok {
+                let Some(value) = value else {
                     return Err(format!(
                         "invalid cron schedule {text:?}: {bound:?} is not a valid {what} ({lo}-{hi})"
                     ));
-                }
+                };
+                bounds.push(value);
+            }
+            // Debian's cron sets nothing for a range that runs backwards,
+            // and never runs the job: refuse it rather than list a next run.
+            if let [first, last] = bounds[..]
+                && first > last
+            {
+                let hint = if what == "day of week" && last == 0 {
+                    format!(
+                        "cron reads `sun` as 0, so {range} is the empty range {first}-0 and the job never runs: write {first}-7 (7 is Sunday too)"
+                    )
+                } else {
+                    format!(
+                        "the range {range} runs backwards ({first} > {last}), which cron reads as empty: the job would never run; split it (e.g. {first}-{hi},{lo}-{last})"
+                    )
+                };
+                return Err(format!("invalid cron schedule {text:?}: {hint}"));
             }
         }
     }
     Ok(())
 }
 
-fn is_name(word: &str, field: &str) -> bool {
+/// The number cron reads for a month or day name (`jan` 1, `sun` 0).
+fn name_value(word: &str, field: &str) -> Option<u32> {
     const MONTHS: [&str; 12] = [
         "jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec",
     ];
     const DAYS: [&str; 7] = ["sun", "mon", "tue", "wed", "thu", "fri", "sat"];
     let word = word.to_ascii_lowercase();
-    match field {
-        "month" => MONTHS.contains(&word.as_str()),
-        "day of week" => DAYS.contains(&word.as_str()),
-        _ => false,
-    }
+    let (names, first) = match field {
+        "month" => (&MONTHS[..], 1),
+        "day of week" => (&DAYS[..], 0),
+        _ => return None,
+    };
+    let index = names.iter().position(|n| *n == word)?;
+    Some(index as u32 + first)
 }
 
 impl<'de> Deserialize<'de> for CronSchedule {
@@ -144,9 +206,68 @@ impl CronSchedule {
         &self.text
     }
 
-    /// The first fire time strictly after `after`.
+    /// The first time strictly after `after` that cron runs the job, in
+    /// `after`'s time zone, as Debian's cron handles clock changes (see
+    /// [`CronSchedule`]).
     pub fn next_after<Tz: TimeZone>(&self, after: &DateTime<Tz>) -> Option<DateTime<Tz>> {
-        self.cron.find_next_occurrence(after, false).ok()
+        let zone = after.timezone();
+        let wall = after.naive_local();
+        let minute = chrono::TimeDelta::minutes(1);
+        // The next wall clock match, mapped to the instants cron runs it.
+        let mut ahead = None;
+        let mut at = wall;
+        for _ in 0..1000 {
+            at = self.next_wall(at)?;
+            let found = instants(&zone, at);
+            ahead = match found.as_slice() {
+                [] if self.wildcard => continue,
+                // In the hour the clock skips, a fixed-time job runs as
+                // soon as the clock has jumped.
+                [] => (1..=24 * 60)
+                    .find_map(|n| instants(&zone, at + minute * n).into_iter().next())
+                    .filter(|t| *t > *after),
+                // Twice when the clock goes back: a wildcard job both times,
+                // a fixed-time job the first time only.
+                [first, ..] if !self.wildcard => Some(first.clone()).filter(|t| *t > *after),
+                runs => runs.iter().find(|t| **t > *after).cloned(),
+            };
+            if ahead.is_some() {
+                break;
+            }
+        }
+        // `after` in the first pass of an hour the clock repeats: a wildcard
+        // job meets the repeated wall times again, from the start of the fold.
+        let mut again = None;
+        let fold = instants(&zone, wall);
+        if self.wildcard && fold.len() == 2 && fold[0].offset().fix() == after.offset().fix() {
+            let mut start = wall - chrono::TimeDelta::seconds(i64::from(wall.second()));
+            for _ in 0..3 * 60 {
+                if instants(&zone, start - minute).len() == 2 {
+                    start -= minute;
+                } else {
+                    break;
+                }
+            }
+            if let Some(w) = self.next_wall(start - chrono::TimeDelta::seconds(1))
+                && let [_, second] = instants(&zone, w).as_slice()
+                && *second > *after
+            {
+                again = Some(second.clone());
+            }
+        }
+        match (ahead, again) {
+            (Some(a), Some(b)) => Some(if b < a { b } else { a }),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// The next wall clock time after `at` that the fields match.
+    fn next_wall(&self, at: chrono::NaiveDateTime) -> Option<chrono::NaiveDateTime> {
+        let as_utc = chrono::Utc.from_utc_datetime(&at);
+        self.cron
+            .find_next_occurrence(&as_utc, false)
+            .ok()
+            .map(|t| t.naive_utc())
     }
 
     /// The time between two runs around `at` (cron schedules need not be
@@ -370,5 +491,65 @@ mod tests {
             either.next_after(&at("2026-11-26T12:00:00Z")).unwrap(),
             at("2026-11-30T00:00:00Z")
         );
+    }
+
+    /// Issue 11, item 12: a day field that starts with `*` makes Debian's
+    /// cron require both (`*/2` odd days AND Saturday); `either` was used,
+    /// and `0 16 */2 * sat` was flagged overdue days before cron's run.
+    #[test]
+    fn a_day_field_starting_with_a_star_needs_both_days_to_match() {
+        let both: CronSchedule = "0 16 */2 * sat".parse().unwrap();
+        // Sunday 1 November 2026 is odd but no Saturday; Saturday 7 is both.
+        assert_eq!(
+            both.next_after(&at("2026-10-31T17:00:00Z")).unwrap(),
+            at("2026-11-07T16:00:00Z")
+        );
+        let starred_weekday: CronSchedule = "0 0 13 * */1".parse().unwrap();
+        assert_eq!(
+            starred_weekday
+                .next_after(&at("2026-11-26T12:00:00Z"))
+                .unwrap(),
+            at("2026-12-13T00:00:00Z")
+        );
+    }
+
+    /// `sat-sun` and `Mon-Sun`: cron reads `sun` as 0, the range as empty,
+    /// and never runs the job; they were accepted with a next run. Any
+    /// range that runs backwards is refused with how to write it.
+    #[test]
+    fn ranges_cron_reads_as_empty_are_refused_with_the_fix() {
+        for text in ["0 0 * * sat-sun", "0 9 * * Mon-Sun"] {
+            let err = text.parse::<CronSchedule>().unwrap_err();
+            assert!(err.contains("cron reads `sun` as 0"), "{err}");
+            assert!(err.contains("-7 (7 is Sunday too)"), "{err}");
+        }
+        let err = "0 22-2 * * *".parse::<CronSchedule>().unwrap_err();
+        assert!(
+            err.contains("runs backwards") && err.contains("22-23,0-2"),
+            "{err}"
+        );
+        for ok in [
+            "0 0 * * sat,sun",
+            "0 0 * * 6-7",
+            "0 9 * * mon-sat",
+            "0 0 * nov-dec *",
+        ] {
+            assert!(ok.parse::<CronSchedule>().is_ok(), "{ok}");
+        }
+    }
+
+    #[test]
+    fn every_alias_debian_cron_knows_parses() {
+        for (alias, fields) in ALIASES {
+            let by_alias: CronSchedule = alias.parse().unwrap();
+            let by_fields: CronSchedule = fields.parse().unwrap();
+            let from = at("2026-11-26T12:34:56Z");
+            assert_eq!(
+                by_alias.next_after(&from),
+                by_fields.next_after(&from),
+                "{alias}"
+            );
+            assert_eq!(by_alias.as_str(), alias);
+        }
     }
 }

@@ -1098,3 +1098,83 @@ fn the_shipped_hourly_profile_runs_anywhere_and_sees_monitor_itself() {
     );
     assert!(said.contains(".recover"), "{said}");
 }
+
+/// Issue 11, item 12: `list` is what Debian's cron runs, around clock
+/// changes too (US Eastern, as a POSIX TZ so no tz database is needed).
+/// When the clock goes back, a job whose minute or hour starts with `*`
+/// runs again in the repeated hour (those runs were skipped) and a
+/// fixed-time job does not; when it jumps forward, a fixed-time job of the
+/// skipped hour runs right after the jump. Each time shows at its own UTC
+/// offset (was: today's).
+#[test]
+fn list_shows_the_runs_cron_makes_around_clock_changes() {
+    let profile = |name: &str, cron: &str| {
+        format!(
+            "  {name}:\n    cron: \"{cron}\"\n    tasks:\n      - name: a\n        command: {{ argv: [\"true\"] }}\n"
+        )
+    };
+    let ws = Workspace::new(&format!(
+        "version: 1\nprofiles:\n{}{}{}{}",
+        profile("hourly", "0 * * * *"),
+        profile("half", "*/30 * * * *"),
+        profile("fixed", "30 1 * * *"),
+        profile("night", "30 2 * * *"),
+    ));
+    let next = |at: &str| -> std::collections::BTreeMap<String, String> {
+        let out = ws
+            .command()
+            .env("TZ", "EST5EDT,M3.2.0,M11.1.0")
+            .env("MONITOR_NOW", at)
+            .args(["list", "--format", "json"])
+            .output()
+            .unwrap();
+        assert_exit(&out, 0);
+        let all: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+        all["profiles"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| {
+                (
+                    p["profile"].as_str().unwrap().to_string(),
+                    p["next_run"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect()
+    };
+    // 1 November 2026: 01:00–02:00 EDT (05:00–06:00Z), then again as EST.
+    let first_pass = next("2026-11-01T05:10:00Z");
+    assert_eq!(first_pass["half"], "2026-11-01T05:30:00Z");
+    assert_eq!(
+        first_pass["hourly"], "2026-11-01T06:00:00Z",
+        "01:00 EST, the repeated hour"
+    );
+    assert_eq!(first_pass["fixed"], "2026-11-01T05:30:00Z");
+    let later = next("2026-11-01T05:40:00Z");
+    assert_eq!(later["half"], "2026-11-01T06:00:00Z", "01:00 again, as EST");
+    assert_eq!(
+        later["fixed"], "2026-11-02T06:30:00Z",
+        "a fixed time runs once"
+    );
+    assert_eq!(next("2026-11-01T06:10:00Z")["half"], "2026-11-01T06:30:00Z");
+    // 8 March 2026: 02:00 EST jumps to 03:00 EDT (07:00Z).
+    let spring = next("2026-03-08T06:50:00Z");
+    assert_eq!(spring["hourly"], "2026-03-08T07:00:00Z");
+    assert_eq!(
+        spring["night"], "2026-03-08T07:00:00Z",
+        "02:30 is skipped: right after the jump"
+    );
+    // The text shows each time at its own offset when it is not today's.
+    let out = ws
+        .command()
+        .env("TZ", "EST5EDT,M3.2.0,M11.1.0")
+        .env("MONITOR_NOW", "2026-11-01T05:40:00Z")
+        .arg("list")
+        .output()
+        .unwrap();
+    let text = stdout(&out);
+    let line = text.lines().find(|l| l.starts_with("hourly")).unwrap();
+    assert!(line.contains("2026-11-01 01:00:00 (-05:00)"), "{text}");
+    let line = text.lines().find(|l| l.starts_with("fixed")).unwrap();
+    assert!(line.contains("2026-11-02 01:30:00 (-05:00)"), "{text}");
+}
