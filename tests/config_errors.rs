@@ -737,6 +737,58 @@ fn an_error_that_stops_a_quiet_tick_reaches_stderr_and_the_log_file() {
     }
 }
 
+/// Issue 11, item 1: the error that stops a tick also reaches syslog (the
+/// journal on a systemd host). The test stands in for the syslog daemon:
+/// it listens on /dev/log itself (root only, and only where no syslog
+/// daemon owns it), so it reads what monitor sends there.
+#[test]
+fn an_error_that_stops_a_quiet_tick_reaches_syslog() {
+    let dev_log = Path::new("/dev/log");
+    if unsafe { libc::geteuid() } != 0 || dev_log.exists() {
+        eprintln!("skipped: needs root and no syslog daemon on /dev/log");
+        return;
+    }
+    let socket = std::os::unix::net::UnixDatagram::bind(dev_log).unwrap();
+    struct Remove<'a>(&'a Path);
+    impl Drop for Remove<'_> {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(self.0);
+        }
+    }
+    let _remove = Remove(dev_log);
+    socket
+        .set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .unwrap();
+    let ws = Workspace::new(
+        "version: 1\nprofiles:\n  p:\n    cron: \"* * * * *\"\n    tasks:\n      - name: a\n        timout: 5s\n        command: { argv: [\"true\"] }\n",
+    );
+    let out = ws
+        .command()
+        .env_clear()
+        .args(["run", "p", "--quiet"])
+        .output()
+        .unwrap();
+    assert_exit(&out, 2);
+    let mut buffer = [0u8; 8192];
+    let mut seen = Vec::new();
+    while let Ok(n) = socket.recv(&mut buffer) {
+        let line = String::from_utf8_lossy(&buffer[..n]).into_owned();
+        let ours = line.contains("unknown field `timout`");
+        seen.push(line);
+        if ours {
+            break;
+        }
+    }
+    let ours = seen
+        .iter()
+        .find(|l| l.contains("unknown field `timout`"))
+        .unwrap_or_else(|| panic!("not in syslog: {seen:?}"));
+    // <11>: facility user (1), severity error (3); tagged monitor[pid].
+    assert!(ours.starts_with("<11>"), "{ours}");
+    assert!(ours.contains("monitor["), "{ours}");
+    assert!(ours.contains("jobs.yaml:7"), "file:line: {ours}");
+}
+
 /// Issue 11, item 6: what could only fail later is caught at load, at its
 /// own line and key — notifier URLs that cannot work, bad header names,
 /// CRLF in header values, `{placeholders}` with no such group, an unknown
