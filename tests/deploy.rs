@@ -902,6 +902,7 @@ fn env_example_lists_every_variable_monitor_reads() {
         "MONITOR_CONFIG",
         "MONITOR_DB",
         "MONITOR_API_TOKEN",
+        "MONITOR_LOG_LEVEL",
         "TELEGRAM_BOT_TOKEN",
         "TELEGRAM_CHAT_ID",
         "TELEGRAM_TEST_CHAT_ID",
