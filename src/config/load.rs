@@ -438,12 +438,15 @@ pub fn absolute(path: &Path) -> PathBuf {
     std::fs::canonicalize(&joined).unwrap_or(joined)
 }
 
+/// `path` against `base`, with `.` components dropped (`repo: .` is the
+/// folder itself, not `folder/.`).
 fn absolute_from(base: &Path, path: &Path) -> PathBuf {
-    if path.is_absolute() {
+    let joined = if path.is_absolute() {
         path.to_path_buf()
     } else {
         base.join(path)
-    }
+    };
+    joined.components().collect()
 }
 
 /// The machine's hostname, for `host:` when the file leaves it empty.
