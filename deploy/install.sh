@@ -258,9 +258,9 @@ supercronic is not installed at $supercronic_path, and monitoring.service runs i
   --supercronic PATH.
   Or use plain cron instead (Debian's cron package) and leave
   monitoring.service disabled; cron does not read /etc/monitoring/.env, so
-  render the crontab with it loaded:
-    sudo sh -c 'set -a; . $etc_dir/.env; set +a;
-      $bin_path --config $etc_dir/jobs.yaml render-crontab --format cron.d --user $user > /etc/cron.d/monitor'
+  render the crontab with --env-file, and each job reads it too:
+    sudo $bin_path --env-file $etc_dir/.env --config $etc_dir/jobs.yaml \\
+      render-crontab --format cron.d --user $user | sudo tee /etc/cron.d/monitor
 EOF
 fi
 
@@ -273,7 +273,7 @@ fi
 if [ "$staged" -eq 0 ]; then
     cat <<EOF
 next: put the secrets in $etc_dir/.env, adapt $etc_dir/jobs.yaml, then
-  sudo -u $user sh -c 'set -a; . $etc_dir/.env; set +a; $bin_path --config $etc_dir/jobs.yaml check-config'
+  sudo -u $user $bin_path --env-file $etc_dir/.env --config $etc_dir/jobs.yaml check-config
   sudo systemctl enable --now monitoring monitoring-api
 EOF
 fi

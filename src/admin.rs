@@ -190,7 +190,12 @@ pub fn import(
         found.sort();
         for file in found {
             let name = file_name(&file);
-            let skip = if !file.is_file() {
+            let link = std::fs::symlink_metadata(&file).is_ok_and(|m| m.file_type().is_symlink());
+            let skip = if link {
+                // A link in a cache folder may point anywhere (/etc/shadow
+                // under sudo): only files named on the command line are followed.
+                Some("a symbolic link")
+            } else if !file.is_file() {
                 Some("not a regular file")
             } else if name.starts_with('.') {
                 Some("a hidden file")

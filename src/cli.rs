@@ -47,6 +47,12 @@ pub struct Cli {
         value_name = "LEVEL"
     )]
     pub log_level: Option<LogLevel>,
+    /// Read NAME=value settings from FILE first, as systemd's
+    /// EnvironmentFile= does (for cron and a shell: /etc/monitoring/.env);
+    /// with render-crontab, every job reads it too (cron gives jobs no
+    /// environment; the secrets stay in FILE, not in the crontab)
+    #[arg(long, global = true, value_name = "FILE")]
+    pub env_file: Option<PathBuf>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -81,11 +87,6 @@ pub enum Command {
         /// User field for --format cron.d [default: the current user]
         #[arg(long, value_name = "U")]
         user: Option<String>,
-        /// Each job reads this env file first (`set -a; . FILE; set +a`):
-        /// cron gives jobs no environment and reads no .env; the secrets
-        /// stay in FILE, not in the crontab
-        #[arg(long, value_name = "FILE")]
-        env_file: Option<PathBuf>,
     },
     /// Validate jobs.yaml; errors name file:line:column and the key
     CheckConfig,
@@ -268,7 +269,13 @@ impl HistoryStatus {
 /// Entry point of the binary: returns the exit code.
 pub fn main() -> u8 {
     let cli = Cli::parse();
-    match dispatch(&cli) {
+    let result = match &cli.env_file {
+        Some(file) => crate::env_file::load(file)
+            .map_err(Error::Usage)
+            .and_then(|_| dispatch(&cli)),
+        None => dispatch(&cli),
+    };
+    match result {
         Ok(code) => code,
         Err(error) => {
             // An error that stops the command is never quiet: `--quiet` is
@@ -319,36 +326,51 @@ fn to_log_file(cli: &Cli, line: &str) {
     }
     let path = LOG_FILE.get().cloned().or_else(|| {
         let config = config::resolve_path(cli.config.as_deref());
-        let text = std::fs::read_to_string(&config).ok()?;
-        let value: serde_yaml::Value = serde_yaml::from_str(&text).ok()?;
-        let named = value.get("log_file")?.as_str()?;
-        // A `${VAR}` in it cannot be filled in here: leave it.
-        if named.contains("${") {
-            return None;
-        }
-        let base = config
-            .parent()
-            .map(std::path::Path::to_path_buf)
-            .unwrap_or_default();
-        Some(base.join(named))
+        broken_setting(&config, "log_file")
     });
     let Some(path) = path else {
         return;
     };
     if let Some(dir) = path.parent() {
-        let _ = std::fs::create_dir_all(dir);
+        let _ = crate::store::create_private_dir(dir);
     }
     if let Ok(mut file) = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(&path)
     {
+        crate::ownership::adopt(&path);
         use std::io::Write;
         let at = time::OffsetDateTime::now_utc()
             .format(&time::format_description::well_known::Rfc3339)
             .unwrap_or_default();
         let _ = writeln!(file, "{at} [ERROR] {line}");
     }
+}
+
+/// A top-level path setting (`log_file:`, `state:`) of a jobs.yaml that
+/// does not load, against the file's folder: read as YAML when that much
+/// parses, else from its own line (a syntax error elsewhere must not hide
+/// where the log and the database are). `None` for a `${VAR}` in it.
+fn broken_setting(config: &std::path::Path, key: &str) -> Option<PathBuf> {
+    let text = std::fs::read_to_string(config).ok()?;
+    let named = match serde_yaml::from_str::<serde_yaml::Value>(&text) {
+        Ok(value) => value.get(key)?.as_str()?.to_string(),
+        Err(_) => text.lines().find_map(|line| {
+            let rest = line.strip_prefix(key)?.strip_prefix(':')?;
+            let value = rest.split(" #").next()?.trim();
+            let value = value.trim_matches(|c| c == '"' || c == '\'');
+            (!value.is_empty()).then(|| value.to_string())
+        })?,
+    };
+    if named.contains("${") {
+        return None;
+    }
+    let base = config::absolute(config)
+        .parent()
+        .map(std::path::Path::to_path_buf)
+        .unwrap_or_default();
+    Some(base.join(named))
 }
 
 /// Sends an error line to syslog (the journal on systemd hosts).
@@ -408,19 +430,10 @@ fn database_of_broken(cli: &Cli, config: &std::path::Path) -> Option<PathBuf> {
     if let Some(db) = std::env::var_os("MONITOR_DB").filter(|d| !d.is_empty()) {
         return Some(PathBuf::from(db));
     }
-    let base = config::absolute(config)
-        .parent()
-        .map(std::path::Path::to_path_buf)
-        .unwrap_or_default();
-    let text = std::fs::read_to_string(config).ok()?;
-    let named = serde_yaml::from_str::<serde_yaml::Value>(&text)
-        .ok()
-        .and_then(|v| v.get("state")?.as_str().map(str::to_string));
-    match named {
-        Some(named) if named.contains("${") => None,
-        Some(named) => Some(base.join(named)),
-        None => Some(base.join("state/monitor.db")),
-    }
+    broken_setting(config, "state").or_else(|| {
+        let base = config::absolute(config).parent()?.to_path_buf();
+        Some(base.join("state/monitor.db"))
+    })
 }
 
 /// The log target of the tick's story: written to `log_file:` only (the
@@ -435,7 +448,12 @@ fn init_logging(level: LogLevel, quiet: bool, write_file: bool, config: &Config)
     builder
         .set_time_format_rfc3339()
         .set_target_level(log::LevelFilter::Off)
-        .set_thread_level(log::LevelFilter::Off);
+        .set_thread_level(log::LevelFilter::Off)
+        // The HTTP client's own records: at trace they hold request lines
+        // and headers (tokens, keyed URLs), and at debug they drown
+        // monitor's decisions. monitor logs what it asked and got itself.
+        .add_filter_ignore_str("ureq")
+        .add_filter_ignore_str("rustls");
     let _ = builder.set_time_offset_to_local();
     let log_config = builder.build();
     let mut loggers: Vec<Box<dyn SharedLogger>> = Vec::new();
@@ -462,8 +480,12 @@ fn init_logging(level: LogLevel, quiet: bool, write_file: bool, config: &Config)
                 crate::probe::process_group::stop_note_to(&file);
                 loggers.push(WriteLogger::new(level.filter(), log_config, file));
             }
-            Err(e) if !quiet => eprintln!("monitor: cannot open log_file {}: {e}", path.display()),
-            Err(_) => {}
+            // Said under --quiet too: the log asked for is not being kept.
+            Err(e) => eprintln!(
+                "monitor: cannot open log_file {}: {e}{}; this tick logs nothing there",
+                path.display(),
+                crate::ownership::whose(path)
+            ),
         }
     }
     let _ = CombinedLogger::init(loggers);
@@ -513,11 +535,7 @@ fn dispatch(cli: &Cli) -> Result<u8, Error> {
             init_logging(LogLevel::of(cli)?, false, true, &config);
             list(&config, *format)
         }
-        Command::RenderCrontab {
-            format,
-            user,
-            env_file,
-        } => {
+        Command::RenderCrontab { format, user } => {
             let config = load_config(cli)?;
             let binary = std::env::current_exe()
                 .and_then(std::fs::canonicalize)
@@ -540,7 +558,8 @@ fn dispatch(cli: &Cli) -> Result<u8, Error> {
                 format: *format,
                 user: &user,
                 db: db.as_deref(),
-                env_file: env_file
+                env_file: cli
+                    .env_file
                     .as_ref()
                     .map(|f| std::path::absolute(f).unwrap_or(f.clone()))
                     .as_deref(),

@@ -12,6 +12,7 @@ pub mod api;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod env_file;
 pub mod error;
 pub mod evaluate;
 pub mod lock;

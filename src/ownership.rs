@@ -87,6 +87,16 @@ pub fn explain(state_dir: &Path, db: &Path) -> Option<String> {
             group_arg(gid),
             state_dir.display()
         )
+    } else if uid == 0 {
+        // A folder root made: it becomes this (the service) user's.
+        // SAFETY: getegid has no preconditions and cannot fail.
+        let my_group = unsafe { libc::getegid() };
+        format!(
+            "sudo chown -R {}:{} {}",
+            owner_arg(me),
+            group_arg(my_group),
+            state_dir.display()
+        )
     } else {
         format!(
             "sudo chown -R {}:{} {} (its owner), then run monitor as {}",
@@ -152,4 +162,26 @@ fn name_of_uid(uid: u32) -> Option<String> {
     // SAFETY: pw_name points into `buf`, NUL-terminated.
     let name = unsafe { std::ffi::CStr::from_ptr(passwd.pw_name) };
     Some(name.to_string_lossy().into_owned())
+}
+
+/// ` (owned by root; fix: sudo chown monitor:monitor PATH)` for a file
+/// this user cannot write that the owner of its folder should own; empty
+/// otherwise.
+pub fn whose(path: &Path) -> String {
+    let (Ok(meta), Some(folder)) = (std::fs::metadata(path), path.parent()) else {
+        return String::new();
+    };
+    let Ok(folder) = std::fs::metadata(folder) else {
+        return String::new();
+    };
+    if writable(path) {
+        return String::new();
+    }
+    format!(
+        " (owned by {}; fix: sudo chown {}:{} {})",
+        user_name(meta.uid()),
+        owner_arg(folder.uid()),
+        group_arg(folder.gid()),
+        path.display()
+    )
 }

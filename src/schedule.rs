@@ -357,17 +357,17 @@ pub fn render_crontab(input: &CrontabInput) -> String {
             ));
             continue;
         }
-        let mut command = match input.env_file {
-            // The job's environment, from the env file (cron gives none).
-            Some(file) => format!(
-                "set -a; . {}; set +a; exec ",
+        let mut command = shell_quote(&input.binary.display().to_string());
+        // The job's environment, from the env file (cron gives none), read
+        // by monitor as systemd reads it.
+        if let Some(file) = input.env_file {
+            command.push_str(&format!(
+                " --env-file {}",
                 shell_quote(&file.display().to_string())
-            ),
-            None => String::new(),
-        };
+            ));
+        }
         command.push_str(&format!(
-            "{} --config {}",
-            shell_quote(&input.binary.display().to_string()),
+            " --config {}",
             shell_quote(&input.config.path.display().to_string())
         ));
         if let Some(db) = input.db {

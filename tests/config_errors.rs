@@ -805,6 +805,10 @@ fn what_could_only_fail_later_is_refused_at_its_own_line() {
     for (notifier, why) in [
         ("  n: { type: webhook, url: \"htp:/k3y\" }\n", "no scheme"),
         (
+            "  n: { type: webhook, url: \"http://user:k3y@127.0.0.1:99999/\" }\n",
+            "port 99999",
+        ),
+        (
             "  n: { type: webhook, url: \"http://[::1/k3y\" }\n",
             "not a URL",
         ),
@@ -851,6 +855,11 @@ fn what_could_only_fail_later_is_refused_at_its_own_line() {
         assert!(message.contains(why), "{notifier}: {line}");
         assert!(!line.contains("k3y"), "a secret is never echoed: {line}");
     }
+    // A URL with a user and password is a URL.
+    let ws = Workspace::new(&with_notifier(
+        "  n: { type: webhook, url: \"http://user:k3y@127.0.0.1:8080/hook\" }\n",
+    ));
+    assert_exit(&ws.command().arg("check-config").output().unwrap(), 0);
     // An unknown type among block-style notifiers: its own line and key.
     assert_config_error(
         "version: 1\nnotifiers:\n  good:\n    type: webhook\n    url: \"http://127.0.0.1:9/x\"\n  n:\n    type: tgram\n    token: x\nprofiles:\n  p:\n    cron: \"* * * * *\"\n    tasks:\n      - name: a\n        command: { argv: [\"true\"] }\n",

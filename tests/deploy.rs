@@ -329,7 +329,12 @@ fn install_twice_gives_the_same_tree_and_changes_nothing_the_second_time() {
         !root.join("usr/local/bin/supercronic").exists(),
         "supercronic is installed only with --supercronic"
     );
-    assert!(first.contains("render-crontab --format cron.d --user monitor > /etc/cron.d/monitor"));
+    assert!(first.contains("--env-file /etc/monitoring/.env --config /etc/monitoring/jobs.yaml"));
+    assert!(
+        first.contains(
+            "render-crontab --format cron.d --user monitor | sudo tee /etc/cron.d/monitor"
+        )
+    );
 
     // The shipped files, as shipped; jobs.yaml with its state in /var/lib/monitor.
     let read = |path: &Path| fs::read_to_string(path).unwrap();
@@ -1065,13 +1070,24 @@ fn a_rendered_cron_line_with_env_file_runs_with_the_env_files_values() {
     )
     .unwrap();
     let env = dir.path().join("monitor env");
-    fs::write(&env, "HOOK_URL=http://127.0.0.1:9/hook\n").unwrap();
+    // Values as systemd's EnvironmentFile= reads them: `&`, spaces and `$`
+    // are text, not shell (sourcing the file with sh lost all three).
+    fs::write(
+        &env,
+        "# the unit's .env\nHOOK_URL=http://127.0.0.1:9/hook?a=1&b=2\nMACHINE_ID=box 1\n",
+    )
+    .unwrap();
+    fs::write(
+        &jobs,
+        "version: 1\nhost: ${MACHINE_ID}\nnotifiers:\n  hook: { type: webhook, url: \"${HOOK_URL}\" }\nprofiles:\n  p:\n    cron: \"* * * * *\"\n    announce: false\n    notify: [hook]\n    tasks:\n      - name: t\n        command: { argv: [\"true\"] }\n",
+    )
+    .unwrap();
     let rendered = Command::new(env!("CARGO_BIN_EXE_monitor"))
         .arg("--config")
         .arg(&jobs)
         .args(["render-crontab", "--format", "cron", "--env-file"])
         .arg(&env)
-        .env("HOOK_URL", "http://127.0.0.1:9/hook")
+        .env_clear()
         .output()
         .unwrap();
     assert!(rendered.status.success(), "{}", describe(&rendered));
@@ -1087,7 +1103,7 @@ fn a_rendered_cron_line_with_env_file_runs_with_the_env_files_values() {
         .find(|l| l.starts_with("* * * * * "))
         .unwrap_or_else(|| panic!("{crontab}"));
     assert!(
-        line.contains(&format!("set -a; . '{}'; set +a; exec ", env.display())),
+        line.contains(&format!(" --env-file '{}' --config ", env.display())),
         "{line}"
     );
     let job = line.trim_start_matches("* * * * * ");
@@ -1098,15 +1114,23 @@ fn a_rendered_cron_line_with_env_file_runs_with_the_env_files_values() {
         .output()
         .unwrap();
     assert_eq!(ran.status.code(), Some(0), "{}", describe(&ran));
+    // The values arrived whole: the host name with its space.
+    let db = rusqlite::Connection::open(dir.path().join("state/monitor.db")).unwrap();
+    let host: String = db
+        .query_row("SELECT host FROM runs LIMIT 1", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(host, "box 1");
     // Without the env file the same job fails, and says so under --quiet.
+    let without = job.replace(&format!(" --env-file '{}'", env.display()), "");
     let bare = Command::new("/bin/sh")
-        .args(["-c", &job[job.find("exec ").unwrap() + 5..]])
+        .args(["-c", &without])
         .env_clear()
         .output()
         .unwrap();
     assert_eq!(bare.status.code(), Some(2));
     assert!(
-        String::from_utf8_lossy(&bare.stderr).contains("environment variable HOOK_URL is not set"),
+        String::from_utf8_lossy(&bare.stderr)
+            .contains("environment variable MACHINE_ID is not set"),
         "{}",
         describe(&bare)
     );

@@ -229,24 +229,25 @@ profiles:
 "#,
         api.url("/health")
     ));
-    let run = |args: &[&str], at: i64| {
+    // Trace too: the HTTP client's records held request lines and headers.
+    let run = |args: &[&str], at: i64, level: &str| {
         ws.command()
             .env("MONITOR_NOW", at.to_string())
             .env("HOOK_TOKEN", "bearer-s3cr3t-xyz")
             .env("TG_TOKEN", token)
-            .args(["--log-level", "debug", "run", "p"])
+            .args(["--log-level", level, "run", "p"])
             .args(args)
             .output()
             .unwrap()
     };
     let mut seen = String::new();
-    for (n, args) in [
-        (0, &[][..]),
-        (1, &["--dry-run"][..]),
-        (5, &[][..]),
-        (6, &["--format", "json"][..]),
+    for (n, args, level) in [
+        (0, &[][..], "trace"),
+        (1, &["--dry-run"][..], "debug"),
+        (5, &[][..], "debug"),
+        (6, &["--format", "json"][..], "trace"),
     ] {
-        let out = run(args, minute(n));
+        let out = run(args, minute(n), level);
         seen.push_str(&stdout(&out));
         seen.push_str(&stderr(&out));
     }

@@ -897,6 +897,8 @@ fn state_import_takes_cache_files_only_and_export_writes_them_back() {
     std::fs::write(cache.join("nonces.txt"), "1\n2\n3\n").unwrap();
     std::fs::write(cache.join("runner.log"), "x".repeat(3 << 20)).unwrap();
     std::fs::write(cache.join("big.txt"), "y".repeat(100 << 10) + "\n").unwrap();
+    std::fs::write(ws.path().join("outside.txt"), "not a cache value\n").unwrap();
+    std::os::unix::fs::symlink(ws.path().join("outside.txt"), cache.join("link.txt")).unwrap();
     let db = rusqlite::Connection::open(cache.join("monitoring.db")).unwrap();
     db.execute_batch("PRAGMA journal_mode=WAL; CREATE TABLE t(x); INSERT INTO t VALUES (1);")
         .unwrap();
@@ -916,6 +918,7 @@ fn state_import_takes_cache_files_only_and_export_writes_them_back() {
         "monitoring.db-wal",
         "monitoring.db-shm",
         "big.txt: larger than 64 KiB",
+        "link.txt: a symbolic link",
     ] {
         assert!(
             said.contains(&format!("skipped {skipped}")),
@@ -1177,4 +1180,51 @@ fn list_shows_the_runs_cron_makes_around_clock_changes() {
     assert!(line.contains("2026-11-01 01:00:00 (-05:00)"), "{text}");
     let line = text.lines().find(|l| l.starts_with("fixed")).unwrap();
     assert!(line.contains("2026-11-02 01:30:00 (-05:00)"), "{text}");
+}
+
+/// Issue 11 review: a YAML syntax error (an unclosed `{`) hid where the
+/// database and the log are, so under plain cron (no MONITOR_DB) the ticks
+/// stopped for good, and the log got nothing. The `state:` and
+/// `log_file:` lines are read on their own when the file does not parse.
+#[test]
+fn a_yaml_syntax_error_still_finds_the_last_good_config_and_the_log() {
+    let ws = Workspace::new("");
+    let db = ws.path().join("var/monitor.db");
+    let log = ws.path().join("var/monitor.log");
+    let good = format!(
+        "version: 1\nhost: test-host\nstate: {}\nlog_file: \"{}\"   # the tick's story\nprofiles:\n  p:\n    cron: \"* * * * *\"\n    announce: false\n    tasks:\n      - name: a\n        command: {{ argv: [\"echo\", \"OK - good\"] }}\n",
+        db.display(),
+        log.display()
+    );
+    ws.write_config(&good);
+    assert_exit(&ws.run_at(minute(0), "p", &["--quiet"]), 0);
+    ws.write_config(&good.replace("[\"echo\", \"OK - good\"] }", "[\"echo\", \"OK - bad\"]"));
+    let out = ws.run_at(minute(1), "p", &[]);
+    assert_exit(&out, 1);
+    let said = stdout(&out);
+    assert!(
+        said.contains("OK - good") && said.contains("jobs.yaml is rejected"),
+        "{said}"
+    );
+    assert!(
+        db.exists() && !ws.path().join("state").exists(),
+        "no second database"
+    );
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("jobs.yaml is rejected"), "{text}");
+    // No last good one (another database): exit 2, and the log says why.
+    let other = ws.path().join("var/other.db");
+    ws.write_config(
+        &good
+            .replace(&db.display().to_string(), &other.display().to_string())
+            .replace("[\"echo\", \"OK - good\"] }", "[\"echo\""),
+    );
+    let out = ws.run_at(minute(2), "p", &["--quiet"]);
+    assert_exit(&out, 2);
+    let text = std::fs::read_to_string(&log).unwrap();
+    let last = text.lines().last().unwrap();
+    assert!(
+        last.contains("[ERROR] monitor: ") && last.contains("jobs.yaml:"),
+        "{text}"
+    );
 }

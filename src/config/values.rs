@@ -116,11 +116,15 @@ pub fn http_url_problem(url: &str) -> Option<String> {
     if uri.host().is_none_or(str::is_empty) {
         return Some("no host after the scheme".into());
     }
-    // The port: whatever follows the host (outside [brackets]).
-    let after_host = authority
+    // The port: whatever follows the host (outside [brackets]), past
+    // any `user:password@`.
+    let host_port = authority
         .as_str()
-        .rsplit_once(']')
+        .rsplit_once('@')
         .map_or(authority.as_str(), |(_, rest)| rest);
+    let after_host = host_port
+        .rsplit_once(']')
+        .map_or(host_port, |(_, rest)| rest);
     if let Some((_, port)) = after_host.rsplit_once(':') {
         match port.parse::<u32>() {
             Ok(1..=65535) => {}
