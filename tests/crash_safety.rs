@@ -372,7 +372,8 @@ fn wait_until(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
 /// person) while a probe runs left the probe's children running for ever
 /// under init, one that called `setsid` included. Now the probe's own child
 /// dies with the tick, and the next tick finds the rest by their mark,
-/// kills them and says so.
+/// kills them and says so. (A SIGTERM is now handled by the tick itself,
+/// which kills them all before it ends.)
 #[test]
 fn what_a_killed_tick_started_for_probes_does_not_outlive_the_next_tick() {
     for (signal, tag) in [(libc::SIGKILL, "4321"), (libc::SIGTERM, "4331")] {
@@ -390,6 +391,13 @@ fn what_a_killed_tick_started_for_probes_does_not_outlive_the_next_tick() {
             libc::kill(tick.id() as i32, signal);
         }
         tick.wait().unwrap();
+        if signal == libc::SIGTERM {
+            // A SIGTERM is handled: the tick kills them all itself.
+            wait_until("the children to go", Duration::from_secs(5), || {
+                running(&grouped).is_empty() && running(&escaped).is_empty()
+            });
+            continue;
+        }
         // The next real tick, with a probe that ends at once.
         ws.write_config(&profile_p(
             "      - name: slow\n        command: { argv: [\"true\"] }\n",
@@ -478,10 +486,12 @@ fn an_interrupted_dry_run_leaves_no_probe_child() {
 #[test]
 fn a_tick_stopped_by_sigterm_says_so_on_stderr_and_in_the_log_file() {
     let grouped = "sleep 4381.5";
+    // Review: a child that left the group with setsid outlived the stop.
+    let escaped = "sleep 4381.25";
     let ws = Workspace::new(&format!(
         "log_file: monitor.log\n{}",
         profile_p(&format!(
-            "      - name: slow\n        command: {{ argv: [\"sh\", \"-c\", \"{grouped}; true\"], timeout: 60s }}\n"
+            "      - name: slow\n        command: {{ argv: [\"sh\", \"-c\", \"setsid {escaped} & {grouped}; true\"], timeout: 60s }}\n"
         ))
     ));
     let tick = ws
@@ -492,8 +502,8 @@ fn a_tick_stopped_by_sigterm_says_so_on_stderr_and_in_the_log_file() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    wait_until("the probe's child", Duration::from_secs(10), || {
-        running(grouped).len() == 1
+    wait_until("the probe's children", Duration::from_secs(10), || {
+        running(grouped).len() == 1 && running(escaped).len() == 1
     });
     // SAFETY: a signal to the tick this test started.
     unsafe {
@@ -501,8 +511,8 @@ fn a_tick_stopped_by_sigterm_says_so_on_stderr_and_in_the_log_file() {
     }
     let out = tick.wait_with_output().unwrap();
     assert_eq!(out.status.signal(), Some(libc::SIGTERM));
-    wait_until("the probe's child to go", Duration::from_secs(5), || {
-        running(grouped).is_empty()
+    wait_until("the probe's children to go", Duration::from_secs(5), || {
+        running(grouped).is_empty() && running(escaped).is_empty()
     });
     let log = std::fs::read_to_string(ws.path().join("monitor.log")).unwrap_or_default();
     for (place, text) in [("stderr", stderr(&out)), ("log file", log)] {

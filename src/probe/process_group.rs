@@ -82,12 +82,61 @@ extern "C" fn on_terminate(signal: libc::c_int) {
             }
         }
     }
+    // The rest (finding what left the groups with setsid, by its mark)
+    // needs /proc and memory: the stop thread does it, then ends us.
+    let pipe = STOP_PIPE.load(std::sync::atomic::Ordering::Acquire);
+    if pipe > 0 {
+        let byte = signal as u8;
+        // SAFETY: write(2) is async-signal-safe; one byte from the stack.
+        if unsafe { libc::write(pipe, (&byte as *const u8).cast(), 1) } == 1 {
+            return;
+        }
+    }
     say_stopped(signal);
     // SAFETY: signal and raise are async-signal-safe; the default action
     // then ends the process as the signal meant.
     unsafe {
         libc::signal(signal, libc::SIG_DFL);
         libc::raise(signal);
+    }
+}
+
+/// The write end of the pipe the signal handler wakes the stop thread by.
+static STOP_PIPE: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
+
+/// Starts the thread that finishes a stop: the handler has killed the
+/// probes' process groups; this kills every process carrying the tick's
+/// mark (a `setsid` child the group kill missed), says the tick was
+/// stopped, and ends the process with the signal.
+fn start_stop_thread(mark: String) {
+    let mut fds = [0 as libc::c_int; 2];
+    // SAFETY: pipe2 fills the two descriptors of `fds` on success.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return;
+    }
+    let [read, write] = fds;
+    let started = std::thread::Builder::new()
+        .name("stop".into())
+        .spawn(move || {
+            let mut byte = 0u8;
+            // SAFETY: reads one byte into `byte` from the pipe's read end.
+            let got = unsafe { libc::read(read, (&mut byte as *mut u8).cast(), 1) };
+            if got != 1 {
+                return;
+            }
+            let signal = libc::c_int::from(byte);
+            sweep_marked(&mark);
+            kill_leftovers();
+            say_stopped(signal);
+            // SAFETY: restores the default action and re-raises the signal,
+            // which ends the process as the signal meant.
+            unsafe {
+                libc::signal(signal, libc::SIG_DFL);
+                libc::raise(signal);
+            }
+        });
+    if started.is_ok() {
+        STOP_PIPE.store(write, std::sync::atomic::Ordering::Release);
     }
 }
 
@@ -213,6 +262,7 @@ fn rfc3339_utc(secs: i64) -> [u8; 20] {
 /// Marks every probe child this process starts from now on, and makes the
 /// orphans among their descendants this process's children while it runs.
 pub fn mark_probes(mark: String) {
+    start_stop_thread(mark.clone());
     let _ = MARK.set(mark);
     for signal in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP] {
         // SAFETY: installs a handler that only uses async-signal-safe calls.
