@@ -552,7 +552,7 @@ fn dispatch(cli: &Cli) -> Result<u8, Error> {
                 .db
                 .as_ref()
                 .map(|db| std::path::absolute(db).unwrap_or(db.clone()));
-            print(&schedule::render_crontab(&schedule::CrontabInput {
+            let rendered = schedule::render_crontab(&schedule::CrontabInput {
                 binary: &binary,
                 config: &config,
                 format: *format,
@@ -563,7 +563,8 @@ fn dispatch(cli: &Cli) -> Result<u8, Error> {
                     .as_ref()
                     .map(|f| std::path::absolute(f).unwrap_or(f.clone()))
                     .as_deref(),
-            }));
+            }).map_err(Error::Usage)?;
+            print(&rendered);
             Ok(exit::OK)
         }
         Command::CheckConfig => {

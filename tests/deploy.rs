@@ -1182,3 +1182,45 @@ fn a_percent_sign_is_escaped_for_cron_and_left_alone_for_supercronic() {
     let check = crontab_check(&format!("* * * * * {cron}\n"));
     assert!(check.status.success(), "{}", describe(&check));
 }
+
+/// Review of issue 11, item 12: supercronic's parser has no `@midnight`
+/// (one unreadable line fails its whole crontab), reads `7` as 0 (so
+/// `6-7` is empty) and `*/2` days as restricted. Its crontab gets the form
+/// every cron reads alike; a schedule the two read differently is refused
+/// for it, saying why, while cron's crontab keeps it as written.
+#[test]
+fn supercronic_gets_schedules_it_reads_as_cron_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let jobs = dir.path().join("jobs.yaml");
+    let profile = |name: &str, cron: &str| {
+        format!("  {name}:\n    cron: \"{cron}\"\n    tasks:\n      - name: t\n        command: {{ argv: [\"true\"] }}\n")
+    };
+    let render = |format: &str| {
+        Command::new(env!("CARGO_BIN_EXE_monitor"))
+            .arg("--config")
+            .arg(&jobs)
+            .args(["render-crontab", "--format", format])
+            .output()
+            .unwrap()
+    };
+    fs::write(
+        &jobs,
+        format!("version: 1\nprofiles:\n{}{}", profile("a", "@midnight"), profile("b", "0 0 * * 6-7")),
+    )
+    .unwrap();
+    let out = render("supercronic");
+    assert!(out.status.success(), "{}", describe(&out));
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(text.lines().any(|l| l.starts_with("0 0 * * * ") && l.ends_with("run a")), "{text}");
+    assert!(text.lines().any(|l| l.starts_with("0 0 * * 6,0 ") && l.ends_with("run b")), "{text}");
+    let cron = String::from_utf8_lossy(&render("cron").stdout).to_string();
+    assert!(cron.contains("@midnight ") && cron.contains("0 0 * * 6-7 "), "{cron}");
+    assert!(crontab_check(&cron).status.success());
+
+    fs::write(&jobs, format!("version: 1\nprofiles:\n{}", profile("c", "0 16 */2 * sat"))).unwrap();
+    let out = render("supercronic");
+    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(said.contains("profile c") && said.contains("both days match") && said.contains("either"), "{said}");
+    assert!(render("cron").status.success());
+}
