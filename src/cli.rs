@@ -563,7 +563,8 @@ fn dispatch(cli: &Cli) -> Result<u8, Error> {
                     .as_ref()
                     .map(|f| std::path::absolute(f).unwrap_or(f.clone()))
                     .as_deref(),
-            }).map_err(Error::Usage)?;
+            })
+            .map_err(Error::Usage)?;
             print(&rendered);
             Ok(exit::OK)
         }

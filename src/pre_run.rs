@@ -18,19 +18,50 @@ pub fn git_sync(sync: &GitSync) -> Result<String, String> {
     // The checkout jobs.yaml names is trusted as the operator's: under the
     // unit's user on a checkout owned by the deploy user, git would refuse
     // it ("dubious ownership") on every sync otherwise.
-    let mut trusted = std::ffi::OsString::from("safe.directory=");
-    trusted.push(std::path::absolute(repo).unwrap_or_else(|_| repo.clone()));
-    let git = || {
+    // A remote that is a folder on this host (a local bare origin) is the
+    // operator's too.
+    let checkout = std::path::absolute(repo).unwrap_or_else(|_| repo.clone());
+    let mut trusted = vec![checkout.clone()];
+    let git_with = |trusted: &[std::path::PathBuf]| {
         let mut command = Command::new("git");
-        command
-            .arg("-c")
-            .arg(&trusted)
-            .arg("-C")
-            .arg(repo)
-            .env("GIT_TERMINAL_PROMPT", "0");
+        for path in trusted {
+            let mut setting = std::ffi::OsString::from("safe.directory=");
+            setting.push(path);
+            command.arg("-c").arg(setting);
+        }
+        command.arg("-C").arg(repo).env("GIT_TERMINAL_PROMPT", "0");
         command
     };
     let (remote, branch) = (sync.remote.as_str(), sync.branch.as_str());
+    if let Ok(out) = git_with(&trusted)
+        .args(["remote", "get-url", remote])
+        .output()
+    {
+        let url = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        let local = url.strip_prefix("file://").unwrap_or(&url);
+        let is_path = !local.is_empty()
+            && !local.contains("://")
+            && !local.split('/').next().unwrap_or("").contains(':');
+        if out.status.success() && is_path {
+            let path = std::path::Path::new(local);
+            trusted.push(if path.is_absolute() {
+                path.to_path_buf()
+            } else {
+                checkout.join(path)
+            });
+        }
+    }
+    // git reads safe.directory for the origin's side of a local fetch
+    // (upload-pack) from the global config only, not from `-c`: a private
+    // global config that includes the user's own and adds the two.
+    let global = trusted_global_config(&trusted);
+    let git = || {
+        let mut command = git_with(&trusted);
+        if let Some(file) = &global {
+            command.env("GIT_CONFIG_GLOBAL", file.path());
+        }
+        command
+    };
     run_tool(git().args(["fetch", "--quiet", remote, branch]), limit)
         .map_err(|e| format!("git fetch {remote} {branch} in {}: {e}", repo.display()))?;
     let target = format!("{remote}/{branch}");
@@ -43,6 +74,40 @@ pub fn git_sync(sync: &GitSync) -> Result<String, String> {
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
         .unwrap_or_default();
     Ok(format!("{} at {target} ({head})", repo.display()))
+}
+
+/// A temporary global git config: the user's own (included, so ssh and
+/// credential settings still apply) and `safe.directory` for `trusted`.
+fn trusted_global_config(trusted: &[std::path::PathBuf]) -> Option<tempfile::NamedTempFile> {
+    use std::io::Write;
+    let mut file = tempfile::NamedTempFile::new().ok()?;
+    let own = std::env::var_os("GIT_CONFIG_GLOBAL")
+        .map(std::path::PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("HOME").map(|home| std::path::Path::new(&home).join(".gitconfig"))
+        })
+        .filter(|path| path.is_file());
+    let mut text = String::new();
+    if let Some(own) = own {
+        text.push_str(&format!(
+            "[include]\n\tpath = {}\n",
+            quoted(&own.display().to_string())
+        ));
+    }
+    text.push_str("[safe]\n");
+    for path in trusted {
+        text.push_str(&format!(
+            "\tdirectory = {}\n",
+            quoted(&path.display().to_string())
+        ));
+    }
+    file.write_all(text.as_bytes()).ok()?;
+    Some(file)
+}
+
+/// A git config value in double quotes.
+fn quoted(value: &str) -> String {
+    format!("\"{}\"", value.replace('\\', "\\\\").replace('"', "\\\""))
 }
 
 /// Failed syncs in a row before the `git-sync` task fails (a warning

@@ -621,7 +621,12 @@ mod tests {
         let both: CronSchedule = "0 16 */2 * sat".parse().unwrap();
         assert!(both.starred_days);
         assert!(!"0 16 * * sat".parse::<CronSchedule>().unwrap().starred_days);
-        assert!(!"0 16 1,15 * sat".parse::<CronSchedule>().unwrap().starred_days);
+        assert!(
+            !"0 16 1,15 * sat"
+                .parse::<CronSchedule>()
+                .unwrap()
+                .starred_days
+        );
     }
 
     #[test]

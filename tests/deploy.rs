@@ -1193,7 +1193,9 @@ fn supercronic_gets_schedules_it_reads_as_cron_does() {
     let dir = tempfile::tempdir().unwrap();
     let jobs = dir.path().join("jobs.yaml");
     let profile = |name: &str, cron: &str| {
-        format!("  {name}:\n    cron: \"{cron}\"\n    tasks:\n      - name: t\n        command: {{ argv: [\"true\"] }}\n")
+        format!(
+            "  {name}:\n    cron: \"{cron}\"\n    tasks:\n      - name: t\n        command: {{ argv: [\"true\"] }}\n"
+        )
     };
     let render = |format: &str| {
         Command::new(env!("CARGO_BIN_EXE_monitor"))
@@ -1205,22 +1207,44 @@ fn supercronic_gets_schedules_it_reads_as_cron_does() {
     };
     fs::write(
         &jobs,
-        format!("version: 1\nprofiles:\n{}{}", profile("a", "@midnight"), profile("b", "0 0 * * 6-7")),
+        format!(
+            "version: 1\nprofiles:\n{}{}",
+            profile("a", "@midnight"),
+            profile("b", "0 0 * * 6-7")
+        ),
     )
     .unwrap();
     let out = render("supercronic");
     assert!(out.status.success(), "{}", describe(&out));
     let text = String::from_utf8_lossy(&out.stdout).to_string();
-    assert!(text.lines().any(|l| l.starts_with("0 0 * * * ") && l.ends_with("run a")), "{text}");
-    assert!(text.lines().any(|l| l.starts_with("0 0 * * 6,0 ") && l.ends_with("run b")), "{text}");
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("0 0 * * * ") && l.ends_with("run a")),
+        "{text}"
+    );
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("0 0 * * 6,0 ") && l.ends_with("run b")),
+        "{text}"
+    );
     let cron = String::from_utf8_lossy(&render("cron").stdout).to_string();
-    assert!(cron.contains("@midnight ") && cron.contains("0 0 * * 6-7 "), "{cron}");
+    assert!(
+        cron.contains("@midnight ") && cron.contains("0 0 * * 6-7 "),
+        "{cron}"
+    );
     assert!(crontab_check(&cron).status.success());
 
-    fs::write(&jobs, format!("version: 1\nprofiles:\n{}", profile("c", "0 16 */2 * sat"))).unwrap();
+    fs::write(
+        &jobs,
+        format!("version: 1\nprofiles:\n{}", profile("c", "0 16 */2 * sat")),
+    )
+    .unwrap();
     let out = render("supercronic");
     assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
     let said = String::from_utf8_lossy(&out.stderr);
-    assert!(said.contains("profile c") && said.contains("both days match") && said.contains("either"), "{said}");
+    assert!(
+        said.contains("profile c") && said.contains("both days match") && said.contains("either"),
+        "{said}"
+    );
     assert!(render("cron").status.success());
 }

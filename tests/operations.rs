@@ -233,7 +233,18 @@ fn heartbeats_ping_after_each_tick_and_say_fail_when_something_is_wrong() {
 }
 
 fn git(dir: &Path, args: &[&str]) -> String {
+    // The test's own git trusts every repository (some belong to other uids
+    // below; a push's receive-pack reads only the global config for it);
+    // monitor's git must manage by itself.
+    static GLOBAL: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+    let global = GLOBAL.get_or_init(|| {
+        let path =
+            std::env::temp_dir().join(format!("monitor-tests-{}.gitconfig", std::process::id()));
+        std::fs::write(&path, "[safe]\n\tdirectory = *\n").unwrap();
+        path
+    });
     let out = Command::new("git")
+        .env("GIT_CONFIG_GLOBAL", global)
         .arg("-C")
         .arg(dir)
         .args([
@@ -744,16 +755,18 @@ fn a_bad_commit_to_a_synced_jobs_yaml_keeps_ticks_running_until_the_fix_arrives(
     };
     commit(&jobs("command: { argv: [\"echo\", \"OK - v1\"] }"), "v1");
     git(ws.path(), &["clone", "--quiet", "origin.git", "checkout"]);
-    let _ = &origin;
-    // The deploy user owns the checkout; the ticks run as someone else.
+    // The deploy user owns the checkout and the local bare origin; the
+    // ticks run as someone else.
     let other_owner = unsafe { libc::geteuid() } == 0;
     if other_owner {
-        let status = Command::new("chown")
-            .args(["-R", "4243:4243"])
-            .arg(&checkout)
-            .status()
-            .unwrap();
-        assert!(status.success());
+        for (dir, owner) in [(&checkout, "4243:4243"), (&origin, "4244:4244")] {
+            let status = Command::new("chown")
+                .args(["-R", owner])
+                .arg(dir)
+                .status()
+                .unwrap();
+            assert!(status.success());
+        }
     }
     let db = ws.path().join("state/monitor.db");
     let tick = |n: i64| {
