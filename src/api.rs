@@ -591,9 +591,7 @@ impl Api {
         let config = &current.config;
         let path = config.state.display().to_string();
         let mut body = json!({ "database": path, "now": now.rfc3339() });
-        let health = match self.read(database, |c| {
-            profile_health(c, config, now, current.loaded_at)
-        }) {
+        let health = match self.read(database, |c| profile_health(c, config, now)) {
             Ok(Some(health)) => health,
             Ok(None) => {
                 return unhealthy(
@@ -684,7 +682,7 @@ impl Api {
         let config = &current.config;
         let read = self.read(database, |c| {
             let mut figures = Figures::read(c, now)?;
-            figures.overdue = profile_health(c, config, now, current.loaded_at)?
+            figures.overdue = profile_health(c, config, now)?
                 .into_iter()
                 .map(|p| (p.name, p.overdue))
                 .collect();
@@ -907,7 +905,7 @@ struct ProfileHealth {
     last_run: Option<Timestamp>,
     /// From when its schedule is judged: its newest run, or (never run)
     /// when it first appeared in jobs.yaml.
-    since: Timestamp,
+    since: Option<Timestamp>,
     /// When it counts as overdue if it does not run again (enabled only).
     overdue_after: Option<Timestamp>,
     overdue: bool,
@@ -920,7 +918,7 @@ impl ProfileHealth {
     fn reason(&self) -> String {
         match self.last_run {
             Some(last) => format!(
-                "profile {} is overdue: its last run started {} (cron \"{}\"), more than two intervals ago",
+                "profile {} is overdue: its last run started {} (cron \"{}\"), and three fire times have passed since",
                 self.name,
                 last.rfc3339(),
                 self.cron
@@ -928,7 +926,7 @@ impl ProfileHealth {
             None => format!(
                 "profile {} is overdue: it never ran since it appeared in jobs.yaml by {} (cron \"{}\"); is it in the crontab?",
                 self.name,
-                self.since.rfc3339(),
+                self.since.map(Timestamp::rfc3339).unwrap_or_default(),
                 self.cron
             ),
         }
@@ -957,7 +955,6 @@ fn profile_health(
     connection: &rusqlite::Connection,
     config: &Config,
     now: Timestamp,
-    loaded_at: Timestamp,
 ) -> anyhow::Result<Vec<ProfileHealth>> {
     let mut statement =
         connection.prepare_cached("SELECT max(started_at) FROM runs WHERE profile = ?1")?;
@@ -967,16 +964,11 @@ fn profile_health(
         let last_run: Option<Timestamp> = statement
             .query_row([&profile.name], |r| r.get::<_, Option<i64>>(0))?
             .map(Timestamp);
-        let since = crate::schedule::watched_since(
-            last_run,
-            first_seen.get(&profile.name).copied(),
-            &config.path,
-        )
-        .unwrap_or(loaded_at);
-        let overdue_after = profile
-            .enabled
-            .then(|| overdue_after(&profile.cron, since))
-            .flatten();
+        let since =
+            crate::schedule::watched_since(last_run, first_seen.get(&profile.name).copied());
+        let overdue_after = since
+            .filter(|_| profile.enabled)
+            .and_then(|since| overdue_after(&profile.cron, since));
         health.push(ProfileHealth {
             name: profile.name.clone(),
             cron: profile.cron.as_str().to_string(),

@@ -778,7 +778,6 @@ fn list(config: &Config, format: Format) -> Result<u8, Error> {
                     schedule::watched_since(
                         last_runs.get(&p.name).map(|run| run.started_at),
                         first_seen.get(&p.name).copied(),
-                        &config.path,
                     ),
                     now,
                 ),

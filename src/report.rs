@@ -206,7 +206,7 @@ pub fn tick_text(report: &TickReport) -> String {
 
 /// `ok`, `PEND` (breaching, its `for:` not met yet: nothing fires),
 /// `WARN` (only warning breaches) or `FAIL`: a task's verdict.
-fn task_tag(result: &TaskResult) -> &'static str {
+pub(crate) fn task_tag(result: &TaskResult) -> &'static str {
     let mut breaches = result.rules.iter().filter_map(|r| match r.verdict {
         Verdict::Breach { severity, .. } => Some(severity),
         _ => None,
@@ -378,6 +378,9 @@ pub fn tick_story(report: &TickReport) -> Vec<(log::Level, String)> {
             }
         }
         match &result.remediation {
+            Some(Remediation::Held { why }) if why.starts_with("restart held") => {
+                lines.push((Level::Warn, format!("{name}: {why}")));
+            }
             Some(Remediation::Held { why }) => {
                 lines.push((Level::Warn, format!("{name}: restart held: {why}")));
             }
@@ -496,7 +499,12 @@ pub fn list_text(rows: &[ProfileListing], now: Timestamp) -> String {
             Some(run) => format!(
                 "{} {} ({}, {} ms)",
                 run.started_at.local_near(now),
-                run.status,
+                // Stored as failing (exit 1); only pending says so.
+                if run.summary.starts_with("pending: ") {
+                    "pending"
+                } else {
+                    run.status.as_str()
+                },
                 run.summary,
                 run.duration_ms
             ),

@@ -48,12 +48,18 @@ impl fmt::Display for CronSchedule {
 /// converting it back (chrono's `Local` also calls the first wall time
 /// after a repeated hour ambiguous).
 fn instants<Tz: TimeZone>(zone: &Tz, wall: chrono::NaiveDateTime) -> Vec<DateTime<Tz>> {
-    let mut found: Vec<DateTime<Tz>> = match zone.from_local_datetime(&wall) {
+    let candidates: Vec<DateTime<Tz>> = match zone.from_local_datetime(&wall) {
         chrono::LocalResult::Single(t) => vec![t],
         chrono::LocalResult::Ambiguous(a, b) => vec![a, b],
         chrono::LocalResult::None => Vec::new(),
     };
-    found.retain(|t| t.naive_local() == wall);
+    // Back from each instant through the zone, not through the offset the
+    // answer carries (which is how a wrong one gets in).
+    let mut found: Vec<DateTime<Tz>> = candidates
+        .iter()
+        .map(|t| zone.from_utc_datetime(&t.naive_utc()))
+        .filter(|t| t.naive_local() == wall)
+        .collect();
     found.sort();
     found.dedup();
     found
@@ -471,21 +477,14 @@ pub(crate) fn shell_quote(word: &str) -> String {
 
 /// From when a profile's schedule is judged: its newest run; before its
 /// first run, when it first appeared (enabled) in jobs.yaml, as the ticks
-/// of any profile recorded it; when nothing was recorded (no tick ran on
-/// this host), the last change of jobs.yaml (it was there since).
+/// of any profile recorded it. `None` (not judged) when no tick recorded
+/// it yet: on a host where nothing has run, `list`, `/healthz` and the
+/// self check agree that nothing is overdue rather than guess.
 pub fn watched_since(
     last_run: Option<crate::clock::Timestamp>,
     first_seen: Option<crate::clock::Timestamp>,
-    config_path: &Path,
 ) -> Option<crate::clock::Timestamp> {
-    last_run.or(first_seen).or_else(|| {
-        let modified = std::fs::metadata(config_path).ok()?.modified().ok()?;
-        let millis = modified
-            .duration_since(std::time::UNIX_EPOCH)
-            .ok()?
-            .as_millis();
-        Some(crate::clock::Timestamp(i64::try_from(millis).ok()?))
-    })
+    last_run.or(first_seen)
 }
 
 #[cfg(test)]

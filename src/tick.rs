@@ -666,17 +666,26 @@ fn commit(
     finished_at: Timestamp,
 ) -> Result<(), Error> {
     let failing = report.outcome.tasks.iter().filter(|t| !t.healthy).count();
-    let summary = if failing == 0 {
-        format!("{} tasks healthy", report.tasks.len())
-    } else {
-        let names: Vec<&str> = report
+    let named = |pending: bool| -> Vec<&str> {
+        report
             .outcome
             .tasks
             .iter()
-            .filter(|t| !t.healthy)
+            .filter(|t| !t.healthy && (crate::report::task_tag(t) == "PEND") == pending)
             .map(|t| t.name.as_str())
-            .collect();
-        format!("failing: {}", names.join(", "))
+            .collect()
+    };
+    let summary = if failing == 0 {
+        let count = report.tasks.len();
+        format!("{count} task{} healthy", if count == 1 { "" } else { "s" })
+    } else {
+        let mut parts = Vec::new();
+        for (label, names) in [("failing", named(false)), ("pending", named(true))] {
+            if !names.is_empty() {
+                parts.push(format!("{label}: {}", names.join(", ")));
+            }
+        }
+        parts.join("; ")
     };
     let namespace = |task: &str| format!("{}/{task}", profile.name);
     let state = report

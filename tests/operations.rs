@@ -1193,6 +1193,28 @@ fn list_shows_the_runs_cron_makes_around_clock_changes() {
     assert!(line.contains("2026-11-01 01:00:00 (-05:00)"), "{text}");
     let line = text.lines().find(|l| l.starts_with("fixed")).unwrap();
     assert!(line.contains("2026-11-02 01:30:00 (-05:00)"), "{text}");
+
+    // Overdue counts the same runs (review: one fire time late): hourly
+    // last ran at 01:00 EDT; 01:00 EST, 02:00 and 03:00 are missed by 08:00Z.
+    ws.command()
+        .env("TZ", "EST5EDT,M3.2.0,M11.1.0")
+        .env("MONITOR_NOW", "2026-11-01T05:00:00Z")
+        .args(["run", "hourly"])
+        .output()
+        .unwrap();
+    let overdue = |at: &str| {
+        let out = ws
+            .command()
+            .env("TZ", "EST5EDT,M3.2.0,M11.1.0")
+            .env("MONITOR_NOW", at)
+            .args(["list", "--format", "json"])
+            .output()
+            .unwrap();
+        let all: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+        all["profiles"][0]["overdue"].as_bool().unwrap()
+    };
+    assert!(!overdue("2026-11-01T07:59:00Z"));
+    assert!(overdue("2026-11-01T08:00:30Z"));
 }
 
 /// Issue 11 review: a YAML syntax error (an unclosed `{`) hid where the
@@ -1240,4 +1262,31 @@ fn a_yaml_syntax_error_still_finds_the_last_good_config_and_the_log() {
         last.contains("[ERROR] monitor: ") && last.contains("jobs.yaml:"),
         "{text}"
     );
+}
+
+/// Review: a tick that was only pending showed as `failing (failing:
+/// load)` in `list`, and a healthy one task as `1 tasks healthy`.
+#[test]
+fn list_says_pending_for_a_pending_tick_and_counts_tasks_in_words() {
+    let ws = Workspace::new(&profile_p(
+        "      - name: load\n        command: { shell: true, argv: \"echo 'LOAD OK | load5=3'\" }\n        rules:\n          - { name: high, signal: load5, value: \"> 2\", for: 3, severity: warning }\n",
+    ));
+    assert_exit(&ws.run_at(minute(0), "p", &[]), 1);
+    let list = |at: i64| {
+        let out = ws
+            .command()
+            .env("MONITOR_NOW", at.to_string())
+            .arg("list")
+            .output()
+            .unwrap();
+        stdout(&out)
+    };
+    let text = list(minute(0));
+    assert!(text.contains(" pending (pending: load, "), "{text}");
+    ws.write_config(&profile_p(
+        "      - name: load\n        command: { shell: true, argv: \"echo 'LOAD OK | load5=1'\" }\n",
+    ));
+    assert_exit(&ws.run_at(minute(1), "p", &[]), 0);
+    let text = list(minute(1));
+    assert!(text.contains(" ok (1 task healthy, "), "{text}");
 }

@@ -230,7 +230,6 @@ pub fn load_source(
     let watched = super::Watched {
         database: config.state.clone(),
         log_file: config.log_file.clone(),
-        config: config.path.clone(),
         profiles: config
             .profiles
             .iter()

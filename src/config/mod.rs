@@ -1055,7 +1055,6 @@ pub struct SelfCheckProbe {
 pub struct Watched {
     pub database: PathBuf,
     pub log_file: Option<PathBuf>,
-    pub config: PathBuf,
     /// Each enabled profile's name and schedule.
     pub profiles: Vec<(String, CronSchedule)>,
 }

@@ -198,7 +198,7 @@ fn overdue(
     let mut overdue = Vec::new();
     for (name, cron) in &probe.watched.profiles {
         let (last_run, first_seen) = known(name)?;
-        let since = crate::schedule::watched_since(last_run, first_seen, &probe.watched.config);
+        let since = crate::schedule::watched_since(last_run, first_seen);
         if cron.overdue_from(since, now) {
             overdue.push(name.clone());
         }
