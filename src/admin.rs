@@ -245,6 +245,13 @@ fn file_name(path: &Path) -> String {
 /// bytes (an SQLite file or a binary is not a cache value).
 fn read_text(path: &Path, limit: u64) -> Result<String, String> {
     use std::io::Read;
+    // Never opened: a FIFO would wait for a writer for ever.
+    if !std::fs::metadata(path)
+        .map_err(|e| e.to_string())?
+        .is_file()
+    {
+        return Err("not a regular file (a folder, FIFO, socket or device)".into());
+    }
     let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
     let mut bytes = Vec::new();
     file.take(limit + 1)
@@ -279,6 +286,13 @@ pub fn export(
     namespace: &str,
     overwrite: bool,
 ) -> Result<Exported, Error> {
+    let state_dir = std::fs::canonicalize(config.state_dir()).ok();
+    if state_dir.is_some() && std::fs::canonicalize(dir).ok() == state_dir {
+        return Err(Error::Usage(format!(
+            "{} is monitor's state folder (its database lives there): export to another folder",
+            dir.display()
+        )));
+    }
     let rows = match Store::open_read_only(&config.state).map_err(Error::Tool)? {
         Some(store) => store.state_rows(Some(namespace)).map_err(Error::Tool)?,
         None => Vec::new(),

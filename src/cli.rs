@@ -294,12 +294,20 @@ pub fn main() -> u8 {
 }
 
 /// For an error that a file of the state folder this user cannot write
-/// caused: which file, its owner, and the fix.
+/// caused: which file, its owner, and the fix; for a corrupt database,
+/// which file and how to recover.
 fn permission_hint(cli: &Cli, error: &Error) -> Option<String> {
     let Error::Tool(e) = error else {
         return None;
     };
     let text = format!("{e:#}").to_ascii_lowercase();
+    if text.contains("malformed") || text.contains("file is not a database") {
+        let db = load_config(cli).ok()?.state;
+        let db = db.display();
+        return Some(format!(
+            "the database {db} is corrupt: stop the ticks, then recover it (sqlite3 {db} .recover | sqlite3 {db}.new && mv {db}.new {db}) or move it aside (mv {db} {db}.corrupt): the next tick starts an empty one"
+        ));
+    }
     let denied = text.contains("readonly database")
         || text.contains("permission denied")
         || text.contains("unable to open database file")
@@ -404,8 +412,9 @@ fn load_for_tick(cli: &Cli) -> Result<(Config, Option<tick::Rejected>), Error> {
     };
     let path = config::resolve_path(cli.config.as_deref());
     let absolute = config::absolute(&path);
-    let fallback = database_of_broken(cli, &path).and_then(|db| {
-        let (source, saved_at) = crate::store::last_good_config(&db, &absolute)?;
+    let database = database_of_broken(cli, &path);
+    let fallback = database.as_ref().and_then(|db| {
+        let (source, saved_at) = crate::store::last_good_config(db, &absolute)?;
         let config = config::load_source(&path, source, cli.db.as_deref()).ok()?;
         Some((config, saved_at))
     });
@@ -417,6 +426,14 @@ fn load_for_tick(cli: &Cli) -> Result<(Config, Option<tick::Rejected>), Error> {
                 saved_at,
             }),
         )),
+        // Ticks ran here before: say why they cannot go on this time.
+        None if database.is_some_and(|db| db.exists()) => {
+            let mut error = error;
+            error.message.push_str(
+                " — this tick stopped: no last good jobs.yaml is kept for this file (no tick has loaded it yet, or it holds a secret written in it rather than as ${VAR}), so nothing runs, syncs or alerts until it is fixed",
+            );
+            Err(Error::Config(error))
+        }
         None => Err(Error::Config(error)),
     }
 }
@@ -513,7 +530,13 @@ fn dispatch(cli: &Cli) -> Result<u8, Error> {
                 TickResult::Skipped { .. } => Ok(exit::OK),
                 TickResult::Ran(report) => {
                     for (level, line) in report::tick_story(&report) {
-                        log::log!(target: STORY, level, "{line}");
+                        // monitor's decisions (every rule's verdict) go to
+                        // stderr too at debug; the story to log_file only.
+                        if level == log::Level::Debug {
+                            log::debug!("{line}");
+                        } else {
+                            log::log!(target: STORY, level, "{line}");
+                        }
                     }
                     if !quiet {
                         let text = match format {

@@ -6,31 +6,151 @@
 
 use std::path::Path;
 
-/// The `NAME=value` pairs of an env file in systemd's format: blank lines
-/// and lines starting with `#` or `;` are skipped; whitespace around the
-/// name and value is dropped; a value in double quotes keeps its spaces and
-/// takes `\"`, `\\`, `\$` and `` \` `` escapes (and may span lines); one in
-/// single quotes is literal; a backslash at the end of an unquoted line
-/// joins the next. Errors name the file and line.
+/// The `NAME=value` pairs of an env file, parsed as systemd's env-file.c
+/// does: lines starting with `#` or `;` are comments; whitespace around
+/// the name and before the value is dropped, and trailing unquoted
+/// whitespace too; outside quotes a backslash takes the next character as
+/// it is (and joins the next line); `'…'` is literal; in `"…"` a backslash
+/// escapes `"`, `\\`, `` ` `` and `$` (and joins lines), any other stays;
+/// quoted and unquoted parts join (`"x"y` is `xy`). A line with no `=` is
+/// an error naming the file and line (systemd skips it silently).
 pub fn parse(path: &Path, text: &str) -> Result<Vec<(String, String)>, String> {
+    #[derive(Clone, Copy, PartialEq)]
+    enum State {
+        PreKey,
+        Key,
+        PreValue,
+        Value,
+        ValueEscape,
+        Single,
+        Double,
+        DoubleEscape,
+        Comment,
+        CommentEscape,
+    }
+    let mut entry = Entry::default();
     let mut pairs = Vec::new();
-    let lines: Vec<&str> = text.lines().collect();
-    let mut index = 0;
-    while index < lines.len() {
-        let number = index + 1;
-        let line = lines[index].trim_start();
-        index += 1;
-        if line.is_empty() || line.starts_with('#') || line.starts_with(';') {
-            continue;
-        }
-        let Some((name, rest)) = line.split_once('=') else {
-            return Err(format!(
-                "{}:{number}: not NAME=value: {:?}",
-                path.display(),
-                shown(line)
-            ));
+    let mut state = State::PreKey;
+    let mut line = 1;
+    for c in text.chars() {
+        let newline = c == '\n' || c == '\r';
+        state = match state {
+            State::PreKey if c == '#' || c == ';' => State::Comment,
+            State::PreKey if c.is_whitespace() => State::PreKey,
+            State::PreKey => {
+                entry.key.push(c);
+                entry.line = line;
+                State::Key
+            }
+            State::Key if newline => return Err(entry.no_value(path)),
+            State::Key if c == '=' => State::PreValue,
+            State::Key => {
+                entry.key.push(c);
+                State::Key
+            }
+            State::PreValue | State::Value if newline => {
+                pairs.push(entry.finish(path)?);
+                State::PreKey
+            }
+            State::PreValue if c == '\'' => State::Single,
+            State::PreValue if c == '"' => State::Double,
+            State::PreValue | State::Value if c == '\\' => State::ValueEscape,
+            State::PreValue if c.is_whitespace() => State::PreValue,
+            State::PreValue | State::Value => {
+                entry.unquoted(c);
+                State::Value
+            }
+            State::ValueEscape => {
+                if !newline {
+                    entry.quoted(c);
+                }
+                State::Value
+            }
+            State::Single if c == '\'' => State::PreValue,
+            State::Single => {
+                entry.quoted(c);
+                State::Single
+            }
+            State::Double if c == '"' => State::PreValue,
+            State::Double if c == '\\' => State::DoubleEscape,
+            State::Double => {
+                entry.quoted(c);
+                State::Double
+            }
+            State::DoubleEscape => {
+                if !newline {
+                    if !"\"\\`$".contains(c) {
+                        entry.quoted('\\');
+                    }
+                    entry.quoted(c);
+                }
+                State::Double
+            }
+            State::Comment if c == '\\' => State::CommentEscape,
+            State::Comment if newline => State::PreKey,
+            State::Comment | State::CommentEscape => State::Comment,
         };
-        let name = name.trim();
+        if c == '\n' {
+            line += 1;
+        }
+    }
+    match state {
+        State::Key => Err(entry.no_value(path)),
+        State::Single | State::Double | State::DoubleEscape => Err(format!(
+            "{}:{}: the quote of {} is never closed",
+            path.display(),
+            entry.line,
+            entry.key.trim()
+        )),
+        State::PreValue | State::Value | State::ValueEscape => {
+            pairs.push(entry.finish(path)?);
+            Ok(pairs)
+        }
+        State::PreKey | State::Comment | State::CommentEscape => Ok(pairs),
+    }
+}
+
+/// The assignment being read.
+#[derive(Default)]
+struct Entry {
+    key: String,
+    value: String,
+    line: usize,
+    /// Where the value's trailing unquoted whitespace began.
+    trim_from: Option<usize>,
+}
+
+impl Entry {
+    fn unquoted(&mut self, c: char) {
+        if c.is_whitespace() {
+            self.trim_from.get_or_insert(self.value.len());
+        } else {
+            self.trim_from = None;
+        }
+        self.value.push(c);
+    }
+
+    fn quoted(&mut self, c: char) {
+        self.trim_from = None;
+        self.value.push(c);
+    }
+
+    fn no_value(&self, path: &Path) -> String {
+        format!(
+            "{}:{}: not NAME=value: {:?}",
+            path.display(),
+            self.line,
+            shown(self.key.trim())
+        )
+    }
+
+    /// The pair, its trailing whitespace cut; the entry is empty again.
+    fn finish(&mut self, path: &Path) -> Result<(String, String), String> {
+        let mut entry = std::mem::take(self);
+        if let Some(at) = entry.trim_from {
+            entry.value.truncate(at);
+        }
+        let name = entry.key.trim_end().to_string();
         let valid = name
             .chars()
             .next()
@@ -38,82 +158,14 @@ pub fn parse(path: &Path, text: &str) -> Result<Vec<(String, String)>, String> {
             && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
         if !valid {
             return Err(format!(
-                "{}:{number}: {:?} is not a variable name (letters, digits and _; no `export`)",
+                "{}:{}: {:?} is not a variable name (letters, digits and _; no `export`)",
                 path.display(),
-                shown(name)
+                entry.line,
+                shown(&name)
             ));
         }
-        let rest = rest.trim_start();
-        let value = match rest.chars().next() {
-            Some(quote @ ('"' | '\'')) => {
-                let mut value = String::new();
-                let mut text = rest[1..].to_string();
-                loop {
-                    match closing(&text, quote) {
-                        Some((inside, _after)) => {
-                            value.push_str(&inside);
-                            break;
-                        }
-                        None if index < lines.len() => {
-                            value.push_str(&unquote(&text, quote));
-                            value.push('\n');
-                            text = lines[index].to_string();
-                            index += 1;
-                        }
-                        None => {
-                            return Err(format!(
-                                "{}:{number}: the {quote} quote of {name} is never closed",
-                                path.display()
-                            ));
-                        }
-                    }
-                }
-                value
-            }
-            _ => {
-                let mut value = rest.trim_end().to_string();
-                while value.ends_with('\\') && index < lines.len() {
-                    value.pop();
-                    value.push_str(lines[index].trim());
-                    index += 1;
-                }
-                value
-            }
-        };
-        pairs.push((name.to_string(), value));
+        Ok((name, entry.value))
     }
-    Ok(pairs)
-}
-
-/// The text up to the closing `quote` (unescaped), and what follows it.
-fn closing(text: &str, quote: char) -> Option<(String, String)> {
-    let mut out = String::new();
-    let mut chars = text.char_indices();
-    while let Some((at, c)) = chars.next() {
-        if c == quote {
-            return Some((out, text[at + 1..].to_string()));
-        }
-        if c == '\\' && quote == '"' {
-            match chars.next() {
-                Some((_, next @ ('"' | '\\' | '$' | '`'))) => out.push(next),
-                Some((_, next)) => {
-                    out.push('\\');
-                    out.push(next);
-                }
-                None => out.push('\\'),
-            }
-            continue;
-        }
-        out.push(c);
-    }
-    None
-}
-
-/// A line inside an open quote, its escapes resolved.
-fn unquote(text: &str, quote: char) -> String {
-    closing(&format!("{text}{quote}"), quote)
-        .map(|(inside, _)| inside)
-        .unwrap_or_default()
 }
 
 /// A bad line shown without the secret it may hold: its first characters.
@@ -149,7 +201,7 @@ mod tests {
 
     #[test]
     fn reads_what_systemd_reads() {
-        let text = "# a comment\n; another\n\nHOOK_URL=http://127.0.0.1/h?a=1&b=2\nMACHINE_ID = box 1 \nSECRET=ab$cd\nQUOTED=\"two  spaces \\\"q\\\" \\\\ \\$x\"\nSINGLE='a \\n b'\nMULTI=\"line one\nline two\"\nJOINED=abc\\\n  def\nEMPTY=\n";
+        let text = "# a comment\n; another\n\nHOOK_URL=http://127.0.0.1/h?a=1&b=2\nMACHINE_ID = box 1 \nSECRET=ab$cd\nQUOTED=\"two  spaces \\\"q\\\" \\\\ \\$x\"\nSINGLE='a \\n b'\nMULTI=\"line one\nline two\"\nJOINED=abc\\\n  def\nEMPTY=\nP=ab\\cd\nQ=a\\\\b\nR=\"x\"y\nS=\"pre\\\nsuf\"\nT=\"keep \\n\"\n";
         let pairs = parse(Path::new(".env"), text).unwrap();
         let get = |name: &str| {
             pairs
@@ -163,8 +215,14 @@ mod tests {
         assert_eq!(get("QUOTED"), Some("two  spaces \"q\" \\ $x"));
         assert_eq!(get("SINGLE"), Some("a \\n b"));
         assert_eq!(get("MULTI"), Some("line one\nline two"));
-        assert_eq!(get("JOINED"), Some("abcdef"));
+        assert_eq!(get("JOINED"), Some("abc  def"));
         assert_eq!(get("EMPTY"), Some(""));
+        // As systemd's env-file.c reads them.
+        assert_eq!(get("P"), Some("abcd"));
+        assert_eq!(get("Q"), Some("a\\b"));
+        assert_eq!(get("R"), Some("xy"));
+        assert_eq!(get("S"), Some("presuf"));
+        assert_eq!(get("T"), Some("keep \\n"));
     }
 
     #[test]

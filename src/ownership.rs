@@ -164,24 +164,37 @@ fn name_of_uid(uid: u32) -> Option<String> {
     Some(name.to_string_lossy().into_owned())
 }
 
-/// ` (owned by root; fix: sudo chown monitor:monitor PATH)` for a file
-/// this user cannot write that the owner of its folder should own; empty
-/// otherwise.
+/// ` (owned by root; fix: sudo chown svc:svc PATH)` for a file (or, when
+/// it does not exist yet, its folder) this user cannot write; empty when
+/// it can. The fix gives it to the folder's owner, or to this user when
+/// root owns the folder (a folder a sudo created).
 pub fn whose(path: &Path) -> String {
-    let (Ok(meta), Some(folder)) = (std::fs::metadata(path), path.parent()) else {
+    let Some(folder) = path.parent() else {
         return String::new();
     };
-    let Ok(folder) = std::fs::metadata(folder) else {
+    let (target, recursive) = if path.exists() {
+        (path, "")
+    } else {
+        (folder, " -R")
+    };
+    let (Ok(meta), Ok(folder_meta)) = (std::fs::metadata(target), std::fs::metadata(folder)) else {
         return String::new();
     };
-    if writable(path) {
+    if writable(target) {
         return String::new();
     }
+    // SAFETY: geteuid and getegid have no preconditions and cannot fail.
+    let (me, my_group) = unsafe { (libc::geteuid(), libc::getegid()) };
+    let (uid, gid) = if folder_meta.uid() == 0 && me != 0 {
+        (me, my_group)
+    } else {
+        (folder_meta.uid(), folder_meta.gid())
+    };
     format!(
-        " (owned by {}; fix: sudo chown {}:{} {})",
+        " (owned by {}; fix: sudo chown{recursive} {}:{} {})",
         user_name(meta.uid()),
-        owner_arg(folder.uid()),
-        group_arg(folder.gid()),
-        path.display()
+        owner_arg(uid),
+        group_arg(gid),
+        target.display()
     )
 }

@@ -548,7 +548,7 @@ pub fn list_json(rows: &[ProfileListing]) -> serde_json::Value {
             "next_run": r.next.map(|t| t.rfc3339()),
                 "last_run": r.last.map(|run| json!({
                     "started_at": run.started_at.rfc3339(),
-                    "status": run.status,
+                    "status": if run.summary.starts_with("pending: ") { "pending" } else { run.status.as_str() },
                     "duration_ms": run.duration_ms,
                     "summary": run.summary,
                 })),

@@ -190,7 +190,12 @@ fn check_fields(text: &str) -> Result<(), String> {
             {
                 let hint = if what == "day of week" && last == 0 {
                     format!(
-                        "cron reads `sun` as 0, so {range} is the empty range {first}-0 and the job never runs: write {first}-6,0"
+                        "cron reads `sun` as 0, so {range} is the empty range {first}-0 and the job never runs: write {}",
+                        if first == 6 {
+                            "6,0".to_string()
+                        } else {
+                            format!("{first}-6,0")
+                        }
                     )
                 } else {
                     format!(
@@ -211,25 +216,28 @@ fn sunday_as_zero(field: &str) -> String {
         .split(',')
         .map(|item| {
             let (range, step) = match item.split_once('/') {
-                Some((range, step)) => (range, Some(step)),
+                Some((range, step)) => (range, step.parse::<u32>().ok()),
                 None => (item, None),
             };
-            let rewritten = match range.split_once('-') {
-                Some((first, "7")) if step.is_none() => {
-                    if first == "7" {
-                        "0".to_string()
-                    } else if first == "6" {
-                        "6,0".to_string()
-                    } else {
-                        format!("{first}-6,0")
-                    }
+            let bounds = range
+                .split_once('-')
+                .and_then(|(a, b)| Some((a.parse::<u32>().ok()?, b.parse::<u32>().ok()?)));
+            match bounds {
+                // A range reaching 7 (`5-7`, `1-7/2`): its days, Sunday as 0.
+                Some((first, 7)) => {
+                    let mut days: Vec<u32> = (first..=7)
+                        .step_by(step.unwrap_or(1).max(1) as usize)
+                        .map(|d| d % 7)
+                        .collect();
+                    days.sort_unstable();
+                    days.dedup();
+                    days.iter()
+                        .map(u32::to_string)
+                        .collect::<Vec<_>>()
+                        .join(",")
                 }
-                None if range == "7" => "0".to_string(),
-                _ => range.to_string(),
-            };
-            match step {
-                Some(step) => format!("{rewritten}/{step}"),
-                None => rewritten,
+                None if range == "7" && step.is_none() => "0".to_string(),
+                _ => item.to_string(),
             }
         })
         .collect::<Vec<_>>()
@@ -580,10 +588,13 @@ mod tests {
     /// range that runs backwards is refused with how to write it.
     #[test]
     fn ranges_cron_reads_as_empty_are_refused_with_the_fix() {
-        for text in ["0 0 * * sat-sun", "0 9 * * Mon-Sun"] {
+        for (text, fix) in [
+            ("0 0 * * sat-sun", "write 6,0"),
+            ("0 9 * * Mon-Sun", "write 1-6,0"),
+        ] {
             let err = text.parse::<CronSchedule>().unwrap_err();
             assert!(err.contains("cron reads `sun` as 0"), "{err}");
-            assert!(err.contains("-6,0"), "{err}");
+            assert!(err.ends_with(fix), "{err}");
         }
         let err = "0 22-2 * * *".parse::<CronSchedule>().unwrap_err();
         assert!(
@@ -608,8 +619,9 @@ mod tests {
         for (written, portable) in [
             ("@midnight", "0 0 * * *"),
             ("@weekly", "0 0 * * 0"),
-            ("0 0 * * 6-7", "0 0 * * 6,0"),
-            ("0 0 * * 5-7", "0 0 * * 5-6,0"),
+            ("0 0 * * 6-7", "0 0 * * 0,6"),
+            ("0 0 * * 5-7", "0 0 * * 0,5,6"),
+            ("0 0 * * 1-7/2", "0 0 * * 0,1,3,5"),
             ("0 0 * * 1,7", "0 0 * * 1,0"),
             ("*/5 * * * mon-fri", "*/5 * * * mon-fri"),
         ] {

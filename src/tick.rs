@@ -167,6 +167,14 @@ pub fn run(config: &Config, options: &RunOptions, now: Timestamp) -> Result<Tick
         Some(store) => store.load_prior(&profile.name, now).map_err(Error::Tool)?,
         None => Prior::default(),
     };
+    log::debug!(
+        "{}: {} alert states, {} silences and the state of {} tasks loaded from {}",
+        profile.name,
+        prior.alerts.len(),
+        prior.silences.len(),
+        prior.tasks.len(),
+        config.state.display()
+    );
     // monitor watching itself: its git sync, and a jobs.yaml it rejected.
     let mut watchers: Vec<(Task, Observation)> = Vec::new();
     if let Some(pre_run) = &profile.pre_run {
@@ -223,9 +231,32 @@ pub fn run(config: &Config, options: &RunOptions, now: Timestamp) -> Result<Tick
             observation: observation.clone(),
         })
         .collect();
+    for run in &runs {
+        log::debug!(
+            "{}/{}: observed in {} ms: {}",
+            profile.name,
+            run.task.name,
+            run.observation.elapsed_ms,
+            run.observation
+                .checks
+                .iter()
+                .map(|c| format!("{} {}", c.probe, c.status.label()))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
     let whole_profile = options.task.is_none();
     let evaluation = evaluate::evaluate(config, profile, &prior, &runs, whole_profile, now);
     let plans = evaluation.plans();
+    for plan in &plans {
+        log::debug!(
+            "{}/{}: a restart is due ({}): {}",
+            profile.name,
+            plan.task,
+            plan.trigger,
+            plan.summary
+        );
+    }
     for task in &tasks {
         if let Some(begun) = prior
             .tasks

@@ -809,6 +809,14 @@ fn what_could_only_fail_later_is_refused_at_its_own_line() {
             "port 99999",
         ),
         (
+            "  n: { type: alertmanager, urls: [\"http://user:k3y@127.0.0.1:99999/\"] }\n",
+            "port 99999",
+        ),
+        (
+            "  n: { type: telegram, token: \"1:a\", chat_id: \"-1\", api_url: \"http://u:k3y@:99/\" }\n",
+            "no host",
+        ),
+        (
             "  n: { type: webhook, url: \"http://[::1/k3y\" }\n",
             "not a URL",
         ),

@@ -1224,7 +1224,7 @@ fn supercronic_gets_schedules_it_reads_as_cron_does() {
     );
     assert!(
         text.lines()
-            .any(|l| l.starts_with("0 0 * * 6,0 ") && l.ends_with("run b")),
+            .any(|l| l.starts_with("0 0 * * 0,6 ") && l.ends_with("run b")),
         "{text}"
     );
     let cron = String::from_utf8_lossy(&render("cron").stdout).to_string();

@@ -938,6 +938,23 @@ fn state_import_takes_cache_files_only_and_export_writes_them_back() {
             "{skipped}: {said}"
         );
     }
+    // A FIFO named on the command line is refused, never opened (it would
+    // wait for a writer for ever).
+    let fifo = cache.join("fifo");
+    let c_path = std::ffi::CString::new(fifo.display().to_string()).unwrap();
+    assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) }, 0);
+    let out = ws
+        .command()
+        .args(["state", "import"])
+        .arg(&fifo)
+        .output()
+        .unwrap();
+    assert!(
+        stdout(&out).contains("skipped fifo: not a regular file"),
+        "{}",
+        stdout(&out)
+    );
+    std::fs::remove_file(&fifo).unwrap();
     // Named on the command line, a larger text file is taken.
     let out = ws
         .command()
@@ -958,6 +975,16 @@ fn state_import_takes_cache_files_only_and_export_writes_them_back() {
         .unwrap();
     assert_eq!(stdout(&get), "1\n2\n3\n");
 
+    // Never into the state folder (a key named monitor.db would replace
+    // the database).
+    let out = ws
+        .command()
+        .args(["state", "export"])
+        .arg(ws.path().join("state"))
+        .output()
+        .unwrap();
+    assert_exit(&out, 2);
+    assert!(stderr(&out).contains("state folder"), "{}", stderr(&out));
     // The way back: the same bytes the old scripts wrote.
     let back = ws.path().join("back");
     let out = ws

@@ -1875,7 +1875,10 @@ fn notifier_kind(raw: RawNotifier) -> Result<NotifierKind, String> {
         .chain(raw.urls.iter().flatten().map(|u| ("urls", u)));
     for (key, url) in plain_urls {
         if let Some(why) = values::http_url_problem(url.as_str()) {
-            return Err(format!("`{key}`: {why}: {:?}", url.as_str()));
+            // May hold a user and password: never echoed.
+            return Err(format!(
+                "`{key}`: {why} (the URL is not shown: it may hold a password)"
+            ));
         }
     }
     for (name, value) in raw.headers.iter().flatten() {
