@@ -432,7 +432,8 @@ impl<'a> Scope<'a> {
                 },
                 Decision::Exhausted { frees_at, restarts } => Remediation::Exhausted {
                     why: format!(
-                        "restart loop: {restarts} restarts within {} (max {}); not restarting until {frees_at} — last: {summary}",
+                        "restart loop: {restarts} restart{} within {} (max {}); not restarting until {frees_at} — last: {summary}",
+                        if restarts == 1 { "" } else { "s" },
                         remediate.max.as_ref().map(|m| m.within.to_string()).unwrap_or_default(),
                         remediate.max.as_ref().map(|m| m.restarts).unwrap_or(0),
                     ),

@@ -236,8 +236,13 @@ fn observe_dir(dir: &Path, max_size: Option<ByteSize>, context: &Context, out: &
     );
     if size.unreadable > 0 {
         summary.push_str(&format!(
-            " ({} unreadable entries skipped)",
-            size.unreadable
+            " ({} unreadable {} skipped)",
+            size.unreadable,
+            if size.unreadable == 1 {
+                "entry"
+            } else {
+                "entries"
+            }
         ));
     }
     let status = match max_size {
