@@ -37,6 +37,11 @@ pub const MIGRATIONS: &[(u32, &str, &str)] = &[
         "0004_schedule_watch.sql",
         include_str!("../migrations/0004_schedule_watch.sql"),
     ),
+    (
+        5,
+        "0005_retention.sql",
+        include_str!("../migrations/0005_retention.sql"),
+    ),
 ];
 
 /// An open database.
@@ -689,11 +694,20 @@ impl Store {
             "DELETE FROM alert_history WHERE id IN (SELECT id FROM alert_history WHERE at < ?1 ORDER BY at LIMIT ?2)",
             params![cutoff.0, limit],
         )?;
-        // A day's margin: a run's history rows (stamped when it finished)
-        // are gone before the run is.
+        // Runs keep a day's margin. A run's own history goes first (the
+        // foreign key: a run with history left failed the whole cleanup,
+        // every tick), found by its index; then the runs with none left.
+        let runs_due = cutoff.0 - 86_400_000;
         deleted += tx.execute(
-            "DELETE FROM runs WHERE id IN (SELECT id FROM runs WHERE started_at < ?1 ORDER BY started_at LIMIT ?2)",
-            params![cutoff.0 - 86_400_000, limit],
+            "DELETE FROM alert_history WHERE run_id IN
+               (SELECT id FROM runs WHERE started_at < ?1 ORDER BY started_at LIMIT ?2)",
+            params![runs_due, (limit / 10).max(1)],
+        )?;
+        deleted += tx.execute(
+            "DELETE FROM runs WHERE id IN (SELECT id FROM runs r WHERE started_at < ?1
+               AND NOT EXISTS (SELECT 1 FROM alert_history h WHERE h.run_id = r.id)
+               ORDER BY started_at LIMIT ?2)",
+            params![runs_due, limit],
         )?;
         deleted += tx.execute(
             "DELETE FROM outbox WHERE id IN (SELECT id FROM outbox WHERE created_at < ?1

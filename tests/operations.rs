@@ -1317,3 +1317,78 @@ fn list_says_pending_for_a_pending_tick_and_counts_tasks_in_words() {
     let text = list(minute(1));
     assert!(text.contains(" ok (1 task healthy, "), "{text}");
 }
+
+/// Issue 12, item 1: `alert_history.run_id` had no index, so every pruned
+/// run scanned the whole history (48–55 s ticks at 500 000 rows); and once
+/// a run due for deletion still had history, the FOREIGN KEY failure rolled
+/// the whole cleanup back, every tick. History written by real ticks,
+/// multiplied to 500 000 rows with a day of backlog past retention: each
+/// tick stays under a second and the backlog shrinks every tick.
+#[test]
+fn retention_with_500_000_history_rows_and_a_day_of_backlog_stays_cheap() {
+    let api = TestServer::start(Reply::status(500));
+    let ws = Workspace::new(&format!(
+        "version: 1\ndefaults: {{ retention: 1d }}\nprofiles:\n  p:\n    cron: \"* * * * *\"\n    announce: false\n    tasks:\n      - name: web\n        http: {{ url: \"{}\", timeout: 2s }}\n",
+        api.url("/")
+    ));
+    // Real ticks write the shape of the rows: a flapping service.
+    for n in 0..6 {
+        api.set(Reply::status(if n % 2 == 0 { 500 } else { 200 }));
+        ws.run_at(minute(n), "p", &[]);
+    }
+    let now = minute(10) * 1000;
+    let db = ws.sqlite();
+    db.execute_batch("BEGIN").unwrap();
+    // 50 000 runs, ten history rows each, copied from what the real ticks
+    // wrote: a day within retention, then a day of backlog past the run's
+    // own day of margin (the host was off, or retention was lowered).
+    db.execute(
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 50000)
+         INSERT INTO runs (profile, host, started_at, finished_at, duration_ms, status, tasks, failing, summary)
+         SELECT profile, host, ?1 - 86400000 - i * 3456, ?1 - 86400000 - i * 3456 + duration_ms, duration_ms, status, tasks, failing, summary
+         FROM n, (SELECT * FROM runs ORDER BY id LIMIT 1)",
+        [now],
+    )
+    .unwrap();
+    db.execute(
+        "WITH RECURSIVE k(j) AS (SELECT 1 UNION ALL SELECT j + 1 FROM k WHERE j < 10)
+         INSERT INTO alert_history (at, host, profile, task, rule, source, status, severity, summary, value, threshold, run_id)
+         SELECT r.started_at, h.host, h.profile, h.task, h.rule, h.source, h.status, h.severity, h.summary, h.value, h.threshold, r.id
+         FROM runs r, k, (SELECT * FROM alert_history ORDER BY id LIMIT 1) h",
+        [],
+    )
+    .unwrap();
+    db.execute_batch("COMMIT").unwrap();
+    let history = || ws.count("SELECT count(*) FROM alert_history");
+    let stale = || {
+        ws.count(&format!(
+            "SELECT count(*) FROM alert_history WHERE at < {}",
+            now - 86_400_000
+        ))
+    };
+    assert!(history() >= 500_000, "{}", history());
+    drop(db);
+    let mut left = stale();
+    assert!(left > 200_000, "a day of backlog: {left}");
+    for tick in 0..5 {
+        let started = std::time::Instant::now();
+        let out = ws.run_at(minute(10) + tick, "p", &[]);
+        let took = started.elapsed();
+        assert!(
+            !stderr(&out).contains("pruning failed"),
+            "tick {tick}: {}",
+            stderr(&out)
+        );
+        assert!(
+            took < std::time::Duration::from_secs(1),
+            "tick {tick} took {took:?}"
+        );
+        let now_left = stale();
+        assert!(
+            now_left < left,
+            "tick {tick}: the backlog shrinks ({left} → {now_left})"
+        );
+        println!("tick {tick}: {took:?}, {now_left} stale history rows left");
+        left = now_left;
+    }
+}
