@@ -97,13 +97,28 @@ pub const NOW_VARIABLE: &str = "MONITOR_NOW";
 
 /// The current time, or the time pinned by `$MONITOR_NOW`.
 pub fn now() -> Result<Timestamp, String> {
-    match std::env::var(NOW_VARIABLE) {
-        Ok(text) if !text.trim().is_empty() => parse(text.trim()).ok_or_else(|| {
-            format!("{NOW_VARIABLE}={text:?} is neither Unix seconds nor an RFC 3339 time")
-        }),
-        _ => Ok(system_now()),
+    let (now, source) = match std::env::var(NOW_VARIABLE) {
+        Ok(text) if !text.trim().is_empty() => (
+            parse(text.trim()).ok_or_else(|| {
+                format!("{NOW_VARIABLE}={text:?} is neither Unix seconds nor an RFC 3339 time")
+            })?,
+            format!("{NOW_VARIABLE}={}", text.trim()),
+        ),
+        _ => (system_now(), "the system clock".to_string()),
+    };
+    // Retention, cooldowns and schedules all count from now: a clock at
+    // 1970 is a dead RTC battery or a typo, not a time to act on.
+    if now.0 < EARLIEST {
+        return Err(format!(
+            "{source} says {}, before 2000: that is no real time (a dead clock battery, or a typo); set the clock (timedatectl, NTP) and run again",
+            now.rfc3339()
+        ));
     }
+    Ok(now)
 }
+
+/// 2000-01-01T00:00:00Z: no tick is older.
+const EARLIEST: i64 = 946_684_800_000;
 
 pub fn system_now() -> Timestamp {
     let elapsed = std::time::SystemTime::now()

@@ -796,6 +796,15 @@ impl Store {
         Ok(last)
     }
 
+    /// When the newest tick of any profile started: what "now" is checked
+    /// against, and what retention counts back from.
+    pub fn newest_run(&self) -> Result<Option<Timestamp>> {
+        let newest: Option<i64> =
+            self.conn
+                .query_row("SELECT max(started_at) FROM runs", [], |r| r.get(0))?;
+        Ok(newest.map(Timestamp))
+    }
+
     /// When each enabled profile first appeared in jobs.yaml, as the ticks
     /// recorded it (empty for a database older than that record).
     pub fn first_seen(&self) -> Result<BTreeMap<String, Timestamp>> {

@@ -163,6 +163,13 @@ pub fn run(config: &Config, options: &RunOptions, now: Timestamp) -> Result<Tick
     } else {
         Some(Store::open(&config.state).map_err(Error::Tool)?)
     };
+    let newest = match &store {
+        Some(store) => store.newest_run().map_err(Error::Tool)?,
+        None => None,
+    };
+    if let Some(newest) = newest {
+        check_clock(now, newest)?;
+    }
     let prior = match &store {
         Some(store) => store.load_prior(&profile.name, now).map_err(Error::Tool)?,
         None => Prior::default(),
@@ -346,13 +353,38 @@ pub fn run(config: &Config, options: &RunOptions, now: Timestamp) -> Result<Tick
             if let Some(heartbeat) = &profile.heartbeat {
                 report.notes.push(ping(heartbeat, report.healthy()));
             }
-            prune(&mut store, config, now);
+            // Relative to what was stored before this tick: a clock that
+            // jumped ahead must not prune everything.
+            prune(
+                &mut store,
+                config,
+                newest.map_or(now, |newest| newest.min(now)),
+            );
         }
         snapshot => preview_deliveries(snapshot.as_ref(), &profile.name, &envelopes, &mut report)?,
     }
     probe::process_group::kill_leftovers();
     report.elapsed = started.elapsed();
     Ok(TickResult::Ran(Box::new(report)))
+}
+
+/// A tick more than this after the newest stored one is refused unless
+/// MONITOR_CLOCK_JUMP_OK=1 says the clock is right.
+const CLOCK_JUMP: i64 = 366 * 86_400_000;
+
+/// Refuses a clock far ahead of the newest stored tick (a bad RTC, a typo
+/// in MONITOR_NOW): acting on it would expire every cooldown and silence.
+fn check_clock(now: Timestamp, newest: Timestamp) -> Result<(), Error> {
+    let trusted = std::env::var("MONITOR_CLOCK_JUMP_OK").is_ok_and(|v| v.trim() == "1");
+    if now.0 - newest.0 > CLOCK_JUMP && !trusted {
+        return Err(Error::Usage(format!(
+            "the clock says {}, {} after the last tick ({}): if that is right (the host was off that long), run once with MONITOR_CLOCK_JUMP_OK=1; otherwise fix the clock (timedatectl, NTP)",
+            now.rfc3339(),
+            crate::clock::human_duration(now.0 - newest.0),
+            newest.rfc3339()
+        )));
+    }
+    Ok(())
 }
 
 /// Seed 001's sync before run: best effort, logged, never blocking checks.

@@ -1392,3 +1392,68 @@ fn retention_with_500_000_history_rows_and_a_day_of_backlog_stays_cheap() {
         left = now_left;
     }
 }
+
+/// Issue 12, item 7: one tick with a clock in year 5138 pruned every row,
+/// and `MONITOR_NOW=0` or `-5` were accepted. A time before 2000 is
+/// refused, saying so; a jump far past the last stored tick is refused
+/// unless the operator says the clock is right; pruning is relative to
+/// what was stored, never to a jumped clock.
+#[test]
+fn a_clock_that_jumps_cannot_erase_history() {
+    let ws = Workspace::new(&format!(
+        "defaults: {{ retention: 1d }}\n{}",
+        profile_p("      - name: a\n        command: { argv: [\"sh\", \"-c\", \"exit 2\"] }\n")
+    ));
+    for n in 0..3 {
+        assert_exit(&ws.run_at(minute(n), "p", &[]), 1);
+    }
+    let history = ws.count("SELECT count(*) FROM alert_history");
+    assert!(history > 0);
+    for bad in ["0", "-5", "1999-12-31T23:59:59Z"] {
+        let out = ws
+            .command()
+            .env("MONITOR_NOW", bad)
+            .args(["run", "p"])
+            .output()
+            .unwrap();
+        assert_exit(&out, 2);
+        assert!(
+            stderr(&out).contains("before 2000"),
+            "{bad}: {}",
+            stderr(&out)
+        );
+    }
+    // Year 5138: refused, nothing pruned, nothing stored.
+    let out = ws
+        .command()
+        .env("MONITOR_NOW", "5138-01-01T00:00:00Z")
+        .args(["run", "p"])
+        .output()
+        .unwrap();
+    assert_exit(&out, 2);
+    assert!(
+        stderr(&out).contains("after the last tick"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(ws.count("SELECT count(*) FROM alert_history"), history);
+    assert_eq!(ws.count("SELECT count(*) FROM runs"), 3);
+    // Said to be right: it runs, but prunes relative to what was stored.
+    let out = ws
+        .command()
+        .env("MONITOR_NOW", "5138-01-01T00:00:00Z")
+        .env("MONITOR_CLOCK_JUMP_OK", "1")
+        .args(["run", "p"])
+        .output()
+        .unwrap();
+    assert_exit(&out, 1);
+    assert!(
+        ws.count("SELECT count(*) FROM alert_history") >= history,
+        "history kept"
+    );
+    assert_eq!(
+        ws.count("SELECT count(*) FROM runs"),
+        4,
+        "the old runs are kept"
+    );
+}
