@@ -109,6 +109,7 @@ pub fn load_source(
         .map(Path::to_path_buf)
         .unwrap_or_else(|| PathBuf::from("/"));
     let display_path = path.to_path_buf();
+    check_shape(&display_path, &source)?;
     let raw = RawConfig::deserialize(super::interpolate::Interpolating(
         serde_yaml::Deserializer::from_str(&source),
     ))
@@ -501,6 +502,56 @@ fn yaml_error(file: &Path, source: &str, error: &serde_yaml::Error) -> ConfigErr
     }
 }
 
+/// Bigger than any real jobs.yaml: refused before parsing.
+const MAX_SOURCE_BYTES: usize = 1 << 20;
+/// Deeper `[`/`{` nesting than any real jobs.yaml: the YAML parser's time
+/// grows with it (20 000 levels took seconds).
+const MAX_NESTING: usize = 64;
+
+/// Refuses a file too big or nested too deep before the YAML parser sees
+/// it, naming the line where the nesting got too deep.
+fn check_shape(file: &Path, source: &str) -> Result<(), ConfigError> {
+    if source.len() > MAX_SOURCE_BYTES {
+        return Err(ConfigError::whole_file(
+            file,
+            format!(
+                "the file is {} KiB; a jobs.yaml is far smaller (at most {} KiB): is this the right file?",
+                source.len() / 1024,
+                MAX_SOURCE_BYTES / 1024
+            ),
+        ));
+    }
+    let mut depth = 0usize;
+    for (index, line) in source.lines().enumerate() {
+        let mut quote: Option<char> = None;
+        for c in line.chars() {
+            match (quote, c) {
+                (Some(q), c) if c == q => quote = None,
+                (Some(_), _) => {}
+                (None, '#') => break,
+                (None, '"' | '\'') => quote = Some(c),
+                (None, '[' | '{') => {
+                    depth += 1;
+                    if depth > MAX_NESTING {
+                        return Err(ConfigError {
+                            file: file.to_path_buf(),
+                            line: Some(index + 1),
+                            column: None,
+                            key: None,
+                            message: format!(
+                                "`[`/`{{` nested more than {MAX_NESTING} deep: no jobs.yaml needs that"
+                            ),
+                        });
+                    }
+                }
+                (None, ']' | '}') => depth = depth.saturating_sub(1),
+                (None, _) => {}
+            }
+        }
+    }
+    Ok(())
+}
+
 /// The mapping key at 1-based `line`/`column`: the key whose value starts
 /// there (`timeout: 5x`, also inside `{ … }`), or a key written there
 /// (`bogus: 1` for an unknown field).
@@ -515,7 +566,11 @@ fn key_at(source: &str, line: usize, column: usize) -> Option<String> {
     let before = text[..start].trim_end();
     if let Some(head) = before.strip_suffix(':') {
         let head = head.trim_end().trim_end_matches(['"', '\'']);
-        let key_start = head.rfind(|c: char| !is_key_char(c)).map_or(0, |i| i + 1);
+        let key_start = head
+            .char_indices()
+            .rev()
+            .find(|(_, c)| !is_key_char(*c))
+            .map_or(0, |(i, c)| i + c.len_utf8());
         let key = &head[key_start..];
         if !key.is_empty() {
             return Some(key.to_string());

@@ -341,7 +341,13 @@ impl std::str::FromStr for Duration {
                 _ => return Err(bad()),
             };
             rest = &rest[unit_len..];
-            total += std::time::Duration::from_secs_f64(number * millis_per_unit / 1000.0);
+            // At most a century: beyond it a duration is a typo (and
+            // past about 5e11 years it does not fit at all).
+            let part = std::time::Duration::try_from_secs_f64(number * millis_per_unit / 1000.0)
+                .ok()
+                .filter(|d| d.as_secs() <= 100 * 366 * 86_400)
+                .ok_or_else(|| format!("duration {s:?} is longer than a century: a typo?"))?;
+            total += part;
         }
         Ok(Duration(total))
     }
