@@ -1457,3 +1457,47 @@ fn a_clock_that_jumps_cannot_erase_history() {
         "the old runs are kept"
     );
 }
+
+/// Issue 12, item 6: a target's output reached the terminal raw — an
+/// escape sequence set the title, cleared the screen and forged an "ok"
+/// line — and a 64 KiB line became a 65 550-character summary. Control
+/// characters are shown, not obeyed, in the summary, the JSON, the
+/// database and the notifications; a line is capped.
+#[test]
+fn hostile_output_stays_inert_everywhere() {
+    let ws = Workspace::new(&profile_p(
+        "      - name: a\n        command: { shell: true, argv: \"printf '\\\\033]0;pwned\\\\007\\\\033[2J\\\\033[1A\\\\rFAKE ok'; head -c 70000 /dev/zero | tr '\\\\0' x; exit 2\" }\n",
+    ));
+    let out = ws.run_at(minute(0), "p", &[]);
+    assert_exit(&out, 1);
+    let text = stdout(&out);
+    assert!(
+        !text.contains('\u{1b}') && !text.contains('\u{7}'),
+        "raw escapes: {text:?}"
+    );
+    assert!(text.contains("\\u{1b}]0;pwned"), "{text}");
+    assert!(
+        text.contains("(cut at 2000 characters)"),
+        "{}",
+        &text[..200.min(text.len())]
+    );
+    assert!(text.len() < 10_000, "{} bytes", text.len());
+    let json = ws.run_at(minute(1), "p", &["--format", "json"]);
+    assert!(
+        !stdout(&json).contains("\\u001b"),
+        "JSON carries no raw escape"
+    );
+    let stored: String = ws
+        .sqlite()
+        .query_row(
+            "SELECT group_concat(summary, '|') FROM alert_history",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert!(
+        !stored.contains('\u{1b}') && stored.len() < 10_000,
+        "{}",
+        stored.len()
+    );
+}

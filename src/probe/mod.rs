@@ -418,8 +418,43 @@ pub fn observe(task: &Task, context: &Context) -> Observation {
         let previous = observation.signals.get_name(&name).unwrap_or(1.0);
         observation.signals.set(name, value.min(previous));
     }
+    // What a target printed reaches terminals, the database and chats:
+    // control characters (terminal escapes, NUL) are shown, not obeyed,
+    // and a line is capped.
+    for check in &mut observation.checks {
+        check.summary = inert(&check.summary);
+    }
+    for event in &mut observation.events {
+        event.message = inert(&event.message);
+    }
+    for found in &mut observation.matches {
+        found.line = inert(&found.line);
+    }
     observation.elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
     observation
+}
+
+/// Longest summary, event or matched line kept, in characters.
+const MAX_SHOWN: usize = 2000;
+
+/// `text` with each control character written as `\u{1b}` (newlines and
+/// tabs as spaces), cut at [`MAX_SHOWN`] characters with a note.
+pub fn inert(text: &str) -> String {
+    let mut out = String::with_capacity(text.len().min(MAX_SHOWN + 32));
+    let mut shown = 0;
+    for c in text.chars() {
+        if shown >= MAX_SHOWN {
+            out.push_str(&format!(" … (cut at {MAX_SHOWN} characters)"));
+            break;
+        }
+        match c {
+            '\n' | '\t' | '\r' => out.push(' '),
+            c if c.is_control() => out.push_str(&format!("\\u{{{:x}}}", c as u32)),
+            c => out.push(c),
+        }
+        shown += 1;
+    }
+    out
 }
 
 #[cfg(test)]
