@@ -441,8 +441,7 @@ const MAX_SHOWN: usize = 2000;
 /// tabs as spaces), cut at [`MAX_SHOWN`] characters with a note.
 pub fn inert(text: &str) -> String {
     let mut out = String::with_capacity(text.len().min(MAX_SHOWN + 32));
-    let mut shown = 0;
-    for c in text.chars() {
+    for (shown, c) in text.chars().enumerate() {
         if shown >= MAX_SHOWN {
             out.push_str(&format!(" … (cut at {MAX_SHOWN} characters)"));
             break;
@@ -452,7 +451,6 @@ pub fn inert(text: &str) -> String {
             c if c.is_control() => out.push_str(&format!("\\u{{{:x}}}", c as u32)),
             c => out.push(c),
         }
-        shown += 1;
     }
     out
 }
