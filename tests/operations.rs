@@ -1501,3 +1501,43 @@ fn hostile_output_stays_inert_everywhere() {
         stored.len()
     );
 }
+
+/// Issue 12, item 3 (part): a probe URL `http://user:pass@host/?token=…`
+/// showed the password and the token in the tick text, JSON, the database
+/// and every notifier payload. A probe's summary masks them.
+#[test]
+fn credentials_in_a_probe_url_are_masked_in_what_it_says() {
+    let down = closed_port();
+    let ws = Workspace::new(&format!(
+        "version: 1\nhost: test-host\nnotifiers:\n  hook: {{ type: webhook, url: \"http://127.0.0.1:{down}/h\" }}\nprofiles:\n  p:\n    cron: \"* * * * *\"\n    announce: false\n    notify: [console, hook]\n    tasks:\n      - name: api\n        http: {{ url: \"http://monitor:pw-s3cr3t@127.0.0.1:{down}/health?token=tok-s3cr3t&x=1\", timeout: 2s }}\n"
+    ));
+    let mut seen = String::new();
+    for (n, args) in [
+        (0, &[][..]),
+        (1, &["--format", "json"][..]),
+        (2, &["--dry-run"][..]),
+    ] {
+        let out = ws.run_at(minute(n), "p", args);
+        seen.push_str(&stdout(&out));
+        seen.push_str(&stderr(&out));
+    }
+    let alerts = ws
+        .command()
+        .args(["alerts", "--format", "json"])
+        .output()
+        .unwrap();
+    seen.push_str(&stdout(&alerts));
+    for entry in std::fs::read_dir(ws.path().join("state")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_file() {
+            seen.push_str(&String::from_utf8_lossy(&std::fs::read(&path).unwrap()));
+        }
+    }
+    assert!(
+        seen.contains("monitor:***@127.0.0.1") && seen.contains("token=***"),
+        "masked, still readable"
+    );
+    for secret in ["pw-s3cr3t", "tok-s3cr3t"] {
+        assert!(!seen.contains(secret), "{secret} leaked");
+    }
+}

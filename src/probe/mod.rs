@@ -422,7 +422,7 @@ pub fn observe(task: &Task, context: &Context) -> Observation {
     // control characters (terminal escapes, NUL) are shown, not obeyed,
     // and a line is capped.
     for check in &mut observation.checks {
-        check.summary = inert(&check.summary);
+        check.summary = mask_credentials(&inert(&check.summary));
     }
     for event in &mut observation.events {
         event.message = inert(&event.message);
@@ -432,6 +432,26 @@ pub fn observe(task: &Task, context: &Context) -> Observation {
     }
     observation.elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
     observation
+}
+
+/// `text` with the credentials of any URL in it masked: the password of
+/// `user:password@` and the values of secret-looking query parameters
+/// (`token`, `key`, `secret`, `password`, `sig`…) become `***`. A probe's
+/// summary names its URL; it reaches the terminal, the database and every
+/// notifier.
+pub fn mask_credentials(text: &str) -> String {
+    static USERINFO: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+        regex::Regex::new(r"(?i)\b([a-z][a-z0-9+.-]*://)([^/@\s:]*):([^/@\s]*)@")
+            .expect("a valid regex")
+    });
+    static QUERY: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+        regex::Regex::new(
+            r"(?i)([?&](?:access_token|api_?key|apikey|auth|key|password|passwd|pwd|secret|sig|signature|token|private_token)=)[^&#\s]*",
+        )
+        .expect("a valid regex")
+    });
+    let masked = USERINFO.replace_all(text, "${1}${2}:***@");
+    QUERY.replace_all(&masked, "${1}***").into_owned()
 }
 
 /// Longest summary, event or matched line kept, in characters.
