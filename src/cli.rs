@@ -529,7 +529,14 @@ fn dispatch(cli: &Cli) -> Result<u8, Error> {
             match tick::run(&config, &options, now)? {
                 TickResult::Skipped { .. } => Ok(exit::OK),
                 TickResult::Ran(report) => {
-                    for (level, line) in report::tick_story(&report) {
+                    // Built only when something logs (a quiet tick without
+                    // log_file has no logger at all).
+                    let story = if log::max_level() == log::LevelFilter::Off {
+                        Vec::new()
+                    } else {
+                        report::tick_story(&report)
+                    };
+                    for (level, line) in story {
                         // monitor's decisions (every rule's verdict) go to
                         // stderr too at debug; the story to log_file only.
                         if level == log::Level::Debug {

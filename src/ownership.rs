@@ -79,22 +79,12 @@ pub fn explain(state_dir: &Path, db: &Path) -> Option<String> {
     // SAFETY: geteuid has no preconditions and cannot fail.
     let me = unsafe { libc::geteuid() };
     let folder = std::fs::metadata(state_dir).ok()?;
-    let (uid, gid) = (folder.uid(), folder.gid());
+    let (uid, gid) = fix_owner(&folder);
     let fix = if uid == me {
         format!(
             "sudo chown -R {}:{} {}",
             owner_arg(uid),
             group_arg(gid),
-            state_dir.display()
-        )
-    } else if uid == 0 {
-        // A folder root made: it becomes this (the service) user's.
-        // SAFETY: getegid has no preconditions and cannot fail.
-        let my_group = unsafe { libc::getegid() };
-        format!(
-            "sudo chown -R {}:{} {}",
-            owner_arg(me),
-            group_arg(my_group),
             state_dir.display()
         )
     } else {
@@ -112,6 +102,19 @@ pub fn explain(state_dir: &Path, db: &Path) -> Option<String> {
         blocked.join(", "),
         if blocked.len() == 1 { "it" } else { "them" },
     ))
+}
+
+/// Who should own what monitor cannot write in `folder`: the folder's
+/// owner, or this (the service) user when root owns the folder (one a
+/// sudo created).
+fn fix_owner(folder: &std::fs::Metadata) -> (u32, u32) {
+    // SAFETY: geteuid and getegid have no preconditions and cannot fail.
+    let (me, my_group) = unsafe { (libc::geteuid(), libc::getegid()) };
+    if folder.uid() == 0 && me != 0 {
+        (me, my_group)
+    } else {
+        (folder.uid(), folder.gid())
+    }
 }
 
 fn writable(path: &Path) -> bool {
@@ -183,13 +186,7 @@ pub fn whose(path: &Path) -> String {
     if writable(target) {
         return String::new();
     }
-    // SAFETY: geteuid and getegid have no preconditions and cannot fail.
-    let (me, my_group) = unsafe { (libc::geteuid(), libc::getegid()) };
-    let (uid, gid) = if folder_meta.uid() == 0 && me != 0 {
-        (me, my_group)
-    } else {
-        (folder_meta.uid(), folder_meta.gid())
-    };
+    let (uid, gid) = fix_owner(&folder_meta);
     format!(
         " (owned by {}; fix: sudo chown{recursive} {}:{} {})",
         user_name(meta.uid()),

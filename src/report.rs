@@ -86,8 +86,8 @@ pub fn tick_json(report: &TickReport) -> serde_json::Value {
 }
 
 /// The tick summary for a person.
-pub fn tick_text(report: &TickReport) -> String {
-    let mut out = String::new();
+/// The summary's first line: profile, host, time, tasks and the verdict.
+fn headline(report: &TickReport) -> String {
     let tags: Vec<&str> = report.outcome.tasks.iter().map(task_tag).collect();
     let pending = tags.iter().filter(|t| **t == "PEND").count();
     let failing = tags
@@ -116,8 +116,7 @@ pub fn tick_text(report: &TickReport) -> String {
     } else {
         parts.join(", ")
     };
-    let _ = writeln!(
-        out,
+    format!(
         "{}{} on {} at {}: {} task{}, {state} ({} ms)",
         if report.dry_run {
             "DRY RUN (nothing restarted, sent or stored) — "
@@ -130,7 +129,12 @@ pub fn tick_text(report: &TickReport) -> String {
         report.tasks.len(),
         if report.tasks.len() == 1 { "" } else { "s" },
         report.elapsed.as_millis()
-    );
+    )
+}
+
+pub fn tick_text(report: &TickReport) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "{}", headline(report));
     for note in &report.notes {
         let _ = writeln!(out, "  {note}");
     }
@@ -431,14 +435,13 @@ pub fn tick_story(report: &TickReport) -> Vec<(log::Level, String)> {
         };
         lines.push((level, format!("{prefix}{}: {line}", report.profile)));
     }
-    let summary = tick_text(report);
-    let head = summary.lines().next().unwrap_or_default();
+    let head = headline(report);
     let level = if report.healthy() {
         Level::Info
     } else {
         Level::Warn
     };
-    lines.push((level, head.to_string()));
+    lines.push((level, head));
     lines
 }
 
@@ -499,12 +502,7 @@ pub fn list_text(rows: &[ProfileListing], now: Timestamp) -> String {
             Some(run) => format!(
                 "{} {} ({}, {} ms)",
                 run.started_at.local_near(now),
-                // Stored as failing (exit 1); only pending says so.
-                if run.summary.starts_with("pending: ") {
-                    "pending"
-                } else {
-                    run.status.as_str()
-                },
+                run.shown_status(),
                 run.summary,
                 run.duration_ms
             ),
@@ -548,7 +546,7 @@ pub fn list_json(rows: &[ProfileListing]) -> serde_json::Value {
             "next_run": r.next.map(|t| t.rfc3339()),
                 "last_run": r.last.map(|run| json!({
                     "started_at": run.started_at.rfc3339(),
-                    "status": if run.summary.starts_with("pending: ") { "pending" } else { run.status.as_str() },
+                    "status": run.shown_status(),
                     "duration_ms": run.duration_ms,
                     "summary": run.summary,
                 })),

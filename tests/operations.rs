@@ -396,18 +396,24 @@ fn state_import_keeps_existing_values_unless_told_and_is_safe_to_rerun() {
     assert_eq!(rows, 2, "readable with the sqlite3 CLI as plain rows");
 }
 
-#[test]
-fn retention_prunes_old_history_and_runs_in_bounded_batches() {
+/// `ticks` real ticks, a minute apart, of a flapping http service (history
+/// and outbox rows every tick) under `retention`.
+fn flapping_ticks(retention: &str, ticks: i64) -> (TestServer, Workspace) {
     let api = TestServer::start(Reply::status(500));
     let ws = Workspace::new(&format!(
-        "version: 1\ndefaults: {{ retention: 30m }}\nprofiles:\n  p:\n    cron: \"* * * * *\"\n    announce: false\n    tasks:\n      - name: web\n        http: {{ url: \"{}\", timeout: 2s }}\n",
+        "version: 1\ndefaults: {{ retention: {retention} }}\nprofiles:\n  p:\n    cron: \"* * * * *\"\n    announce: false\n    tasks:\n      - name: web\n        http: {{ url: \"{}\", timeout: 2s }}\n",
         api.url("/")
     ));
-    for n in 0..90 {
-        // A flapping service writes history and outbox rows every tick.
+    for n in 0..ticks {
         api.set(Reply::status(if n % 2 == 0 { 500 } else { 200 }));
         ws.run_at(minute(n), "p", &[]);
     }
+    (api, ws)
+}
+
+#[test]
+fn retention_prunes_old_history_and_runs_in_bounded_batches() {
+    let (_api, ws) = flapping_ticks("30m", 90);
     let runs = ws.count("SELECT count(*) FROM runs");
     let history = ws.count("SELECT count(*) FROM alert_history");
     let oldest = ws.count("SELECT min(at) FROM alert_history");
@@ -1326,16 +1332,8 @@ fn list_says_pending_for_a_pending_tick_and_counts_tasks_in_words() {
 /// tick stays under a second and the backlog shrinks every tick.
 #[test]
 fn retention_with_500_000_history_rows_and_a_day_of_backlog_stays_cheap() {
-    let api = TestServer::start(Reply::status(500));
-    let ws = Workspace::new(&format!(
-        "version: 1\ndefaults: {{ retention: 1d }}\nprofiles:\n  p:\n    cron: \"* * * * *\"\n    announce: false\n    tasks:\n      - name: web\n        http: {{ url: \"{}\", timeout: 2s }}\n",
-        api.url("/")
-    ));
     // Real ticks write the shape of the rows: a flapping service.
-    for n in 0..6 {
-        api.set(Reply::status(if n % 2 == 0 { 500 } else { 200 }));
-        ws.run_at(minute(n), "p", &[]);
-    }
+    let (_api, ws) = flapping_ticks("1d", 6);
     let now = minute(10) * 1000;
     let db = ws.sqlite();
     db.execute_batch("BEGIN").unwrap();
