@@ -5,7 +5,7 @@
 mod common;
 use common::*;
 
-use monitor::api::{AlertQuery, HEAD_DEADLINE, RESTART_COUNTS_SQL, WORKERS};
+use monitor::api::{AlertQuery, HEAD_DEADLINE, PER_CLIENT, RESTART_COUNTS_SQL, WORKERS};
 use monitor::probe::metrics::parse::{Dialect, Series, parse};
 use serde_json::Value;
 use std::io::{Read, Write};
@@ -1234,4 +1234,144 @@ fn restart_counts_on_30_000_restarts_read_an_index() {
     timings.sort();
     println!("/metrics over 30 000 restarts: median {:?}", timings[5]);
     assert!(timings[5] < Duration::from_millis(40), "{timings:?}");
+}
+
+/// A TCP connection to 127.0.0.1:`port` made from the loopback address
+/// `source` (any of 127.0.0.0/8 works on Linux), as a client on another
+/// host would be seen.
+fn connect_from(source: std::net::Ipv4Addr, port: u16) -> TcpStream {
+    use std::os::fd::FromRawFd;
+    fn address(ip: std::net::Ipv4Addr, port: u16) -> libc::sockaddr_in {
+        libc::sockaddr_in {
+            sin_family: libc::AF_INET as libc::sa_family_t,
+            sin_port: port.to_be(),
+            sin_addr: libc::in_addr {
+                s_addr: u32::from(ip).to_be(),
+            },
+            sin_zero: [0; 8],
+        }
+    }
+    let length = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+    // SAFETY: plain socket calls on a descriptor this function owns; the
+    // addresses are valid sockaddr_in values that outlive the calls.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
+        assert!(fd >= 0, "socket: {}", std::io::Error::last_os_error());
+        let local = address(source, 0);
+        let bound = libc::bind(fd, (&raw const local).cast(), length);
+        assert_eq!(
+            bound,
+            0,
+            "bind {source}: {}",
+            std::io::Error::last_os_error()
+        );
+        let remote = address(std::net::Ipv4Addr::LOCALHOST, port);
+        let connected = libc::connect(fd, (&raw const remote).cast(), length);
+        assert_eq!(connected, 0, "connect: {}", std::io::Error::last_os_error());
+        TcpStream::from_raw_fd(fd)
+    }
+}
+
+/// Whether the server has neither written to nor closed `stream`.
+fn still_idle(stream: &TcpStream) -> bool {
+    stream.set_nonblocking(true).unwrap();
+    let mut byte = [0u8; 1];
+    let idle =
+        matches!(stream.peek(&mut byte), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock);
+    stream.set_nonblocking(false).unwrap();
+    idle
+}
+
+/// Times `count` `/healthz` requests; each must be answered 200.
+fn healthz_timings(server: &Server, count: usize) -> Vec<Duration> {
+    (0..count)
+        .map(|_| {
+            let started = Instant::now();
+            let reply = server.get("/healthz");
+            assert_eq!(reply.status, 200, "{}", reply.body);
+            started.elapsed()
+        })
+        .collect()
+}
+
+/// Slowloris: 200 connections from four client addresses that never send
+/// a byte (a worker used to sit on each until its head deadline, and the
+/// API answered nothing, or 503, for as long as they were renewed).
+#[test]
+fn two_hundred_idle_connections_do_not_hold_the_api() {
+    let ws = ticked_workspace();
+    let server = Server::start(&ws, &[]);
+    let accepted = Instant::now();
+    let idle: Vec<TcpStream> = (0..200)
+        .map(|i| {
+            connect_from(
+                std::net::Ipv4Addr::new(127, 0, 0, 2 + (i % 4) as u8),
+                server.port,
+            )
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let timings = healthz_timings(&server, 10);
+    let slowest = timings.iter().max().unwrap();
+    println!("/healthz with 200 idle connections open: {timings:?}");
+    assert!(*slowest < Duration::from_millis(100), "{timings:?}");
+    // The idle connections are held, not dropped to make room...
+    assert_eq!(idle.iter().filter(|s| still_idle(s)).count(), 200);
+    // ...until the head deadline, counted from accept: then each gets a 408.
+    for mut stream in idle {
+        stream
+            .set_read_timeout(Some(HEAD_DEADLINE + Duration::from_secs(5)))
+            .unwrap();
+        let reply = read_reply(&mut stream);
+        assert_eq!(reply.status, 408, "{}", reply.body);
+    }
+    let waited = accepted.elapsed();
+    assert!(
+        waited < HEAD_DEADLINE + Duration::from_secs(2),
+        "the last idle connection was answered {waited:?} after it connected"
+    );
+}
+
+/// One client address holds at most PER_CLIENT connections: past that its
+/// oldest idle connection is closed (with a 503 saying why), so one
+/// address cannot use up the server, and a real request from that same
+/// address still gets in.
+#[test]
+fn one_client_address_cannot_hold_more_than_its_share() {
+    let ws = ticked_workspace();
+    let server = Server::start(&ws, &[]);
+    let flood = std::net::Ipv4Addr::new(127, 0, 0, 9);
+    let idle: Vec<TcpStream> = (0..PER_CLIENT + 50)
+        .map(|_| connect_from(flood, server.port))
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    // A request from the flooding address itself is answered.
+    let mut own = connect_from(flood, server.port);
+    own.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    let started = Instant::now();
+    own.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let reply = read_reply(&mut own);
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert!(
+        started.elapsed() < Duration::from_millis(100),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(*healthz_timings(&server, 5).iter().max().unwrap() < Duration::from_millis(100));
+    // The 51 oldest were closed to make room, oldest first; the rest wait.
+    let open: Vec<bool> = idle.iter().map(still_idle).collect();
+    assert_eq!(open.iter().filter(|o| !**o).count(), 51, "{open:?}");
+    assert!(open[..51].iter().all(|o| !o), "{open:?}");
+    let mut first = idle.into_iter().next().unwrap();
+    first
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .unwrap();
+    let reply = read_reply(&mut first);
+    assert_eq!(reply.status, 503);
+    assert!(
+        reply.body.contains("too many connections from 127.0.0.9"),
+        "{}",
+        reply.body
+    );
 }

@@ -5,14 +5,12 @@
 //! read-only connection, opened when the file exists and reopened when the
 //! file is replaced.
 //!
-//! The HTTP layer is ours (about 150 lines of std) rather than tiny_http's:
-//! tiny_http 0.12 accepts connections inside its own thread, one unbounded
-//! thread per connection, and offers no way to set a read or write timeout
-//! on them, so a client that connects and says nothing keeps a thread
-//! forever. Here each connection gets read and write timeouts and a whole
-//! request head must arrive within [`HEAD_DEADLINE`]; a fixed pool of
-//! [`WORKERS`] threads serves a bounded queue, and a full queue is answered
-//! 503 at once. One request per connection (`Connection: close`).
+//! Connections, their deadlines and per-client caps live in [`server`];
+//! this file turns one request head into one answer.
+
+mod server;
+
+pub use server::{HEAD_DEADLINE, HEAD_LIMIT, MAX_CONNECTIONS, PER_CLIENT, WORKERS};
 
 use crate::clock::{self, Timestamp};
 use crate::config::{self, Config, Severity};
@@ -24,27 +22,15 @@ use rusqlite::types::Value as SqlValue;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
-use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
+use std::net::{IpAddr, SocketAddr, TcpListener, ToSocketAddrs};
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Instant, SystemTime};
 
 /// Where `monitor serve` listens unless `--bind` says otherwise.
 pub const DEFAULT_BIND: &str = "127.0.0.1:8923";
 /// The bearer token every endpoint but `/healthz` requires when set.
 pub const TOKEN_VARIABLE: &str = "MONITOR_API_TOKEN";
-/// Threads answering requests.
-pub const WORKERS: usize = 8;
-/// Accepted connections waiting for a worker; past this they get a 503.
-const QUEUE: usize = 64;
-/// The whole request head (request line and headers) must arrive within this.
-pub const HEAD_DEADLINE: Duration = Duration::from_secs(5);
-/// A client that stops reading the response is dropped after this.
-const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
-/// Larger request heads are refused (431).
-const HEAD_LIMIT: usize = 16 * 1024;
 /// `limit` when none is given, and its bounds.
 pub const DEFAULT_LIMIT: u32 = 50;
 pub const MAX_LIMIT: u32 = 1000;
@@ -130,17 +116,9 @@ pub fn serve(config: Config, options: &ServeOptions) -> Result<u8, Error> {
         }
     );
     let api = Arc::new(Api::new(config, options, now));
-    let (sender, receiver) = mpsc::sync_channel::<TcpStream>(QUEUE);
-    let receiver = Arc::new(Mutex::new(receiver));
-    for index in 0..WORKERS {
-        let (api, receiver) = (api.clone(), receiver.clone());
-        std::thread::Builder::new()
-            .name(format!("api-worker-{index}"))
-            .spawn(move || work(&api, &receiver))
-            .context("starting the API's worker threads")
-            .map_err(Error::Tool)?;
-    }
-    accept(&listener, &sender);
+    server::serve(listener, api)
+        .context("serving the alerts API")
+        .map_err(Error::Tool)?;
     Ok(crate::error::exit::OK)
 }
 
@@ -167,158 +145,7 @@ fn is_loopback(ip: IpAddr) -> bool {
     ip.to_canonical().is_loopback()
 }
 
-/// Hands accepted connections to the workers; answers 503 when they are
-/// all busy and the queue is full.
-fn accept(listener: &TcpListener, sender: &SyncSender<TcpStream>) {
-    for stream in listener.incoming() {
-        let stream = match stream {
-            Ok(stream) => stream,
-            Err(e) => {
-                // Out of file descriptors and the like: wait, don't spin.
-                log::warn!("accepting a connection: {e}");
-                std::thread::sleep(Duration::from_millis(100));
-                continue;
-            }
-        };
-        if let Err(TrySendError::Full(mut stream)) = sender.try_send(stream) {
-            let _ = stream.set_nonblocking(true);
-            let response = Response::error(503, "the API is busy: try again in a moment");
-            let _ = stream.write_all(&response.to_bytes());
-        }
-    }
-}
-
-fn work(api: &Api, receiver: &Mutex<Receiver<TcpStream>>) {
-    let mut database = Database::default();
-    loop {
-        let next = match receiver.lock() {
-            Ok(receiver) => receiver.recv(),
-            Err(_) => return,
-        };
-        let Ok(stream) = next else { return };
-        api.connection(stream, &mut database);
-    }
-}
-
 // ---------------------------------------------------------------- HTTP
-
-/// Why no request head could be read.
-#[derive(Debug, PartialEq)]
-enum HeadError {
-    /// The client closed before sending anything.
-    Closed,
-    TimedOut,
-    TooLarge,
-    Io(String),
-}
-
-/// Reads up to the blank line that ends the request head, within the
-/// deadline. Returns the head and whether bytes followed it (a body).
-fn read_head(stream: &mut TcpStream, deadline: Instant) -> Result<(Vec<u8>, bool), HeadError> {
-    let mut buffer = Vec::with_capacity(1024);
-    let mut chunk = [0u8; 2048];
-    loop {
-        let remaining = deadline.saturating_duration_since(Instant::now());
-        if remaining.is_zero() {
-            return Err(HeadError::TimedOut);
-        }
-        stream
-            .set_read_timeout(Some(remaining))
-            .map_err(|e| HeadError::Io(e.to_string()))?;
-        let read = match stream.read(&mut chunk) {
-            Ok(0) if buffer.is_empty() => return Err(HeadError::Closed),
-            Ok(0) => return Err(HeadError::Io("the client closed mid-request".into())),
-            Ok(read) => read,
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) =>
-            {
-                return Err(HeadError::TimedOut);
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(HeadError::Io(e.to_string())),
-        };
-        buffer.extend_from_slice(&chunk[..read]);
-        if let Some(end) = head_end(&buffer) {
-            let body_follows = buffer.len() > end;
-            buffer.truncate(end);
-            return Ok((buffer, body_follows));
-        }
-        if buffer.len() > HEAD_LIMIT {
-            return Err(HeadError::TooLarge);
-        }
-    }
-}
-
-/// Where the head ends (after its blank line), if it has.
-fn head_end(buffer: &[u8]) -> Option<usize> {
-    let crlf = buffer
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .map(|i| i + 4);
-    let lf = buffer.windows(2).position(|w| w == b"\n\n").map(|i| i + 2);
-    match (crlf, lf) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
-    }
-}
-
-/// Reads and drops what the client still sends (a body we ignore), for
-/// at most a second and 64 KiB.
-fn drain(stream: &mut TcpStream) {
-    let deadline = Instant::now() + Duration::from_secs(1);
-    let mut chunk = [0u8; 4096];
-    let mut left: usize = 64 * 1024;
-    while left > 0 {
-        let remaining = deadline.saturating_duration_since(Instant::now());
-        if remaining.is_zero() || stream.set_read_timeout(Some(remaining)).is_err() {
-            return;
-        }
-        match stream.read(&mut chunk) {
-            Ok(0) | Err(_) => return,
-            Ok(read) => left = left.saturating_sub(read),
-        }
-    }
-}
-
-/// Reads a request head within the deadline: the parsed head, or the
-/// answer refusing it, and whether bytes followed the head. `None` when
-/// there is nobody left to answer.
-fn receive(
-    stream: &mut TcpStream,
-    deadline: Instant,
-) -> Option<(Result<RequestHead, Response>, bool)> {
-    match read_head(stream, deadline) {
-        Ok((bytes, body_follows)) => Some((
-            parse_head(&bytes).map_err(|why| Response::error(400, why)),
-            body_follows,
-        )),
-        Err(HeadError::Closed) => None,
-        Err(HeadError::TimedOut) => Some((
-            Err(Response::error(
-                408,
-                format!(
-                    "the request head did not arrive within {}s",
-                    HEAD_DEADLINE.as_secs()
-                ),
-            )),
-            false,
-        )),
-        Err(HeadError::TooLarge) => Some((
-            Err(Response::error(
-                431,
-                format!("the request head is over {HEAD_LIMIT} bytes"),
-            )),
-            true,
-        )),
-        Err(HeadError::Io(e)) => {
-            log::debug!("reading a request: {e}");
-            None
-        }
-    }
-}
 
 /// A parsed request line and headers.
 #[derive(Debug, PartialEq)]
@@ -457,6 +284,50 @@ struct Api {
     token_digest: Option<[u8; 32]>,
 }
 
+impl server::Handler for Api {
+    type State = Database;
+
+    fn answer(&self, bytes: &[u8], body_follows: bool, database: &mut Database) -> server::Answer {
+        let started = Instant::now();
+        let head = match parse_head(bytes) {
+            Ok(head) => head,
+            Err(why) => {
+                return server::Answer {
+                    bytes: Response::error(400, why).to_bytes(),
+                    drain: body_follows,
+                };
+            }
+        };
+        let response = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.respond(&head, database)
+        }))
+        .unwrap_or_else(|_| {
+            database.forget();
+            Response::error(500, "internal error (a bug in monitor): see its log")
+        });
+        let mut bytes = response.to_bytes();
+        if head.method == "HEAD" {
+            // A HEAD answer has the headers of a GET and no body.
+            bytes.truncate(bytes.len() - response.body.len());
+        }
+        log::debug!(
+            "{} {} -> {} in {:.1} ms",
+            head.method,
+            crate::probe::mask_credentials(&head.target),
+            response.status,
+            started.elapsed().as_secs_f64() * 1000.0
+        );
+        server::Answer {
+            bytes,
+            drain: body_follows || head.has_body(),
+        }
+    }
+
+    fn refusal(&self, status: u16, message: String) -> Vec<u8> {
+        Response::error(status, message).to_bytes()
+    }
+}
+
 impl Api {
     fn new(config: Config, options: &ServeOptions, now: Timestamp) -> Api {
         Api {
@@ -465,52 +336,6 @@ impl Api {
                 .token
                 .as_ref()
                 .map(|t| Sha256::digest(t.as_bytes()).into()),
-        }
-    }
-
-    /// Serves one connection: one request, one response.
-    fn connection(&self, mut stream: TcpStream, database: &mut Database) {
-        let started = Instant::now();
-        let _ = stream.set_write_timeout(Some(WRITE_TIMEOUT));
-        let Some((request, body_follows)) = receive(&mut stream, started + HEAD_DEADLINE) else {
-            return;
-        };
-        let (response, head) = match request {
-            Ok(head) => {
-                let response = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    self.respond(&head, database)
-                }))
-                .unwrap_or_else(|_| {
-                    database.forget();
-                    Response::error(500, "internal error (a bug in monitor): see its log")
-                });
-                (response, Some(head))
-            }
-            Err(refusal) => (refusal, None),
-        };
-        let mut bytes = response.to_bytes();
-        if head.as_ref().is_some_and(|h| h.method == "HEAD") {
-            // A HEAD answer has the headers of a GET and no body.
-            bytes.truncate(bytes.len() - response.body.len());
-        }
-        if let Err(e) = stream.write_all(&bytes) {
-            log::debug!("writing a response: {e}");
-            return;
-        }
-        if body_follows || head.as_ref().is_some_and(RequestHead::has_body) {
-            // Closing with unread bytes makes the kernel send a reset, which
-            // can destroy the response before the client reads it.
-            let _ = stream.shutdown(std::net::Shutdown::Write);
-            drain(&mut stream);
-        }
-        if let Some(head) = head {
-            log::debug!(
-                "{} {} -> {} in {:.1} ms",
-                head.method,
-                head.target,
-                response.status,
-                started.elapsed().as_secs_f64() * 1000.0
-            );
         }
     }
 
@@ -1673,13 +1498,6 @@ mod tests {
                 String::from_utf8_lossy(bad)
             );
         }
-    }
-
-    #[test]
-    fn the_head_ends_at_the_first_blank_line() {
-        assert_eq!(head_end(b"GET / HTTP/1.1\r\n\r\nbody"), Some(18));
-        assert_eq!(head_end(b"GET / HTTP/1.1\n\nbody"), Some(16));
-        assert_eq!(head_end(b"GET / HTTP/1.1\r\nHost: x\r\n"), None);
     }
 
     #[test]
