@@ -22,6 +22,7 @@ Exit codes:
   1  the tick ran and some task is unhealthy (or a remediation failed)
   2  usage or configuration error (the message names file:line:column and the key)
   3  monitor itself could not work (database unusable, lock folder unwritable)
+  4  every task is healthy, but notifications are failing (see UNDELIVERED: in the summary)
 
 Typical use:
   monitor run minutely                 one tick, by hand
@@ -552,10 +553,12 @@ fn dispatch(cli: &Cli) -> Result<u8, Error> {
                         };
                         print(&text);
                     }
-                    Ok(if report.healthy() {
-                        exit::OK
-                    } else {
+                    Ok(if !report.healthy() {
                         exit::UNHEALTHY
+                    } else if !report.undelivered.is_empty() {
+                        exit::UNDELIVERED
+                    } else {
+                        exit::OK
                     })
                 }
             }

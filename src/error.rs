@@ -12,6 +12,8 @@ pub mod exit {
     pub const USAGE: u8 = 2;
     /// monitor itself could not work (database unusable, lock dir unwritable).
     pub const TOOL: u8 = 3;
+    /// The tick ran, every task is healthy, but notifications are failing.
+    pub const UNDELIVERED: u8 = 4;
 }
 
 #[derive(Debug, thiserror::Error)]

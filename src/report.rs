@@ -7,7 +7,7 @@ use crate::config::{Config, Severity};
 use crate::evaluate::{RuleResult, TaskResult};
 use crate::remediate::Remediation;
 use crate::store::{HistoryRow, RunRow};
-use crate::tick::{DeliveryResult, TaskReport, TickReport};
+use crate::tick::{Delivery, DeliveryResult, TaskReport, TickReport, Undelivered};
 use serde_json::json;
 use std::fmt::Write;
 
@@ -82,6 +82,7 @@ pub fn tick_json(report: &TickReport) -> serde_json::Value {
         "disabled_tasks": report.skipped_tasks,
         "notes": report.notes,
         "notifications": report.deliveries,
+        "undelivered": report.undelivered,
     })
 }
 
@@ -110,6 +111,13 @@ fn headline(report: &TickReport) -> String {
     }
     if restarted > 0 {
         parts.push(format!("{restarted} restarted"));
+    }
+    if !report.undelivered.is_empty() {
+        let receivers = report.undelivered.len();
+        parts.push(format!(
+            "notifications failing for {receivers} receiver{}",
+            if receivers == 1 { "" } else { "s" }
+        ));
     }
     let state = if parts.is_empty() {
         "all healthy".to_string()
@@ -179,33 +187,66 @@ pub fn tick_text(report: &TickReport) -> String {
     for delivery in &report.deliveries {
         match &delivery.result {
             DeliveryResult::Delivered if report.console.contains(&delivery.text) => {}
-            DeliveryResult::Delivered => {
-                let _ = writeln!(out, "sent to {}: {}", delivery.notifier, delivery.text);
-            }
-            DeliveryResult::Failed { error, retry_at } => {
-                let _ = writeln!(
-                    out,
-                    "NOT sent to {} ({error}); will retry from {retry_at}: {}",
-                    delivery.notifier, delivery.text
-                );
-            }
-            DeliveryResult::GaveUp { error } => {
-                let _ = writeln!(
-                    out,
-                    "GAVE UP sending to {} ({error}): {}",
-                    delivery.notifier, delivery.text
-                );
-            }
-            DeliveryResult::WouldSend => {
-                let _ = writeln!(
-                    out,
-                    "would send to {}: {}",
-                    delivery.notifier, delivery.text
-                );
+            _ => {
+                let _ = writeln!(out, "{}", delivery_line(report, delivery, &delivery.text));
             }
         }
     }
+    for backlog in &report.undelivered {
+        let _ = writeln!(out, "{}", undelivered_line(backlog));
+    }
     out
+}
+
+/// What became of one delivery, for a person.
+fn delivery_line(report: &TickReport, delivery: &Delivery, text: &str) -> String {
+    let to = delivery.receiver();
+    match &delivery.result {
+        DeliveryResult::Delivered => format!("sent to {to}: {text}"),
+        DeliveryResult::Failed { error, retry_at } if retry_at <= &report.started_at => {
+            format!("NOT sent to {to} ({error}); will retry next tick: {text}")
+        }
+        DeliveryResult::Failed { error, retry_at } => {
+            format!("NOT sent to {to} ({error}); will retry from {retry_at}: {text}")
+        }
+        DeliveryResult::GaveUp { error } => format!("GAVE UP sending to {to} ({error}): {text}"),
+        DeliveryResult::WouldSend => format!("would send to {to}: {text}"),
+    }
+}
+
+/// One receiver's backlog, for a person.
+fn undelivered_line(backlog: &Undelivered) -> String {
+    format!(
+        "UNDELIVERED: {} notification{} to {} waiting since {} (last error: {})",
+        backlog.waiting,
+        if backlog.waiting == 1 { "" } else { "s" },
+        backlog.receiver,
+        backlog.since,
+        backlog.error
+    )
+}
+
+/// How a message about `(task, rule)` fared this tick: delivered to every
+/// receiver, to some, to none, or not tried yet.
+fn told_how(report: &TickReport, task: &str, rule: &str) -> &'static str {
+    let mut carrying = report
+        .deliveries
+        .iter()
+        .filter(|d| d.carries.iter().any(|(t, r)| t == task && r == rule));
+    let (mut delivered, mut failed) = (false, false);
+    for delivery in carrying.by_ref() {
+        if delivery.failed() {
+            failed = true;
+        } else {
+            delivered = true;
+        }
+    }
+    match (delivered, failed) {
+        (true, false) => "notified",
+        (true, true) => "notified, but NOT delivered to every receiver",
+        (false, true) => "NOT delivered",
+        (false, false) => "queued, not sent yet",
+    }
 }
 
 /// `ok`, `PEND` (breaching, its `for:` not met yet: nothing fires),
@@ -284,9 +325,13 @@ fn rule_status(report: &TickReport, result: &TaskResult, rule: &RuleResult) -> O
     let dry = report.dry_run;
     Some(match (rule.transition, rule.status()) {
         (Some(Transition::Firing), _) if told && dry => "FIRING (would notify)".to_string(),
-        (Some(Transition::Firing), _) if told => "FIRING (notified)".to_string(),
+        (Some(Transition::Firing), _) if told => {
+            format!("FIRING ({})", told_how(report, &result.name, &rule.rule))
+        }
         (Some(Transition::Escalated), _) if told && dry => "ESCALATED (would notify)".to_string(),
-        (Some(Transition::Escalated), _) if told => "ESCALATED (notified)".to_string(),
+        (Some(Transition::Escalated), _) if told => {
+            format!("ESCALATED ({})", told_how(report, &result.name, &rule.rule))
+        }
         (Some(Transition::Escalated), _) => "ESCALATED (not notified)".to_string(),
         (Some(Transition::Reminder), _) if told && dry => {
             "still firing (reminder would be sent)".to_string()
@@ -412,27 +457,12 @@ pub fn tick_story(report: &TickReport) -> Vec<(log::Level, String)> {
         } else {
             first.to_string()
         };
-        let (level, line) = match &delivery.result {
-            DeliveryResult::Delivered => (
-                Level::Info,
-                format!("sent to {}: {text}", delivery.notifier),
-            ),
-            DeliveryResult::Failed { error, retry_at } => (
-                Level::Warn,
-                format!(
-                    "NOT sent to {} ({error}); will retry from {retry_at}: {text}",
-                    delivery.notifier
-                ),
-            ),
-            DeliveryResult::GaveUp { error } => (
-                Level::Error,
-                format!("GAVE UP sending to {} ({error}): {text}", delivery.notifier),
-            ),
-            DeliveryResult::WouldSend => (
-                Level::Info,
-                format!("would send to {}: {text}", delivery.notifier),
-            ),
+        let level = match &delivery.result {
+            DeliveryResult::Delivered | DeliveryResult::WouldSend => Level::Info,
+            DeliveryResult::Failed { .. } => Level::Warn,
+            DeliveryResult::GaveUp { .. } => Level::Error,
         };
+        let line = delivery_line(report, delivery, &text);
         lines.push((level, format!("{prefix}{}: {line}", report.profile)));
     }
     let head = headline(report);

@@ -83,6 +83,8 @@ pub struct OutboxRow {
     pub attempts: u32,
     pub created_at: Timestamp,
     pub next_attempt_at: Timestamp,
+    /// Why the last attempt failed; none before the first.
+    pub last_error: Option<String>,
 }
 
 /// A row of `runs`.
@@ -542,7 +544,7 @@ impl Store {
     /// Undelivered outbox entries of `profile`, oldest first, due or not.
     pub fn waiting_outbox(&self, profile: &str) -> Result<Vec<OutboxRow>> {
         let mut statement = self.conn.prepare_cached(
-            "SELECT id, notifier, payload, attempts, created_at, next_attempt_at FROM outbox
+            "SELECT id, notifier, payload, attempts, created_at, next_attempt_at, last_error FROM outbox
              WHERE profile = ?1 AND delivered_at IS NULL AND given_up_at IS NULL
              ORDER BY id LIMIT 1000",
         )?;
@@ -554,11 +556,12 @@ impl Store {
                 r.get::<_, u32>(3)?,
                 r.get::<_, i64>(4)?,
                 r.get::<_, i64>(5)?,
+                r.get::<_, Option<String>>(6)?,
             ))
         })?;
         let mut waiting = Vec::new();
         for row in rows {
-            let (id, notifier, payload, attempts, created_at, next_attempt_at) = row?;
+            let (id, notifier, payload, attempts, created_at, next_attempt_at, last_error) = row?;
             let payload: Payload = serde_json::from_str(&payload)
                 .with_context(|| format!("outbox entry {id} holds an unreadable message"))?;
             waiting.push(OutboxRow {
@@ -568,6 +571,7 @@ impl Store {
                 attempts,
                 created_at: Timestamp(created_at),
                 next_attempt_at: Timestamp(next_attempt_at),
+                last_error,
             });
         }
         Ok(waiting)
@@ -913,6 +917,39 @@ pub fn last_good_config(db: &Path, path: &Path) -> Option<(String, Timestamp)> {
             |r| Ok((r.get(0)?, Timestamp(r.get(1)?))),
         )
         .ok()
+}
+
+/// Per notifier whose notifications fail, how many wait (those that
+/// failed and those queued behind them), since when, and the last error
+/// (secrets already redacted).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Backlog {
+    pub notifier: String,
+    pub waiting: i64,
+    pub since: Timestamp,
+    pub error: String,
+}
+
+/// [`Backlog`] of every notifier, by name.
+pub fn backlog(conn: &Connection) -> Result<Vec<Backlog>> {
+    let mut statement = conn.prepare_cached(
+        "SELECT notifier, count(*), min(created_at),
+                (SELECT last_error FROM outbox AS o WHERE o.notifier = outbox.notifier
+                   AND o.delivered_at IS NULL AND o.given_up_at IS NULL AND o.attempts > 0
+                 ORDER BY o.id DESC LIMIT 1)
+         FROM outbox
+         WHERE delivered_at IS NULL AND given_up_at IS NULL
+         GROUP BY notifier HAVING max(attempts) > 0 ORDER BY notifier",
+    )?;
+    let rows = statement.query_map([], |r| {
+        Ok(Backlog {
+            notifier: r.get(0)?,
+            waiting: r.get(1)?,
+            since: Timestamp(r.get(2)?),
+            error: r.get::<_, Option<String>>(3)?.unwrap_or_default(),
+        })
+    })?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
 /// [`Store::first_seen`] on a connection (the API keeps its own).

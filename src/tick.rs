@@ -2,13 +2,13 @@
 //! commit → deliver. The only function that sequences the pipeline.
 
 use crate::clock::Timestamp;
-use crate::config::Notifier;
 use crate::config::{Config, Profile, Task};
+use crate::config::{Notifier, NotifierKind};
 use crate::error::Error;
 use crate::evaluate::{self, Outcome, Prior, RestartPlan, TaskRun};
 use crate::lock::{self, Lock};
-use crate::notify::Envelope;
 use crate::notify::{self, Sent};
+use crate::notify::{Envelope, MessageKind, Payload};
 use crate::probe::{self, Observation, TaskState};
 use crate::remediate::{self, Carried};
 use crate::store::{OutboxRow, Store, TickRecord};
@@ -82,12 +82,25 @@ pub struct TickReport {
     pub console: Vec<String>,
     /// What happened around the checks: pre-run sync, heartbeat, holds.
     pub notes: Vec<String>,
+    /// Receivers with notifications waiting after failing, this tick or
+    /// earlier: nobody heard what they should have.
+    pub undelivered: Vec<Undelivered>,
 }
 
 impl TickReport {
     pub fn healthy(&self) -> bool {
         self.outcome.healthy()
     }
+}
+
+/// One receiver's backlog of failed notifications.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Undelivered {
+    pub receiver: String,
+    pub waiting: usize,
+    /// When the oldest of them was queued.
+    pub since: Timestamp,
+    pub error: String,
 }
 
 #[derive(Debug)]
@@ -100,10 +113,52 @@ pub struct TaskReport {
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Delivery {
     pub notifier: String,
+    /// The one URL of an Alertmanager notifier this went to, as shown.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub to: Option<String>,
     pub message_id: String,
     pub text: String,
     #[serde(flatten)]
     pub result: DeliveryResult,
+    /// `(task, rule)` of every message it carried.
+    #[serde(skip)]
+    pub carries: Vec<(String, String)>,
+    /// When each outbox row it carried was queued.
+    #[serde(skip)]
+    pub queued: Vec<Timestamp>,
+}
+
+impl Delivery {
+    fn of(notifier: &str, payload: &Payload, result: DeliveryResult) -> Delivery {
+        Delivery {
+            notifier: notifier.to_string(),
+            to: None,
+            message_id: payload.id(),
+            text: payload.text(),
+            result,
+            carries: payload
+                .messages()
+                .iter()
+                .map(|m| (m.task.clone(), m.rule.clone()))
+                .collect(),
+            queued: Vec::new(),
+        }
+    }
+
+    /// `am`, or `am at http://127.0.0.1:9093` for one URL of a notifier.
+    pub fn receiver(&self) -> String {
+        match &self.to {
+            Some(to) => format!("{} at {to}", self.notifier),
+            None => self.notifier.clone(),
+        }
+    }
+
+    pub fn failed(&self) -> bool {
+        matches!(
+            self.result,
+            DeliveryResult::Failed { .. } | DeliveryResult::GaveUp { .. }
+        )
+    }
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -335,6 +390,7 @@ pub fn run(config: &Config, options: &RunOptions, now: Timestamp) -> Result<Tick
         deliveries: Vec::new(),
         console: Vec::new(),
         notes,
+        undelivered: Vec::new(),
     };
     let envelopes = notify::envelopes(
         config,
@@ -845,10 +901,17 @@ fn deliver(
         now,
         telegram_test: telegram_test.as_ref(),
     };
+    let (queues, waiting): (Vec<OutboxRow>, Vec<OutboxRow>) = waiting
+        .into_iter()
+        .partition(|row| matches!(row.payload, Payload::Alerts { to: Some(_), .. }));
+    deliver_queues(store, config, queues, &context, now, report)?;
     let mut held: BTreeSet<String> = BTreeSet::new();
+    let mut held_failing: BTreeMap<String, Undelivered> = BTreeMap::new();
     let mut sent: BTreeMap<String, u32> = BTreeMap::new();
+    let mut behind: BTreeMap<String, usize> = BTreeMap::new();
     for row in waiting {
         if held.contains(&row.notifier) {
+            *behind.entry(row.notifier.clone()).or_default() += 1;
             continue;
         }
         if started.elapsed() > DELIVERY_BUDGET {
@@ -872,6 +935,18 @@ fn deliver(
             (Some(error), _) => give_up(store, &row, error, now)?,
             (None, Some(_)) if row.next_attempt_at > now => {
                 held.insert(row.notifier.clone());
+                if let Some(error) = &row.last_error {
+                    let entry =
+                        held_failing
+                            .entry(row.notifier.clone())
+                            .or_insert_with(|| Undelivered {
+                                receiver: row.notifier.clone(),
+                                waiting: 0,
+                                since: row.created_at,
+                                error: error.clone(),
+                            });
+                    entry.waiting += 1;
+                }
                 continue;
             }
             (None, Some(notifier)) if rate_limited(store, notifier, &sent, now)? => {
@@ -907,12 +982,204 @@ fn deliver(
             },
             (None, None) => continue,
         };
-        report.deliveries.push(Delivery {
-            notifier: row.notifier.clone(),
-            message_id: row.payload.id(),
-            text: row.payload.text(),
-            result,
+        report
+            .deliveries
+            .push(Delivery::of(&row.notifier, &row.payload, result));
+    }
+    report
+        .undelivered
+        .extend(backlog(report, &held_failing, &behind));
+    Ok(())
+}
+
+/// The receivers whose notifications wait after failing: those that failed
+/// this tick, and those held back by an earlier failure (`held`), each with
+/// the notifications queued `behind` them.
+fn backlog(
+    report: &TickReport,
+    held: &BTreeMap<String, Undelivered>,
+    behind: &BTreeMap<String, usize>,
+) -> Vec<Undelivered> {
+    let mut backlog: BTreeMap<String, Undelivered> = held.clone();
+    for delivery in &report.deliveries {
+        if let DeliveryResult::Failed { error, .. } = &delivery.result {
+            let entry = backlog
+                .entry(delivery.receiver())
+                .or_insert_with(|| Undelivered {
+                    receiver: delivery.receiver(),
+                    waiting: 0,
+                    since: report.started_at,
+                    error: error.clone(),
+                });
+            entry.waiting += delivery.queued.len().max(1);
+            if let Some(oldest) = delivery.queued.iter().min() {
+                entry.since = entry.since.min(*oldest);
+            }
+            entry.error = error.clone();
+        }
+    }
+    for (receiver, entry) in &mut backlog {
+        entry.waiting += behind.get(receiver).copied().unwrap_or(0);
+    }
+    backlog.into_values().collect()
+}
+
+/// One Alertmanager URL's waiting batches, about to go out as one POST.
+struct Queue<'a> {
+    notifier: &'a Notifier,
+    url: &'a crate::config::Text,
+    rows: Vec<OutboxRow>,
+    alerts: Vec<notify::alertmanager::PostableAlert>,
+}
+
+/// Delivers each Alertmanager URL's own queue (see `notify::alertmanager`):
+/// every URL at once, each once per tick whatever its earlier failures.
+fn deliver_queues(
+    store: &mut Store,
+    config: &Config,
+    rows: Vec<OutboxRow>,
+    context: &notify::Context,
+    now: Timestamp,
+    report: &mut TickReport,
+) -> Result<(), Error> {
+    let mut by_url: BTreeMap<(String, String), Vec<OutboxRow>> = BTreeMap::new();
+    for row in rows {
+        if let Payload::Alerts { to: Some(to), .. } = &row.payload {
+            let key = (row.notifier.clone(), to.clone());
+            by_url.entry(key).or_default().push(row);
+        }
+    }
+    let mut queues = Vec::new();
+    for ((name, to), rows) in by_url {
+        let notifier = config.notifier(&name);
+        let found = notifier.and_then(|n| match &n.kind {
+            NotifierKind::Alertmanager {
+                urls,
+                generator_url,
+            } => urls
+                .iter()
+                .find(|url| notify::alertmanager::target(url) == to)
+                .map(|url| (n, url, generator_url.as_ref().map(|u| u.as_str()))),
+            _ => None,
         });
+        let Some((notifier, url, generator_url)) = found else {
+            let why = match notifier {
+                None => format!("notifier `{name}` is no longer in jobs.yaml"),
+                Some(_) => format!("its URL is no longer among notifier `{name}`'s urls"),
+            };
+            for row in rows {
+                let result = give_up(store, &row, why.clone(), now)?;
+                report
+                    .deliveries
+                    .push(Delivery::of(&name, &row.payload, result));
+            }
+            continue;
+        };
+        let max_age = config.defaults.max_age.as_millis();
+        let (expired, rows): (Vec<OutboxRow>, Vec<OutboxRow>) = rows
+            .into_iter()
+            .partition(|row| now.since(row.created_at) > max_age);
+        for row in expired {
+            let error = format!(
+                "undelivered for {} (max_age {})",
+                crate::clock::human_duration(now.since(row.created_at)),
+                config.defaults.max_age
+            );
+            let result = give_up(store, &row, error, now)?;
+            let mut delivery = Delivery::of(&name, &row.payload, result);
+            delivery.to = Some(notify::alertmanager::shown(url));
+            report.deliveries.push(delivery);
+        }
+        // An earlier tick's batch with no resolution says nothing the
+        // current one does not: done with, sent or not.
+        let (stale, rows): (Vec<OutboxRow>, Vec<OutboxRow>) = rows.into_iter().partition(|row| {
+            row.created_at < now
+                && !row
+                    .payload
+                    .messages()
+                    .iter()
+                    .any(|m| matches!(m.kind, MessageKind::Resolved | MessageKind::Restarted))
+        });
+        for row in stale {
+            store.mark_delivered(row.id, now).map_err(Error::Tool)?;
+        }
+        let batches: Vec<&Payload> = rows.iter().map(|row| &row.payload).collect();
+        let alerts = notify::alertmanager::merged(&batches, generator_url, now);
+        if alerts.is_empty() {
+            for row in &rows {
+                store.mark_delivered(row.id, now).map_err(Error::Tool)?;
+            }
+            continue;
+        }
+        queues.push(Queue {
+            notifier,
+            url,
+            rows,
+            alerts,
+        });
+    }
+    let results: Vec<Result<(), notify::Failure>> = std::thread::scope(|scope| {
+        let posts: Vec<_> = queues
+            .iter()
+            .map(|queue| {
+                scope.spawn(|| notify::alertmanager::send_to(queue.url, &queue.alerts, context))
+            })
+            .collect();
+        posts
+            .into_iter()
+            .map(|post| {
+                post.join().unwrap_or_else(|_| {
+                    Err(notify::Failure::transient("the request thread panicked"))
+                })
+            })
+            .collect()
+    });
+    for (queue, result) in queues.into_iter().zip(results) {
+        let newest = queue.rows.last().map(|row| row.payload.clone());
+        let result = match result {
+            Ok(()) => {
+                for row in &queue.rows {
+                    store.mark_delivered(row.id, now).map_err(Error::Tool)?;
+                }
+                DeliveryResult::Delivered
+            }
+            Err(failure) if failure.permanent => {
+                let error = format!("rejected: {}", failure.error);
+                for row in &queue.rows {
+                    store.give_up(row, &error, now).map_err(Error::Tool)?;
+                }
+                DeliveryResult::GaveUp { error }
+            }
+            Err(failure) => {
+                for row in &queue.rows {
+                    store
+                        .mark_failed(row.id, &failure.error, now)
+                        .map_err(Error::Tool)?;
+                }
+                DeliveryResult::Failed {
+                    error: failure.error,
+                    retry_at: now,
+                }
+            }
+        };
+        let Some(newest) = newest else { continue };
+        let mut delivery = Delivery::of(&queue.notifier.name, &newest, result);
+        delivery.to = Some(notify::alertmanager::shown(queue.url));
+        delivery.queued = queue.rows.iter().map(|row| row.created_at).collect();
+        delivery.carries = queue
+            .rows
+            .iter()
+            .flat_map(|row| row.payload.messages())
+            .map(|m| (m.task.clone(), m.rule.clone()))
+            .collect();
+        if queue.rows.len() > 1 {
+            delivery.text.push_str(&format!(
+                " (with what {} earlier batch{} held)",
+                queue.rows.len() - 1,
+                if queue.rows.len() == 2 { "" } else { "es" }
+            ));
+        }
+        report.deliveries.push(delivery);
     }
     Ok(())
 }
@@ -964,12 +1231,7 @@ fn preview_deliveries(
         .map(|e| (e.notifier.clone(), e.payload.clone()));
     let previews: Vec<Delivery> = earlier
         .chain(this_tick)
-        .map(|(notifier, payload)| Delivery {
-            notifier,
-            message_id: payload.id(),
-            text: payload.text(),
-            result: DeliveryResult::WouldSend,
-        })
+        .map(|(notifier, payload)| Delivery::of(&notifier, &payload, DeliveryResult::WouldSend))
         .collect();
     report.deliveries.extend(previews);
     Ok(())

@@ -635,6 +635,18 @@ fn healthz_names_an_overdue_profile_but_not_a_disabled_one() {
     let body = reply.ok();
     assert_eq!(body["status"], "ok");
     assert_eq!(body["overdue"], Value::Array(vec![]));
+    // The webhook nobody listens on: healthy, with a warning that says so.
+    let warnings = body["warnings"].as_array().unwrap();
+    assert_eq!(warnings.len(), 1, "{body}");
+    let warning = warnings[0].as_str().unwrap();
+    assert!(
+        warning.starts_with(&format!(
+            "3 notifications to hook waiting since {}",
+            rfc3339(minute(0))
+        )) && warning.contains("(last error: ")
+            && warning.contains("connection refused"),
+        "{warning}"
+    );
     let profiles = body["profiles"].as_array().unwrap();
     assert_eq!(field(profiles, "profile"), ["p", "hourly", "off"]);
     assert_eq!(profiles[0]["last_run"], rfc3339(minute(2)));

@@ -56,6 +56,7 @@ struct Alertmanager {
     port: u16,
     child: Child,
     dir: tempfile::TempDir,
+    args: Vec<String>,
 }
 
 impl Alertmanager {
@@ -77,9 +78,24 @@ impl Alertmanager {
     /// Starts it and waits until `/-/ready` answers 200; or returns its log.
     fn try_start(port: u16) -> Result<Alertmanager, String> {
         let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("alertmanager.yml"), ALERTMANAGER_CONFIG).unwrap();
+        // Empty: no HA gossip listener on 0.0.0.0:9094.
+        let args = vec!["--cluster.listen-address=".to_string()];
+        Alertmanager::launch(port, dir, args)
+    }
+
+    /// Runs Alertmanager on `port` with the config, data and log in `dir`.
+    fn launch(
+        port: u16,
+        dir: tempfile::TempDir,
+        args: Vec<String>,
+    ) -> Result<Alertmanager, String> {
         let config = dir.path().join("alertmanager.yml");
-        std::fs::write(&config, ALERTMANAGER_CONFIG).unwrap();
-        let log = std::fs::File::create(dir.path().join("alertmanager.log")).unwrap();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.path().join("alertmanager.log"))
+            .unwrap();
         let child = Command::new(alertmanager_binary())
             .arg(format!("--config.file={}", config.display()))
             .arg(format!(
@@ -87,14 +103,18 @@ impl Alertmanager {
                 dir.path().join("data").display()
             ))
             .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            // Empty: no HA gossip listener on 0.0.0.0:9094.
-            .arg("--cluster.listen-address=")
+            .args(&args)
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
             .spawn()
             .unwrap_or_else(|e| panic!("starting {}: {e}", alertmanager_binary().display()));
-        let mut alertmanager = Alertmanager { port, child, dir };
+        let mut alertmanager = Alertmanager {
+            port,
+            child,
+            dir,
+            args,
+        };
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if let Ok(Some(status)) = alertmanager.child.try_wait() {
@@ -114,6 +134,68 @@ impl Alertmanager {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// A cluster of `size` peers gossiping on 127.0.0.1, each notifying
+    /// the webhook `hook`, one notification per task.
+    fn cluster(size: usize, hook: &str) -> Vec<Alertmanager> {
+        let web: Vec<u16> = (0..size).map(|_| closed_port()).collect();
+        let gossip: Vec<u16> = (0..size).map(|_| closed_port()).collect();
+        let config = format!(
+            "route:\n  receiver: hook\n  group_by: [task]\n  group_wait: 1s\n  group_interval: 1s\n  repeat_interval: 1h\nreceivers:\n  - name: hook\n    webhook_configs:\n      - url: \"{hook}\"\n        send_resolved: true\n"
+        );
+        (0..size)
+            .map(|i| {
+                let dir = tempfile::tempdir().unwrap();
+                std::fs::write(dir.path().join("alertmanager.yml"), &config).unwrap();
+                let mut args = vec![
+                    format!("--cluster.listen-address=127.0.0.1:{}", gossip[i]),
+                    format!("--cluster.advertise-address=127.0.0.1:{}", gossip[i]),
+                    "--cluster.peer-timeout=1s".to_string(),
+                    "--cluster.settle-timeout=2s".to_string(),
+                    "--cluster.pushpull-interval=1s".to_string(),
+                    "--cluster.reconnect-interval=1s".to_string(),
+                ];
+                args.extend(
+                    (0..size)
+                        .filter(|j| *j != i)
+                        .map(|j| format!("--cluster.peer=127.0.0.1:{}", gossip[j])),
+                );
+                Alertmanager::launch(web[i], dir, args).unwrap_or_else(|log| panic!("{log}"))
+            })
+            .collect()
+    }
+
+    /// Kills it (SIGKILL: no goodbye to its peers).
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts it again, on its ports, with its data.
+    fn restart(self) -> Alertmanager {
+        let mut old = self;
+        old.kill();
+        let dir = tempfile::tempdir().unwrap();
+        let moved = std::mem::replace(&mut old.dir, dir);
+        let (port, args) = (old.port, std::mem::take(&mut old.args));
+        Alertmanager::launch(port, moved, args).unwrap_or_else(|log| panic!("{log}"))
+    }
+
+    /// Its alerts by task: `(state, endsAt)` as it shows them.
+    fn by_task(&self) -> BTreeMap<String, (String, i64)> {
+        self.alerts("")
+            .iter()
+            .map(|a| {
+                (
+                    a["labels"]["task"].as_str().unwrap().to_string(),
+                    (
+                        a["status"]["state"].as_str().unwrap().to_string(),
+                        seconds(&a["endsAt"]),
+                    ),
+                )
+            })
+            .collect()
     }
 
     fn url(&self, path: &str) -> String {
@@ -385,7 +467,8 @@ fn both_alertmanagers_of_a_cluster_receive_the_alert() {
         assert_eq!(labels(&alert), expected_labels());
         assert_eq!(seconds(&alert["endsAt"]), clock.at(0) + 180);
     }
-    assert_eq!(outbox(&ws), vec![(true, None)]);
+    // One queue per URL.
+    assert_eq!(outbox(&ws), vec![(true, None), (true, None)]);
 }
 
 #[test]
@@ -401,20 +484,37 @@ fn an_alertmanager_that_is_down_gets_the_alert_once_it_is_back() {
     assert_exit(&out, 1);
     let report = stdout(&out);
     assert!(
+        report.contains(&format!("NOT sent to am at {down_url} (connection refused")),
+        "{report}"
+    );
+    assert!(
+        report.contains(&format!("sent to am at {}", up.url(""))),
+        "{report}"
+    );
+    assert!(
         report.contains(&format!(
-            "NOT sent to am (1 of 2 Alertmanagers did not take the alerts: {down_url}: connection refused"
+            "UNDELIVERED: 1 notification to am at {down_url} waiting since"
         )),
         "{report}"
     );
-    let waiting = outbox(&ws);
-    assert_eq!(waiting.len(), 1);
-    assert!(!waiting[0].0, "the batch waits in the outbox");
     assert!(
-        waiting[0]
+        report.contains("FIRING (notified, but NOT delivered to every receiver)"),
+        "{report}"
+    );
+    let waiting = outbox(&ws);
+    assert_eq!(waiting.len(), 2, "{waiting:?}");
+    assert_eq!(
+        waiting[0],
+        (true, None),
+        "the URL that is up took its batch"
+    );
+    assert!(!waiting[1].0, "the other URL's batch waits in the outbox");
+    assert!(
+        waiting[1]
             .1
             .as_deref()
-            .is_some_and(|e| e.contains(&down_url) && !e.contains(&up.url(""))),
-        "the error names the URL that failed: {waiting:?}"
+            .is_some_and(|e| e.starts_with("connection refused")),
+        "{waiting:?}"
     );
     // The healthy one got it all the same.
     assert_eq!(seconds(&up.only_alert()["endsAt"]), clock.at(0) + 180);
@@ -423,7 +523,8 @@ fn an_alertmanager_that_is_down_gets_the_alert_once_it_is_back() {
     let out = ws.run_at(clock.at(1), "p", &[]);
     assert_exit(&out, 1);
     assert!(!stdout(&out).contains("NOT sent"), "{}", stdout(&out));
-    assert_eq!(outbox(&ws), vec![(true, None), (true, None)]);
+    assert!(!stdout(&out).contains("UNDELIVERED"), "{}", stdout(&out));
+    assert_eq!(outbox(&ws), vec![(true, None); 4]);
     for alertmanager in [&up, &back] {
         let alert = alertmanager.only_alert();
         assert_eq!(labels(&alert), expected_labels());
@@ -452,18 +553,31 @@ fn a_resolution_waiting_in_the_outbox_arrives_without_the_stale_alert_before_it(
     assert_exit(&ws.run_at(clock.at(0), "p", &[]), 1);
     api.set(Reply::status(200));
     let out = ws.run_at(clock.at(1), "p", &[]);
-    assert_exit(&out, 0);
-    assert!(stdout(&out).contains("NOT sent to am"), "{}", stdout(&out));
+    // Every task is healthy, but a receiver did not hear: exit 4.
+    assert_exit(&out, 4);
+    assert!(
+        stdout(&out).contains("NOT sent to am at"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(
+        stdout(&out).contains("UNDELIVERED: 1 notification to am at"),
+        "{}",
+        stdout(&out)
+    );
     assert_eq!(
         up.alerts(""),
         Vec::<Value>::new(),
         "resolved where it was up"
     );
-    // Tick 0's batch went out (its alert restated by tick 1's), tick 1's
-    // resolution waits for the one that is down.
+    // Tick 0's batch for the URL that is down is done with (tick 1 says
+    // all it said); tick 1's resolution waits for it.
     let waiting = outbox(&ws);
-    assert_eq!(waiting.len(), 2);
-    assert!(waiting[0].0 && !waiting[1].0, "{waiting:?}");
+    assert_eq!(waiting.len(), 4);
+    assert!(
+        waiting[0].0 && waiting[1].0 && waiting[2].0 && !waiting[3].0,
+        "{waiting:?}"
+    );
 
     let back = Alertmanager::start_on(down_port);
     let out = ws.run_at(clock.at(2), "p", &[]);
@@ -497,18 +611,20 @@ fn message(kind: MessageKind, started_at: i64, at: i64) -> Message {
     }
 }
 
-fn send(urls: &[String], alerts: Vec<Message>, now: i64) -> Result<(), notify::Failure> {
-    let urls: Vec<Text> = urls.iter().map(|u| Text(u.clone())).collect();
+/// POSTs what one URL's queue holds for `alerts`, as a tick does.
+fn send(url: &str, alerts: Vec<Message>, now: i64) -> Result<(), notify::Failure> {
     let payload = Payload::Alerts {
         alerts,
         valid_until: Timestamp::from_secs(now + 180),
+        to: None,
     };
     let context = notify::Context {
         timeout: Duration::from_secs(5),
         now: Timestamp::from_secs(now),
         telegram_test: None,
     };
-    notify::alertmanager::send(&urls, None, &payload, &context)
+    let postable = notify::alertmanager::merged(&[&payload], None, Timestamp::from_secs(now));
+    notify::alertmanager::send_to(&Text(url.to_string()), &postable, &context)
 }
 
 /// Alertmanager stores the valid alerts of a batch and answers 400 for the
@@ -522,45 +638,218 @@ fn an_alert_alertmanager_refuses_fails_the_batch_for_good() {
     // Resolved before it started: Alertmanager refuses it.
     let invalid = message(MessageKind::Resolved, now, now - 60);
 
-    let failure = send(&[alertmanager.url("")], vec![valid, invalid], now).unwrap_err();
+    let failure = send(&alertmanager.url(""), vec![valid, invalid], now).unwrap_err();
     assert!(failure.permanent, "{failure:?}");
     assert_eq!(
         failure.error,
-        format!(
-            "{} answered HTTP 400: start time must be before end time",
-            alertmanager.url("")
-        )
+        "answered HTTP 400: start time must be before end time"
     );
     let alert = alertmanager.only_alert();
     assert_eq!(alert["labels"]["task"], "firing");
 }
 
 #[test]
-fn a_server_error_from_one_url_is_retried() {
-    let alertmanager = Alertmanager::start();
+fn a_server_error_is_retried() {
     let broken = TestServer::start(Reply::status(503));
     let clock = Clock::now();
     let now = clock.at(2);
 
     let failure = send(
-        &[alertmanager.url(""), broken.url("")],
+        &broken.url(""),
         vec![message(MessageKind::Firing, now, now)],
         now,
     )
     .unwrap_err();
     assert!(!failure.permanent, "{failure:?}");
-    assert_eq!(
-        failure.error,
-        format!(
-            "1 of 2 Alertmanagers did not take the alerts: {} answered HTTP 503: ok",
-            broken.url("")
-        )
-    );
+    assert_eq!(failure.error, "answered HTTP 503: ok");
     let posts = broken.requests();
     assert_eq!(posts.len(), 1);
     assert_eq!(posts[0].method, "POST");
     assert_eq!(posts[0].path, "/api/v2/alerts");
     assert_eq!(posts[0].header("content-type"), Some("application/json"));
     assert_eq!(posts[0].json()[0]["labels"]["alertname"], "health");
-    assert_eq!(alertmanager.only_alert()["labels"]["task"], "firing");
+}
+
+// ------------------------------------------------------------ a cluster
+
+/// jobs.yaml for the cluster: tasks `api` and `db`, each failing on a 5xx.
+fn two_tasks(urls: &[String], api: &str, db: &str) -> String {
+    let mut yaml = jobs(urls, api);
+    yaml.push_str(&format!(
+        "      - name: db\n        http: {{ url: \"{db}\", timeout: 2s, expect_status: \"100-599\" }}\n        rules: [{{ name: server-error, signal: status, value: \">= 500\", severity: critical }}]\n"
+    ));
+    yaml
+}
+
+/// A tick at the real time (Alertmanager judges `endsAt` by its clock),
+/// one second after the last at least.
+fn real_tick(ws: &Workspace, last: &mut i64) -> std::process::Output {
+    let real = || {
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
+        i64::try_from(now.as_secs()).unwrap()
+    };
+    // Never ahead of the real clock: a resolution must end in the past.
+    while real() <= *last {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    *last = real();
+    ws.run_at(*last, "p", &[])
+}
+
+/// The notifications the cluster sent the hook: `(status, task)` of each.
+fn notified(hook: &TestServer) -> Vec<(String, String)> {
+    hook.requests()
+        .iter()
+        .map(|r| {
+            let body = r.json();
+            (
+                body["status"].as_str().unwrap().to_string(),
+                body["groupLabels"]["task"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+/// Waits until the hook has `count` notifications, then a little longer
+/// for any duplicate to show.
+fn settled_notifications(hook: &TestServer, count: usize) -> Vec<(String, String)> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while notified(hook).len() < count && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_secs(4));
+    let mut all = notified(hook);
+    all.sort();
+    all
+}
+
+/// Three real Alertmanagers gossiping on 127.0.0.1; one is killed while an
+/// alert fires and resolves, and a new one starts, then comes back. The
+/// live peers hear every tick on that tick (the alert's end keeps moving,
+/// so they never let it lapse into a false "resolved"), the new failure
+/// reaches them at once (a resolution waiting for the dead peer used to
+/// hold everything behind it), the one that was down hears the resolution
+/// it missed exactly once, and no peer is sent twice what it took.
+#[test]
+fn one_dead_peer_of_a_cluster_changes_nothing_for_the_others() {
+    let hook = TestServer::start(Reply::status(200));
+    let mut peers = Alertmanager::cluster(3, &hook.url("/hook"));
+    let api = TestServer::start(Reply::status(500));
+    let db = TestServer::start(Reply::status(200));
+    let urls: Vec<String> = peers.iter().map(|p| p.url("")).collect();
+    let ws = Workspace::new(&two_tasks(&urls, &api.url("/health"), &db.url("/health")));
+    let dead_url = urls[2].clone();
+    let mut last = 0;
+
+    // Tick 0, all up: every peer has the alert; the cluster tells the hook once.
+    assert_exit(&real_tick(&ws, &mut last), 1);
+    for peer in &peers {
+        assert_eq!(peer.by_task()["api"], ("active".to_string(), last + 180));
+    }
+    assert_eq!(
+        settled_notifications(&hook, 1),
+        [("firing".to_string(), "api".to_string())]
+    );
+
+    // Tick 1, the third peer dead: the live ones see the alert's end move.
+    peers[2].kill();
+    let out = real_tick(&ws, &mut last);
+    assert_exit(&out, 1);
+    let text = stdout(&out);
+    assert!(
+        text.contains(&format!("NOT sent to am at {dead_url} (")),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("UNDELIVERED: 1 notification to am at {dead_url}")),
+        "{text}"
+    );
+    for peer in &peers[..2] {
+        assert_eq!(peer.by_task()["api"], ("active".to_string(), last + 180));
+    }
+
+    // Tick 2: api recovers. The live peers hear it now; the dead one's
+    // resolution waits. Every task healthy, a receiver deaf: exit 4.
+    api.set(Reply::status(200));
+    let out = real_tick(&ws, &mut last);
+    assert_exit(&out, 4);
+    for peer in &peers[..2] {
+        assert!(!peer.by_task().contains_key("api"), "{:?}", peer.by_task());
+    }
+
+    // Tick 3: db fails. The live peers have it on this very tick.
+    db.set(Reply::status(500));
+    let out = real_tick(&ws, &mut last);
+    assert_exit(&out, 1);
+    assert!(stdout(&out).contains("FIRING (notified, but NOT delivered to every receiver)"));
+    for peer in &peers[..2] {
+        assert_eq!(peer.by_task()["db"], ("active".to_string(), last + 180));
+    }
+
+    // The dead peer comes back. Tick 4: it hears the resolution it missed
+    // and the current alert; nothing is undelivered any more.
+    let back = peers.pop().unwrap().restart();
+    peers.push(back);
+    let out = real_tick(&ws, &mut last);
+    assert_exit(&out, 1);
+    let text = stdout(&out);
+    assert!(
+        !text.contains("NOT sent") && !text.contains("UNDELIVERED"),
+        "{text}"
+    );
+    let outbox = outbox(&ws);
+    assert!(outbox.iter().all(|(delivered, _)| *delivered), "{outbox:?}");
+    for peer in &peers {
+        let alerts = peer.by_task();
+        assert_eq!(
+            alerts["db"],
+            ("active".to_string(), last + 180),
+            "{alerts:?}"
+        );
+        assert!(!alerts.contains_key("api"), "{alerts:?}");
+    }
+    // Exactly what each peer was sent: the live ones api at ticks 0 and 1,
+    // db at 3 and 4, the resolution once; the one back (a new process) the
+    // resolution it missed and db, once each.
+    for peer in &peers[..2] {
+        assert_eq!((peer.received("firing"), peer.received("resolved")), (4, 1));
+    }
+    assert_eq!(
+        (peers[2].received("firing"), peers[2].received("resolved")),
+        (1, 1)
+    );
+    // And the cluster deduplicated: one notification per group and state.
+    assert_eq!(
+        settled_notifications(&hook, 3),
+        [
+            ("firing".to_string(), "api".to_string()),
+            ("firing".to_string(), "db".to_string()),
+            ("resolved".to_string(), "api".to_string()),
+        ]
+    );
+}
+
+/// An Alertmanager that accepts and never answers costs its own timeout,
+/// once per tick, and the others are told on time all the same.
+#[test]
+fn a_hung_alertmanager_costs_its_timeout_once_per_tick() {
+    let up = Alertmanager::start();
+    let hung = TestServer::start(Reply::status(200).delayed(Duration::from_secs(60)));
+    let api = TestServer::start(Reply::status(500));
+    let clock = Clock::now();
+    let ws = Workspace::new(&jobs(&[up.url(""), hung.url("")], &api.url("/health")));
+    for n in 0..2 {
+        let started = Instant::now();
+        let out = ws.run_at(clock.at(n), "p", &[]);
+        let took = started.elapsed();
+        assert_exit(&out, 1);
+        assert!(took < Duration::from_secs(13), "tick {n} took {took:?}");
+        assert!(
+            stdout(&out).contains("(no answer within 10s)"),
+            "{}",
+            stdout(&out)
+        );
+        assert_eq!(seconds(&up.only_alert()["endsAt"]), clock.at(n) + 180);
+    }
+    assert_eq!(hung.requests().len(), 2, "one POST per tick");
 }

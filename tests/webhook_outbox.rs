@@ -151,8 +151,8 @@ fn three_messages_while_the_receiver_is_down(hook_url: &str, api: &TestServer) -
     }
     assert_eq!(
         codes,
-        vec![Some(1), Some(0), Some(1)],
-        "a broken webhook changes no exit code"
+        vec![Some(1), Some(4), Some(1)],
+        "unhealthy stays 1; healthy with a webhook that is not hearing is 4, not 0"
     );
     assert_eq!(
         ticker.console.len(),

@@ -428,6 +428,25 @@ impl Api {
             }
             Err(e) => return unhealthy(body, format!("reading the database {path}: {e:#}")),
         };
+        // Notifications failing do not make the host unhealthy, but nobody
+        // may be hearing about it: a warning, with the figures.
+        let warnings: Vec<String> = match self.read(database, crate::store::backlog) {
+            Ok(Some(backlog)) => backlog
+                .iter()
+                .map(|b| {
+                    format!(
+                        "{} notification{} to {} waiting since {} (last error: {})",
+                        b.waiting,
+                        if b.waiting == 1 { "" } else { "s" },
+                        b.notifier,
+                        b.since.rfc3339(),
+                        b.error
+                    )
+                })
+                .collect(),
+            Ok(None) => Vec::new(),
+            Err(e) => vec![format!("reading the outbox: {e:#}")],
+        };
         let overdue: Vec<&ProfileHealth> = health.iter().filter(|p| p.overdue).collect();
         let mut reasons: Vec<String> = overdue.iter().map(|p| p.reason()).collect();
         if let Some(error) = &current.error {
@@ -440,6 +459,7 @@ impl Api {
             json!({
                 "profiles": health.iter().map(ProfileHealth::to_json).collect::<Vec<_>>(),
                 "overdue": overdue.iter().map(|p| p.to_json()).collect::<Vec<_>>(),
+                "warnings": warnings,
             }),
         );
         if reasons.is_empty() {

@@ -17,22 +17,22 @@
 //! - **endsAt** of a firing alert is the batch's `valid_until`: Alertmanager
 //!   resolves it by itself if monitor stops re-sending. A resolved alert's
 //!   `endsAt` is the time it resolved.
-//! - **Backlog**: the outbox sends a notifier's batches oldest first, one
-//!   POST each. A batch built by an earlier tick carries only its
-//!   resolutions: its firing alerts are restated, with a later `endsAt`, by
-//!   the batches queued behind it, and posting them would tell Alertmanager
-//!   they ended when that old `valid_until` passed (a false "resolved", then
-//!   "firing" again). A stale batch with no resolution is delivered without
-//!   a request, so one Alertmanager that is down does not keep the others
-//!   from hearing the current alerts every tick. A waiting resolution does
-//!   hold the batches behind it until every URL took it (the outbox keeps
-//!   a notifier's order).
-//! - **Several URLs** (a cluster that deduplicates) all get every batch, at
-//!   the same time; the batch is delivered when every one answered 2xx.
-//!   Otherwise the whole batch is retried (posting an alert twice is
-//!   harmless: Alertmanager merges alerts with the same labels). A 400 means
-//!   Alertmanager refused some alert for good: permanent, unless another
-//!   URL failed in a way that retrying can fix.
+//! - **One queue per URL**, as Prometheus keeps one per Alertmanager: each
+//!   tick queues one batch for each URL of the notifier (the outbox row's
+//!   payload names the URL by [`target`], a digest, never the URL: it may
+//!   hold a password). A URL's waiting batches are sent as one POST: the
+//!   resolutions of all of them, then the firing alerts of this tick's batch
+//!   only. A firing alert of an earlier tick is restated, with a later
+//!   `endsAt`, by the current batch, and posting it would tell Alertmanager
+//!   it ended when that old `valid_until` passed (a false "resolved", then
+//!   "firing" again); a waiting resolution of an alert that fires again is
+//!   dropped for the same reason. So one Alertmanager that is down costs the
+//!   others nothing: they hear every tick's alerts on that tick; the one
+//!   that was down hears, once back, what it missed that still matters, and
+//!   no URL is sent again what it already took. Each URL is tried every
+//!   tick (no backoff: each tick carries the current state), all at once,
+//!   so a hung one costs its own timeout once per tick.
+//! - A 400 means Alertmanager refused some alert for good: permanent.
 
 use super::{Context, Failure, Message, MessageKind, Payload};
 use crate::clock::Timestamp;
@@ -62,8 +62,69 @@ pub struct PostableAlert {
     pub generator_url: Option<String>,
 }
 
-/// POSTs the batch to every URL at once. Delivered when all of them
-/// accepted it; otherwise the error names each URL that did not, and why.
+/// The name a URL's outbox rows carry: a digest of the URL as configured,
+/// so a password in it is never stored.
+pub fn target(url: &Text) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(url.as_str().as_bytes())
+        .iter()
+        .take(8)
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// The URL as shown to people: without credentials.
+pub fn shown(url: &Text) -> String {
+    crate::probe::mask_credentials(&without_credentials(url.as_str()))
+}
+
+/// What one URL is sent for its waiting batches (oldest first): every
+/// resolution not overtaken by the alert firing again in the current
+/// batch, then the current batch's firing alerts. Empty when nothing in
+/// them still matters (stale firing alerts only).
+pub fn merged(
+    batches: &[&Payload],
+    generator_url: Option<&str>,
+    now: Timestamp,
+) -> Vec<PostableAlert> {
+    let (mut resolutions, mut firing) = (Vec::new(), Vec::new());
+    for batch in batches {
+        if let Payload::Alerts {
+            alerts,
+            valid_until,
+            ..
+        } = batch
+        {
+            for message in alerts {
+                match postable(message, *valid_until, generator_url, now) {
+                    Some((true, alert)) => firing.push(alert),
+                    Some((false, alert)) => resolutions.push(alert),
+                    None => {}
+                }
+            }
+        }
+    }
+    resolutions.retain(|r: &PostableAlert| !firing.iter().any(|f| f.labels == r.labels));
+    resolutions.append(&mut firing);
+    resolutions
+}
+
+/// POSTs `alerts` to one Alertmanager.
+pub fn send_to(url: &Text, alerts: &[PostableAlert], context: &Context) -> Result<(), Failure> {
+    let body = serde_json::to_vec(alerts)
+        .map_err(|e| Failure::transient(format!("encoding the alerts as JSON: {e}")))?;
+    let agent = agent(&ClientSettings {
+        timeout: context.timeout,
+        tls_verify: true,
+        ca_file: None,
+    })
+    .map_err(Failure::transient)?;
+    post(&agent, url.as_str(), &body, context.timeout)
+}
+
+/// POSTs the batch to every URL at once (outbox rows queued before one
+/// queue per URL). Delivered when all of them accepted it; otherwise the
+/// error names each URL that did not, and why.
 pub fn send(
     urls: &[Text],
     generator_url: Option<&str>,
@@ -73,6 +134,7 @@ pub fn send(
     let Payload::Alerts {
         alerts,
         valid_until,
+        ..
     } = payload
     else {
         return Err(Failure {
@@ -99,7 +161,12 @@ pub fn send(
             .iter()
             .map(|url| {
                 let (agent, body) = (&agent, body.as_slice());
-                scope.spawn(move || post(agent, url.as_str(), body, timeout))
+                scope.spawn(move || {
+                    post(agent, url.as_str(), body, timeout).map_err(|mut failure| {
+                        failure.error = format!("{}: {}", shown(url), failure.error);
+                        failure
+                    })
+                })
             })
             .collect();
         requests
@@ -125,30 +192,41 @@ pub fn postable_alerts(
 ) -> Vec<PostableAlert> {
     messages
         .iter()
-        .filter_map(|message| {
-            let (firing, ends_at) = match message.kind {
-                MessageKind::Resolved | MessageKind::Restarted => (false, message.at),
-                MessageKind::Firing
-                | MessageKind::Again
-                | MessageKind::Reminder
-                | MessageKind::Escalated
-                | MessageKind::RestartFailed => {
-                    if message.at < now {
-                        return None;
-                    }
-                    (true, valid_until)
-                }
-                MessageKind::Event => return None,
-            };
-            Some(PostableAlert {
-                labels: labels(message),
-                annotations: annotations(message, firing),
-                starts_at: message.started_at.map(Timestamp::rfc3339),
-                ends_at: ends_at.rfc3339(),
-                generator_url: generator_url.map(str::to_string),
-            })
-        })
+        .filter_map(|message| postable(message, valid_until, generator_url, now))
+        .map(|(_, alert)| alert)
         .collect()
+}
+
+/// One message as Alertmanager takes it, and whether it is firing; `None`
+/// for an event or an earlier tick's firing alert.
+fn postable(
+    message: &Message,
+    valid_until: Timestamp,
+    generator_url: Option<&str>,
+    now: Timestamp,
+) -> Option<(bool, PostableAlert)> {
+    let (firing, ends_at) = match message.kind {
+        MessageKind::Resolved | MessageKind::Restarted => (false, message.at),
+        MessageKind::Firing
+        | MessageKind::Again
+        | MessageKind::Reminder
+        | MessageKind::Escalated
+        | MessageKind::RestartFailed => {
+            if message.at < now {
+                return None;
+            }
+            (true, valid_until)
+        }
+        MessageKind::Event => return None,
+    };
+    let alert = PostableAlert {
+        labels: labels(message),
+        annotations: annotations(message, firing),
+        starts_at: message.started_at.map(Timestamp::rfc3339),
+        ends_at: ends_at.rfc3339(),
+        generator_url: generator_url.map(str::to_string),
+    };
+    Some((firing, alert))
 }
 
 /// The task's labels under valid names, then monitor's own over them.
@@ -212,9 +290,8 @@ fn annotations(message: &Message, firing: bool) -> BTreeMap<String, String> {
     annotations
 }
 
-/// One POST to one Alertmanager.
+/// One POST to one Alertmanager; the error does not repeat the URL.
 fn post(agent: &ureq::Agent, url: &str, body: &[u8], timeout: Duration) -> Result<(), Failure> {
-    let shown = without_credentials(url);
     let request = agent
         .post(endpoint(url))
         .header("content-type", "application/json");
@@ -232,12 +309,12 @@ fn post(agent: &ureq::Agent, url: &str, body: &[u8], timeout: Duration) -> Resul
                 .take(ERROR_BODY_LIMIT)
                 .read_to_end(&mut excerpt);
             Err(Failure {
-                error: format!("{shown} answered HTTP {status}{}", explanation(&excerpt)),
+                error: format!("answered HTTP {status}{}", explanation(&excerpt)),
                 ..Failure::from_status(status)
             })
         }
         Err(error) => Err(Failure {
-            error: format!("{shown}: {}", describe_error(&error, timeout)),
+            error: describe_error(&error, timeout),
             // A malformed URL will not get better by waiting.
             permanent: matches!(error, ureq::Error::BadUri(_)),
             retry_after: None,

@@ -1121,6 +1121,7 @@ mod tests {
             Payload::Alerts {
                 alerts: vec![m.clone()],
                 valid_until: Timestamp(0),
+                to: None,
             },
         ] {
             let failure = send(&target(&token, &labels), &payload, &context()).unwrap_err();

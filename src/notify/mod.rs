@@ -248,6 +248,11 @@ pub enum Payload {
     Alerts {
         alerts: Vec<Message>,
         valid_until: Timestamp,
+        /// The one URL of the notifier this batch is for
+        /// ([`alertmanager::target`]); none in batches queued before each
+        /// URL had its own queue, which go to every URL at once.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        to: Option<String>,
     },
     Single(Box<Message>),
 }
@@ -269,7 +274,13 @@ impl Payload {
             Payload::Alerts {
                 alerts,
                 valid_until,
+                to: None,
             } => combined_id(&format!("alerts@{}", valid_until.0), alerts),
+            Payload::Alerts {
+                alerts,
+                valid_until,
+                to: Some(to),
+            } => combined_id(&format!("alerts@{}@{to}", valid_until.0), alerts),
         }
     }
 
@@ -371,12 +382,21 @@ pub fn envelopes(
         .iter()
         .filter(|n| matches!(n.kind, NotifierKind::Alertmanager { .. }))
     {
-        if let Some(payload) = alertmanager_batch(config, profile, notifier, outgoing, alerts, now)
+        let NotifierKind::Alertmanager { urls, .. } = &notifier.kind else {
+            continue;
+        };
+        if let Some((batch, valid_until)) =
+            alertmanager_batch(config, profile, notifier, outgoing, alerts, now)
         {
-            envelopes.push(Envelope {
+            // One queue per URL: a URL that is down holds back only itself.
+            envelopes.extend(urls.iter().map(|url| Envelope {
                 notifier: notifier.name.clone(),
-                payload,
-            });
+                payload: Payload::Alerts {
+                    alerts: batch.clone(),
+                    valid_until,
+                    to: Some(alertmanager::target(url)),
+                },
+            }));
         }
     }
     envelopes
@@ -391,7 +411,7 @@ fn alertmanager_batch(
     outgoing: &[Outgoing],
     alerts: &[AlertState],
     now: Timestamp,
-) -> Option<Payload> {
+) -> Option<(Vec<Message>, Timestamp)> {
     let routed = |task: &str| {
         profile
             .tasks
@@ -452,10 +472,7 @@ fn alertmanager_batch(
     // or two does not resolve it, a dead monitor does.
     let interval = profile_interval(profile, now).unwrap_or(Duration::from_secs(300));
     let valid_until = now.plus_millis(3 * i64::try_from(interval.as_millis()).unwrap_or(300_000));
-    Some(Payload::Alerts {
-        alerts: batch,
-        valid_until,
-    })
+    Some((batch, valid_until))
 }
 
 /// The time between two runs of the profile around `now`.
