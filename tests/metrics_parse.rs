@@ -915,3 +915,94 @@ fn a_scraped_up_is_judged_as_scraped_and_a_held_alert_is_still_unhealthy() {
         stdout(&out)
     );
 }
+
+/// Runs `monitor run p` at `at` and returns its output and its peak
+/// resident memory in MiB (from wait4's rusage of that one child).
+// The child is reaped by libc::wait4, which std has no way to call.
+#[allow(clippy::zombie_processes)]
+fn run_measured(ws: &Workspace, at: i64) -> (std::process::Output, f64) {
+    use std::io::Read;
+    let mut child = ws
+        .command()
+        .env("MONITOR_NOW", at.to_string())
+        .args(["run", "p"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    let mut stdout_pipe = child.stdout.take().unwrap();
+    let mut stderr_pipe = child.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut err = Vec::new();
+        stderr_pipe.read_to_end(&mut err).unwrap();
+        err
+    });
+    stdout_pipe.read_to_end(&mut out).unwrap();
+    err.extend(reader.join().unwrap());
+    let pid = i32::try_from(child.id()).unwrap();
+    let mut status = 0;
+    // SAFETY: an all-zero rusage is valid; wait4 fills it for this child.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let waited = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    assert_eq!(waited, pid, "wait4: {}", std::io::Error::last_os_error());
+    let output = std::process::Output {
+        status: std::os::unix::process::ExitStatusExt::from_raw(status),
+        stdout: out,
+        stderr: err,
+    };
+    // ru_maxrss is in KiB on Linux.
+    (output, usage.ru_maxrss as f64 / 1024.0)
+}
+
+/// An exporter gone wild: 600 000 series in a 10 MB scrape. The tick used
+/// to keep them all (331 MB for 1 M series); past `max_series` (default
+/// 100 000) the scrape fails naming the count and the key, and the tick's
+/// memory stays bounded. Raising the cap takes them in.
+#[test]
+fn a_scrape_with_more_series_than_max_series_fails_and_memory_stays_bounded() {
+    let mut body = String::with_capacity(12 << 20);
+    for i in 0..600_000 {
+        body.push_str(&format!("m{{i=\"{i}\"}} 1\n"));
+    }
+    println!("exposition of {:.1} MB", body.len() as f64 / 1e6);
+    let exporter = TestServer::start(Reply {
+        status: 200,
+        body,
+        delay: Duration::ZERO,
+    });
+    let task = |cap: &str| {
+        profile_p(&format!(
+            "      - name: wild\n        metrics: {{ url: \"{}\"{cap} }}\n        rules: [{{ name: lots, signal: series, value: \"> 10\", severity: warning }}]\n",
+            exporter.url("/metrics")
+        ))
+    };
+    let ws = Workspace::new(&task(""));
+    let (out, rss) = run_measured(&ws, minute(0));
+    println!("600 000 series, default cap: peak RSS {rss:.1} MiB");
+    assert_exit(&out, 1);
+    let text = stdout(&out);
+    assert!(
+        text.contains("600000 series, more than max_series 100000: none kept"),
+        "{text}"
+    );
+    assert!(rss < 120.0, "peak RSS {rss:.1} MiB");
+
+    ws.write_config(&task(", max_series: 1000000"));
+    let (out, big) = run_measured(&ws, minute(1));
+    println!("600 000 series, max_series 1000000: peak RSS {big:.1} MiB");
+    let text = stdout(&out);
+    assert!(text.contains("600000 series in"), "{text}");
+    assert!(
+        big > rss,
+        "keeping every series costs more: {big:.1} vs {rss:.1} MiB"
+    );
+
+    // A cap of 0 is a broken jobs.yaml: the tick runs on the last good one
+    // and says where.
+    ws.write_config(&task(", max_series: 0"));
+    let out = ws.run_at(minute(2), "p", &[]);
+    assert_exit(&out, 1);
+    let said = format!("{}{}", stdout(&out), stderr(&out));
+    assert!(said.contains("max_series"), "{said}");
+}

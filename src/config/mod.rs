@@ -971,6 +971,11 @@ pub struct MetricsProbe {
     /// PEM file of extra CA certificates (an internal CA).
     #[serde(default)]
     pub ca_file: Option<PathBuf>,
+    /// More series than this fail the scrape instead of being kept
+    /// (default [`crate::probe::metrics::DEFAULT_MAX_SERIES`]): memory is
+    /// bounded by this, not by what an exporter sends.
+    #[serde(default)]
+    pub max_series: Option<std::num::NonZeroUsize>,
 }
 
 /// `lag`: local height against a reference height.

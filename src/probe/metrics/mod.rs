@@ -21,6 +21,11 @@ const ACCEPT: &str =
 /// exposition is a few hundred KiB, so this is a runaway exporter.
 const MAX_BODY: u64 = 16 * 1024 * 1024;
 
+/// Series one scrape may hold unless the probe's `max_series` says
+/// otherwise: a node exporter has a few thousand; each kept series costs
+/// about 300 bytes, so this bounds a scrape's memory near 30 MB.
+pub const DEFAULT_MAX_SERIES: usize = 100_000;
+
 /// Scrapes the endpoint and adds every series. Signals: `up` (1/0),
 /// `scrape_ms` and `series` (their count). Every mode scrapes the same way:
 /// a scrape consumes nothing.
@@ -35,7 +40,15 @@ pub fn observe(probe: &MetricsProbe, context: &Context, out: &mut Observation) {
         &mut started,
     )
     .and_then(|scrape| {
-        parse::parse_exposition(&scrape.body, scrape.dialect).map_err(|e| e.to_string())
+        let cap = probe
+            .max_series
+            .map_or(DEFAULT_MAX_SERIES, std::num::NonZeroUsize::get);
+        parse::parse_exposition_capped(&scrape.body, scrape.dialect, cap).map_err(|e| match e {
+            parse::Capped::Invalid(e) => e.to_string(),
+            parse::Capped::TooMany(count) => format!(
+                "{count} series, more than max_series {cap}: none kept (a runaway exporter, or raise `max_series:` on this probe)"
+            ),
+        })
     });
     let url = &probe.url;
     let check = match scraped {

@@ -129,6 +129,40 @@ pub fn parse_exposition(body: &[u8], dialect: Dialect) -> Result<Exposition, Par
     Ok(exposition)
 }
 
+/// Why a capped parse kept nothing.
+#[derive(Debug, PartialEq)]
+pub enum Capped {
+    Invalid(ParseError),
+    /// The exposition has this many series, more than the cap.
+    TooMany(usize),
+}
+
+/// [`parse_exposition`], keeping at most `cap` series: past that the rest
+/// is only counted (parsing allocates nothing per sample) and the whole
+/// scrape is refused, so memory stays bounded by the cap.
+pub fn parse_exposition_capped(
+    body: &[u8],
+    dialect: Dialect,
+    cap: usize,
+) -> Result<Exposition, Capped> {
+    let mut exposition = Exposition::default();
+    let count = for_each_entry(body, dialect, |entry| match entry {
+        Entry::Sample(sample) if exposition.series.len() < cap => {
+            exposition.series.push(sample.to_series());
+        }
+        Entry::Sample(_) => {}
+        Entry::Family(name) if exposition.families.len() < cap => {
+            exposition.families.push(name.to_string());
+        }
+        Entry::Family(_) => {}
+    })
+    .map_err(Capped::Invalid)?;
+    if count > cap {
+        return Err(Capped::TooMany(count));
+    }
+    Ok(exposition)
+}
+
 /// Parses an exposition and hands each sample to `visit` as it is read;
 /// returns how many there were. On an error some samples may already have
 /// been visited: callers that must not act on a partial scrape collect
