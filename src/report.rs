@@ -9,6 +9,7 @@ use crate::remediate::Remediation;
 use crate::store::{HistoryRow, RunRow};
 use crate::tick::{Delivery, DeliveryResult, TaskReport, TickReport, Undelivered};
 use serde_json::json;
+use std::collections::BTreeSet;
 use std::fmt::Write;
 
 /// Output format of commands that print data.
@@ -226,26 +227,44 @@ fn undelivered_line(backlog: &Undelivered) -> String {
     )
 }
 
-/// How a message about `(task, rule)` fared this tick: delivered to every
-/// receiver, to some, to none, or not tried yet.
-fn told_how(report: &TickReport, task: &str, rule: &str) -> &'static str {
-    let mut carrying = report
-        .deliveries
+/// How this tick's message about `(task, rule)` fared: delivered by every
+/// notifier it was for, by some (naming the others), or by none.
+fn told_how(report: &TickReport, task: &str, rule: &str) -> String {
+    let notifiers: BTreeSet<&str> = report
+        .outcome
+        .outgoing
         .iter()
-        .filter(|d| d.carries.iter().any(|(t, r)| t == task && r == rule));
-    let (mut delivered, mut failed) = (false, false);
-    for delivery in carrying.by_ref() {
-        if delivery.failed() {
-            failed = true;
-        } else {
-            delivered = true;
-        }
-    }
-    match (delivered, failed) {
-        (true, false) => "notified",
-        (true, true) => "notified, but NOT delivered to every receiver",
-        (false, true) => "NOT delivered",
-        (false, false) => "queued, not sent yet",
+        .filter(|o| o.message.task == task && o.message.rule == rule)
+        .flat_map(|o| o.notifiers.iter().map(String::as_str))
+        .collect();
+    let delivered = |notifier: &str| {
+        report.deliveries.iter().any(|d| {
+            d.notifier == notifier
+                && !d.failed()
+                && d.carries.iter().any(|(t, r)| t == task && r == rule)
+        })
+    };
+
+    let carries = |d: &Delivery| d.carries.iter().any(|(t, r)| t == task && r == rule);
+    let mut missed: Vec<String> = notifiers
+        .iter()
+        .filter(|n| !delivered(n))
+        .map(|n| n.to_string())
+        .collect();
+    // One URL of a cluster that did not take it, while another did.
+    missed.extend(
+        report
+            .deliveries
+            .iter()
+            .filter(|d| d.to.is_some() && d.failed() && carries(d) && delivered(&d.notifier))
+            .map(Delivery::receiver),
+    );
+    if missed.is_empty() {
+        "notified".to_string()
+    } else if notifiers.iter().any(|n| delivered(n)) {
+        format!("notified, but NOT delivered to {}", missed.join(", "))
+    } else {
+        format!("NOT delivered to {}", missed.join(", "))
     }
 }
 

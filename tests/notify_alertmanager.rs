@@ -498,7 +498,9 @@ fn an_alertmanager_that_is_down_gets_the_alert_once_it_is_back() {
         "{report}"
     );
     assert!(
-        report.contains("FIRING (notified, but NOT delivered to every receiver)"),
+        report.contains(&format!(
+            "FIRING (notified, but NOT delivered to am at {down_url})"
+        )),
         "{report}"
     );
     let waiting = outbox(&ws);
@@ -781,7 +783,13 @@ fn one_dead_peer_of_a_cluster_changes_nothing_for_the_others() {
     db.set(Reply::status(500));
     let out = real_tick(&ws, &mut last);
     assert_exit(&out, 1);
-    assert!(stdout(&out).contains("FIRING (notified, but NOT delivered to every receiver)"));
+    assert!(
+        stdout(&out).contains(&format!(
+            "FIRING (notified, but NOT delivered to am at {dead_url})"
+        )),
+        "{}",
+        stdout(&out)
+    );
     for peer in &peers[..2] {
         assert_eq!(peer.by_task()["db"], ("active".to_string(), last + 180));
     }

@@ -319,3 +319,234 @@ fn the_first_tick_and_the_first_after_a_change_say_what_is_now_watched() {
     ws.write_config(&yaml("").replace("    tasks:\n", "    announce: false\n    tasks:\n"));
     assert_eq!(told(&ws.run_at(minute(4), "p", &[])), Vec::<String>::new());
 }
+
+/// Every kind of secret jobs.yaml can hold.
+const SECRETS: [&str; 12] = [
+    "PROBE-USERINFO-s3cret1",
+    "PROBE-QUERY-s3cret2",
+    "PROBE-HEADER-s3cret3",
+    "METRICS-HEADER-s3cret4",
+    "HOOK-PATH-s3cret5",
+    "HOOK-HEADER-s3cret6",
+    "123456:TELEGRAM-s3cret7",
+    "FEISHU-KEY-s3cret8",
+    "FEISHU-SIGN-s3cret9",
+    "ghp_GITHUB-s3cret10",
+    "AM-PASSWORD-s3cret11",
+    "HEARTBEAT-UUID-s3cret12",
+];
+
+/// A GET of `path` from a `monitor serve` on `port`: the whole answer.
+fn api_get(port: u16, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer api-t0ken\r\n\r\n"
+    )
+    .unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 "), "{answer}");
+    answer
+}
+
+/// The secret scan: every kind of secret (URL userinfo and query keys,
+/// probe and webhook headers, webhook path, Telegram and GitHub tokens,
+/// Feishu key and signing secret, Alertmanager password, heartbeat id) is
+/// absent from stdout, stderr, log_file, the database with its WAL and
+/// SHM, every API answer and every payload a receiver got, at every log
+/// level, with the receivers answering 200, 401, 500 or not there at all.
+#[test]
+fn no_secret_of_any_kind_shows_anywhere_whatever_the_level_and_the_receivers() {
+    for answer in [Some(200), Some(401), Some(500), None] {
+        let receiver = answer.map(|status| TestServer::start(Reply::status(status)));
+        let base = match &receiver {
+            Some(server) => server.url(""),
+            None => format!("http://127.0.0.1:{}", closed_port()),
+        };
+        let am = base.replacen("http://", &format!("http://ops:{}@", SECRETS[10]), 1);
+        let service = TestServer::start(Reply::status(500));
+        let service_url =
+            service
+                .url("/health")
+                .replacen("http://", &format!("http://probe:{}@", SECRETS[0]), 1);
+        let ws = Workspace::new("");
+        ws.write_config(&format!(
+            r#"version: 1
+host: test-host
+log_file: monitor.log
+notifiers:
+  hook: {{ type: webhook, url: "${{HOOK_URL}}", headers: {{ X-Key: "${{HOOK_KEY}}" }} }}
+  tg: {{ type: telegram, token: "${{TG_TOKEN}}", chat_id: "-100", api_url: "{base}" }}
+  lark: {{ type: feishu, url: "${{FEISHU_URL}}", secret: "${{FEISHU_SECRET}}" }}
+  gh: {{ type: github, repo: org/node, token: "${{GH_TOKEN}}", api_url: "{base}" }}
+  am: {{ type: alertmanager, urls: ["{am}"] }}
+profiles:
+  p:
+    cron: "* * * * *"
+    notify: [console, hook, tg, lark, gh, am]
+    heartbeat: {{ url: "${{HB_URL}}" }}
+    tasks:
+      - name: api
+        http: {{ url: "{service_url}?token={query}&x=1", headers: {{ Authorization: "Bearer ${{PROBE_TOKEN}}" }}, timeout: 2s }}
+      - name: exporter
+        metrics: {{ url: "{metrics}", headers: {{ Authorization: "Bearer ${{METRICS_TOKEN}}" }}, timeout: 2s }}
+"#,
+            query = SECRETS[1],
+            metrics = service.url("/metrics"),
+        ));
+        let env = [
+            ("PROBE_TOKEN", SECRETS[2].to_string()),
+            ("METRICS_TOKEN", SECRETS[3].to_string()),
+            ("HOOK_URL", format!("{base}/hooks/{}", SECRETS[4])),
+            ("HOOK_KEY", SECRETS[5].to_string()),
+            ("TG_TOKEN", SECRETS[6].to_string()),
+            (
+                "FEISHU_URL",
+                format!("{base}/open-apis/bot/v2/hook/{}", SECRETS[7]),
+            ),
+            ("FEISHU_SECRET", SECRETS[8].to_string()),
+            ("GH_TOKEN", SECRETS[9].to_string()),
+            ("HB_URL", format!("{base}/ping/{}", SECRETS[11])),
+            ("MONITOR_API_TOKEN", "api-t0ken".to_string()),
+        ];
+        let command = || {
+            let mut command = ws.command();
+            command.envs(env.iter().map(|(k, v)| (k, v.as_str())));
+            command
+        };
+        let mut outputs = Vec::new();
+        for (n, level, args) in [
+            (0, "trace", &[][..]),
+            (1, "debug", &["--dry-run"][..]),
+            (2, "info", &["--format", "json"][..]),
+            (3, "warn", &[][..]),
+            (4, "trace", &["--format", "json"][..]),
+        ] {
+            if n == 3 {
+                service.set(Reply::status(200));
+            }
+            outputs.push(
+                command()
+                    .env("MONITOR_NOW", minute(n).to_string())
+                    .args(["--log-level", level, "run", "p"])
+                    .args(args)
+                    .output()
+                    .unwrap(),
+            );
+        }
+        for args in [
+            &["alerts", "--format", "json"][..],
+            &["alerts"][..],
+            &["list"][..],
+            &["check-config"][..],
+            &["--log-level", "trace", "state", "export"][..],
+        ] {
+            outputs.push(command().args(args).output().unwrap());
+        }
+        let said: String = outputs
+            .iter()
+            .map(|o| format!("{}{}", stdout(o), stderr(o)))
+            .collect();
+        // The ticks ran and told: the API check failed, notifiers were
+        // tried (so a leak had every chance).
+        assert!(said.contains("FIRING"), "{said}");
+        assert!(
+            said.contains("to am at http://[redacted]@127.0.0.1:"),
+            "{said}"
+        );
+        if std::env::var_os("SHOW_SCAN").is_some() {
+            println!("{said}");
+        }
+
+        // The API, every endpoint.
+        let port = {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            listener.local_addr().unwrap().port()
+        };
+        let mut serve = command()
+            .env("MONITOR_NOW", minute(4).to_string())
+            .args([
+                "--log-level",
+                "trace",
+                "serve",
+                "--bind",
+                &format!("127.0.0.1:{port}"),
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(ws.path().join("serve.err")).unwrap())
+            .spawn()
+            .unwrap();
+        let started = std::time::Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                started.elapsed().as_secs() < 20,
+                "monitor serve did not start"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let mut api = String::new();
+        for path in [
+            "/healthz",
+            "/v1/alerts?limit=1000",
+            "/v1/runs",
+            "/v1/silences",
+            "/metrics",
+        ] {
+            api.push_str(&api_get(port, path));
+        }
+        let _ = serve.kill();
+        let _ = serve.wait();
+
+        let mut texts: Vec<(String, Vec<u8>)> = vec![
+            ("what the commands said".into(), said.into_bytes()),
+            ("the API's answers".into(), api.into_bytes()),
+            (
+                "monitor serve's stderr".into(),
+                std::fs::read(ws.path().join("serve.err")).unwrap(),
+            ),
+            (
+                "log_file".into(),
+                std::fs::read(ws.path().join("monitor.log")).unwrap(),
+            ),
+        ];
+        let mut state_files = Vec::new();
+        for entry in std::fs::read_dir(ws.path().join("state")).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_file() {
+                state_files.push(path.file_name().unwrap().to_string_lossy().to_string());
+                texts.push((path.display().to_string(), std::fs::read(&path).unwrap()));
+            }
+        }
+        if let Some(server) = &receiver {
+            let requests = server.requests();
+            assert!(
+                requests.len() >= 8,
+                "the receivers were sent to: {requests:#?}"
+            );
+            for request in requests {
+                texts.push((
+                    format!("the body of {} {}", request.method, request.path),
+                    request.body,
+                ));
+            }
+        }
+        for (name, bytes) in &texts {
+            for secret in SECRETS {
+                assert!(
+                    !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
+                    "receivers answering {answer:?}: {secret:?} appears in {name}:\n{}",
+                    String::from_utf8_lossy(bytes)
+                );
+            }
+        }
+        println!(
+            "receivers {answer:?}: {} texts scanned (state files {state_files:?}), no secret in any",
+            texts.len()
+        );
+    }
+}
