@@ -321,7 +321,7 @@ fn the_first_tick_and_the_first_after_a_change_say_what_is_now_watched() {
 }
 
 /// Every kind of secret jobs.yaml can hold.
-const SECRETS: [&str; 12] = [
+const SECRETS: [&str; 14] = [
     "PROBE-USERINFO-s3cret1",
     "PROBE-QUERY-s3cret2",
     "PROBE-HEADER-s3cret3",
@@ -334,6 +334,8 @@ const SECRETS: [&str; 12] = [
     "ghp_GITHUB-s3cret10",
     "AM-PASSWORD-s3cret11",
     "HEARTBEAT-UUID-s3cret12",
+    "RPC-PATH-KEY-s3cret13",
+    "TOKEN-ONLY-USERINFO-s3cret14",
 ];
 
 /// A GET of `path` from a `monitor serve` on `port`: the whole answer.
@@ -354,7 +356,8 @@ fn api_get(port: u16, path: &str) -> String {
     answer
 }
 
-/// The secret scan: every kind of secret (URL userinfo and query keys,
+/// The secret scan: every kind of secret (URL userinfo, a token as the
+/// whole userinfo, query keys, a path token from a `${…_KEY}` variable,
 /// probe and webhook headers, webhook path, Telegram and GitHub tokens,
 /// Feishu key and signing secret, Alertmanager password, heartbeat id) is
 /// absent from stdout, stderr, log_file, the database with its WAL and
@@ -392,12 +395,14 @@ profiles:
     heartbeat: {{ url: "${{HB_URL}}" }}
     tasks:
       - name: api
-        http: {{ url: "{service_url}?token={query}&x=1", headers: {{ Authorization: "Bearer ${{PROBE_TOKEN}}" }}, timeout: 2s }}
+        http: {{ url: "{service_url}/${{RPC_KEY}}?token={query}&x=1", headers: {{ Authorization: "Bearer ${{PROBE_TOKEN}}" }}, timeout: 2s }}
       - name: exporter
         metrics: {{ url: "{metrics}", headers: {{ Authorization: "Bearer ${{METRICS_TOKEN}}" }}, timeout: 2s }}
 "#,
             query = SECRETS[1],
-            metrics = service.url("/metrics"),
+            metrics = service
+                .url("/metrics")
+                .replacen("http://", &format!("http://{}@", SECRETS[13]), 1),
         ));
         let env = [
             ("PROBE_TOKEN", SECRETS[2].to_string()),
@@ -413,6 +418,7 @@ profiles:
             ("GH_TOKEN", SECRETS[9].to_string()),
             ("HB_URL", format!("{base}/ping/{}", SECRETS[11])),
             ("MONITOR_API_TOKEN", "api-t0ken".to_string()),
+            ("RPC_KEY", SECRETS[12].to_string()),
         ];
         let command = || {
             let mut command = ws.command();
@@ -455,10 +461,7 @@ profiles:
         // The ticks ran and told: the API check failed, notifiers were
         // tried (so a leak had every chance).
         assert!(said.contains("FIRING"), "{said}");
-        assert!(
-            said.contains("to am at http://[redacted]@127.0.0.1:"),
-            "{said}"
-        );
+        assert!(said.contains("to am at http://***@127.0.0.1:"), "{said}");
         if std::env::var_os("SHOW_SCAN").is_some() {
             println!("{said}");
         }

@@ -12,7 +12,39 @@ use super::values::interpolate_tracked;
 use serde::de::{
     self, DeserializeSeed, Deserializer, EnumAccess, MapAccess, SeqAccess, VariantAccess, Visitor,
 };
+use std::cell::RefCell;
 use std::fmt;
+
+thread_local! {
+    /// Values put in by variables whose name says they are secret, while
+    /// a jobs.yaml is read on this thread: [`take_secret_values`].
+    static SECRET_VALUES: RefCell<Vec<(String, String)>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Whether a variable's name says it holds a secret (`INFURA_KEY`,
+/// `RPC_TOKEN`, `DB_PASSWORD`, `API_SECRET`, `AUTH`…).
+pub fn secret_name(name: &str) -> bool {
+    let upper = name.to_ascii_uppercase();
+    [
+        "TOKEN",
+        "SECRET",
+        "PASSWORD",
+        "PASSWD",
+        "KEY",
+        "AUTH",
+        "CREDENTIAL",
+        "PRIVATE",
+        "APIKEY",
+    ]
+    .iter()
+    .any(|word| upper.contains(word))
+}
+
+/// `(name, value)` of every secret-named variable read since the last
+/// call on this thread.
+pub fn take_secret_values() -> Vec<(String, String)> {
+    SECRET_VALUES.with(|values| std::mem::take(&mut *values.borrow_mut()))
+}
 
 /// Wraps a deserializer so every string scalar below it is interpolated.
 pub struct Interpolating<D>(pub D);
@@ -157,6 +189,13 @@ impl<V> Wrap<V> {
         let (expanded, used) =
             interpolate_tracked(text, |name| std::env::var(name).ok()).map_err(E::custom)?;
         let from_environment = !used.is_empty();
+        SECRET_VALUES.with(|values| {
+            values.borrow_mut().extend(
+                used.iter()
+                    .filter(|(name, value)| secret_name(name) && value.len() >= 8)
+                    .cloned(),
+            );
+        });
         // An error about the value names the variable, never its content.
         let hide = |error: E| -> E {
             let mut message = error.to_string();

@@ -110,10 +110,14 @@ pub fn load_source(
         .unwrap_or_else(|| PathBuf::from("/"));
     let display_path = path.to_path_buf();
     check_shape(&display_path, &source)?;
+    super::interpolate::take_secret_values();
     let raw = RawConfig::deserialize(super::interpolate::Interpolating(
         serde_yaml::Deserializer::from_str(&source),
     ))
     .map_err(|e| yaml_error(&display_path, &source, &e))?;
+    // What `${…_KEY}`, `${…_TOKEN}` and the like put into URLs and
+    // commands is masked wherever a check says what it saw.
+    crate::probe::hide_values(super::interpolate::take_secret_values());
     if raw.version != 1 {
         return Err(ConfigError::at_line(
             &display_path,

@@ -439,6 +439,25 @@ pub fn observe(task: &Task, context: &Context) -> Observation {
 /// (`token`, `key`, `secret`, `password`, `sig`…) become `***`. A probe's
 /// summary names its URL; it reaches the terminal, the database and every
 /// notifier.
+/// Values of secret-named variables (`${INFURA_KEY}`…) from the jobs.yaml
+/// loaded in this process, longest first, with the name shown instead.
+static HIDDEN: std::sync::RwLock<Vec<(String, String)>> = std::sync::RwLock::new(Vec::new());
+
+/// Adds `(name, value)` pairs [`mask_credentials`] replaces by `${name}`.
+pub fn hide_values(values: Vec<(String, String)>) {
+    if values.is_empty() {
+        return;
+    }
+    if let Ok(mut hidden) = HIDDEN.write() {
+        for pair in values {
+            if !hidden.contains(&pair) {
+                hidden.push(pair);
+            }
+        }
+        hidden.sort_by_key(|(_, value)| std::cmp::Reverse(value.len()));
+    }
+}
+
 pub fn mask_credentials(text: &str) -> String {
     static USERINFO: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
         regex::Regex::new(r"(?i)\b([a-z][a-z0-9+.-]*://)([^/@\s:]*):([^/@\s]*)@")
@@ -450,7 +469,20 @@ pub fn mask_credentials(text: &str) -> String {
         )
         .expect("a valid regex")
     });
-    let masked = USERINFO.replace_all(text, "${1}${2}:***@");
+    static TOKEN_USERINFO: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+        regex::Regex::new(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/@\s:]+@").expect("a valid regex")
+    });
+    let mut masked = text.to_string();
+    if let Ok(hidden) = HIDDEN.read() {
+        for (name, value) in hidden.iter() {
+            if masked.contains(value.as_str()) {
+                masked = masked.replace(value.as_str(), &format!("${{{name}}}"));
+            }
+        }
+    }
+    let masked = USERINFO.replace_all(&masked, "${1}${2}:***@");
+    // `https://TOKEN@host/`: the whole userinfo is the secret.
+    let masked = TOKEN_USERINFO.replace_all(&masked, "${1}***@");
     QUERY.replace_all(&masked, "${1}***").into_owned()
 }
 
@@ -478,6 +510,29 @@ pub fn inert(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn credentials_are_masked_wherever_they_sit_in_a_url() {
+        hide_values(vec![("RPC_KEY".into(), "k3y-0f-the-rpc-provider".into())]);
+        for (shown, masked) in [
+            (
+                "GET https://ops:pa55@host/x failed",
+                "GET https://ops:***@host/x failed",
+            ),
+            (
+                "https://ghp_abcdef@github.com/org/repo",
+                "https://***@github.com/org/repo",
+            ),
+            ("http://h/x?token=abc&page=2", "http://h/x?token=***&page=2"),
+            (
+                "https://eth.example/v2/k3y-0f-the-rpc-provider: timed out",
+                "https://eth.example/v2/${RPC_KEY}: timed out",
+            ),
+            ("mail me at ops@example.com", "mail me at ops@example.com"),
+        ] {
+            assert_eq!(mask_credentials(shown), masked);
+        }
+    }
 
     fn task(yaml: &str) -> Task {
         serde_yaml::from_str(yaml).unwrap()
