@@ -204,7 +204,9 @@ impl Attempt {
             Err(why) if self.steps.is_empty() => text.push_str(why),
             Err(why) => text.push_str(&format!("restart failed: {why}")),
         }
-        text
+        // A start command's argv or its last lines may carry a key or a
+        // terminal escape: shown masked and inert, like a check's summary.
+        crate::probe::mask_credentials(&crate::probe::inert(&text))
     }
 }
 
@@ -423,6 +425,22 @@ const MAX_RECHECK_PAUSE: Duration = Duration::from_secs(5);
 mod tests {
     use super::*;
     use crate::config::{Duration as ConfigDuration, MaxRestarts};
+
+    #[test]
+    fn a_restarts_description_is_masked_and_inert() {
+        crate::probe::hide_values(vec![(
+            "NODE_TOKEN".into(),
+            "n0de-t0ken-for-the-test".into(),
+        )]);
+        let attempt = Attempt {
+            steps: vec!["started `node --token n0de-t0ken-for-the-test` (pid 7)".into()],
+            result: Err("its last lines: \u{1b}]0;pwned\u{7} ready".into()),
+        };
+        assert_eq!(
+            attempt.describe(),
+            "started `node --token ${NODE_TOKEN}` (pid 7); restart failed: its last lines: \\u{1b}]0;pwned\\u{7} ready"
+        );
+    }
 
     fn remediate(cooldown_s: u64, max: Option<(u32, u64)>) -> Remediate {
         Remediate {
