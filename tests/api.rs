@@ -1387,3 +1387,59 @@ fn one_client_address_cannot_hold_more_than_its_share() {
         reply.body
     );
 }
+
+/// Out of file descriptors (a 64-file limit, 100 idle connections): the
+/// oldest idle connections are closed to make room, and /healthz answers
+/// (it answered 503 "unable to open database file": the connections had
+/// taken every file the workers needed).
+#[test]
+fn out_of_file_descriptors_the_api_makes_room_and_answers() {
+    let ws = ticked_workspace();
+    let port = free_port();
+    let binary = env!("CARGO_BIN_EXE_monitor");
+    let log = ws.path().join("serve.log");
+    let command = serve_command(&ws, &format!("127.0.0.1:{port}"), &[]);
+    let args: Vec<String> = command
+        .get_args()
+        .map(|a| format!("'{}'", a.to_string_lossy()))
+        .collect();
+    let mut shell = Command::new("sh");
+    shell
+        .arg("-c")
+        .arg(format!("ulimit -n 64 && exec {binary} {}", args.join(" ")))
+        .envs(command.get_envs().filter_map(|(k, v)| Some((k, v?))))
+        .env_remove("MONITOR_API_TOKEN")
+        .current_dir(command.get_current_dir().unwrap_or(ws.path()))
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap());
+    let child = shell.spawn().unwrap();
+    let mut server = Server { child, port, log };
+    // The workers must still open the database: the server keeps fewer
+    // connections (16 under 64 files) instead of failing /healthz.
+    let started = Instant::now();
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "{}",
+            server.log()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let idle: Vec<TcpStream> = (0..100)
+        .map(|i| connect_from(std::net::Ipv4Addr::new(127, 0, 1, 1 + (i % 2) as u8), port))
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let timings = healthz_timings(&server, 5);
+    assert!(
+        *timings.iter().max().unwrap() < Duration::from_millis(250),
+        "{timings:?}"
+    );
+    assert!(
+        server.child.try_wait().unwrap().is_none(),
+        "{}",
+        server.log()
+    );
+    let closed = idle.iter().filter(|s| !still_idle(s)).count();
+    println!("64 files, 100 idle connections: {closed} closed to make room, /healthz {timings:?}");
+    assert!(closed >= 100 - 16, "{closed} closed");
+}

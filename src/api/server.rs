@@ -9,7 +9,9 @@
 //! Every connection is timed from accept: its whole request head must
 //! arrive within [`HEAD_DEADLINE`] (then a 408), its answer be taken within
 //! [`WRITE_TIMEOUT`]. One client address holds at most [`PER_CLIENT`]
-//! connections and the server at most [`MAX_CONNECTIONS`]: past either, the
+//! connections and the server at most [`MAX_CONNECTIONS`] (fewer under a
+//! low open-file limit, so the workers can still open the database): past
+//! either, the
 //! oldest connection still waiting for its head is closed with a 503 that
 //! says why, so a flood from one address cannot lock out a real request,
 //! not even one from that same address. Heads of complete requests wait
@@ -47,9 +49,15 @@ const DRAIN_LIMIT: usize = 64 * 1024;
 pub const HEAD_LIMIT: usize = 16 * 1024;
 /// Connections one client address may hold at once.
 pub const PER_CLIENT: usize = 64;
-/// Connections the server holds at once (well under the usual 1 024 open
-/// files a process may have).
+/// Connections the server holds at once, at most: fewer when the process
+/// may open fewer files ([`connection_cap`]).
 pub const MAX_CONNECTIONS: usize = 512;
+/// Files kept for everything but connections: each worker's database with
+/// its WAL and SHM, the listener, the poller, the log, a config reload.
+const FILES_KEPT: usize = WORKERS * 4 + 16;
+
+/// How soon a failed accept is retried.
+const ACCEPT_RETRY: Duration = Duration::from_millis(100);
 
 const LISTENER: Token = Token(0);
 const WAKER: Token = Token(1);
@@ -83,6 +91,34 @@ struct Job {
     body_follows: bool,
 }
 
+/// How many connections fit the process's open-file limit (raised to its
+/// hard limit first, up to 4 096) beside [`FILES_KEPT`]: at the limit the
+/// workers could not open the database and /healthz would fail.
+fn connection_cap() -> usize {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit read and write the struct we own.
+    let files = unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+            return MAX_CONNECTIONS;
+        }
+        let wanted = limit.rlim_max.min(4096);
+        if limit.rlim_cur < wanted {
+            let raised = libc::rlimit {
+                rlim_cur: wanted,
+                rlim_max: limit.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                limit.rlim_cur = wanted;
+            }
+        }
+        usize::try_from(limit.rlim_cur).unwrap_or(usize::MAX)
+    };
+    files.saturating_sub(FILES_KEPT).clamp(8, MAX_CONNECTIONS)
+}
+
 /// Serves `listener` until the process ends.
 pub fn serve<H: Handler>(listener: std::net::TcpListener, handler: Arc<H>) -> std::io::Result<()> {
     listener.set_nonblocking(true)?;
@@ -114,6 +150,8 @@ pub fn serve<H: Handler>(listener: std::net::TcpListener, handler: Arc<H>) -> st
         connections: BTreeMap::new(),
         deadlines: BinaryHeap::new(),
         next: FIRST_CONNECTION,
+        retry_accept: false,
+        max_connections: connection_cap(),
     }
     .run()
 }
@@ -184,16 +222,23 @@ struct Intake<H> {
     /// moved on (or is gone) is skipped.
     deadlines: BinaryHeap<Reverse<(Instant, usize)>>,
     next: usize,
+    /// An accept failed for want of file descriptors: retry after
+    /// [`ACCEPT_RETRY`].
+    retry_accept: bool,
+    max_connections: usize,
 }
 
 impl<H: Handler> Intake<H> {
     fn run(mut self) -> std::io::Result<()> {
         let mut events = Events::with_capacity(256);
         loop {
-            let timeout = self
+            let mut timeout = self
                 .deadlines
                 .peek()
                 .map(|Reverse((at, _))| at.saturating_duration_since(Instant::now()));
+            if self.retry_accept {
+                timeout = Some(timeout.map_or(ACCEPT_RETRY, |t| t.min(ACCEPT_RETRY)));
+            }
             if let Err(e) = self.poll.poll(&mut events, timeout) {
                 if e.kind() == ErrorKind::Interrupted {
                     continue;
@@ -208,6 +253,9 @@ impl<H: Handler> Intake<H> {
                 }
             }
             self.expire();
+            if std::mem::take(&mut self.retry_accept) {
+                self.accept();
+            }
         }
     }
 
@@ -218,11 +266,15 @@ impl<H: Handler> Intake<H> {
                 Err(e) if e.kind() == ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == ErrorKind::Interrupted => continue,
                 Err(e) => {
-                    // Out of file descriptors and the like: the listener
-                    // stays readable, so this comes back on the next poll;
-                    // make room first.
+                    // Out of file descriptors and the like. Make room and
+                    // try again; with nothing to evict, try again shortly
+                    // (the poll is edge-triggered: no new event would come
+                    // for connections already waiting).
                     log::warn!("accepting a connection to the API: {e}");
-                    self.evict_oldest_idle(None, "the server is at its connection limit");
+                    if self.evict_oldest_idle(None, "the server is out of file descriptors") {
+                        continue;
+                    }
+                    self.retry_accept = true;
                     return;
                 }
             };
@@ -246,9 +298,10 @@ impl<H: Handler> Intake<H> {
                 return self.refuse(&mut stream, 503, why);
             }
         }
-        if self.connections.len() >= MAX_CONNECTIONS {
+        if self.connections.len() >= self.max_connections {
             let why = format!(
-                "the server holds {MAX_CONNECTIONS} connections: closing the oldest one that sent no request"
+                "the server holds {} connections: closing the oldest one that sent no request",
+                self.max_connections
             );
             if !self.evict_oldest_idle(None, &why) {
                 return self.refuse(&mut stream, 503, why);
