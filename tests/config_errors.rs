@@ -222,6 +222,28 @@ profiles:
     );
 }
 
+/// A rate limit on an Alertmanager would hold back the state it must get
+/// every tick (its alerts would expire): refused, saying so.
+#[test]
+fn a_rate_limit_on_an_alertmanager_notifier_is_refused() {
+    let yaml = r#"version: 1
+notifiers:
+  am: { type: alertmanager, urls: ["http://127.0.0.1:9093"], rate_limit: { messages: 5, per: 1m } }
+profiles:
+  p:
+    cron: "* * * * *"
+    tasks:
+      - name: a
+        command: { argv: ["true"] }
+"#;
+    assert_config_error(
+        yaml,
+        3,
+        Some("notifiers.am"),
+        "`rate_limit` does not apply to an alertmanager notifier",
+    );
+}
+
 #[test]
 fn undefined_notifier_in_profile_notify_names_line_and_key() {
     let yaml = r#"version: 1

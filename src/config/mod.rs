@@ -1787,6 +1787,11 @@ impl<'de> Deserialize<'de> for Notifier {
                     "`digest` bundles messages for people; alertmanager and github notifiers take each alert on its own",
                 ));
             }
+            if rate_limit.is_some() && matches!(kind, NotifierKind::Alertmanager { .. }) {
+                return Err(de::Error::custom(
+                    "`rate_limit` does not apply to an alertmanager notifier: each of its URLs gets every tick's alerts in one POST, and holding one back would let firing alerts expire; remove it (Alertmanager groups and throttles notifications itself)",
+                ));
+            }
             Ok(Notifier {
                 name: String::new(),
                 kind,
