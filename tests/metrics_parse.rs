@@ -483,6 +483,8 @@ fn metrics_task_scrapes_and_reports_its_signals() {
     );
     let signals = &task["signals"];
     assert_eq!(signals["scraped_series"], 140, "{json:#}");
+    // Only what the rule reads is kept.
+    assert_eq!(signals["kept_series"], 1, "{json:#}");
     assert_eq!(signals["metrics.up"], 1.0, "{json:#}");
     assert_eq!(signals["metrics.series"], 140.0, "{json:#}");
     assert!(signals["metrics.scrape_ms"].is_number(), "{json:#}");
@@ -956,12 +958,14 @@ fn run_measured(ws: &Workspace, at: i64) -> (std::process::Output, f64) {
 }
 
 /// An exporter gone wild: 600 000 series in a 10 MB scrape. The tick used
-/// to keep them all (331 MB for 1 M series); past `max_series` (default
-/// 100 000) the scrape fails naming the count and the key, and the tick's
-/// memory stays bounded. Raising the cap takes them in.
+/// to keep them all (278 MiB). Now a scrape keeps only the series its
+/// rules read: a rule on another metric costs about the body; a rule on
+/// the flood itself meets `max_series` (default 100 000) and the scrape
+/// fails naming the count and the key. Raising the cap takes them in.
 #[test]
 fn a_scrape_with_more_series_than_max_series_fails_and_memory_stays_bounded() {
     let mut body = String::with_capacity(12 << 20);
+    body.push_str("node_up 1\n");
     for i in 0..600_000 {
         body.push_str(&format!("m{{i=\"{i}\"}} 1\n"));
     }
@@ -971,38 +975,79 @@ fn a_scrape_with_more_series_than_max_series_fails_and_memory_stays_bounded() {
         body,
         delay: Duration::ZERO,
     });
-    let task = |cap: &str| {
+    let task = |rule: &str, cap: &str| {
         profile_p(&format!(
-            "      - name: wild\n        metrics: {{ url: \"{}\"{cap} }}\n        rules: [{{ name: lots, signal: series, value: \"> 10\", severity: warning }}]\n",
+            "      - name: wild\n        metrics: {{ url: \"{}\"{cap} }}\n        rules: [{{ name: r, gauge: '{rule}', value: \"> 10\", severity: warning }}]\n",
             exporter.url("/metrics")
         ))
     };
-    let ws = Workspace::new(&task(""));
-    let (out, rss) = run_measured(&ws, minute(0));
-    println!("600 000 series, default cap: peak RSS {rss:.1} MiB");
+    let ws = Workspace::new(&task("node_up", ""));
+    let (out, other) = run_measured(&ws, minute(0));
+    println!("600 000 series, the rule reads another metric: peak RSS {other:.1} MiB");
+    assert_exit(&out, 0);
+    assert!(
+        stdout(&out).contains("600001 series in"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(other < 80.0, "peak RSS {other:.1} MiB");
+
+    ws.write_config(&task("m{i=\"5\"}", ""));
+    let (out, capped) = run_measured(&ws, minute(1));
+    println!("600 000 series, the rule reads them, default cap: peak RSS {capped:.1} MiB");
     assert_exit(&out, 1);
     let text = stdout(&out);
     assert!(
-        text.contains("600000 series, more than max_series 100000: none kept"),
+        text.contains("600000 of its 600001 series are ones the rules read, more than max_series 100000: none kept"),
         "{text}"
     );
-    assert!(rss < 120.0, "peak RSS {rss:.1} MiB");
+    assert!(capped < 120.0, "peak RSS {capped:.1} MiB");
 
-    ws.write_config(&task(", max_series: 1000000"));
-    let (out, big) = run_measured(&ws, minute(1));
-    println!("600 000 series, max_series 1000000: peak RSS {big:.1} MiB");
+    ws.write_config(&task("m{i=\"5\"}", ", max_series: 1000000"));
+    let (out, big) = run_measured(&ws, minute(2));
+    println!("600 000 series kept (max_series 1000000): peak RSS {big:.1} MiB");
     let text = stdout(&out);
-    assert!(text.contains("600000 series in"), "{text}");
+    assert!(text.contains("600001 series in"), "{text}");
     assert!(
-        big > rss,
-        "keeping every series costs more: {big:.1} vs {rss:.1} MiB"
+        big > capped,
+        "keeping every series costs more: {big:.1} vs {capped:.1} MiB"
     );
 
     // A cap of 0 is a broken jobs.yaml: the tick runs on the last good one
     // and says where.
-    ws.write_config(&task(", max_series: 0"));
-    let out = ws.run_at(minute(2), "p", &[]);
+    ws.write_config(&task("node_up", ", max_series: 0"));
+    let out = ws.run_at(minute(3), "p", &[]);
     assert_exit(&out, 1);
     let said = format!("{}{}", stdout(&out), stderr(&out));
     assert!(said.contains("max_series"), "{said}");
+}
+
+/// Thirty tasks each scraping 99 900 series (just under the cap), their
+/// rules reading one metric: memory follows what the rules read, not
+/// what thirty exporters send (it was 2 GB, 66 MB a task).
+#[test]
+fn thirty_big_scrapes_cost_what_their_rules_read() {
+    let mut body = String::with_capacity(8 << 20);
+    body.push_str("node_up 1\n");
+    for i in 0..99_900 {
+        body.push_str(&format!("m{{i=\"{i}\"}} 1\n"));
+    }
+    let exporter = TestServer::start(Reply {
+        status: 200,
+        body,
+        delay: Duration::ZERO,
+    });
+    let tasks: String = (0..30)
+        .map(|n| {
+            format!(
+                "      - name: t{n}\n        metrics: {{ url: \"{}\" }}\n        rules: [{{ name: r, gauge: node_up, value: \"< 1\" }}]\n",
+                exporter.url(&format!("/metrics/{n}"))
+            )
+        })
+        .collect();
+    let ws = Workspace::new(&profile_p(&tasks));
+    let (out, rss) = run_measured(&ws, minute(0));
+    println!("30 tasks × 99 901 series, rules on node_up: peak RSS {rss:.1} MiB");
+    assert_exit(&out, 0);
+    assert!(rss < 150.0, "peak RSS {rss:.1} MiB");
 }

@@ -208,6 +208,14 @@ pub fn load_source(
                 ));
             }
         }
+        for task in &mut profile.tasks {
+            let wanted = task.series_wanted();
+            for probe in &mut task.probes {
+                if let Probe::Metrics(metrics) = probe {
+                    metrics.wanted = wanted.clone();
+                }
+            }
+        }
         profile.name = name;
         profiles.push(profile);
     }

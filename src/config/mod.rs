@@ -16,7 +16,7 @@ pub use values::{
 use crate::schedule::CronSchedule;
 use serde::Deserialize;
 use serde::de::{self, Deserializer, MapAccess, Visitor};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::path::PathBuf;
 
@@ -408,6 +408,51 @@ pub const GIT_SYNC_TASK: &str = "git-sync";
 pub const CONFIG_TASK: &str = "jobs.yaml";
 
 impl Task {
+    /// The metric names this task's rules and guards read, histogram parts
+    /// included; `None` when some selector picks names by a pattern
+    /// (`{__name__=~"…"}`), so every series may be needed. A scrape keeps
+    /// only these: memory follows what the rules need.
+    pub fn series_wanted(&self) -> Option<BTreeSet<String>> {
+        let mut selectors: Vec<&Selector> = Vec::new();
+        let mut histograms: Vec<&Selector> = Vec::new();
+        fn guards(guard: &Guard) -> &Selector {
+            match guard {
+                Guard::Flag(s) | Guard::Compare(s, _) => s,
+            }
+        }
+        for rule in &self.rules {
+            match &rule.kind {
+                RuleKind::Signal { signal, .. } => selectors.push(signal),
+                RuleKind::Gauge(all) | RuleKind::Counter { series: all, .. } => {
+                    selectors.extend(&all.0)
+                }
+                RuleKind::GaugeRatio {
+                    numerator,
+                    denominator,
+                } => selectors.extend([numerator, denominator]),
+                RuleKind::Ratio(ratio) => {
+                    selectors.extend(&ratio.numerator.0);
+                    selectors.extend(&ratio.denominator.0);
+                }
+                RuleKind::Histogram { metric, .. } => histograms.push(metric),
+            }
+            selectors.extend(rule.when.iter().chain(&rule.unless).map(guards));
+        }
+        selectors.extend(self.skip_when.iter().map(guards));
+        let mut names = BTreeSet::new();
+        for selector in selectors {
+            names.insert(selector.name.clone()?);
+        }
+        for histogram in histograms {
+            let name = histogram.name.clone()?;
+            for part in ["_bucket", "_count", "_sum", "_gcount"] {
+                names.insert(format!("{name}{part}"));
+            }
+            names.insert(name);
+        }
+        Some(names)
+    }
+
     /// A task with no probes of its own, judged from an observation the
     /// tick makes (see [`GIT_SYNC_TASK`]): warning, no rules, no repairs.
     pub fn watcher(name: &str) -> Task {
@@ -971,11 +1016,14 @@ pub struct MetricsProbe {
     /// PEM file of extra CA certificates (an internal CA).
     #[serde(default)]
     pub ca_file: Option<PathBuf>,
-    /// More series than this fail the scrape instead of being kept
-    /// (default [`crate::probe::metrics::DEFAULT_MAX_SERIES`]): memory is
-    /// bounded by this, not by what an exporter sends.
+    /// More series the rules need than this fail the scrape instead of
+    /// being kept (default [`crate::probe::metrics::DEFAULT_MAX_SERIES`]).
     #[serde(default)]
     pub max_series: Option<std::num::NonZeroUsize>,
+    /// The metric names the task's rules read ([`Task::series_wanted`]),
+    /// set when jobs.yaml loads; `None` keeps every series.
+    #[serde(skip)]
+    pub wanted: Option<BTreeSet<String>>,
 }
 
 /// `lag`: local height against a reference height.

@@ -233,13 +233,16 @@ impl Signals {
 impl Serialize for Signals {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeMap;
-        let count = self.series_count();
-        let mut map = serializer.serialize_map(Some(self.named.len() + usize::from(count > 0)))?;
+        // What the scrape held (`series`), and of it what the rules read.
+        let kept = self.series_count();
+        let scraped = self.get_name("metrics.series").map_or(kept, |n| n as usize);
+        let mut map = serializer.serialize_map(None)?;
         for (name, value) in &self.named {
             map.serialize_entry(name, value)?;
         }
-        if count > 0 {
-            map.serialize_entry("scraped_series", &count)?;
+        if scraped > 0 {
+            map.serialize_entry("scraped_series", &scraped)?;
+            map.serialize_entry("kept_series", &kept)?;
         }
         map.end()
     }

@@ -21,9 +21,10 @@ const ACCEPT: &str =
 /// exposition is a few hundred KiB, so this is a runaway exporter.
 const MAX_BODY: u64 = 16 * 1024 * 1024;
 
-/// Series one scrape may hold unless the probe's `max_series` says
-/// otherwise: a node exporter has a few thousand; each kept series costs
-/// about 300 bytes, so this bounds a scrape's memory near 30 MB.
+/// Series one scrape may keep unless the probe's `max_series` says
+/// otherwise. A scrape keeps only the series its task's rules read (all,
+/// when a rule picks names by a pattern); each kept series costs about
+/// 300 bytes, so this bounds a scrape's memory near 30 MB beside its body.
 pub const DEFAULT_MAX_SERIES: usize = 100_000;
 
 /// Scrapes the endpoint and adds every series. Signals: `up` (1/0),
@@ -43,19 +44,22 @@ pub fn observe(probe: &MetricsProbe, context: &Context, out: &mut Observation) {
         let cap = probe
             .max_series
             .map_or(DEFAULT_MAX_SERIES, std::num::NonZeroUsize::get);
-        parse::parse_exposition_capped(&scrape.body, scrape.dialect, cap).map_err(|e| match e {
-            parse::Capped::Invalid(e) => e.to_string(),
-            parse::Capped::TooMany(count) => format!(
-                "{count} series, more than max_series {cap}: none kept (a runaway exporter, or raise `max_series:` on this probe)"
-            ),
-        })
+        parse::parse_exposition_capped(&scrape.body, scrape.dialect, cap, probe.wanted.as_ref())
+            .map_err(|e| match e {
+                parse::Capped::Invalid(e) => e.to_string(),
+                parse::Capped::TooMany { kept, count } if kept == count => format!(
+                    "{count} series, more than max_series {cap}: none kept (a runaway exporter, or raise `max_series:` on this probe)"
+                ),
+                parse::Capped::TooMany { kept, count } => format!(
+                    "{kept} of its {count} series are ones the rules read, more than max_series {cap}: none kept (a runaway exporter, or raise `max_series:` on this probe)"
+                ),
+            })
     });
     let url = &probe.url;
     let check = match scraped {
-        Ok(exposition) => {
+        Ok((exposition, count)) => {
             let scrape_ms = started.elapsed().as_secs_f64() * 1000.0;
             let duplicates = fill(&mut out.signals, exposition);
-            let count = out.signals.series_count();
             out.signals.set_probe("metrics", "up", 1.0);
             out.signals
                 .set_probe("metrics", "scrape_ms", scrape_ms.round());

@@ -19,6 +19,7 @@
 
 use crate::probe::Labels;
 use std::borrow::Cow;
+use std::collections::BTreeSet;
 use std::fmt;
 
 /// Which format a scrape claims to be. Both parse with the same rules; the
@@ -133,22 +134,32 @@ pub fn parse_exposition(body: &[u8], dialect: Dialect) -> Result<Exposition, Par
 #[derive(Debug, PartialEq)]
 pub enum Capped {
     Invalid(ParseError),
-    /// The exposition has this many series, more than the cap.
-    TooMany(usize),
+    /// More series to keep than the cap: `kept` of the `count` in all.
+    TooMany {
+        kept: usize,
+        count: usize,
+    },
 }
 
-/// [`parse_exposition`], keeping at most `cap` series: past that the rest
-/// is only counted (parsing allocates nothing per sample) and the whole
-/// scrape is refused, so memory stays bounded by the cap.
+/// [`parse_exposition`], keeping only the series `wanted` names (all when
+/// `None`), at most `cap` of them: the rest is only counted (parsing
+/// allocates nothing per sample), and past the cap the whole scrape is
+/// refused, so memory stays bounded by what is kept. Also returns how many
+/// series the exposition held in all.
 pub fn parse_exposition_capped(
     body: &[u8],
     dialect: Dialect,
     cap: usize,
-) -> Result<Exposition, Capped> {
+    wanted: Option<&BTreeSet<String>>,
+) -> Result<(Exposition, usize), Capped> {
     let mut exposition = Exposition::default();
+    let mut kept = 0;
     let count = for_each_entry(body, dialect, |entry| match entry {
-        Entry::Sample(sample) if exposition.series.len() < cap => {
-            exposition.series.push(sample.to_series());
+        Entry::Sample(sample) if wanted.is_none_or(|w| w.contains(sample.name.as_ref())) => {
+            kept += 1;
+            if kept <= cap {
+                exposition.series.push(sample.to_series());
+            }
         }
         Entry::Sample(_) => {}
         Entry::Family(name) if exposition.families.len() < cap => {
@@ -157,10 +168,10 @@ pub fn parse_exposition_capped(
         Entry::Family(_) => {}
     })
     .map_err(Capped::Invalid)?;
-    if count > cap {
-        return Err(Capped::TooMany(count));
+    if kept > cap {
+        return Err(Capped::TooMany { kept, count });
     }
-    Ok(exposition)
+    Ok((exposition, count))
 }
 
 /// Parses an exposition and hands each sample to `visit` as it is read;
