@@ -358,20 +358,19 @@ fn to_log_file(cli: &Cli, line: &str) {
 }
 
 /// A top-level path setting (`log_file:`, `state:`) of a jobs.yaml that
-/// does not load, against the file's folder: read as YAML when that much
-/// parses, else from its own line (a syntax error elsewhere must not hide
-/// where the log and the database are). `None` for a `${VAR}` in it.
+/// does not load, against the file's folder, read from its own line at
+/// the start of a line: never by parsing the file, whose syntax error
+/// must not hide where the log and the database are, and whose depth may
+/// be what made it fail (100 000 nested `[` took the YAML parser minutes).
+/// `None` for a `${VAR}` in it.
 fn broken_setting(config: &std::path::Path, key: &str) -> Option<PathBuf> {
     let text = std::fs::read_to_string(config).ok()?;
-    let named = match serde_yaml::from_str::<serde_yaml::Value>(&text) {
-        Ok(value) => value.get(key)?.as_str()?.to_string(),
-        Err(_) => text.lines().find_map(|line| {
-            let rest = line.strip_prefix(key)?.strip_prefix(':')?;
-            let value = rest.split(" #").next()?.trim();
-            let value = value.trim_matches(|c| c == '"' || c == '\'');
-            (!value.is_empty()).then(|| value.to_string())
-        })?,
-    };
+    let named = text.lines().find_map(|line| {
+        let rest = line.strip_prefix(key)?.strip_prefix(':')?;
+        let value = rest.split(" #").next()?.trim();
+        let value = value.trim_matches(|c| c == '"' || c == '\'');
+        (!value.is_empty()).then(|| value.to_string())
+    })?;
     if named.contains("${") {
         return None;
     }

@@ -1052,3 +1052,32 @@ fn no_mutation_of_jobs_yaml_panics_the_loader() {
         }
     }
 }
+
+/// A jobs.yaml nested 100 000 deep (200 KB): refused at once, and the
+/// process ends at once too (finding the log and the database of a broken
+/// file parsed it whole: 44 s for check-config, 85 s for a tick).
+#[test]
+fn a_deeply_nested_jobs_yaml_ends_the_process_at_once() {
+    let ws = Workspace::new(&format!(
+        "version: 1\nlog_file: state/monitor.log\nx: {}{}\n",
+        "[".repeat(100_000),
+        "]".repeat(100_000)
+    ));
+    for args in [&["check-config"][..], &["run", "p"][..]] {
+        let started = std::time::Instant::now();
+        let out = ws.command().args(args).output().unwrap();
+        let took = started.elapsed();
+        assert_exit(&out, 2);
+        assert!(
+            stderr(&out).contains("nested more than 64 deep"),
+            "{}",
+            stderr(&out)
+        );
+        assert!(
+            took < std::time::Duration::from_secs(2),
+            "{args:?} took {took:?}"
+        );
+    }
+    let log = std::fs::read_to_string(ws.path().join("state/monitor.log")).unwrap();
+    assert!(log.contains("nested more than 64 deep"), "{log}");
+}
