@@ -785,7 +785,7 @@ fn list(config: &Config, format: Format) -> Result<u8, Error> {
     let (last_runs, first_seen, silences) =
         match Store::open_read_only(&config.state).map_err(Error::Tool)? {
             Some(store) => (
-                store.last_runs().map_err(Error::Tool)?,
+                store.last_runs(now).map_err(Error::Tool)?,
                 store.first_seen().map_err(Error::Tool)?,
                 store.silences(Some(now)).map_err(Error::Tool)?,
             ),

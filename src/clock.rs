@@ -16,6 +16,11 @@ pub struct Timestamp(pub i64);
 /// How early a tick may start and still count as on time.
 pub const TICK_SLACK_MS: i64 = 1_000;
 
+/// A stored time later than now by more than this was written by a clock
+/// that ran ahead: it is not taken as a last run, a notification or a
+/// restart that happened.
+pub const FUTURE_SLACK_MS: i64 = 5 * 60_000;
+
 impl Timestamp {
     pub fn from_secs(secs: i64) -> Self {
         Timestamp(secs * 1000)

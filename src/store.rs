@@ -799,12 +799,15 @@ impl Store {
     }
 
     /// The newest run of each profile.
-    pub fn last_runs(&self) -> Result<BTreeMap<String, RunRow>> {
+    /// Each profile's newest run up to `now` (a run stored by a clock that
+    /// ran ahead is not the last run).
+    pub fn last_runs(&self, now: Timestamp) -> Result<BTreeMap<String, RunRow>> {
         let mut statement = self.conn.prepare(
             "SELECT id, profile, started_at, duration_ms, status, tasks, failing, summary FROM runs r
-             WHERE id = (SELECT id FROM runs WHERE profile = r.profile ORDER BY started_at DESC, id DESC LIMIT 1)",
+             WHERE id = (SELECT id FROM runs WHERE profile = r.profile AND started_at <= ?1
+                         ORDER BY started_at DESC, id DESC LIMIT 1)",
         )?;
-        let rows = statement.query_map([], run_row)?;
+        let rows = statement.query_map([now.0 + crate::clock::FUTURE_SLACK_MS], run_row)?;
         let mut last = BTreeMap::new();
         for row in rows {
             let row = row?;

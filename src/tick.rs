@@ -230,10 +230,24 @@ pub fn run(config: &Config, options: &RunOptions, now: Timestamp) -> Result<Tick
     if let Some(newest) = newest {
         check_clock(now, newest)?;
     }
-    let prior = match &store {
+    let mut prior = match &store {
         Some(store) => store.load_prior(&profile.name, now).map_err(Error::Tool)?,
         None => Prior::default(),
     };
+    let clock_back = newest
+        .filter(|newest| newest.0 - now.0 > crate::clock::FUTURE_SLACK_MS)
+        .map(|newest| {
+            let why = format!(
+                "the clock says {}, {} before the newest stored tick ({}): a clock that ran ahead and was set back; times after now count as now (cooldowns, restarts, settle times)",
+                now.rfc3339(),
+                crate::clock::human_duration(newest.0 - now.0),
+                newest.rfc3339()
+            );
+            log::warn!("{why}");
+            clamp_to(&mut prior, now);
+            why
+        });
+    notes.extend(clock_back);
     log::debug!(
         "{}: {} alert states, {} silences and the state of {} tasks loaded from {}",
         profile.name,
@@ -430,8 +444,31 @@ pub fn run(config: &Config, options: &RunOptions, now: Timestamp) -> Result<Tick
 }
 
 /// A tick more than this after the newest stored one is refused unless
-/// MONITOR_CLOCK_JUMP_OK=1 says the clock is right.
-const CLOCK_JUMP: i64 = 366 * 86_400_000;
+/// MONITOR_CLOCK_JUMP_OK=1 says the clock is right (a host off a month).
+const CLOCK_JUMP: i64 = 30 * 86_400_000;
+
+/// Makes every time a clock that ran ahead left in `prior` at most `now`:
+/// a notification "sent" in the future would hold reminders, a restart or
+/// a settle time there would hold restarts and alerts, until real time
+/// caught up.
+fn clamp_to(prior: &mut Prior, now: Timestamp) {
+    for state in prior.alerts.values_mut() {
+        state.since = state.since.min(now);
+        state.bad_since = state.bad_since.min(now);
+        for time in [
+            &mut state.good_since,
+            &mut state.last_notified,
+            &mut state.opened_at,
+        ] {
+            *time = time.map(|t| t.min(now));
+        }
+    }
+    for task in prior.tasks.values_mut() {
+        if let Some(book) = remediate::Book::clamped(task, now) {
+            task.extend(book.entries());
+        }
+    }
+}
 
 /// Refuses a clock far ahead of the newest stored tick (a bad RTC, a typo
 /// in MONITOR_NOW): acting on it would expire every cooldown and silence.

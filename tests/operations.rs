@@ -1621,3 +1621,70 @@ fn the_first_ticks_log_is_kept_when_its_folder_does_not_exist_yet() {
     let log = std::fs::read_to_string(ws.path().join("fresh/logs/monitor.log")).unwrap();
     assert!(log.contains("p on test-host"), "{log}");
 }
+
+/// A clock that ran ahead for one tick and was set back (review of issue
+/// 12, item 7): the future tick "sent" a reminder and became the last run,
+/// so no reminder came and nothing was overdue until real time caught up.
+/// Now times after now count as now: reminders resume one cooldown after
+/// the clock came back, the last run is the last real one, a dead
+/// scheduler is overdue again; and a jump of over 30 days is refused.
+#[test]
+fn a_clock_that_ran_ahead_and_came_back_leaves_no_blind_spot() {
+    let ws = Workspace::new(&profile_p(
+        "      - name: a\n        command: { argv: [\"sh\", \"-c\", \"exit 2\"] }\n        cooldown: 1h\n",
+    ));
+    let hour = 3600;
+    let day = 24 * hour;
+    assert_exit(&ws.run_at(minute(0), "p", &[]), 1);
+    let refused = ws.run_at(minute(0) + 31 * day, "p", &[]);
+    assert_exit(&refused, 2);
+    assert!(
+        stderr(&refused).contains("after the last tick"),
+        "{}",
+        stderr(&refused)
+    );
+    // 20 days ahead is accepted: the reminder goes out then.
+    let ahead = ws.run_at(minute(0) + 20 * day, "p", &[]);
+    assert!(
+        notifications(&ahead)
+            .iter()
+            .any(|n| n.contains("STILL FIRING")),
+        "{}",
+        stdout(&ahead)
+    );
+    // Set back: the tick says so, and holds nothing for 20 days.
+    let back = ws.run_at(minute(0) + 2 * hour, "p", &[]);
+    assert!(
+        stdout(&back).contains("before the newest stored tick"),
+        "{}",
+        stdout(&back)
+    );
+    let later = ws.run_at(minute(0) + 3 * hour + 300, "p", &[]);
+    assert!(
+        notifications(&later)
+            .iter()
+            .any(|n| n.contains("STILL FIRING")),
+        "a reminder one cooldown after the clock came back: {}",
+        stdout(&later)
+    );
+    // The last run is the last real one; a scheduler dead since is overdue.
+    let list = |at: i64| {
+        let out = ws
+            .command()
+            .env("MONITOR_NOW", at.to_string())
+            .args(["list", "--format", "json"])
+            .output()
+            .unwrap();
+        let rows: serde_json::Value = serde_json::from_str(&stdout(&out))
+            .unwrap_or_else(|e| panic!("{e}: {}{}", stdout(&out), stderr(&out)));
+        rows["profiles"][0].clone()
+    };
+    let row = list(minute(0) + 3 * hour + 330);
+    assert_eq!(
+        row["last_run"]["started_at"],
+        monitor::clock::Timestamp::from_secs(minute(0) + 3 * hour + 300).rfc3339(),
+        "{row}"
+    );
+    assert_eq!(row["overdue"], false, "{row}");
+    assert_eq!(list(minute(0) + 4 * hour)["overdue"], true);
+}

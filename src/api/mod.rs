@@ -801,13 +801,18 @@ fn profile_health(
     config: &Config,
     now: Timestamp,
 ) -> anyhow::Result<Vec<ProfileHealth>> {
-    let mut statement =
-        connection.prepare_cached("SELECT max(started_at) FROM runs WHERE profile = ?1")?;
+    // A run stored by a clock that ran ahead is not the last run.
+    let mut statement = connection.prepare_cached(
+        "SELECT max(started_at) FROM runs WHERE profile = ?1 AND started_at <= ?2",
+    )?;
     let first_seen = crate::store::first_seen(connection)?;
     let mut health = Vec::new();
+    let latest = now.0 + crate::clock::FUTURE_SLACK_MS;
     for profile in &config.profiles {
         let last_run: Option<Timestamp> = statement
-            .query_row([&profile.name], |r| r.get::<_, Option<i64>>(0))?
+            .query_row(rusqlite::params![&profile.name, latest], |r| {
+                r.get::<_, Option<i64>>(0)
+            })?
             .map(Timestamp);
         let since =
             crate::schedule::watched_since(last_run, first_seen.get(&profile.name).copied());

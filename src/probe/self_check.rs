@@ -173,9 +173,12 @@ fn read_database(probe: &SelfCheckProbe, now: Timestamp) -> anyhow::Result<Figur
         |r| r.get(0),
     )?;
     let first_seen = crate::store::first_seen(&connection)?;
-    let mut last = connection.prepare("SELECT max(started_at) FROM runs WHERE profile = ?1")?;
+    let mut last = connection
+        .prepare("SELECT max(started_at) FROM runs WHERE profile = ?1 AND started_at <= ?2")?;
+    let latest = now.0 + crate::clock::FUTURE_SLACK_MS;
     let overdue = overdue(probe, now, |name| {
-        let last_run: Option<i64> = last.query_row([name], |r| r.get(0))?;
+        let last_run: Option<i64> =
+            last.query_row(rusqlite::params![name, latest], |r| r.get(0))?;
         Ok((last_run.map(Timestamp), first_seen.get(name).copied()))
     })?;
     Ok(Figures {

@@ -140,6 +140,19 @@ impl Book {
         }
     }
 
+    /// The book with every time after `now` made `now` (a restart) or
+    /// dropped (a settle time): what a clock that ran ahead left. `None`
+    /// when `state` holds no book.
+    pub fn clamped(state: &TaskState, now: Timestamp) -> Option<Book> {
+        if !state.contains_key(RESTARTS_KEY) && !state.contains_key(SETTLE_KEY) {
+            return None;
+        }
+        let mut book = Book::load(Some(state));
+        book.restarts.iter_mut().for_each(|t| *t = (*t).min(now));
+        book.settle_until = book.settle_until.filter(|until| *until <= now);
+        Some(book)
+    }
+
     pub(crate) fn entries(&self) -> Vec<(String, String)> {
         let restarts: Vec<i64> = self.restarts.iter().map(|t| t.0).collect();
         vec![
