@@ -933,10 +933,19 @@ pub struct Backlog {
     pub error: String,
 }
 
+/// The `monitor_state` namespace holding, per URL of `notifier`, since
+/// when it has been failing.
+pub fn failing_namespace(notifier: &str) -> String {
+    format!("notify:{notifier}")
+}
+
 /// [`Backlog`] of every notifier, by name.
 pub fn backlog(conn: &Connection) -> Result<Vec<Backlog>> {
     let mut statement = conn.prepare_cached(
-        "SELECT notifier, count(*), min(created_at),
+        "SELECT notifier, count(*),
+                min(min(created_at), coalesce(
+                    (SELECT min(CAST(value AS INTEGER)) FROM monitor_state
+                     WHERE namespace = 'notify:' || outbox.notifier), min(created_at))),
                 (SELECT last_error FROM outbox AS o WHERE o.notifier = outbox.notifier
                    AND o.delivered_at IS NULL AND o.given_up_at IS NULL AND o.attempts > 0
                  ORDER BY o.id DESC LIMIT 1)

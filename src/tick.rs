@@ -126,6 +126,9 @@ pub struct Delivery {
     /// When each outbox row it carried was queued.
     #[serde(skip)]
     pub queued: Vec<Timestamp>,
+    /// Since when its receiver has been failing, when known.
+    #[serde(skip)]
+    pub failing_since: Option<Timestamp>,
 }
 
 impl Delivery {
@@ -142,6 +145,7 @@ impl Delivery {
                 .map(|m| (m.task.clone(), m.rule.clone()))
                 .collect(),
             queued: Vec::new(),
+            failing_since: None,
         }
     }
 
@@ -1049,7 +1053,7 @@ fn backlog(
                     error: error.clone(),
                 });
             entry.waiting += delivery.queued.len().max(1);
-            if let Some(oldest) = delivery.queued.iter().min() {
+            if let Some(oldest) = delivery.queued.iter().chain(&delivery.failing_since).min() {
                 entry.since = entry.since.min(*oldest);
             }
             entry.error = error.clone();
@@ -1199,10 +1203,46 @@ fn deliver_queues(
                 }
             }
         };
+        // When this URL began to fail: its rows are replaced every tick,
+        // so the oldest waiting one does not say.
+        let namespace = crate::store::failing_namespace(&queue.notifier.name);
+        let target = notify::alertmanager::target(queue.url);
+        let failing_since = match &result {
+            DeliveryResult::Failed { .. } => {
+                let known = store
+                    .state_rows(Some(&namespace))
+                    .map_err(Error::Tool)?
+                    .into_iter()
+                    .find(|(_, key, _)| *key == target)
+                    .and_then(|(_, _, value)| value.parse().ok())
+                    .map(Timestamp);
+                let since = known.unwrap_or_else(|| {
+                    queue
+                        .rows
+                        .iter()
+                        .map(|row| row.created_at)
+                        .min()
+                        .unwrap_or(now)
+                });
+                if known.is_none() {
+                    store
+                        .set_state(&namespace, &target, Some(&since.0.to_string()), now)
+                        .map_err(Error::Tool)?;
+                }
+                Some(since)
+            }
+            _ => {
+                store
+                    .set_state(&namespace, &target, None, now)
+                    .map_err(Error::Tool)?;
+                None
+            }
+        };
         let Some(newest) = newest else { continue };
         let mut delivery = Delivery::of(&queue.notifier.name, &newest, result);
         delivery.to = Some(notify::alertmanager::shown(queue.url));
         delivery.queued = queue.rows.iter().map(|row| row.created_at).collect();
+        delivery.failing_since = failing_since;
         delivery.carries = queue
             .rows
             .iter()

@@ -753,6 +753,7 @@ fn one_dead_peer_of_a_cluster_changes_nothing_for_the_others() {
     // Tick 1, the third peer dead: the live ones see the alert's end move.
     peers[2].kill();
     let out = real_tick(&ws, &mut last);
+    let failing_since = Timestamp::from_secs(last).to_string();
     assert_exit(&out, 1);
     let text = stdout(&out);
     assert!(
@@ -780,6 +781,14 @@ fn one_dead_peer_of_a_cluster_changes_nothing_for_the_others() {
     db.set(Reply::status(500));
     let out = real_tick(&ws, &mut last);
     assert_exit(&out, 1);
+    // The backlog is as old as the failure, not as this tick's batch.
+    assert!(
+        stdout(&out).contains(&format!(
+            "to am at {dead_url} waiting since {failing_since}"
+        )),
+        "{}",
+        stdout(&out)
+    );
     assert!(
         stdout(&out).contains(&format!(
             "FIRING (notified, but NOT delivered to am at {dead_url})"
