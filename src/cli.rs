@@ -660,12 +660,14 @@ fn silence(cli: &Cli, command: &SilenceCommand) -> Result<u8, Error> {
             duration,
             reason,
         } => {
+            // Shown in every summary and stored: escapes stay text.
+            let reason = crate::probe::inert(reason);
             let new = admin::NewSilence {
                 profile: profile.as_deref(),
                 task,
                 rule: rule.as_deref(),
                 duration: *duration,
-                reason,
+                reason: &reason,
             };
             admin::add_silence(&config, &new, now)?
         }

@@ -1688,3 +1688,55 @@ fn a_clock_that_ran_ahead_and_came_back_leaves_no_blind_spot() {
     assert_eq!(row["overdue"], false, "{row}");
     assert_eq!(list(minute(0) + 4 * hour)["overdue"], true);
 }
+
+/// Review of issue 12, item 6: a host name and a silence's reason reached
+/// terminals and receivers raw. A host with control characters is refused;
+/// a reason's escapes and a state value's are shown as text.
+#[test]
+fn a_host_a_silence_reason_and_a_state_value_cannot_carry_escapes() {
+    let ws = Workspace::new(&profile_p(
+        "      - name: t\n        command: { argv: [\"true\"] }\n",
+    ));
+    let yaml = std::fs::read_to_string(ws.config()).unwrap();
+    ws.write_config(&yaml.replace("host: test-host", "host: \"${EVIL_HOST}\""));
+    let out = ws
+        .command()
+        .env("EVIL_HOST", "evil\u{1b}]0;HOSTPWN\u{7}")
+        .arg("check-config")
+        .output()
+        .unwrap();
+    assert_exit(&out, 2);
+    let said = stderr(&out);
+    assert!(said.contains("holds control characters"), "{said}");
+    assert!(!said.contains('\u{1b}'), "{said:?}");
+    ws.write_config(&yaml);
+
+    let reason = "deploy \u{1b}]0;SILPWN\u{7}\u{1b}[2J";
+    for args in [
+        vec![
+            "silence", "add", "--task", "t", "--for", "2h", "--reason", reason,
+        ],
+        vec!["silence", "list"],
+        vec!["list"],
+        vec!["state", "set", "p/t", "note", "a\u{1b}[2Jb"],
+        vec!["state", "list"],
+    ] {
+        let out = ws.command().args(&args).output().unwrap();
+        assert_exit(&out, 0);
+        let text = format!("{}{}", stdout(&out), stderr(&out));
+        assert!(
+            !text.contains('\u{1b}') && !text.contains('\u{7}'),
+            "{args:?}: {text:?}"
+        );
+        if args.len() == 2 && args[1] == "list" {
+            let shown = if args[0] == "state" {
+                "a\\u{1b}[2Jb"
+            } else {
+                "\\u{1b}]0;SILPWN"
+            };
+            assert!(text.contains(shown), "{args:?}: {text}");
+        }
+    }
+    let tick = ws.run_at(minute(0), "p", &[]);
+    assert!(!stdout(&tick).contains('\u{1b}'), "{:?}", stdout(&tick));
+}

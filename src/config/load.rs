@@ -134,6 +134,20 @@ pub fn load_source(
         Some(host) if !host.trim().is_empty() => host.trim().to_string(),
         _ => hostname(),
     };
+    if host.chars().any(char::is_control) {
+        // It heads every message: a terminal escape in it would be obeyed
+        // by every terminal and chat client that shows one.
+        return Err(ConfigError::at_line(
+            &display_path,
+            &source,
+            "host".into(),
+            format!(
+                "the host name {} holds control characters: give a plain name",
+                crate::probe::inert(&host)
+            ),
+            |l| l.trim_start().starts_with("host"),
+        ));
+    }
     let state = match (db_override, std::env::var_os("MONITOR_DB")) {
         (Some(db), _) => absolute_from(&std::env::current_dir().unwrap_or_default(), db),
         (None, Some(db)) if !db.is_empty() => {
