@@ -461,7 +461,10 @@ profiles:
         // The ticks ran and told: the API check failed, notifiers were
         // tried (so a leak had every chance).
         assert!(said.contains("FIRING"), "{said}");
-        assert!(said.contains("to am at http://***@127.0.0.1:"), "{said}");
+        assert!(
+            said.contains("to am at http://ops:***@127.0.0.1:"),
+            "{said}"
+        );
         if std::env::var_os("SHOW_SCAN").is_some() {
             println!("{said}");
         }

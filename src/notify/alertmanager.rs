@@ -73,9 +73,9 @@ pub fn target(url: &Text) -> String {
         .collect()
 }
 
-/// The URL as shown to people: without credentials.
+/// The URL as shown to people: `user:***@`, as probe URLs are.
 pub fn shown(url: &Text) -> String {
-    crate::probe::mask_credentials(&without_credentials(url.as_str()))
+    crate::probe::mask_credentials(url.as_str())
 }
 
 /// What one URL is sent for its waiting batches (oldest first): every
@@ -111,6 +111,12 @@ pub fn merged(
 
 /// POSTs `alerts` to one Alertmanager.
 pub fn send_to(url: &Text, alerts: &[PostableAlert], context: &Context) -> Result<(), Failure> {
+    let (body, agent) = prepare(alerts, context)?;
+    post(&agent, url.as_str(), &body, context.timeout)
+}
+
+/// The JSON body of `alerts` and the client to POST it with.
+fn prepare(alerts: &[PostableAlert], context: &Context) -> Result<(Vec<u8>, ureq::Agent), Failure> {
     let body = serde_json::to_vec(alerts)
         .map_err(|e| Failure::transient(format!("encoding the alerts as JSON: {e}")))?;
     let agent = agent(&ClientSettings {
@@ -119,7 +125,7 @@ pub fn send_to(url: &Text, alerts: &[PostableAlert], context: &Context) -> Resul
         ca_file: None,
     })
     .map_err(Failure::transient)?;
-    post(&agent, url.as_str(), &body, context.timeout)
+    Ok((body, agent))
 }
 
 /// POSTs the batch to every URL at once (outbox rows queued before one
@@ -147,14 +153,7 @@ pub fn send(
     if postable.is_empty() {
         return Ok(());
     }
-    let body = serde_json::to_vec(&postable)
-        .map_err(|e| Failure::transient(format!("encoding the alerts as JSON: {e}")))?;
-    let agent = agent(&ClientSettings {
-        timeout: context.timeout,
-        tls_verify: true,
-        ca_file: None,
-    })
-    .map_err(Failure::transient)?;
+    let (body, agent) = prepare(&postable, context)?;
     let timeout = context.timeout;
     let results = std::thread::scope(|scope| {
         let requests: Vec<_> = urls
@@ -330,18 +329,6 @@ fn endpoint(url: &str) -> String {
         base.to_string()
     } else {
         format!("{base}{ALERTS_PATH}")
-    }
-}
-
-/// The URL for messages, with any `user:password@` replaced.
-fn without_credentials(url: &str) -> String {
-    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
-    let authority_end = rest.find('/').unwrap_or(rest.len());
-    match rest[..authority_end].rfind('@') {
-        Some(at) if !scheme.is_empty() => {
-            format!("{scheme}://[redacted]@{}", &rest[at + 1..])
-        }
-        _ => url.to_string(),
     }
 }
 
@@ -555,13 +542,13 @@ mod tests {
     }
 
     #[test]
-    fn errors_hide_credentials_in_urls() {
+    fn urls_are_shown_without_their_password() {
         assert_eq!(
-            without_credentials("https://ops:s3cret@am.example:9093/x@y"),
-            "https://[redacted]@am.example:9093/x@y"
+            shown(&Text("https://ops:s3cret@am.example:9093/x@y".into())),
+            "https://ops:***@am.example:9093/x@y"
         );
         assert_eq!(
-            without_credentials("http://127.0.0.1:9093"),
+            shown(&Text("http://127.0.0.1:9093".into())),
             "http://127.0.0.1:9093"
         );
     }
