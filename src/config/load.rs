@@ -226,7 +226,7 @@ pub fn load_source(
             let wanted = task.series_wanted();
             for probe in &mut task.probes {
                 if let Probe::Metrics(metrics) = probe {
-                    metrics.wanted = wanted.clone();
+                    metrics.wanted = Some(wanted.clone());
                 }
             }
         }

@@ -16,7 +16,7 @@ pub use values::{
 use crate::schedule::CronSchedule;
 use serde::Deserialize;
 use serde::de::{self, Deserializer, MapAccess, Visitor};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::fmt;
 use std::path::PathBuf;
 
@@ -408,49 +408,46 @@ pub const GIT_SYNC_TASK: &str = "git-sync";
 pub const CONFIG_TASK: &str = "jobs.yaml";
 
 impl Task {
-    /// The metric names this task's rules and guards read, histogram parts
-    /// included; `None` when some selector picks names by a pattern
-    /// (`{__name__=~"…"}`), so every series may be needed. A scrape keeps
-    /// only these: memory follows what the rules need.
-    pub fn series_wanted(&self) -> Option<BTreeSet<String>> {
-        let mut selectors: Vec<&Selector> = Vec::new();
-        let mut histograms: Vec<&Selector> = Vec::new();
-        fn guards(guard: &Guard) -> &Selector {
+    /// The series selectors this task's rules and guards read, histogram
+    /// parts (`_bucket`, `_count`, `_sum`, `_gcount`) included. A scrape
+    /// keeps only the series one of them matches: memory follows what the
+    /// rules need.
+    pub fn series_wanted(&self) -> Vec<Selector> {
+        fn guard(guard: &Guard) -> &Selector {
             match guard {
                 Guard::Flag(s) | Guard::Compare(s, _) => s,
             }
         }
+        let mut wanted: Vec<Selector> = Vec::new();
         for rule in &self.rules {
             match &rule.kind {
-                RuleKind::Signal { signal, .. } => selectors.push(signal),
+                RuleKind::Signal { signal, .. } => wanted.push(signal.clone()),
                 RuleKind::Gauge(all) | RuleKind::Counter { series: all, .. } => {
-                    selectors.extend(&all.0)
+                    wanted.extend(all.0.iter().cloned())
                 }
                 RuleKind::GaugeRatio {
                     numerator,
                     denominator,
-                } => selectors.extend([numerator, denominator]),
+                } => wanted.extend([numerator.clone(), denominator.clone()]),
                 RuleKind::Ratio(ratio) => {
-                    selectors.extend(&ratio.numerator.0);
-                    selectors.extend(&ratio.denominator.0);
+                    wanted.extend(ratio.numerator.0.iter().cloned());
+                    wanted.extend(ratio.denominator.0.iter().cloned());
                 }
-                RuleKind::Histogram { metric, .. } => histograms.push(metric),
+                RuleKind::Histogram { metric, .. } => {
+                    wanted.push(metric.clone());
+                    if let Some(name) = &metric.name {
+                        for part in ["_bucket", "_count", "_sum", "_gcount"] {
+                            let mut one = metric.clone();
+                            one.name = Some(format!("{name}{part}"));
+                            wanted.push(one);
+                        }
+                    }
+                }
             }
-            selectors.extend(rule.when.iter().chain(&rule.unless).map(guards));
+            wanted.extend(rule.when.iter().chain(&rule.unless).map(guard).cloned());
         }
-        selectors.extend(self.skip_when.iter().map(guards));
-        let mut names = BTreeSet::new();
-        for selector in selectors {
-            names.insert(selector.name.clone()?);
-        }
-        for histogram in histograms {
-            let name = histogram.name.clone()?;
-            for part in ["_bucket", "_count", "_sum", "_gcount"] {
-                names.insert(format!("{name}{part}"));
-            }
-            names.insert(name);
-        }
-        Some(names)
+        wanted.extend(self.skip_when.iter().map(guard).cloned());
+        wanted
     }
 
     /// A task with no probes of its own, judged from an observation the
@@ -1020,10 +1017,10 @@ pub struct MetricsProbe {
     /// being kept (default [`crate::probe::metrics::DEFAULT_MAX_SERIES`]).
     #[serde(default)]
     pub max_series: Option<std::num::NonZeroUsize>,
-    /// The metric names the task's rules read ([`Task::series_wanted`]),
-    /// set when jobs.yaml loads; `None` keeps every series.
+    /// The selectors the task's rules read ([`Task::series_wanted`]), set
+    /// when jobs.yaml loads; `None` keeps every series.
     #[serde(skip)]
-    pub wanted: Option<BTreeSet<String>>,
+    pub wanted: Option<Vec<Selector>>,
 }
 
 /// `lag`: local height against a reference height.

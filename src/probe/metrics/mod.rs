@@ -44,7 +44,7 @@ pub fn observe(probe: &MetricsProbe, context: &Context, out: &mut Observation) {
         let cap = probe
             .max_series
             .map_or(DEFAULT_MAX_SERIES, std::num::NonZeroUsize::get);
-        parse::parse_exposition_capped(&scrape.body, scrape.dialect, cap, probe.wanted.as_ref())
+        parse::parse_exposition_capped(&scrape.body, scrape.dialect, cap, probe.wanted.as_deref())
             .map_err(|e| match e {
                 parse::Capped::Invalid(e) => e.to_string(),
                 parse::Capped::TooMany { kept, count } if kept == count => format!(

@@ -17,9 +17,9 @@
 //! are all handed on: keeping the first is the caller's (as Prometheus
 //! keeps the first sample of a series in a scrape).
 
+use crate::config::Selector;
 use crate::probe::Labels;
 use std::borrow::Cow;
-use std::collections::BTreeSet;
 use std::fmt;
 
 /// Which format a scrape claims to be. Both parse with the same rules; the
@@ -141,8 +141,8 @@ pub enum Capped {
     },
 }
 
-/// [`parse_exposition`], keeping only the series `wanted` names (all when
-/// `None`), at most `cap` of them: the rest is only counted (parsing
+/// [`parse_exposition`], keeping only the series a `wanted` selector
+/// matches (all when `None`), at most `cap` of them: the rest is only counted (parsing
 /// allocates nothing per sample), and past the cap the whole scrape is
 /// refused, so memory stays bounded by what is kept. Also returns how many
 /// series the exposition held in all.
@@ -150,18 +150,25 @@ pub fn parse_exposition_capped(
     body: &[u8],
     dialect: Dialect,
     cap: usize,
-    wanted: Option<&BTreeSet<String>>,
+    wanted: Option<&[Selector]>,
 ) -> Result<(Exposition, usize), Capped> {
     let mut exposition = Exposition::default();
     let mut kept = 0;
     let count = for_each_entry(body, dialect, |entry| match entry {
-        Entry::Sample(sample) if wanted.is_none_or(|w| w.contains(sample.name.as_ref())) => {
-            kept += 1;
-            if kept <= cap {
-                exposition.series.push(sample.to_series());
+        Entry::Sample(sample) => {
+            let keep = match wanted {
+                None => Some(sample.to_series()),
+                Some(selectors) if !selectors.iter().any(|s| s.matches_names(&sample.name)) => None,
+                Some(selectors) => Some(sample.to_series())
+                    .filter(|one| selectors.iter().any(|s| s.matches(&one.name, &one.labels))),
+            };
+            if let Some(one) = keep {
+                kept += 1;
+                if kept <= cap {
+                    exposition.series.push(one);
+                }
             }
         }
-        Entry::Sample(_) => {}
         Entry::Family(name) if exposition.families.len() < cap => {
             exposition.families.push(name.to_string());
         }
