@@ -248,9 +248,25 @@ pub fn run(config: &Config, options: &RunOptions, now: Timestamp) -> Result<Tick
                 newest.rfc3339()
             );
             log::warn!("{why}");
-            clamp_to(&mut prior, now);
             why
         });
+    if clock_back.is_some() {
+        let books = clamp_to(&mut prior, now);
+        // Stored at once: the restart book is written only by a restart,
+        // and a future restart time clamped in memory alone would be "just
+        // now" again every tick, holding restarts for as long as the clock
+        // had been ahead.
+        if let Some(store) = store.as_mut().filter(|_| !options.dry_run) {
+            for (task, entries) in books {
+                let namespace = format!("{}/{task}", profile.name);
+                for (key, value) in entries {
+                    store
+                        .set_state(&namespace, &key, Some(&value), now)
+                        .map_err(Error::Tool)?;
+                }
+            }
+        }
+    }
     notes.extend(clock_back);
     log::debug!(
         "{}: {} alert states, {} silences and the state of {} tasks loaded from {}",
@@ -455,7 +471,8 @@ const CLOCK_JUMP: i64 = 30 * 86_400_000;
 /// a notification "sent" in the future would hold reminders, a restart or
 /// a settle time there would hold restarts and alerts, until real time
 /// caught up.
-fn clamp_to(prior: &mut Prior, now: Timestamp) {
+/// Returns each task's clamped restart book, to store.
+fn clamp_to(prior: &mut Prior, now: Timestamp) -> Vec<(String, Vec<(String, String)>)> {
     for state in prior.alerts.values_mut() {
         state.since = state.since.min(now);
         state.bad_since = state.bad_since.min(now);
@@ -467,11 +484,14 @@ fn clamp_to(prior: &mut Prior, now: Timestamp) {
             *time = time.map(|t| t.min(now));
         }
     }
-    for task in prior.tasks.values_mut() {
+    let mut books = Vec::new();
+    for (name, task) in prior.tasks.iter_mut() {
         if let Some(book) = remediate::Book::clamped(task, now) {
             task.extend(book.entries());
+            books.push((name.clone(), book.entries()));
         }
     }
+    books
 }
 
 /// Refuses a clock far ahead of the newest stored tick (a bad RTC, a typo

@@ -1740,3 +1740,33 @@ fn a_host_a_silence_reason_and_a_state_value_cannot_carry_escapes() {
     let tick = ws.run_at(minute(0), "p", &[]);
     assert!(!stdout(&tick).contains('\u{1b}'), "{:?}", stdout(&tick));
 }
+
+/// Second review of issue 12, item 7: a restart booked by a tick whose
+/// clock ran 20 days ahead held every later restart after the clock was
+/// set back (clamped in memory only, it was "just now" every tick). The
+/// clamped book is stored: the next restart comes one cooldown later.
+#[test]
+fn a_restart_booked_by_a_clock_ahead_does_not_hold_restarts_after_it_is_set_back() {
+    let ws = Workspace::new("");
+    let up = ws.path().join("up");
+    ws.write_config(&profile_p(&format!(
+        "      - name: svc\n        command: {{ argv: [\"sh\", \"-c\", \"test -f '{up}' || exit 2\"] }}\n        remediate:\n          restart:\n            stop: {{ command: \"true\" }}\n            start: {{ command: \"touch '{up}'; exec sleep 3\" }}\n            wait_healthy: 5s\n          cooldown: 5m\n          max: {{ restarts: 3, within: 1h }}\n",
+        up = up.display()
+    )));
+    let day = 86_400;
+    let ahead = ws.run_at(minute(0) + 20 * day, "p", &[]);
+    assert!(stdout(&ahead).contains("RESTARTED"), "{}", stdout(&ahead));
+    std::fs::remove_file(&up).unwrap();
+    let back = ws.run_at(minute(0), "p", &[]);
+    assert!(
+        stdout(&back).contains("restart held: cooldown"),
+        "{}",
+        stdout(&back)
+    );
+    let later = ws.run_at(minute(6), "p", &[]);
+    assert!(
+        stdout(&later).contains("RESTARTED"),
+        "one cooldown after the clock came back: {}",
+        stdout(&later)
+    );
+}
