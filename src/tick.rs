@@ -1043,9 +1043,9 @@ fn deliver(
             },
             (None, None) => continue,
         };
-        report
-            .deliveries
-            .push(Delivery::of(&row.notifier, &row.payload, result));
+        let mut delivery = Delivery::of(&row.notifier, &row.payload, result);
+        delivery.queued = vec![row.created_at];
+        report.deliveries.push(delivery);
     }
     report
         .undelivered

@@ -566,3 +566,22 @@ fn a_message_the_receiver_rejects_is_dead_lettered_at_once_and_does_not_block_th
         "the rejected message is not retried"
     );
 }
+
+/// The backlog line says since when a receiver's messages wait (second
+/// review of issue 12: it said "since" the tick that printed it).
+#[test]
+fn the_backlog_line_says_when_the_oldest_waiting_message_was_queued() {
+    let hook = TestServer::start(Reply::status(500));
+    let api = TestServer::start(Reply::status(500));
+    let ws = Workspace::new(&jobs(&hook.url("/hook"), &api.url("/health"), &["api"], ""));
+    assert_exit(&ws.run_at(minute(0), "p", &[]), 1);
+    let out = ws.run_at(minute(1), "p", &[]);
+    let since = monitor::clock::Timestamp::from_secs(minute(0)).to_string();
+    assert!(
+        stdout(&out).contains(&format!(
+            "UNDELIVERED: 1 notification to hook waiting since {since}"
+        )),
+        "{}",
+        stdout(&out)
+    );
+}
