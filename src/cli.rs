@@ -295,8 +295,8 @@ pub fn main() -> u8 {
 }
 
 /// For an error that a file of the state folder this user cannot write
-/// caused: which file, its owner, and the fix; for a corrupt database,
-/// which file and how to recover.
+/// caused: which file, its owner, and the fix; for a corrupt or locked
+/// database, which file and how to recover.
 fn permission_hint(cli: &Cli, error: &Error) -> Option<String> {
     let Error::Tool(e) = error else {
         return None;
@@ -307,6 +307,13 @@ fn permission_hint(cli: &Cli, error: &Error) -> Option<String> {
         let db = db.display();
         return Some(format!(
             "the database {db} is corrupt: stop the ticks, then recover it (sqlite3 {db} .recover | sqlite3 {db}.new && mv {db}.new {db}) or move it aside (mv {db} {db}.corrupt): the next tick starts an empty one"
+        ));
+    }
+    if text.contains("database is locked") {
+        let db = load_config(cli).ok()?.state;
+        let db = db.display();
+        return Some(format!(
+            "the database {db} is locked by another process (a sqlite3 shell or backup holding a transaction, a stuck monitor): monitor waited 5 s for it; find it with `fuser -v {db} {db}-wal` and end it"
         ));
     }
     let denied = text.contains("readonly database")

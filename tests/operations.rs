@@ -1770,3 +1770,24 @@ fn a_restart_booked_by_a_clock_ahead_does_not_hold_restarts_after_it_is_set_back
         stdout(&later)
     );
 }
+
+/// Second review of issue 12, item 8: "database is locked" named neither
+/// the file nor what to do. A transaction held by another process for
+/// longer than the busy wait: exit 3, the file, and how to find the holder.
+#[test]
+fn a_database_locked_by_another_process_is_named_with_what_to_do() {
+    let ws = Workspace::new(&profile_p(
+        "      - name: a\n        command: { argv: [\"true\"] }\n",
+    ));
+    assert_exit(&ws.run_at(minute(0), "p", &[]), 0);
+    let holder = ws.sqlite();
+    holder.execute_batch("BEGIN EXCLUSIVE; SELECT 1;").unwrap();
+    let out = ws.run_at(minute(1), "p", &[]);
+    holder.execute_batch("COMMIT").unwrap();
+    assert_exit(&out, 3);
+    let said = stderr(&out);
+    assert!(said.contains("is locked by another process"), "{said}");
+    assert!(said.contains(&ws.db().display().to_string()), "{said}");
+    assert!(said.contains("fuser"), "{said}");
+    assert_exit(&ws.run_at(minute(2), "p", &[]), 0);
+}
