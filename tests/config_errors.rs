@@ -1081,3 +1081,23 @@ fn a_deeply_nested_jobs_yaml_ends_the_process_at_once() {
     let log = std::fs::read_to_string(ws.path().join("state/monitor.log")).unwrap();
     assert!(log.contains("nested more than 64 deep"), "{log}");
 }
+
+/// `retention: 0d` deleted every history row as it was written, and
+/// `concurrency: 0`, `max_age: 0s` were taken (second review of issue 12).
+#[test]
+fn settings_that_would_erase_or_stall_everything_are_refused() {
+    for (setting, why) in [
+        (
+            "retention: 0d",
+            "would delete the history as soon as it is written",
+        ),
+        ("concurrency: 0", "how many tasks of a profile run at once"),
+        ("max_age: 0s", "at least a minute"),
+    ] {
+        let yaml = format!(
+            "version: 1\ndefaults:\n  {setting}\nprofiles:\n  p:\n    cron: \"* * * * *\"\n    tasks:\n      - name: a\n        command: {{ argv: [\"true\"] }}\n"
+        );
+        let key = format!("defaults.{}", setting.split(':').next().unwrap());
+        assert_config_error(&yaml, 3, Some(&key), why);
+    }
+}

@@ -134,7 +134,7 @@ pub fn load_source(
         Some(host) if !host.trim().is_empty() => host.trim().to_string(),
         _ => hostname(),
     };
-    if host.chars().any(char::is_control) {
+    if host.chars().any(crate::probe::hidden_or_control) {
         // It heads every message: a terminal escape in it would be obeyed
         // by every terminal and chat client that shows one.
         return Err(ConfigError::at_line(
@@ -142,7 +142,7 @@ pub fn load_source(
             &source,
             "host".into(),
             format!(
-                "the host name {} holds control characters: give a plain name",
+                "the host name {} holds control or invisible characters: give a plain name",
                 crate::probe::inert(&host)
             ),
             |l| l.trim_start().starts_with("host"),

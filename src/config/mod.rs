@@ -123,15 +123,48 @@ pub struct Defaults {
     /// Whether a resolution is notified.
     pub notify_resolved: bool,
     /// How many tasks of a profile run at once.
+    #[serde(deserialize_with = "tasks_at_once")]
     pub concurrency: usize,
     /// How many requests of a tick go to one host and port at once (a
     /// small server's listen backlog overflows otherwise).
     #[serde(deserialize_with = "at_least_one")]
     pub connections_per_host: usize,
     /// Undelivered notifications older than this are given up.
+    #[serde(deserialize_with = "a_minute_or_more")]
     pub max_age: Duration,
     /// History, runs and finished outbox rows older than this are pruned.
+    #[serde(deserialize_with = "an_hour_or_more")]
     pub retention: Duration,
+}
+
+fn tasks_at_once<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
+    let n = usize::deserialize(d)?;
+    if n == 0 {
+        return Err(de::Error::custom(
+            "must be at least 1 (it is how many tasks of a profile run at once)",
+        ));
+    }
+    Ok(n)
+}
+
+fn a_minute_or_more<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    let value = Duration::deserialize(d)?;
+    if value.as_millis() < 60_000 {
+        return Err(de::Error::custom(format!(
+            "{value} is too short: a notification must get at least a minute (a tick) to be delivered; the default is 24h"
+        )));
+    }
+    Ok(value)
+}
+
+fn an_hour_or_more<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    let value = Duration::deserialize(d)?;
+    if value.as_millis() < 3_600_000 {
+        return Err(de::Error::custom(format!(
+            "{value} would delete the history as soon as it is written: keep at least 1h (the default is 90d)"
+        )));
+    }
+    Ok(value)
 }
 
 impl Default for Defaults {

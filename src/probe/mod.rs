@@ -503,16 +503,35 @@ pub fn inert(text: &str) -> String {
         }
         match c {
             '\n' | '\t' | '\r' => out.push(' '),
-            c if c.is_control() => out.push_str(&format!("\\u{{{:x}}}", c as u32)),
+            c if hidden_or_control(c) => out.push_str(&format!("\\u{{{:x}}}", c as u32)),
             c => out.push(c),
         }
     }
     out
 }
 
+/// A control character, or one that reorders or hides text where it is
+/// shown (bidirectional overrides and isolates, zero-width characters).
+pub fn hidden_or_control(c: char) -> bool {
+    c.is_control()
+        || matches!(
+            c,
+            '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{feff}'
+        )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn text_that_reorders_or_hides_itself_is_shown_escaped() {
+        assert_eq!(
+            inert("ok\u{202e}gnp.exe\u{200b}!\u{1b}[2J"),
+            "ok\\u{202e}gnp.exe\\u{200b}!\\u{1b}[2J"
+        );
+        assert_eq!(inert("café ✓"), "café ✓");
+    }
 
     #[test]
     fn credentials_are_masked_wherever_they_sit_in_a_url() {
