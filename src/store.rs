@@ -939,6 +939,17 @@ pub fn failing_namespace(notifier: &str) -> String {
     format!("notify:{notifier}")
 }
 
+/// Per URL digest of `notifier`, since when it has been failing.
+pub fn failing_targets(conn: &Connection, notifier: &str) -> Result<Vec<(String, Timestamp)>> {
+    let mut statement = conn.prepare_cached(
+        "SELECT key, CAST(value AS INTEGER) FROM monitor_state WHERE namespace = ?1 ORDER BY key",
+    )?;
+    let rows = statement.query_map([failing_namespace(notifier)], |r| {
+        Ok((r.get::<_, String>(0)?, Timestamp(r.get(1)?)))
+    })?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
 /// [`Backlog`] of every notifier, by name.
 pub fn backlog(conn: &Connection) -> Result<Vec<Backlog>> {
     let mut statement = conn.prepare_cached(

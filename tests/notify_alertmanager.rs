@@ -800,6 +800,40 @@ fn one_dead_peer_of_a_cluster_changes_nothing_for_the_others() {
         assert_eq!(peer.by_task()["db"], ("active".to_string(), last + 180));
     }
 
+    // /healthz names the URL that is failing, and since when.
+    let port = closed_port();
+    let mut serve = ws
+        .command()
+        .env("MONITOR_NOW", last.to_string())
+        .args(["serve", "--bind", &format!("127.0.0.1:{port}")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let healthz = format!("http://127.0.0.1:{port}/healthz");
+    let started = Instant::now();
+    let body = loop {
+        if let Ok((_, body)) = get(&healthz) {
+            break body;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "monitor serve did not start"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let _ = serve.kill();
+    let _ = serve.wait();
+    let health: Value = serde_json::from_str(&body).unwrap();
+    let warning = health["warnings"][0]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        warning.contains(&format!("to am at {dead_url} since ")),
+        "{health:#}"
+    );
+
     // The dead peer comes back. Tick 4: it hears the resolution it missed
     // and the current alert; nothing is undelivered any more.
     let back = peers.pop().unwrap().restart();

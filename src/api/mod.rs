@@ -430,20 +430,46 @@ impl Api {
         };
         // Notifications failing do not make the host unhealthy, but nobody
         // may be hearing about it: a warning, with the figures.
-        let warnings: Vec<String> = match self.read(database, crate::store::backlog) {
-            Ok(Some(backlog)) => backlog
-                .iter()
-                .map(|b| {
-                    format!(
-                        "{} notification{} to {} waiting since {} (last error: {})",
-                        b.waiting,
-                        if b.waiting == 1 { "" } else { "s" },
-                        b.notifier,
-                        b.since.rfc3339(),
-                        b.error
-                    )
-                })
-                .collect(),
+        let read_backlog = |c: &rusqlite::Connection| {
+            let backlog = crate::store::backlog(c)?;
+            let mut lines = Vec::new();
+            for b in backlog {
+                // Which URLs of an Alertmanager cluster are the ones failing.
+                let mut failing = Vec::new();
+                if let Some(config::NotifierKind::Alertmanager { urls, .. }) =
+                    config.notifier(&b.notifier).map(|n| &n.kind)
+                {
+                    for (target, since) in crate::store::failing_targets(c, &b.notifier)? {
+                        if let Some(url) = urls
+                            .iter()
+                            .find(|u| crate::notify::alertmanager::target(u) == target)
+                        {
+                            failing.push(format!(
+                                "{} since {}",
+                                crate::notify::alertmanager::shown(url),
+                                since.rfc3339()
+                            ));
+                        }
+                    }
+                }
+                let which = if failing.is_empty() {
+                    String::new()
+                } else {
+                    format!(" at {}", failing.join(", "))
+                };
+                lines.push(format!(
+                    "{} notification{} to {}{which} waiting since {} (last error: {})",
+                    b.waiting,
+                    if b.waiting == 1 { "" } else { "s" },
+                    b.notifier,
+                    b.since.rfc3339(),
+                    b.error
+                ));
+            }
+            Ok(lines)
+        };
+        let warnings: Vec<String> = match self.read(database, read_backlog) {
+            Ok(Some(lines)) => lines,
             Ok(None) => Vec::new(),
             Err(e) => vec![format!("reading the outbox: {e:#}")],
         };
