@@ -936,8 +936,10 @@ pub struct Backlog {
 /// The `monitor_state` namespace holding, per URL of `notifier`, since
 /// when it has been failing.
 pub fn failing_namespace(notifier: &str) -> String {
-    format!("notify:{notifier}")
+    format!("{FAILING_PREFIX}{notifier}")
 }
+
+const FAILING_PREFIX: &str = "notify:";
 
 /// Per URL digest of `notifier`, since when it has been failing.
 pub fn failing_targets(conn: &Connection, notifier: &str) -> Result<Vec<(String, Timestamp)>> {
@@ -956,7 +958,7 @@ pub fn backlog(conn: &Connection) -> Result<Vec<Backlog>> {
         "SELECT notifier, count(*),
                 min(min(created_at), coalesce(
                     (SELECT min(CAST(value AS INTEGER)) FROM monitor_state
-                     WHERE namespace = 'notify:' || outbox.notifier), min(created_at))),
+                     WHERE namespace = ?1 || outbox.notifier), min(created_at))),
                 (SELECT last_error FROM outbox AS o WHERE o.notifier = outbox.notifier
                    AND o.delivered_at IS NULL AND o.given_up_at IS NULL AND o.attempts > 0
                  ORDER BY o.id DESC LIMIT 1)
@@ -964,7 +966,7 @@ pub fn backlog(conn: &Connection) -> Result<Vec<Backlog>> {
          WHERE delivered_at IS NULL AND given_up_at IS NULL
          GROUP BY notifier HAVING max(attempts) > 0 ORDER BY notifier",
     )?;
-    let rows = statement.query_map([], |r| {
+    let rows = statement.query_map([FAILING_PREFIX], |r| {
         Ok(Backlog {
             notifier: r.get(0)?,
             waiting: r.get(1)?,
