@@ -1,8 +1,7 @@
 //! Action tasks end to end: trimming a real log in place (also while a
 //! writer appends to it), and command actions, through the real binary.
 
-mod common;
-use common::*;
+use crate::common::*;
 
 use serde_json::Value;
 use std::io::Write;

@@ -2,8 +2,7 @@
 //! port, over a database filled by real ticks of the binary (and, for
 //! volume, by SQL into a database a tick created), asked over raw HTTP.
 
-mod common;
-use common::*;
+use crate::common::*;
 
 use monitor::api::{AlertQuery, HEAD_DEADLINE, PER_CLIENT, RESTART_COUNTS_SQL, WORKERS};
 use monitor::probe::metrics::parse::{Dialect, Series, parse};

@@ -1,8 +1,7 @@
 //! Overlapping ticks (cron fires again while a slow tick still runs) and
 //! tasks that outlive their timeout.
 
-mod common;
-use common::*;
+use crate::common::*;
 
 use std::process::{Child, Output, Stdio};
 use std::time::{Duration, Instant};

@@ -2,8 +2,7 @@
 //! wrong: exit 2 (or 3 for an unusable database) and one line on stderr that
 //! names the file, the line and the offending key.
 
-mod common;
-use common::*;
+use crate::common::*;
 
 use std::path::Path;
 use std::process::Output;

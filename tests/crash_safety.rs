@@ -2,8 +2,7 @@
 //! either as it was before a tick or as it is after it — never half — and
 //! the next tick must work.
 
-mod common;
-use common::*;
+use crate::common::*;
 
 use std::collections::BTreeSet;
 use std::os::fd::AsRawFd;

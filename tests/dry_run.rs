@@ -1,8 +1,7 @@
 //! `--dry-run`: checks run and rules are evaluated, but nothing is sent and
 //! not one byte under the state folder changes (it is not even created).
 
-mod common;
-use common::*;
+use crate::common::*;
 
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;

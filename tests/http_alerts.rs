@@ -1,8 +1,7 @@
 //! The alert lifecycle end to end: a real HTTP server on 127.0.0.1, the real
 //! binary, a real SQLite file, and a pinned clock.
 
-mod common;
-use common::*;
+use crate::common::*;
 
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};

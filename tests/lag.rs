@@ -5,8 +5,7 @@
 //! tests call the probe directly for what the command line does not reach
 //! (a recheck after a restart, a timeout).
 
-mod common;
-use common::*;
+use crate::common::*;
 
 use monitor::clock::Timestamp;
 use monitor::config::LagProbe;

@@ -3,8 +3,7 @@
 //! command's output, on a pinned clock. A few tests call the probe directly
 //! for the modes the command line does not reach (recheck after a restart).
 
-mod common;
-use common::*;
+use crate::common::*;
 
 use monitor::clock::Timestamp;
 use monitor::config::LogProbe;

@@ -6,8 +6,7 @@
 //! Captures live in tests/fixtures/metrics/; their README says how they
 //! were taken.
 
-mod common;
-use common::*;
+use crate::common::*;
 
 use monitor::probe::metrics::parse::{Dialect, Series, for_each_sample, parse};
 use proptest::prelude::*;

@@ -4,8 +4,7 @@
 //! API shows a user — the alert with its labels, its end moving forward
 //! while it fires, its resolution, a cluster of two, one of them down.
 
-mod common;
-use common::*;
+use crate::common::*;
 
 use monitor::clock::Timestamp;
 use monitor::config::{Severity, Text};

@@ -4,8 +4,7 @@
 //! 200 bodies; the real binary on a pinned clock; the outbox in the real
 //! SQLite file.
 
-mod common;
-use common::*;
+use crate::common::*;
 
 use base64::Engine;
 use hmac::{Hmac, Mac};

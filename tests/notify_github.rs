@@ -3,8 +3,7 @@
 //! a minute on a pinned clock against a failing http task; the outbox in the
 //! real SQLite file.
 
-mod common;
-use common::*;
+use crate::common::*;
 
 use std::process::Output;
 use std::sync::{Arc, Mutex};

@@ -2,8 +2,7 @@
 //! limits, Slack-style and templated webhooks, a receiver down for ten
 //! ticks, and secrets that never leak into output, logs or the database.
 
-mod common;
-use common::*;
+use crate::common::*;
 
 use std::collections::BTreeSet;
 

@@ -3,8 +3,7 @@
 //! entities, the 4096-character limit) and answers as it does, the real
 //! binary on a pinned clock, and the outbox in the real SQLite file.
 
-mod common;
-use common::*;
+use crate::common::*;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::Output;

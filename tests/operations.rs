@@ -3,8 +3,7 @@
 //! before run; legacy cache import and the state commands; retention; and
 //! `list` marking overdue profiles.
 
-mod common;
-use common::*;
+use crate::common::*;
 
 use std::path::Path;
 use std::process::Command;

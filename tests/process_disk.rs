@@ -1,8 +1,7 @@
 //! The `process` and `disk` probes end to end: real child processes found
 //! by pattern and pidfile, real mounts and folders, the real binary.
 
-mod common;
-use common::*;
+use crate::common::*;
 
 use serde_json::Value;
 use std::io::{BufRead, BufReader, Write};

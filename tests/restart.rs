@@ -2,8 +2,7 @@
 //! answers 500, ignores SIGTERM or never comes back, and a tmux session
 //! whose writer goes quiet. The clock is pinned; waiting for health is real.
 
-mod common;
-use common::*;
+use crate::common::*;
 
 use monitor::processes;
 use std::path::{Path, PathBuf};

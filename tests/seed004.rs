@@ -6,8 +6,7 @@
 //! the restart is a pair of commands that record "stopped" and "started".
 //! The rules are the SPEC's `aleph` rules, verbatim.
 
-mod common;
-use common::*;
+use crate::common::*;
 
 use serde_json::json;
 use std::fs::OpenOptions;

@@ -2,8 +2,7 @@
 //! that is down for a while, the real binary ticking once a minute on a
 //! pinned clock, and the outbox table in the real SQLite file.
 
-mod common;
-use common::*;
+use crate::common::*;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::Output;
