@@ -126,8 +126,7 @@ pub struct AlertState {
 }
 
 /// A change worth a history row.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Transition {
     /// Breaching, but `for` is not met yet.
     Pending,
@@ -148,17 +147,83 @@ pub enum Transition {
 }
 
 impl Transition {
+    /// Its `alert_history.status`.
     pub fn as_str(self) -> &'static str {
-        match self {
-            Transition::Pending => "pending",
-            Transition::Firing => "firing",
-            Transition::Reminder => "reminder",
-            Transition::Escalated => "escalated",
-            Transition::Resolved => "resolved",
-            Transition::Cleared => "cleared",
-            Transition::Restarted => "restarted",
-            Transition::RestartFailed => "restart_failed",
+        HistoryStatus::from(self).as_str()
+    }
+}
+
+/// `alert_history.status`: the alert transitions, the events of log
+/// probes, and the notifications given up on. The one list of these names:
+/// the store writes them, `monitor alerts --status` and `/v1/alerts?status=`
+/// take them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, strum::IntoStaticStr, strum::VariantArray)]
+#[strum(serialize_all = "snake_case")]
+pub enum HistoryStatus {
+    Pending,
+    Firing,
+    Reminder,
+    Escalated,
+    Resolved,
+    Cleared,
+    Restarted,
+    RestartFailed,
+    /// A log line that an `events:` pattern matched.
+    Event,
+    /// A notification given up on (retries or `max_age` exhausted).
+    DeadLetter,
+}
+
+impl HistoryStatus {
+    pub fn as_str(self) -> &'static str {
+        self.into()
+    }
+
+    /// The status named `text`; the error lists every name.
+    pub fn parse(text: &str) -> Result<HistoryStatus, String> {
+        use strum::VariantArray;
+        HistoryStatus::VARIANTS
+            .iter()
+            .copied()
+            .find(|s| s.as_str() == text)
+            .ok_or_else(|| {
+                format!(
+                    "{text:?} is not a history status: give one of {}",
+                    HistoryStatus::names().join(", ")
+                )
+            })
+    }
+
+    /// Every name, in the order of the enum.
+    pub fn names() -> Vec<&'static str> {
+        use strum::VariantArray;
+        HistoryStatus::VARIANTS.iter().map(|s| s.as_str()).collect()
+    }
+}
+
+impl From<Transition> for HistoryStatus {
+    fn from(transition: Transition) -> HistoryStatus {
+        match transition {
+            Transition::Pending => HistoryStatus::Pending,
+            Transition::Firing => HistoryStatus::Firing,
+            Transition::Reminder => HistoryStatus::Reminder,
+            Transition::Escalated => HistoryStatus::Escalated,
+            Transition::Resolved => HistoryStatus::Resolved,
+            Transition::Cleared => HistoryStatus::Cleared,
+            Transition::Restarted => HistoryStatus::Restarted,
+            Transition::RestartFailed => HistoryStatus::RestartFailed,
         }
+    }
+}
+
+/// `monitor alerts --status` takes exactly these names.
+impl clap::ValueEnum for HistoryStatus {
+    fn value_variants<'a>() -> &'a [Self] {
+        <HistoryStatus as strum::VariantArray>::VARIANTS
+    }
+
+    fn to_possible_value(&self) -> Option<clap::builder::PossibleValue> {
+        Some(clap::builder::PossibleValue::new(self.as_str()))
     }
 }
 

@@ -2,12 +2,13 @@
 //! command that calls the library and maps the result to an exit code.
 
 use crate::admin;
+use crate::alert::HistoryStatus;
 use crate::clock;
 use crate::config::{self, Config};
 use crate::error::{Error, exit};
 use crate::report::{self, Format};
 use crate::schedule::{self, CrontabFormat};
-use crate::store::{HistoryFilter, Store};
+use crate::store::{HistoryQuery, Store};
 use crate::tick::{self, RunOptions, TickResult};
 use clap::{Parser, Subcommand, ValueEnum};
 use std::io::Write;
@@ -234,35 +235,6 @@ impl LogLevel {
             LogLevel::Info => log::LevelFilter::Info,
             LogLevel::Debug => log::LevelFilter::Debug,
             LogLevel::Trace => log::LevelFilter::Trace,
-        }
-    }
-}
-
-/// History row statuses `alerts --status` can filter on.
-#[derive(Clone, Copy, Debug, ValueEnum)]
-pub enum HistoryStatus {
-    Pending,
-    Firing,
-    Reminder,
-    Escalated,
-    Resolved,
-    Cleared,
-    Event,
-    #[value(name = "dead_letter")]
-    DeadLetter,
-}
-
-impl HistoryStatus {
-    fn as_str(self) -> &'static str {
-        match self {
-            HistoryStatus::Pending => "pending",
-            HistoryStatus::Firing => "firing",
-            HistoryStatus::Reminder => "reminder",
-            HistoryStatus::Escalated => "escalated",
-            HistoryStatus::Resolved => "resolved",
-            HistoryStatus::Cleared => "cleared",
-            HistoryStatus::Event => "event",
-            HistoryStatus::DeadLetter => "dead_letter",
         }
     }
 }
@@ -620,17 +592,16 @@ fn dispatch(cli: &Cli) -> Result<u8, Error> {
         } => {
             let config = load_config(cli)?;
             init_logging(LogLevel::of(cli)?, false, true, &config);
-            let filter = HistoryFilter {
-                limit: (*limit).clamp(1, 100_000),
+            let query = HistoryQuery {
                 source: source.clone(),
-                status: status.map(|s| s.as_str().to_string()),
-                ..HistoryFilter::default()
+                status: *status,
+                ..HistoryQuery::newest((*limit).clamp(1, 100_000) as u32)
             };
             let now = clock::now().map_err(Error::Usage)?;
             let (rows, silences) =
                 match Store::open_read_only(&config.state).map_err(Error::Tool)? {
                     Some(store) => (
-                        store.history(&filter).map_err(Error::Tool)?,
+                        store.history(&query).map_err(Error::Tool)?,
                         store.silences(Some(now)).map_err(Error::Tool)?,
                     ),
                     None => Default::default(),

@@ -9,7 +9,6 @@ use super::{Check, CheckStatus, Context, Observation};
 use crate::clock::Timestamp;
 use crate::config::SelfCheckProbe;
 use crate::probe::disk::human_bytes;
-use rusqlite::{Connection, OpenFlags};
 use std::time::Instant;
 
 /// A dead letter counts for this long after it was given up.
@@ -143,49 +142,25 @@ fn read_database(probe: &SelfCheckProbe, now: Timestamp) -> anyhow::Result<Figur
             overdue: overdue(probe, now, |_| Ok((None, None)))?,
         });
     }
-    let connection = Connection::open_with_flags(
-        &probe.watched.database,
-        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )?;
-    connection.busy_timeout(std::time::Duration::from_secs(5))?;
-    let mut statement = connection.prepare("PRAGMA quick_check")?;
-    let results: Vec<String> = statement
-        .query_map([], |r| r.get(0))?
-        .collect::<rusqlite::Result<_>>()?;
-    let ok = results.len() == 1 && results[0] == "ok";
-    let lines: Vec<&str> = results
-        .iter()
-        .flat_map(|r| r.lines())
-        .filter(|l| !l.starts_with("***"))
-        .collect();
-    let mut problem = lines.iter().take(2).copied().collect::<Vec<_>>().join("; ");
-    if lines.len() > 2 {
-        problem.push_str(&format!(" (and {} more)", lines.len() - 2));
-    }
-    let (backlog, oldest): (i64, Option<i64>) = connection.query_row(
-        "SELECT count(*), min(created_at) FROM outbox WHERE delivered_at IS NULL AND given_up_at IS NULL",
-        [],
-        |r| Ok((r.get(0)?, r.get(1)?)),
-    )?;
-    let dead_letters: i64 = connection.query_row(
-        "SELECT count(*) FROM outbox WHERE given_up_at IS NOT NULL AND given_up_at > ?1",
-        [now.0 - DEAD_LETTER_WINDOW_MS],
-        |r| r.get(0),
-    )?;
-    let first_seen = crate::store::first_seen(&connection)?;
-    let mut last = connection
-        .prepare("SELECT max(started_at) FROM runs WHERE profile = ?1 AND started_at <= ?2")?;
-    let latest = now.0 + crate::clock::FUTURE_SLACK_MS;
+    let Some(store) = crate::store::Store::open_read_only(&probe.watched.database)? else {
+        anyhow::bail!(
+            "{} vanished while being read",
+            probe.watched.database.display()
+        );
+    };
+    let integrity = store.integrity()?;
+    let dead_letters = store.dead_letters_since(Timestamp(now.0 - DEAD_LETTER_WINDOW_MS))?;
+    let first_seen = store.first_seen()?;
     let overdue = overdue(probe, now, |name| {
-        let last_run: Option<i64> =
-            last.query_row(rusqlite::params![name, latest], |r| r.get(0))?;
-        Ok((last_run.map(Timestamp), first_seen.get(name).copied()))
+        Ok((store.last_run(name, now)?, first_seen.get(name).copied()))
     })?;
     Ok(Figures {
-        ok,
-        problem,
-        backlog,
-        oldest_s: oldest.map_or(0, |at| (now.0 - at).max(0) / 1000),
+        ok: integrity.ok,
+        problem: integrity.problem,
+        backlog: integrity.backlog,
+        oldest_s: integrity
+            .oldest
+            .map_or(0, |at| (now.0 - at.0).max(0) / 1000),
         dead_letters,
         overdue,
     })

@@ -1,12 +1,23 @@
-//! The SQLite database: schema migrations, the tick's one transaction, the
-//! outbox, and the queries behind `list`, `alerts` and the API. Decides
-//! nothing; it keeps what the tick decided.
+//! The SQLite database: schema migrations, the tick's one transaction,
+//! probe state, silences and retention. The outbox is in [`outbox`], the
+//! reads behind `list`, `alerts`, the API and the self-check in [`read`].
+//! All of monitor's SQL lives in this folder. Decides nothing; it keeps
+//! what the tick decided.
+
+mod outbox;
+mod read;
+
+pub use outbox::{Backlog, OutboxRow, failing_namespace};
+pub use read::{
+    Figures, HistoryQuery, HistoryRow, Integrity, ProfileFigures, RESTART_COUNTS_SQL, RunQuery,
+    RunRow,
+};
 
 use crate::alert::{AlertKey, AlertState, Status};
 use crate::clock::Timestamp;
 use crate::config::Severity;
 use crate::evaluate::{Outcome, Prior};
-use crate::notify::{Envelope, Payload};
+use crate::notify::Envelope;
 use crate::probe::TaskState;
 use crate::silence::Silence;
 use anyhow::{Context, Result, bail};
@@ -20,27 +31,27 @@ pub const MIGRATIONS: &[(u32, &str, &str)] = &[
     (
         1,
         "0001_init.sql",
-        include_str!("../migrations/0001_init.sql"),
+        include_str!("../../migrations/0001_init.sql"),
     ),
     (
         2,
         "0002_operations.sql",
-        include_str!("../migrations/0002_operations.sql"),
+        include_str!("../../migrations/0002_operations.sql"),
     ),
     (
         3,
         "0003_incidents.sql",
-        include_str!("../migrations/0003_incidents.sql"),
+        include_str!("../../migrations/0003_incidents.sql"),
     ),
     (
         4,
         "0004_schedule_watch.sql",
-        include_str!("../migrations/0004_schedule_watch.sql"),
+        include_str!("../../migrations/0004_schedule_watch.sql"),
     ),
     (
         5,
         "0005_retention.sql",
-        include_str!("../migrations/0005_retention.sql"),
+        include_str!("../../migrations/0005_retention.sql"),
     ),
 ];
 
@@ -72,72 +83,6 @@ pub struct TickRecord<'a> {
     /// jobs.yaml's path and text as written: kept as the last good one
     /// (`None`: it holds a literal secret, so it is not kept).
     pub config: (&'a Path, Option<&'a str>),
-}
-
-/// One outbox entry that is due.
-#[derive(Debug, Clone)]
-pub struct OutboxRow {
-    pub id: i64,
-    pub notifier: String,
-    pub payload: Payload,
-    pub attempts: u32,
-    pub created_at: Timestamp,
-    pub next_attempt_at: Timestamp,
-    /// Why the last attempt failed; none before the first.
-    pub last_error: Option<String>,
-}
-
-/// A row of `runs`.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct RunRow {
-    pub id: i64,
-    pub profile: String,
-    pub started_at: Timestamp,
-    pub duration_ms: i64,
-    pub status: String,
-    pub tasks: i64,
-    pub failing: i64,
-    pub summary: String,
-}
-
-impl RunRow {
-    /// `ok`, `failing`, or `pending` for a run whose unhealthy tasks were
-    /// all pending: stored as failing (it exited 1; runs.status takes only
-    /// the two), told apart by the summary the tick wrote.
-    pub fn shown_status(&self) -> &str {
-        if self.status == "failing" && self.summary.starts_with("pending: ") {
-            "pending"
-        } else {
-            &self.status
-        }
-    }
-}
-
-/// A row of `alert_history`.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct HistoryRow {
-    pub id: i64,
-    pub at: Timestamp,
-    pub host: String,
-    pub profile: String,
-    pub task: String,
-    pub rule: String,
-    pub source: String,
-    pub status: String,
-    pub severity: String,
-    pub summary: String,
-    pub value: Option<f64>,
-    pub threshold: Option<String>,
-}
-
-/// Which history rows to list.
-#[derive(Debug, Clone, Default)]
-pub struct HistoryFilter {
-    pub limit: usize,
-    pub source: Option<String>,
-    pub status: Option<String>,
-    pub severity: Option<String>,
-    pub since: Option<Timestamp>,
 }
 
 impl Store {
@@ -494,7 +439,7 @@ impl Store {
             if message.kind == crate::notify::MessageKind::Event {
                 tx.prepare_cached(
                     "INSERT INTO alert_history (at, run_id, host, profile, task, rule, source, status, severity, summary)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'event', ?8, ?9)",
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
                 )?
                 .execute(params![
                     record.finished_at.0,
@@ -504,6 +449,7 @@ impl Store {
                     message.task,
                     message.rule,
                     message.task,
+                    crate::alert::HistoryStatus::Event.as_str(),
                     message.severity.as_str(),
                     message.summary,
                 ])?;
@@ -539,90 +485,6 @@ impl Store {
         }
         tx.commit().context("committing the tick")?;
         Ok(run_id)
-    }
-
-    /// Undelivered outbox entries of `profile`, oldest first, due or not.
-    pub fn waiting_outbox(&self, profile: &str) -> Result<Vec<OutboxRow>> {
-        let mut statement = self.conn.prepare_cached(
-            "SELECT id, notifier, payload, attempts, created_at, next_attempt_at, last_error FROM outbox
-             WHERE profile = ?1 AND delivered_at IS NULL AND given_up_at IS NULL
-             ORDER BY id LIMIT 1000",
-        )?;
-        let rows = statement.query_map(params![profile], |r| {
-            Ok((
-                r.get::<_, i64>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, String>(2)?,
-                r.get::<_, u32>(3)?,
-                r.get::<_, i64>(4)?,
-                r.get::<_, i64>(5)?,
-                r.get::<_, Option<String>>(6)?,
-            ))
-        })?;
-        let mut waiting = Vec::new();
-        for row in rows {
-            let (id, notifier, payload, attempts, created_at, next_attempt_at, last_error) = row?;
-            let payload: Payload = serde_json::from_str(&payload)
-                .with_context(|| format!("outbox entry {id} holds an unreadable message"))?;
-            waiting.push(OutboxRow {
-                id,
-                notifier,
-                payload,
-                attempts,
-                created_at: Timestamp(created_at),
-                next_attempt_at: Timestamp(next_attempt_at),
-                last_error,
-            });
-        }
-        Ok(waiting)
-    }
-
-    pub fn mark_delivered(&self, id: i64, now: Timestamp) -> Result<()> {
-        self.conn
-            .prepare_cached("UPDATE outbox SET delivered_at = ?2, attempts = attempts + 1, last_error = NULL WHERE id = ?1")?
-            .execute(params![id, now.0])?;
-        Ok(())
-    }
-
-    pub fn mark_failed(&self, id: i64, error: &str, next_attempt_at: Timestamp) -> Result<()> {
-        self.conn
-            .prepare_cached("UPDATE outbox SET attempts = attempts + 1, last_error = ?2, next_attempt_at = ?3 WHERE id = ?1")?
-            .execute(params![id, error, next_attempt_at.0])?;
-        Ok(())
-    }
-
-    /// Gives up on an entry and records a dead letter in the history.
-    pub fn give_up(&mut self, row: &OutboxRow, error: &str, now: Timestamp) -> Result<()> {
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        tx.execute(
-            "UPDATE outbox SET given_up_at = ?2, last_error = ?3 WHERE id = ?1",
-            params![row.id, now.0, error],
-        )?;
-        for m in row.payload.messages() {
-            tx.execute(
-                "INSERT INTO alert_history (at, host, profile, task, rule, source, status, severity, summary)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'dead_letter', ?7, ?8)",
-                params![
-                    now.0,
-                    m.host,
-                    m.profile,
-                    m.task,
-                    m.rule,
-                    m.task,
-                    m.severity.as_str(),
-                    format!(
-                        "gave up delivering to {} after {} attempts: {error} (message: {})",
-                        row.notifier,
-                        row.attempts + 1,
-                        m.text()
-                    ),
-                ],
-            )?;
-        }
-        tx.commit()?;
-        Ok(())
     }
 
     /// Every `monitor_state` row, or one namespace's, ordered.
@@ -769,11 +631,16 @@ impl Store {
 
     /// Silences not removed and not over at `now` (all of them when `None`).
     pub fn silences(&self, active_at: Option<Timestamp>) -> Result<Vec<Silence>> {
-        let mut statement = self.conn.prepare_cached(
-            "SELECT id, profile, task, rule, starts_at, ends_at, reason, created_by FROM silences
-             WHERE ?1 IS NULL OR (removed_at IS NULL AND ends_at > ?1)
-             ORDER BY ends_at, id",
-        )?;
+        const COLUMNS: &str =
+            "SELECT id, profile, task, rule, starts_at, ends_at, reason, created_by FROM silences";
+        let mut statement = match active_at {
+            Some(_) => self.conn.prepare_cached(&format!(
+                "{COLUMNS} WHERE removed_at IS NULL AND ends_at > ?1 ORDER BY ends_at, id"
+            ))?,
+            None => self
+                .conn
+                .prepare_cached(&format!("{COLUMNS} WHERE ?1 IS NULL ORDER BY ends_at, id"))?,
+        };
         let rows = statement.query_map(params![active_at.map(|t| t.0)], |r| {
             Ok(Silence {
                 id: r.get(0)?,
@@ -789,102 +656,11 @@ impl Store {
         Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
     }
 
-    /// How many sends to `notifier` succeeded since `since` (rate limits).
-    pub fn delivered_since(&self, notifier: &str, since: Timestamp) -> Result<u32> {
-        Ok(self.conn.query_row(
-            "SELECT count(*) FROM outbox WHERE notifier = ?1 AND delivered_at > ?2",
-            params![notifier, since.0],
-            |r| r.get(0),
-        )?)
-    }
-
-    /// The newest run of each profile.
-    /// Each profile's newest run up to `now` (a run stored by a clock that
-    /// ran ahead is not the last run).
-    pub fn last_runs(&self, now: Timestamp) -> Result<BTreeMap<String, RunRow>> {
-        let mut statement = self.conn.prepare(
-            "SELECT id, profile, started_at, duration_ms, status, tasks, failing, summary FROM runs r
-             WHERE id = (SELECT id FROM runs WHERE profile = r.profile AND started_at <= ?1
-                         ORDER BY started_at DESC, id DESC LIMIT 1)",
-        )?;
-        let rows = statement.query_map([now.0 + crate::clock::FUTURE_SLACK_MS], run_row)?;
-        let mut last = BTreeMap::new();
-        for row in rows {
-            let row = row?;
-            last.insert(row.profile.clone(), row);
-        }
-        Ok(last)
-    }
-
-    /// When the newest tick of any profile started: what "now" is checked
-    /// against, and what retention counts back from.
-    pub fn newest_run(&self) -> Result<Option<Timestamp>> {
-        let newest: Option<i64> =
-            self.conn
-                .query_row("SELECT max(started_at) FROM runs", [], |r| r.get(0))?;
-        Ok(newest.map(Timestamp))
-    }
-
-    /// When each enabled profile first appeared in jobs.yaml, as the ticks
-    /// recorded it (empty for a database older than that record).
-    pub fn first_seen(&self) -> Result<BTreeMap<String, Timestamp>> {
-        first_seen(&self.conn)
-    }
-
-    /// History rows, newest first.
-    pub fn history(&self, filter: &HistoryFilter) -> Result<Vec<HistoryRow>> {
-        let mut statement = self.conn.prepare_cached(
-            "SELECT id, at, host, profile, task, rule, source, status, severity, summary, value, threshold
-             FROM alert_history
-             WHERE (?1 IS NULL OR source = ?1) AND (?2 IS NULL OR status = ?2)
-               AND (?3 IS NULL OR severity = ?3) AND (?4 IS NULL OR at >= ?4)
-             ORDER BY at DESC, id DESC LIMIT ?5",
-        )?;
-        let rows = statement.query_map(
-            params![
-                filter.source,
-                filter.status,
-                filter.severity,
-                filter.since.map(|t| t.0),
-                filter.limit as i64
-            ],
-            |r| {
-                Ok(HistoryRow {
-                    id: r.get(0)?,
-                    at: Timestamp(r.get(1)?),
-                    host: r.get(2)?,
-                    profile: r.get(3)?,
-                    task: r.get(4)?,
-                    rule: r.get(5)?,
-                    source: r.get(6)?,
-                    status: r.get(7)?,
-                    severity: r.get(8)?,
-                    summary: r.get(9)?,
-                    value: r.get(10)?,
-                    threshold: r.get(11)?,
-                })
-            },
-        )?;
-        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
-    }
-
-    /// Raw access for tests and benches.
-    pub fn connection(&self) -> &Connection {
+    /// Raw access for the unit tests.
+    #[cfg(test)]
+    fn connection(&self) -> &Connection {
         &self.conn
     }
-}
-
-fn run_row(r: &rusqlite::Row) -> rusqlite::Result<RunRow> {
-    Ok(RunRow {
-        id: r.get(0)?,
-        profile: r.get(1)?,
-        started_at: Timestamp(r.get(2)?),
-        duration_ms: r.get(3)?,
-        status: r.get(4)?,
-        tasks: r.get(5)?,
-        failing: r.get(6)?,
-        summary: r.get(7)?,
-    })
 }
 
 fn wal_path(path: &Path) -> PathBuf {
@@ -920,76 +696,6 @@ pub fn last_good_config(db: &Path, path: &Path) -> Option<(String, Timestamp)> {
             |r| Ok((r.get(0)?, Timestamp(r.get(1)?))),
         )
         .ok()
-}
-
-/// Per notifier whose notifications fail, how many wait (those that
-/// failed and those queued behind them), since when, and the last error
-/// (secrets already redacted).
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
-pub struct Backlog {
-    pub notifier: String,
-    pub waiting: i64,
-    pub since: Timestamp,
-    pub error: String,
-}
-
-/// The `monitor_state` namespace holding, per URL of `notifier`, since
-/// when it has been failing.
-pub fn failing_namespace(notifier: &str) -> String {
-    format!("{FAILING_PREFIX}{notifier}")
-}
-
-const FAILING_PREFIX: &str = "notify:";
-
-/// Per URL digest of `notifier`, since when it has been failing.
-pub fn failing_targets(conn: &Connection, notifier: &str) -> Result<Vec<(String, Timestamp)>> {
-    let mut statement = conn.prepare_cached(
-        "SELECT key, CAST(value AS INTEGER) FROM monitor_state WHERE namespace = ?1 ORDER BY key",
-    )?;
-    let rows = statement.query_map([failing_namespace(notifier)], |r| {
-        Ok((r.get::<_, String>(0)?, Timestamp(r.get(1)?)))
-    })?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
-}
-
-/// [`Backlog`] of every notifier, by name.
-pub fn backlog(conn: &Connection) -> Result<Vec<Backlog>> {
-    let mut statement = conn.prepare_cached(
-        "SELECT notifier, count(*),
-                min(min(created_at), coalesce(
-                    (SELECT min(CAST(value AS INTEGER)) FROM monitor_state
-                     WHERE namespace = ?1 || outbox.notifier), min(created_at))),
-                (SELECT last_error FROM outbox AS o WHERE o.notifier = outbox.notifier
-                   AND o.delivered_at IS NULL AND o.given_up_at IS NULL AND o.attempts > 0
-                 ORDER BY o.id DESC LIMIT 1)
-         FROM outbox
-         WHERE delivered_at IS NULL AND given_up_at IS NULL
-         GROUP BY notifier HAVING max(attempts) > 0 ORDER BY notifier",
-    )?;
-    let rows = statement.query_map([FAILING_PREFIX], |r| {
-        Ok(Backlog {
-            notifier: r.get(0)?,
-            waiting: r.get(1)?,
-            since: Timestamp(r.get(2)?),
-            error: r.get::<_, Option<String>>(3)?.unwrap_or_default(),
-        })
-    })?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
-}
-
-/// [`Store::first_seen`] on a connection (the API keeps its own).
-pub fn first_seen(conn: &Connection) -> Result<BTreeMap<String, Timestamp>> {
-    let exists: bool = conn.query_row(
-        "SELECT count(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = 'profile_seen'",
-        [],
-        |r| r.get(0),
-    )?;
-    if !exists {
-        return Ok(BTreeMap::new());
-    }
-    let mut statement = conn.prepare_cached("SELECT profile, first_seen_at FROM profile_seen")?;
-    let rows = statement.query_map([], |r| Ok((r.get::<_, String>(0)?, Timestamp(r.get(1)?))))?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
 /// Creates the state folder (and its parents) readable only by its owner
