@@ -6,7 +6,6 @@ use super::http::Response;
 use super::routes::{Api, Database};
 use crate::clock::Timestamp;
 use crate::config::{self, Config};
-use crate::schedule::CronSchedule;
 use crate::store::Store;
 use serde_json::{Value, json};
 
@@ -184,7 +183,7 @@ pub(super) fn profile_health(
             crate::schedule::watched_since(last_run, first_seen.get(&profile.name).copied());
         let overdue_after = since
             .filter(|_| profile.enabled)
-            .and_then(|since| overdue_after(&profile.cron, since));
+            .and_then(|since| profile.cron.overdue_after(since));
         health.push(ProfileHealth {
             name: profile.name.clone(),
             cron: profile.cron.as_str().to_string(),
@@ -199,13 +198,10 @@ pub(super) fn profile_health(
     Ok(health)
 }
 
-fn overdue_after(cron: &CronSchedule, last: Timestamp) -> Option<Timestamp> {
-    cron.overdue_after(last)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::schedule::CronSchedule;
 
     fn local(year: i32, month: u32, day: u32, hour: u32, minute: u32, second: u32) -> Timestamp {
         use chrono::TimeZone;
@@ -220,19 +216,19 @@ mod tests {
     fn a_profile_is_overdue_after_its_third_fire_time_since_its_last_run() {
         let minutely: CronSchedule = "* * * * *".parse().unwrap();
         assert_eq!(
-            overdue_after(&minutely, local(2026, 11, 26, 10, 0, 20)),
+            minutely.overdue_after(local(2026, 11, 26, 10, 0, 20)),
             Some(local(2026, 11, 26, 10, 3, 0))
         );
         let hourly: CronSchedule = "0 * * * *".parse().unwrap();
         assert_eq!(
-            overdue_after(&hourly, local(2026, 11, 26, 10, 0, 1)),
+            hourly.overdue_after(local(2026, 11, 26, 10, 0, 1)),
             Some(local(2026, 11, 26, 13, 0, 0))
         );
         // Weekdays at 09:00: a Friday run is overdue on Wednesday, not on
         // Sunday evening.
         let weekdays: CronSchedule = "0 9 * * 1-5".parse().unwrap();
         assert_eq!(
-            overdue_after(&weekdays, local(2026, 11, 27, 9, 0, 5)),
+            weekdays.overdue_after(local(2026, 11, 27, 9, 0, 5)),
             Some(local(2026, 12, 2, 9, 0, 0))
         );
     }

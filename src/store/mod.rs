@@ -631,16 +631,12 @@ impl Store {
 
     /// Silences not removed and not over at `now` (all of them when `None`).
     pub fn silences(&self, active_at: Option<Timestamp>) -> Result<Vec<Silence>> {
-        const COLUMNS: &str =
-            "SELECT id, profile, task, rule, starts_at, ends_at, reason, created_by FROM silences";
-        let mut statement = match active_at {
-            Some(_) => self.conn.prepare_cached(&format!(
-                "{COLUMNS} WHERE removed_at IS NULL AND ends_at > ?1 ORDER BY ends_at, id"
-            ))?,
-            None => self
-                .conn
-                .prepare_cached(&format!("{COLUMNS} WHERE ?1 IS NULL ORDER BY ends_at, id"))?,
-        };
+        // A handful of rows: one statement for both uses.
+        let mut statement = self.conn.prepare_cached(
+            "SELECT id, profile, task, rule, starts_at, ends_at, reason, created_by FROM silences
+             WHERE ?1 IS NULL OR (removed_at IS NULL AND ends_at > ?1)
+             ORDER BY ends_at, id",
+        )?;
         let rows = statement.query_map(params![active_at.map(|t| t.0)], |r| {
             Ok(Silence {
                 id: r.get(0)?,
