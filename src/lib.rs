@@ -15,6 +15,7 @@ pub mod config;
 pub mod env_file;
 pub mod error;
 pub mod evaluate;
+pub mod http_client;
 pub mod lock;
 pub mod notify;
 pub mod ownership;

@@ -37,7 +37,7 @@
 use super::{Context, Failure, Message, MessageKind, Payload};
 use crate::clock::Timestamp;
 use crate::config::{Text, format_number};
-use crate::probe::http::{ClientSettings, agent, body_excerpt, describe_error};
+use crate::http_client::{ClientSettings, agent, body_excerpt, describe_error};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::io::Read;

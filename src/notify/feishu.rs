@@ -7,7 +7,7 @@
 use super::{Context, Failure, Message, MessageKind, Payload, escape_html as escape, redact};
 use crate::clock::Timestamp;
 use crate::config::{FeishuFormat, Secret, Severity, format_number};
-use crate::probe::http::{ClientSettings, agent, body_excerpt, describe_error};
+use crate::http_client::{ClientSettings, agent, body_excerpt, describe_error};
 use base64::Engine;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;

@@ -33,7 +33,7 @@
 use super::{Context, Failure, Message, MessageKind, Payload};
 use crate::clock::{Timestamp, human_duration};
 use crate::config::{Secret, Severity, format_number};
-use crate::probe::http::{ClientSettings, agent, describe_error};
+use crate::http_client::{ClientSettings, agent, describe_error};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use std::collections::BTreeMap;

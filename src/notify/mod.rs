@@ -6,6 +6,8 @@
 pub mod alertmanager;
 pub mod feishu;
 pub mod github;
+pub mod heartbeat;
+pub mod outbox;
 pub mod telegram;
 pub mod webhook;
 

@@ -6,7 +6,7 @@
 
 use super::{Context, Failure, Payload, TelegramTestRoute, escape_html as escape, redact};
 use crate::config::Secret;
-use crate::probe::http::{ClientSettings, agent, body_excerpt, describe_error};
+use crate::http_client::{ClientSettings, agent, body_excerpt, describe_error};
 use serde::Deserialize;
 use std::io::Read;
 use std::time::Duration;

@@ -3,7 +3,7 @@
 
 use super::{Context, Failure, Payload};
 use crate::config::{Secret, WebhookBody};
-use crate::probe::http::{ClientSettings, agent, describe_error};
+use crate::http_client::{ClientSettings, agent, describe_error};
 use std::collections::BTreeMap;
 
 /// POSTs the payload. Any 2xx is delivered.

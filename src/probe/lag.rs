@@ -3,10 +3,11 @@
 //! a JSON pointer), compares them with the local height it remembered last
 //! tick, and reports figures; it decides no alert.
 
-use super::http::{ClientSettings, agent, describe_error, extract};
+use super::http::extract;
 use super::{Check, CheckStatus, Context, Mode, Observation, TaskState};
 use crate::clock::{Timestamp, human_duration};
 use crate::config::{HeightSource, LagProbe, format_number};
+use crate::http_client::{ClientSettings, agent, describe_error};
 use std::time::Duration;
 
 const PROBE: &str = "lag";
@@ -180,12 +181,15 @@ fn height(source: &HeightSource, limits: &Limits) -> Result<f64, String> {
         .read_to_vec()
         .map_err(|e| format!("reading the response: {e}"))?;
     if !(200..300).contains(&status) {
-        return Err(format!("HTTP {status}{}", super::http::body_excerpt(&body)));
+        return Err(format!(
+            "HTTP {status}{}",
+            crate::http_client::body_excerpt(&body)
+        ));
     }
     let json: serde_json::Value = serde_json::from_slice(&body).map_err(|e| {
         format!(
             "response is not JSON ({e}){}",
-            super::http::body_excerpt(&body)
+            crate::http_client::body_excerpt(&body)
         )
     })?;
     if source.jsonrpc.is_some()

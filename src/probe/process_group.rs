@@ -34,6 +34,33 @@ static MARK: OnceLock<String> = OnceLock::new();
 /// leftovers).
 static SPAWNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
+/// Readies this process for a tick of `profile`: sweeps what a killed
+/// earlier tick (`unclean`: its pid) left running, names the profile for
+/// the stop note, and marks the probes to come. The note for the summary
+/// when something was swept.
+pub fn begin_tick(
+    profile: &str,
+    state_dir: &std::path::Path,
+    unclean: Option<u32>,
+) -> Option<String> {
+    let mark = mark_of(profile, state_dir);
+    let mut note = None;
+    if let Some(pid) = unclean {
+        let killed = sweep_marked(&mark);
+        if !killed.is_empty() {
+            let text = format!(
+                "the tick of pid {pid} was killed before it ended; what it started for probes still ran and is now killed: {}",
+                killed.join(", ")
+            );
+            log::warn!("{text}");
+            note = Some(text);
+        }
+    }
+    stop_note_for(profile);
+    mark_probes(mark);
+    note
+}
+
 /// The mark of the probes of `profile` under `state_dir`.
 pub fn mark_of(profile: &str, state_dir: &std::path::Path) -> String {
     format!("{profile}@{}", state_dir.display())

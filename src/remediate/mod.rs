@@ -9,8 +9,10 @@ pub mod stop;
 
 use crate::alert::AlertKey;
 use crate::clock::Timestamp;
-use crate::config::{Remediate, Task};
+use crate::config::{Config, Profile, Remediate, Task};
+use crate::evaluate::{Prior, RestartPlan, TaskRun};
 use crate::probe::{self, TaskState};
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -232,6 +234,69 @@ pub struct Environment<'a> {
     pub state: &'a TaskState,
     /// The task's timeout: each recheck runs under it.
     pub timeout: Duration,
+}
+
+/// Carries out the restarts `evaluate` planned, each on its own thread (they
+/// wait for health), and says what became of each, by task. A dry run only
+/// describes them.
+pub fn carry_out_plans(
+    config: &Config,
+    profile: &Profile,
+    prior: &Prior,
+    runs: &[TaskRun],
+    plans: &[RestartPlan],
+    dry_run: bool,
+    now: Timestamp,
+) -> BTreeMap<String, Carried> {
+    for plan in plans {
+        log::debug!(
+            "{}/{}: a restart is due ({}): {}",
+            profile.name,
+            plan.task,
+            plan.trigger,
+            plan.summary
+        );
+    }
+    let output_dir = config.state_dir().join("output");
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = plans
+            .iter()
+            .filter_map(|plan| {
+                let run = runs.iter().find(|r| r.task.name == plan.task)?;
+                let remediate = run.task.remediate.as_ref()?;
+                if !dry_run {
+                    // Said before it starts: a restart can take minutes, and
+                    // a tick killed during it leaves this line behind.
+                    log::warn!(
+                        "{}/{}: restarting because {}",
+                        profile.name,
+                        run.task.name,
+                        plan.summary
+                    );
+                }
+                let default_output =
+                    output_dir.join(format!("{}.{}.log", profile.name, run.task.name));
+                let mut state = prior.tasks.get(&run.task.name).cloned().unwrap_or_default();
+                state.extend(run.observation.state.clone());
+                let timeout = run.task.timeout.unwrap_or(config.defaults.timeout).std();
+                Some(scope.spawn(move || {
+                    if dry_run {
+                        let what = self::plan(remediate, &default_output);
+                        return (run.task.name.clone(), Carried::Described(what));
+                    }
+                    let environment = Environment {
+                        default_output: &default_output,
+                        now,
+                        state: &state,
+                        timeout,
+                    };
+                    let attempt = execute(run.task, remediate, &environment);
+                    (run.task.name.clone(), Carried::Attempted(attempt))
+                }))
+            })
+            .collect();
+        handles.into_iter().filter_map(|h| h.join().ok()).collect()
+    })
 }
 
 /// Describes the remediation without doing it, for `--dry-run`.

@@ -5,9 +5,9 @@
 
 pub mod parse;
 
-use super::http::{ClientSettings, agent, describe_error};
 use super::{Check, CheckStatus, Context, Observation};
 use crate::config::MetricsProbe;
+use crate::http_client::{ClientSettings, agent, describe_error};
 use parse::Dialect;
 use std::io::Read;
 use std::time::{Duration, Instant};
@@ -165,7 +165,10 @@ fn fetch(
         .read_to_end(&mut body)
         .map_err(|e| format!("reading the response body: {e}"))?;
     if !success {
-        return Err(format!("HTTP {status}{}", super::http::body_excerpt(&body)));
+        return Err(format!(
+            "HTTP {status}{}",
+            crate::http_client::body_excerpt(&body)
+        ));
     }
     if body.len() as u64 > MAX_BODY {
         return Err(format!(
