@@ -9,7 +9,7 @@
 //! Prints MB/s and milliseconds; exits non-zero only if a run goes wrong.
 
 use monitor::clock::Timestamp;
-use monitor::config::LogProbe;
+use monitor::probe::log::LogConfig;
 use monitor::probe::log::{Pass, Scanner};
 use monitor::probe::{Context, Mode, Observation, TaskState};
 use std::io::Write;
@@ -119,12 +119,12 @@ fn log_lines(bytes: usize, seed: u64) -> Vec<u8> {
     out
 }
 
-fn probe() -> LogProbe {
+fn probe() -> LogConfig {
     serde_yaml::from_str(PROBE).expect("the bench's probe config is valid")
 }
 
 /// Scans `megabytes` of log lines with `probe`'s regexes; prints MB/s.
-fn scan_throughput(label: &str, probe: &LogProbe, megabytes: usize) {
+fn scan_throughput(label: &str, probe: &LogConfig, megabytes: usize) {
     let scanner = Scanner::new(probe).expect("the bench's regexes compile");
     let text = log_lines(megabytes * MIB, 7);
     let mut best = Duration::MAX;
@@ -159,7 +159,7 @@ fn scan_throughput(label: &str, probe: &LogProbe, megabytes: usize) {
 }
 
 /// One tick of the probe on `path`, from `state`; the state it leaves.
-fn tick(probe: &LogProbe, state: &TaskState, now: i64) -> (Observation, Duration) {
+fn tick(probe: &LogConfig, state: &TaskState, now: i64) -> (Observation, Duration) {
     let context = Context {
         now: Timestamp::from_secs(now),
         mode: Mode::Tick,

@@ -3,13 +3,32 @@
 //! (a failed action alerts through the implicit rule). Actions act only in
 //! a real tick: a dry run (and a recheck) says what it would do.
 
-use crate::config::{Action, CommandProbe, TrimLog};
+use crate::probe::command::CommandConfig;
 use crate::probe::disk::human_bytes;
 use crate::probe::{Check, CheckStatus, Context, Mode, Observation, command};
+use serde::Deserialize;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
+
+/// An action task: something done on schedule rather than watched.
+#[derive(Deserialize, Debug, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct Action {
+    #[serde(default)]
+    pub trim_log: Option<TrimLog>,
+    #[serde(default)]
+    pub command: Option<CommandConfig>,
+}
+
+#[derive(Deserialize, Debug, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct TrimLog {
+    pub path: PathBuf,
+    pub keep_lines: u64,
+}
 
 /// Runs what `action` names (both, in order, if it names both).
 pub fn run(action: &Action, context: &Context, out: &mut Observation) {
@@ -30,7 +49,7 @@ pub fn run(action: &Action, context: &Context, out: &mut Observation) {
 
 /// A command action runs like the command probe: Nagios exit codes give
 /// the check, perfdata gives signals.
-fn run_command(probe: &CommandProbe, context: &Context, out: &mut Observation) {
+fn run_command(probe: &CommandConfig, context: &Context, out: &mut Observation) {
     match context.mode {
         Mode::Tick => command::observe(probe, context, out),
         Mode::DryRun | Mode::Recheck => out.checks.push(Check {
@@ -497,7 +516,7 @@ mod tests {
     fn a_command_action_does_not_run_in_a_dry_run() {
         let dir = tempfile::tempdir().unwrap();
         let marker = dir.path().join("ran");
-        let probe = CommandProbe {
+        let probe = CommandConfig {
             command: CommandLine::Shell(format!("touch {}", marker.display())),
             cwd: None,
             env: Default::default(),

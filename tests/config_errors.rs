@@ -1100,3 +1100,35 @@ fn settings_that_would_erase_or_stall_everything_are_refused() {
         assert_config_error(&yaml, 3, Some(&key), why);
     }
 }
+
+/// Each notifier type owns its keys: a misspelt one is placed at its own
+/// line and answered with that type's keys only, whatever the order of
+/// `type:` among them; a shared key written twice is refused.
+#[test]
+fn a_notifier_key_is_judged_by_its_own_type_at_its_line() {
+    let with = |notifier: &str| {
+        format!(
+            "version: 1\nnotifiers:\n{notifier}profiles:\n  p:\n    cron: \"* * * * *\"\n    tasks:\n      - name: a\n        command: {{ argv: [\"true\"] }}\n"
+        )
+    };
+    assert_config_error(
+        &with("  n:\n    token: abcdef\n    type: telegram\n    chat_id: 1\n    topic: 3\n"),
+        7,
+        Some("notifiers.n.topic"),
+        "unknown field `topic`, expected one of `token`, `chat_id`, `topic_id`, `api_url`",
+    );
+    assert_config_error(
+        &with(
+            "  n:\n    type: webhook\n    url: \"http://127.0.0.1:9/x\"\n    digest: true\n    digest: false\n",
+        ),
+        7,
+        Some("notifiers.n.digest"),
+        "duplicate field `digest`",
+    );
+    assert_config_error(
+        &with("  n: { type: stdout, url: \"http://127.0.0.1:9/x\" }\n"),
+        3,
+        Some("notifiers.n"),
+        "a stdout notifier takes no settings",
+    );
+}

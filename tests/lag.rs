@@ -8,7 +8,7 @@
 use crate::common::*;
 
 use monitor::clock::Timestamp;
-use monitor::config::LagProbe;
+use monitor::probe::lag::LagConfig;
 use monitor::probe::{CheckStatus, Context, Mode, Observation, TaskState};
 use serde_json::json;
 use std::process::Output;
@@ -320,7 +320,7 @@ fn one_side_down_gives_the_rules_no_data_not_a_lag_alert_and_progress_spans_the_
     );
 }
 
-fn probe(yaml: &str) -> LagProbe {
+fn probe(yaml: &str) -> LagConfig {
     serde_yaml::from_str(yaml).unwrap()
 }
 

@@ -6,7 +6,7 @@
 use crate::common::*;
 
 use monitor::clock::Timestamp;
-use monitor::config::LogProbe;
+use monitor::probe::log::LogConfig;
 use monitor::probe::{CheckStatus, Context, Mode, Observation, TaskState};
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
@@ -584,11 +584,11 @@ fn two_lines_of_one_event_in_a_tick_are_two_notifications() {
 
 // ------------------------------------------------ the probe called directly
 
-fn probe(yaml: &str) -> LogProbe {
+fn probe(yaml: &str) -> LogConfig {
     serde_yaml::from_str(yaml).unwrap()
 }
 
-fn observe(probe: &LogProbe, mode: Mode, state: &TaskState, now: i64) -> Observation {
+fn observe(probe: &LogConfig, mode: Mode, state: &TaskState, now: i64) -> Observation {
     let context = Context {
         now: Timestamp::from_secs(now),
         mode,

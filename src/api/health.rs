@@ -37,11 +37,12 @@ impl Api {
             for b in backlog {
                 // Which URLs of an Alertmanager cluster are the ones failing.
                 let mut failing = Vec::new();
-                if let Some(config::NotifierKind::Alertmanager { urls, .. }) =
+                if let Some(config::NotifierKind::Alertmanager(am)) =
                     config.notifier(&b.notifier).map(|n| &n.kind)
                 {
                     for (target, since) in store.failing_targets(&b.notifier)? {
-                        if let Some(url) = urls
+                        if let Some(url) = am
+                            .urls
                             .iter()
                             .find(|u| crate::notify::alertmanager::target(u) == target)
                         {

@@ -173,7 +173,7 @@ pub fn load_source(
     if !notifiers.iter().any(|n| n.name == "console") {
         notifiers.push(Notifier {
             name: "console".into(),
-            kind: NotifierKind::Stdout,
+            kind: NotifierKind::Stdout(crate::notify::stdout::StdoutConfig {}),
             min_severity: values::Severity::Info,
             digest: false,
             rate_limit: None,
@@ -254,7 +254,7 @@ pub fn load_source(
     };
     check_references(&config, &display_path, &source)?;
     resolve_relative_paths(&mut config, &base);
-    let watched = super::Watched {
+    let watched = crate::probe::self_check::Watched {
         database: config.state.clone(),
         log_file: config.log_file.clone(),
         profiles: config
@@ -402,17 +402,8 @@ fn resolve_relative_paths(config: &mut Config, base: &Path) {
         }
         for task in &mut profile.tasks {
             for probe in &mut task.probes {
-                match probe {
-                    Probe::Http(http) => fix_opt(&mut http.ca_file),
-                    Probe::Metrics(metrics) => fix_opt(&mut metrics.ca_file),
-                    Probe::Command(command) => fix_opt(&mut command.cwd),
-                    Probe::Log(log) => fix_opt(&mut log.path),
-                    Probe::Process(process) => fix_opt(&mut process.pidfile),
-                    Probe::Disk(disk) => {
-                        fix_opt(&mut disk.path);
-                        fix_opt(&mut disk.dir);
-                    }
-                    Probe::Lag(_) | Probe::SelfCheck(_) => {}
+                for path in probe.relative_paths() {
+                    fix(path);
                 }
             }
             if let Some(action) = &mut task.action {

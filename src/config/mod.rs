@@ -4,6 +4,7 @@
 mod interpolate;
 mod load;
 pub mod selector;
+pub(crate) mod tagged;
 pub mod values;
 
 pub use load::{ConfigError, absolute, load, load_source, resolve_path};
@@ -13,6 +14,10 @@ pub use values::{
     StatusRanges, Text, Threshold, Unit, format_bytes, format_number, format_value,
 };
 
+use crate::action::Action;
+pub use crate::notify::kinds::NotifierKind;
+use crate::probe::command::CommandConfig;
+pub use crate::probe::kinds::{Probe, ProbeKind};
 use crate::schedule::CronSchedule;
 use serde::Deserialize;
 use serde::de::{self, Deserializer, MapAccess, Visitor};
@@ -219,7 +224,7 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for Ordered<T> {
 /// A conversion's complaint about a mapping it read, raised by
 /// [`within_mapping`] as the deserializer's own error.
 #[derive(Debug)]
-struct Why(String);
+pub(crate) struct Why(pub String);
 
 impl fmt::Display for Why {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -240,7 +245,7 @@ impl de::Error for Why {
 /// mapping (its line and key path), not at the first key of its parent
 /// (an unknown notifier type was blamed on the first notifier, a `start:`
 /// error on `stop:`).
-fn within_mapping<'de, D, Raw, T, F>(d: D, convert: F) -> Result<T, D::Error>
+pub(crate) fn within_mapping<'de, D, Raw, T, F>(d: D, convert: F) -> Result<T, D::Error>
 where
     D: Deserializer<'de>,
     Raw: Deserialize<'de>,
@@ -364,7 +369,7 @@ struct RawProfile {
     tasks: Vec<Task>,
 }
 
-fn yes() -> bool {
+pub(crate) fn yes() -> bool {
     true
 }
 
@@ -487,6 +492,14 @@ impl Task {
     /// tick makes (see [`GIT_SYNC_TASK`]): warning, no rules, no repairs.
     pub fn watcher(name: &str) -> Task {
         Task {
+            severity: Severity::Warning,
+            ..Task::new(name)
+        }
+    }
+
+    /// A task of that name with nothing set: every key at its default.
+    fn new(name: &str) -> Task {
+        Task {
             name: name.to_string(),
             probes: Vec::new(),
             action: None,
@@ -495,7 +508,7 @@ impl Task {
             notify: None,
             notify_events: None,
             maintenance: Vec::new(),
-            severity: Severity::Warning,
+            severity: Severity::default(),
             for_: Gate::default(),
             resolve_after: Gate::default(),
             timeout: None,
@@ -517,157 +530,141 @@ pub const RESTART_LOOP_RULE: &str = "restart-loop";
 /// Alert keys a task uses for itself: the implicit rule, restart records.
 pub const RESERVED_KEYS: [&str; 3] = [HEALTH_RULE, RESTART_RULE, RESTART_LOOP_RULE];
 
-/// A probe: how a task observes its target. Closed set, one per config key.
-#[derive(Debug, Clone)]
-pub enum Probe {
-    Http(HttpProbe),
-    Command(CommandProbe),
-    Log(LogProbe),
-    Metrics(MetricsProbe),
-    Lag(LagProbe),
-    Process(ProcessProbe),
-    Disk(DiskProbe),
-    SelfCheck(SelfCheckProbe),
+/// The keys of a task besides its probes ([`ProbeKind`] lists those).
+#[derive(Clone, Copy, PartialEq, strum::IntoStaticStr, strum::VariantArray)]
+#[strum(serialize_all = "snake_case")]
+enum TaskField {
+    Name,
+    Action,
+    Rules,
+    Remediate,
+    Notify,
+    NotifyEvents,
+    Maintenance,
+    Severity,
+    #[strum(serialize = "for")]
+    For,
+    ResolveAfter,
+    Timeout,
+    Cooldown,
+    Enabled,
+    Warmup,
+    SkipWhen,
+    Labels,
 }
 
-/// Whether `line` holds `{sinc}`, `{untill}`, `{Since}` or the like: a
-/// word in braces that looks like a placeholder and is not one.
-fn misspelt_placeholder(line: &str) -> bool {
-    static WORD: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
-        regex::Regex::new(r"\{([A-Za-z_]{3,8})\}").expect("a valid regex")
-    });
-    WORD.captures_iter(line).any(|c| {
-        let word = &c[1];
-        let lower = word.to_ascii_lowercase();
-        word != "since"
-            && word != "until"
-            && (lower.starts_with("sin") || lower.starts_with("unt") || lower.starts_with("unti"))
-    })
+/// One key of a task mapping: a probe's or one of the task's own.
+#[derive(Clone, Copy, PartialEq)]
+enum TaskKey {
+    Probe(ProbeKind),
+    Field(TaskField),
 }
 
-impl Probe {
-    /// Combinations of keys a probe cannot run with.
-    fn check(&self) -> Result<(), &'static str> {
+impl TaskKey {
+    fn name(self) -> &'static str {
         match self {
-            Probe::Log(log) if log.path.is_some() == log.command.is_some() => {
-                Err("a `log` probe takes either `path` (a file) or `command` (its output)")
+            TaskKey::Probe(kind) => kind.key(),
+            TaskKey::Field(field) => field.into(),
+        }
+    }
+}
+
+/// Every key a task takes, for "unknown field … expected one of".
+static TASK_KEYS: std::sync::LazyLock<Vec<&'static str>> = std::sync::LazyLock::new(|| {
+    use strum::VariantArray;
+    let (name, fields) = TaskField::VARIANTS.split_at(1);
+    let field = |f: &TaskField| TaskKey::Field(*f).name();
+    let probes = ProbeKind::ALL.iter().map(|kind| kind.key());
+    name.iter()
+        .map(field)
+        .chain(probes)
+        .chain(fields.iter().map(field))
+        .collect()
+});
+
+impl<'de> Deserialize<'de> for TaskKey {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = TaskKey;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a task key")
             }
-            Probe::Log(log)
-                if log
-                    .command
-                    .as_ref()
-                    .is_some_and(|c| misspelt_placeholder(&c.to_string())) =>
-            {
-                Err(
-                    "a `log` command has a placeholder that is neither `{since}` nor `{until}` (a typo?): it would be passed on as written",
-                )
-            }
-            Probe::Process(p)
-                if [
-                    p.pidfile.is_some(),
-                    p.pattern.is_some(),
-                    p.systemd.is_some(),
-                ]
-                .iter()
-                .filter(|x| **x)
-                .count()
-                    != 1 =>
-            {
-                Err("a `process` probe takes exactly one of `pidfile`, `pattern`, `systemd`")
-            }
-            Probe::Disk(d) if d.path.is_none() && d.dir.is_none() => {
-                Err("a `disk` probe needs `path` (a mount) or `dir` (a folder to size)")
-            }
-            Probe::Disk(d)
-                if d.path.is_none() && (d.max_used.is_some() || d.min_free.is_some()) =>
-            {
-                Err("`max_used` and `min_free` limit the mount at `path`: add `path`")
-            }
-            Probe::Disk(d) if d.dir.is_none() && d.max_size.is_some() => {
-                Err("`max_size` limits the folder at `dir`: add `dir`")
-            }
-            Probe::Lag(lag)
-                if [&lag.local, &lag.reference]
+            fn visit_str<E: de::Error>(self, key: &str) -> Result<TaskKey, E> {
+                use strum::VariantArray;
+                if let Some(kind) = ProbeKind::from_key(key) {
+                    return Ok(TaskKey::Probe(kind));
+                }
+                TaskField::VARIANTS
                     .iter()
-                    .any(|s| s.jsonrpc.is_some() == s.url.is_some()) =>
-            {
-                Err("each `lag` source takes either `jsonrpc: {url, method}` or `url`")
+                    .find(|f| <&str>::from(**f) == key)
+                    .map(|f| TaskKey::Field(*f))
+                    .ok_or_else(|| E::unknown_field(key, TASK_KEYS.as_slice()))
             }
-            _ => Ok(()),
         }
-    }
-
-    /// The config key naming this probe.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Probe::Http(_) => "http",
-            Probe::Command(_) => "command",
-            Probe::Log(_) => "log",
-            Probe::Metrics(_) => "metrics",
-            Probe::Lag(_) => "lag",
-            Probe::Process(_) => "process",
-            Probe::Disk(_) => "disk",
-            Probe::SelfCheck(_) => "self_check",
-        }
+        d.deserialize_identifier(V)
     }
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawTask {
-    name: String,
-    #[serde(default)]
-    http: Option<HttpProbe>,
-    #[serde(default)]
-    command: Option<CommandProbe>,
-    #[serde(default)]
-    log: Option<LogProbe>,
-    #[serde(default)]
-    metrics: Option<MetricsProbe>,
-    #[serde(default)]
-    lag: Option<LagProbe>,
-    #[serde(default)]
-    process: Option<ProcessProbe>,
-    #[serde(default)]
-    disk: Option<DiskProbe>,
-    #[serde(default)]
-    self_check: Option<SelfCheckProbe>,
-    #[serde(default)]
-    action: Option<Action>,
-    #[serde(default)]
-    rules: Vec<Rule>,
-    #[serde(default)]
-    remediate: Option<Remediate>,
-    #[serde(default)]
-    notify: Option<Vec<String>>,
-    #[serde(default)]
-    notify_events: Option<Vec<String>>,
-    #[serde(default)]
-    maintenance: Vec<Maintenance>,
-    #[serde(default)]
-    severity: Severity,
-    #[serde(default, rename = "for")]
-    for_: Gate,
-    #[serde(default)]
-    resolve_after: Gate,
-    #[serde(default)]
-    timeout: Option<Duration>,
-    #[serde(default)]
-    cooldown: Option<Duration>,
-    #[serde(default = "yes")]
-    enabled: bool,
-    #[serde(default)]
-    warmup: Option<u32>,
-    #[serde(default)]
-    skip_when: Vec<Guard>,
-    #[serde(default)]
-    labels: BTreeMap<String, String>,
+/// A task as written, before the checks that span its keys.
+struct RawTask(Task);
+
+impl<'de> Deserialize<'de> for RawTask {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = RawTask;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a task: a mapping with `name` and a probe or an action")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawTask, A::Error> {
+                let mut name = None;
+                let mut raw = Task::new("");
+                let mut seen: Vec<TaskKey> = Vec::new();
+                while let Some(key) = map.next_key::<TaskKey>()? {
+                    if seen.contains(&key) {
+                        return Err(de::Error::duplicate_field(key.name()));
+                    }
+                    seen.push(key);
+                    let field = match key {
+                        TaskKey::Probe(kind) => {
+                            raw.probes.push(kind.read(&mut map)?);
+                            continue;
+                        }
+                        TaskKey::Field(field) => field,
+                    };
+                    match field {
+                        TaskField::Name => name = Some(map.next_value()?),
+                        TaskField::Action => raw.action = map.next_value()?,
+                        TaskField::Rules => raw.rules = map.next_value()?,
+                        TaskField::Remediate => raw.remediate = map.next_value()?,
+                        TaskField::Notify => raw.notify = map.next_value()?,
+                        TaskField::NotifyEvents => raw.notify_events = map.next_value()?,
+                        TaskField::Maintenance => raw.maintenance = map.next_value()?,
+                        TaskField::Severity => raw.severity = map.next_value()?,
+                        TaskField::For => raw.for_ = map.next_value()?,
+                        TaskField::ResolveAfter => raw.resolve_after = map.next_value()?,
+                        TaskField::Timeout => raw.timeout = map.next_value()?,
+                        TaskField::Cooldown => raw.cooldown = map.next_value()?,
+                        TaskField::Enabled => raw.enabled = map.next_value()?,
+                        TaskField::Warmup => raw.warmup = map.next_value()?,
+                        TaskField::SkipWhen => raw.skip_when = map.next_value()?,
+                        TaskField::Labels => raw.labels = map.next_value()?,
+                    }
+                }
+                raw.name = name.ok_or_else(|| de::Error::missing_field("name"))?;
+                raw.probes.sort_by_key(Probe::kind_of);
+                Ok(RawTask(raw))
+            }
+        }
+        d.deserialize_map(V)
+    }
 }
 
 impl<'de> Deserialize<'de> for Task {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        within_mapping(d, |raw: RawTask| -> Result<Self, Why> {
-            let name = raw.name;
+        within_mapping(d, |RawTask(raw)| -> Result<Self, Why> {
+            let name = &raw.name;
             let err = |why: String| de::Error::custom(format!("task `{name}`: {why}"));
             let name_ok = !name.is_empty()
                 && name
@@ -678,25 +675,13 @@ impl<'de> Deserialize<'de> for Task {
                     "task name {name:?} must be letters, digits, `_`, `-` or `.`"
                 )));
             }
-            let probes: Vec<Probe> = [
-                raw.http.map(Probe::Http),
-                raw.command.map(Probe::Command),
-                raw.log.map(Probe::Log),
-                raw.metrics.map(Probe::Metrics),
-                raw.lag.map(Probe::Lag),
-                raw.process.map(Probe::Process),
-                raw.disk.map(Probe::Disk),
-                raw.self_check.map(Probe::SelfCheck),
-            ]
-            .into_iter()
-            .flatten()
-            .collect();
+            let probes = &raw.probes;
             match (&raw.action, probes.is_empty()) {
                 (None, true) => {
-                    return Err(err(
-                        "needs a probe (http, command, log, metrics, lag, process, disk, self_check) or an action"
-                            .into(),
-                    ));
+                    return Err(err(format!(
+                        "needs a probe ({}) or an action",
+                        crate::probe::kinds::keys()
+                    )));
                 }
                 (Some(_), false) => {
                     return Err(err(
@@ -729,8 +714,8 @@ impl<'de> Deserialize<'de> for Task {
                     )));
                 }
             }
-            for probe in &probes {
-                probe.check().map_err(|why| err(why.to_string()))?;
+            for probe in probes {
+                probe.check().map_err(err)?;
             }
             let scrapes = probes.iter().any(|p| matches!(p, Probe::Metrics(_)));
             if let Some((rule, signal)) = raw.rules.iter().find_map(|r| match &r.kind {
@@ -773,80 +758,12 @@ impl<'de> Deserialize<'de> for Task {
             {
                 return Err(err("`remediate` takes either `restart` or `command`".into()));
             }
-            Ok(Task {
-                name,
-                probes,
-                action: raw.action,
-                rules: raw.rules,
-                remediate: raw.remediate,
-                notify: raw.notify,
-                notify_events: raw.notify_events,
-                maintenance: raw.maintenance,
-                severity: raw.severity,
-                for_: raw.for_,
-                resolve_after: raw.resolve_after,
-                timeout: raw.timeout,
-                cooldown: raw.cooldown,
-                enabled: raw.enabled,
-                warmup: raw.warmup,
-                skip_when: raw.skip_when,
-                labels: raw.labels,
-            })
+            Ok(raw)
         })
     }
 }
 
 // ---------------------------------------------------------------- probes
-
-/// `http`: one request, judged by status, body and extracted values.
-#[derive(Deserialize, Debug, Clone)]
-#[serde(deny_unknown_fields)]
-pub struct HttpProbe {
-    #[serde(deserialize_with = "values::http_url")]
-    pub url: Text,
-    #[serde(default)]
-    pub method: Option<Text>,
-    #[serde(default, deserialize_with = "values::http_headers")]
-    pub headers: BTreeMap<String, Secret>,
-    #[serde(default)]
-    pub body: Option<Text>,
-    #[serde(default)]
-    pub jsonrpc: Option<JsonRpc>,
-    #[serde(default)]
-    pub timeout: Option<Duration>,
-    #[serde(default = "yes")]
-    pub tls_verify: bool,
-    /// PEM file of extra CA certificates (an internal CA).
-    #[serde(default)]
-    pub ca_file: Option<PathBuf>,
-    #[serde(default)]
-    pub expect_status: StatusRanges,
-    #[serde(default)]
-    pub body_regex: Option<Pattern>,
-    #[serde(default)]
-    pub extract: Ordered<JsonPointer>,
-    #[serde(default = "default_max_body")]
-    pub max_body: ByteSize,
-}
-
-fn default_max_body() -> ByteSize {
-    ByteSize(1024 * 1024)
-}
-
-impl HttpProbe {
-    pub fn extracts(&self) -> &[(String, JsonPointer)] {
-        &self.extract.0
-    }
-}
-
-/// A JSON-RPC 2.0 call sent as the request body.
-#[derive(Deserialize, Debug, Clone)]
-#[serde(deny_unknown_fields)]
-pub struct JsonRpc {
-    pub method: Text,
-    #[serde(default)]
-    pub params: Option<serde_json::Value>,
-}
 
 /// A program to run: argv as a list, or one string run by `sh -c`.
 #[derive(Debug, Clone, PartialEq)]
@@ -894,272 +811,7 @@ impl<'de> Deserialize<'de> for CommandLine {
     }
 }
 
-/// `command`: a Nagios-style check program.
-#[derive(Debug, Clone)]
-pub struct CommandProbe {
-    pub command: CommandLine,
-    pub cwd: Option<PathBuf>,
-    pub env: BTreeMap<String, Text>,
-    pub timeout: Option<Duration>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawCommandProbe {
-    argv: CommandLine,
-    #[serde(default)]
-    shell: bool,
-    #[serde(default)]
-    cwd: Option<PathBuf>,
-    #[serde(default)]
-    env: BTreeMap<String, Text>,
-    #[serde(default)]
-    timeout: Option<Duration>,
-}
-
-impl<'de> Deserialize<'de> for CommandProbe {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        within_mapping(d, |raw: RawCommandProbe| -> Result<Self, Why> {
-            let command = match (raw.argv, raw.shell) {
-                (CommandLine::Shell(line), true) => CommandLine::Shell(line),
-                (CommandLine::Argv(argv), false) => CommandLine::Argv(argv),
-                (CommandLine::Argv(argv), true) => CommandLine::Shell(argv.join(" ")),
-                (CommandLine::Shell(line), false) => {
-                    return Err(de::Error::custom(format!(
-                        "`argv` is the string {line:?}: give a list ([\"/usr/lib/nagios/plugins/check_disk\", \"-w\", \"20%\"]), or add `shell: true` to run it with sh -c"
-                    )));
-                }
-            };
-            Ok(CommandProbe {
-                command,
-                cwd: raw.cwd,
-                env: raw.env,
-                timeout: raw.timeout,
-            })
-        })
-    }
-}
-
-/// `log`: a file followed across ticks, or a command's output.
-#[derive(Deserialize, Debug, Clone)]
-#[serde(deny_unknown_fields)]
-pub struct LogProbe {
-    #[serde(default)]
-    pub path: Option<PathBuf>,
-    #[serde(default)]
-    pub command: Option<CommandLine>,
-    #[serde(default)]
-    pub stale_after: Option<Duration>,
-    #[serde(default)]
-    pub patterns: Vec<LogPattern>,
-    #[serde(default)]
-    pub events: Vec<LogEvent>,
-    #[serde(default)]
-    pub states: Ordered<LogState>,
-    #[serde(default)]
-    pub session: Option<Pattern>,
-    #[serde(default)]
-    pub counters: Ordered<Pattern>,
-    /// Read at most this much new log per tick.
-    #[serde(default)]
-    pub max_read: Option<ByteSize>,
-}
-
-#[derive(Deserialize, Debug, Clone)]
-#[serde(deny_unknown_fields)]
-pub struct LogPattern {
-    pub name: String,
-    pub regex: Pattern,
-    #[serde(default)]
-    pub severity: Severity,
-}
-
-#[derive(Debug, Clone)]
-pub struct LogEvent {
-    pub name: Option<String>,
-    pub regex: Pattern,
-    pub message: Text,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawLogEvent {
-    #[serde(default)]
-    name: Option<String>,
-    regex: Pattern,
-    message: Text,
-}
-
-impl<'de> Deserialize<'de> for LogEvent {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        within_mapping(d, |raw: RawLogEvent| {
-            let names: Vec<&str> = raw.regex.0.capture_names().flatten().collect();
-            let groups = raw.regex.0.captures_len();
-            // `{word}` is a placeholder: a typo would send `{idd}` as is.
-            let placeholder =
-                regex::Regex::new(r"\{([A-Za-z_][A-Za-z0-9_]*|[0-9]+)\}").expect("a valid regex");
-            for found in placeholder.captures_iter(raw.message.as_str()) {
-                let key = &found[1];
-                let known = key == "line"
-                    || names.contains(&key)
-                    || key.parse::<usize>().is_ok_and(|n| n < groups);
-                if !known {
-                    let named = if names.is_empty() {
-                        "the regex has no named groups".to_string()
-                    } else {
-                        format!("its named groups are {}", names.join(", "))
-                    };
-                    return Err(Why(format!(
-                        "`message` uses {{{key}}}, but the regex has no group `{key}`: {named} ({{line}} is the whole line, {{0}}…{{{}}} the groups by number)",
-                        groups.saturating_sub(1)
-                    )));
-                }
-            }
-            Ok(LogEvent {
-                name: raw.name,
-                regex: raw.regex,
-                message: raw.message,
-            })
-        })
-    }
-}
-
-#[derive(Deserialize, Debug, Clone)]
-#[serde(deny_unknown_fields)]
-pub struct LogState {
-    pub enter: Pattern,
-    pub leave: Pattern,
-}
-
-/// `metrics`: a Prometheus / OpenMetrics scrape.
-#[derive(Deserialize, Debug, Clone)]
-#[serde(deny_unknown_fields)]
-pub struct MetricsProbe {
-    #[serde(deserialize_with = "values::http_url")]
-    pub url: Text,
-    #[serde(default, deserialize_with = "values::http_headers")]
-    pub headers: BTreeMap<String, Secret>,
-    #[serde(default)]
-    pub timeout: Option<Duration>,
-    #[serde(default = "yes")]
-    pub tls_verify: bool,
-    /// PEM file of extra CA certificates (an internal CA).
-    #[serde(default)]
-    pub ca_file: Option<PathBuf>,
-    /// More series the rules need than this fail the scrape instead of
-    /// being kept (default [`crate::probe::metrics::DEFAULT_MAX_SERIES`]).
-    #[serde(default)]
-    pub max_series: Option<std::num::NonZeroUsize>,
-    /// The selectors the task's rules read ([`Task::series_wanted`]), set
-    /// when jobs.yaml loads; `None` keeps every series.
-    #[serde(skip)]
-    pub wanted: Option<Vec<Selector>>,
-}
-
-/// `lag`: local height against a reference height.
-#[derive(Deserialize, Debug, Clone)]
-#[serde(deny_unknown_fields)]
-pub struct LagProbe {
-    pub local: HeightSource,
-    pub reference: HeightSource,
-    #[serde(default)]
-    pub timeout: Option<Duration>,
-}
-
-/// Where a height comes from: a JSON-RPC call or a GET, plus a pointer.
-#[derive(Deserialize, Debug, Clone)]
-#[serde(deny_unknown_fields)]
-pub struct HeightSource {
-    #[serde(default)]
-    pub jsonrpc: Option<JsonRpcEndpoint>,
-    #[serde(default, deserialize_with = "values::optional_http_url")]
-    pub url: Option<Text>,
-    pub extract: JsonPointer,
-    #[serde(default = "yes")]
-    pub tls_verify: bool,
-}
-
-#[derive(Deserialize, Debug, Clone)]
-#[serde(deny_unknown_fields)]
-pub struct JsonRpcEndpoint {
-    #[serde(deserialize_with = "values::http_url")]
-    pub url: Text,
-    pub method: Text,
-    #[serde(default)]
-    pub params: Option<serde_json::Value>,
-}
-
-/// `process`: is the target alive, and how big is it.
-#[derive(Deserialize, Debug, Clone)]
-#[serde(deny_unknown_fields)]
-pub struct ProcessProbe {
-    #[serde(default)]
-    pub pidfile: Option<PathBuf>,
-    #[serde(default)]
-    pub pattern: Option<Pattern>,
-    #[serde(default)]
-    pub systemd: Option<Text>,
-}
-
-/// `disk`: a mount's usage, or a folder's size.
-#[derive(Deserialize, Debug, Clone)]
-#[serde(deny_unknown_fields)]
-pub struct DiskProbe {
-    #[serde(default)]
-    pub path: Option<PathBuf>,
-    #[serde(default)]
-    pub dir: Option<PathBuf>,
-    #[serde(default)]
-    pub max_used: Option<Ratio>,
-    #[serde(default)]
-    pub min_free: Option<ByteSize>,
-    #[serde(default)]
-    pub max_size: Option<ByteSize>,
-}
-
-/// `self_check`: monitor watching itself — its database (SQLite's quick
-/// check), its outbox (backlog, dead letters), its schedule (overdue
-/// profiles) and the size of its log and state; optionally trimming its
-/// own `log_file`.
-#[derive(Deserialize, Debug, Clone, Default)]
-#[serde(deny_unknown_fields)]
-pub struct SelfCheckProbe {
-    /// Trim `log_file:` to its last this many lines (nothing when unset,
-    /// or when there is no log file yet).
-    #[serde(default)]
-    pub keep_log_lines: Option<u64>,
-    /// Filled in at load: what to look at.
-    #[serde(skip)]
-    pub watched: Watched,
-}
-
-/// What a `self_check` looks at, from the loaded jobs.yaml.
-#[derive(Debug, Clone, Default)]
-pub struct Watched {
-    pub database: PathBuf,
-    pub log_file: Option<PathBuf>,
-    /// Each enabled profile's name and schedule.
-    pub profiles: Vec<(String, CronSchedule)>,
-}
-
 // ---------------------------------------------------------------- actions
-
-/// An action task: something done on schedule rather than watched.
-#[derive(Deserialize, Debug, Clone)]
-#[serde(deny_unknown_fields)]
-pub struct Action {
-    #[serde(default)]
-    pub trim_log: Option<TrimLog>,
-    #[serde(default)]
-    pub command: Option<CommandProbe>,
-}
-
-#[derive(Deserialize, Debug, Clone)]
-#[serde(deny_unknown_fields)]
-pub struct TrimLog {
-    pub path: PathBuf,
-    pub keep_lines: u64,
-}
 
 // ---------------------------------------------------------------- rules
 
@@ -1483,7 +1135,7 @@ pub struct Remediate {
     #[serde(default)]
     pub restart: Option<Restart>,
     #[serde(default)]
-    pub command: Option<CommandProbe>,
+    pub command: Option<CommandConfig>,
     #[serde(default = "default_restart_cooldown")]
     pub cooldown: Duration,
     #[serde(default)]
@@ -1719,324 +1371,58 @@ pub struct RateLimit {
     pub per: Duration,
 }
 
-/// What a webhook POSTs.
-#[derive(Debug, Clone, PartialEq)]
-pub enum WebhookBody {
-    /// monitor's own JSON (id, kind, host, profile, task, …, text).
-    Json,
-    /// `{"text": …}`: Slack, Mattermost, Discord (`/slack`) incoming webhooks.
-    Slack,
-    /// A JSON document of the config's, its strings' `{field}` filled in.
-    Template(serde_json::Value),
-}
-
-/// A Feishu/Lark message style.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FeishuFormat {
-    Text,
-    Card,
-}
-
-/// Where a notifier delivers. Closed set, one per `type:`.
-#[derive(Debug, Clone)]
-pub enum NotifierKind {
-    Stdout,
-    Webhook {
-        url: Secret,
-        headers: BTreeMap<String, Secret>,
-        body: WebhookBody,
-    },
-    Telegram {
-        token: Secret,
-        chat_id: Text,
-        topic_id: Option<i64>,
-        api_url: Text,
-    },
-    Feishu {
-        url: Secret,
-        secret: Secret,
-        format: FeishuFormat,
-    },
-    Alertmanager {
-        urls: Vec<Text>,
-        /// Where `generatorURL` points, e.g. the API's `/v1/alerts`.
-        generator_url: Option<Text>,
-    },
-    Github {
-        repo: Text,
-        token: Secret,
-        labels: BTreeMap<Severity, Vec<String>>,
-        api_url: Text,
-        /// Comment on and close the issue when the alert resolves.
-        close_on_resolve: bool,
-    },
-}
-
-impl NotifierKind {
-    pub fn type_name(&self) -> &'static str {
-        match self {
-            NotifierKind::Stdout => "stdout",
-            NotifierKind::Webhook { .. } => "webhook",
-            NotifierKind::Telegram { .. } => "telegram",
-            NotifierKind::Feishu { .. } => "feishu",
-            NotifierKind::Alertmanager { .. } => "alertmanager",
-            NotifierKind::Github { .. } => "github",
-        }
-    }
-
-    /// The secrets this notifier holds (tokens, keyed URLs): redacted from
-    /// every error, log line and history row.
-    pub fn secrets(&self) -> Vec<&str> {
-        let mut secrets = match self {
-            NotifierKind::Stdout | NotifierKind::Alertmanager { .. } => Vec::new(),
-            NotifierKind::Webhook { url, headers, .. } => {
-                let mut all = vec![url.expose()];
-                all.extend(headers.values().map(Secret::expose));
-                all
-            }
-            NotifierKind::Telegram { token, .. } => vec![token.expose()],
-            NotifierKind::Feishu { url, secret, .. } => vec![url.expose(), secret.expose()],
-            NotifierKind::Github { token, .. } => vec![token.expose()],
-        };
-        secrets.retain(|s| s.len() >= 4);
-        secrets
-    }
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawNotifier {
-    #[serde(rename = "type")]
-    kind: String,
-    /// Everything by default, info events included.
-    #[serde(default = "everything")]
-    min_severity: Severity,
-    #[serde(default)]
+/// The keys every notifier takes beside `type:` and its own.
+#[derive(Default)]
+struct NotifierShared {
+    min_severity: Option<Severity>,
     digest: bool,
-    #[serde(default)]
     rate_limit: Option<RateLimit>,
-    #[serde(default)]
-    url: Option<Secret>,
-    #[serde(default)]
-    urls: Option<Vec<Text>>,
-    #[serde(default)]
-    headers: Option<BTreeMap<String, Secret>>,
-    #[serde(default)]
-    format: Option<Text>,
-    #[serde(default)]
-    template: Option<serde_json::Value>,
-    #[serde(default)]
-    token: Option<Secret>,
-    #[serde(default)]
-    chat_id: Option<Text>,
-    #[serde(default)]
-    topic_id: Option<Text>,
-    #[serde(default)]
-    api_url: Option<Text>,
-    #[serde(default)]
-    secret: Option<Secret>,
-    #[serde(default)]
-    repo: Option<Text>,
-    #[serde(default)]
-    labels: Option<BTreeMap<Severity, Vec<String>>>,
-    #[serde(default)]
-    close_on_resolve: Option<bool>,
-    #[serde(default)]
-    generator_url: Option<Text>,
+}
+
+impl tagged::Shared for NotifierShared {
+    const KEYS: &'static [&'static str] = &["min_severity", "digest", "rate_limit"];
+
+    fn read_key<'de, A: MapAccess<'de>>(
+        &mut self,
+        key: &str,
+        map: &mut A,
+    ) -> Result<bool, A::Error> {
+        match key {
+            "min_severity" => self.min_severity = Some(map.next_value()?),
+            "digest" => self.digest = map.next_value()?,
+            "rate_limit" => self.rate_limit = Some(map.next_value()?),
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
 }
 
 impl<'de> Deserialize<'de> for Notifier {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        within_mapping(d, |raw: RawNotifier| -> Result<Self, Why> {
-            let (min_severity, digest, rate_limit) = (raw.min_severity, raw.digest, raw.rate_limit);
-            if rate_limit.is_some_and(|r| r.messages == 0) {
-                return Err(de::Error::custom(
-                    "`rate_limit.messages` must be at least 1",
+        tagged::read(d, |shared: NotifierShared, kind: NotifierKind| {
+            if shared.rate_limit.is_some_and(|r| r.messages == 0) {
+                return Err("`rate_limit.messages` must be at least 1".to_string());
+            }
+            if shared.digest && !kind.config().takes_digest() {
+                return Err(format!(
+                    "`digest` bundles messages for people; a {} notifier takes each alert on its own",
+                    kind.type_name()
                 ));
             }
-            let kind = notifier_kind(raw).map_err(de::Error::custom)?;
-            if digest
-                && matches!(
-                    kind,
-                    NotifierKind::Alertmanager { .. } | NotifierKind::Github { .. }
-                )
-            {
-                return Err(de::Error::custom(
-                    "`digest` bundles messages for people; alertmanager and github notifiers take each alert on its own",
-                ));
-            }
-            if rate_limit.is_some() && matches!(kind, NotifierKind::Alertmanager { .. }) {
-                return Err(de::Error::custom(
-                    "`rate_limit` does not apply to an alertmanager notifier: each of its URLs gets every tick's alerts in one POST, and holding one back would let firing alerts expire; remove it (Alertmanager groups and throttles notifications itself)",
+            if shared.rate_limit.is_some() && !kind.config().takes_rate_limit() {
+                return Err(format!(
+                    "`rate_limit` does not apply to an {} notifier: each of its URLs gets every tick's alerts in one POST, and holding one back would let firing alerts expire; remove it (Alertmanager groups and throttles notifications itself)",
+                    kind.type_name()
                 ));
             }
             Ok(Notifier {
                 name: String::new(),
                 kind,
-                min_severity,
-                digest,
-                rate_limit,
+                // Everything by default, info events included.
+                min_severity: shared.min_severity.unwrap_or(Severity::Info),
+                digest: shared.digest,
+                rate_limit: shared.rate_limit,
             })
         })
     }
-}
-
-/// A value worth echoing in an error: a short word (a typo of a keyword),
-/// never something that could be a token from the environment.
-fn word(value: &str) -> String {
-    let plain = value.len() <= 16
-        && value
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c == '_' || c == '-');
-    if plain {
-        format!(" {value:?}")
-    } else {
-        String::new()
-    }
-}
-
-fn everything() -> Severity {
-    Severity::Info
-}
-
-fn notifier_kind(raw: RawNotifier) -> Result<NotifierKind, String> {
-    let type_name = raw.kind.clone();
-    let present: Vec<(&str, bool)> = vec![
-        ("url", raw.url.is_some()),
-        ("urls", raw.urls.is_some()),
-        ("headers", raw.headers.is_some()),
-        ("format", raw.format.is_some()),
-        ("template", raw.template.is_some()),
-        ("token", raw.token.is_some()),
-        ("chat_id", raw.chat_id.is_some()),
-        ("topic_id", raw.topic_id.is_some()),
-        ("api_url", raw.api_url.is_some()),
-        ("secret", raw.secret.is_some()),
-        ("repo", raw.repo.is_some()),
-        ("labels", raw.labels.is_some()),
-        ("close_on_resolve", raw.close_on_resolve.is_some()),
-        ("generator_url", raw.generator_url.is_some()),
-    ];
-    let allowed: &[&str] = match type_name.as_str() {
-        "stdout" => &[],
-        "webhook" => &["url", "headers", "format", "template"],
-        "telegram" => &["token", "chat_id", "topic_id", "api_url"],
-        "feishu" => &["url", "secret", "format"],
-        "alertmanager" => &["urls", "generator_url"],
-        "github" => &["repo", "token", "labels", "api_url", "close_on_resolve"],
-        other => {
-            return Err(format!(
-                "unknown notifier type{}: use stdout, webhook, telegram, feishu, alertmanager or github",
-                word(other)
-            ));
-        }
-    };
-    if let Some((key, _)) = present.iter().find(|(k, set)| *set && !allowed.contains(k)) {
-        return Err(format!(
-            "unknown key `{key}` for a notifier of type {type_name}: it takes {}",
-            if allowed.is_empty() {
-                "no settings".to_string()
-            } else {
-                allowed.join(", ")
-            }
-        ));
-    }
-    let need = |what: Option<Secret>, key: &str| {
-        what.filter(|s| !s.is_empty())
-            .ok_or_else(|| format!("a {type_name} notifier needs `{key}`"))
-    };
-    // URLs and headers that could never work are refused now, not at the
-    // first alert (when the message would wait in the outbox for ever).
-    let secret_urls = [("url", raw.url.as_ref().map(Secret::expose))];
-    for (key, url) in secret_urls {
-        if let Some(why) = url
-            .filter(|u| !u.is_empty())
-            .and_then(values::http_url_problem)
-        {
-            return Err(format!("`{key}`: {why} (the URL is a secret: not shown)"));
-        }
-    }
-    let plain_urls = raw
-        .api_url
-        .iter()
-        .map(|u| ("api_url", u))
-        .chain(raw.urls.iter().flatten().map(|u| ("urls", u)));
-    for (key, url) in plain_urls {
-        if let Some(why) = values::http_url_problem(url.as_str()) {
-            // May hold a user and password: never echoed.
-            return Err(format!(
-                "`{key}`: {why} (the URL is not shown: it may hold a password)"
-            ));
-        }
-    }
-    for (name, value) in raw.headers.iter().flatten() {
-        if let Some(why) = values::header_problem(name, value.expose()) {
-            return Err(format!("`headers`: {why}"));
-        }
-    }
-    let format = raw.format.as_ref().map(|f| f.0.as_str());
-    Ok(match type_name.as_str() {
-        "stdout" => NotifierKind::Stdout,
-        "webhook" => NotifierKind::Webhook {
-            url: need(raw.url, "url")?,
-            headers: raw.headers.unwrap_or_default(),
-            body: match (format, raw.template) {
-                (None | Some("json"), None) => WebhookBody::Json,
-                (Some("slack"), None) => WebhookBody::Slack,
-                (None, Some(template)) => WebhookBody::Template(template),
-                (Some(_), Some(_)) => return Err("give `format` or `template`, not both".into()),
-                (Some(other), None) => {
-                    return Err(format!(
-                        "webhook format{} is not json or slack (or give a `template`)",
-                        word(other)
-                    ));
-                }
-            },
-        },
-        "telegram" => NotifierKind::Telegram {
-            token: need(raw.token, "token")?,
-            chat_id: raw
-                .chat_id
-                .filter(|c| !c.0.is_empty())
-                .ok_or("a telegram notifier needs `chat_id`")?,
-            topic_id: match raw.topic_id {
-                Some(t) if !t.0.is_empty() => Some(t.0.parse().map_err(|_| {
-                    "topic_id is not a number (the thread id of the topic)".to_string()
-                })?),
-                _ => None,
-            },
-            api_url: raw
-                .api_url
-                .unwrap_or(Text("https://api.telegram.org".into())),
-        },
-        "feishu" => NotifierKind::Feishu {
-            url: need(raw.url, "url")?,
-            secret: raw.secret.unwrap_or_default(),
-            format: match format {
-                None | Some("text") => FeishuFormat::Text,
-                Some("card") => FeishuFormat::Card,
-                Some(other) => {
-                    return Err(format!("feishu format{} is not text or card", word(other)));
-                }
-            },
-        },
-        "alertmanager" => NotifierKind::Alertmanager {
-            urls: raw
-                .urls
-                .filter(|u| !u.is_empty())
-                .ok_or("an alertmanager notifier needs `urls`")?,
-            generator_url: raw.generator_url,
-        },
-        "github" => NotifierKind::Github {
-            repo: raw
-                .repo
-                .filter(|r| r.0.split('/').count() == 2)
-                .ok_or("a github notifier needs `repo: owner/name`")?,
-            token: need(raw.token, "token")?,
-            labels: raw.labels.unwrap_or_default(),
-            api_url: raw.api_url.unwrap_or(Text("https://api.github.com".into())),
-            close_on_resolve: raw.close_on_resolve.unwrap_or(false),
-        },
-        _ => unreachable!("type names were matched above"),
-    })
 }

@@ -5,6 +5,7 @@
 use super::selector::Selector;
 use serde::de::{self, Deserializer, Visitor};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::fmt;
 
 /// Expands `${VAR}` and `${VAR:-default}` with `lookup` (the environment,
@@ -155,6 +156,67 @@ pub(crate) fn secret_http_url<'de, D: Deserializer<'de>>(d: D) -> Result<Secret,
         Some(why) => Err(format!("{why} (the URL is a secret: not shown)")),
         None => Ok(Secret(url)),
     })
+}
+
+/// A value worth echoing in an error: a short word (a typo of a keyword),
+/// never something that could be a token from the environment.
+pub(crate) fn word(value: &str) -> String {
+    let plain = value.len() <= 16
+        && value
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c == '_' || c == '-');
+    if plain {
+        format!(" {value:?}")
+    } else {
+        String::new()
+    }
+}
+
+/// The secret under `key` of a `kind` notifier, required and non-empty,
+/// refused now when as a URL it could never work (the message would wait
+/// in the outbox for ever); the URL is never shown.
+pub(crate) fn required_secret_url(
+    secret: Option<Secret>,
+    kind: &str,
+    key: &str,
+) -> Result<Secret, String> {
+    let secret = required_secret(secret, kind, key)?;
+    if let Some(why) = http_url_problem(secret.expose()) {
+        return Err(format!("`{key}`: {why} (the URL is a secret: not shown)"));
+    }
+    Ok(secret)
+}
+
+/// The secret under `key` of a `kind` notifier, required and non-empty.
+pub(crate) fn required_secret(
+    secret: Option<Secret>,
+    kind: &str,
+    key: &str,
+) -> Result<Secret, String> {
+    secret
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| format!("a {kind} notifier needs `{key}`"))
+}
+
+/// A URL under `key` that is not a secret but may hold a user and
+/// password: refused when it could never work, never echoed.
+pub(crate) fn checked_url(url: &Text, key: &str) -> Result<(), String> {
+    match http_url_problem(url.as_str()) {
+        Some(why) => Err(format!(
+            "`{key}`: {why} (the URL is not shown: it may hold a password)"
+        )),
+        None => Ok(()),
+    }
+}
+
+/// Headers that could never be sent, refused at load.
+pub(crate) fn checked_headers(headers: &BTreeMap<String, Secret>) -> Result<(), String> {
+    for (name, value) in headers {
+        if let Some(why) = header_problem(name, value.expose()) {
+            return Err(format!("`headers`: {why}"));
+        }
+    }
+    Ok(())
 }
 
 /// Why a header cannot be sent: an invalid name, or a value with a line

@@ -34,14 +34,67 @@
 //!   so a hung one costs its own timeout once per tick.
 //! - A 400 means Alertmanager refused some alert for good: permanent.
 
-use super::{Context, Failure, Message, MessageKind, Payload};
+use super::kinds::{NotifierConfig, converted};
+use super::{Context, Failure, Message, MessageKind, Payload, Sent};
 use crate::clock::Timestamp;
-use crate::config::{Text, format_number};
+use crate::config::{Text, format_number, values};
 use crate::http_client::{ClientSettings, agent, body_excerpt, describe_error};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::time::Duration;
+
+/// `type: alertmanager`: every URL of a cluster gets every tick's alerts.
+#[derive(Debug, Clone)]
+pub struct AlertmanagerConfig {
+    pub urls: Vec<Text>,
+    /// Where `generatorURL` points, e.g. the API's `/v1/alerts`.
+    pub generator_url: Option<Text>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAlertmanager {
+    #[serde(default)]
+    urls: Vec<Text>,
+    #[serde(default)]
+    generator_url: Option<Text>,
+}
+
+impl TryFrom<RawAlertmanager> for AlertmanagerConfig {
+    type Error = String;
+    fn try_from(raw: RawAlertmanager) -> Result<Self, String> {
+        if raw.urls.is_empty() {
+            return Err("an alertmanager notifier needs `urls`".into());
+        }
+        for url in &raw.urls {
+            values::checked_url(url, "urls")?;
+        }
+        Ok(AlertmanagerConfig {
+            urls: raw.urls,
+            generator_url: raw.generator_url,
+        })
+    }
+}
+
+impl NotifierConfig for AlertmanagerConfig {
+    fn read<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        converted::<D, RawAlertmanager, Self>(d)
+    }
+
+    fn send(&self, payload: &Payload, context: &Context) -> Result<Sent, Failure> {
+        let generator_url = self.generator_url.as_ref().map(Text::as_str);
+        send(&self.urls, generator_url, payload, context).map(|()| Sent::Done)
+    }
+
+    fn takes_digest(&self) -> bool {
+        false
+    }
+
+    fn takes_rate_limit(&self) -> bool {
+        false
+    }
+}
 
 /// Alertmanager's v2 alerts endpoint, under a configured base URL.
 const ALERTS_PATH: &str = "/api/v2/alerts";

@@ -4,14 +4,75 @@
 //! try and when to give up. The webhook URL is the bot's credential, so
 //! neither it, its key nor the secret ever appears in an error.
 
-use super::{Context, Failure, Message, MessageKind, Payload, escape_html as escape, redact};
+use super::kinds::{NotifierConfig, converted};
+use super::{Context, Failure, Message, MessageKind, Payload, Sent, escape_html as escape, redact};
 use crate::clock::Timestamp;
-use crate::config::{FeishuFormat, Secret, Severity, format_number};
+use crate::config::{Secret, Severity, Text, format_number, values};
 use crate::http_client::{ClientSettings, agent, body_excerpt, describe_error};
 use base64::Engine;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use std::io::Read;
+
+/// `type: feishu`: a Feishu/Lark custom bot, signed when it has a secret.
+#[derive(Debug, Clone)]
+pub struct FeishuConfig {
+    pub url: Secret,
+    pub secret: Secret,
+    pub format: FeishuFormat,
+}
+
+/// A Feishu/Lark message style.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FeishuFormat {
+    Text,
+    Card,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFeishu {
+    #[serde(default)]
+    url: Option<Secret>,
+    #[serde(default)]
+    secret: Secret,
+    #[serde(default)]
+    format: Option<Text>,
+}
+
+impl TryFrom<RawFeishu> for FeishuConfig {
+    type Error = String;
+    fn try_from(raw: RawFeishu) -> Result<Self, String> {
+        Ok(FeishuConfig {
+            url: values::required_secret_url(raw.url, "feishu", "url")?,
+            secret: raw.secret,
+            format: match raw.format.as_ref().map(Text::as_str) {
+                None | Some("text") => FeishuFormat::Text,
+                Some("card") => FeishuFormat::Card,
+                Some(other) => {
+                    return Err(format!(
+                        "feishu format{} is not text or card",
+                        values::word(other)
+                    ));
+                }
+            },
+        })
+    }
+}
+
+impl NotifierConfig for FeishuConfig {
+    fn read<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        converted::<D, RawFeishu, Self>(d)
+    }
+
+    fn send(&self, payload: &Payload, context: &Context) -> Result<Sent, Failure> {
+        send(&self.url, &self.secret, self.format, payload, context).map(|()| Sent::Done)
+    }
+
+    fn secrets(&self) -> Vec<&str> {
+        vec![self.url.expose(), self.secret.expose()]
+    }
+}
 
 /// Feishu refuses request bodies over 20 KB; texts are cut well below.
 const MAX_TEXT_BYTES: usize = 16 * 1024;

@@ -30,14 +30,85 @@
 //!   the quota refills, the operator fixes the token, the message waits. A
 //!   missing repository (404) and a rejected request (422) are permanent.
 
-use super::{Context, Failure, Message, MessageKind, Payload};
+use super::kinds::{NotifierConfig, converted};
+use super::{Context, Failure, Message, MessageKind, Payload, Sent};
 use crate::clock::{Timestamp, human_duration};
-use crate::config::{Secret, Severity, format_number};
+use crate::config::{Secret, Severity, Text, format_number, values};
 use crate::http_client::{ClientSettings, agent, describe_error};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use std::collections::BTreeMap;
 use std::time::Duration;
+
+/// `type: github`: an issue per alert, commented on while it lasts.
+#[derive(Debug, Clone)]
+pub struct GithubConfig {
+    pub repo: Text,
+    pub token: Secret,
+    pub labels: BTreeMap<Severity, Vec<String>>,
+    pub api_url: Text,
+    /// Comment on and close the issue when the alert resolves.
+    pub close_on_resolve: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawGithub {
+    #[serde(default)]
+    repo: Option<Text>,
+    #[serde(default)]
+    token: Option<Secret>,
+    #[serde(default)]
+    labels: BTreeMap<Severity, Vec<String>>,
+    #[serde(default)]
+    api_url: Option<Text>,
+    #[serde(default)]
+    close_on_resolve: bool,
+}
+
+impl TryFrom<RawGithub> for GithubConfig {
+    type Error = String;
+    fn try_from(raw: RawGithub) -> Result<Self, String> {
+        if let Some(url) = &raw.api_url {
+            values::checked_url(url, "api_url")?;
+        }
+        Ok(GithubConfig {
+            repo: raw
+                .repo
+                .filter(|r| r.0.split('/').count() == 2)
+                .ok_or("a github notifier needs `repo: owner/name`")?,
+            token: values::required_secret(raw.token, "github", "token")?,
+            labels: raw.labels,
+            api_url: raw.api_url.unwrap_or(Text("https://api.github.com".into())),
+            close_on_resolve: raw.close_on_resolve,
+        })
+    }
+}
+
+impl NotifierConfig for GithubConfig {
+    fn read<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        converted::<D, RawGithub, Self>(d)
+    }
+
+    fn send(&self, payload: &Payload, context: &Context) -> Result<Sent, Failure> {
+        let target = Target {
+            repo: self.repo.as_str(),
+            token: &self.token,
+            labels: &self.labels,
+            api_url: self.api_url.as_str(),
+            close_on_resolve: self.close_on_resolve,
+        };
+        send(&target, payload, context).map(|()| Sent::Done)
+    }
+
+    fn secrets(&self) -> Vec<&str> {
+        vec![self.token.expose()]
+    }
+
+    fn takes_digest(&self) -> bool {
+        false
+    }
+}
 
 /// Where issues go.
 pub struct Target<'a> {

@@ -7,7 +7,9 @@ pub mod alertmanager;
 pub mod feishu;
 pub mod github;
 pub mod heartbeat;
+pub mod kinds;
 pub mod outbox;
+pub mod stdout;
 pub mod telegram;
 pub mod webhook;
 
@@ -359,7 +361,7 @@ pub fn envelopes(
                 continue;
             };
             match notifier.kind {
-                NotifierKind::Alertmanager { .. } => {}
+                NotifierKind::Alertmanager(_) => {}
                 _ if notifier.digest => digests.entry(name).or_default().push(out.message.clone()),
                 _ => envelopes.push(Envelope {
                     notifier: name.clone(),
@@ -379,19 +381,15 @@ pub fn envelopes(
             payload,
         });
     }
-    for notifier in config
-        .notifiers
-        .iter()
-        .filter(|n| matches!(n.kind, NotifierKind::Alertmanager { .. }))
-    {
-        let NotifierKind::Alertmanager { urls, .. } = &notifier.kind else {
+    for notifier in config.notifiers.iter() {
+        let NotifierKind::Alertmanager(am) = &notifier.kind else {
             continue;
         };
         if let Some((batch, valid_until)) =
             alertmanager_batch(config, profile, notifier, outgoing, alerts, now)
         {
             // One queue per URL: a URL that is down holds back only itself.
-            envelopes.extend(urls.iter().map(|url| Envelope {
+            envelopes.extend(am.urls.iter().map(|url| Envelope {
                 notifier: notifier.name.clone(),
                 payload: Payload::Alerts {
                     alerts: batch.clone(),
@@ -579,61 +577,12 @@ pub struct Context<'a> {
 /// Delivers `payload` through `notifier`, or says why it could not. No
 /// secret of the notifier survives in the error.
 pub fn deliver(notifier: &Notifier, payload: &Payload, context: &Context) -> Result<Sent, Failure> {
-    let result = match &notifier.kind {
-        NotifierKind::Stdout => return Ok(Sent::Console(payload.text())),
-        NotifierKind::Webhook { url, headers, body } => {
-            webhook::send(url, headers, body, payload, context)
-        }
-        NotifierKind::Telegram {
-            token,
-            chat_id,
-            topic_id,
-            api_url,
-        } => {
-            let target = telegram::Target {
-                token,
-                chat_id: chat_id.as_str(),
-                topic_id: *topic_id,
-                api_url: api_url.as_str(),
-            };
-            telegram::send(&target, payload, context)
-        }
-        NotifierKind::Feishu {
-            url,
-            secret,
-            format,
-        } => feishu::send(url, secret, *format, payload, context),
-        NotifierKind::Alertmanager {
-            urls,
-            generator_url,
-        } => alertmanager::send(
-            urls,
-            generator_url.as_ref().map(|u| u.as_str()),
-            payload,
-            context,
-        ),
-        NotifierKind::Github {
-            repo,
-            token,
-            labels,
-            api_url,
-            close_on_resolve,
-        } => {
-            let target = github::Target {
-                repo: repo.as_str(),
-                token,
-                labels,
-                api_url: api_url.as_str(),
-                close_on_resolve: *close_on_resolve,
-            };
-            github::send(&target, payload, context)
-        }
-    };
+    let result = notifier.kind.config().send(payload, context);
     let mut secrets = notifier.kind.secrets();
     if let Some(token) = context.telegram_test.and_then(|t| t.token.as_ref()) {
         secrets.push(token.expose());
     }
-    result.map(|()| Sent::Done).map_err(|mut failure| {
+    result.map_err(|mut failure| {
         failure.error = redact(&failure.error, &secrets);
         failure
     })

@@ -285,13 +285,11 @@ fn deliver_queues(
     for ((name, to), rows) in by_url {
         let notifier = config.notifier(&name);
         let found = notifier.and_then(|n| match &n.kind {
-            NotifierKind::Alertmanager {
-                urls,
-                generator_url,
-            } => urls
+            NotifierKind::Alertmanager(am) => am
+                .urls
                 .iter()
                 .find(|url| notify::alertmanager::target(url) == to)
-                .map(|url| (n, url, generator_url.as_ref().map(|u| u.as_str()))),
+                .map(|url| (n, url, am.generator_url.as_ref().map(|u| u.as_str()))),
             _ => None,
         });
         let Some((notifier, url, generator_url)) = found else {

@@ -4,12 +4,81 @@
 //! decides when to try and when to give up. The bot token is in the request
 //! path, so neither it nor the URL ever appears in an error.
 
-use super::{Context, Failure, Payload, TelegramTestRoute, escape_html as escape, redact};
-use crate::config::Secret;
+use super::kinds::{NotifierConfig, converted};
+use super::{Context, Failure, Payload, Sent, TelegramTestRoute, escape_html as escape, redact};
+use crate::config::{Secret, Text, values};
 use crate::http_client::{ClientSettings, agent, body_excerpt, describe_error};
 use serde::Deserialize;
+use serde::de::Deserializer;
 use std::io::Read;
 use std::time::Duration;
+
+/// `type: telegram`: a bot's message to a chat (or a topic of it).
+#[derive(Debug, Clone)]
+pub struct TelegramConfig {
+    pub token: Secret,
+    pub chat_id: Text,
+    pub topic_id: Option<i64>,
+    pub api_url: Text,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTelegram {
+    #[serde(default)]
+    token: Option<Secret>,
+    #[serde(default)]
+    chat_id: Option<Text>,
+    #[serde(default)]
+    topic_id: Option<Text>,
+    #[serde(default)]
+    api_url: Option<Text>,
+}
+
+impl TryFrom<RawTelegram> for TelegramConfig {
+    type Error = String;
+    fn try_from(raw: RawTelegram) -> Result<Self, String> {
+        if let Some(url) = &raw.api_url {
+            values::checked_url(url, "api_url")?;
+        }
+        Ok(TelegramConfig {
+            token: values::required_secret(raw.token, "telegram", "token")?,
+            chat_id: raw
+                .chat_id
+                .filter(|c| !c.0.is_empty())
+                .ok_or("a telegram notifier needs `chat_id`")?,
+            topic_id: match raw.topic_id {
+                Some(t) if !t.0.is_empty() => Some(t.0.parse().map_err(|_| {
+                    "topic_id is not a number (the thread id of the topic)".to_string()
+                })?),
+                _ => None,
+            },
+            api_url: raw
+                .api_url
+                .unwrap_or(Text("https://api.telegram.org".into())),
+        })
+    }
+}
+
+impl NotifierConfig for TelegramConfig {
+    fn read<'de, D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        converted::<D, RawTelegram, Self>(d)
+    }
+
+    fn send(&self, payload: &Payload, context: &Context) -> Result<Sent, Failure> {
+        let target = Target {
+            token: &self.token,
+            chat_id: self.chat_id.as_str(),
+            topic_id: self.topic_id,
+            api_url: self.api_url.as_str(),
+        };
+        send(&target, payload, context).map(|()| Sent::Done)
+    }
+
+    fn secrets(&self) -> Vec<&str> {
+        vec![self.token.expose()]
+    }
+}
 
 /// Where a telegram message goes.
 pub struct Target<'a> {

@@ -1,10 +1,86 @@
 //! The generic `webhook` notifier: a POST per payload — monitor's JSON,
 //! Slack-compatible `{"text": …}`, or a JSON template of the config's.
 
-use super::{Context, Failure, Payload};
-use crate::config::{Secret, WebhookBody};
+use super::kinds::{NotifierConfig, converted};
+use super::{Context, Failure, Payload, Sent};
+use crate::config::{Secret, Text, values};
 use crate::http_client::{ClientSettings, agent, describe_error};
+use serde::Deserialize;
+use serde::de::Deserializer;
 use std::collections::BTreeMap;
+
+/// `type: webhook`: a POST of JSON to a URL.
+#[derive(Debug, Clone)]
+pub struct WebhookConfig {
+    pub url: Secret,
+    pub headers: BTreeMap<String, Secret>,
+    pub body: WebhookBody,
+}
+
+/// What a webhook POSTs.
+#[derive(Debug, Clone, PartialEq)]
+pub enum WebhookBody {
+    /// monitor's own JSON (id, kind, host, profile, task, …, text).
+    Json,
+    /// `{"text": …}`: Slack, Mattermost, Discord (`/slack`) incoming webhooks.
+    Slack,
+    /// A JSON document of the config's, its strings' `{field}` filled in.
+    Template(serde_json::Value),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawWebhook {
+    #[serde(default)]
+    url: Option<Secret>,
+    #[serde(default)]
+    headers: BTreeMap<String, Secret>,
+    #[serde(default)]
+    format: Option<Text>,
+    #[serde(default)]
+    template: Option<serde_json::Value>,
+}
+
+impl TryFrom<RawWebhook> for WebhookConfig {
+    type Error = String;
+    fn try_from(raw: RawWebhook) -> Result<Self, String> {
+        let url = values::required_secret_url(raw.url, "webhook", "url")?;
+        values::checked_headers(&raw.headers)?;
+        let body = match (raw.format.as_ref().map(Text::as_str), raw.template) {
+            (None | Some("json"), None) => WebhookBody::Json,
+            (Some("slack"), None) => WebhookBody::Slack,
+            (None, Some(template)) => WebhookBody::Template(template),
+            (Some(_), Some(_)) => return Err("give `format` or `template`, not both".into()),
+            (Some(other), None) => {
+                return Err(format!(
+                    "webhook format{} is not json or slack (or give a `template`)",
+                    values::word(other)
+                ));
+            }
+        };
+        Ok(WebhookConfig {
+            url,
+            headers: raw.headers,
+            body,
+        })
+    }
+}
+
+impl NotifierConfig for WebhookConfig {
+    fn read<'de, D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        converted::<D, RawWebhook, Self>(d)
+    }
+
+    fn send(&self, payload: &Payload, context: &Context) -> Result<Sent, Failure> {
+        send(&self.url, &self.headers, &self.body, payload, context).map(|()| Sent::Done)
+    }
+
+    fn secrets(&self) -> Vec<&str> {
+        let mut all = vec![self.url.expose()];
+        all.extend(self.headers.values().map(Secret::expose));
+        all
+    }
+}
 
 /// POSTs the payload. Any 2xx is delivered.
 pub fn send(

@@ -1,9 +1,60 @@
 //! The `command` probe: runs a program under the Nagios plugin convention,
 //! so every existing Nagios/Icinga plugin is a check.
 
+use super::kinds::ProbeConfig;
 use super::{Check, CheckStatus, Context, Observation, process_group};
-use crate::config::{CommandLine, CommandProbe};
+use crate::config::{CommandLine, Duration, Text, Why, within_mapping};
+use serde::Deserialize;
+use serde::de::{self, Deserializer};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::process::Command;
+
+/// `command`: a Nagios-style check program.
+#[derive(Debug, Clone)]
+pub struct CommandConfig {
+    pub command: CommandLine,
+    pub cwd: Option<PathBuf>,
+    pub env: BTreeMap<String, Text>,
+    pub timeout: Option<Duration>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCommandConfig {
+    argv: CommandLine,
+    #[serde(default)]
+    shell: bool,
+    #[serde(default)]
+    cwd: Option<PathBuf>,
+    #[serde(default)]
+    env: BTreeMap<String, Text>,
+    #[serde(default)]
+    timeout: Option<Duration>,
+}
+
+impl<'de> Deserialize<'de> for CommandConfig {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        within_mapping(d, |raw: RawCommandConfig| -> Result<Self, Why> {
+            let command = match (raw.argv, raw.shell) {
+                (CommandLine::Shell(line), true) => CommandLine::Shell(line),
+                (CommandLine::Argv(argv), false) => CommandLine::Argv(argv),
+                (CommandLine::Argv(argv), true) => CommandLine::Shell(argv.join(" ")),
+                (CommandLine::Shell(line), false) => {
+                    return Err(de::Error::custom(format!(
+                        "`argv` is the string {line:?}: give a list ([\"/usr/lib/nagios/plugins/check_disk\", \"-w\", \"20%\"]), or add `shell: true` to run it with sh -c"
+                    )));
+                }
+            };
+            Ok(CommandConfig {
+                command,
+                cwd: raw.cwd,
+                env: raw.env,
+                timeout: raw.timeout,
+            })
+        })
+    }
+}
 
 /// Output kept from a check (the rest is read and dropped).
 const OUTPUT_CAP: usize = 64 * 1024;
@@ -24,8 +75,18 @@ pub fn build(line: &CommandLine) -> Command {
     }
 }
 
+impl ProbeConfig for CommandConfig {
+    fn observe(&self, context: &Context, out: &mut Observation) {
+        observe(self, context, out);
+    }
+
+    fn relative_paths(&mut self) -> Vec<&mut PathBuf> {
+        self.cwd.iter_mut().collect()
+    }
+}
+
 /// Runs the check and records `status` (0–3) and each perfdata label.
-pub fn observe(probe: &CommandProbe, context: &Context, out: &mut Observation) {
+pub fn observe(probe: &CommandConfig, context: &Context, out: &mut Observation) {
     let timeout = context.budget(probe.timeout.map(|t| t.std()));
     let mut command = build(&probe.command);
     if let Some(cwd) = &probe.cwd {

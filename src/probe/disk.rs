@@ -1,14 +1,56 @@
 //! The `disk` probe: a mount's usage (statvfs) and a folder's size (a walk
 //! bounded by the task's time budget). Reads only; cleans nothing up.
 
+use super::kinds::ProbeConfig;
 use super::{Check, CheckStatus, Context, Observation};
-use crate::config::{ByteSize, DiskProbe, Ratio};
+use crate::config::{ByteSize, Ratio};
+use serde::Deserialize;
 use std::path::Path;
+use std::path::PathBuf;
 use std::time::Instant;
+
+/// `disk`: a mount's usage, or a folder's size.
+#[derive(Deserialize, Debug, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct DiskConfig {
+    #[serde(default)]
+    pub path: Option<PathBuf>,
+    #[serde(default)]
+    pub dir: Option<PathBuf>,
+    #[serde(default)]
+    pub max_used: Option<Ratio>,
+    #[serde(default)]
+    pub min_free: Option<ByteSize>,
+    #[serde(default)]
+    pub max_size: Option<ByteSize>,
+}
+
+impl ProbeConfig for DiskConfig {
+    fn observe(&self, context: &Context, out: &mut Observation) {
+        observe(self, context, out);
+    }
+
+    fn check(&self) -> Result<(), String> {
+        if self.path.is_none() && self.dir.is_none() {
+            return Err("a `disk` probe needs `path` (a mount) or `dir` (a folder to size)".into());
+        }
+        if self.path.is_none() && (self.max_used.is_some() || self.min_free.is_some()) {
+            return Err("`max_used` and `min_free` limit the mount at `path`: add `path`".into());
+        }
+        if self.dir.is_none() && self.max_size.is_some() {
+            return Err("`max_size` limits the folder at `dir`: add `dir`".into());
+        }
+        Ok(())
+    }
+
+    fn relative_paths(&mut self) -> Vec<&mut PathBuf> {
+        self.path.iter_mut().chain(self.dir.iter_mut()).collect()
+    }
+}
 
 /// Checks `path` (usage of its mount) and `dir` (size of the tree) against
 /// `max_used`, `min_free` and `max_size`.
-pub fn observe(probe: &DiskProbe, context: &Context, out: &mut Observation) {
+pub fn observe(probe: &DiskConfig, context: &Context, out: &mut Observation) {
     if probe.path.is_none() && probe.dir.is_none() {
         return failed(
             out,
@@ -295,7 +337,7 @@ mod tests {
     use crate::probe::{Mode, TaskState};
     use std::time::Duration;
 
-    fn run(probe: &DiskProbe, timeout: Duration) -> Observation {
+    fn run(probe: &DiskConfig, timeout: Duration) -> Observation {
         let state = TaskState::new();
         let context = Context {
             now: Timestamp(0),
@@ -309,8 +351,8 @@ mod tests {
         out
     }
 
-    fn probe() -> DiskProbe {
-        DiskProbe {
+    fn probe() -> DiskConfig {
+        DiskConfig {
             path: None,
             dir: None,
             max_used: None,

@@ -1,16 +1,81 @@
 //! The `http` probe: one request (plain, or a JSON-RPC call), judged by its
 //! status, its body and the numbers extracted from it.
 
+use super::kinds::ProbeConfig;
 use super::{Check, CheckStatus, Context, Observation};
-use crate::config::{HttpProbe, JsonPointer, Secret};
+use crate::config::{
+    self, ByteSize, JsonPointer, Ordered, Pattern, Secret, StatusRanges, Text, values, yes,
+};
 use crate::http_client::{ClientSettings, agent, body_excerpt, describe_error};
+use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::io::Read;
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
+
+/// `http`: one request, judged by status, body and extracted values.
+#[derive(Deserialize, Debug, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct HttpConfig {
+    #[serde(deserialize_with = "values::http_url")]
+    pub url: Text,
+    #[serde(default)]
+    pub method: Option<Text>,
+    #[serde(default, deserialize_with = "values::http_headers")]
+    pub headers: BTreeMap<String, Secret>,
+    #[serde(default)]
+    pub body: Option<Text>,
+    #[serde(default)]
+    pub jsonrpc: Option<JsonRpc>,
+    #[serde(default)]
+    pub timeout: Option<config::Duration>,
+    #[serde(default = "yes")]
+    pub tls_verify: bool,
+    /// PEM file of extra CA certificates (an internal CA).
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    #[serde(default)]
+    pub expect_status: StatusRanges,
+    #[serde(default)]
+    pub body_regex: Option<Pattern>,
+    #[serde(default)]
+    pub extract: Ordered<JsonPointer>,
+    #[serde(default = "default_max_body")]
+    pub max_body: ByteSize,
+}
+
+fn default_max_body() -> ByteSize {
+    ByteSize(1024 * 1024)
+}
+
+impl HttpConfig {
+    pub fn extracts(&self) -> &[(String, JsonPointer)] {
+        &self.extract.0
+    }
+}
+
+/// A JSON-RPC 2.0 call sent as the request body.
+#[derive(Deserialize, Debug, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct JsonRpc {
+    pub method: Text,
+    #[serde(default)]
+    pub params: Option<serde_json::Value>,
+}
+
+impl ProbeConfig for HttpConfig {
+    fn observe(&self, context: &Context, out: &mut Observation) {
+        observe(self, context, out);
+    }
+
+    fn relative_paths(&mut self) -> Vec<&mut PathBuf> {
+        self.ca_file.iter_mut().collect()
+    }
+}
 
 /// Performs the request and records `up`, `status`, `latency_ms` and each
 /// extracted value.
-pub fn observe(probe: &HttpProbe, context: &Context, out: &mut Observation) {
+pub fn observe(probe: &HttpConfig, context: &Context, out: &mut Observation) {
     let probe_timeout = probe.timeout.map(|t| t.std());
     let limits = Limits {
         budget: context.budget(probe_timeout),
@@ -43,7 +108,7 @@ struct Limits {
     configured: Duration,
 }
 
-fn request(probe: &HttpProbe, limits: &Limits) -> Result<Response, String> {
+fn request(probe: &HttpConfig, limits: &Limits) -> Result<Response, String> {
     // The latency is the service's: measured from when our turn to
     // connect to its host came.
     let (_slot, timeout) = super::host_limit::within(probe.url.as_str(), limits.budget)?;
@@ -117,7 +182,7 @@ fn has_header(headers: &BTreeMap<String, Secret>, name: &str) -> bool {
     headers.keys().any(|k| k.eq_ignore_ascii_case(name))
 }
 
-fn judge(probe: &HttpProbe, response: &Response, out: &mut Observation) -> Check {
+fn judge(probe: &HttpConfig, response: &Response, out: &mut Observation) -> Check {
     out.signals.set_probe("http", "up", 1.0);
     out.signals
         .set_probe("http", "status", f64::from(response.status));

@@ -4,11 +4,46 @@
 //! tick, and reports figures; it decides no alert.
 
 use super::http::extract;
+use super::kinds::ProbeConfig;
 use super::{Check, CheckStatus, Context, Mode, Observation, TaskState};
 use crate::clock::{Timestamp, human_duration};
-use crate::config::{HeightSource, LagProbe, format_number};
+use crate::config::{self, JsonPointer, Text, format_number, values, yes};
 use crate::http_client::{ClientSettings, agent, describe_error};
+use serde::Deserialize;
 use std::time::Duration;
+
+/// `lag`: local height against a reference height.
+#[derive(Deserialize, Debug, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct LagConfig {
+    pub local: HeightSource,
+    pub reference: HeightSource,
+    #[serde(default)]
+    pub timeout: Option<config::Duration>,
+}
+
+/// Where a height comes from: a JSON-RPC call or a GET, plus a pointer.
+#[derive(Deserialize, Debug, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct HeightSource {
+    #[serde(default)]
+    pub jsonrpc: Option<JsonRpcEndpoint>,
+    #[serde(default, deserialize_with = "values::optional_http_url")]
+    pub url: Option<Text>,
+    pub extract: JsonPointer,
+    #[serde(default = "yes")]
+    pub tls_verify: bool,
+}
+
+#[derive(Deserialize, Debug, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct JsonRpcEndpoint {
+    #[serde(deserialize_with = "values::http_url")]
+    pub url: Text,
+    pub method: Text,
+    #[serde(default)]
+    pub params: Option<serde_json::Value>,
+}
 
 const PROBE: &str = "lag";
 /// The local height last read, for `progress` next tick.
@@ -25,11 +60,27 @@ const MOVED_KEY: &str = "lag.moved_at";
 /// A height answer is small; a larger body is not one.
 const MAX_BODY: u64 = 1 << 20;
 
+impl ProbeConfig for LagConfig {
+    fn observe(&self, context: &Context, out: &mut Observation) {
+        observe(self, context, out);
+    }
+
+    fn check(&self) -> Result<(), String> {
+        if [&self.local, &self.reference]
+            .iter()
+            .any(|s| s.jsonrpc.is_some() == s.url.is_some())
+        {
+            return Err("each `lag` source takes either `jsonrpc: {url, method}` or `url`".into());
+        }
+        Ok(())
+    }
+}
+
 /// Reads both heights (concurrently, within the task's budget) and reports
 /// `local`, `reference`, `lag`, and against last tick's reading `progress`,
 /// `rate` and `eta_s`. A failed read reports no figure and leaves the
 /// remembered reading alone, so the next progress spans the gap.
-pub fn observe(probe: &LagProbe, context: &Context, out: &mut Observation) {
+pub fn observe(probe: &LagConfig, context: &Context, out: &mut Observation) {
     let probe_timeout = probe.timeout.map(|t| t.std());
     let limits = Limits {
         budget: context.budget(probe_timeout),
@@ -105,7 +156,7 @@ struct Limits {
 
 /// Names the side(s) that failed and why, and the height the other gave.
 fn failure(
-    probe: &LagProbe,
+    probe: &LagConfig,
     local: &Result<f64, String>,
     reference: &Result<f64, String>,
 ) -> String {
@@ -756,7 +807,7 @@ mod tests {
 
     #[test]
     fn a_failure_names_the_side_and_the_height_the_other_gave() {
-        let probe: LagProbe = serde_yaml::from_str(
+        let probe: LagConfig = serde_yaml::from_str(
             "local: { jsonrpc: { url: 'http://127.0.0.1:9944', method: chain_getHeader }, extract: /result/number }\nreference: { url: 'http://127.0.0.1:1/height', extract: /height }\n",
         )
         .unwrap();

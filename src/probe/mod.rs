@@ -6,6 +6,7 @@ pub mod command;
 pub mod disk;
 pub mod host_limit;
 pub mod http;
+pub mod kinds;
 pub mod lag;
 pub mod log;
 pub mod metrics;
@@ -15,7 +16,7 @@ pub mod process_group;
 pub mod self_check;
 
 use crate::clock::Timestamp;
-use crate::config::{Probe, Selector, Severity, Task};
+use crate::config::{Selector, Severity, Task};
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::hash::{Hash, Hasher};
@@ -385,16 +386,7 @@ pub fn observe(task: &Task, context: &Context) -> Observation {
     let started = Instant::now();
     let mut observation = Observation::default();
     for probe in &task.probes {
-        match probe {
-            Probe::Http(http) => http::observe(http, context, &mut observation),
-            Probe::Command(command) => command::observe(command, context, &mut observation),
-            Probe::Log(log) => log::observe(log, context, &mut observation),
-            Probe::Process(process) => process::observe(process, context, &mut observation),
-            Probe::Disk(disk) => disk::observe(disk, context, &mut observation),
-            Probe::Metrics(metrics) => metrics::observe(metrics, context, &mut observation),
-            Probe::Lag(lag) => lag::observe(lag, context, &mut observation),
-            Probe::SelfCheck(check) => self_check::observe(check, context, &mut observation),
-        }
+        probe.observe(context, &mut observation);
     }
     if let Some(action) = &task.action {
         crate::action::run(action, context, &mut observation);

@@ -3,13 +3,28 @@
 //! `remediate`'s job).
 
 use super::disk::human_bytes;
+use super::kinds::ProbeConfig;
 use super::{Check, CheckStatus, Context, Mode, Observation, process_group};
-use crate::config::ProcessProbe;
+use crate::config::{Pattern, Text};
 use crate::processes::{self, ProcessInfo};
 use regex::Regex;
+use serde::Deserialize;
 use std::path::Path;
+use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
+
+/// `process`: is the target alive, and how big is it.
+#[derive(Deserialize, Debug, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct ProcessConfig {
+    #[serde(default)]
+    pub pidfile: Option<PathBuf>,
+    #[serde(default)]
+    pub pattern: Option<Pattern>,
+    #[serde(default)]
+    pub systemd: Option<Text>,
+}
 
 /// State key: the identity (`pid:start_ticks`) seen at the last tick.
 const IDENTITY_KEY: &str = "process.identity";
@@ -24,7 +39,7 @@ enum Target<'a> {
 }
 
 impl<'a> Target<'a> {
-    fn from_probe(probe: &'a ProcessProbe) -> Result<Target<'a>, String> {
+    fn from_probe(probe: &'a ProcessConfig) -> Result<Target<'a>, String> {
         let mut targets = Vec::new();
         if let Some(path) = &probe.pidfile {
             targets.push(Target::Pidfile(path));
@@ -55,9 +70,33 @@ enum Found {
     Down(String),
 }
 
+impl ProbeConfig for ProcessConfig {
+    fn observe(&self, context: &Context, out: &mut Observation) {
+        observe(self, context, out);
+    }
+
+    fn check(&self) -> Result<(), String> {
+        let given = [
+            self.pidfile.is_some(),
+            self.pattern.is_some(),
+            self.systemd.is_some(),
+        ];
+        if given.iter().filter(|x| **x).count() != 1 {
+            return Err(
+                "a `process` probe takes exactly one of `pidfile`, `pattern`, `systemd`".into(),
+            );
+        }
+        Ok(())
+    }
+
+    fn relative_paths(&mut self) -> Vec<&mut PathBuf> {
+        self.pidfile.iter_mut().collect()
+    }
+}
+
 /// Finds the target and records `up`, `pid`, `uptime_s`, `rss_bytes`,
 /// `rss_growth_bytes`, `open_fds`, `fds_ratio`, `restarted`, `processes`.
-pub fn observe(probe: &ProcessProbe, context: &Context, out: &mut Observation) {
+pub fn observe(probe: &ProcessConfig, context: &Context, out: &mut Observation) {
     let found = Target::from_probe(probe).and_then(|target| find(&target, context));
     match found {
         Err(summary) => out.checks.push(Check {
@@ -262,8 +301,8 @@ mod tests {
         Context::for_test(state, mode)
     }
 
-    fn probe_for(pattern: &str) -> ProcessProbe {
-        ProcessProbe {
+    fn probe_for(pattern: &str) -> ProcessConfig {
+        ProcessConfig {
             pidfile: None,
             pattern: Some(Pattern(Regex::new(pattern).unwrap())),
             systemd: None,
@@ -275,7 +314,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let pidfile = dir.path().join("me.pid");
         std::fs::write(&pidfile, format!("{}\n", std::process::id())).unwrap();
-        let probe = ProcessProbe {
+        let probe = ProcessConfig {
             pidfile: Some(pidfile),
             pattern: None,
             systemd: None,
@@ -345,7 +384,7 @@ mod tests {
     fn pidfile_problems_name_the_file_and_the_pid() {
         let dir = tempfile::tempdir().unwrap();
         let run = |path: &Path| {
-            let probe = ProcessProbe {
+            let probe = ProcessConfig {
                 pidfile: Some(path.to_path_buf()),
                 pattern: None,
                 systemd: None,

@@ -5,16 +5,50 @@
 //! state folder and log; and, when asked, trimming its own log file.
 //! Opens the database read-only; trims only in a real tick.
 
+use super::kinds::ProbeConfig;
 use super::{Check, CheckStatus, Context, Observation};
 use crate::clock::Timestamp;
-use crate::config::SelfCheckProbe;
 use crate::probe::disk::human_bytes;
+use crate::schedule::CronSchedule;
+use serde::Deserialize;
+use std::path::PathBuf;
 use std::time::Instant;
+
+/// `self_check`: monitor watching itself — its database (SQLite's quick
+/// check), its outbox (backlog, dead letters), its schedule (overdue
+/// profiles) and the size of its log and state; optionally trimming its
+/// own `log_file`.
+#[derive(Deserialize, Debug, Clone, Default)]
+#[serde(deny_unknown_fields)]
+pub struct SelfCheckConfig {
+    /// Trim `log_file:` to its last this many lines (nothing when unset,
+    /// or when there is no log file yet).
+    #[serde(default)]
+    pub keep_log_lines: Option<u64>,
+    /// Filled in at load: what to look at.
+    #[serde(skip)]
+    pub watched: Watched,
+}
+
+/// What a `self_check` looks at, from the loaded jobs.yaml.
+#[derive(Debug, Clone, Default)]
+pub struct Watched {
+    pub database: PathBuf,
+    pub log_file: Option<PathBuf>,
+    /// Each enabled profile's name and schedule.
+    pub profiles: Vec<(String, CronSchedule)>,
+}
 
 /// A dead letter counts for this long after it was given up.
 const DEAD_LETTER_WINDOW_MS: i64 = 24 * 3600 * 1000;
 
-pub fn observe(probe: &SelfCheckProbe, context: &Context, out: &mut Observation) {
+impl ProbeConfig for SelfCheckConfig {
+    fn observe(&self, context: &Context, out: &mut Observation) {
+        observe(self, context, out);
+    }
+}
+
+pub fn observe(probe: &SelfCheckConfig, context: &Context, out: &mut Observation) {
     let watched = &probe.watched;
     let mut parts = Vec::new();
     let mut status = CheckStatus::Ok;
@@ -131,7 +165,7 @@ struct Figures {
 
 /// The database's figures; all zero (and the schedule judged from the
 /// file's last change) when there is no database yet.
-fn read_database(probe: &SelfCheckProbe, now: Timestamp) -> anyhow::Result<Figures> {
+fn read_database(probe: &SelfCheckConfig, now: Timestamp) -> anyhow::Result<Figures> {
     if !probe.watched.database.exists() {
         return Ok(Figures {
             ok: true,
@@ -169,7 +203,7 @@ fn read_database(probe: &SelfCheckProbe, now: Timestamp) -> anyhow::Result<Figur
 /// The enabled profiles overdue at `now`, given each one's last run and
 /// first appearance (`known`).
 fn overdue(
-    probe: &SelfCheckProbe,
+    probe: &SelfCheckConfig,
     now: Timestamp,
     mut known: impl FnMut(&str) -> anyhow::Result<(Option<Timestamp>, Option<Timestamp>)>,
 ) -> anyhow::Result<Vec<String>> {

@@ -7,9 +7,10 @@
 //! --timestamps`, `journalctl -o short-iso-precise`) a line is new when
 //! its time is after the newest one seen.
 
+use super::LogConfig;
 use super::scan::{Pass, Scanner};
 use super::{Check, CheckStatus, Context, Observation, PROBE, TaskState};
-use crate::config::{CommandLine, LogProbe};
+use crate::config::CommandLine;
 use crate::probe::process_group;
 use std::process::Command;
 
@@ -71,7 +72,7 @@ impl Previous {
 /// counters from that output; any output there counts as a line seen now.
 pub(super) fn observe(
     line: &CommandLine,
-    probe: &LogProbe,
+    probe: &LogConfig,
     scanner: &Scanner,
     context: &Context,
     out: &mut Observation,
@@ -216,7 +217,7 @@ fn line_time(line: &[u8]) -> Option<i128> {
 /// Under [`super::Mode::Recheck`]: has the command printed a line the
 /// tick's own run did not (asked from the tick's `{since}`, as the next
 /// tick would)? Reads no line for patterns or events, stores nothing.
-pub(super) fn recheck(line: &CommandLine, probe: &LogProbe, context: &Context) -> Check {
+pub(super) fn recheck(line: &CommandLine, probe: &LogConfig, context: &Context) -> Check {
     let previous = Previous::load(context.state, line);
     let since = previous.since.unwrap_or_else(|| super::now_secs(context));
     let moved = |output: &[u8]| {

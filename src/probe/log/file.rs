@@ -2,9 +2,9 @@
 //! inode, byte offset), and how to go on from there through appends,
 //! rotation by rename, truncation and a file that comes and goes.
 
+use super::LogConfig;
 use super::scan::{Findings, Pass, ScanState, Scanner};
 use super::{Check, CheckStatus, Context, Observation, PROBE, TaskState};
-use crate::config::LogProbe;
 use std::fs::{File, Metadata};
 use std::io::{self, Read, Seek, SeekFrom};
 use std::os::unix::fs::{FileExt, MetadataExt};
@@ -131,7 +131,7 @@ struct Followed {
 /// Reads the file's new lines (at most `max_read` bytes) and reports them.
 pub(super) fn observe(
     path: &Path,
-    probe: &LogProbe,
+    probe: &LogConfig,
     scanner: &Scanner,
     context: &Context,
     out: &mut Observation,

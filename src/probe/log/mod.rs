@@ -10,8 +10,105 @@ pub mod scan;
 
 pub use scan::{Findings, Pass, ScanState, Scanner};
 
+use super::kinds::ProbeConfig;
 use super::{Check, CheckStatus, Context, Event, Mode, Observation, PatternMatch, TaskState};
-use crate::config::{LogProbe, Severity};
+use crate::config::{
+    ByteSize, CommandLine, Duration, Ordered, Pattern, Severity, Text, Why, within_mapping,
+};
+use serde::Deserialize;
+use serde::de::Deserializer;
+use std::path::PathBuf;
+
+/// `log`: a file followed across ticks, or a command's output.
+#[derive(Deserialize, Debug, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    #[serde(default)]
+    pub path: Option<PathBuf>,
+    #[serde(default)]
+    pub command: Option<CommandLine>,
+    #[serde(default)]
+    pub stale_after: Option<Duration>,
+    #[serde(default)]
+    pub patterns: Vec<LogPattern>,
+    #[serde(default)]
+    pub events: Vec<LogEvent>,
+    #[serde(default)]
+    pub states: Ordered<LogState>,
+    #[serde(default)]
+    pub session: Option<Pattern>,
+    #[serde(default)]
+    pub counters: Ordered<Pattern>,
+    /// Read at most this much new log per tick.
+    #[serde(default)]
+    pub max_read: Option<ByteSize>,
+}
+
+#[derive(Deserialize, Debug, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct LogPattern {
+    pub name: String,
+    pub regex: Pattern,
+    #[serde(default)]
+    pub severity: Severity,
+}
+
+#[derive(Debug, Clone)]
+pub struct LogEvent {
+    pub name: Option<String>,
+    pub regex: Pattern,
+    pub message: Text,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLogEvent {
+    #[serde(default)]
+    name: Option<String>,
+    regex: Pattern,
+    message: Text,
+}
+
+impl<'de> Deserialize<'de> for LogEvent {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        within_mapping(d, |raw: RawLogEvent| {
+            let names: Vec<&str> = raw.regex.0.capture_names().flatten().collect();
+            let groups = raw.regex.0.captures_len();
+            // `{word}` is a placeholder: a typo would send `{idd}` as is.
+            let placeholder =
+                regex::Regex::new(r"\{([A-Za-z_][A-Za-z0-9_]*|[0-9]+)\}").expect("a valid regex");
+            for found in placeholder.captures_iter(raw.message.as_str()) {
+                let key = &found[1];
+                let known = key == "line"
+                    || names.contains(&key)
+                    || key.parse::<usize>().is_ok_and(|n| n < groups);
+                if !known {
+                    let named = if names.is_empty() {
+                        "the regex has no named groups".to_string()
+                    } else {
+                        format!("its named groups are {}", names.join(", "))
+                    };
+                    return Err(Why(format!(
+                        "`message` uses {{{key}}}, but the regex has no group `{key}`: {named} ({{line}} is the whole line, {{0}}…{{{}}} the groups by number)",
+                        groups.saturating_sub(1)
+                    )));
+                }
+            }
+            Ok(LogEvent {
+                name: raw.name,
+                regex: raw.regex,
+                message: raw.message,
+            })
+        })
+    }
+}
+
+#[derive(Deserialize, Debug, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct LogState {
+    pub enter: Pattern,
+    pub leave: Pattern,
+}
 
 /// New bytes read per tick unless `max_read` says otherwise; a backlog
 /// beyond it is read on the following ticks.
@@ -23,10 +120,51 @@ pub const PRIME_WINDOW: u64 = 1 << 20;
 
 const PROBE: &str = "log";
 
+/// Whether `line` holds `{sinc}`, `{untill}`, `{Since}` or the like: a
+/// word in braces that looks like a placeholder and is not one.
+fn misspelt_placeholder(line: &str) -> bool {
+    static WORD: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+        regex::Regex::new(r"\{([A-Za-z_]{3,8})\}").expect("a valid regex")
+    });
+    WORD.captures_iter(line).any(|c| {
+        let word = &c[1];
+        let lower = word.to_ascii_lowercase();
+        word != "since"
+            && word != "until"
+            && (lower.starts_with("sin") || lower.starts_with("unt") || lower.starts_with("unti"))
+    })
+}
+
+impl ProbeConfig for LogConfig {
+    fn observe(&self, context: &Context, out: &mut Observation) {
+        observe(self, context, out);
+    }
+
+    fn check(&self) -> Result<(), String> {
+        if self.path.is_some() == self.command.is_some() {
+            return Err(
+                "a `log` probe takes either `path` (a file) or `command` (its output)".into(),
+            );
+        }
+        if self
+            .command
+            .as_ref()
+            .is_some_and(|c| misspelt_placeholder(&c.to_string()))
+        {
+            return Err("a `log` command has a placeholder that is neither `{since}` nor `{until}` (a typo?): it would be passed on as written".into());
+        }
+        Ok(())
+    }
+
+    fn relative_paths(&mut self) -> Vec<&mut PathBuf> {
+        self.path.iter_mut().collect()
+    }
+}
+
 /// Follows the file or runs the command, then reports what the new lines
 /// said. Under [`Mode::Recheck`] it only tells whether the log has moved
 /// since the tick's saved state, and reads, raises and stores nothing.
-pub fn observe(probe: &LogProbe, context: &Context, out: &mut Observation) {
+pub fn observe(probe: &LogConfig, context: &Context, out: &mut Observation) {
     let check = match (&probe.path, &probe.command) {
         (Some(path), None) if context.mode == Mode::Recheck => file::recheck(path, context),
         (None, Some(command)) if context.mode == Mode::Recheck => {
@@ -44,7 +182,7 @@ pub fn observe(probe: &LogProbe, context: &Context, out: &mut Observation) {
     out.checks.push(check);
 }
 
-fn with_scanner(probe: &LogProbe, observe: impl FnOnce(&Scanner) -> Check) -> Check {
+fn with_scanner(probe: &LogConfig, observe: impl FnOnce(&Scanner) -> Check) -> Check {
     match Scanner::new(probe) {
         Ok(scanner) => observe(&scanner),
         Err(e) => failed(e),
@@ -60,7 +198,7 @@ fn failed(summary: String) -> Check {
 }
 
 /// The bytes one tick may read.
-fn max_read(probe: &LogProbe) -> u64 {
+fn max_read(probe: &LogConfig) -> u64 {
     probe.max_read.map_or(DEFAULT_MAX_READ, |m| m.0).max(1)
 }
 
@@ -157,7 +295,7 @@ fn report(scanner: &Scanner, scan: &ScanState, findings: Option<Findings>, out: 
 
 /// The check of a log that was read: Critical when no line came for longer
 /// than `stale_after`, else Ok with what was read.
-fn freshness(source: &str, probe: &LogProbe, new_lines: u64, age_s: i64) -> Check {
+fn freshness(source: &str, probe: &LogConfig, new_lines: u64, age_s: i64) -> Check {
     let age_s = age_s.max(0);
     if let Some(limit) = probe.stale_after
         && u128::from(age_s.unsigned_abs()) * 1000 > limit.std().as_millis()
@@ -235,7 +373,7 @@ mod tests {
         }
     }
 
-    fn probe(yaml: &str) -> LogProbe {
+    fn probe(yaml: &str) -> LogConfig {
         serde_yaml::from_str(yaml).unwrap()
     }
 

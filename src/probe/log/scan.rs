@@ -3,7 +3,8 @@
 //! findings and an updated [`ScanState`] out. It opens no file, reads no
 //! clock and stores nothing.
 
-use crate::config::{LogProbe, Severity};
+use super::LogConfig;
+use crate::config::Severity;
 use crate::probe::Event;
 use regex::bytes::{Captures, Regex, RegexBuilder, RegexSet, RegexSetBuilder};
 
@@ -122,7 +123,7 @@ pub struct Scanner {
 
 impl Scanner {
     /// Compiles the probe's regexes for matching on bytes.
-    pub fn new(probe: &LogProbe) -> Result<Scanner, String> {
+    pub fn new(probe: &LogConfig) -> Result<Scanner, String> {
         let mut sources: Vec<&str> = Vec::new();
         let mut roles = Vec::new();
         // Set order is processing order within a line: a session line
@@ -567,7 +568,7 @@ mod tests {
     use super::*;
 
     fn scanner(yaml: &str) -> Scanner {
-        let probe: LogProbe = serde_yaml::from_str(yaml).unwrap();
+        let probe: LogConfig = serde_yaml::from_str(yaml).unwrap();
         Scanner::new(&probe).unwrap()
     }
 

@@ -5,12 +5,41 @@
 
 pub mod parse;
 
+use super::kinds::ProbeConfig;
 use super::{Check, CheckStatus, Context, Observation};
-use crate::config::MetricsProbe;
+use crate::config::{self, Secret, Selector, Text, values, yes};
 use crate::http_client::{ClientSettings, agent, describe_error};
 use parse::Dialect;
+use serde::Deserialize;
+use std::collections::BTreeMap;
 use std::io::Read;
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
+
+/// `metrics`: a Prometheus / OpenMetrics scrape.
+#[derive(Deserialize, Debug, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsConfig {
+    #[serde(deserialize_with = "values::http_url")]
+    pub url: Text,
+    #[serde(default, deserialize_with = "values::http_headers")]
+    pub headers: BTreeMap<String, Secret>,
+    #[serde(default)]
+    pub timeout: Option<config::Duration>,
+    #[serde(default = "yes")]
+    pub tls_verify: bool,
+    /// PEM file of extra CA certificates (an internal CA).
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// More series the rules need than this fail the scrape instead of
+    /// being kept (default [`crate::probe::metrics::DEFAULT_MAX_SERIES`]).
+    #[serde(default)]
+    pub max_series: Option<std::num::NonZeroUsize>,
+    /// The selectors the task's rules read ([`Task::series_wanted`]), set
+    /// when jobs.yaml loads; `None` keeps every series.
+    #[serde(skip)]
+    pub wanted: Option<Vec<Selector>>,
+}
 
 /// OpenMetrics first (it marks its end, so a cut-short body is caught),
 /// then the text format every exporter speaks.
@@ -27,10 +56,20 @@ const MAX_BODY: u64 = 16 * 1024 * 1024;
 /// 300 bytes, so this bounds a scrape's memory near 30 MB beside its body.
 pub const DEFAULT_MAX_SERIES: usize = 100_000;
 
+impl ProbeConfig for MetricsConfig {
+    fn observe(&self, context: &Context, out: &mut Observation) {
+        observe(self, context, out);
+    }
+
+    fn relative_paths(&mut self) -> Vec<&mut PathBuf> {
+        self.ca_file.iter_mut().collect()
+    }
+}
+
 /// Scrapes the endpoint and adds every series. Signals: `up` (1/0),
 /// `scrape_ms` and `series` (their count). Every mode scrapes the same way:
 /// a scrape consumes nothing.
-pub fn observe(probe: &MetricsProbe, context: &Context, out: &mut Observation) {
+pub fn observe(probe: &MetricsConfig, context: &Context, out: &mut Observation) {
     let probe_timeout = probe.timeout.map(|t| t.std());
     // The scrape is timed from our turn to connect to its host.
     let mut started = Instant::now();
@@ -116,7 +155,7 @@ struct Scrape {
 /// to [`MAX_BODY`] is an error naming why (`configured` is the limit to
 /// name on a timeout).
 fn fetch(
-    probe: &MetricsProbe,
+    probe: &MetricsConfig,
     budget: Duration,
     configured: Duration,
     started: &mut Instant,
@@ -219,11 +258,11 @@ mod tests {
         (url, handle)
     }
 
-    fn probe(yaml: &str) -> MetricsProbe {
+    fn probe(yaml: &str) -> MetricsConfig {
         serde_yaml::from_str(yaml).unwrap()
     }
 
-    fn scrape(probe: &MetricsProbe, mode: Mode) -> Observation {
+    fn scrape(probe: &MetricsConfig, mode: Mode) -> Observation {
         let state = TaskState::new();
         let mut out = Observation::default();
         observe(probe, &Context::for_test(&state, mode), &mut out);

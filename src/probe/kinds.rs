@@ -1,0 +1,138 @@
+//! The one list of probe kinds. A probe is a file in `src/probe/` that
+//! owns its config struct (the mapping under its key in a task) and
+//! implements [`ProbeConfig`]; it becomes a key of jobs.yaml by one line in
+//! [`probe_kinds!`] below. Nothing else lists probes: the task's parser,
+//! `check-config`'s messages and the dispatch of a tick all read this.
+
+use super::{Context, Observation};
+use serde::de::MapAccess;
+use std::path::PathBuf;
+
+/// What every probe's config does beyond being read from jobs.yaml.
+pub trait ProbeConfig {
+    /// Observes the target, adding checks, signals and state to `out`.
+    fn observe(&self, context: &Context, out: &mut Observation);
+
+    /// Combinations of keys the probe cannot run with, checked at load (a
+    /// message for `check-config`, placed at the task).
+    fn check(&self) -> Result<(), String> {
+        Ok(())
+    }
+
+    /// Paths written relative to jobs.yaml's folder, to resolve at load.
+    fn relative_paths(&mut self) -> Vec<&mut PathBuf> {
+        Vec::new()
+    }
+}
+
+macro_rules! probe_kinds {
+    ($($key:ident => $variant:ident($config:ty),)*) => {
+        /// A probe: how a task observes its target, one per config key.
+        #[derive(Debug, Clone)]
+        pub enum Probe {
+            $($variant($config),)*
+        }
+
+        /// The kind of a probe, without its config: the key it is written under.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+        pub enum ProbeKind {
+            $($variant,)*
+        }
+
+        impl ProbeKind {
+            /// Every kind, in the order a task's probes run.
+            pub const ALL: &'static [ProbeKind] = &[$(ProbeKind::$variant,)*];
+
+            /// The config key: `http`, `self_check`.
+            pub fn key(self) -> &'static str {
+                match self {
+                    $(ProbeKind::$variant => stringify!($key),)*
+                }
+            }
+
+            /// The kind written under `key`, if `key` names one.
+            pub fn from_key(key: &str) -> Option<ProbeKind> {
+                Self::ALL.iter().copied().find(|kind| kind.key() == key)
+            }
+
+            /// Reads the value under this kind's key of a task mapping.
+            pub fn read<'de, A: MapAccess<'de>>(self, map: &mut A) -> Result<Probe, A::Error> {
+                match self {
+                    $(ProbeKind::$variant => map.next_value().map(Probe::$variant),)*
+                }
+            }
+        }
+
+        impl Probe {
+            pub fn kind_of(&self) -> ProbeKind {
+                match self {
+                    $(Probe::$variant(_) => ProbeKind::$variant,)*
+                }
+            }
+
+            fn config(&self) -> &dyn ProbeConfig {
+                match self {
+                    $(Probe::$variant(config) => config,)*
+                }
+            }
+
+            fn config_mut(&mut self) -> &mut dyn ProbeConfig {
+                match self {
+                    $(Probe::$variant(config) => config,)*
+                }
+            }
+        }
+    };
+}
+
+probe_kinds! {
+    http => Http(super::http::HttpConfig),
+    command => Command(super::command::CommandConfig),
+    log => Log(super::log::LogConfig),
+    metrics => Metrics(super::metrics::MetricsConfig),
+    lag => Lag(super::lag::LagConfig),
+    process => Process(super::process::ProcessConfig),
+    disk => Disk(super::disk::DiskConfig),
+    self_check => SelfCheck(super::self_check::SelfCheckConfig),
+}
+
+impl Probe {
+    /// The config key naming this probe.
+    pub fn kind(&self) -> &'static str {
+        self.kind_of().key()
+    }
+
+    pub fn observe(&self, context: &Context, out: &mut Observation) {
+        self.config().observe(context, out);
+    }
+
+    pub fn check(&self) -> Result<(), String> {
+        self.config().check()
+    }
+
+    pub fn relative_paths(&mut self) -> Vec<&mut PathBuf> {
+        self.config_mut().relative_paths()
+    }
+}
+
+/// `http, command, …, self_check`: the keys, for messages.
+pub fn keys() -> String {
+    ProbeKind::ALL
+        .iter()
+        .map(|kind| kind.key())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_kind_is_found_by_its_key() {
+        for kind in ProbeKind::ALL {
+            assert_eq!(ProbeKind::from_key(kind.key()), Some(*kind));
+        }
+        assert_eq!(ProbeKind::from_key("tcp"), None);
+    }
+}
