@@ -3,10 +3,12 @@
 //! (a failed action alerts through the implicit rule). Actions act only in
 //! a real tick: a dry run (and a recheck) says what it would do.
 
+use crate::config::{Why, within_mapping};
 use crate::probe::command::CommandConfig;
 use crate::probe::disk::human_bytes;
 use crate::probe::{Check, CheckStatus, Context, Mode, Observation, command};
 use serde::Deserialize;
+use serde::de::Deserializer;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
@@ -14,13 +16,44 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 /// An action task: something done on schedule rather than watched.
-#[derive(Deserialize, Debug, Clone)]
+#[derive(Debug, Clone)]
+pub enum Action {
+    TrimLog(TrimLog),
+    Command(CommandConfig),
+}
+
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Action {
+struct RawAction {
     #[serde(default)]
-    pub trim_log: Option<TrimLog>,
+    trim_log: Option<TrimLog>,
     #[serde(default)]
-    pub command: Option<CommandConfig>,
+    command: Option<CommandConfig>,
+}
+
+impl<'de> Deserialize<'de> for Action {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        within_mapping(d, |raw: RawAction| match (raw.trim_log, raw.command) {
+            (Some(trim), None) if trim.keep_lines == 0 => {
+                Err(Why("`trim_log.keep_lines` must be at least 1".into()))
+            }
+            (Some(trim), None) => Ok(Action::TrimLog(trim)),
+            (None, Some(command)) => Ok(Action::Command(command)),
+            _ => Err(Why(
+                "an `action` takes either `trim_log` or `command`".into()
+            )),
+        })
+    }
+}
+
+impl Action {
+    /// Paths written relative to jobs.yaml's folder, to resolve at load.
+    pub fn relative_paths(&mut self) -> Vec<&mut PathBuf> {
+        match self {
+            Action::TrimLog(trim) => vec![&mut trim.path],
+            Action::Command(command) => command.cwd.iter_mut().collect(),
+        }
+    }
 }
 
 #[derive(Deserialize, Debug, Clone)]
@@ -30,20 +63,11 @@ pub struct TrimLog {
     pub keep_lines: u64,
 }
 
-/// Runs what `action` names (both, in order, if it names both).
+/// Runs what `action` names.
 pub fn run(action: &Action, context: &Context, out: &mut Observation) {
-    if action.trim_log.is_none() && action.command.is_none() {
-        out.checks.push(Check {
-            probe: "action",
-            status: CheckStatus::Failed,
-            summary: "action needs trim_log or command".to_string(),
-        });
-    }
-    if let Some(trim) = &action.trim_log {
-        out.checks.push(trim_log(trim, context));
-    }
-    if let Some(probe) = &action.command {
-        run_command(probe, context, out);
+    match action {
+        Action::TrimLog(trim) => out.checks.push(trim_log(trim, context)),
+        Action::Command(command) => run_command(command, context, out),
     }
 }
 
@@ -522,10 +546,7 @@ mod tests {
             env: Default::default(),
             timeout: None,
         };
-        let action = Action {
-            trim_log: None,
-            command: Some(probe),
-        };
+        let action = Action::Command(probe);
         let state = TaskState::new();
         let mut out = Observation::default();
         run(&action, &context(&state, Mode::DryRun), &mut out);

@@ -1048,7 +1048,7 @@ impl Scope<'_> {
     ) -> Remediation {
         let now = self.now;
         if let Some(remediate) = &self.task.remediate {
-            let settle = remediate.restart.as_ref().and_then(|r| r.settle);
+            let settle = remediate.restart().and_then(|r| r.settle);
             for (key, value) in book.after_restart(remediate, settle, now).entries() {
                 outcome.state.push((self.task.name.clone(), key, value));
             }
@@ -1240,7 +1240,7 @@ fn announce_watching(
             if t.action.is_some() {
                 parts.push("action".into());
             }
-            if let Some(restart) = t.remediate.as_ref().and_then(|r| r.restart.as_ref()) {
+            if let Some(restart) = t.remediate.as_ref().and_then(|r| r.restart()) {
                 parts.push(format!(
                     "restarts: {}",
                     crate::remediate::start::plan_short(&restart.start)

@@ -2,7 +2,7 @@
 //! resolution and cross-references. The only place that touches YAML, so a
 //! maintained serde_yaml fork is a one-file swap.
 
-use super::{Config, Notifier, NotifierKind, Probe, RawConfig, Start, StopMethod, values};
+use super::{Config, Notifier, NotifierKind, Probe, RawConfig, values};
 use serde::Deserialize;
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -208,7 +208,7 @@ pub fn load_source(
                     |l| l.contains(&format!("name: {}", task.name)),
                 ));
             }
-            let restart = task.remediate.as_ref().and_then(|r| r.restart.as_ref());
+            let restart = task.remediate.as_ref().and_then(|r| r.restart());
             if restart
                 .and_then(|r| r.identity.as_ref())
                 .is_some_and(|i| i.is_empty())
@@ -391,11 +391,6 @@ fn notify_item(source: &str, name: &str) -> Option<(usize, usize)> {
 /// the current directory (cron runs in `$HOME`).
 fn resolve_relative_paths(config: &mut Config, base: &Path) {
     let fix = |p: &mut PathBuf| *p = absolute_from(base, p);
-    let fix_opt = |p: &mut Option<PathBuf>| {
-        if let Some(p) = p {
-            *p = absolute_from(base, p);
-        }
-    };
     for profile in &mut config.profiles {
         if let Some(pre_run) = &mut profile.pre_run {
             fix(&mut pre_run.git_sync.repo);
@@ -406,34 +401,10 @@ fn resolve_relative_paths(config: &mut Config, base: &Path) {
                     fix(path);
                 }
             }
-            if let Some(action) = &mut task.action {
-                if let Some(trim) = &mut action.trim_log {
-                    fix(&mut trim.path);
-                }
-                if let Some(command) = &mut action.command {
-                    fix_opt(&mut command.cwd);
-                }
-            }
-            if let Some(remediate) = &mut task.remediate {
-                if let Some(command) = &mut remediate.command {
-                    fix_opt(&mut command.cwd);
-                }
-                if let Some(restart) = &mut remediate.restart {
-                    if let StopMethod::Pidfile(p) = &mut restart.stop.method {
-                        fix(p);
-                    }
-                    if let Some(identity) = &mut restart.identity {
-                        fix_opt(&mut identity.pidfile);
-                    }
-                    match &mut restart.start {
-                        Start::Command { cwd, output, .. } => {
-                            fix_opt(cwd);
-                            fix_opt(output);
-                        }
-                        Start::Tmux { cwd, .. } => fix_opt(cwd),
-                        Start::Systemd(_) | Start::Docker(_) => {}
-                    }
-                }
+            let action = task.action.iter_mut().flat_map(|a| a.relative_paths());
+            let remediate = task.remediate.iter_mut().flat_map(|r| r.relative_paths());
+            for path in action.chain(remediate) {
+                fix(path);
             }
         }
     }
@@ -731,13 +702,9 @@ mod tests {
         let config = load(&path, None).unwrap();
         let base = std::fs::canonicalize(dir.path()).unwrap();
         assert_eq!(config.state, base.join("data/x.db"));
-        let trim = config.profiles[0].tasks[0]
-            .action
-            .as_ref()
-            .unwrap()
-            .trim_log
-            .as_ref()
-            .unwrap();
+        let Some(crate::action::Action::TrimLog(trim)) = &config.profiles[0].tasks[0].action else {
+            panic!("a trim_log action");
+        };
         assert_eq!(trim.path, base.join("logs/a.log"));
     }
 

@@ -395,10 +395,10 @@ pub fn observe(task: &Task, context: &Context) -> Observation {
     // a prover that died after its restart's watch is a failure now, not
     // only when its log goes stale minutes later.
     if context.mode != Mode::Recheck
-        && let Some(crate::config::Start::Tmux { session, .. }) = task
+        && let Some(crate::remediate::Start::Tmux { session, .. }) = task
             .remediate
             .as_ref()
-            .and_then(|r| r.restart.as_ref())
+            .and_then(|r| r.restart())
             .map(|r| &r.start)
         && let Some(why) = crate::remediate::start::tmux_dead_pane(session)
     {

@@ -4,9 +4,44 @@
 //! hung service still runs; starting then makes a second copy beside it.
 //! Before a start, the task's own identity is looked up once more.
 
-use crate::config::{CommandLine, Probe, Restart, Start, StopMethod, Task};
+use super::Restart;
+use super::start::Start;
+use super::stop::StopMethod;
+use crate::config::{CommandLine, Pattern, Probe, Task};
 use crate::processes::{self, ProcessInfo};
+use serde::Deserialize;
 use std::path::{Path, PathBuf};
+
+/// `restart.identity`: how to tell that the target still runs.
+#[derive(Deserialize, Debug, Clone, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Identity {
+    /// A command-line regex of the target's processes.
+    #[serde(default)]
+    pub pattern: Option<Pattern>,
+    #[serde(default)]
+    pub pidfile: Option<PathBuf>,
+    /// A TCP port the target listens on (any local address).
+    #[serde(default)]
+    pub port: Option<u16>,
+}
+
+impl Identity {
+    /// Whether it names nothing real (and so would check for nothing, or
+    /// for everything: an empty pattern matches every process).
+    pub fn is_empty(&self) -> bool {
+        (self.pattern.is_none() && self.pidfile.is_none() && self.port.is_none())
+            || self
+                .pattern
+                .as_ref()
+                .is_some_and(|p| p.0.as_str().is_empty())
+            || self
+                .pidfile
+                .as_ref()
+                .is_some_and(|p| p.as_os_str().is_empty())
+            || self.port == Some(0)
+    }
+}
 
 /// One way of recognising the target on this host.
 #[derive(Debug, Clone)]

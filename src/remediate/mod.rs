@@ -9,16 +9,133 @@ pub mod stop;
 
 use crate::alert::AlertKey;
 use crate::clock::Timestamp;
-use crate::config::{Config, Profile, Remediate, Task};
+use crate::config::{self, Config, Profile, Task};
+use crate::config::{Why, within_mapping};
 use crate::evaluate::{Prior, RestartPlan, TaskRun};
+use crate::probe::command::CommandConfig;
 use crate::probe::{self, TaskState};
+use serde::Deserialize;
+use serde::de::Deserializer;
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
+
+/// What to do when the task's alert fires.
+#[derive(Debug, Clone)]
+pub struct Remediate {
+    pub how: Remedy,
+    pub cooldown: config::Duration,
+    pub max: Option<MaxRestarts>,
+}
+
+/// How a task is repaired: exactly one of `restart` and `command`.
+#[derive(Debug, Clone)]
+pub enum Remedy {
+    Restart(Restart),
+    Command(CommandConfig),
+}
+
+impl Remediate {
+    /// Paths written relative to jobs.yaml's folder, to resolve at load.
+    pub fn relative_paths(&mut self) -> Vec<&mut PathBuf> {
+        match &mut self.how {
+            Remedy::Command(command) => command.cwd.iter_mut().collect(),
+            Remedy::Restart(restart) => {
+                let mut paths = Vec::new();
+                if let StopMethod::Pidfile(pidfile) = &mut restart.stop.method {
+                    paths.push(pidfile);
+                }
+                if let Some(identity) = &mut restart.identity {
+                    paths.extend(identity.pidfile.iter_mut());
+                }
+                match &mut restart.start {
+                    Start::Command { cwd, output, .. } => {
+                        paths.extend(cwd.iter_mut().chain(output.iter_mut()));
+                    }
+                    Start::Tmux { cwd, .. } => paths.extend(cwd.iter_mut()),
+                    Start::Systemd(_) | Start::Docker(_) => {}
+                }
+                paths
+            }
+        }
+    }
+
+    /// The restart, when that is how the task is repaired.
+    pub fn restart(&self) -> Option<&Restart> {
+        match &self.how {
+            Remedy::Restart(restart) => Some(restart),
+            Remedy::Command(_) => None,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRemediate {
+    #[serde(default)]
+    restart: Option<Restart>,
+    #[serde(default)]
+    command: Option<CommandConfig>,
+    #[serde(default = "default_restart_cooldown")]
+    cooldown: config::Duration,
+    #[serde(default)]
+    max: Option<MaxRestarts>,
+}
+
+impl<'de> Deserialize<'de> for Remediate {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        within_mapping(d, |raw: RawRemediate| {
+            let how = match (raw.restart, raw.command) {
+                (Some(restart), None) => Remedy::Restart(restart),
+                (None, Some(command)) => Remedy::Command(command),
+                _ => return Err(Why("`remediate` takes either `restart` or `command`".into())),
+            };
+            Ok(Remediate {
+                how,
+                cooldown: raw.cooldown,
+                max: raw.max,
+            })
+        })
+    }
+}
+
+fn default_restart_cooldown() -> config::Duration {
+    config::Duration::from_secs(300)
+}
+
+#[derive(Deserialize, Debug, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct MaxRestarts {
+    pub restarts: u32,
+    pub within: config::Duration,
+}
+
+#[derive(Deserialize, Debug, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct Restart {
+    pub stop: Stop,
+    pub start: Start,
+    /// A pause between stop and start (seed 000's `sleep 30`).
+    #[serde(default)]
+    pub delay: Option<config::Duration>,
+    #[serde(default)]
+    pub wait_healthy: Option<config::Duration>,
+    #[serde(default)]
+    pub settle: Option<config::Duration>,
+    /// What marks the target as running, checked after the stop: while any
+    /// of it still runs, no second copy is started. Default: the stop's
+    /// own pattern or pidfile, the task's `process:` probe, and the start
+    /// command's program in its `cwd`.
+    #[serde(default)]
+    pub identity: Option<Identity>,
+}
 
 /// `wait_healthy` when the config does not say.
 pub const DEFAULT_WAIT_HEALTHY: Duration = Duration::from_secs(30);
 pub use crate::config::RESTART_RULE;
+pub use identity::Identity;
+pub use start::Start;
+pub use stop::{Stop, StopMethod};
 
 const RESTARTS_KEY: &str = "remediate.restarts";
 const SETTLE_KEY: &str = "remediate.settle_until";
@@ -181,7 +298,7 @@ pub fn begun(
     remediate: &Remediate,
     now: Timestamp,
 ) -> Vec<(String, String)> {
-    let settle = remediate.restart.as_ref().and_then(|r| r.settle);
+    let settle = remediate.restart().and_then(|r| r.settle);
     let mut entries = Book::load(state)
         .after_restart(remediate, settle, now)
         .entries();
@@ -301,7 +418,18 @@ pub fn carry_out_plans(
 
 /// Describes the remediation without doing it, for `--dry-run`.
 pub fn plan(remediate: &Remediate, default_output: &Path) -> String {
-    if let Some(restart) = &remediate.restart {
+    match &remediate.how {
+        Remedy::Restart(restart) => plan_restart(restart, default_output),
+        Remedy::Command(command) => format!(
+            "would run `{}`, then wait up to {} for health",
+            command.command,
+            config::Duration(DEFAULT_WAIT_HEALTHY)
+        ),
+    }
+}
+
+fn plan_restart(restart: &Restart, default_output: &Path) -> String {
+    {
         let wait = wait_for(restart);
         let delay = restart
             .delay
@@ -320,14 +448,6 @@ pub fn plan(remediate: &Remediate, default_output: &Path) -> String {
             start::plan(&restart.start, default_output),
             crate::config::Duration(wait)
         )
-    } else if let Some(command) = &remediate.command {
-        format!(
-            "would run `{}`, then wait up to {} for health",
-            command.command,
-            crate::config::Duration(DEFAULT_WAIT_HEALTHY)
-        )
-    } else {
-        "nothing to do (remediate has neither restart nor command)".to_string()
     }
 }
 
@@ -347,34 +467,9 @@ fn carry_out(
     environment: &Environment,
     steps: &mut Vec<String>,
 ) -> Result<(Option<start::Started>, Duration), String> {
-    if let Some(restart) = &remediate.restart {
-        let started = if let Some(unit) = one_unit(restart) {
-            // One unit stopped and started with no pause between: systemd
-            // does both in one job, in the unit's own order.
-            log::info!("{}: systemctl restart {unit}", task.name);
-            start::restart_unit(unit, restart.stop.grace.std())?
-        } else {
-            log::info!("{}: stopping", task.name);
-            let stopped = stop::stop(&restart.stop)?;
-            steps.push(stopped.description.clone());
-            if let Some(delay) = restart.delay.filter(|d| !d.std().is_zero()) {
-                std::thread::sleep(delay.std());
-                steps.push(format!("waited {delay}"));
-            }
-            // A stop that missed the target (wrong session, socket,
-            // pidfile) must not lead to a second copy beside the hung one.
-            let running = identity::still_running(task, restart, stopped.found_nothing);
-            if !running.is_empty() {
-                let why = identity::refusal(&stopped.description, &running, &restart.stop.method);
-                return Err(why);
-            }
-            start::start(&restart.start, environment.default_output)?
-        };
-        steps.push(started.description().to_string());
-        return Ok((Some(started), wait_for(restart)));
-    }
-    let Some(command) = &remediate.command else {
-        return Err("remediate has neither restart nor command".into());
+    let command = match &remediate.how {
+        Remedy::Restart(restart) => return restart_once(task, restart, environment, steps),
+        Remedy::Command(command) => command,
     };
     let mut run = probe::command::build(&command.command);
     if let Some(cwd) = &command.cwd {
@@ -389,9 +484,42 @@ fn carry_out(
     Ok((None, DEFAULT_WAIT_HEALTHY))
 }
 
+/// Stops and starts the target (one `systemctl restart` for one unit).
+fn restart_once(
+    task: &Task,
+    restart: &Restart,
+    environment: &Environment,
+    steps: &mut Vec<String>,
+) -> Result<(Option<start::Started>, Duration), String> {
+    let started = if let Some(unit) = one_unit(restart) {
+        // One unit stopped and started with no pause between: systemd
+        // does both in one job, in the unit's own order.
+        log::info!("{}: systemctl restart {unit}", task.name);
+        start::restart_unit(unit, restart.stop.grace.std())?
+    } else {
+        log::info!("{}: stopping", task.name);
+        let stopped = stop::stop(&restart.stop)?;
+        steps.push(stopped.description.clone());
+        if let Some(delay) = restart.delay.filter(|d| !d.std().is_zero()) {
+            std::thread::sleep(delay.std());
+            steps.push(format!("waited {delay}"));
+        }
+        // A stop that missed the target (wrong session, socket,
+        // pidfile) must not lead to a second copy beside the hung one.
+        let running = identity::still_running(task, restart, stopped.found_nothing);
+        if !running.is_empty() {
+            let why = identity::refusal(&stopped.description, &running, &restart.stop.method);
+            return Err(why);
+        }
+        start::start(&restart.start, environment.default_output)?
+    };
+    steps.push(started.description().to_string());
+    Ok((Some(started), wait_for(restart)))
+}
+
 /// How long to wait for health after a start: `wait_healthy`, and at
 /// least the settle time (a slow starter gets that long to show up).
-fn wait_for(restart: &crate::config::Restart) -> Duration {
+fn wait_for(restart: &Restart) -> Duration {
     restart
         .wait_healthy
         .map(|w| w.std())
@@ -401,9 +529,9 @@ fn wait_for(restart: &crate::config::Restart) -> Duration {
 
 /// The systemd unit a restart stops and starts, when it is one and the
 /// same with no `delay` between.
-fn one_unit(restart: &crate::config::Restart) -> Option<&str> {
+fn one_unit(restart: &Restart) -> Option<&str> {
     match (&restart.stop.method, &restart.start) {
-        (crate::config::StopMethod::Systemd(a), crate::config::Start::Systemd(b))
+        (StopMethod::Systemd(a), Start::Systemd(b))
             if a == b && restart.delay.is_none_or(|d| d.std().is_zero()) =>
         {
             Some(a)
@@ -502,7 +630,7 @@ const MAX_RECHECK_PAUSE: Duration = Duration::from_secs(5);
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{Duration as ConfigDuration, MaxRestarts};
+    use crate::config::Duration as ConfigDuration;
 
     #[test]
     fn a_restarts_description_is_masked_and_inert() {
@@ -522,8 +650,12 @@ mod tests {
 
     fn remediate(cooldown_s: u64, max: Option<(u32, u64)>) -> Remediate {
         Remediate {
-            restart: None,
-            command: None,
+            how: Remedy::Command(CommandConfig {
+                command: crate::config::CommandLine::Shell("true".into()),
+                cwd: None,
+                env: Default::default(),
+                timeout: None,
+            }),
             cooldown: ConfigDuration::from_secs(cooldown_s),
             max: max.map(|(restarts, within)| MaxRestarts {
                 restarts,

@@ -3,12 +3,94 @@
 //! service manager (systemd, docker).
 
 use super::stop::{run_tool, shell_line};
-use crate::config::{CommandLine, Start};
+
+use crate::config::{CommandLine, Text, Why, within_mapping};
+use serde::Deserialize;
+use serde::de::{self, Deserializer};
+use std::collections::BTreeMap;
 use std::fs::OpenOptions;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+/// A tmux session name tmux keeps as written: not empty, no `.` or `:`
+/// (tmux turns them into `_`), not an option.
+pub(crate) fn tmux_session<E: de::Error>(name: Text) -> Result<String, E> {
+    let name = name.0;
+    if name.is_empty() || name.starts_with('-') || name.contains(['.', ':']) {
+        return Err(E::custom(format!(
+            "tmux session name {name:?} cannot be used: tmux renames names with `.` or `:` and refuses empty ones or ones starting with `-`"
+        )));
+    }
+    Ok(name)
+}
+
+/// How to start the service again.
+#[derive(Debug, Clone)]
+pub enum Start {
+    Command {
+        command: CommandLine,
+        cwd: Option<PathBuf>,
+        env: BTreeMap<String, Text>,
+        output: Option<PathBuf>,
+    },
+    Tmux {
+        session: String,
+        command: CommandLine,
+        cwd: Option<PathBuf>,
+    },
+    Systemd(String),
+    Docker(String),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStart {
+    #[serde(default)]
+    command: Option<CommandLine>,
+    #[serde(default)]
+    tmux: Option<Text>,
+    #[serde(default)]
+    systemd: Option<Text>,
+    #[serde(default)]
+    docker: Option<Text>,
+    #[serde(default)]
+    cwd: Option<PathBuf>,
+    #[serde(default)]
+    env: BTreeMap<String, Text>,
+    #[serde(default)]
+    output: Option<PathBuf>,
+}
+
+impl<'de> Deserialize<'de> for Start {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        within_mapping(d, |raw: RawStart| -> Result<Self, Why> {
+            let fail = |why: &str| Err(de::Error::custom(why));
+            match (raw.command, raw.tmux, raw.systemd, raw.docker) {
+                (Some(command), None, None, None) => Ok(Start::Command {
+                    command,
+                    cwd: raw.cwd,
+                    env: raw.env,
+                    output: raw.output,
+                }),
+                (Some(command), Some(session), None, None) => Ok(Start::Tmux {
+                    session: tmux_session(session)?,
+                    command,
+                    cwd: raw.cwd,
+                }),
+                (None, Some(_), None, None) => {
+                    fail("`start: {tmux: …}` needs the `command` to run in the new session")
+                }
+                (None, None, Some(unit), None) => Ok(Start::Systemd(unit.0)),
+                (None, None, None, Some(container)) => Ok(Start::Docker(container.0)),
+                _ => fail(
+                    "`start` takes one of: command (+ cwd, env, output), tmux + command (+ cwd), systemd, docker",
+                ),
+            }
+        })
+    }
+}
 
 /// What was started, watched while waiting for health.
 #[derive(Debug)]

@@ -2,10 +2,80 @@
 //! and signal them — SIGTERM, `grace`, SIGKILL, confirm they are gone — or
 //! ask the service manager (systemd, docker, a command) to do it.
 
-use crate::config::{CommandLine, Stop, StopMethod};
+use super::start::tmux_session;
+use crate::config::{self, CommandLine, Pattern, Text, Why, within_mapping};
 use crate::processes::{self, ProcessInfo};
+use serde::Deserialize;
+use serde::de::{self, Deserializer};
+use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
+
+/// How to find and stop what is running.
+#[derive(Debug, Clone)]
+pub struct Stop {
+    pub method: StopMethod,
+    pub grace: config::Duration,
+}
+
+#[derive(Debug, Clone)]
+pub enum StopMethod {
+    Pidfile(PathBuf),
+    Pattern(Pattern),
+    Systemd(String),
+    Tmux(String),
+    Docker(String),
+    Command(CommandLine),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStop {
+    #[serde(default)]
+    pidfile: Option<PathBuf>,
+    #[serde(default)]
+    pattern: Option<Pattern>,
+    #[serde(default)]
+    systemd: Option<Text>,
+    #[serde(default)]
+    tmux: Option<Text>,
+    #[serde(default)]
+    docker: Option<Text>,
+    #[serde(default)]
+    command: Option<CommandLine>,
+    #[serde(default)]
+    grace: Option<config::Duration>,
+}
+
+impl<'de> Deserialize<'de> for Stop {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        within_mapping(d, |raw: RawStop| -> Result<Self, Why> {
+            let methods: Vec<StopMethod> = [
+                raw.pidfile.map(StopMethod::Pidfile),
+                raw.pattern.map(StopMethod::Pattern),
+                raw.systemd.map(|t| StopMethod::Systemd(t.0)),
+                raw.tmux
+                    .map(tmux_session)
+                    .transpose()?
+                    .map(StopMethod::Tmux),
+                raw.docker.map(|t| StopMethod::Docker(t.0)),
+                raw.command.map(StopMethod::Command),
+            ]
+            .into_iter()
+            .flatten()
+            .collect();
+            let [method]: [StopMethod; 1] = methods.try_into().map_err(|_| {
+                de::Error::custom(
+                    "`stop` takes exactly one of pidfile, pattern, systemd, tmux, docker, command",
+                )
+            })?;
+            Ok(Stop {
+                method,
+                grace: raw.grace.unwrap_or(config::Duration::from_secs(10)),
+            })
+        })
+    }
+}
 
 /// How long to wait for processes to vanish after SIGKILL.
 const KILL_WAIT: Duration = Duration::from_secs(3);
