@@ -4,11 +4,12 @@
 
 use crate::alert::{self, AlertKey, AlertState, Notice, Policy, Status, Transition, Verdict};
 use crate::clock::Timestamp;
-use crate::config::{Config, Gate, Probe, Profile, Rule, RuleKind, Selector, Severity, Task};
+use crate::config::{Config, Gate, Probe, Profile, Selector, Severity, Task};
 use crate::notify::{self, Message, MessageKind};
 use crate::probe::{Observation, TaskState};
 use crate::remediate::{Attempt, Book, Carried, Decision, Remediation};
 use crate::rule;
+use crate::rule::{Rule, RuleKind};
 use crate::silence;
 use std::collections::{BTreeMap, BTreeSet};
 

@@ -4,8 +4,9 @@
 //! per-tick bucket deltas.
 
 use super::{Memory, compare};
+use super::{RatioRule, Rule};
 use crate::alert::Verdict;
-use crate::config::{RatioRule, Rule, Selector, Severity, format_number};
+use crate::config::{Selector, Severity, format_number};
 use crate::probe::Observation;
 use std::collections::BTreeMap;
 

@@ -1,6 +1,7 @@
 //! Rules turn a task's signals into verdicts. Pure: signals and what the
 //! rule remembered from the last tick in; verdict and new memory out.
 
+mod config;
 mod deltas;
 #[cfg(test)]
 mod scenarios;
@@ -8,8 +9,9 @@ mod trend;
 
 use crate::alert::Verdict;
 use crate::clock::Timestamp;
-use crate::config::{Guard, Rule, RuleKind, Selector, Severity, Task};
+use crate::config::{Guard, Selector, Severity, Task};
 use crate::probe::{CheckStatus, Observation};
+pub use config::{DEFAULT_TREND_MIN_CHANGE, RatioRule, Rule, RuleKind, Trend};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 

@@ -8,10 +8,11 @@
 //! restart are dropped; until the window is covered again the rule holds
 //! (a firing alert stays firing, nothing resolves).
 
+use super::Trend;
 use super::{Memory, TickContext};
 use crate::alert::Verdict;
 use crate::clock::human_duration;
-use crate::config::{Selector, Severity, Trend, format_number};
+use crate::config::{Selector, Severity, format_number};
 use crate::probe::Observation;
 
 /// Keeps the samples inside the window plus, when none sits exactly on its

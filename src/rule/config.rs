@@ -1,0 +1,336 @@
+//! A rule as written in jobs.yaml: its kind (`signal`, `gauge`,
+//! `gauge_ratio`, `counter`, `ratio`, `histogram`), its condition and its
+//! gates, parsed once into [`Rule`] with every combination of keys that
+//! cannot work refused at load.
+
+use crate::config::{
+    Condition, Duration, Gate, Guard, Selector, Selectors, Severity, Threshold, Why, within_mapping,
+};
+use serde::Deserialize;
+use serde::de::Deserializer;
+
+/// Turns signals into one alert key.
+#[derive(Debug, Clone)]
+pub struct Rule {
+    pub name: String,
+    pub kind: RuleKind,
+    /// The breach condition (`value:` or `delta:`); `None` for trends.
+    pub condition: Option<Condition>,
+    pub for_: Option<Gate>,
+    pub resolve_after: Option<Gate>,
+    pub severity: Option<Severity>,
+    pub when: Vec<Guard>,
+    pub unless: Vec<Guard>,
+    pub remediate: bool,
+    pub warmup: bool,
+    pub cooldown: Option<Duration>,
+}
+
+/// What a rule looks at. Closed set, one per config key.
+#[derive(Debug, Clone)]
+pub enum RuleKind {
+    /// Any signal of the task (`lag`, `rss_bytes`, a perfdata label…).
+    Signal {
+        signal: Selector,
+        trend: Option<Trend>,
+    },
+    Gauge(Selectors),
+    GaugeRatio {
+        numerator: Selector,
+        denominator: Selector,
+    },
+    Counter {
+        series: Selectors,
+        streak: Option<u32>,
+        burst: Option<f64>,
+    },
+    Ratio(RatioRule),
+    Histogram {
+        metric: Selector,
+        quantile: Option<f64>,
+        mean: bool,
+        min_count: f64,
+    },
+}
+
+impl RuleKind {
+    pub fn key(&self) -> &'static str {
+        match self {
+            RuleKind::Signal { .. } => "signal",
+            RuleKind::Gauge(_) => "gauge",
+            RuleKind::GaugeRatio { .. } => "gauge_ratio",
+            RuleKind::Counter { .. } => "counter",
+            RuleKind::Ratio(_) => "ratio",
+            RuleKind::Histogram { .. } => "histogram",
+        }
+    }
+}
+
+/// A trend over a time window (`trend: rising, window: 300s`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Trend {
+    pub rising: bool,
+    pub window: Duration,
+    /// How far the signal must move over the window (default 5, in the
+    /// signal's unit): a synced node's lag jitter of 1→3 is no trend.
+    pub min_change: f64,
+    /// `above:` (rising) or `below:` (falling): only past this value.
+    pub limit: Option<f64>,
+}
+
+/// Which way a trend goes: `trend: rising` or `trend: falling`.
+#[derive(Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+enum Direction {
+    Rising,
+    Falling,
+}
+
+/// The one kind key a rule was written with, and its value.
+enum Written {
+    Signal(Selector),
+    Gauge(Selectors),
+    GaugeRatio(Vec<Selector>),
+    Counter(Selectors),
+    Ratio(RatioRule),
+    Histogram(Selector),
+}
+
+/// A trend's `min_change` when the rule does not say.
+pub const DEFAULT_TREND_MIN_CHANGE: f64 = 5.0;
+
+#[derive(Deserialize, Debug, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct RatioRule {
+    pub numerator: Selectors,
+    pub denominator: Selectors,
+    #[serde(default)]
+    pub min_denominator: f64,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRule {
+    name: String,
+    #[serde(default)]
+    signal: Option<Selector>,
+    #[serde(default)]
+    gauge: Option<Selectors>,
+    #[serde(default)]
+    gauge_ratio: Option<Vec<Selector>>,
+    #[serde(default)]
+    counter: Option<Selectors>,
+    #[serde(default)]
+    ratio: Option<RatioRule>,
+    #[serde(default)]
+    histogram: Option<Selector>,
+    #[serde(default)]
+    value: Option<Condition>,
+    #[serde(default)]
+    delta: Option<Condition>,
+    #[serde(default)]
+    trend: Option<Direction>,
+    #[serde(default)]
+    window: Option<Duration>,
+    #[serde(default)]
+    min_change: Option<f64>,
+    #[serde(default)]
+    above: Option<f64>,
+    #[serde(default)]
+    below: Option<f64>,
+    #[serde(default)]
+    streak: Option<u32>,
+    #[serde(default)]
+    burst: Option<f64>,
+    #[serde(default)]
+    quantile: Option<f64>,
+    #[serde(default)]
+    mean: bool,
+    #[serde(default)]
+    min_count: Option<f64>,
+    #[serde(default, rename = "for")]
+    for_: Option<Gate>,
+    #[serde(default)]
+    resolve_after: Option<Gate>,
+    #[serde(default)]
+    severity: Option<Severity>,
+    #[serde(default)]
+    when: Vec<Guard>,
+    #[serde(default)]
+    unless: Vec<Guard>,
+    #[serde(default)]
+    remediate: bool,
+    #[serde(default)]
+    warmup: bool,
+    #[serde(default)]
+    cooldown: Option<Duration>,
+}
+
+impl<'de> Deserialize<'de> for Rule {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        within_mapping(d, |raw: RawRule| Rule::from_raw(raw).map_err(Why))
+    }
+}
+
+impl Rule {
+    fn from_raw(raw: RawRule) -> Result<Rule, String> {
+        let name = raw.name;
+        let name_ok = !name.is_empty()
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
+        if !name_ok {
+            return Err(format!(
+                "rule name {name:?} must be letters, digits, `_`, `-` or `.`"
+            ));
+        }
+        let err = |why: &str| format!("rule `{name}`: {why}");
+        let written: Vec<Written> = [
+            raw.signal.map(Written::Signal),
+            raw.gauge.map(Written::Gauge),
+            raw.gauge_ratio.map(Written::GaugeRatio),
+            raw.counter.map(Written::Counter),
+            raw.ratio.map(Written::Ratio),
+            raw.histogram.map(Written::Histogram),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        let [written]: [Written; 1] = written.try_into().map_err(|_| {
+            err("give exactly one of signal, gauge, gauge_ratio, counter, ratio, histogram")
+        })?;
+        let kind = match written {
+            Written::Signal(signal) => {
+                let min_change = raw.min_change.unwrap_or(DEFAULT_TREND_MIN_CHANGE);
+                if min_change.is_nan() || min_change < 0.0 {
+                    return Err(err("`min_change` is a size of change, 0 or more"));
+                }
+                let trend = match (raw.trend, raw.window) {
+                    (None, None) => None,
+                    (Some(Direction::Rising), Some(window)) => {
+                        if raw.below.is_some() {
+                            return Err(err("a rising trend takes `above`, not `below`"));
+                        }
+                        Some(Trend {
+                            rising: true,
+                            window,
+                            min_change,
+                            limit: raw.above,
+                        })
+                    }
+                    (Some(Direction::Falling), Some(window)) => {
+                        if raw.above.is_some() {
+                            return Err(err("a falling trend takes `below`, not `above`"));
+                        }
+                        Some(Trend {
+                            rising: false,
+                            window,
+                            min_change,
+                            limit: raw.below,
+                        })
+                    }
+                    (Some(_), None) => {
+                        return Err(err("a trend needs a `window`, e.g. window: 300s"));
+                    }
+                    (None, Some(_)) => return Err(err("`window` only goes with `trend`")),
+                };
+                RuleKind::Signal { signal, trend }
+            }
+            Written::Gauge(gauge) => RuleKind::Gauge(gauge),
+            Written::GaugeRatio(pair) => {
+                let [numerator, denominator]: [Selector; 2] = pair
+                    .try_into()
+                    .map_err(|_| err("gauge_ratio takes two series: [numerator, denominator]"))?;
+                RuleKind::GaugeRatio {
+                    numerator,
+                    denominator,
+                }
+            }
+            Written::Counter(series) => RuleKind::Counter {
+                series,
+                streak: raw.streak,
+                burst: raw.burst,
+            },
+            Written::Ratio(ratio) => RuleKind::Ratio(ratio),
+            Written::Histogram(metric) => {
+                if metric.name.is_none() {
+                    return Err(err(
+                        "a histogram rule names its metric: histogram: NAME or NAME{label=\"…\"}",
+                    ));
+                }
+                if let Some(q) = raw.quantile
+                    && !(0.0..=1.0).contains(&q)
+                {
+                    return Err(err("quantile is between 0 and 1, e.g. 0.99"));
+                }
+                if raw.quantile.is_none() && !raw.mean {
+                    return Err(err(
+                        "a histogram rule needs `quantile: 0.99` or `mean: true`",
+                    ));
+                }
+                RuleKind::Histogram {
+                    metric,
+                    quantile: raw.quantile,
+                    mean: raw.mean,
+                    min_count: raw.min_count.unwrap_or(0.0),
+                }
+            }
+        };
+        let is_counter = matches!(kind, RuleKind::Counter { .. });
+        let is_trend = matches!(kind, RuleKind::Signal { trend: Some(_), .. });
+        if !matches!(kind, RuleKind::Signal { .. }) && (raw.trend.is_some() || raw.window.is_some())
+        {
+            return Err(err(
+                "`trend` and `window` go with `signal:` (a trend of one signal), e.g. signal: lag, trend: rising, window: 300s",
+            ));
+        }
+        if !is_trend && (raw.min_change.is_some() || raw.above.is_some() || raw.below.is_some()) {
+            return Err(err("`min_change`, `above` and `below` go with `trend`"));
+        }
+        if (raw.streak.is_some() || raw.burst.is_some()) && !is_counter {
+            return Err(err("`streak` and `burst` only go with `counter`"));
+        }
+        let condition = match (raw.value, raw.delta) {
+            (Some(_), Some(_)) => return Err(err("give `value` or `delta`, not both")),
+            (None, Some(delta)) if is_counter => Some(delta),
+            (Some(_), None) if is_counter => {
+                return Err(err(
+                    "a counter rule compares its per-tick `delta`, e.g. delta: \">= 1\"",
+                ));
+            }
+            (None, Some(_)) => return Err(err("`delta` only goes with `counter`; use `value`")),
+            (Some(value), None) => {
+                if is_trend {
+                    return Err(err("a trend rule takes no `value`"));
+                }
+                if matches!(value.threshold, Threshold::TimesPrevious(_)) {
+                    return Err(err(
+                        "`x previous` compares counter deltas: use it with `delta`",
+                    ));
+                }
+                Some(value)
+            }
+            (None, None) if is_trend => None,
+            (None, None) => {
+                return Err(err(if is_counter {
+                    "needs a `delta` condition, e.g. delta: \">= 1\""
+                } else {
+                    "needs a `value` condition, e.g. value: \"> 0.5\""
+                }));
+            }
+        };
+        Ok(Rule {
+            name,
+            kind,
+            condition,
+            for_: raw.for_,
+            resolve_after: raw.resolve_after,
+            severity: raw.severity,
+            when: raw.when,
+            unless: raw.unless,
+            remediate: raw.remediate,
+            warmup: raw.warmup,
+            cooldown: raw.cooldown,
+        })
+    }
+}
