@@ -2,10 +2,40 @@
 //! git fetch and hard reset of a checkout to its tracked branch. Best
 //! effort: a failure is reported and the checks run anyway.
 
-use crate::config::GitSync;
+use crate::config::{Duration as Span, Text};
 use crate::remediate::stop::run_tool;
+use serde::Deserialize;
+use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
+
+/// `pre_run: { git_sync: { repo, remote, branch } }`.
+#[derive(Deserialize, Debug, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct PreRun {
+    pub git_sync: GitSync,
+}
+
+/// Fetch and hard-reset a checkout to its tracked branch, best effort.
+#[derive(Deserialize, Debug, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct GitSync {
+    pub repo: PathBuf,
+    #[serde(default = "origin")]
+    pub remote: Text,
+    #[serde(default = "main_branch")]
+    pub branch: Text,
+    #[serde(default)]
+    pub timeout: Option<Span>,
+}
+
+fn origin() -> Text {
+    Text("origin".into())
+}
+
+fn main_branch() -> Text {
+    Text("main".into())
+}
 
 /// Fetches `remote branch` and resets the checkout hard onto it. Local
 /// edits to tracked files are discarded on purpose: the reviewed branch wins.

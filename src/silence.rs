@@ -4,8 +4,21 @@
 
 use crate::alert::AlertKey;
 use crate::clock::Timestamp;
-use crate::config::{Maintenance, Profile, Task};
+use crate::config::{Duration, Profile, Task, Text};
+use crate::schedule::CronSchedule;
+use serde::Deserialize;
 use serde::Serialize;
+
+/// `maintenance: [{ cron: "0 3 * * sun", duration: 2h, reason: … }]`: from
+/// each fire time of `cron`, for `duration`.
+#[derive(Deserialize, Debug, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct Maintenance {
+    pub cron: CronSchedule,
+    pub duration: Duration,
+    #[serde(default)]
+    pub reason: Option<Text>,
+}
 
 /// `monitor silence add`: hold a task's (or one rule's) notifications and
 /// restarts until `ends_at`.

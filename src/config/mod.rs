@@ -15,11 +15,14 @@ pub use values::{
 };
 
 use crate::action::Action;
+use crate::notify::heartbeat::Heartbeat;
 pub use crate::notify::kinds::NotifierKind;
+use crate::pre_run::PreRun;
 pub use crate::probe::kinds::{Probe, ProbeKind};
 use crate::remediate::Remediate;
 use crate::rule::{Rule, RuleKind};
 use crate::schedule::CronSchedule;
+use crate::silence::Maintenance;
 use serde::Deserialize;
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 use std::collections::BTreeMap;
@@ -295,56 +298,6 @@ pub struct Profile {
     /// Windows during which alerts are held and nothing is restarted.
     pub maintenance: Vec<Maintenance>,
     pub tasks: Vec<Task>,
-}
-
-/// `heartbeat: { url }`: GET after each completed tick; `url/fail` when
-/// the tick found a problem.
-#[derive(Deserialize, Debug, Clone)]
-#[serde(deny_unknown_fields)]
-pub struct Heartbeat {
-    #[serde(deserialize_with = "values::secret_http_url")]
-    pub url: Secret,
-    #[serde(default)]
-    pub timeout: Option<Duration>,
-}
-
-/// `pre_run: { git_sync: { repo, remote, branch } }`.
-#[derive(Deserialize, Debug, Clone)]
-#[serde(deny_unknown_fields)]
-pub struct PreRun {
-    pub git_sync: GitSync,
-}
-
-/// Fetch and hard-reset a checkout to its tracked branch, best effort.
-#[derive(Deserialize, Debug, Clone)]
-#[serde(deny_unknown_fields)]
-pub struct GitSync {
-    pub repo: PathBuf,
-    #[serde(default = "origin")]
-    pub remote: Text,
-    #[serde(default = "main_branch")]
-    pub branch: Text,
-    #[serde(default)]
-    pub timeout: Option<Duration>,
-}
-
-fn origin() -> Text {
-    Text("origin".into())
-}
-
-fn main_branch() -> Text {
-    Text("main".into())
-}
-
-/// `maintenance: [{ cron: "0 3 * * sun", duration: 2h, reason: … }]`: from
-/// each fire time of `cron`, for `duration`.
-#[derive(Deserialize, Debug, Clone)]
-#[serde(deny_unknown_fields)]
-pub struct Maintenance {
-    pub cron: CronSchedule,
-    pub duration: Duration,
-    #[serde(default)]
-    pub reason: Option<Text>,
 }
 
 #[derive(Deserialize)]

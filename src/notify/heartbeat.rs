@@ -2,9 +2,21 @@
 //! of `url` when it found nothing wrong, of `url/fail` otherwise. A dead
 //! man's switch: when ticks stop, the receiving end notices.
 
-use crate::config::Heartbeat;
+use crate::config::{self, Secret, values};
 use crate::http_client::{ClientSettings, agent, describe_error};
+use serde::Deserialize;
 use std::time::Duration;
+
+/// `heartbeat: { url }`: GET after each completed tick; `url/fail` when
+/// the tick found a problem.
+#[derive(Deserialize, Debug, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct Heartbeat {
+    #[serde(deserialize_with = "values::secret_http_url")]
+    pub url: Secret,
+    #[serde(default)]
+    pub timeout: Option<config::Duration>,
+}
 
 /// Pings `heartbeat`; best effort. The note for the summary.
 pub fn ping(heartbeat: &Heartbeat, healthy: bool) -> String {

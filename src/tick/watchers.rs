@@ -67,7 +67,7 @@ fn config_observation(rejected: Option<&Rejected>) -> Observation {
 /// Seed 001's sync before run: best effort, logged, never blocking checks.
 /// The note for the summary, and what the sync did (none in a dry run).
 fn pre_run_sync(
-    pre_run: &crate::config::PreRun,
+    pre_run: &crate::pre_run::PreRun,
     dry_run: bool,
 ) -> (String, Option<Result<String, String>>) {
     let sync = &pre_run.git_sync;
