@@ -9,7 +9,7 @@
 //! Prints MB/s and milliseconds; exits non-zero only if a run goes wrong.
 
 use monitor::clock::Timestamp;
-use monitor::probe::log::LogConfig;
+use monitor::probe::log::{LogConfig, LogSource};
 use monitor::probe::log::{Pass, Scanner};
 use monitor::probe::{Context, Mode, Observation, TaskState};
 use std::io::Write;
@@ -186,7 +186,7 @@ fn append(path: &Path, bytes: &[u8]) {
 /// `path` (first seen before the rounds).
 fn ticks_after_appends(path: &Path, rounds: usize) -> f64 {
     let mut probe = probe();
-    probe.path = Some(path.to_path_buf());
+    probe.source = LogSource::File(path.to_path_buf());
     let (first, _) = tick(&probe, &TaskState::new(), 1_790_000_000);
     let mut state = first.state;
     let mut times = Vec::new();
@@ -215,7 +215,7 @@ fn tick_cost() {
     std::fs::write(&small, b"").expect("the small log is created");
     let first_sight = {
         let mut probe = probe();
-        probe.path = Some(big.clone());
+        probe.source = LogSource::File(big.clone());
         tick(&probe, &TaskState::new(), 1_790_000_000).1
     };
     let rounds = 7;

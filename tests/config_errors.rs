@@ -701,9 +701,9 @@ fn an_empty_identity_a_placeholder_typo_and_zero_connections_are_refused() {
     );
     assert_config_error(
         "version: 1\nprofiles:\n  p:\n    cron: \"* * * * *\"\n    tasks:\n      - name: node\n        log:\n          command: [docker, logs, --since, \"{since}\", --until, \"{untill}\", node]\n",
-        6,
-        None,
-        "task `node`: a `log` command has a placeholder that is neither `{since}` nor `{until}`",
+        8,
+        Some("profiles.p.tasks[0].log.command"),
+        "a `log` command has a placeholder that is neither `{since}` nor `{until}`",
     );
     assert_config_error(
         "version: 1\ndefaults:\n  connections_per_host: 0\nprofiles:\n  p:\n    cron: \"* * * * *\"\n    tasks:\n      - name: t\n        command: { argv: [\"true\"] }\n",

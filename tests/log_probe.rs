@@ -705,22 +705,19 @@ fn dry_run_observes_like_a_tick() {
     assert_eq!(dry.state, tick.state);
 }
 
+/// Neither or both of `path` and `command` is refused as the probe is
+/// read (check-config says so), never left for a tick to fail on.
 #[test]
 fn a_log_probe_needs_exactly_one_source() {
-    let out = observe(
-        &probe("stale_after: 5m\n"),
-        Mode::Tick,
-        &TaskState::new(),
-        minute(0),
-    );
-    assert_eq!(out.checks[0].status, CheckStatus::Failed);
-    let out = observe(
-        &probe("path: /x\ncommand: \"true\"\n"),
-        Mode::Tick,
-        &TaskState::new(),
-        minute(0),
-    );
-    assert_eq!(out.checks[0].status, CheckStatus::Failed);
+    for yaml in ["stale_after: 5m\n", "path: /x\ncommand: \"true\"\n"] {
+        let refused = serde_yaml::from_str::<LogConfig>(yaml).unwrap_err();
+        assert!(
+            refused
+                .to_string()
+                .contains("either `path` (a file) or `command` (its output)"),
+            "{yaml}: {refused}"
+        );
+    }
 }
 
 #[test]

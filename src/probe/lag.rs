@@ -7,9 +7,10 @@ use super::http::extract;
 use super::kinds::ProbeConfig;
 use super::{Check, CheckStatus, Context, Mode, Observation, TaskState};
 use crate::clock::{Timestamp, human_duration};
-use crate::config::{self, JsonPointer, Text, format_number, values, yes};
+use crate::config::{self, JsonPointer, Text, Why, format_number, values, within_mapping, yes};
 use crate::http_client::{ClientSettings, agent, describe_error};
 use serde::Deserialize;
+use serde::de::Deserializer;
 use std::time::Duration;
 
 /// `lag`: local height against a reference height.
@@ -23,16 +24,51 @@ pub struct LagConfig {
 }
 
 /// Where a height comes from: a JSON-RPC call or a GET, plus a pointer.
-#[derive(Deserialize, Debug, Clone)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone)]
 pub struct HeightSource {
-    #[serde(default)]
-    pub jsonrpc: Option<JsonRpcEndpoint>,
-    #[serde(default, deserialize_with = "values::optional_http_url")]
-    pub url: Option<Text>,
+    pub request: HeightRequest,
     pub extract: JsonPointer,
-    #[serde(default = "yes")]
     pub tls_verify: bool,
+}
+
+/// How a height is asked for: exactly one of `jsonrpc` and `url`.
+#[derive(Debug, Clone)]
+pub enum HeightRequest {
+    JsonRpc(JsonRpcEndpoint),
+    Get(Text),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHeightSource {
+    #[serde(default)]
+    jsonrpc: Option<JsonRpcEndpoint>,
+    #[serde(default, deserialize_with = "values::optional_http_url")]
+    url: Option<Text>,
+    extract: JsonPointer,
+    #[serde(default = "yes")]
+    tls_verify: bool,
+}
+
+impl<'de> Deserialize<'de> for HeightSource {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        within_mapping(d, |raw: RawHeightSource| {
+            let request = match (raw.jsonrpc, raw.url) {
+                (Some(call), None) => HeightRequest::JsonRpc(call),
+                (None, Some(url)) => HeightRequest::Get(url),
+                _ => {
+                    return Err(Why(
+                        "each `lag` source takes either `jsonrpc: {url, method}` or `url`".into(),
+                    ));
+                }
+            };
+            Ok(HeightSource {
+                request,
+                extract: raw.extract,
+                tls_verify: raw.tls_verify,
+            })
+        })
+    }
 }
 
 #[derive(Deserialize, Debug, Clone)]
@@ -63,16 +99,6 @@ const MAX_BODY: u64 = 1 << 20;
 impl ProbeConfig for LagConfig {
     fn observe(&self, context: &Context, out: &mut Observation) {
         observe(self, context, out);
-    }
-
-    fn check(&self) -> Result<(), String> {
-        if [&self.local, &self.reference]
-            .iter()
-            .any(|s| s.jsonrpc.is_some() == s.url.is_some())
-        {
-            return Err("each `lag` source takes either `jsonrpc: {url, method}` or `url`".into());
-        }
-        Ok(())
     }
 }
 
@@ -187,19 +213,17 @@ fn failure(
 
 /// `http://127.0.0.1:9944 chain_getHeader` or the GET URL.
 fn describe_source(source: &HeightSource) -> String {
-    match (&source.jsonrpc, &source.url) {
-        (Some(call), _) => format!("{} {}", call.url, call.method),
-        (None, Some(url)) => url.to_string(),
-        (None, None) => "(no url)".to_string(),
+    match &source.request {
+        HeightRequest::JsonRpc(call) => format!("{} {}", call.url, call.method),
+        HeightRequest::Get(url) => url.to_string(),
     }
 }
 
 /// One height: the request, its status, its JSON, the number at the pointer.
 fn height(source: &HeightSource, limits: &Limits) -> Result<f64, String> {
-    let url = match (&source.jsonrpc, &source.url) {
-        (Some(call), _) => call.url.as_str(),
-        (None, Some(url)) => url.as_str(),
-        (None, None) => "",
+    let url = match &source.request {
+        HeightRequest::JsonRpc(call) => call.url.as_str(),
+        HeightRequest::Get(url) => url.as_str(),
     };
     let (_slot, timeout) = super::host_limit::within(url, limits.budget)?;
     let agent = agent(&ClientSettings {
@@ -207,8 +231,8 @@ fn height(source: &HeightSource, limits: &Limits) -> Result<f64, String> {
         tls_verify: source.tls_verify,
         ca_file: None,
     })?;
-    let result = match (&source.jsonrpc, &source.url) {
-        (Some(call), _) => {
+    let result = match &source.request {
+        HeightRequest::JsonRpc(call) => {
             let payload = serde_json::json!({
                 "jsonrpc": "2.0",
                 "id": 1,
@@ -220,8 +244,7 @@ fn height(source: &HeightSource, limits: &Limits) -> Result<f64, String> {
                 .header("content-type", "application/json")
                 .send(payload.to_string().as_bytes())
         }
-        (None, Some(url)) => agent.get(url.as_str()).call(),
-        (None, None) => return Err("no `url` and no `jsonrpc`".to_string()),
+        HeightRequest::Get(url) => agent.get(url.as_str()).call(),
     };
     let mut response = result.map_err(|e| describe_error(&e, limits.configured))?;
     let status = response.status().as_u16();
@@ -243,7 +266,7 @@ fn height(source: &HeightSource, limits: &Limits) -> Result<f64, String> {
             crate::http_client::body_excerpt(&body)
         )
     })?;
-    if source.jsonrpc.is_some()
+    if matches!(source.request, HeightRequest::JsonRpc(_))
         && let Some(error) = json.get("error").filter(|e| !e.is_null())
     {
         return Err(format!("JSON-RPC error {error}"));

@@ -5,25 +5,49 @@
 use super::disk::human_bytes;
 use super::kinds::ProbeConfig;
 use super::{Check, CheckStatus, Context, Mode, Observation, process_group};
-use crate::config::{Pattern, Text};
+use crate::config::{Pattern, Text, Why, within_mapping};
 use crate::processes::{self, ProcessInfo};
 use regex::Regex;
 use serde::Deserialize;
+use serde::de::Deserializer;
 use std::path::Path;
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
-/// `process`: is the target alive, and how big is it.
-#[derive(Deserialize, Debug, Clone)]
+/// `process`: is the target alive, and how big is it. The target is
+/// found by exactly one of a pidfile, a command-line pattern, a unit.
+#[derive(Debug, Clone)]
+pub enum ProcessConfig {
+    Pidfile(PathBuf),
+    Pattern(Pattern),
+    Systemd(Text),
+}
+
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct ProcessConfig {
+struct RawProcess {
     #[serde(default)]
-    pub pidfile: Option<PathBuf>,
+    pidfile: Option<PathBuf>,
     #[serde(default)]
-    pub pattern: Option<Pattern>,
+    pattern: Option<Pattern>,
     #[serde(default)]
-    pub systemd: Option<Text>,
+    systemd: Option<Text>,
+}
+
+impl<'de> Deserialize<'de> for ProcessConfig {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        within_mapping(d, |raw: RawProcess| {
+            match (raw.pidfile, raw.pattern, raw.systemd) {
+                (Some(path), None, None) => Ok(ProcessConfig::Pidfile(path)),
+                (None, Some(pattern), None) => Ok(ProcessConfig::Pattern(pattern)),
+                (None, None, Some(unit)) => Ok(ProcessConfig::Systemd(unit)),
+                _ => Err(Why(
+                    "a `process` probe takes exactly one of `pidfile`, `pattern`, `systemd`".into(),
+                )),
+            }
+        })
+    }
 }
 
 /// State key: the identity (`pid:start_ticks`) seen at the last tick.
@@ -39,22 +63,11 @@ enum Target<'a> {
 }
 
 impl<'a> Target<'a> {
-    fn from_probe(probe: &'a ProcessConfig) -> Result<Target<'a>, String> {
-        let mut targets = Vec::new();
-        if let Some(path) = &probe.pidfile {
-            targets.push(Target::Pidfile(path));
-        }
-        if let Some(pattern) = &probe.pattern {
-            targets.push(Target::Pattern(&pattern.0));
-        }
-        if let Some(unit) = &probe.systemd {
-            targets.push(Target::Systemd(unit.as_str()));
-        }
-        match targets.len() {
-            1 => Ok(targets.remove(0)),
-            n => Err(format!(
-                "process probe takes exactly one of pidfile, pattern, systemd (found {n})"
-            )),
+    fn from_probe(probe: &'a ProcessConfig) -> Target<'a> {
+        match probe {
+            ProcessConfig::Pidfile(path) => Target::Pidfile(path),
+            ProcessConfig::Pattern(pattern) => Target::Pattern(&pattern.0),
+            ProcessConfig::Systemd(unit) => Target::Systemd(unit.as_str()),
         }
     }
 }
@@ -75,29 +88,18 @@ impl ProbeConfig for ProcessConfig {
         observe(self, context, out);
     }
 
-    fn check(&self) -> Result<(), String> {
-        let given = [
-            self.pidfile.is_some(),
-            self.pattern.is_some(),
-            self.systemd.is_some(),
-        ];
-        if given.iter().filter(|x| **x).count() != 1 {
-            return Err(
-                "a `process` probe takes exactly one of `pidfile`, `pattern`, `systemd`".into(),
-            );
-        }
-        Ok(())
-    }
-
     fn relative_paths(&mut self) -> Vec<&mut PathBuf> {
-        self.pidfile.iter_mut().collect()
+        match self {
+            ProcessConfig::Pidfile(path) => vec![path],
+            ProcessConfig::Pattern(_) | ProcessConfig::Systemd(_) => Vec::new(),
+        }
     }
 }
 
 /// Finds the target and records `up`, `pid`, `uptime_s`, `rss_bytes`,
 /// `rss_growth_bytes`, `open_fds`, `fds_ratio`, `restarted`, `processes`.
 pub fn observe(probe: &ProcessConfig, context: &Context, out: &mut Observation) {
-    let found = Target::from_probe(probe).and_then(|target| find(&target, context));
+    let found = find(&Target::from_probe(probe), context);
     match found {
         Err(summary) => out.checks.push(Check {
             probe: "process",
@@ -302,11 +304,7 @@ mod tests {
     }
 
     fn probe_for(pattern: &str) -> ProcessConfig {
-        ProcessConfig {
-            pidfile: None,
-            pattern: Some(Pattern(Regex::new(pattern).unwrap())),
-            systemd: None,
-        }
+        ProcessConfig::Pattern(Pattern(Regex::new(pattern).unwrap()))
     }
 
     #[test]
@@ -314,11 +312,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let pidfile = dir.path().join("me.pid");
         std::fs::write(&pidfile, format!("{}\n", std::process::id())).unwrap();
-        let probe = ProcessConfig {
-            pidfile: Some(pidfile),
-            pattern: None,
-            systemd: None,
-        };
+        let probe = ProcessConfig::Pidfile(pidfile);
         let state = TaskState::new();
         let mut out = Observation::default();
         observe(&probe, &context(&state, Mode::Tick), &mut out);
@@ -384,11 +378,7 @@ mod tests {
     fn pidfile_problems_name_the_file_and_the_pid() {
         let dir = tempfile::tempdir().unwrap();
         let run = |path: &Path| {
-            let probe = ProcessConfig {
-                pidfile: Some(path.to_path_buf()),
-                pattern: None,
-                systemd: None,
-            };
+            let probe = ProcessConfig::Pidfile(path.to_path_buf());
             let state = TaskState::new();
             let mut out = Observation::default();
             observe(&probe, &context(&state, Mode::Tick), &mut out);
@@ -468,16 +458,5 @@ mod tests {
         assert_eq!(main_pid(&fake, "x.service", timeout), Ok(4242));
         write_fake("echo 0");
         assert_eq!(main_pid(&fake, "x.service", timeout), Ok(0));
-    }
-
-    #[test]
-    fn two_targets_are_refused() {
-        let mut probe = probe_for("x");
-        probe.pidfile = Some("/run/x.pid".into());
-        let state = TaskState::new();
-        let mut out = Observation::default();
-        observe(&probe, &context(&state, Mode::Tick), &mut out);
-        assert_eq!(out.checks[0].status, CheckStatus::Failed);
-        assert!(out.checks[0].summary.contains("exactly one of"));
     }
 }

@@ -8,6 +8,7 @@ use super::Restart;
 use super::start::Start;
 use super::stop::StopMethod;
 use crate::config::{CommandLine, Pattern, Probe, Task};
+use crate::probe::process::ProcessConfig;
 use crate::processes::{self, ProcessInfo};
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
@@ -84,13 +85,14 @@ fn marks(task: &Task, restart: &Restart, stop_found_nothing: bool) -> Vec<Mark> 
         return marks;
     }
     for probe in &task.probes {
-        if let Probe::Process(process) = probe {
-            if let Some(p) = &process.pattern {
+        match probe {
+            Probe::Process(ProcessConfig::Pattern(p)) => {
                 marks.push(Mark::Pattern(p.0.clone(), "the task's process pattern"));
             }
-            if let Some(path) = &process.pidfile {
+            Probe::Process(ProcessConfig::Pidfile(path)) => {
                 marks.push(Mark::Pidfile(path.clone(), "the task's process pidfile"));
             }
+            _ => {}
         }
     }
     // A stop by session or by command that found nothing may have missed

@@ -20,28 +20,80 @@ use serde::de::Deserializer;
 use std::path::PathBuf;
 
 /// `log`: a file followed across ticks, or a command's output.
-#[derive(Deserialize, Debug, Clone)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone)]
 pub struct LogConfig {
-    #[serde(default)]
-    pub path: Option<PathBuf>,
-    #[serde(default)]
-    pub command: Option<CommandLine>,
-    #[serde(default)]
+    pub source: LogSource,
     pub stale_after: Option<Duration>,
-    #[serde(default)]
     pub patterns: Vec<LogPattern>,
-    #[serde(default)]
     pub events: Vec<LogEvent>,
-    #[serde(default)]
     pub states: Ordered<LogState>,
-    #[serde(default)]
     pub session: Option<Pattern>,
-    #[serde(default)]
     pub counters: Ordered<Pattern>,
     /// Read at most this much new log per tick.
-    #[serde(default)]
     pub max_read: Option<ByteSize>,
+}
+
+/// What a `log` probe reads: exactly one of `path` and `command`.
+#[derive(Debug, Clone)]
+pub enum LogSource {
+    /// A file, followed across ticks (rotation, truncation).
+    File(PathBuf),
+    /// A command's output (`{since}`/`{until}` filled in).
+    Command(CommandLine),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLog {
+    #[serde(default)]
+    path: Option<PathBuf>,
+    #[serde(default)]
+    command: Option<CommandLine>,
+    #[serde(default)]
+    stale_after: Option<Duration>,
+    #[serde(default)]
+    patterns: Vec<LogPattern>,
+    #[serde(default)]
+    events: Vec<LogEvent>,
+    #[serde(default)]
+    states: Ordered<LogState>,
+    #[serde(default)]
+    session: Option<Pattern>,
+    #[serde(default)]
+    counters: Ordered<Pattern>,
+    /// Read at most this much new log per tick.
+    #[serde(default)]
+    max_read: Option<ByteSize>,
+}
+
+impl<'de> Deserialize<'de> for LogConfig {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        within_mapping(d, |raw: RawLog| {
+            let source = match (raw.path, raw.command) {
+                (Some(path), None) => LogSource::File(path),
+                (None, Some(command)) if misspelt_placeholder(&command.to_string()) => {
+                    return Err(Why("a `log` command has a placeholder that is neither `{since}` nor `{until}` (a typo?): it would be passed on as written".into()));
+                }
+                (None, Some(command)) => LogSource::Command(command),
+                _ => {
+                    return Err(Why(
+                        "a `log` probe takes either `path` (a file) or `command` (its output)"
+                            .into(),
+                    ));
+                }
+            };
+            Ok(LogConfig {
+                source,
+                stale_after: raw.stale_after,
+                patterns: raw.patterns,
+                events: raw.events,
+                states: raw.states,
+                session: raw.session,
+                counters: raw.counters,
+                max_read: raw.max_read,
+            })
+        })
+    }
 }
 
 #[derive(Deserialize, Debug, Clone)]
@@ -140,24 +192,11 @@ impl ProbeConfig for LogConfig {
         observe(self, context, out);
     }
 
-    fn check(&self) -> Result<(), String> {
-        if self.path.is_some() == self.command.is_some() {
-            return Err(
-                "a `log` probe takes either `path` (a file) or `command` (its output)".into(),
-            );
-        }
-        if self
-            .command
-            .as_ref()
-            .is_some_and(|c| misspelt_placeholder(&c.to_string()))
-        {
-            return Err("a `log` command has a placeholder that is neither `{since}` nor `{until}` (a typo?): it would be passed on as written".into());
-        }
-        Ok(())
-    }
-
     fn relative_paths(&mut self) -> Vec<&mut PathBuf> {
-        self.path.iter_mut().collect()
+        match &mut self.source {
+            LogSource::File(path) => vec![path],
+            LogSource::Command(_) => Vec::new(),
+        }
     }
 }
 
@@ -165,19 +204,17 @@ impl ProbeConfig for LogConfig {
 /// said. Under [`Mode::Recheck`] it only tells whether the log has moved
 /// since the tick's saved state, and reads, raises and stores nothing.
 pub fn observe(probe: &LogConfig, context: &Context, out: &mut Observation) {
-    let check = match (&probe.path, &probe.command) {
-        (Some(path), None) if context.mode == Mode::Recheck => file::recheck(path, context),
-        (None, Some(command)) if context.mode == Mode::Recheck => {
+    let check = match &probe.source {
+        LogSource::File(path) if context.mode == Mode::Recheck => file::recheck(path, context),
+        LogSource::Command(command) if context.mode == Mode::Recheck => {
             command::recheck(command, probe, context)
         }
-        (Some(path), None) => with_scanner(probe, |scanner| {
+        LogSource::File(path) => with_scanner(probe, |scanner| {
             file::observe(path, probe, scanner, context, out)
         }),
-        (None, Some(command)) => with_scanner(probe, |scanner| {
+        LogSource::Command(command) => with_scanner(probe, |scanner| {
             command::observe(command, probe, scanner, context, out)
         }),
-        (Some(_), Some(_)) => failed("give `path` or `command`, not both".to_string()),
-        (None, None) => failed("needs `path` (a file) or `command` (whose output to read)".into()),
     };
     out.checks.push(check);
 }
