@@ -106,7 +106,7 @@ pub(super) fn observe(
             status: CheckStatus::Warning,
             summary: format!(
                 "`{line}` printed more than max_read ({}): without {SINCE} it prints its whole log each tick and the new lines are past the cut; ask for the lines since the last tick (`--since {SINCE}`)",
-                crate::config::values::format_bytes(cap as f64)
+                crate::config::format_bytes(cap as f64)
             ),
         };
     }

@@ -1,0 +1,326 @@
+//! Conditions as rules write them (`"> 0.5"`, `">= 5x previous"`,
+//! `"< 90%"`, `"> 16GiB"`), the guards of `when:`/`unless:`, the gates of
+//! `for:`/`resolve_after:`, and how values are shown in messages.
+
+use super::selector::Selector;
+use super::values::{Duration, deserialize_from_str, parse_size, parsed};
+use serde::Deserialize;
+use serde::de::Deserializer;
+use std::fmt;
+
+/// A comparison operator of a condition.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Op {
+    Gt,
+    Ge,
+    Lt,
+    Le,
+    Eq,
+    Ne,
+}
+
+impl Op {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Op::Gt => ">",
+            Op::Ge => ">=",
+            Op::Lt => "<",
+            Op::Le => "<=",
+            Op::Eq => "==",
+            Op::Ne => "!=",
+        }
+    }
+
+    pub fn holds(&self, left: f64, right: f64) -> bool {
+        match self {
+            Op::Gt => left > right,
+            Op::Ge => left >= right,
+            Op::Lt => left < right,
+            Op::Le => left <= right,
+            Op::Eq => left == right,
+            Op::Ne => left != right,
+        }
+    }
+
+    /// Splits `text` at its first comparison operator that is outside
+    /// braces and quotes: `a{x=">"} >= 3` → (`a{x=">"}`, Ge, `3`).
+    fn split(text: &str) -> Option<(&str, Op, &str)> {
+        let bytes = text.as_bytes();
+        let (mut depth, mut quoted, mut i) = (0usize, false, 0);
+        while i < bytes.len() {
+            match bytes[i] {
+                b'"' if i == 0 || bytes[i - 1] != b'\\' => quoted = !quoted,
+                b'{' if !quoted => depth += 1,
+                b'}' if !quoted => depth = depth.saturating_sub(1),
+                b'>' | b'<' | b'=' | b'!' if !quoted && depth == 0 => {
+                    let two = text.get(i..i + 2).unwrap_or("");
+                    let (op, len) = match (two, bytes[i]) {
+                        (">=", _) => (Op::Ge, 2),
+                        ("<=", _) => (Op::Le, 2),
+                        ("==", _) => (Op::Eq, 2),
+                        ("!=", _) => (Op::Ne, 2),
+                        (_, b'>') => (Op::Gt, 1),
+                        (_, b'<') => (Op::Lt, 1),
+                        _ => return None,
+                    };
+                    return Some((&text[..i], op, &text[i + len..]));
+                }
+                _ => {}
+            }
+            i += 1;
+        }
+        None
+    }
+}
+
+/// The right-hand side of a condition.
+#[derive(Clone, Copy, PartialEq, Debug)]
+pub enum Threshold {
+    /// A plain number (sizes such as `16GiB` are converted to bytes).
+    Value(f64),
+    /// `N x previous`: N times the previous tick's value (counter deltas).
+    TimesPrevious(f64),
+}
+
+/// The unit a threshold was written in, so it prints as written: `16GiB`
+/// as `16 GiB`, `5m` as `5m`, `90%` as `90%`.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+pub enum Unit {
+    #[default]
+    Plain,
+    Bytes,
+    Seconds,
+    Percent,
+}
+
+impl Unit {
+    /// `value` in this unit, for a person.
+    pub fn show(self, value: f64) -> String {
+        match self {
+            Unit::Plain => format_number(value),
+            Unit::Bytes => format_bytes(value),
+            Unit::Seconds if value >= 0.0 && value.is_finite() && value.fract() == 0.0 => {
+                Duration(std::time::Duration::from_secs_f64(value.min(1e12))).to_string()
+            }
+            Unit::Seconds => format!("{}s", format_number(value)),
+            Unit::Percent => format!("{}%", format_number(value * 100.0)),
+        }
+    }
+}
+
+/// A condition such as `"> 0.5"`, `">= 1"`, `"< 8"`, `"!= 2"`,
+/// `"> 16GiB"` or `">= 5x previous"`.
+#[derive(Clone, Copy, PartialEq, Debug)]
+pub struct Condition {
+    pub op: Op,
+    pub threshold: Threshold,
+    pub unit: Unit,
+}
+
+impl Condition {
+    /// Whether `value` breaches the condition; `previous` is needed only for
+    /// `Nx previous` and without it the condition cannot hold. After a quiet
+    /// tick (a previous delta of 0) any increase is "≥ 5x previous", and no
+    /// increase at all never is.
+    pub fn holds(&self, value: f64, previous: Option<f64>) -> bool {
+        match self.threshold {
+            Threshold::Value(limit) => self.op.holds(value, limit),
+            Threshold::TimesPrevious(factor) => match previous {
+                Some(previous) if previous >= 0.0 => {
+                    let rising = matches!(self.op, Op::Gt | Op::Ge);
+                    (!rising || value > 0.0) && self.op.holds(value, factor * previous)
+                }
+                _ => false,
+            },
+        }
+    }
+
+    /// A value compared with this condition, in the condition's unit.
+    pub fn show(&self, value: f64) -> String {
+        self.unit.show(value)
+    }
+}
+
+impl fmt::Display for Condition {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.threshold {
+            Threshold::Value(v) => write!(f, "{} {}", self.op.as_str(), self.unit.show(v)),
+            Threshold::TimesPrevious(x) => {
+                write!(f, "{} {}x previous", self.op.as_str(), format_number(x))
+            }
+        }
+    }
+}
+
+/// Formats a number without a trailing `.0` and without float noise.
+pub fn format_number(v: f64) -> String {
+    if v.is_finite() && v.fract() == 0.0 && v.abs() < 1e15 {
+        format!("{}", v as i64)
+    } else if v.is_finite() && v.abs() >= 1e15 {
+        format!("{v:.4e}")
+    } else if v.is_finite() {
+        let text = format!("{v:.4}");
+        text.trim_end_matches('0').trim_end_matches('.').to_string()
+    } else {
+        format!("{v}")
+    }
+}
+
+/// A byte count for a person: `512 B`, `1.5 KiB`, `16 GiB`.
+pub fn format_bytes(v: f64) -> String {
+    const UNITS: [&str; 6] = ["KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
+    if !v.is_finite() || v.abs() < 1024.0 {
+        return format!("{} B", format_number(v));
+    }
+    let mut scaled = v / 1024.0;
+    let mut unit = 0;
+    while scaled.abs() >= 1024.0 && unit + 1 < UNITS.len() {
+        scaled /= 1024.0;
+        unit += 1;
+    }
+    let rounded = if scaled.abs() >= 100.0 {
+        scaled.round()
+    } else {
+        (scaled * 10.0).round() / 10.0
+    };
+    format!("{} {}", format_number(rounded), UNITS[unit])
+}
+
+/// A signal's value for a person: sizes (`rss_bytes`, `free_bytes`) in
+/// binary units, everything else as a plain number.
+pub fn format_value(name: &str, value: f64) -> String {
+    if name.ends_with("_bytes") || name == "bytes" {
+        format_bytes(value)
+    } else {
+        format_number(value)
+    }
+}
+
+fn parse_threshold(text: &str) -> Option<(Threshold, Unit)> {
+    let text = text.trim();
+    if let Some(factor) = text.strip_suffix("previous") {
+        let factor = factor.trim().strip_suffix(['x', '×'])?.trim();
+        return factor
+            .parse()
+            .ok()
+            .map(|f| (Threshold::TimesPrevious(f), Unit::Plain));
+    }
+    if let Some(percent) = text.strip_suffix('%') {
+        return percent
+            .trim()
+            .parse::<f64>()
+            .ok()
+            .map(|p| (Threshold::Value(p / 100.0), Unit::Percent));
+    }
+    if let Ok(v) = text.parse::<f64>() {
+        return Some((Threshold::Value(v), Unit::Plain));
+    }
+    if let Ok(Duration(d)) = text.parse::<Duration>() {
+        return Some((Threshold::Value(d.as_secs_f64()), Unit::Seconds));
+    }
+    parse_size(text).map(|bytes| (Threshold::Value(bytes), Unit::Bytes))
+}
+
+impl std::str::FromStr for Condition {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let bad = || {
+            format!(
+                "invalid condition {s:?}: write an operator and a value, e.g. \"> 0.5\", \"<= 8\", \"> 16GiB\", \">= 5x previous\""
+            )
+        };
+        let (left, op, right) = Op::split(s.trim()).ok_or_else(bad)?;
+        if !left.trim().is_empty() {
+            return Err(bad());
+        }
+        let (threshold, unit) = parse_threshold(right).ok_or_else(bad)?;
+        Ok(Condition {
+            op,
+            threshold,
+            unit,
+        })
+    }
+}
+deserialize_from_str!(Condition);
+
+/// A guard of `when` / `unless`: a boolean signal's name (`major_sync`) or
+/// a condition on a signal of the same task (`"lag > 5"`).
+#[derive(Clone, PartialEq, Debug)]
+pub enum Guard {
+    Flag(Selector),
+    Compare(Selector, Condition),
+}
+
+impl std::str::FromStr for Guard {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match Op::split(s.trim()) {
+            None => Ok(Guard::Flag(s.parse()?)),
+            Some((left, op, right)) => {
+                let selector: Selector = left.parse()?;
+                let (threshold, unit) = parse_threshold(right)
+                    .filter(|(t, _)| matches!(t, Threshold::Value(_)))
+                    .ok_or_else(|| {
+                        format!("invalid condition {s:?}: the right side must be a number")
+                    })?;
+                Ok(Guard::Compare(
+                    selector,
+                    Condition {
+                        op,
+                        threshold,
+                        unit,
+                    },
+                ))
+            }
+        }
+    }
+}
+deserialize_from_str!(Guard);
+
+impl fmt::Display for Guard {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Guard::Flag(s) => write!(f, "{s}"),
+            Guard::Compare(s, c) => write!(f, "{s} {c}"),
+        }
+    }
+}
+
+/// `for` / `resolve_after`: a number of consecutive ticks or a duration.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Gate {
+    Ticks(u32),
+    For(Duration),
+}
+
+impl Default for Gate {
+    fn default() -> Self {
+        Gate::Ticks(1)
+    }
+}
+
+impl fmt::Display for Gate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Gate::Ticks(1) => f.write_str("1 tick"),
+            Gate::Ticks(n) => write!(f, "{n} ticks"),
+            Gate::For(d) => write!(f, "{d}"),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Gate {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        parsed(d, |text| {
+            if let Ok(ticks) = text.trim().parse::<u32>() {
+                if ticks == 0 {
+                    return Err("must be at least 1 tick".to_string());
+                }
+                return Ok(Gate::Ticks(ticks));
+            }
+            text.parse::<Duration>().map(Gate::For).map_err(|_| {
+                format!("invalid value {text:?}: give a number of consecutive ticks (3) or a duration (180s)")
+            })
+        })
+    }
+}
