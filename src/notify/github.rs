@@ -29,6 +29,11 @@
 //! - Rate limits, a rejected token and a refused write (403) are transient:
 //!   the quota refills, the operator fixes the token, the message waits. A
 //!   missing repository (404) and a rejected request (422) are permanent.
+//!
+//! Over 800 lines: GitHub's issue lifecycle (find by signature, file,
+//! comment, close, each safe to repeat after a failed step) is one
+//! protocol with its own failure rules, about 930 lines; its unit tests
+//! (about 280) stay beside it.
 
 use super::kinds::{NotifierConfig, converted};
 use super::{Context, Failure, Message, MessageKind, Payload, Sent};

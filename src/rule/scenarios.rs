@@ -2,6 +2,10 @@
 //! scrapes, one tick a minute, through the pure evaluator with its state
 //! carried from tick to tick exactly as the store would; each row states
 //! the tick on which a rule fires and resolves.
+//!
+//! Over 800 lines: it is test code only (compiled under `cfg(test)`), one
+//! replay table per seed rule family; splitting it would scatter the
+//! tables a reader compares.
 
 use crate::alert::{Transition, Verdict};
 use crate::clock::Timestamp;
