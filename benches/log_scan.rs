@@ -11,7 +11,7 @@
 use monitor::clock::Timestamp;
 use monitor::probe::log::{LogConfig, LogSource};
 use monitor::probe::log::{Pass, Scanner};
-use monitor::probe::{Context, Mode, Observation, TaskState};
+use monitor::probe::{Context, Mode, Observation, TaskMemory};
 use std::io::Write;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -159,7 +159,7 @@ fn scan_throughput(label: &str, probe: &LogConfig, megabytes: usize) {
 }
 
 /// One tick of the probe on `path`, from `state`; the state it leaves.
-fn tick(probe: &LogConfig, state: &TaskState, now: i64) -> (Observation, Duration) {
+fn tick(probe: &LogConfig, state: &TaskMemory, now: i64) -> (Observation, Duration) {
     let context = Context {
         now: Timestamp::from_secs(now),
         mode: Mode::Tick,
@@ -187,7 +187,7 @@ fn append(path: &Path, bytes: &[u8]) {
 fn ticks_after_appends(path: &Path, rounds: usize) -> f64 {
     let mut probe = probe();
     probe.source = LogSource::File(path.to_path_buf());
-    let (first, _) = tick(&probe, &TaskState::new(), 1_790_000_000);
+    let (first, _) = tick(&probe, &TaskMemory::new(), 1_790_000_000);
     let mut state = first.state;
     let mut times = Vec::new();
     for round in 0..rounds {
@@ -216,7 +216,7 @@ fn tick_cost() {
     let first_sight = {
         let mut probe = probe();
         probe.source = LogSource::File(big.clone());
-        tick(&probe, &TaskState::new(), 1_790_000_000).1
+        tick(&probe, &TaskMemory::new(), 1_790_000_000).1
     };
     let rounds = 7;
     let big_ms = ticks_after_appends(&big, rounds);

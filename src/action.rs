@@ -350,10 +350,10 @@ fn shift_to_front(file: &File, from: u64, deadline: Instant) -> std::io::Result<
 mod tests {
     use super::*;
     use crate::config::CommandLine;
-    use crate::probe::TaskState;
+    use crate::probe::TaskMemory;
     use std::os::unix::fs::MetadataExt;
 
-    fn context(state: &TaskState, mode: Mode) -> Context<'_> {
+    fn context(state: &TaskMemory, mode: Mode) -> Context<'_> {
         Context::for_test(state, mode)
     }
 
@@ -450,7 +450,7 @@ mod tests {
         let path = dir.path().join("app.log");
         std::fs::write(&path, numbered(200_000)).unwrap();
         let inode = std::fs::metadata(&path).unwrap().ino();
-        let state = TaskState::new();
+        let state = TaskMemory::new();
         let result = trim_file(&path, 1000, &context(&state, Mode::Tick)).unwrap();
         let expected = (199_001..=200_000)
             .map(|n| format!("line {n}\n"))
@@ -473,7 +473,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("app.log");
         std::fs::write(&path, numbered(1200)).unwrap();
-        let state = TaskState::new();
+        let state = TaskMemory::new();
         let check = trim_log(
             &TrimLog {
                 path: path.clone(),
@@ -508,7 +508,7 @@ mod tests {
 
     #[test]
     fn a_missing_log_fails_naming_it() {
-        let state = TaskState::new();
+        let state = TaskMemory::new();
         let check = trim_log(
             &TrimLog {
                 path: "/no/such/prover.log".into(),
@@ -528,7 +528,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("app.log");
         std::fs::write(&path, numbered(100)).unwrap();
-        let state = TaskState::new();
+        let state = TaskMemory::new();
         let mut late = context(&state, Mode::Tick);
         late.deadline = Instant::now();
         let err = trim_file(&path, 10, &late).unwrap_err();
@@ -547,7 +547,7 @@ mod tests {
             timeout: None,
         };
         let action = Action::Command(probe);
-        let state = TaskState::new();
+        let state = TaskMemory::new();
         let mut out = Observation::default();
         run(&action, &context(&state, Mode::DryRun), &mut out);
         assert_eq!(out.checks[0].status, CheckStatus::Ok);

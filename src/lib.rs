@@ -6,7 +6,6 @@
 //! deliver ([`notify`]).
 
 pub mod action;
-pub mod admin;
 pub mod alert;
 pub mod api;
 pub mod cli;
@@ -21,11 +20,12 @@ pub mod notify;
 pub mod ownership;
 pub mod pre_run;
 pub mod probe;
-pub mod processes;
+pub mod proc_table;
 pub mod remediate;
 pub mod report;
 pub mod rule;
 pub mod schedule;
 pub mod silence;
+pub mod state_commands;
 pub mod store;
 pub mod tick;

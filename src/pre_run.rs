@@ -149,7 +149,7 @@ const FAILURES_KEY: &str = "git_sync.failures";
 /// the failures in a row before it.
 pub fn observe(
     result: &Result<String, String>,
-    prior: Option<&crate::probe::TaskState>,
+    prior: Option<&crate::probe::TaskMemory>,
 ) -> crate::probe::Observation {
     use crate::probe::{Check, CheckStatus, Observation};
     let before: u32 = prior

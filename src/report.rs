@@ -4,11 +4,11 @@
 use crate::alert::{Status, Transition, Verdict};
 use crate::clock::Timestamp;
 use crate::config::{Config, Severity};
-use crate::evaluate::{RuleResult, TaskResult};
+use crate::evaluate::{RuleResult, TaskVerdict};
 use crate::notify::outbox::{Delivery, DeliveryResult, Undelivered};
 use crate::remediate::Remediation;
 use crate::store::{HistoryRow, RunRow};
-use crate::tick::{TaskReport, TickReport};
+use crate::tick::{TaskObservation, TickReport};
 use serde_json::json;
 use std::collections::BTreeSet;
 use std::fmt::Write;
@@ -271,7 +271,7 @@ fn told_how(report: &TickReport, task: &str, rule: &str) -> String {
 
 /// `ok`, `PEND` (breaching, its `for:` not met yet: nothing fires),
 /// `WARN` (only warning breaches) or `FAIL`: a task's verdict.
-pub(crate) fn task_tag(result: &TaskResult) -> &'static str {
+pub(crate) fn task_tag(result: &TaskVerdict) -> &'static str {
     let mut breaches = result.rules.iter().filter_map(|r| match r.verdict {
         Verdict::Breach { severity, .. } => Some(severity),
         _ => None,
@@ -304,7 +304,7 @@ pub(crate) fn task_tag(result: &TaskResult) -> &'static str {
 
 /// What the task's checks said, one summary each; `was: …` when a
 /// restart made the task healthy (the checks saw it before).
-fn checks_line(task: &TaskReport, result: &TaskResult) -> String {
+fn checks_line(task: &TaskObservation, result: &TaskVerdict) -> String {
     let checks: Vec<&str> = task
         .observation
         .checks
@@ -327,7 +327,7 @@ fn checks_line(task: &TaskReport, result: &TaskResult) -> String {
 /// delta rule); JSON has them all. A quiet key (resolved, its incident
 /// open) is ok to a reader. A breach held still while the task settles
 /// after a restart is shown.
-fn rule_status(report: &TickReport, result: &TaskResult, rule: &RuleResult) -> Option<String> {
+fn rule_status(report: &TickReport, result: &TaskVerdict, rule: &RuleResult) -> Option<String> {
     let told = report
         .outcome
         .outgoing
@@ -507,7 +507,7 @@ fn verdict_kind(verdict: &Verdict) -> &'static str {
 /// What remediation did, in one line.
 fn remediation_text(remediation: &Remediation) -> String {
     match remediation {
-        Remediation::Planned { summary, .. } => format!("restart planned: {summary}"),
+        Remediation::Due { summary, .. } => format!("restart planned: {summary}"),
         Remediation::Held { why } | Remediation::Exhausted { why } => why.clone(),
         Remediation::Settling { until } => {
             format!("settling after a restart until {until}: alerts held")
@@ -520,7 +520,7 @@ fn remediation_text(remediation: &Remediation) -> String {
             what,
             healthy: false,
         } => format!("RESTART FAILED: {what}"),
-        Remediation::Plan { what } => what.clone(),
+        Remediation::WouldDo { what } => what.clone(),
     }
 }
 

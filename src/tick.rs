@@ -9,7 +9,7 @@ mod watchers;
 use crate::clock::Timestamp;
 use crate::config::{Config, Profile, Task};
 use crate::error::Error;
-use crate::evaluate::{self, Outcome, Prior, TaskRun};
+use crate::evaluate::{self, Observed, Outcome, Prior};
 use crate::lock::{self, Lock};
 use crate::notify::outbox::{self, Delivery, Undelivered};
 use crate::notify::{self, heartbeat};
@@ -54,7 +54,7 @@ pub struct TickReport {
     pub dry_run: bool,
     pub started_at: Timestamp,
     pub elapsed: Duration,
-    pub tasks: Vec<TaskReport>,
+    pub tasks: Vec<TaskObservation>,
     pub skipped_tasks: Vec<String>,
     pub outcome: Outcome,
     pub deliveries: Vec<Delivery>,
@@ -74,7 +74,7 @@ impl TickReport {
 }
 
 #[derive(Debug)]
-pub struct TaskReport {
+pub struct TaskObservation {
     pub name: String,
     pub observation: Observation,
 }
@@ -98,7 +98,7 @@ pub fn run(config: &Config, options: &RunOptions, now: Timestamp) -> Result<Tick
     };
     let unclean = lock.as_ref().and_then(|lock| lock.unclean);
     let mut notes: Vec<String> =
-        probe::process_group::begin_tick(&profile.name, &config.state_dir(), unclean)
+        probe::children::begin_tick(&profile.name, &config.state_dir(), unclean)
             .into_iter()
             .collect();
     probe::host_limit::set_limit(config.defaults.connections_per_host);
@@ -124,7 +124,7 @@ pub fn run(config: &Config, options: &RunOptions, now: Timestamp) -> Result<Tick
     let concurrency = profile.concurrency.unwrap_or(config.defaults.concurrency);
     let observations =
         probe::pool::observe_all(config, &tasks, &prior.tasks, now, mode, concurrency);
-    probe::process_group::kill_orphans();
+    probe::children::kill_orphans();
     let (watcher_tasks, watcher_observations): (Vec<Task>, Vec<Observation>) =
         watchers.into_iter().unzip();
     let tasks: Vec<&Task> = watcher_tasks.iter().chain(tasks).collect();
@@ -132,10 +132,10 @@ pub fn run(config: &Config, options: &RunOptions, now: Timestamp) -> Result<Tick
         .into_iter()
         .chain(observations)
         .collect();
-    let runs: Vec<TaskRun> = tasks
+    let runs: Vec<Observed> = tasks
         .iter()
         .zip(&observations)
-        .map(|(task, observation)| TaskRun {
+        .map(|(task, observation)| Observed {
             task,
             observation: observation.clone(),
         })
@@ -174,7 +174,7 @@ pub fn run(config: &Config, options: &RunOptions, now: Timestamp) -> Result<Tick
         tasks: tasks
             .iter()
             .zip(observations)
-            .map(|(task, observation)| TaskReport {
+            .map(|(task, observation)| TaskObservation {
                 name: task.name.clone(),
                 observation,
             })
@@ -227,7 +227,7 @@ pub fn run(config: &Config, options: &RunOptions, now: Timestamp) -> Result<Tick
             report.deliveries = outbox::preview(snapshot.as_ref(), &profile.name, &envelopes)?;
         }
     }
-    probe::process_group::kill_leftovers();
+    probe::children::kill_leftovers();
     report.elapsed = started.elapsed();
     Ok(TickResult::Ran(Box::new(report)))
 }

@@ -9,7 +9,7 @@ use crate::common::*;
 
 use monitor::clock::Timestamp;
 use monitor::probe::lag::LagConfig;
-use monitor::probe::{CheckStatus, Context, Mode, Observation, TaskState};
+use monitor::probe::{CheckStatus, Context, Mode, Observation, TaskMemory};
 use serde_json::json;
 use std::process::Output;
 use std::time::{Duration, Instant};
@@ -324,7 +324,7 @@ fn probe(yaml: &str) -> LagConfig {
     serde_yaml::from_str(yaml).unwrap()
 }
 
-fn context(state: &TaskState, mode: Mode, timeout: Duration) -> Context<'_> {
+fn context(state: &TaskMemory, mode: Mode, timeout: Duration) -> Context<'_> {
     Context {
         now: Timestamp::from_secs(minute(1)),
         mode,
@@ -343,7 +343,7 @@ fn a_recheck_reads_both_heights_but_remembers_nothing() {
         chain.local.url("/"),
         chain.reference.url("/")
     ));
-    let state: TaskState = [
+    let state: TaskMemory = [
         ("lag.local".to_string(), "988".to_string()),
         ("lag.at".to_string(), (minute(0) * 1000).to_string()),
     ]
@@ -380,7 +380,7 @@ fn a_slow_side_is_named_with_the_limit_it_missed() {
         chain.local.url("/"),
         chain.reference.url("/")
     ));
-    let state = TaskState::new();
+    let state = TaskMemory::new();
     let mut out = Observation::default();
     monitor::probe::lag::observe(
         &probe,

@@ -7,7 +7,7 @@ use crate::common::*;
 
 use monitor::clock::Timestamp;
 use monitor::probe::log::LogConfig;
-use monitor::probe::{CheckStatus, Context, Mode, Observation, TaskState};
+use monitor::probe::{CheckStatus, Context, Mode, Observation, TaskMemory};
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::path::Path;
@@ -588,7 +588,7 @@ fn probe(yaml: &str) -> LogConfig {
     serde_yaml::from_str(yaml).unwrap()
 }
 
-fn observe(probe: &LogConfig, mode: Mode, state: &TaskState, now: i64) -> Observation {
+fn observe(probe: &LogConfig, mode: Mode, state: &TaskMemory, now: i64) -> Observation {
     let context = Context {
         now: Timestamp::from_secs(now),
         mode,
@@ -610,7 +610,7 @@ fn recheck_asks_whether_the_file_moved_and_reads_nothing() {
         "path: \"{}\"\nevents: [{{ regex: 'task started: (?P<id>\\d+)', message: 'Task Started: {{id}}' }}]\n",
         log.display()
     ));
-    let tick = observe(&probe, Mode::Tick, &TaskState::new(), minute(0));
+    let tick = observe(&probe, Mode::Tick, &TaskMemory::new(), minute(0));
     assert!(tick.healthy(), "{:?}", tick.checks);
 
     let still = observe(&probe, Mode::Recheck, &tick.state, minute(0));
@@ -651,11 +651,11 @@ fn recheck_asks_whether_the_file_moved_and_reads_nothing() {
 #[test]
 fn recheck_of_a_command_source_wants_any_output() {
     let quiet = probe("command: \"true\"\n");
-    let out = observe(&quiet, Mode::Recheck, &TaskState::new(), minute(0));
+    let out = observe(&quiet, Mode::Recheck, &TaskMemory::new(), minute(0));
     assert_eq!(out.checks[0].status, CheckStatus::Critical);
     assert!(out.state.is_empty());
     let talking = probe("command: [\"echo\", \"up since {since}\"]\n");
-    let out = observe(&talking, Mode::Recheck, &TaskState::new(), minute(0));
+    let out = observe(&talking, Mode::Recheck, &TaskMemory::new(), minute(0));
     assert_eq!(out.checks[0].status, CheckStatus::Ok, "{:?}", out.checks);
     assert!(out.state.is_empty());
 
@@ -670,7 +670,7 @@ fn recheck_of_a_command_source_wants_any_output() {
     )
     .unwrap();
     let cat = probe(&format!("command: [\"cat\", \"{}\"]\n", log.display()));
-    let tick = observe(&cat, Mode::Tick, &TaskState::new(), minute(0));
+    let tick = observe(&cat, Mode::Tick, &TaskMemory::new(), minute(0));
     let out = observe(&cat, Mode::Recheck, &tick.state, minute(0) + 5);
     assert_eq!(
         out.checks[0].status,
@@ -690,7 +690,7 @@ fn dry_run_observes_like_a_tick() {
     let log = dir.path().join("app.log");
     fs::write(&log, "").unwrap();
     let probe = probe(&format!("path: \"{}\"\n{SEEN}\n", log.display()));
-    let first = observe(&probe, Mode::Tick, &TaskState::new(), minute(0));
+    let first = observe(&probe, Mode::Tick, &TaskMemory::new(), minute(0));
     append(&log, numbered(1, 2));
     let dry = observe(&probe, Mode::DryRun, &first.state, minute(1));
     let tick = observe(&probe, Mode::Tick, &first.state, minute(1));
@@ -727,7 +727,7 @@ fn a_changed_path_is_a_first_sight_not_a_rotation() {
     fs::write(&old, "").unwrap();
     fs::write(&new, numbered(1, 5)).unwrap();
     let follow = |path: &Path| probe(&format!("path: \"{}\"\n{SEEN}\n", path.display()));
-    let first = observe(&follow(&old), Mode::Tick, &TaskState::new(), minute(0));
+    let first = observe(&follow(&old), Mode::Tick, &TaskMemory::new(), minute(0));
     let moved = observe(&follow(&new), Mode::Tick, &first.state, minute(1));
     assert!(moved.events.is_empty(), "{:?}", moved.events);
     append(&new, numbered(6, 6));

@@ -4,7 +4,7 @@
 
 use crate::common::*;
 
-use monitor::processes;
+use monitor::proc_table;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -83,7 +83,7 @@ impl Service {
 
     fn running(&self) -> Vec<i32> {
         let pattern = regex::Regex::new(&regex::escape(&self.pattern())).unwrap();
-        processes::by_pattern(&pattern)
+        proc_table::by_pattern(&pattern)
             .iter()
             .map(|p| p.pid())
             .collect()
@@ -142,7 +142,7 @@ fn statuses(ws: &Workspace) -> Vec<String> {
 }
 
 fn is_alive(pid: i32) -> bool {
-    processes::read(pid).is_some()
+    proc_table::read(pid).is_some()
 }
 
 #[test]

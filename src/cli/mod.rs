@@ -1,13 +1,13 @@
 //! The command line: argument parsing, logging setup, and one function per
 //! command that calls the library and maps the result to an exit code.
 
-use crate::admin;
 use crate::alert::HistoryStatus;
 use crate::clock;
 use crate::config::{self, Config};
 use crate::error::{Error, exit};
 use crate::report::{self, Format};
 use crate::schedule::{self, CrontabFormat};
+use crate::state_commands;
 use crate::store::{HistoryQuery, Store};
 use crate::tick::{self, RunOptions, TickResult};
 use clap::{Parser, Subcommand, ValueEnum};
@@ -310,7 +310,7 @@ fn init_logging(level: LogLevel, quiet: bool, write_file: bool, config: &Config)
             Ok(file) => {
                 crate::ownership::adopt(path);
                 let _ = LOG_FILE.set(path.clone());
-                crate::probe::process_group::stop_note_to(&file);
+                crate::probe::children::stop_note_to(&file);
                 loggers.push(WriteLogger::new(level.filter(), log_config, file));
             }
             // Said under --quiet too: the log asked for is not being kept.
@@ -444,7 +444,9 @@ fn dispatch(cli: &Cli) -> Result<u8, Error> {
                     None => Default::default(),
                 };
             print(&match format {
-                Format::Text => admin::silences_text(&silences, now) + &report::history_text(&rows),
+                Format::Text => {
+                    state_commands::silences_text(&silences, now) + &report::history_text(&rows)
+                }
                 Format::Json => format!("{:#}\n", report::history_json(&rows)),
             });
             Ok(exit::OK)
@@ -477,22 +479,22 @@ fn silence(cli: &Cli, command: &SilenceCommand) -> Result<u8, Error> {
         } => {
             // Shown in every summary and stored: escapes stay text.
             let reason = crate::probe::inert(reason);
-            let new = admin::NewSilence {
+            let new = state_commands::NewSilence {
                 profile: profile.as_deref(),
                 task,
                 rule: rule.as_deref(),
                 duration: *duration,
                 reason: &reason,
             };
-            admin::add_silence(&config, &new, now)?
+            state_commands::add_silence(&config, &new, now)?
         }
-        SilenceCommand::Remove { id } => admin::remove_silence(&config, *id, now)?,
+        SilenceCommand::Remove { id } => state_commands::remove_silence(&config, *id, now)?,
         SilenceCommand::List { all, format } => {
-            let silences = admin::silences(&config, *all, now)?;
+            let silences = state_commands::silences(&config, *all, now)?;
             match format {
                 Format::Json => format!("{:#}\n", serde_json::json!(silences)),
                 Format::Text if silences.is_empty() => "no active silences\n".to_string(),
-                Format::Text => admin::silences_text(&silences, now),
+                Format::Text => state_commands::silences_text(&silences, now),
             }
         }
     };
@@ -519,9 +521,9 @@ fn state(cli: &Cli, command: &StateCommand) -> Result<u8, Error> {
                     .map(|(ns, k, v)| {
                         format!(
                             "{}\t{}\t{}\n",
-                            admin::one_line(ns),
-                            admin::one_line(k),
-                            admin::one_line(v)
+                            state_commands::one_line(ns),
+                            state_commands::one_line(k),
+                            state_commands::one_line(v)
                         )
                     })
                     .collect::<String>(),
@@ -559,7 +561,7 @@ fn state(cli: &Cli, command: &StateCommand) -> Result<u8, Error> {
             namespace,
             overwrite,
         } => {
-            let done = admin::export(&config, dir, namespace, *overwrite)?;
+            let done = state_commands::export(&config, dir, namespace, *overwrite)?;
             let mut text = format!(
                 "exported {namespace} to {}: {} file{} written\n",
                 dir.display(),
@@ -576,7 +578,7 @@ fn state(cli: &Cli, command: &StateCommand) -> Result<u8, Error> {
             namespace,
             overwrite,
         } => {
-            let done = admin::import(&config, paths, namespace, *overwrite, now)?;
+            let done = state_commands::import(&config, paths, namespace, *overwrite, now)?;
             let mut text = format!(
                 "imported into {namespace}: {} added, {} overwritten, {} kept{}\n",
                 done.added,
@@ -635,7 +637,9 @@ fn list(config: &Config, format: Format) -> Result<u8, Error> {
         })
         .collect();
     print(&match format {
-        Format::Text => report::list_text(&rows, now) + &admin::silences_text(&silences, now),
+        Format::Text => {
+            report::list_text(&rows, now) + &state_commands::silences_text(&silences, now)
+        }
         Format::Json => format!(
             "{:#}\n",
             serde_json::json!({ "profiles": report::list_json(&rows), "silences": silences })

@@ -81,7 +81,7 @@ impl Remediates {
 }
 
 /// The task being evaluated and what every key of it shares.
-pub(crate) struct Scope<'a> {
+pub(crate) struct Judge<'a> {
     pub config: &'a Config,
     pub profile: &'a Profile,
     pub task: &'a Task,
@@ -94,7 +94,7 @@ pub(crate) struct Scope<'a> {
     pub task_hold: Option<String>,
 }
 
-impl<'a> Scope<'a> {
+impl<'a> Judge<'a> {
     pub fn new(
         config: &'a Config,
         profile: &'a Profile,
@@ -103,7 +103,7 @@ impl<'a> Scope<'a> {
         silences: &'a [silence::Silence],
         now: Timestamp,
     ) -> Self {
-        Scope {
+        Judge {
             config,
             profile,
             task,
@@ -128,7 +128,7 @@ impl<'a> Scope<'a> {
         live_keys: &mut BTreeSet<AlertKey>,
     ) -> TaskDraft<'a> {
         let task = self.task;
-        let book = Book::load(prior.tasks.get(&task.name));
+        let book = RestartBook::load(prior.tasks.get(&task.name));
         let mut early = Outcome::default();
         // A held task says nothing, events included.
         let events = if self.task_hold.is_some() {
@@ -165,7 +165,7 @@ impl<'a> Scope<'a> {
         if let Some(until) = book.settling(self.now) {
             let (keys, held) = self.hold(prior, judged, until, live_keys);
             return TaskDraft {
-                scope: self,
+                judge: self,
                 early,
                 keys,
                 held,
@@ -200,7 +200,7 @@ impl<'a> Scope<'a> {
                 return Some(Remediation::Held { why: format!("restart held: {why}") });
             }
             Some(match book.decide(remediate, self.now) {
-                Decision::Go => Remediation::Planned { trigger: key, summary },
+                Decision::Go => Remediation::Due { trigger: key, summary },
                 Decision::Cooldown { next } => Remediation::Held {
                     why: format!("restart held: cooldown {} since the last restart, next allowed at {next}", remediate.cooldown),
                 },
@@ -243,7 +243,7 @@ impl<'a> Scope<'a> {
             keys.push(self.step(prior, judged, live_keys));
         }
         TaskDraft {
-            scope: self,
+            judge: self,
             early,
             keys,
             held: Vec::new(),
@@ -257,10 +257,10 @@ impl<'a> Scope<'a> {
     /// snapshot and starts the warm-up; `skip_when` is looked up.
     fn remembered(
         &self,
-        state: Option<&TaskState>,
+        state: Option<&TaskMemory>,
         observation: &Observation,
         outcome: &mut Outcome,
-        book: &Book,
+        book: &RestartBook,
     ) -> RuleMemory {
         let task = self.task;
         let read = |key: &str| state.and_then(|s| s.get(key));

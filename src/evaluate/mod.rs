@@ -6,8 +6,8 @@ use crate::alert::{self, AlertKey, AlertState, Notice, Policy, Status, Transitio
 use crate::clock::Timestamp;
 use crate::config::{Config, Gate, Probe, Profile, Selector, Severity, Task};
 use crate::notify::{self, Message, MessageKind};
-use crate::probe::{Observation, TaskState};
-use crate::remediate::{Attempt, Book, Carried, Decision, Remediation};
+use crate::probe::{Observation, TaskMemory};
+use crate::remediate::{Attempt, Carried, Decision, Remediation, RestartBook};
 use crate::rule;
 use crate::rule::{Rule, RuleKind};
 use crate::silence;
@@ -15,7 +15,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 mod judge;
 mod record;
-use judge::{Judged, Scope};
+use judge::{Judge, Judged};
 
 pub use crate::config::{HEALTH_RULE, RESTART_LOOP_RULE};
 
@@ -27,13 +27,13 @@ pub const NO_DATA_SUFFIX: &str = ":no-data";
 pub struct Prior {
     pub alerts: BTreeMap<AlertKey, AlertState>,
     /// Each task's remembered values: probe state and its restart book.
-    pub tasks: BTreeMap<String, TaskState>,
+    pub tasks: BTreeMap<String, TaskMemory>,
     /// Silences of this profile that are not over (the tick checks times).
     pub silences: Vec<crate::silence::Silence>,
 }
 
 /// One task's observation this tick.
-pub struct TaskRun<'a> {
+pub struct Observed<'a> {
     pub task: &'a Task,
     pub observation: Observation,
 }
@@ -87,7 +87,7 @@ impl RuleResult {
 
 /// One task's result this tick, for the report and the exit code.
 #[derive(Clone, Debug)]
-pub struct TaskResult {
+pub struct TaskVerdict {
     pub name: String,
     /// No key of the task is pending or firing, held or not (or a restart
     /// resolved the one that was).
@@ -104,7 +104,7 @@ pub struct Outcome {
     pub alerts: BTreeMap<AlertKey, Option<AlertState>>,
     pub history: Vec<HistoryEntry>,
     pub outgoing: Vec<Outgoing>,
-    pub tasks: Vec<TaskResult>,
+    pub tasks: Vec<TaskVerdict>,
     /// Values to store per task besides what probes stored: `(task, key, value)`.
     pub state: Vec<(String, String, String)>,
 }
@@ -136,7 +136,7 @@ pub struct Evaluation<'a> {
 
 /// One task's verdicts, waiting for what its restart (if any) did.
 struct TaskDraft<'a> {
-    scope: Scope<'a>,
+    judge: Judge<'a>,
     /// Its events and remembered values (what no restart changes).
     early: Outcome,
     /// Keys judged this tick, in order, not yet recorded.
@@ -144,7 +144,7 @@ struct TaskDraft<'a> {
     /// Keys held still while the task settles after a restart.
     held: Vec<RuleResult>,
     remediation: Option<Remediation>,
-    book: Book,
+    book: RestartBook,
 }
 
 /// A key advanced by this tick's verdict, not yet recorded.
@@ -161,14 +161,14 @@ pub fn evaluate<'a>(
     config: &'a Config,
     profile: &'a Profile,
     prior: &'a Prior,
-    runs: &[TaskRun<'a>],
+    runs: &[Observed<'a>],
     whole_profile: bool,
     now: Timestamp,
 ) -> Evaluation<'a> {
     let mut live_keys = BTreeSet::new();
     let mut tasks = Vec::new();
     for run in runs {
-        let scope = Scope::new(
+        let judge = Judge::new(
             config,
             profile,
             run.task,
@@ -176,7 +176,7 @@ pub fn evaluate<'a>(
             &prior.silences,
             now,
         );
-        tasks.push(scope.draft(prior, &run.observation, &mut live_keys));
+        tasks.push(judge.draft(prior, &run.observation, &mut live_keys));
     }
     let mut retired = Outcome::default();
     if whole_profile && profile.announce {
@@ -199,8 +199,8 @@ impl Evaluation<'_> {
         self.tasks
             .iter()
             .filter_map(|draft| match &draft.remediation {
-                Some(Remediation::Planned { trigger, summary }) => Some(RestartPlan {
-                    task: draft.scope.task.name.clone(),
+                Some(Remediation::Due { trigger, summary }) => Some(RestartPlan {
+                    task: draft.judge.task.name.clone(),
                     trigger: trigger.clone(),
                     summary: summary.clone(),
                 }),
@@ -215,7 +215,7 @@ impl Evaluation<'_> {
     pub fn conclude(self, carried: &BTreeMap<String, Carried>) -> Outcome {
         let mut outcome = Outcome::default();
         for draft in self.tasks {
-            let done = carried.get(&draft.scope.task.name);
+            let done = carried.get(&draft.judge.task.name);
             let result = draft.conclude(done, &mut outcome);
             outcome.tasks.push(result);
         }
@@ -237,9 +237,9 @@ impl Outcome {
 
 impl TaskDraft<'_> {
     /// Records the task's keys, given what its planned restart did.
-    fn conclude(self, carried: Option<&Carried>, outcome: &mut Outcome) -> TaskResult {
+    fn conclude(self, carried: Option<&Carried>, outcome: &mut Outcome) -> TaskVerdict {
         let TaskDraft {
-            scope,
+            judge,
             early,
             mut keys,
             held,
@@ -248,13 +248,13 @@ impl TaskDraft<'_> {
         } = self;
         outcome.absorb(early);
         let trigger = match &remediation {
-            Some(Remediation::Planned { trigger, .. }) => Some(trigger.clone()),
+            Some(Remediation::Due { trigger, .. }) => Some(trigger.clone()),
             _ => None,
         };
         let attempt = match (carried, &trigger) {
             (Some(Carried::Attempted(attempt)), Some(trigger)) => Some((attempt, trigger)),
             (Some(Carried::Described(what)), Some(_)) => {
-                remediation = Some(Remediation::Plan { what: what.clone() });
+                remediation = Some(Remediation::WouldDo { what: what.clone() });
                 None
             }
             _ => None,
@@ -266,7 +266,7 @@ impl TaskDraft<'_> {
                 // before the next restart.
                 if let Some(state) = stepped.step.state.as_mut().filter(|s| s.status.is_active()) {
                     state.bad_ticks = 0;
-                    state.bad_since = scope.now;
+                    state.bad_since = judge.now;
                 }
                 // The restart's message tells of the trigger instead.
                 if stepped.key == *trigger {
@@ -276,7 +276,7 @@ impl TaskDraft<'_> {
         }
         let mut rules = Vec::new();
         for stepped in keys {
-            rules.push(scope.settle_key(stepped, outcome));
+            rules.push(judge.settle_key(stepped, outcome));
         }
         rules.extend(held);
         // The no-data twin of a healthy rule is noise in the report.
@@ -284,15 +284,15 @@ impl TaskDraft<'_> {
             !(r.rule.ends_with(NO_DATA_SUFFIX) && r.state.is_none() && r.transition.is_none())
         });
         if let Some((attempt, trigger)) = attempt {
-            remediation = Some(scope.restarted(&mut rules, trigger, attempt, &book, outcome));
+            remediation = Some(judge.restarted(&mut rules, trigger, attempt, &book, outcome));
         }
         // Held still by settle while it breaches: not healthy either.
         let settling_breach = matches!(remediation, Some(Remediation::Settling { .. }))
             && rules
                 .iter()
                 .any(|r| matches!(r.verdict, Verdict::Hold { .. }));
-        TaskResult {
-            name: scope.task.name.clone(),
+        TaskVerdict {
+            name: judge.task.name.clone(),
             healthy: !rules.iter().any(RuleResult::active) && !settling_breach,
             rules,
             remediation,
@@ -429,7 +429,7 @@ fn announce_watching(
 fn retire_stale_keys(
     profile: &Profile,
     prior: &Prior,
-    runs: &[TaskRun],
+    runs: &[Observed],
     whole_profile: bool,
     live: &BTreeSet<AlertKey>,
     outcome: &mut Outcome,
@@ -517,11 +517,11 @@ profiles:
         let mut outcomes = Vec::new();
         for (i, (api, slow)) in steps.iter().enumerate() {
             let runs = [
-                TaskRun {
+                Observed {
                     task: &profile.tasks[0],
                     observation: api.clone(),
                 },
-                TaskRun {
+                Observed {
                     task: &profile.tasks[1],
                     observation: slow.clone(),
                 },
@@ -691,7 +691,7 @@ profiles:
             count: 1,
             line: "ERROR TLS error: bad record mac".into(),
         });
-        let runs = [TaskRun {
+        let runs = [Observed {
             task: &profile.tasks[0],
             observation: seen,
         }];
@@ -740,7 +740,7 @@ profiles:
                 flapping: false,
             },
         );
-        let runs = [TaskRun {
+        let runs = [Observed {
             task: &profile.tasks[0],
             observation: observation(CheckStatus::Ok, None),
         }];

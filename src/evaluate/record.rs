@@ -3,7 +3,7 @@
 
 use super::*;
 
-impl Scope<'_> {
+impl Judge<'_> {
     /// Records a stepped key: its state change, history row and message.
     pub(super) fn settle_key(&self, stepped: Stepped, outcome: &mut Outcome) -> RuleResult {
         let Stepped {
@@ -150,7 +150,7 @@ impl Scope<'_> {
     }
 }
 
-impl Scope<'_> {
+impl Judge<'_> {
     /// Records a carried-out restart: the restart book, a history row and
     /// one message — the trigger resolved by a healthy restart of a failed
     /// probe, still judged (another rule), or marked as a failed restart.
@@ -159,7 +159,7 @@ impl Scope<'_> {
         rules: &mut [RuleResult],
         trigger: &AlertKey,
         attempt: &Attempt,
-        book: &Book,
+        book: &RestartBook,
         outcome: &mut Outcome,
     ) -> Remediation {
         let now = self.now;

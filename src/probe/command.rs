@@ -2,7 +2,7 @@
 //! so every existing Nagios/Icinga plugin is a check.
 
 use super::kinds::ProbeConfig;
-use super::{Check, CheckStatus, Context, Observation, process_group};
+use super::{Check, CheckStatus, Context, Observation, children};
 use crate::config::{CommandLine, Duration, Text, Why, within_mapping};
 use serde::Deserialize;
 use serde::de::{self, Deserializer};
@@ -99,7 +99,7 @@ pub fn observe(probe: &CommandConfig, context: &Context, out: &mut Observation) 
         CommandLine::Argv(argv) => argv[0].clone(),
         CommandLine::Shell(_) => "sh -c".to_string(),
     };
-    let finished = match process_group::run(&mut command, timeout, OUTPUT_CAP) {
+    let finished = match children::run(&mut command, timeout, OUTPUT_CAP) {
         Ok(finished) => finished,
         Err(e) => {
             out.checks.push(Check {

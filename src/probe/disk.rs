@@ -334,11 +334,11 @@ pub fn human_bytes(bytes: u64) -> String {
 mod tests {
     use super::*;
     use crate::clock::Timestamp;
-    use crate::probe::{Mode, TaskState};
+    use crate::probe::{Mode, TaskMemory};
     use std::time::Duration;
 
     fn run(probe: &DiskConfig, timeout: Duration) -> Observation {
-        let state = TaskState::new();
+        let state = TaskMemory::new();
         let context = Context {
             now: Timestamp(0),
             mode: Mode::Tick,

@@ -8,7 +8,7 @@
 
 use super::http::extract;
 use super::kinds::ProbeConfig;
-use super::{Check, CheckStatus, Context, Mode, Observation, TaskState};
+use super::{Check, CheckStatus, Context, Mode, Observation, TaskMemory};
 use crate::clock::{Timestamp, human_duration};
 use crate::config::{self, JsonPointer, Text, Why, format_number, values, within_mapping, yes};
 use crate::http_client::{ClientSettings, agent, describe_error};
@@ -322,7 +322,7 @@ struct Pair {
 
 impl Previous {
     /// `None` on first sight, or when the remembered values do not parse.
-    fn load(state: &TaskState) -> Option<Previous> {
+    fn load(state: &TaskMemory) -> Option<Previous> {
         let number = |key: &str| {
             state
                 .get(key)
@@ -808,7 +808,7 @@ mod tests {
 
     #[test]
     fn remembered_reading_round_trips_and_garbage_is_first_sight() {
-        let mut state = TaskState::new();
+        let mut state = TaskMemory::new();
         assert_eq!(Previous::load(&state), None);
         state.insert(LOCAL_KEY.into(), 1000.0f64.to_string());
         state.insert(AT_KEY.into(), "1790000000000".into());

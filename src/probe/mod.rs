@@ -2,6 +2,7 @@
 //! signals and events. They never decide alerts and never write state
 //! themselves: what they want remembered goes back in the observation.
 
+pub mod children;
 pub mod command;
 pub mod disk;
 pub mod host_limit;
@@ -12,7 +13,6 @@ pub mod log;
 pub mod metrics;
 pub mod pool;
 pub mod process;
-pub mod process_group;
 pub mod self_check;
 
 use crate::clock::Timestamp;
@@ -326,7 +326,7 @@ impl Observation {
 }
 
 /// What one task's probes remember between ticks: key → value.
-pub type TaskState = BTreeMap<String, String>;
+pub type TaskMemory = BTreeMap<String, String>;
 
 /// Why the probes run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -350,13 +350,13 @@ pub struct Context<'a> {
     /// The task's configured timeout (for messages: "no answer within 10s").
     pub timeout: Duration,
     /// What this task's probes stored last tick.
-    pub state: &'a TaskState,
+    pub state: &'a TaskMemory,
 }
 
 impl<'a> Context<'a> {
     /// A context for unit tests: clock at 0, 30 s to go.
     #[cfg(test)]
-    pub fn for_test(state: &'a TaskState, mode: Mode) -> Context<'a> {
+    pub fn for_test(state: &'a TaskMemory, mode: Mode) -> Context<'a> {
         Context {
             now: Timestamp(0),
             mode,
@@ -583,7 +583,7 @@ mod tests {
 
     #[test]
     fn each_probes_health_is_a_signal() {
-        let state = TaskState::new();
+        let state = TaskMemory::new();
         let context = Context::for_test(&state, Mode::Tick);
         let ok = observe(&task("name: t\ncommand: { argv: [\"true\"] }\n"), &context);
         assert_eq!(ok.signals.get_name("command.healthy"), Some(1.0));

@@ -3,7 +3,7 @@
 //! at its deadline (plus a short grace) is reported as timed out and
 //! abandoned, never waited for.
 
-use super::{Mode, Observation, TaskState};
+use super::{Mode, Observation, TaskMemory};
 use crate::clock::Timestamp;
 use crate::config::{Config, Task};
 use std::collections::BTreeMap;
@@ -19,7 +19,7 @@ struct Job {
     index: usize,
     task: Task,
     timeout: Duration,
-    state: TaskState,
+    state: TaskMemory,
 }
 
 /// Observes every task concurrently, at most `concurrency` at once, each
@@ -28,7 +28,7 @@ struct Job {
 pub fn observe_all(
     config: &Config,
     tasks: &[&Task],
-    task_state: &BTreeMap<String, TaskState>,
+    task_state: &BTreeMap<String, TaskMemory>,
     now: Timestamp,
     mode: Mode,
     concurrency: usize,

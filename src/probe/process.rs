@@ -4,9 +4,9 @@
 
 use super::disk::human_bytes;
 use super::kinds::ProbeConfig;
-use super::{Check, CheckStatus, Context, Mode, Observation, process_group};
+use super::{Check, CheckStatus, Context, Mode, Observation, children};
 use crate::config::{Pattern, Text, Why, within_mapping};
-use crate::processes::{self, ProcessInfo};
+use crate::proc_table::{self, ProcessInfo};
 use regex::Regex;
 use serde::Deserialize;
 use serde::de::Deserializer;
@@ -125,7 +125,7 @@ fn find(target: &Target, context: &Context) -> Result<Found, String> {
     match target {
         Target::Pidfile(path) => by_pidfile(path),
         Target::Pattern(pattern) => {
-            let all = processes::by_pattern(pattern);
+            let all = proc_table::by_pattern(pattern);
             let matches = all.len();
             Ok(match all.into_iter().next() {
                 Some(process) => Found::Up { process, matches },
@@ -138,7 +138,7 @@ fn find(target: &Target, context: &Context) -> Result<Found, String> {
                 0 => Ok(Found::Down(format!(
                     "systemd unit {unit} has no main process (not running)"
                 ))),
-                pid => Ok(match processes::read(pid) {
+                pid => Ok(match proc_table::read(pid) {
                     Some(process) => Found::Up {
                         process,
                         matches: 1,
@@ -164,8 +164,8 @@ fn by_pidfile(path: &Path) -> Result<Found, String> {
             path.display()
         )));
     }
-    let pid = processes::read_pidfile(path)?;
-    Ok(match processes::read(pid) {
+    let pid = proc_table::read_pidfile(path)?;
+    Ok(match proc_table::read(pid) {
         Some(process) => Found::Up {
             process,
             matches: 1,
@@ -182,7 +182,7 @@ fn by_pidfile(path: &Path) -> Result<Found, String> {
 fn main_pid(systemctl: &Path, unit: &str, timeout: Duration) -> Result<i32, String> {
     let mut command = Command::new(systemctl);
     command.args(["show", "-p", "MainPID", "--value", unit]);
-    let finished = process_group::run(&mut command, timeout, 4096)
+    let finished = children::run(&mut command, timeout, 4096)
         .map_err(|e| format!("cannot run {} for unit {unit}: {e}", systemctl.display()))?;
     let Some(status) = finished.status else {
         return Err(format!(
@@ -248,11 +248,11 @@ fn record_up(process: &ProcessInfo, matches: usize, context: &Context, out: &mut
             );
         }
     }
-    let age = processes::age(&process.identity);
+    let age = proc_table::age(&process.identity);
     if let Some(age) = age {
         signals.set_probe("process", "uptime_s", age.as_secs_f64().floor());
     }
-    let fds = processes::fds(process.pid());
+    let fds = proc_table::fds(process.pid());
     if let Some((open, limit)) = fds {
         signals.set_probe("process", "open_fds", open as f64);
         if let Some(limit) = limit.filter(|l| *l > 0) {
@@ -297,9 +297,9 @@ fn summary(
 mod tests {
     use super::*;
     use crate::config::Pattern;
-    use crate::probe::TaskState;
+    use crate::probe::TaskMemory;
 
-    fn context(state: &TaskState, mode: Mode) -> Context<'_> {
+    fn context(state: &TaskMemory, mode: Mode) -> Context<'_> {
         Context::for_test(state, mode)
     }
 
@@ -313,7 +313,7 @@ mod tests {
         let pidfile = dir.path().join("me.pid");
         std::fs::write(&pidfile, format!("{}\n", std::process::id())).unwrap();
         let probe = ProcessConfig::Pidfile(pidfile);
-        let state = TaskState::new();
+        let state = TaskMemory::new();
         let mut out = Observation::default();
         observe(&probe, &context(&state, Mode::Tick), &mut out);
         assert_eq!(out.checks[0].status, CheckStatus::Ok, "{:?}", out.checks);
@@ -359,7 +359,7 @@ mod tests {
 
     #[test]
     fn no_match_is_critical_and_keeps_the_last_identity() {
-        let mut state = TaskState::new();
+        let mut state = TaskMemory::new();
         state.insert(IDENTITY_KEY.to_string(), "5:5".to_string());
         let mut out = Observation::default();
         let pattern = "no-such-program-[0-9]{40}";
@@ -379,7 +379,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let run = |path: &Path| {
             let probe = ProcessConfig::Pidfile(path.to_path_buf());
-            let state = TaskState::new();
+            let state = TaskMemory::new();
             let mut out = Observation::default();
             observe(&probe, &context(&state, Mode::Tick), &mut out);
             out.checks.remove(0)

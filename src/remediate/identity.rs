@@ -9,7 +9,7 @@ use super::start::Start;
 use super::stop::StopMethod;
 use crate::config::{CommandLine, Pattern, Probe, Task};
 use crate::probe::process::ProcessConfig;
-use crate::processes::{self, ProcessInfo};
+use crate::proc_table::{self, ProcessInfo};
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 
@@ -207,7 +207,7 @@ pub fn still_running(task: &Task, restart: &Restart, stop_found_nothing: bool) -
     for mark in marks(task, restart, stop_found_nothing) {
         match mark {
             Mark::Pattern(pattern, whose) => {
-                for process in processes::by_pattern(&pattern) {
+                for process in proc_table::by_pattern(&pattern) {
                     note(
                         &process,
                         format!("matches {whose} /{}/", pattern.as_str()),
@@ -216,7 +216,7 @@ pub fn still_running(task: &Task, restart: &Restart, stop_found_nothing: bool) -
                 }
             }
             Mark::Pidfile(path, whose) => {
-                if let Ok(Some(process)) = processes::by_pidfile(&path) {
+                if let Ok(Some(process)) = proc_table::by_pidfile(&path) {
                     note(
                         &process,
                         format!("is named by {whose} {}", path.display()),
@@ -224,7 +224,7 @@ pub fn still_running(task: &Task, restart: &Restart, stop_found_nothing: bool) -
                     );
                 }
             }
-            Mark::Port(port) => match processes::listening_on(port) {
+            Mark::Port(port) => match proc_table::listening_on(port) {
                 None => {}
                 Some(owners) if owners.is_empty() => found.push(format!(
                     "port {port} is still listened on (by a process of another user)"
@@ -244,9 +244,9 @@ pub fn still_running(task: &Task, restart: &Restart, stop_found_nothing: bool) -
                     .cwd
                     .as_deref()
                     .filter(|_| !program.word.starts_with('/'));
-                for process in processes::by_program(name, cwd)
+                for process in proc_table::by_program(name, cwd)
                     .into_iter()
-                    .filter(|p| runs(&processes::argv(p.pid()), &program))
+                    .filter(|p| runs(&proc_table::argv(p.pid()), &program))
                 {
                     let place = cwd
                         .map(|c| format!(" in {}", c.components().collect::<PathBuf>().display()))

@@ -11,9 +11,9 @@ use crate::alert::AlertKey;
 use crate::clock::Timestamp;
 use crate::config::{self, Config, Profile, Task};
 use crate::config::{Why, within_mapping};
-use crate::evaluate::{Prior, RestartPlan, TaskRun};
+use crate::evaluate::{Observed, Prior, RestartPlan};
 use crate::probe::command::CommandConfig;
-use crate::probe::{self, TaskState};
+use crate::probe::{self, TaskMemory};
 use serde::Deserialize;
 use serde::de::Deserializer;
 use std::collections::BTreeMap;
@@ -144,7 +144,7 @@ const SETTLE_KEY: &str = "remediate.settle_until";
 #[derive(Clone, Debug, PartialEq)]
 pub enum Remediation {
     /// A restart is due: carry it out.
-    Planned { trigger: AlertKey, summary: String },
+    Due { trigger: AlertKey, summary: String },
     /// Due, but the cooldown since the last restart has not passed.
     Held { why: String },
     /// `max` restarts are spent: no restart, a restart-loop alert instead.
@@ -154,7 +154,7 @@ pub enum Remediation {
     /// Carried out.
     Done { what: String, healthy: bool },
     /// `--dry-run`: what would have been done.
-    Plan { what: String },
+    WouldDo { what: String },
 }
 
 /// Whether a restart may go ahead now.
@@ -172,16 +172,16 @@ pub enum Decision {
 
 /// A task's restart history, kept in its state between ticks.
 #[derive(Clone, Debug, Default, PartialEq)]
-pub struct Book {
+pub struct RestartBook {
     /// When recent restarts happened, oldest first.
     pub restarts: Vec<Timestamp>,
     pub settle_until: Option<Timestamp>,
 }
 
-impl Book {
-    pub fn load(state: Option<&TaskState>) -> Book {
+impl RestartBook {
+    pub fn load(state: Option<&TaskMemory>) -> RestartBook {
         let Some(state) = state else {
-            return Book::default();
+            return RestartBook::default();
         };
         let restarts = state
             .get(RESTARTS_KEY)
@@ -194,7 +194,7 @@ impl Book {
             .get(SETTLE_KEY)
             .and_then(|v| v.parse().ok())
             .map(Timestamp);
-        Book {
+        RestartBook {
             restarts,
             settle_until,
         }
@@ -238,7 +238,7 @@ impl Book {
         remediate: &Remediate,
         settle: Option<crate::config::Duration>,
         now: Timestamp,
-    ) -> Book {
+    ) -> RestartBook {
         let keep = remediate
             .max
             .as_ref()
@@ -253,7 +253,7 @@ impl Book {
             .filter(|t| *t > horizon)
             .collect();
         restarts.push(now);
-        Book {
+        RestartBook {
             restarts,
             settle_until: settle.map(|s| now.plus_millis(s.as_millis())),
         }
@@ -262,11 +262,11 @@ impl Book {
     /// The book with every time after `now` made `now` (a restart) or
     /// dropped (a settle time): what a clock that ran ahead left. `None`
     /// when `state` holds no book.
-    pub fn clamped(state: &TaskState, now: Timestamp) -> Option<Book> {
+    pub fn clamped(state: &TaskMemory, now: Timestamp) -> Option<RestartBook> {
         if !state.contains_key(RESTARTS_KEY) && !state.contains_key(SETTLE_KEY) {
             return None;
         }
-        let mut book = Book::load(Some(state));
+        let mut book = RestartBook::load(Some(state));
         book.restarts.iter_mut().for_each(|t| *t = (*t).min(now));
         book.settle_until = book.settle_until.filter(|until| *until <= now);
         Some(book)
@@ -294,12 +294,12 @@ pub const BEGUN_KEY: &str = "remediate.begun";
 /// The state to store before a restart is carried out: the book with this
 /// restart in it, and that it has begun.
 pub fn begun(
-    state: Option<&TaskState>,
+    state: Option<&TaskMemory>,
     remediate: &Remediate,
     now: Timestamp,
 ) -> Vec<(String, String)> {
     let settle = remediate.restart().and_then(|r| r.settle);
-    let mut entries = Book::load(state)
+    let mut entries = RestartBook::load(state)
         .after_restart(remediate, settle, now)
         .entries();
     entries.push((BEGUN_KEY.to_string(), now.0.to_string()));
@@ -348,7 +348,7 @@ pub struct Environment<'a> {
     pub default_output: &'a Path,
     pub now: Timestamp,
     /// The task's state after this tick's observation (for rechecks).
-    pub state: &'a TaskState,
+    pub state: &'a TaskMemory,
     /// The task's timeout: each recheck runs under it.
     pub timeout: Duration,
 }
@@ -360,7 +360,7 @@ pub fn carry_out_plans(
     config: &Config,
     profile: &Profile,
     prior: &Prior,
-    runs: &[TaskRun],
+    runs: &[Observed],
     plans: &[RestartPlan],
     dry_run: bool,
     now: Timestamp,
@@ -669,7 +669,7 @@ mod tests {
     #[test]
     fn cooldown_then_go() {
         let r = remediate(300, None);
-        let book = Book::default().after_restart(&r, None, Timestamp(0));
+        let book = RestartBook::default().after_restart(&r, None, Timestamp(0));
         assert_eq!(
             book.decide(&r, Timestamp(4 * MIN)),
             Decision::Cooldown {
@@ -682,7 +682,7 @@ mod tests {
     #[test]
     fn max_restarts_within_a_window_then_it_frees() {
         let r = remediate(60, Some((3, 3600)));
-        let mut book = Book::default();
+        let mut book = RestartBook::default();
         for minute in [0, 5, 10] {
             assert_eq!(
                 book.decide(&r, Timestamp(minute * MIN)),
@@ -708,19 +708,22 @@ mod tests {
     #[test]
     fn settle_holds_until_its_end_and_the_book_round_trips() {
         let r = remediate(300, Some((3, 3600)));
-        let book =
-            Book::default().after_restart(&r, Some(ConfigDuration::from_secs(120)), Timestamp(MIN));
+        let book = RestartBook::default().after_restart(
+            &r,
+            Some(ConfigDuration::from_secs(120)),
+            Timestamp(MIN),
+        );
         assert_eq!(book.settling(Timestamp(2 * MIN)), Some(Timestamp(3 * MIN)));
         assert_eq!(book.settling(Timestamp(3 * MIN)), None);
-        let state: TaskState = book.entries().into_iter().collect();
-        assert_eq!(Book::load(Some(&state)), book);
-        assert_eq!(Book::load(None), Book::default());
+        let state: TaskMemory = book.entries().into_iter().collect();
+        assert_eq!(RestartBook::load(Some(&state)), book);
+        assert_eq!(RestartBook::load(None), RestartBook::default());
     }
 
     #[test]
     fn old_restarts_are_forgotten() {
         let r = remediate(300, Some((2, 600)));
-        let book = Book {
+        let book = RestartBook {
             restarts: vec![Timestamp(0), Timestamp(MIN)],
             settle_until: None,
         };

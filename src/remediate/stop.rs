@@ -4,7 +4,7 @@
 
 use super::start::tmux_session;
 use crate::config::{self, CommandLine, Pattern, Text, Why, within_mapping};
-use crate::processes::{self, ProcessInfo};
+use crate::proc_table::{self, ProcessInfo};
 use serde::Deserialize;
 use serde::de::{self, Deserializer};
 use std::path::PathBuf;
@@ -94,16 +94,16 @@ pub struct Stopped {
 /// empty for methods that go through a service manager.
 pub fn targets(method: &StopMethod) -> Result<Vec<ProcessInfo>, String> {
     match method {
-        StopMethod::Pidfile(path) => match processes::by_pidfile(path) {
+        StopMethod::Pidfile(path) => match proc_table::by_pidfile(path) {
             Ok(found) => Ok(found.into_iter().collect()),
             // No pidfile: nothing is running (the usual state after a crash).
             Err(_) if !path.exists() => Ok(Vec::new()),
             Err(e) => Err(e),
         },
-        StopMethod::Pattern(pattern) => Ok(processes::by_pattern(&pattern.0)),
+        StopMethod::Pattern(pattern) => Ok(proc_table::by_pattern(&pattern.0)),
         StopMethod::Tmux(session) => Ok(tmux_pane_pids(session)?
             .into_iter()
-            .flat_map(processes::in_session)
+            .flat_map(proc_table::in_session)
             .collect()),
         StopMethod::Systemd(_) | StopMethod::Docker(_) | StopMethod::Command(_) => Ok(Vec::new()),
     }
@@ -262,7 +262,7 @@ fn wait_gone(found: &[ProcessInfo], limit: Duration) -> Vec<ProcessInfo> {
     loop {
         let alive: Vec<ProcessInfo> = found
             .iter()
-            .filter(|p| processes::is_running(&p.identity))
+            .filter(|p| proc_table::is_running(&p.identity))
             .cloned()
             .collect();
         if alive.is_empty() || Instant::now() >= deadline {
@@ -300,7 +300,7 @@ pub fn tmux_pane_pids(session: &str) -> Result<Vec<i32>, String> {
 /// error when it fails.
 pub(crate) fn run_tool(command: &mut Command, limit: Duration) -> Result<(), String> {
     let shown = format!("{command:?}").replace('"', "");
-    let finished = crate::probe::process_group::run_tool(command, limit, 16 * 1024)
+    let finished = crate::probe::children::run_tool(command, limit, 16 * 1024)
         .map_err(|e| format!("cannot run {shown}: {e}"))?;
     match finished.status {
         Some(status) if status.success() => Ok(()),

@@ -9,7 +9,7 @@
 
 use crate::alert::{Transition, Verdict};
 use crate::clock::Timestamp;
-use crate::evaluate::{Outcome, Prior, TaskRun, evaluate};
+use crate::evaluate::{Observed, Outcome, Prior, evaluate};
 use crate::probe::{Check, CheckStatus, Observation};
 
 /// What a rule did on one tick, as one short word: upper case when people
@@ -119,7 +119,7 @@ fn replay_with(
     for (i, scrape) in scrapes.iter().enumerate() {
         before(i, &mut prior);
         let observation = observation(scrape);
-        let runs = [TaskRun {
+        let runs = [Observed {
             task,
             observation: observation.clone(),
         }];

@@ -18,7 +18,7 @@ use crate::clock::Timestamp;
 use crate::config::Severity;
 use crate::evaluate::{Outcome, Prior};
 use crate::notify::Envelope;
-use crate::probe::TaskState;
+use crate::probe::TaskMemory;
 use crate::silence::Silence;
 use anyhow::{Context, Result, bail};
 use rusqlite::{Connection, OpenFlags, TransactionBehavior, params};
@@ -309,7 +309,7 @@ impl Store {
             let state = row?;
             prior.alerts.insert(state.key.clone(), state);
         }
-        let mut task_state: BTreeMap<String, TaskState> = BTreeMap::new();
+        let mut task_state: BTreeMap<String, TaskMemory> = BTreeMap::new();
         let prefix = format!("{profile}/");
         let mut statement = self.conn.prepare_cached(
             "SELECT namespace, key, value FROM monitor_state WHERE namespace >= ?1 AND namespace < ?2",

@@ -106,7 +106,7 @@ fn clamp_to(prior: &mut Prior, now: Timestamp) -> Vec<(String, Vec<(String, Stri
     }
     let mut books = Vec::new();
     for (name, task) in prior.tasks.iter_mut() {
-        if let Some(book) = remediate::Book::clamped(task, now) {
+        if let Some(book) = remediate::RestartBook::clamped(task, now) {
             task.extend(book.entries());
             books.push((name.clone(), book.entries()));
         }

@@ -9,9 +9,9 @@
 
 use super::LogConfig;
 use super::scan::{Pass, Scanner};
-use super::{Check, CheckStatus, Context, Observation, PROBE, TaskState};
+use super::{Check, CheckStatus, Context, Observation, PROBE, TaskMemory};
 use crate::config::CommandLine;
-use crate::probe::process_group;
+use crate::probe::children;
 use std::process::Command;
 
 /// Where `{since}` goes in the command's arguments.
@@ -47,7 +47,7 @@ struct Previous {
 }
 
 impl Previous {
-    fn load(state: &TaskState, line: &CommandLine) -> Previous {
+    fn load(state: &TaskMemory, line: &CommandLine) -> Previous {
         if state
             .get(COMMAND_KEY)
             .is_some_and(|saved| *saved != line.to_string())
@@ -142,7 +142,7 @@ fn remember(
     now: i64,
     last_line_at: i64,
     newest_ns: Option<i128>,
-    state: &mut TaskState,
+    state: &mut TaskMemory,
 ) {
     state.insert(COMMAND_KEY.to_string(), line.to_string());
     state.insert(SINCE_KEY.to_string(), now.to_string());
@@ -277,7 +277,7 @@ fn run(
     cap: u64,
 ) -> Result<Vec<u8>, String> {
     let cap = usize::try_from(cap).unwrap_or(usize::MAX);
-    let finished = process_group::run(&mut build(line, since, until), context.budget(None), cap)
+    let finished = children::run(&mut build(line, since, until), context.budget(None), cap)
         .map_err(|e| format!("cannot run `{line}`: {e}"))?;
     let Some(status) = finished.status else {
         return Err(format!(

@@ -4,7 +4,7 @@
 
 use super::LogConfig;
 use super::scan::{Findings, Pass, ScanState, Scanner};
-use super::{Check, CheckStatus, Context, Observation, PROBE, TaskState};
+use super::{Check, CheckStatus, Context, Observation, PROBE, TaskMemory};
 use std::fs::{File, Metadata};
 use std::io::{self, Read, Seek, SeekFrom};
 use std::os::unix::fs::{FileExt, MetadataExt};
@@ -62,7 +62,7 @@ pub enum FilePosition {
 
 impl FilePosition {
     /// Where the last tick left the log at `path`.
-    pub fn load(state: &TaskState, path: &Path) -> FilePosition {
+    pub fn load(state: &TaskMemory, path: &Path) -> FilePosition {
         let number = |key: &str| state.get(key).and_then(|v| v.parse::<u64>().ok());
         let Some(offset) = number(OFFSET_KEY) else {
             return FilePosition::FirstSight;
@@ -84,7 +84,7 @@ impl FilePosition {
 
     /// Stores the position in the log at `path` (a first sight has nothing
     /// to store).
-    pub fn save(&self, state: &mut TaskState, path: &Path) {
+    pub fn save(&self, state: &mut TaskMemory, path: &Path) {
         let (device, inode, offset) = match self {
             FilePosition::FirstSight => return,
             FilePosition::Absent => (String::new(), String::new(), 0),
@@ -101,7 +101,7 @@ impl FilePosition {
     }
 }
 
-fn load_mark(state: &TaskState) -> Option<Mark> {
+fn load_mark(state: &TaskMemory) -> Option<Mark> {
     let (length, hash) = state.get(MARK_KEY)?.split_once(':')?;
     Some(Mark {
         length: length.parse().ok()?,
@@ -109,7 +109,7 @@ fn load_mark(state: &TaskState) -> Option<Mark> {
     })
 }
 
-fn save_mark(mark: Option<Mark>, state: &mut TaskState) {
+fn save_mark(mark: Option<Mark>, state: &mut TaskMemory) {
     let value = mark.map_or(String::new(), |m| format!("{}:{:016x}", m.length, m.hash));
     state.insert(MARK_KEY.to_string(), value);
 }

@@ -11,7 +11,7 @@ pub mod scan;
 pub use scan::{Findings, Pass, ScanState, Scanner};
 
 use super::kinds::ProbeConfig;
-use super::{Check, CheckStatus, Context, Event, Mode, Observation, PatternMatch, TaskState};
+use super::{Check, CheckStatus, Context, Event, Mode, Observation, PatternMatch, TaskMemory};
 use crate::config::{
     ByteSize, CommandLine, Duration, Ordered, Pattern, Severity, Text, Why, within_mapping,
 };
@@ -252,7 +252,7 @@ const SESSION_KEY: &str = "log.session";
 
 /// What earlier ticks learnt from the lines: states, session, counters.
 /// Names no longer configured are dropped, new ones start at 0.
-fn load_scan_state(scanner: &Scanner, state: &TaskState) -> ScanState {
+fn load_scan_state(scanner: &Scanner, state: &TaskMemory) -> ScanState {
     let mut scan = scanner.initial_state();
     for (flag, name) in scan.states.iter_mut().zip(scanner.state_names()) {
         *flag = state
@@ -437,7 +437,7 @@ mod tests {
         );
         assert_eq!(load_scan_state(&scanner, &out.state), scan);
         assert_eq!(
-            load_scan_state(&scanner, &TaskState::new()),
+            load_scan_state(&scanner, &TaskMemory::new()),
             scanner.initial_state()
         );
     }

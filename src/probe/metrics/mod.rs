@@ -221,7 +221,7 @@ fn fetch(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::probe::{Mode, TaskState};
+    use crate::probe::{Mode, TaskMemory};
     use std::io::{BufRead, BufReader, Write};
     use std::net::TcpListener;
     use std::thread::JoinHandle;
@@ -263,7 +263,7 @@ mod tests {
     }
 
     fn scrape(probe: &MetricsConfig, mode: Mode) -> Observation {
-        let state = TaskState::new();
+        let state = TaskMemory::new();
         let mut out = Observation::default();
         observe(probe, &Context::for_test(&state, mode), &mut out);
         out
