@@ -105,7 +105,7 @@ fn trim_log(trim: &TrimLog, context: &Context) -> Check {
 
 /// What trimming did.
 #[derive(Debug, PartialEq)]
-pub enum Trimmed {
+pub enum TrimOutcome {
     /// The file had no more lines than it may keep.
     KeptAll { lines: u64 },
     /// Dry run: the file has `lines` lines, more than it may keep.
@@ -119,19 +119,19 @@ pub enum Trimmed {
     },
 }
 
-impl Trimmed {
+impl TrimOutcome {
     /// What the trim of `path` to `keep` lines did, in one line.
     pub fn describe(&self, path: &Path, keep: u64) -> String {
         match self {
-            Trimmed::KeptAll { lines } => format!(
+            TrimOutcome::KeptAll { lines } => format!(
                 "kept all {lines} lines of {} (keep_lines {keep})",
                 path.display()
             ),
-            Trimmed::WouldTrim { lines } => format!(
+            TrimOutcome::WouldTrim { lines } => format!(
                 "would trim {} to its last {keep} lines (now {lines} lines)",
                 path.display()
             ),
-            Trimmed::Trimmed {
+            TrimOutcome::Trimmed {
                 lines_before,
                 lines_after,
                 freed_bytes,
@@ -165,7 +165,7 @@ impl Trimmed {
 /// Counting runs read-only and stops at the task's deadline; once copying
 /// has begun it runs to the end, since stopping half-way would leave the
 /// kept lines followed by a stale copy of old ones.
-pub fn trim_file(path: &Path, keep: u64, context: &Context) -> Result<Trimmed, String> {
+pub fn trim_file(path: &Path, keep: u64, context: &Context) -> Result<TrimOutcome, String> {
     let acting = context.mode == Mode::Tick;
     let file = open(path, acting)?;
     let size = file
@@ -181,14 +181,14 @@ pub fn trim_file(path: &Path, keep: u64, context: &Context) -> Result<Trimmed, S
         ),
     })?;
     let Some(keep_from) = lines.keep_from else {
-        return Ok(Trimmed::KeptAll { lines: lines.total });
+        return Ok(TrimOutcome::KeptAll { lines: lines.total });
     };
     if !acting {
-        return Ok(Trimmed::WouldTrim { lines: lines.total });
+        return Ok(TrimOutcome::WouldTrim { lines: lines.total });
     }
     let shifted = shift_to_front(&file, keep_from, context.deadline)
         .map_err(|e| format!("trimming {}: {e}", path.display()))?;
-    Ok(Trimmed::Trimmed {
+    Ok(TrimOutcome::Trimmed {
         lines_before: lines.total,
         lines_after: shifted.lines,
         freed_bytes: keep_from,
@@ -458,7 +458,7 @@ mod tests {
         let freed = (numbered(200_000).len() - expected.len()) as u64;
         assert_eq!(
             result,
-            Trimmed::Trimmed {
+            TrimOutcome::Trimmed {
                 lines_before: 200_000,
                 lines_after: 1000,
                 freed_bytes: freed

@@ -5,27 +5,27 @@
 //! observe ([`probe`]) → evaluate ([`evaluate`], pure) → commit ([`store`]) →
 //! deliver ([`notify`]).
 
-pub mod action;
+mod action;
 pub mod alert;
 pub mod api;
 pub mod cli;
 pub mod clock;
 pub mod config;
-pub mod env_file;
-pub mod error;
-pub mod evaluate;
-pub mod http_client;
-pub mod lock;
+mod env_file;
+mod error;
+mod evaluate;
+mod http_client;
+mod lock;
 pub mod notify;
-pub mod ownership;
-pub mod pre_run;
+mod ownership;
+mod pre_run;
 pub mod probe;
 pub mod proc_table;
-pub mod remediate;
-pub mod report;
-pub mod rule;
-pub mod schedule;
-pub mod silence;
-pub mod state_commands;
+mod remediate;
+mod report;
+mod rule;
+mod schedule;
+mod silence;
+mod state_commands;
 pub mod store;
-pub mod tick;
+mod tick;

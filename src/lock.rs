@@ -12,7 +12,6 @@ use std::path::{Path, PathBuf};
 #[derive(Debug)]
 pub struct ProfileLock {
     file: File,
-    pub path: PathBuf,
     /// The pid an earlier holder left in the file: it did not end its tick
     /// (killed, or crashed); what it started may still run.
     pub unclean: Option<u32>,
@@ -33,7 +32,6 @@ pub enum Lock {
     /// Another run holds it; its PID when the file says.
     Busy {
         pid: Option<u32>,
-        path: PathBuf,
     },
 }
 
@@ -64,16 +62,11 @@ pub fn acquire(state_dir: &Path, profile: &str) -> Result<Lock> {
             file.seek(SeekFrom::Start(0))?;
             writeln!(file, "{}", std::process::id())
                 .with_context(|| format!("writing {}", path.display()))?;
-            Ok(Lock::Acquired(ProfileLock {
-                file,
-                path,
-                unclean,
-            }))
+            Ok(Lock::Acquired(ProfileLock { file, unclean }))
         }
         Err(e) if e.raw_os_error() == fs2::lock_contended_error().raw_os_error() => {
             Ok(Lock::Busy {
                 pid: read_holder_pid(&mut file),
-                path,
             })
         }
         Err(e) => Err(e).with_context(|| format!("locking {}", path.display())),

@@ -40,9 +40,7 @@ pub struct Rejected {
 #[derive(Debug)]
 pub enum TickResult {
     /// Another run of the profile holds the lock.
-    Skipped {
-        pid: Option<u32>,
-    },
+    Skipped,
     Ran(Box<TickReport>),
 }
 
@@ -92,7 +90,7 @@ pub fn run(config: &Config, options: &RunOptions, now: Timestamp) -> Result<Tick
             Lock::Busy { pid, .. } => {
                 let holder = pid.map_or_else(|| "pid unknown".into(), |p| format!("pid {p}"));
                 log::info!("skipped: {} already running ({holder})", profile.name);
-                return Ok(TickResult::Skipped { pid });
+                return Ok(TickResult::Skipped);
             }
         }
     };

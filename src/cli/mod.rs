@@ -343,7 +343,7 @@ fn dispatch(cli: &Cli) -> Result<u8, Error> {
                 rejected,
             };
             match tick::run(&config, &options, now)? {
-                TickResult::Skipped { .. } => Ok(exit::OK),
+                TickResult::Skipped => Ok(exit::OK),
                 TickResult::Ran(report) => {
                     // Built only when something logs (a quiet tick without
                     // log_file has no logger at all).

@@ -4,10 +4,10 @@
 pub(crate) mod condition;
 mod interpolate;
 mod load;
-pub mod selector;
+pub(crate) mod selector;
 pub(crate) mod tagged;
 mod task;
-pub mod values;
+pub(crate) mod values;
 
 pub use condition::{
     Condition, Gate, Guard, Op, Threshold, Unit, format_bytes, format_number, format_value,

@@ -4,14 +4,14 @@
 //! is due and records results.
 
 pub mod alertmanager;
-pub mod feishu;
-pub mod github;
-pub mod heartbeat;
-pub mod kinds;
-pub mod outbox;
-pub mod stdout;
-pub mod telegram;
-pub mod webhook;
+pub(crate) mod feishu;
+pub(crate) mod github;
+pub(crate) mod heartbeat;
+pub(crate) mod kinds;
+pub(crate) mod outbox;
+pub(crate) mod stdout;
+pub(crate) mod telegram;
+pub(crate) mod webhook;
 
 use crate::alert::{AlertState, Status};
 use crate::clock::{Timestamp, human_duration};

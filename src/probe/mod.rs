@@ -2,18 +2,18 @@
 //! signals and events. They never decide alerts and never write state
 //! themselves: what they want remembered goes back in the observation.
 
-pub mod children;
-pub mod command;
-pub mod disk;
-pub mod host_limit;
-pub mod http;
-pub mod kinds;
+pub(crate) mod children;
+pub(crate) mod command;
+pub(crate) mod disk;
+pub(crate) mod host_limit;
+pub(crate) mod http;
+pub(crate) mod kinds;
 pub mod lag;
 pub mod log;
 pub mod metrics;
-pub mod pool;
-pub mod process;
-pub mod self_check;
+pub(crate) mod pool;
+pub(crate) mod process;
+pub(crate) mod self_check;
 
 use crate::clock::Timestamp;
 use crate::config::{Selector, Severity, Task};

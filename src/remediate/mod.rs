@@ -132,7 +132,6 @@ pub struct Restart {
 
 /// `wait_healthy` when the config does not say.
 pub const DEFAULT_WAIT_HEALTHY: Duration = Duration::from_secs(30);
-pub use crate::config::RESTART_RULE;
 pub use identity::Identity;
 pub use start::Start;
 pub use stop::{Stop, StopMethod};

@@ -11,7 +11,7 @@ use crate::alert::Verdict;
 use crate::clock::Timestamp;
 use crate::config::{Guard, Selector, Severity, Task};
 use crate::probe::{CheckStatus, Observation};
-pub use config::{DEFAULT_TREND_MIN_CHANGE, RatioRule, Rule, RuleKind, Trend};
+pub use config::{RatioRule, Rule, RuleKind, Trend};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -160,12 +160,6 @@ pub struct Memory {
 
 fn is_zero(n: &u32) -> bool {
     *n == 0
-}
-
-impl Memory {
-    pub fn is_empty(&self) -> bool {
-        *self == Memory::default()
-    }
 }
 
 /// What the tick says about stateful rules.
