@@ -36,13 +36,11 @@ fn check_target(config: &Config, new: &NewSilence) -> Result<(), Error> {
         .filter(|p| new.profile.is_none_or(|n| n == p.name))
         .collect();
     if profiles.is_empty() {
-        let known: Vec<&str> = config.profiles.iter().map(|p| p.name.as_str()).collect();
-        return Err(Error::Usage(format!(
-            "no profile `{}` in {}: the profiles are {}",
-            new.profile.unwrap_or_default(),
-            config.path.display(),
-            known.join(", ")
-        )));
+        return Err(Error::UnknownProfile {
+            name: new.profile.unwrap_or_default().to_string(),
+            config: config.path.clone(),
+            known: config.profiles.iter().map(|p| p.name.clone()).collect(),
+        });
     }
     let tasks: Vec<_> = profiles
         .iter()
@@ -58,12 +56,11 @@ fn check_target(config: &Config, new: &NewSilence) -> Result<(), Error> {
                     .map(move |t| format!("{}/{}", p.name, t.name))
             })
             .collect();
-        return Err(Error::Usage(format!(
-            "no task `{}` in {}: the tasks are {}",
-            new.task,
-            config.path.display(),
-            known.join(", ")
-        )));
+        return Err(Error::NoSuchTask {
+            name: new.task.to_string(),
+            config: config.path.clone(),
+            known,
+        });
     }
     if let Some(rule) = new.rule {
         let known = |t: &&crate::config::Task| {
@@ -72,10 +69,10 @@ fn check_target(config: &Config, new: &NewSilence) -> Result<(), Error> {
                 || t.probes.iter().any(|p| matches!(p, crate::config::Probe::Log(l) if l.patterns.iter().any(|x| x.name == rule)))
         };
         if !tasks.iter().any(known) {
-            return Err(Error::Usage(format!(
-                "task `{}` has no rule `{rule}`",
-                new.task
-            )));
+            return Err(Error::UnknownRule {
+                task: new.task.to_string(),
+                rule: rule.to_string(),
+            });
         }
     }
     Ok(())
@@ -94,8 +91,8 @@ pub fn add_silence(config: &Config, new: &NewSilence, now: Timestamp) -> Result<
         reason: new.reason.to_string(),
         created_by: operator(),
     };
-    let mut store = Store::open(&config.state).map_err(Error::Tool)?;
-    let id = store.add_silence(&silence, now).map_err(Error::Tool)?;
+    let mut store = Store::open(&config.state)?;
+    let id = store.add_silence(&silence, now)?;
     Ok(format!(
         "silence {id}: {} held until {} ({}): {}\n",
         silence.target(),
@@ -107,21 +104,19 @@ pub fn add_silence(config: &Config, new: &NewSilence, now: Timestamp) -> Result<
 
 /// `monitor silence remove ID`.
 pub fn remove_silence(config: &Config, id: i64, now: Timestamp) -> Result<String, Error> {
-    let mut store = Store::open(&config.state).map_err(Error::Tool)?;
-    if store.remove_silence(id, now).map_err(Error::Tool)? {
+    let mut store = Store::open(&config.state)?;
+    if store.remove_silence(id, now)? {
         Ok(format!(
             "silence {id} removed: its alerts notify again from the next tick\n"
         ))
     } else {
-        Err(Error::Usage(format!(
-            "no active silence {id}: see `monitor silence list`"
-        )))
+        Err(Error::UnknownSilence(id))
     }
 }
 
 /// `monitor silence list`: active ones, or all with `all`.
 pub fn silences(config: &Config, all: bool, now: Timestamp) -> Result<Vec<Silence>, Error> {
-    match Store::open_read_only(&config.state).map_err(Error::Tool)? {
+    match Store::open_read_only(&config.state)? {
         Some(store) => store.silences((!all).then_some(now)).map_err(Error::Tool),
         None => Ok(Vec::new()),
     }
@@ -176,16 +171,14 @@ pub fn import(
     let mut imported = Imported::default();
     let mut files = Vec::new();
     for path in paths {
-        let metadata = std::fs::metadata(path)
-            .with_context(|| format!("reading {}", path.display()))
-            .map_err(Error::Tool)?;
+        let metadata =
+            std::fs::metadata(path).with_context(|| format!("reading {}", path.display()))?;
         if !metadata.is_dir() {
             files.push((path.clone(), NAMED_FILE_LIMIT));
             continue;
         }
         let entries = std::fs::read_dir(path)
-            .with_context(|| format!("reading the cache folder {}", path.display()))
-            .map_err(Error::Tool)?;
+            .with_context(|| format!("reading the cache folder {}", path.display()))?;
         let mut found: Vec<_> = entries.flatten().map(|e| e.path()).collect();
         found.sort();
         for file in found {
@@ -225,10 +218,8 @@ pub fn import(
             Err(why) => imported.skipped.push(format!("{name}: {why}")),
         }
     }
-    let mut store = Store::open(&config.state).map_err(Error::Tool)?;
-    let outcome = store
-        .import_state(namespace, &values, overwrite, now)
-        .map_err(Error::Tool)?;
+    let mut store = Store::open(&config.state)?;
+    let outcome = store.import_state(namespace, &values, overwrite, now)?;
     imported.added = outcome.0;
     imported.overwritten = outcome.1;
     imported.kept = outcome.2;
@@ -288,18 +279,13 @@ pub fn export(
 ) -> Result<Exported, Error> {
     let state_dir = std::fs::canonicalize(config.state_dir()).ok();
     if state_dir.is_some() && std::fs::canonicalize(dir).ok() == state_dir {
-        return Err(Error::Usage(format!(
-            "{} is monitor's state folder (its database lives there): export to another folder",
-            dir.display()
-        )));
+        return Err(Error::ExportIntoStateFolder(dir.to_path_buf()));
     }
-    let rows = match Store::open_read_only(&config.state).map_err(Error::Tool)? {
-        Some(store) => store.state_rows(Some(namespace)).map_err(Error::Tool)?,
+    let rows = match Store::open_read_only(&config.state)? {
+        Some(store) => store.state_rows(Some(namespace))?,
         None => Vec::new(),
     };
-    std::fs::create_dir_all(dir)
-        .with_context(|| format!("creating {}", dir.display()))
-        .map_err(Error::Tool)?;
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let mut exported = Exported::default();
     for (_, key, value) in rows {
         if key.is_empty() || key.starts_with('.') || key.contains('/') || key.contains('\0') {

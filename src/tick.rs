@@ -85,7 +85,7 @@ pub fn run(config: &Config, options: &RunOptions, now: Timestamp) -> Result<Tick
     let lock = if options.dry_run {
         None
     } else {
-        match lock::acquire(&config.state_dir(), &profile.name).map_err(Error::Tool)? {
+        match lock::acquire(&config.state_dir(), &profile.name)? {
             Lock::Acquired(lock) => Some(lock),
             Lock::Busy { pid, .. } => {
                 let holder = pid.map_or_else(|| "pid unknown".into(), |p| format!("pid {p}"));
@@ -101,9 +101,9 @@ pub fn run(config: &Config, options: &RunOptions, now: Timestamp) -> Result<Tick
             .collect();
     probe::host_limit::set_limit(config.defaults.connections_per_host);
     let mut store = if options.dry_run {
-        Store::open_snapshot(&config.state).map_err(Error::Tool)?
+        Store::open_snapshot(&config.state)?
     } else {
-        Some(Store::open(&config.state).map_err(Error::Tool)?)
+        Some(Store::open(&config.state)?)
     };
     let loaded = prior::load(store.as_mut(), profile, now, options.dry_run)?;
     let (prior, newest) = (loaded.prior, loaded.newest);
@@ -231,13 +231,10 @@ pub fn run(config: &Config, options: &RunOptions, now: Timestamp) -> Result<Tick
 }
 
 fn find_profile<'c>(config: &'c Config, name: &str) -> Result<&'c Profile, Error> {
-    config.profile(name).ok_or_else(|| {
-        let known: Vec<&str> = config.profiles.iter().map(|p| p.name.as_str()).collect();
-        Error::Usage(format!(
-            "no profile `{name}` in {}: the profiles are {}",
-            config.path.display(),
-            known.join(", ")
-        ))
+    config.profile(name).ok_or_else(|| Error::UnknownProfile {
+        name: name.to_string(),
+        config: config.path.clone(),
+        known: config.profiles.iter().map(|p| p.name.clone()).collect(),
     })
 }
 
@@ -250,15 +247,12 @@ fn select_tasks<'c>(
         None => Ok(profile.tasks.iter().filter(|t| t.enabled).collect()),
         Some(name) => match profile.tasks.iter().find(|t| t.name == name) {
             Some(task) => Ok(vec![task]),
-            None => {
-                let known: Vec<&str> = profile.tasks.iter().map(|t| t.name.as_str()).collect();
-                Err(Error::Usage(format!(
-                    "no task `{name}` in profile `{}` of {}: its tasks are {}",
-                    profile.name,
-                    config.path.display(),
-                    known.join(", ")
-                )))
-            }
+            None => Err(Error::UnknownTask {
+                name: name.to_string(),
+                profile: profile.name.clone(),
+                config: config.path.clone(),
+                known: profile.tasks.iter().map(|t| t.name.clone()).collect(),
+            }),
         },
     }
 }

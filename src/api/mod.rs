@@ -64,24 +64,19 @@ pub fn serve(config: Config, options: &ServeOptions) -> Result<u8, Error> {
         .filter(|a| !is_loopback(a.ip()))
         .collect();
     if !exposed.is_empty() && options.token.is_none() {
-        return Err(Error::Usage(format!(
-            "refusing to serve the alerts API on {} without a token: {} is not a loopback address, \
-             so other hosts could read it. Bind a loopback address (the default is {DEFAULT_BIND}) and put \
-             an authenticating reverse proxy in front, or set {TOKEN_VARIABLE} so that every request but \
-             /healthz must send `Authorization: Bearer <token>`",
-            options.bind,
-            exposed[0].ip()
-        )));
+        return Err(Error::ExposedWithoutToken {
+            bind: options.bind.clone(),
+            exposed: exposed[0].ip().to_string(),
+        });
     }
-    let now = clock::now().map_err(Error::Usage)?;
+    let now = clock::now().map_err(Error::Clock)?;
     let listener = TcpListener::bind(&addresses[..])
         .with_context(|| {
             format!(
                 "listening on {} (is another `monitor serve` running? choose another address with --bind)",
                 options.bind
             )
-        })
-        .map_err(Error::Tool)?;
+        })?;
     let local = listener
         .local_addr()
         .map(|a| a.to_string())
@@ -101,17 +96,14 @@ pub fn serve(config: Config, options: &ServeOptions) -> Result<u8, Error> {
         }
     );
     let api = Arc::new(routes::Api::new(config, options, now));
-    server::serve(listener, api)
-        .context("serving the alerts API")
-        .map_err(Error::Tool)?;
+    server::serve(listener, api).context("serving the alerts API")?;
     Ok(crate::error::exit::OK)
 }
 
 fn resolve_bind(bind: &str) -> Result<Vec<SocketAddr>, Error> {
-    let usage = |why: String| {
-        Error::Usage(format!(
-            "--bind {bind:?}: {why}; give host:port, e.g. {DEFAULT_BIND}"
-        ))
+    let usage = |why: String| Error::Bind {
+        bind: bind.to_string(),
+        why,
     };
     if let Ok(address) = bind.parse::<SocketAddr>() {
         return Ok(vec![address]);

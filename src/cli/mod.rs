@@ -220,10 +220,9 @@ impl LogLevel {
             }
             return match value.to_ascii_lowercase().as_str() {
                 "warning" => Ok(LogLevel::Warn),
-                lower => LogLevel::from_str(lower, true).map_err(|_| {
-                    Error::Usage(format!(
-                        "{var}={value:?} is not a log level: use off, error, warn, info, debug or trace"
-                    ))
+                lower => LogLevel::from_str(lower, true).map_err(|_| Error::LogLevel {
+                    variable: var.to_string(),
+                    value: value.to_string(),
                 }),
             };
         }
@@ -247,7 +246,7 @@ pub fn main() -> u8 {
     let cli = Cli::parse();
     let result = match &cli.env_file {
         Some(file) => crate::env_file::load(file)
-            .map_err(Error::Usage)
+            .map_err(Error::EnvFile)
             .and_then(|_| dispatch(&cli)),
         None => dispatch(&cli),
     };
@@ -335,7 +334,7 @@ fn dispatch(cli: &Cli) -> Result<u8, Error> {
         } => {
             let (config, rejected) = load_for_tick(cli)?;
             init_logging(LogLevel::of(cli)?, *quiet, !dry_run, &config);
-            let now = clock::now().map_err(Error::Usage)?;
+            let now = clock::now().map_err(Error::Clock)?;
             let options = RunOptions {
                 profile: profile.clone(),
                 dry_run: *dry_run,
@@ -412,7 +411,7 @@ fn dispatch(cli: &Cli) -> Result<u8, Error> {
                     .map(|f| std::path::absolute(f).unwrap_or(f.clone()))
                     .as_deref(),
             })
-            .map_err(Error::Usage)?;
+            .map_err(Error::Crontab)?;
             print(&rendered);
             Ok(exit::OK)
         }
@@ -434,15 +433,11 @@ fn dispatch(cli: &Cli) -> Result<u8, Error> {
                 status: *status,
                 ..HistoryQuery::newest((*limit).clamp(1, 100_000) as u32)
             };
-            let now = clock::now().map_err(Error::Usage)?;
-            let (rows, silences) =
-                match Store::open_read_only(&config.state).map_err(Error::Tool)? {
-                    Some(store) => (
-                        store.history(&query).map_err(Error::Tool)?,
-                        store.silences(Some(now)).map_err(Error::Tool)?,
-                    ),
-                    None => Default::default(),
-                };
+            let now = clock::now().map_err(Error::Clock)?;
+            let (rows, silences) = match Store::open_read_only(&config.state)? {
+                Some(store) => (store.history(&query)?, store.silences(Some(now))?),
+                None => Default::default(),
+            };
             print(&match format {
                 Format::Text => {
                     state_commands::silences_text(&silences, now) + &report::history_text(&rows)
@@ -468,7 +463,7 @@ fn dispatch(cli: &Cli) -> Result<u8, Error> {
 
 fn silence(cli: &Cli, command: &SilenceCommand) -> Result<u8, Error> {
     let config = load_config(cli)?;
-    let now = clock::now().map_err(Error::Usage)?;
+    let now = clock::now().map_err(Error::Clock)?;
     let text = match command {
         SilenceCommand::Add {
             task,
@@ -504,15 +499,13 @@ fn silence(cli: &Cli, command: &SilenceCommand) -> Result<u8, Error> {
 
 fn state(cli: &Cli, command: &StateCommand) -> Result<u8, Error> {
     let config = load_config(cli)?;
-    let now = clock::now().map_err(Error::Usage)?;
+    let now = clock::now().map_err(Error::Clock)?;
     let read = || Store::open_read_only(&config.state).map_err(Error::Tool);
     let write = || Store::open(&config.state).map_err(Error::Tool);
     match command {
         StateCommand::List { namespace } => {
             let rows = match read()? {
-                Some(store) => store
-                    .state_rows(namespace.as_deref())
-                    .map_err(Error::Tool)?,
+                Some(store) => store.state_rows(namespace.as_deref())?,
                 None => Vec::new(),
             };
             print(
@@ -531,12 +524,17 @@ fn state(cli: &Cli, command: &StateCommand) -> Result<u8, Error> {
         }
         StateCommand::Get { namespace, key } => {
             let rows = match read()? {
-                Some(store) => store.state_rows(Some(namespace)).map_err(Error::Tool)?,
+                Some(store) => store.state_rows(Some(namespace))?,
                 None => Vec::new(),
             };
             match rows.into_iter().find(|(_, k, _)| k == key) {
                 Some((_, _, value)) => print(&format!("{value}\n")),
-                None => return Err(Error::Usage(format!("no value for {namespace}/{key}"))),
+                None => {
+                    return Err(Error::NoStateValue {
+                        namespace: namespace.clone(),
+                        key: key.clone(),
+                    });
+                }
             }
         }
         StateCommand::Set {
@@ -544,16 +542,14 @@ fn state(cli: &Cli, command: &StateCommand) -> Result<u8, Error> {
             key,
             value,
         } => {
-            write()?
-                .set_state(namespace, key, Some(value), now)
-                .map_err(Error::Tool)?;
+            write()?.set_state(namespace, key, Some(value), now)?;
         }
         StateCommand::Delete { namespace, key } => {
-            if !write()?
-                .set_state(namespace, key, None, now)
-                .map_err(Error::Tool)?
-            {
-                return Err(Error::Usage(format!("no value for {namespace}/{key}")));
+            if !write()?.set_state(namespace, key, None, now)? {
+                return Err(Error::NoStateValue {
+                    namespace: namespace.clone(),
+                    key: key.clone(),
+                });
             }
         }
         StateCommand::Export {
@@ -600,16 +596,15 @@ fn state(cli: &Cli, command: &StateCommand) -> Result<u8, Error> {
 }
 
 fn list(config: &Config, format: Format) -> Result<u8, Error> {
-    let now = clock::now().map_err(Error::Usage)?;
-    let (last_runs, first_seen, silences) =
-        match Store::open_read_only(&config.state).map_err(Error::Tool)? {
-            Some(store) => (
-                store.last_runs(now).map_err(Error::Tool)?,
-                store.first_seen().map_err(Error::Tool)?,
-                store.silences(Some(now)).map_err(Error::Tool)?,
-            ),
-            None => Default::default(),
-        };
+    let now = clock::now().map_err(Error::Clock)?;
+    let (last_runs, first_seen, silences) = match Store::open_read_only(&config.state)? {
+        Some(store) => (
+            store.last_runs(now)?,
+            store.first_seen()?,
+            store.silences(Some(now))?,
+        ),
+        None => Default::default(),
+    };
     let local_now = now.to_chrono().map(|t| t.with_timezone(&chrono::Local));
     let rows: Vec<report::ProfileListing> = config
         .profiles

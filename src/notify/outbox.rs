@@ -127,7 +127,7 @@ pub fn deliver(
 ) -> Result<Deliveries, Error> {
     let mut report = Deliveries::default();
     let started = Instant::now();
-    let waiting = store.waiting_outbox(&profile.name).map_err(Error::Tool)?;
+    let waiting = store.waiting_outbox(&profile.name)?;
     let telegram_test = notify::TelegramTestRoute::from_env();
     let context = notify::Context {
         timeout: DELIVERY_TIMEOUT,
@@ -191,7 +191,7 @@ pub fn deliver(
                     if let Sent::Console(text) = outcome {
                         report.console.push(text);
                     }
-                    store.mark_delivered(row.id, now).map_err(Error::Tool)?;
+                    store.mark_delivered(row.id, now)?;
                     *sent.entry(row.notifier.clone()).or_default() += 1;
                     DeliveryResult::Delivered
                 }
@@ -203,9 +203,7 @@ pub fn deliver(
                         backoff(row.attempts + 1).max(failure.retry_after.unwrap_or_default());
                     let retry_at =
                         now.plus_millis(i64::try_from(delay.as_millis()).unwrap_or(i64::MAX));
-                    store
-                        .mark_failed(row.id, &failure.error, retry_at)
-                        .map_err(Error::Tool)?;
+                    store.mark_failed(row.id, &failure.error, retry_at)?;
                     held.insert(row.notifier.clone());
                     DeliveryResult::Failed {
                         error: failure.error,
@@ -331,13 +329,13 @@ fn deliver_queues(
                     .any(|m| matches!(m.kind, MessageKind::Resolved | MessageKind::Restarted))
         });
         for row in stale {
-            store.mark_delivered(row.id, now).map_err(Error::Tool)?;
+            store.mark_delivered(row.id, now)?;
         }
         let batches: Vec<&Payload> = rows.iter().map(|row| &row.payload).collect();
         let alerts = notify::alertmanager::merged(&batches, generator_url, now);
         if alerts.is_empty() {
             for row in &rows {
-                store.mark_delivered(row.id, now).map_err(Error::Tool)?;
+                store.mark_delivered(row.id, now)?;
             }
             continue;
         }
@@ -369,22 +367,20 @@ fn deliver_queues(
         let result = match result {
             Ok(()) => {
                 for row in &queue.rows {
-                    store.mark_delivered(row.id, now).map_err(Error::Tool)?;
+                    store.mark_delivered(row.id, now)?;
                 }
                 DeliveryResult::Delivered
             }
             Err(failure) if failure.permanent => {
                 let error = format!("rejected: {}", failure.error);
                 for row in &queue.rows {
-                    store.give_up(row, &error, now).map_err(Error::Tool)?;
+                    store.give_up(row, &error, now)?;
                 }
                 DeliveryResult::GaveUp { error }
             }
             Err(failure) => {
                 for row in &queue.rows {
-                    store
-                        .mark_failed(row.id, &failure.error, now)
-                        .map_err(Error::Tool)?;
+                    store.mark_failed(row.id, &failure.error, now)?;
                 }
                 DeliveryResult::Failed {
                     error: failure.error,
@@ -399,8 +395,7 @@ fn deliver_queues(
         let failing_since = match &result {
             DeliveryResult::Failed { .. } => {
                 let known = store
-                    .state_rows(Some(&namespace))
-                    .map_err(Error::Tool)?
+                    .state_rows(Some(&namespace))?
                     .into_iter()
                     .find(|(_, key, _)| *key == target)
                     .and_then(|(_, _, value)| value.parse().ok())
@@ -414,16 +409,12 @@ fn deliver_queues(
                         .unwrap_or(now)
                 });
                 if known.is_none() {
-                    store
-                        .set_state(&namespace, &target, Some(&since.0.to_string()), now)
-                        .map_err(Error::Tool)?;
+                    store.set_state(&namespace, &target, Some(&since.0.to_string()), now)?;
                 }
                 Some(since)
             }
             _ => {
-                store
-                    .set_state(&namespace, &target, None, now)
-                    .map_err(Error::Tool)?;
+                store.set_state(&namespace, &target, None, now)?;
                 None
             }
         };
@@ -462,9 +453,7 @@ fn rate_limited(
         return Ok(false);
     };
     let since = now.plus_millis(-limit.per.as_millis());
-    let earlier = store
-        .delivered_since(&notifier.name, since)
-        .map_err(Error::Tool)?;
+    let earlier = store.delivered_since(&notifier.name, since)?;
     let spent = earlier.max(sent.get(&notifier.name).copied().unwrap_or(0));
     Ok(spent >= limit.messages)
 }
@@ -475,7 +464,7 @@ fn give_up(
     error: String,
     now: Timestamp,
 ) -> Result<DeliveryResult, Error> {
-    store.give_up(row, &error, now).map_err(Error::Tool)?;
+    store.give_up(row, &error, now)?;
     Ok(DeliveryResult::GaveUp { error })
 }
 
@@ -487,7 +476,7 @@ pub fn preview(
     envelopes: &[Envelope],
 ) -> Result<Vec<Delivery>, Error> {
     let waiting = match store {
-        Some(store) => store.waiting_outbox(profile).map_err(Error::Tool)?,
+        Some(store) => store.waiting_outbox(profile)?,
         None => Vec::new(),
     };
     let earlier = waiting.into_iter().map(|row| (row.notifier, row.payload));

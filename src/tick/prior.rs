@@ -42,7 +42,7 @@ pub(super) fn load(
     if let Some(newest) = newest {
         check_clock(now, newest)?;
     }
-    let mut prior = store.load_prior(&profile.name, now).map_err(Error::Tool)?;
+    let mut prior = store.load_prior(&profile.name, now)?;
     let mut notes = Vec::new();
     if let Some(newest) = newest.filter(|newest| newest.0 - now.0 > crate::clock::FUTURE_SLACK_MS) {
         let why = format!(
@@ -62,9 +62,7 @@ pub(super) fn load(
             for (task, entries) in books {
                 let namespace = format!("{}/{task}", profile.name);
                 for (key, value) in entries {
-                    store
-                        .set_state(&namespace, &key, Some(&value), now)
-                        .map_err(Error::Tool)?;
+                    store.set_state(&namespace, &key, Some(&value), now)?;
                 }
             }
         }
@@ -119,12 +117,7 @@ fn clamp_to(prior: &mut Prior, now: Timestamp) -> Vec<(String, Vec<(String, Stri
 fn check_clock(now: Timestamp, newest: Timestamp) -> Result<(), Error> {
     let trusted = std::env::var("MONITOR_CLOCK_JUMP_OK").is_ok_and(|v| v.trim() == "1");
     if now.0 - newest.0 > CLOCK_JUMP && !trusted {
-        return Err(Error::Usage(format!(
-            "the clock says {}, {} after the last tick ({}): if that is right (the host was off that long), run once with MONITOR_CLOCK_JUMP_OK=1; otherwise fix the clock (timedatectl, NTP)",
-            now.rfc3339(),
-            crate::clock::human_duration(now.0 - newest.0),
-            newest.rfc3339()
-        )));
+        return Err(Error::ClockJump { now, newest });
     }
     Ok(())
 }

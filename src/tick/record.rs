@@ -78,7 +78,7 @@ pub(super) fn commit(
             .collect(),
         config: (&config.path, config.source_to_keep()),
     };
-    store.commit_tick(&record, now).map_err(Error::Tool)?;
+    store.commit_tick(&record, now)?;
     Ok(())
 }
 
