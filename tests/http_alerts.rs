@@ -41,14 +41,9 @@ fn api_task(url: &str, extra: &[&str]) -> String {
 
 /// (task, rule, status, severity) of every history row, oldest first.
 fn history(ws: &Workspace) -> Vec<(String, String, String, String)> {
-    let db = ws.sqlite();
-    let mut statement = db
-        .prepare("SELECT task, rule, status, severity FROM alert_history ORDER BY id")
-        .unwrap();
-    statement
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
-        .unwrap()
-        .map(Result::unwrap)
+    ws.history()
+        .into_iter()
+        .map(|h| (h.task, h.rule, h.status, h.severity))
         .collect()
 }
 

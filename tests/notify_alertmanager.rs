@@ -318,14 +318,9 @@ profiles:
 
 /// `(delivered, last_error)` of each outbox entry for `am`, oldest first.
 fn outbox(ws: &Workspace) -> Vec<(bool, Option<String>)> {
-    let db = ws.sqlite();
-    let mut statement = db
-        .prepare("SELECT delivered_at IS NOT NULL, last_error FROM outbox WHERE notifier = 'am' ORDER BY id")
-        .unwrap();
-    statement
-        .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
-        .unwrap()
-        .map(Result::unwrap)
+    ws.outbox("am")
+        .into_iter()
+        .map(|row| (row.delivered_at.is_some(), row.last_error))
         .collect()
 }
 

@@ -154,34 +154,8 @@ fn jobs(url: &str, settings: &str, api: &str) -> String {
     )
 }
 
-#[derive(Debug)]
-struct OutboxRow {
-    attempts: i64,
-    delivered_at: Option<i64>,
-    given_up_at: Option<i64>,
-    last_error: Option<String>,
-}
-
 fn outbox(ws: &Workspace) -> Vec<OutboxRow> {
-    let db = ws.sqlite();
-    let mut statement = db
-        .prepare(
-            "SELECT attempts, delivered_at, given_up_at, last_error
-             FROM outbox WHERE notifier = 'lark' ORDER BY id",
-        )
-        .unwrap();
-    statement
-        .query_map([], |r| {
-            Ok(OutboxRow {
-                attempts: r.get(0)?,
-                delivered_at: r.get(1)?,
-                given_up_at: r.get(2)?,
-                last_error: r.get(3)?,
-            })
-        })
-        .unwrap()
-        .map(Result::unwrap)
-        .collect()
+    ws.outbox("lark")
 }
 
 // ------------------------------------------------------------ tests

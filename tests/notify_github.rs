@@ -409,40 +409,8 @@ fn millis(n: i64) -> i64 {
     minute(n) * 1000
 }
 
-#[derive(Debug)]
-struct OutboxRow {
-    message_id: String,
-    attempts: i64,
-    next_attempt_at: i64,
-    delivered_at: Option<i64>,
-    given_up_at: Option<i64>,
-    last_error: Option<String>,
-    payload: serde_json::Value,
-}
-
 fn outbox(ws: &Workspace) -> Vec<OutboxRow> {
-    let db = ws.sqlite();
-    let mut statement = db
-        .prepare(
-            "SELECT message_id, attempts, next_attempt_at, delivered_at, given_up_at, last_error, payload
-             FROM outbox WHERE notifier = 'gh' ORDER BY id",
-        )
-        .unwrap();
-    statement
-        .query_map([], |r| {
-            Ok(OutboxRow {
-                message_id: r.get(0)?,
-                attempts: r.get(1)?,
-                next_attempt_at: r.get(2)?,
-                delivered_at: r.get(3)?,
-                given_up_at: r.get(4)?,
-                last_error: r.get(5)?,
-                payload: serde_json::from_str(&r.get::<_, String>(6)?).unwrap_or_default(),
-            })
-        })
-        .unwrap()
-        .map(Result::unwrap)
-        .collect()
+    ws.outbox("gh")
 }
 
 #[track_caller]

@@ -311,36 +311,8 @@ fn tick(ws: &Workspace, at: i64, env: &[(&str, &str)]) -> Output {
     command.arg("run").arg("p").output().unwrap()
 }
 
-#[derive(Debug)]
-struct OutboxRow {
-    attempts: i64,
-    next_attempt_at: i64,
-    delivered_at: Option<i64>,
-    given_up_at: Option<i64>,
-    last_error: Option<String>,
-}
-
 fn outbox(ws: &Workspace, notifier: &str) -> Vec<OutboxRow> {
-    let db = ws.sqlite();
-    let mut statement = db
-        .prepare(
-            "SELECT attempts, next_attempt_at, delivered_at, given_up_at, last_error
-             FROM outbox WHERE notifier = ?1 ORDER BY id",
-        )
-        .unwrap();
-    statement
-        .query_map([notifier], |r| {
-            Ok(OutboxRow {
-                attempts: r.get(0)?,
-                next_attempt_at: r.get(1)?,
-                delivered_at: r.get(2)?,
-                given_up_at: r.get(3)?,
-                last_error: r.get(4)?,
-            })
-        })
-        .unwrap()
-        .map(Result::unwrap)
-        .collect()
+    ws.outbox(notifier)
 }
 
 // ------------------------------------------------------------ tests

@@ -123,14 +123,9 @@ impl Drop for Service {
 }
 
 fn history(ws: &Workspace) -> Vec<(String, String, String)> {
-    let db = ws.sqlite();
-    let mut statement = db
-        .prepare("SELECT rule, status, summary FROM alert_history ORDER BY id")
-        .unwrap();
-    statement
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-        .unwrap()
-        .map(Result::unwrap)
+    ws.history()
+        .into_iter()
+        .map(|h| (h.rule, h.status, h.summary))
         .collect()
 }
 

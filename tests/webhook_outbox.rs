@@ -21,41 +21,8 @@ fn jobs(hook: &str, api: &str, tasks: &[&str], defaults: &str) -> String {
     yaml
 }
 
-/// One row of the outbox.
-#[derive(Debug)]
-struct OutboxRow {
-    message_id: String,
-    notifier: String,
-    attempts: i64,
-    next_attempt_at: i64,
-    delivered_at: Option<i64>,
-    given_up_at: Option<i64>,
-    last_error: Option<String>,
-}
-
 fn outbox(ws: &Workspace, notifier: &str) -> Vec<OutboxRow> {
-    let db = ws.sqlite();
-    let mut statement = db
-        .prepare(
-            "SELECT message_id, notifier, attempts, next_attempt_at, delivered_at, given_up_at, last_error
-             FROM outbox WHERE notifier = ?1 ORDER BY id",
-        )
-        .unwrap();
-    statement
-        .query_map([notifier], |r| {
-            Ok(OutboxRow {
-                message_id: r.get(0)?,
-                notifier: r.get(1)?,
-                attempts: r.get(2)?,
-                next_attempt_at: r.get(3)?,
-                delivered_at: r.get(4)?,
-                given_up_at: r.get(5)?,
-                last_error: r.get(6)?,
-            })
-        })
-        .unwrap()
-        .map(Result::unwrap)
-        .collect()
+    ws.outbox(notifier)
 }
 
 /// Unix milliseconds of tick `n`.

@@ -353,6 +353,82 @@ impl Workspace {
     pub fn count(&self, sql: &str) -> i64 {
         self.sqlite().query_row(sql, [], |r| r.get(0)).unwrap()
     }
+
+    /// Every outbox entry of `notifier`, oldest first: the one reader of
+    /// the outbox the tests share.
+    pub fn outbox(&self, notifier: &str) -> Vec<OutboxRow> {
+        let db = self.sqlite();
+        let mut statement = db
+            .prepare(
+                "SELECT message_id, notifier, attempts, next_attempt_at, delivered_at, given_up_at,
+                        last_error, payload
+                 FROM outbox WHERE notifier = ?1 ORDER BY id",
+            )
+            .unwrap();
+        statement
+            .query_map([notifier], |r| {
+                Ok(OutboxRow {
+                    message_id: r.get(0)?,
+                    notifier: r.get(1)?,
+                    attempts: r.get(2)?,
+                    next_attempt_at: r.get(3)?,
+                    delivered_at: r.get(4)?,
+                    given_up_at: r.get(5)?,
+                    last_error: r.get(6)?,
+                    payload: serde_json::from_str(&r.get::<_, String>(7)?).unwrap_or_default(),
+                })
+            })
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    }
+
+    /// Every alert history row, oldest first: the one reader of the
+    /// history the tests share.
+    pub fn history(&self) -> Vec<HistoryRow> {
+        let db = self.sqlite();
+        let mut statement = db
+            .prepare("SELECT task, rule, status, severity, summary FROM alert_history ORDER BY id")
+            .unwrap();
+        statement
+            .query_map([], |r| {
+                Ok(HistoryRow {
+                    task: r.get(0)?,
+                    rule: r.get(1)?,
+                    status: r.get(2)?,
+                    severity: r.get(3)?,
+                    summary: r.get(4)?,
+                })
+            })
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    }
+}
+
+/// One outbox entry, as [`Workspace::outbox`] reads it.
+#[derive(Debug)]
+#[allow(dead_code)] // each test module reads the columns it asserts on
+pub struct OutboxRow {
+    pub message_id: String,
+    pub notifier: String,
+    pub attempts: i64,
+    pub next_attempt_at: i64,
+    pub delivered_at: Option<i64>,
+    pub given_up_at: Option<i64>,
+    pub last_error: Option<String>,
+    pub payload: serde_json::Value,
+}
+
+/// One alert history row, as [`Workspace::history`] reads it.
+#[derive(Debug)]
+#[allow(dead_code)] // each test module reads the columns it asserts on
+pub struct HistoryRow {
+    pub task: String,
+    pub rule: String,
+    pub status: String,
+    pub severity: String,
+    pub summary: String,
 }
 
 /// The lines the console notifier printed (host `test-host`).
