@@ -23,6 +23,7 @@ mod notify_routing;
 mod notify_telegram;
 mod operations;
 mod process_disk;
+mod readable;
 mod restart;
 mod seed004;
 mod webhook_outbox;

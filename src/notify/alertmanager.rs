@@ -645,4 +645,19 @@ mod tests {
             "http://b: connection refused"
         );
     }
+
+    /// The alert Alertmanager receives for a firing message.
+    #[test]
+    fn alert_alertmanager_receives() {
+        let alerts = postable_alerts(
+            &[message(MessageKind::Firing, 0)],
+            Timestamp(5 * MINUTE),
+            Some("http://127.0.0.1:8923/v1/alerts"),
+            Timestamp(0),
+        );
+        insta::assert_snapshot!(
+            "alertmanager_firing",
+            serde_json::to_string_pretty(&json(&alerts)).unwrap()
+        );
+    }
 }

@@ -539,4 +539,14 @@ mod tests {
         let error = redact(&failure.error, &[url, hook_key(url)]);
         assert_eq!(error, "bad URL [redacted]; key [redacted]");
     }
+
+    /// The text and card a Feishu/Lark chat gets for a firing alert.
+    #[test]
+    fn bodies_a_chat_reads() {
+        let payload = single(MessageKind::Firing, Severity::Critical);
+        let text = render(FeishuFormat::Text, &payload, None);
+        insta::assert_snapshot!("feishu_text", serde_json::to_string_pretty(&text).unwrap());
+        let card = render(FeishuFormat::Card, &payload, None);
+        insta::assert_snapshot!("feishu_card", serde_json::to_string_pretty(&card).unwrap());
+    }
 }

@@ -1220,4 +1220,14 @@ mod tests {
         );
         assert!(!failure.error.contains("ghp_TEST"));
     }
+
+    /// The issue a firing alert files and the comment its resolution adds.
+    #[test]
+    fn issue_and_comments_a_person_reads() {
+        let firing = message(MessageKind::Firing, Severity::Critical);
+        let issue = format!("{}\n\n{}", title(&firing), issue_body(&firing, None));
+        insta::assert_snapshot!("github_issue", issue);
+        let resolved = message(MessageKind::Resolved, Severity::Critical);
+        insta::assert_snapshot!("github_resolution", resolution_comment(&resolved));
+    }
 }

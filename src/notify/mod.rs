@@ -647,4 +647,24 @@ mod tests {
         );
         assert_eq!(a.len(), 24);
     }
+
+    /// The line the stdout notifier prints (and what chats quote), for each
+    /// kind of message.
+    #[test]
+    fn lines_a_person_reads() {
+        let lines: Vec<String> = [
+            MessageKind::Firing,
+            MessageKind::Again,
+            MessageKind::Reminder,
+            MessageKind::Escalated,
+            MessageKind::Resolved,
+            MessageKind::Event,
+            MessageKind::Restarted,
+            MessageKind::RestartFailed,
+        ]
+        .into_iter()
+        .map(|kind| message(kind).text())
+        .collect();
+        insta::assert_snapshot!("stdout_lines", lines.join("\n"));
+    }
 }

@@ -657,4 +657,18 @@ mod tests {
             "Telegram answered HTTP 502: <html>bad gateway</html>"
         );
     }
+
+    /// The sendMessage call a chat gets for a firing alert.
+    #[test]
+    fn body_a_chat_reads() {
+        let token = Secret::new("123:abc");
+        let payload = Payload::Single(Box::new(message(
+            "api",
+            MessageKind::Firing,
+            "HTTP 500: <html> a & b",
+        )));
+        let request = render(&target(&token), &payload, None);
+        let body = serde_json::to_string_pretty(&request.bodies[0]).unwrap();
+        insta::assert_snapshot!("telegram_firing", body);
+    }
 }

@@ -256,4 +256,15 @@ mod tests {
                 .starts_with("[box-1] p: 2 changes\n• FIRING warning p/a/health")
         );
     }
+
+    /// What a receiver gets, as a person reviews it: monitor's JSON and
+    /// the Slack-style `{"text": …}`.
+    #[test]
+    fn bodies_a_receiver_reads() {
+        let payload = Payload::Single(Box::new(message("api", Severity::Critical)));
+        let json = serde_json::to_string_pretty(&render(&WebhookBody::Json, &payload)).unwrap();
+        insta::assert_snapshot!("webhook_json", json);
+        let slack = serde_json::to_string_pretty(&render(&WebhookBody::Slack, &payload)).unwrap();
+        insta::assert_snapshot!("webhook_slack", slack);
+    }
 }

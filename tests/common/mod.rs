@@ -406,6 +406,59 @@ impl Workspace {
     }
 }
 
+/// One tick as a test writes it, in the spirit of just's `Test` builder:
+/// `Tick::new(&ws).at(minute(3)).run("p")`.
+pub struct Tick<'w> {
+    ws: &'w Workspace,
+    at: i64,
+    args: Vec<String>,
+    env: Vec<(String, String)>,
+}
+
+#[allow(dead_code)] // each test module uses the knobs it needs
+impl<'w> Tick<'w> {
+    pub fn new(ws: &'w Workspace) -> Tick<'w> {
+        Tick {
+            ws,
+            at: minute(0),
+            args: Vec::new(),
+            env: Vec::new(),
+        }
+    }
+
+    /// The pinned clock of the tick (Unix seconds), e.g. `minute(3)`.
+    pub fn at(mut self, at: i64) -> Self {
+        self.at = at;
+        self
+    }
+
+    pub fn arg(mut self, arg: &str) -> Self {
+        self.args.push(arg.to_string());
+        self
+    }
+
+    pub fn dry_run(self) -> Self {
+        self.arg("--dry-run")
+    }
+
+    pub fn env(mut self, name: &str, value: &str) -> Self {
+        self.env.push((name.to_string(), value.to_string()));
+        self
+    }
+
+    /// Runs `monitor run PROFILE` and waits for it.
+    pub fn run(self, profile: &str) -> Output {
+        let mut command = self.ws.command();
+        command
+            .env("MONITOR_NOW", self.at.to_string())
+            .envs(self.env)
+            .arg("run")
+            .arg(profile)
+            .args(self.args);
+        command.output().unwrap()
+    }
+}
+
 /// One outbox entry, as [`Workspace::outbox`] reads it.
 #[derive(Debug)]
 #[allow(dead_code)] // each test module reads the columns it asserts on
