@@ -22,10 +22,10 @@ pub use values::{
 };
 
 use crate::action::Action;
+pub use crate::notify::NotifierKind;
 use crate::notify::heartbeat::Heartbeat;
-pub use crate::notify::kinds::NotifierKind;
 use crate::pre_run::PreRun;
-pub use crate::probe::kinds::{Probe, ProbeKind};
+pub use crate::probe::{Probe, ProbeKind};
 use crate::remediate::Remediate;
 use crate::rule::{Rule, RuleKind};
 use crate::schedule::CronSchedule;

@@ -1,7 +1,8 @@
-//! The one list of notifier kinds. A notifier is a file in `src/notify/`
+//! How notifier types are listed. A notifier is a file in `src/notify/`
 //! that owns its config struct (the keys beside `type:`), its validation
 //! and its sending, and implements [`NotifierConfig`]; it becomes a `type:`
-//! of jobs.yaml by one line in [`notifier_kinds!`] below (gatus's
+//! of jobs.yaml by one line of the `notifier_kinds!` list in
+//! `src/notify/mod.rs`, beside its `mod` line (gatus's
 //! `alerting/provider/*` and `alerting/config.go` are the model).
 
 use super::{Context, Failure, Payload, Sent};
@@ -62,7 +63,7 @@ macro_rules! notifier_kinds {
                 }
             }
 
-            pub fn config(&self) -> &dyn NotifierConfig {
+            pub fn config(&self) -> &dyn $crate::notify::kinds::NotifierConfig {
                 match self {
                     $(NotifierKind::$variant(config) => config,)*
                 }
@@ -76,24 +77,18 @@ macro_rules! notifier_kinds {
                 vec![$(stringify!($key),)*]
             }
 
-            fn read<'de, D: Deserializer<'de>>(name: &str, rest: D) -> Result<Self, D::Error> {
+            fn read<'de, D: ::serde::Deserializer<'de>>(name: &str, rest: D) -> Result<Self, D::Error> {
                 $(if name == stringify!($key) {
-                    return <$config as NotifierConfig>::read(rest).map(NotifierKind::$variant);
+                    return <$config as $crate::notify::kinds::NotifierConfig>::read(rest)
+                        .map(NotifierKind::$variant);
                 })*
-                Err(de::Error::custom(format!("unknown notifier type {name:?}")))
+                Err(::serde::de::Error::custom(format!("unknown notifier type {name:?}")))
             }
         }
     };
 }
 
-notifier_kinds! {
-    stdout => Stdout(super::stdout::StdoutConfig),
-    webhook => Webhook(super::webhook::WebhookConfig),
-    telegram => Telegram(super::telegram::TelegramConfig),
-    feishu => Feishu(super::feishu::FeishuConfig),
-    alertmanager => Alertmanager(super::alertmanager::AlertmanagerConfig),
-    github => Github(super::github::GithubConfig),
-}
+use super::NotifierKind;
 
 impl NotifierKind {
     /// The secrets this notifier holds, each at least 4 characters (a

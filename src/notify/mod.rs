@@ -3,21 +3,32 @@
 //! notifier kind. Notifiers only send; the outbox in the store decides what
 //! is due and records results.
 
+#[macro_use]
+pub(crate) mod kinds;
+
 pub mod alertmanager;
 pub(crate) mod feishu;
 pub(crate) mod github;
 pub(crate) mod heartbeat;
-pub(crate) mod kinds;
 pub(crate) mod outbox;
 pub(crate) mod stdout;
 pub(crate) mod telegram;
 pub(crate) mod webhook;
 
+// Every notifier type, by its `type:`: the one list. A new notifier is a
+// `mod` line above and a line here (see `kinds.rs`).
+notifier_kinds! {
+    stdout => Stdout(stdout::StdoutConfig),
+    webhook => Webhook(webhook::WebhookConfig),
+    telegram => Telegram(telegram::TelegramConfig),
+    feishu => Feishu(feishu::FeishuConfig),
+    alertmanager => Alertmanager(alertmanager::AlertmanagerConfig),
+    github => Github(github::GithubConfig),
+}
+
 use crate::alert::{AlertState, Status};
 use crate::clock::{Timestamp, human_duration};
-use crate::config::{
-    Config, Notifier, NotifierKind, Profile, Secret, Severity, Task, format_number,
-};
+use crate::config::{Config, Notifier, Profile, Secret, Severity, Task, format_number};
 use crate::evaluate::Outgoing;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};

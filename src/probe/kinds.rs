@@ -1,11 +1,11 @@
-//! The one list of probe kinds. A probe is a file in `src/probe/` that
-//! owns its config struct (the mapping under its key in a task) and
-//! implements [`ProbeConfig`]; it becomes a key of jobs.yaml by one line in
-//! [`probe_kinds!`] below. Nothing else lists probes: the task's parser,
-//! `check-config`'s messages and the dispatch of a tick all read this.
+//! How probe kinds are listed. A probe is a file in `src/probe/` that owns
+//! its config struct (the mapping under its key in a task) and implements
+//! [`ProbeConfig`]; it becomes a key of jobs.yaml by one line of the
+//! `probe_kinds!` list in `src/probe/mod.rs`, beside its `mod` line.
+//! Nothing else lists probes: the task's parser, `check-config`'s messages
+//! and the dispatch of a tick all read that list.
 
 use super::{Context, Observation};
-use serde::de::MapAccess;
 use std::path::PathBuf;
 
 /// What every probe's config does beyond being read from jobs.yaml.
@@ -25,6 +25,8 @@ pub trait ProbeConfig {
     }
 }
 
+/// Declares [`Probe`] (one variant per kind, holding its config),
+/// [`ProbeKind`] and what reads them.
 macro_rules! probe_kinds {
     ($($key:ident => $variant:ident($config:ty),)*) => {
         /// A probe: how a task observes its target, one per config key.
@@ -56,7 +58,7 @@ macro_rules! probe_kinds {
             }
 
             /// Reads the value under this kind's key of a task mapping.
-            pub fn read<'de, A: MapAccess<'de>>(self, map: &mut A) -> Result<Probe, A::Error> {
+            pub fn read<'de, A: ::serde::de::MapAccess<'de>>(self, map: &mut A) -> Result<Probe, A::Error> {
                 match self {
                     $(ProbeKind::$variant => map.next_value().map(Probe::$variant),)*
                 }
@@ -70,13 +72,13 @@ macro_rules! probe_kinds {
                 }
             }
 
-            fn config(&self) -> &dyn ProbeConfig {
+            fn config(&self) -> &dyn $crate::probe::kinds::ProbeConfig {
                 match self {
                     $(Probe::$variant(config) => config,)*
                 }
             }
 
-            fn config_mut(&mut self) -> &mut dyn ProbeConfig {
+            fn config_mut(&mut self) -> &mut dyn $crate::probe::kinds::ProbeConfig {
                 match self {
                     $(Probe::$variant(config) => config,)*
                 }
@@ -85,16 +87,7 @@ macro_rules! probe_kinds {
     };
 }
 
-probe_kinds! {
-    http => Http(super::http::HttpConfig),
-    command => Command(super::command::CommandConfig),
-    log => Log(super::log::LogConfig),
-    metrics => Metrics(super::metrics::MetricsConfig),
-    lag => Lag(super::lag::LagConfig),
-    process => Process(super::process::ProcessConfig),
-    disk => Disk(super::disk::DiskConfig),
-    self_check => SelfCheck(super::self_check::SelfCheckConfig),
-}
+use super::{Probe, ProbeKind};
 
 impl Probe {
     /// The config key naming this probe.

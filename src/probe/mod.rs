@@ -2,18 +2,33 @@
 //! signals and events. They never decide alerts and never write state
 //! themselves: what they want remembered goes back in the observation.
 
+#[macro_use]
+pub(crate) mod kinds;
+
 pub(crate) mod children;
 pub(crate) mod command;
 pub(crate) mod disk;
 pub(crate) mod host_limit;
 pub(crate) mod http;
-pub(crate) mod kinds;
 pub mod lag;
 pub mod log;
 pub mod metrics;
 pub(crate) mod pool;
 pub(crate) mod process;
 pub(crate) mod self_check;
+
+// Every probe kind, by its config key: the one list. A new probe is a
+// `mod` line above and a line here (see `kinds.rs`).
+probe_kinds! {
+    http => Http(http::HttpConfig),
+    command => Command(command::CommandConfig),
+    log => Log(log::LogConfig),
+    metrics => Metrics(metrics::MetricsConfig),
+    lag => Lag(lag::LagConfig),
+    process => Process(process::ProcessConfig),
+    disk => Disk(disk::DiskConfig),
+    self_check => SelfCheck(self_check::SelfCheckConfig),
+}
 
 use crate::clock::Timestamp;
 use crate::config::{Selector, Severity, Task};
