@@ -486,9 +486,24 @@ impl std::str::FromStr for ByteSize {
 }
 deserialize_from_str!(ByteSize);
 
-/// How serious an alert is. Ordered: info < warning < critical.
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug, Hash, Default, Serialize)]
+/// How serious an alert is. Ordered: info < warning < critical. Its names
+/// are derived once (strum) and used by serde, the store and the API.
+#[derive(
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Debug,
+    Hash,
+    Default,
+    Serialize,
+    strum::IntoStaticStr,
+    strum::VariantArray,
+)]
 #[serde(rename_all = "lowercase")]
+#[strum(serialize_all = "lowercase")]
 pub enum Severity {
     Info,
     Warning,
@@ -498,11 +513,7 @@ pub enum Severity {
 
 impl Severity {
     pub fn as_str(&self) -> &'static str {
-        match self {
-            Severity::Info => "info",
-            Severity::Warning => "warning",
-            Severity::Critical => "critical",
-        }
+        self.into()
     }
 }
 
@@ -514,15 +525,23 @@ impl fmt::Display for Severity {
 
 impl std::str::FromStr for Severity {
     type Err = String;
+    /// A name, or the short `warn` and `crit` people also write.
     fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "info" => Ok(Severity::Info),
-            "warning" | "warn" => Ok(Severity::Warning),
-            "critical" | "crit" => Ok(Severity::Critical),
-            other => Err(format!(
-                "invalid severity {other:?}: use info, warning or critical"
-            )),
-        }
+        use strum::VariantArray;
+        let name = match s {
+            "warn" => "warning",
+            "crit" => "critical",
+            other => other,
+        };
+        Severity::VARIANTS
+            .iter()
+            .find(|severity| severity.as_str() == name)
+            .copied()
+            .ok_or_else(|| {
+                let names: Vec<&str> = Severity::VARIANTS.iter().map(Severity::as_str).collect();
+                let (last, rest) = names.split_last().unwrap_or((&"", &[]));
+                format!("invalid severity {s:?}: use {} or {last}", rest.join(", "))
+            })
     }
 }
 deserialize_from_str!(Severity);
@@ -766,5 +785,23 @@ mod tests {
         assert!(r.contains(204) && !r.contains(203));
         assert!("399-200".parse::<StatusRanges>().is_err());
         assert!("abc".parse::<StatusRanges>().is_err());
+    }
+
+    /// serde, the store and the API spell a severity as `as_str` does, and
+    /// each name (and `warn`, `crit`) parses back.
+    #[test]
+    fn severity_names_are_one_list() {
+        use strum::VariantArray;
+        for severity in Severity::VARIANTS {
+            let json = serde_json::to_value(severity).unwrap();
+            assert_eq!(json, severity.as_str());
+            assert_eq!(severity.as_str().parse::<Severity>(), Ok(*severity));
+        }
+        assert_eq!("warn".parse::<Severity>(), Ok(Severity::Warning));
+        assert_eq!("crit".parse::<Severity>(), Ok(Severity::Critical));
+        assert_eq!(
+            "fatal".parse::<Severity>(),
+            Err("invalid severity \"fatal\": use info, warning or critical".to_string())
+        );
     }
 }
