@@ -63,9 +63,21 @@ impl Verdict {
     }
 }
 
-/// A live alert's status. Keys without a row are ok.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// A live alert's status. Keys without a row are ok. Its names are derived
+/// once (strum) for the store and serde alike.
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Serialize,
+    Deserialize,
+    strum::IntoStaticStr,
+    strum::VariantArray,
+)]
 #[serde(rename_all = "lowercase")]
+#[strum(serialize_all = "lowercase")]
 pub enum Status {
     /// Breaching, `for` not met yet.
     Pending,
@@ -79,20 +91,15 @@ pub enum Status {
 
 impl Status {
     pub fn as_str(self) -> &'static str {
-        match self {
-            Status::Pending => "pending",
-            Status::Firing => "firing",
-            Status::Quiet => "quiet",
-        }
+        self.into()
     }
 
     pub fn parse(text: &str) -> Option<Status> {
-        match text {
-            "pending" => Some(Status::Pending),
-            "firing" => Some(Status::Firing),
-            "quiet" => Some(Status::Quiet),
-            _ => None,
-        }
+        use strum::VariantArray;
+        Status::VARIANTS
+            .iter()
+            .copied()
+            .find(|s| s.as_str() == text)
     }
 
     /// Whether the key makes its task unhealthy (exit 1).

@@ -1,6 +1,10 @@
 //! `monitor serve` end to end: a real server child on a free 127.0.0.1
 //! port, over a database filled by real ticks of the binary (and, for
 //! volume, by SQL into a database a tick created), asked over raw HTTP.
+//!
+//! Over 800 lines: it is one area of the integration suite (one module of
+//! `tests/main.rs`), each test a scenario with its own fixture; the helpers
+//! they share live in `tests/common/`.
 
 use crate::common::*;
 

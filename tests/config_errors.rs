@@ -1,6 +1,10 @@
 //! What an operator sees when jobs.yaml, the profile name or the database is
 //! wrong: exit 2 (or 3 for an unusable database) and one line on stderr that
 //! names the file, the line and the offending key.
+//!
+//! Over 800 lines: it is one area of the integration suite (one module of
+//! `tests/main.rs`), each test a scenario with its own fixture; the helpers
+//! they share live in `tests/common/`.
 
 use crate::common::*;
 
@@ -1102,8 +1106,9 @@ fn settings_that_would_erase_or_stall_everything_are_refused() {
 }
 
 /// Each notifier type owns its keys: a misspelt one is placed at its own
-/// line and answered with that type's keys only, whatever the order of
-/// `type:` among them; a shared key written twice is refused.
+/// line and answered with the keys it could have meant (the type's own and
+/// the shared ones), whether it is written before or after `type:`; a
+/// shared key written twice is refused at the second.
 #[test]
 fn a_notifier_key_is_judged_by_its_own_type_at_its_line() {
     let with = |notifier: &str| {
@@ -1115,7 +1120,21 @@ fn a_notifier_key_is_judged_by_its_own_type_at_its_line() {
         &with("  n:\n    token: abcdef\n    type: telegram\n    chat_id: 1\n    topic: 3\n"),
         7,
         Some("notifiers.n.topic"),
-        "unknown field `topic`, expected one of `token`, `chat_id`, `topic_id`, `api_url`",
+        "unknown field `topic`, expected one of `type`, `min_severity`, `digest`, `rate_limit`, `token`, `chat_id`, `topic_id`, `api_url`",
+    );
+    // Before `type:`, the key is judged against every type's keys.
+    assert_config_error(
+        &with("  n:\n    token: abcdef\n    chat_id: 1\n    topic: 3\n    type: telegram\n"),
+        6,
+        Some("notifiers.n.topic"),
+        "unknown field `topic`, expected one of `type`, `min_severity`, `digest`",
+    );
+    // A shared key misspelt is offered the shared keys too.
+    assert_config_error(
+        &with("  n: { type: webhook, url: \"http://127.0.0.1:9/x\", min_sevrity: info }\n"),
+        3,
+        Some("notifiers.n.min_sevrity"),
+        "expected one of `type`, `min_severity`, `digest`, `rate_limit`, `url`, `headers`, `format`, `template`",
     );
     assert_config_error(
         &with(
@@ -1128,7 +1147,7 @@ fn a_notifier_key_is_judged_by_its_own_type_at_its_line() {
     assert_config_error(
         &with("  n: { type: stdout, url: \"http://127.0.0.1:9/x\" }\n"),
         3,
-        Some("notifiers.n"),
-        "a stdout notifier takes no settings",
+        Some("notifiers.n.url"),
+        "unknown field `url`, expected one of `type`, `min_severity`, `digest`, `rate_limit`",
     );
 }

@@ -3,6 +3,10 @@
 //! folder (or, as root, into a private mount namespace over copies of /etc
 //! and /var/lib), units are verified from temp copies, and cron only
 //! syntax-checks (`crontab -n`).
+//!
+//! Over 800 lines: it is one area of the integration suite (one module of
+//! `tests/main.rs`), each test a scenario with its own fixture; the helpers
+//! they share live in `tests/common/`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;

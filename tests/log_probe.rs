@@ -2,6 +2,10 @@
 //! appended to, rotated, truncated, trimmed and backdated, and a real
 //! command's output, on a pinned clock. A few tests call the probe directly
 //! for the modes the command line does not reach (recheck after a restart).
+//!
+//! Over 800 lines: it is one area of the integration suite (one module of
+//! `tests/main.rs`), each test a scenario with its own fixture; the helpers
+//! they share live in `tests/common/`.
 
 use crate::common::*;
 

@@ -1,7 +1,7 @@
 //! The integration suite, one binary: every module drives the real
 //! `monitor` binary (or the library) against real parts on 127.0.0.1.
 //! One crate links the library once instead of once per file, which is what
-//! a 2-core machine notices (see README, "Tests").
+//! a 2-core machine notices (see README, "Development").
 
 mod common;
 

@@ -5,6 +5,10 @@
 //!
 //! Captures live in tests/fixtures/metrics/; their README says how they
 //! were taken.
+//!
+//! Over 800 lines: it is one area of the integration suite (one module of
+//! `tests/main.rs`), each test a scenario with its own fixture; the helpers
+//! they share live in `tests/common/`.
 
 use crate::common::*;
 

@@ -3,6 +3,10 @@
 //! ticks on a pinned clock, and the test reads back what Alertmanager's own
 //! API shows a user — the alert with its labels, its end moving forward
 //! while it fires, its resolution, a cluster of two, one of them down.
+//!
+//! Over 800 lines: it is one area of the integration suite (one module of
+//! `tests/main.rs`), each test a scenario with its own fixture; the helpers
+//! they share live in `tests/common/`.
 
 use crate::common::*;
 

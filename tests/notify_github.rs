@@ -2,6 +2,10 @@
 //! keeps issues, comments, labels and states; the real binary ticking once
 //! a minute on a pinned clock against a failing http task; the outbox in the
 //! real SQLite file.
+//!
+//! Over 800 lines: it is one area of the integration suite (one module of
+//! `tests/main.rs`), each test a scenario with its own fixture; the helpers
+//! they share live in `tests/common/`.
 
 use crate::common::*;
 

@@ -2,6 +2,10 @@
 //! and restarts and release them after; heartbeats; seed 001's git sync
 //! before run; legacy cache import and the state commands; retention; and
 //! `list` marking overdue profiles.
+//!
+//! Over 800 lines: it is one area of the integration suite (one module of
+//! `tests/main.rs`), each test a scenario with its own fixture; the helpers
+//! they share live in `tests/common/`.
 
 use crate::common::*;
 

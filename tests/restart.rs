@@ -1,6 +1,10 @@
 //! Restarts end to end, with real processes: an HTTP server child that dies,
 //! answers 500, ignores SIGTERM or never comes back, and a tmux session
 //! whose writer goes quiet. The clock is pinned; waiting for health is real.
+//!
+//! Over 800 lines: it is one area of the integration suite (one module of
+//! `tests/main.rs`), each test a scenario with its own fixture; the helpers
+//! they share live in `tests/common/`.
 
 use crate::common::*;
 

@@ -122,11 +122,10 @@ impl Scrape {
             "Alerts firing now, by severity.",
         );
         // Every severity, even at 0, so a query for one never finds nothing.
-        let mut firing: BTreeMap<&str, i64> =
-            [Severity::Info, Severity::Warning, Severity::Critical]
-                .iter()
-                .map(|s| (s.as_str(), 0))
-                .collect();
+        let mut firing: BTreeMap<&str, i64> = <Severity as strum::VariantArray>::VARIANTS
+            .iter()
+            .map(|s| (s.as_str(), 0))
+            .collect();
         firing.extend(self.figures.firing.iter().map(|(s, n)| (s.as_str(), *n)));
         for (severity, count) in &firing {
             out.sample(

@@ -405,7 +405,8 @@ pub fn parse_alert_query(query: &str) -> Result<HistoryQuery, BadRequest> {
             "severity" => {
                 parsed.severity = Some(value.parse::<Severity>().map_err(|_| {
                     bad(format!(
-                        "severity={value:?} is not a severity: give info, warning or critical"
+                        "severity={value:?} is not a severity: give {}",
+                        Severity::choices()
                     ))
                 })?);
             }

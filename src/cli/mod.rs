@@ -97,13 +97,16 @@ pub enum Command {
     CheckConfig,
     /// Alert history from the database, newest first
     Alerts {
+        /// How many rows, newest first
         #[arg(long, default_value_t = 20, value_name = "N")]
         limit: usize,
         /// Only this source (task name)
         #[arg(long, value_name = "S")]
         source: Option<String>,
+        /// Only rows of this status (a lifecycle step, a restart, an event or a dead letter)
         #[arg(long, value_enum)]
         status: Option<HistoryStatus>,
+        /// text for a terminal, json for scripts
         #[arg(long, value_enum, default_value = "text")]
         format: Format,
     },

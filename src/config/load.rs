@@ -471,8 +471,12 @@ fn yaml_error(file: &Path, source: &str, error: &serde_yaml::Error) -> ConfigErr
         }
         _ => (None, message),
     };
-    // The error's position usually sits on the offending key: name it.
-    if let (Some(line), Some(column)) = (line, column)
+    // A complaint about keys that do not go together names the mapping;
+    // any other sits on the offending key: name it.
+    let across = message.starts_with(super::ACROSS_KEYS);
+    let message = message.trim_start_matches(super::ACROSS_KEYS).to_string();
+    if !across
+        && let (Some(line), Some(column)) = (line, column)
         && let Some(key) = key_at(source, line, column)
     {
         path = Some(match path {
@@ -717,5 +721,29 @@ mod tests {
         let err = load_str(&yaml).unwrap_err();
         assert!(err.message.contains("needs a probe"), "{err}");
         assert_eq!(err.line, Some(6), "{err}");
+    }
+
+    /// A jobs.yaml with a password written in a probe's URL (or a header
+    /// value) is not kept as the last good one; with `${VAR}` it is. The
+    /// lag probe's URLs count too.
+    #[test]
+    fn a_literal_secret_in_any_probe_keeps_the_source_out_of_the_store() {
+        let lag = |url: &str| {
+            MINIMAL.replace(
+                "http: { url: \"http://127.0.0.1:1/\" }",
+                &format!(
+                    "lag: {{ local: {{ url: \"{url}\", extract: /h }}, reference: {{ url: \"http://127.0.0.1:2/\", extract: /h }} }}"
+                ),
+            )
+        };
+        let plain = load_str(&lag("http://127.0.0.1:1/")).unwrap();
+        assert!(plain.source_to_keep().is_some());
+        let with_password = load_str(&lag("http://user:s3cret@127.0.0.1:1/")).unwrap();
+        assert!(with_password.source_to_keep().is_none());
+        let header = MINIMAL.replace(
+            "http: { url: \"http://127.0.0.1:1/\" }",
+            "http: { url: \"http://127.0.0.1:1/\", headers: { Authorization: \"Bearer t0ken-value\" } }",
+        );
+        assert!(load_str(&header).unwrap().source_to_keep().is_none());
     }
 }

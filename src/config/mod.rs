@@ -76,21 +76,7 @@ impl Config {
         for profile in &self.profiles {
             secrets.extend(profile.heartbeat.iter().map(|h| h.url.expose()));
             for task in &profile.tasks {
-                for probe in &task.probes {
-                    let (url, headers) = match probe {
-                        Probe::Http(http) => (http.url.as_str(), &http.headers),
-                        Probe::Metrics(metrics) => (metrics.url.as_str(), &metrics.headers),
-                        _ => continue,
-                    };
-                    secrets.extend(headers.values().map(Secret::expose));
-                    // `https://user:password@host/`: the URL is a secret.
-                    let authority = url.split_once("://").map_or("", |(_, rest)| {
-                        rest.split(['/', '?', '#']).next().unwrap_or_default()
-                    });
-                    if authority.contains('@') {
-                        secrets.push(url);
-                    }
-                }
+                secrets.extend(task.probes.iter().flat_map(Probe::secrets));
             }
         }
         let literal = secrets
@@ -251,6 +237,16 @@ impl de::Error for Why {
     }
 }
 
+/// Marks a complaint about a mapping as a whole (keys that do not go
+/// together), not about the key serde_yaml's position falls on: the loader
+/// then names the mapping, not its first key.
+pub(crate) const ACROSS_KEYS: char = '\u{1f}';
+
+/// `why`, marked as a complaint about the whole mapping.
+pub(crate) fn across_keys(why: &str) -> String {
+    format!("{ACROSS_KEYS}{why}")
+}
+
 /// Reads `Raw` from a mapping and converts it with `convert` while still
 /// inside that mapping: serde_yaml then places a conversion error at this
 /// mapping (its line and key path), not at the first key of its parent
@@ -274,7 +270,7 @@ where
         }
         fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
             let raw = Raw::deserialize(de::value::MapAccessDeserializer::new(map))?;
-            (self.0)(raw).map_err(|why| de::Error::custom(why.0))
+            (self.0)(raw).map_err(|why| de::Error::custom(across_keys(&why.0)))
         }
     }
     d.deserialize_map(V(convert, std::marker::PhantomData))
@@ -482,14 +478,14 @@ impl<'de> Deserialize<'de> for Notifier {
             }
             if shared.digest && !kind.config().takes_digest() {
                 return Err(format!(
-                    "`digest` bundles messages for people; a {} notifier takes each alert on its own",
-                    kind.type_name()
+                    "`digest` bundles messages for people; {} notifier takes each alert on its own",
+                    article(kind.type_name())
                 ));
             }
             if shared.rate_limit.is_some() && !kind.config().takes_rate_limit() {
                 return Err(format!(
-                    "`rate_limit` does not apply to an {} notifier: each of its URLs gets every tick's alerts in one POST, and holding one back would let firing alerts expire; remove it (Alertmanager groups and throttles notifications itself)",
-                    kind.type_name()
+                    "`rate_limit` does not apply to {} notifier: each of its URLs gets every tick's alerts in one POST, and holding one back would let firing alerts expire; remove it (Alertmanager groups and throttles notifications itself)",
+                    article(kind.type_name())
                 ));
             }
             Ok(Notifier {
@@ -502,4 +498,10 @@ impl<'de> Deserialize<'de> for Notifier {
             })
         })
     }
+}
+
+/// `a github`, `an alertmanager`.
+fn article(word: &str) -> String {
+    let vowel = word.starts_with(['a', 'e', 'i', 'o', 'u']);
+    format!("{} {word}", if vowel { "an" } else { "a" })
 }

@@ -9,7 +9,9 @@
 use serde::Deserialize;
 use serde::de::value::{MapAccessDeserializer, StringDeserializer};
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, Visitor};
+use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::Mutex;
 
 /// The keys every kind of a tagged mapping takes.
 pub(crate) trait Shared: Default {
@@ -36,6 +38,61 @@ pub(crate) trait Kinds: Sized {
     /// Reads the kind named `name` (one of [`Kinds::names`]) from the
     /// mapping's remaining keys.
     fn read<'de, D: Deserializer<'de>>(name: &str, rest: D) -> Result<Self, D::Error>;
+
+    /// The keys the kind named `name` takes besides `type:` and the shared
+    /// ones (see [`field_names`]).
+    fn keys(name: &str) -> &'static [&'static str];
+}
+
+/// The keys serde's derive reads into `T` (what its `deny_unknown_fields`
+/// accepts): asked of `T` itself, so no second list is written by hand.
+pub(crate) fn field_names<T: de::DeserializeOwned>() -> &'static [&'static str] {
+    struct Fields<'a>(&'a mut &'static [&'static str]);
+    impl<'de> Deserializer<'de> for Fields<'_> {
+        type Error = de::value::Error;
+        fn deserialize_any<V: Visitor<'de>>(self, _: V) -> Result<V::Value, Self::Error> {
+            Err(de::Error::custom("not a struct"))
+        }
+        fn deserialize_struct<V: Visitor<'de>>(
+            self,
+            _: &'static str,
+            fields: &'static [&'static str],
+            _: V,
+        ) -> Result<V::Value, Self::Error> {
+            *self.0 = fields;
+            Err(de::Error::custom("the fields are read"))
+        }
+        serde::forward_to_deserialize_any! {
+            bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes
+            byte_buf option unit unit_struct newtype_struct seq tuple tuple_struct map enum
+            identifier ignored_any
+        }
+    }
+    let mut fields: &'static [&'static str] = &[];
+    let _ = T::deserialize(Fields(&mut fields));
+    fields
+}
+
+/// The keys a misspelt key is offered: `type`, the shared ones and those of
+/// `kinds` (one kind's, or, before `type:` is read, every kind's). Built
+/// once per list and kept: serde's "expected one of" wants them `'static`.
+fn expected<S: Shared>(
+    what: &'static str,
+    kind: Option<&'static str>,
+    kinds: &[&'static str],
+) -> &'static [&'static str] {
+    type Lists = BTreeMap<(&'static str, Option<&'static str>), &'static [&'static str]>;
+    static LISTS: Mutex<Lists> = Mutex::new(BTreeMap::new());
+    let mut lists = LISTS.lock().unwrap_or_else(|p| p.into_inner());
+    lists.entry((what, kind)).or_insert_with(|| {
+        let mut keys: Vec<&'static str> = vec!["type"];
+        for key in S::KEYS.iter().chain(kinds) {
+            if !keys.contains(key) {
+                keys.push(key);
+            }
+        }
+        Box::leak(keys.into_boxed_slice())
+    })
 }
 
 /// Reads a tagged mapping into its shared keys and its kind, and makes
@@ -60,8 +117,17 @@ where
             let mut shared = S::default();
             let mut early: Vec<(String, serde_yaml::Value)> = Vec::new();
             let mut seen: Vec<String> = Vec::new();
+            let every_kind: Vec<&'static str> = K::names()
+                .into_iter()
+                .flat_map(|name| K::keys(name).iter().copied())
+                .collect();
+            let early_keys = EarlyKey {
+                known: &every_kind,
+                expected: expected::<S>(K::WHAT, None, &every_kind),
+                shared: S::KEYS,
+            };
             let name = loop {
-                let Some(key) = map.next_key::<String>()? else {
+                let Some(key) = map.next_key_seed(early_keys)? else {
                     return Err(de::Error::custom(format!(
                         "a {} needs `type:` ({})",
                         K::WHAT,
@@ -85,6 +151,8 @@ where
                 .filter(|k| seen.iter().any(|s| s == k))
                 .collect();
             let rest = Rest {
+                own: K::keys(name),
+                expected: expected::<S>(K::WHAT, Some(name), K::keys(name)),
                 early: early.into_iter(),
                 replay: None,
                 seen: before_type,
@@ -92,7 +160,7 @@ where
                 shared: &mut shared,
             };
             let kind = K::read(name, MapAccessDeserializer::new(rest))?;
-            (self.0)(shared, kind).map_err(de::Error::custom)
+            (self.0)(shared, kind).map_err(|why| de::Error::custom(super::across_keys(&why)))
         }
     }
     d.deserialize_map(V(finish, std::marker::PhantomData))
@@ -126,6 +194,9 @@ struct Rest<'a, A, S> {
     replay: Option<serde_yaml::Value>,
     /// The shared keys read after `type:`.
     seen: Vec<&'static str>,
+    /// The kind's own keys, and the keys a misspelt one is offered.
+    own: &'static [&'static str],
+    expected: &'static [&'static str],
     map: &'a mut A,
     shared: &'a mut S,
 }
@@ -145,7 +216,13 @@ impl<'de, A: MapAccess<'de>, S: Shared> MapAccess<'de> for Rest<'_, A, S> {
         loop {
             // The kind's own seed judges the key inside serde_yaml's reading
             // of it: an unknown key is placed at its line and column.
-            let key = Key::<T, S>(&mut seed, &self.seen, std::marker::PhantomData);
+            let key = Key::<T, S> {
+                seed: &mut seed,
+                seen: &self.seen,
+                own: self.own,
+                expected: self.expected,
+                shared: std::marker::PhantomData,
+            };
             let Some(key) = self.map.next_key_seed(key)? else {
                 return Ok(None);
             };
@@ -178,12 +255,14 @@ enum Keyed<V> {
 
 /// Reads one key, handing it to the kind's seed unless it is `type` or one
 /// of `S::KEYS`.
-struct Key<'s, T, S>(
-    &'s mut Option<T>,
+struct Key<'s, T, S> {
+    seed: &'s mut Option<T>,
     /// The shared keys read so far: each may be written once.
-    &'s [&'static str],
-    std::marker::PhantomData<S>,
-);
+    seen: &'s [&'static str],
+    own: &'static [&'static str],
+    expected: &'static [&'static str],
+    shared: std::marker::PhantomData<S>,
+}
 
 impl<'de, T: DeserializeSeed<'de>, S: Shared> DeserializeSeed<'de> for Key<'_, T, S> {
     type Value = Keyed<T::Value>;
@@ -202,16 +281,49 @@ impl<'de, T: DeserializeSeed<'de>, S: Shared> Visitor<'de> for Key<'_, T, S> {
             return Ok(Keyed::Type);
         }
         if let Some(shared) = S::KEYS.iter().find(|k| **k == key) {
-            if self.1.contains(shared) {
+            if self.seen.contains(shared) {
                 return Err(E::duplicate_field(shared));
             }
             return Ok(Keyed::Shared(shared));
         }
+        if !self.own.contains(&key) {
+            return Err(E::unknown_field(key, self.expected));
+        }
         let seed = self
-            .0
+            .seed
             .take()
             .ok_or_else(|| E::custom("a key was read twice"))?;
         seed.deserialize(de::value::StrDeserializer::new(key))
             .map(Keyed::Own)
+    }
+}
+
+/// A key written before `type:`: judged against every kind's keys, so a
+/// misspelt one is placed at its own line even before the kind is known.
+#[derive(Clone, Copy)]
+struct EarlyKey<'a> {
+    known: &'a [&'static str],
+    expected: &'static [&'static str],
+    shared: &'static [&'static str],
+}
+
+impl<'de> DeserializeSeed<'de> for EarlyKey<'_> {
+    type Value = String;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<String, D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
+impl Visitor<'_> for EarlyKey<'_> {
+    type Value = String;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a key")
+    }
+    fn visit_str<E: de::Error>(self, key: &str) -> Result<String, E> {
+        if key == "type" || self.shared.contains(&key) || self.known.contains(&key) {
+            Ok(key.to_string())
+        } else {
+            Err(E::unknown_field(key, self.expected))
+        }
     }
 }

@@ -170,27 +170,36 @@ static TASK_KEYS: std::sync::LazyLock<Vec<&'static str>> = std::sync::LazyLock::
         .collect()
 });
 
-impl<'de> Deserialize<'de> for TaskKey {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl Visitor<'_> for V {
-            type Value = TaskKey;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a task key")
-            }
-            fn visit_str<E: de::Error>(self, key: &str) -> Result<TaskKey, E> {
-                use strum::VariantArray;
-                if let Some(kind) = ProbeKind::from_key(key) {
-                    return Ok(TaskKey::Probe(kind));
-                }
-                TaskField::VARIANTS
-                    .iter()
-                    .find(|f| <&str>::from(**f) == key)
-                    .map(|f| TaskKey::Field(*f))
-                    .ok_or_else(|| E::unknown_field(key, TASK_KEYS.as_slice()))
-            }
+/// Reads one task key, refusing one already read (`seen`) while serde_yaml
+/// still reads it, so the error is placed at the second one.
+struct TaskKeySeed<'a>(&'a [TaskKey]);
+
+impl<'de> de::DeserializeSeed<'de> for TaskKeySeed<'_> {
+    type Value = TaskKey;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<TaskKey, D::Error> {
+        d.deserialize_identifier(self)
+    }
+}
+
+impl Visitor<'_> for TaskKeySeed<'_> {
+    type Value = TaskKey;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a task key")
+    }
+    fn visit_str<E: de::Error>(self, key: &str) -> Result<TaskKey, E> {
+        use strum::VariantArray;
+        let found = match ProbeKind::from_key(key) {
+            Some(kind) => TaskKey::Probe(kind),
+            None => TaskField::VARIANTS
+                .iter()
+                .find(|f| <&str>::from(**f) == key)
+                .map(|f| TaskKey::Field(*f))
+                .ok_or_else(|| E::unknown_field(key, TASK_KEYS.as_slice()))?,
+        };
+        if self.0.contains(&found) {
+            return Err(E::duplicate_field(found.name()));
         }
-        d.deserialize_identifier(V)
+        Ok(found)
     }
 }
 
@@ -209,10 +218,7 @@ impl<'de> Deserialize<'de> for RawTask {
                 let mut name = None;
                 let mut raw = Task::new("");
                 let mut seen: Vec<TaskKey> = Vec::new();
-                while let Some(key) = map.next_key::<TaskKey>()? {
-                    if seen.contains(&key) {
-                        return Err(de::Error::duplicate_field(key.name()));
-                    }
+                while let Some(key) = map.next_key_seed(TaskKeySeed(&seen))? {
                     seen.push(key);
                     let field = match key {
                         TaskKey::Probe(kind) => {

@@ -157,6 +157,15 @@ pub(crate) fn secret_http_url<'de, D: Deserializer<'de>>(d: D) -> Result<Secret,
     })
 }
 
+/// `url` when it holds a user and password (`https://user:pw@host/`): then
+/// the URL itself is a secret.
+pub(crate) fn url_with_password(url: &str) -> Option<&str> {
+    let authority = url.split_once("://").map_or("", |(_, rest)| {
+        rest.split(['/', '?', '#']).next().unwrap_or_default()
+    });
+    authority.contains('@').then_some(url)
+}
+
 /// A value worth echoing in an error: a short word (a typo of a keyword),
 /// never something that could be a token from the environment.
 pub(crate) fn word(value: &str) -> String {
@@ -515,6 +524,14 @@ impl Severity {
     pub fn as_str(&self) -> &'static str {
         self.into()
     }
+
+    /// `info, warning or critical`, for messages.
+    pub fn choices() -> String {
+        use strum::VariantArray;
+        let names: Vec<&str> = Severity::VARIANTS.iter().map(Severity::as_str).collect();
+        let (last, rest) = names.split_last().unwrap_or((&"", &[]));
+        format!("{} or {last}", rest.join(", "))
+    }
 }
 
 impl fmt::Display for Severity {
@@ -537,11 +554,7 @@ impl std::str::FromStr for Severity {
             .iter()
             .find(|severity| severity.as_str() == name)
             .copied()
-            .ok_or_else(|| {
-                let names: Vec<&str> = Severity::VARIANTS.iter().map(Severity::as_str).collect();
-                let (last, rest) = names.split_last().unwrap_or((&"", &[]));
-                format!("invalid severity {s:?}: use {} or {last}", rest.join(", "))
-            })
+            .ok_or_else(|| format!("invalid severity {s:?}: use {}", Severity::choices()))
     }
 }
 deserialize_from_str!(Severity);

@@ -82,6 +82,10 @@ impl NotifierConfig for AlertmanagerConfig {
         converted::<D, RawAlertmanager, Self>(d)
     }
 
+    fn keys() -> &'static [&'static str] {
+        crate::config::tagged::field_names::<RawAlertmanager>()
+    }
+
     fn send(&self, payload: &Payload, context: &Context) -> Result<Sent, Failure> {
         let generator_url = self.generator_url.as_ref().map(Text::as_str);
         send(&self.urls, generator_url, payload, context).map(|()| Sent::Done)

@@ -65,6 +65,10 @@ impl NotifierConfig for FeishuConfig {
         converted::<D, RawFeishu, Self>(d)
     }
 
+    fn keys() -> &'static [&'static str] {
+        crate::config::tagged::field_names::<RawFeishu>()
+    }
+
     fn send(&self, payload: &Payload, context: &Context) -> Result<Sent, Failure> {
         send(&self.url, &self.secret, self.format, payload, context).map(|()| Sent::Done)
     }

@@ -95,6 +95,10 @@ impl NotifierConfig for GithubConfig {
         converted::<D, RawGithub, Self>(d)
     }
 
+    fn keys() -> &'static [&'static str] {
+        crate::config::tagged::field_names::<RawGithub>()
+    }
+
     fn send(&self, payload: &Payload, context: &Context) -> Result<Sent, Failure> {
         let target = Target {
             repo: self.repo.as_str(),

@@ -16,6 +16,12 @@ pub trait NotifierConfig {
     where
         Self: Sized;
 
+    /// The keys it takes (beside `type:` and the shared ones), for the
+    /// placement of a misspelt one: `tagged::field_names` of its raw shape.
+    fn keys() -> &'static [&'static str]
+    where
+        Self: Sized;
+
     /// Sends `payload`. Errors may hold secrets: the caller redacts them.
     fn send(&self, payload: &Payload, context: &Context) -> Result<Sent, Failure>;
 
@@ -44,7 +50,8 @@ where
     Raw: Deserialize<'de>,
     T: TryFrom<Raw, Error = String>,
 {
-    T::try_from(Raw::deserialize(d)?).map_err(de::Error::custom)
+    T::try_from(Raw::deserialize(d)?)
+        .map_err(|why| de::Error::custom(crate::config::across_keys(&why)))
 }
 
 macro_rules! notifier_kinds {
@@ -83,6 +90,13 @@ macro_rules! notifier_kinds {
                         .map(NotifierKind::$variant);
                 })*
                 Err(::serde::de::Error::custom(format!("unknown notifier type {name:?}")))
+            }
+
+            fn keys(name: &str) -> &'static [&'static str] {
+                $(if name == stringify!($key) {
+                    return <$config as $crate::notify::kinds::NotifierConfig>::keys();
+                })*
+                &[]
             }
         }
     };

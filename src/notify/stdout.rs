@@ -22,6 +22,10 @@ impl NotifierConfig for StdoutConfig {
         }
     }
 
+    fn keys() -> &'static [&'static str] {
+        &[]
+    }
+
     fn send(&self, payload: &Payload, _: &Context) -> Result<Sent, Failure> {
         Ok(Sent::Console(payload.text()))
     }

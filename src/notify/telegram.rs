@@ -65,6 +65,10 @@ impl NotifierConfig for TelegramConfig {
         converted::<D, RawTelegram, Self>(d)
     }
 
+    fn keys() -> &'static [&'static str] {
+        crate::config::tagged::field_names::<RawTelegram>()
+    }
+
     fn send(&self, payload: &Payload, context: &Context) -> Result<Sent, Failure> {
         let target = Target {
             token: &self.token,

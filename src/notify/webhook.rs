@@ -71,6 +71,10 @@ impl NotifierConfig for WebhookConfig {
         converted::<D, RawWebhook, Self>(d)
     }
 
+    fn keys() -> &'static [&'static str] {
+        crate::config::tagged::field_names::<RawWebhook>()
+    }
+
     fn send(&self, payload: &Payload, context: &Context) -> Result<Sent, Failure> {
         send(&self.url, &self.headers, &self.body, payload, context).map(|()| Sent::Done)
     }

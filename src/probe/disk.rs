@@ -50,22 +50,8 @@ impl ProbeConfig for DiskConfig {
 
 /// Checks `path` (usage of its mount) and `dir` (size of the tree) against
 /// `max_used`, `min_free` and `max_size`.
+/// (Which keys go together is checked at load, [`ProbeConfig::check`].)
 pub fn observe(probe: &DiskConfig, context: &Context, out: &mut Observation) {
-    if probe.path.is_none() && probe.dir.is_none() {
-        return failed(
-            out,
-            "disk probe needs a path (a mount) or a dir".to_string(),
-        );
-    }
-    if probe.path.is_none() && (probe.max_used.is_some() || probe.min_free.is_some()) {
-        return failed(
-            out,
-            "disk probe: max_used and min_free need a path (a mount)".to_string(),
-        );
-    }
-    if probe.dir.is_none() && probe.max_size.is_some() {
-        return failed(out, "disk probe: max_size needs a dir".to_string());
-    }
     if let Some(path) = &probe.path {
         observe_mount(path, probe.max_used, probe.min_free, out);
     }

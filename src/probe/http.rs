@@ -71,6 +71,13 @@ impl ProbeConfig for HttpConfig {
     fn relative_paths(&mut self) -> Vec<&mut PathBuf> {
         self.ca_file.iter_mut().collect()
     }
+
+    fn secrets(&self) -> Vec<&str> {
+        let headers = self.headers.values().map(Secret::expose);
+        headers
+            .chain(values::url_with_password(self.url.as_str()))
+            .collect()
+    }
 }
 
 /// Performs the request and records `up`, `status`, `latency_ms` and each

@@ -23,6 +23,13 @@ pub trait ProbeConfig {
     fn relative_paths(&mut self) -> Vec<&mut PathBuf> {
         Vec::new()
     }
+
+    /// Secrets it holds (header values, URLs with a password): a jobs.yaml
+    /// with one written in it, rather than as `${VAR}`, is not kept as the
+    /// last good one.
+    fn secrets(&self) -> Vec<&str> {
+        Vec::new()
+    }
 }
 
 /// Declares [`Probe`] (one variant per kind, holding its config),
@@ -106,6 +113,10 @@ impl Probe {
     pub fn relative_paths(&mut self) -> Vec<&mut PathBuf> {
         self.config_mut().relative_paths()
     }
+
+    pub fn secrets(&self) -> Vec<&str> {
+        self.config().secrets()
+    }
 }
 
 /// `http, command, …, self_check`: the keys, for messages.
@@ -126,6 +137,6 @@ mod tests {
         for kind in ProbeKind::ALL {
             assert_eq!(ProbeKind::from_key(kind.key()), Some(*kind));
         }
-        assert_eq!(ProbeKind::from_key("tcp"), None);
+        assert_eq!(ProbeKind::from_key("no_such_probe"), None);
     }
 }

@@ -103,6 +103,19 @@ impl ProbeConfig for LagConfig {
     fn observe(&self, context: &Context, out: &mut Observation) {
         observe(self, context, out);
     }
+
+    fn secrets(&self) -> Vec<&str> {
+        [&self.local, &self.reference]
+            .into_iter()
+            .filter_map(|source| {
+                let url = match &source.request {
+                    HeightRequest::JsonRpc(call) => call.url.as_str(),
+                    HeightRequest::Get(url) => url.as_str(),
+                };
+                values::url_with_password(url)
+            })
+            .collect()
+    }
 }
 
 /// Reads both heights (concurrently, within the task's budget) and reports

@@ -7,7 +7,6 @@ use super::kinds::ProbeConfig;
 use super::{Check, CheckStatus, Context, Mode, Observation, children};
 use crate::config::{Pattern, Text, Why, within_mapping};
 use crate::proc_table::{self, ProcessInfo};
-use regex::Regex;
 use serde::Deserialize;
 use serde::de::Deserializer;
 use std::path::Path;
@@ -55,23 +54,6 @@ const IDENTITY_KEY: &str = "process.identity";
 /// State key: the RSS in bytes seen at the last tick.
 const RSS_KEY: &str = "process.rss";
 
-/// How the probe finds its target. Closed set, one per config key.
-enum Target<'a> {
-    Pidfile(&'a Path),
-    Pattern(&'a Regex),
-    Systemd(&'a str),
-}
-
-impl<'a> Target<'a> {
-    fn from_probe(probe: &'a ProcessConfig) -> Target<'a> {
-        match probe {
-            ProcessConfig::Pidfile(path) => Target::Pidfile(path),
-            ProcessConfig::Pattern(pattern) => Target::Pattern(&pattern.0),
-            ProcessConfig::Systemd(unit) => Target::Systemd(unit.as_str()),
-        }
-    }
-}
-
 /// What looking for the target found.
 enum Found {
     /// The target runs; `matches` processes fit (several only for a pattern).
@@ -99,7 +81,7 @@ impl ProbeConfig for ProcessConfig {
 /// Finds the target and records `up`, `pid`, `uptime_s`, `rss_bytes`,
 /// `rss_growth_bytes`, `open_fds`, `fds_ratio`, `restarted`, `processes`.
 pub fn observe(probe: &ProcessConfig, context: &Context, out: &mut Observation) {
-    let found = find(&Target::from_probe(probe), context);
+    let found = find(probe, context);
     match found {
         Err(summary) => out.checks.push(Check {
             probe: "process",
@@ -121,10 +103,10 @@ pub fn observe(probe: &ProcessConfig, context: &Context, out: &mut Observation) 
     }
 }
 
-fn find(target: &Target, context: &Context) -> Result<Found, String> {
+fn find(target: &ProcessConfig, context: &Context) -> Result<Found, String> {
     match target {
-        Target::Pidfile(path) => by_pidfile(path),
-        Target::Pattern(pattern) => {
+        ProcessConfig::Pidfile(path) => by_pidfile(path),
+        ProcessConfig::Pattern(Pattern(pattern)) => {
             let all = proc_table::by_pattern(pattern);
             let matches = all.len();
             Ok(match all.into_iter().next() {
@@ -132,7 +114,8 @@ fn find(target: &Target, context: &Context) -> Result<Found, String> {
                 None => Found::Down(format!("no process matches /{}/", pattern.as_str())),
             })
         }
-        Target::Systemd(unit) => {
+        ProcessConfig::Systemd(unit) => {
+            let unit = unit.as_str();
             let timeout = context.budget(None);
             match main_pid(Path::new("systemctl"), unit, timeout)? {
                 0 => Ok(Found::Down(format!(
@@ -298,6 +281,7 @@ mod tests {
     use super::*;
     use crate::config::Pattern;
     use crate::probe::TaskMemory;
+    use regex::Regex;
 
     fn context(state: &TaskMemory, mode: Mode) -> Context<'_> {
         Context::for_test(state, mode)

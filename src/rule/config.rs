@@ -69,7 +69,7 @@ impl RuleKind {
 /// A trend over a time window (`trend: rising, window: 300s`).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Trend {
-    pub rising: bool,
+    pub direction: Direction,
     pub window: Duration,
     /// How far the signal must move over the window (default 5, in the
     /// signal's unit): a synced node's lag jitter of 1→3 is no trend.
@@ -79,9 +79,10 @@ pub struct Trend {
 }
 
 /// Which way a trend goes: `trend: rising` or `trend: falling`.
-#[derive(Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Deserialize, Debug, Clone, Copy, PartialEq, Eq, strum::IntoStaticStr)]
 #[serde(rename_all = "lowercase")]
-enum Direction {
+#[strum(serialize_all = "lowercase")]
+pub enum Direction {
     Rising,
     Falling,
 }
@@ -212,7 +213,7 @@ impl Rule {
                             return Err(err("a rising trend takes `above`, not `below`"));
                         }
                         Some(Trend {
-                            rising: true,
+                            direction: Direction::Rising,
                             window,
                             min_change,
                             limit: raw.above,
@@ -223,7 +224,7 @@ impl Rule {
                             return Err(err("a falling trend takes `below`, not `above`"));
                         }
                         Some(Trend {
-                            rising: false,
+                            direction: Direction::Falling,
                             window,
                             min_change,
                             limit: raw.below,

@@ -11,7 +11,7 @@ use crate::alert::Verdict;
 use crate::clock::Timestamp;
 use crate::config::{Guard, Selector, Severity, Task};
 use crate::probe::{CheckStatus, Observation};
-pub use config::{RatioRule, Rule, RuleKind, Trend};
+pub use config::{Direction, RatioRule, Rule, RuleKind, Trend};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 

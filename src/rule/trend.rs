@@ -8,7 +8,7 @@
 //! restart are dropped; until the window is covered again the rule holds
 //! (a firing alert stays firing, nothing resolves).
 
-use super::Trend;
+use super::{Direction, Trend};
 use super::{Memory, TickContext};
 use crate::alert::Verdict;
 use crate::clock::human_duration;
@@ -55,7 +55,7 @@ pub(super) fn judge(
         ..Memory::default()
     };
     let span = now.0 - samples[0].0;
-    let direction = if trend.rising { "rising" } else { "falling" };
+    let direction: &str = trend.direction.into();
     if span + crate::clock::TICK_SLACK_MS < window || samples.len() < 2 {
         let since_restart = if tick.restarted_at.is_some_and(|t| t.0 > start) {
             " since the restart"
@@ -69,18 +69,21 @@ pub(super) fn judge(
         );
         return Ok((Verdict::Hold { reason }, next, false));
     }
-    let sign = if trend.rising { 1.0 } else { -1.0 };
+    let sign = match trend.direction {
+        Direction::Rising => 1.0,
+        Direction::Falling => -1.0,
+    };
     let net = sign * (value - samples[0].1);
     let fitted = sign * slope(&samples) * span as f64;
-    let past_limit = match (trend.rising, trend.limit) {
+    let past_limit = match (trend.direction, trend.limit) {
         (_, None) => true,
-        (true, Some(above)) => value > above,
-        (false, Some(below)) => value < below,
+        (Direction::Rising, Some(above)) => value > above,
+        (Direction::Falling, Some(below)) => value < below,
     };
-    let limit = match (trend.rising, trend.limit) {
+    let limit = match (trend.direction, trend.limit) {
         (_, None) => String::new(),
-        (true, Some(above)) => format!(", above {}", format_number(above)),
-        (false, Some(below)) => format!(", below {}", format_number(below)),
+        (Direction::Rising, Some(above)) => format!(", above {}", format_number(above)),
+        (Direction::Falling, Some(below)) => format!(", below {}", format_number(below)),
     };
     let threshold = format!(
         "{direction} by ≥ {} over {}{limit}",

@@ -115,9 +115,10 @@ impl Store {
                     HistoryStatus::DeadLetter.as_str(),
                     m.severity.as_str(),
                     format!(
-                        "gave up delivering to {} after {} attempts: {error} (message: {})",
+                        "gave up delivering to {} after {} attempt{}: {error} (message: {})",
                         row.notifier,
                         row.attempts + 1,
+                        if row.attempts == 0 { "" } else { "s" },
                         m.text()
                     ),
                 ],

@@ -320,15 +320,12 @@ impl Workspace {
         command
     }
 
-    /// `monitor run <profile> <args>` with the clock pinned to `at` (Unix seconds).
+    /// `monitor run <profile> <args>` with the clock pinned to `at` (Unix
+    /// seconds): [`Tick`] in one call.
     pub fn run_at(&self, at: i64, profile: &str, args: &[&str]) -> Output {
-        self.command()
-            .env("MONITOR_NOW", at.to_string())
-            .arg("run")
-            .arg(profile)
-            .args(args)
-            .output()
-            .unwrap()
+        args.iter()
+            .fold(Tick::new(self).at(at), |tick, arg| tick.arg(arg))
+            .run(profile)
     }
 
     /// [`Workspace::run_at`] started in the background, its output

@@ -48,7 +48,7 @@ struct RawLog {
     #[serde(default)]
     path: Option<PathBuf>,
     #[serde(default)]
-    command: Option<CommandLine>,
+    command: Option<LogCommand>,
     #[serde(default)]
     stale_after: Option<Duration>,
     #[serde(default)]
@@ -66,15 +66,28 @@ struct RawLog {
     max_read: Option<ByteSize>,
 }
 
+/// A log command, its `{since}`/`{until}` placeholders checked where it is
+/// written.
+struct LogCommand(CommandLine);
+
+impl<'de> Deserialize<'de> for LogCommand {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let command = CommandLine::deserialize(d)?;
+        if misspelt_placeholder(&command.to_string()) {
+            return Err(serde::de::Error::custom(
+                "a `log` command has a placeholder that is neither `{since}` nor `{until}` (a typo?): it would be passed on as written",
+            ));
+        }
+        Ok(LogCommand(command))
+    }
+}
+
 impl<'de> Deserialize<'de> for LogConfig {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         within_mapping(d, |raw: RawLog| {
             let source = match (raw.path, raw.command) {
                 (Some(path), None) => LogSource::File(path),
-                (None, Some(command)) if misspelt_placeholder(&command.to_string()) => {
-                    return Err(Why("a `log` command has a placeholder that is neither `{since}` nor `{until}` (a typo?): it would be passed on as written".into()));
-                }
-                (None, Some(command)) => LogSource::Command(command),
+                (None, Some(LogCommand(command))) => LogSource::Command(command),
                 _ => {
                     return Err(Why(
                         "a `log` probe takes either `path` (a file) or `command` (its output)"

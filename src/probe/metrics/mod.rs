@@ -64,6 +64,13 @@ impl ProbeConfig for MetricsConfig {
     fn relative_paths(&mut self) -> Vec<&mut PathBuf> {
         self.ca_file.iter_mut().collect()
     }
+
+    fn secrets(&self) -> Vec<&str> {
+        let headers = self.headers.values().map(Secret::expose);
+        headers
+            .chain(values::url_with_password(self.url.as_str()))
+            .collect()
+    }
 }
 
 /// Scrapes the endpoint and adds every series. Signals: `up` (1/0),
