@@ -3,8 +3,9 @@
 //! Keys every kind takes go to a [`Shared`] struct; the rest are read
 //! straight into the kind's own struct, which its module owns, so
 //! serde_yaml still places every error at its line and key. Keys written
-//! before `type:` are held and replayed (their errors are placed at the
-//! mapping).
+//! before `type:` are judged against every kind's keys where they are
+//! written, then held and replayed (an error in such a value is placed at
+//! the mapping).
 
 use serde::Deserialize;
 use serde::de::value::{MapAccessDeserializer, StringDeserializer};
