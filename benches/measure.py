@@ -2,6 +2,9 @@
 """Measuring driver for benches/tick_vs_python.sh.
 
   measure.py run -- ARGV...        run ARGV once; print "wall_ms<TAB>peak_rss_kib<TAB>exit"
+  measure.py run [--cpu] [--stdin FILE] -- ARGV...
+                                   also print "<TAB>cpu_ms" (user + system), and
+                                   give ARGV the file FILE as its stdin
   measure.py report RESULTS.tsv    print the summary table of the collected runs
 
 Run it as `python3 -I -S measure.py ...`. Why: the peak RSS the kernel reports
@@ -32,14 +35,17 @@ def resolve(name):
     return name
 
 
-def run(argv):
+def run(argv, cpu=False, stdin=None):
     program = resolve(argv[0])
+    stdin_fd = os.open(stdin, os.O_RDONLY) if stdin else None
     pid = os.fork()
     if pid == 0:
         # Child: keep the result line on our stdout clean; the command's own
         # output (tracebacks, error messages) goes to stderr where it is seen.
         # Only calls into C between fork and exec (see the floor, above).
         try:
+            if stdin_fd is not None:
+                os.dup2(stdin_fd, 0)
             os.dup2(2, 1)
             os.execv(program, argv)
         except OSError as error:
@@ -51,8 +57,13 @@ def run(argv):
     start = time.perf_counter_ns()
     _, status, usage = os.wait4(pid, 0)
     wall_ms = (time.perf_counter_ns() - start) / 1e6
+    if stdin_fd is not None:
+        os.close(stdin_fd)
     # Linux reports ru_maxrss in KiB.
-    print(f"{wall_ms:.3f}\t{usage.ru_maxrss}\t{os.waitstatus_to_exitcode(status)}")
+    line = f"{wall_ms:.3f}\t{usage.ru_maxrss}\t{os.waitstatus_to_exitcode(status)}"
+    if cpu:
+        line += f"\t{(usage.ru_utime + usage.ru_stime) * 1000:.3f}"
+    print(line)
 
 
 # Targets of the brief, shown beside the figures (never a reason to fail).
@@ -133,8 +144,11 @@ def report(path):
         )
 
 if __name__ == "__main__":
-    if len(sys.argv) >= 4 and sys.argv[1] == "run" and sys.argv[2] == "--":
-        run(sys.argv[3:])
+    if len(sys.argv) >= 4 and sys.argv[1] == "run" and "--" in sys.argv[2:]:
+        split = sys.argv.index("--")
+        options, command = sys.argv[2:split], sys.argv[split + 1:]
+        stdin = options[options.index("--stdin") + 1] if "--stdin" in options else None
+        run(command, cpu="--cpu" in options, stdin=stdin)
     elif len(sys.argv) == 3 and sys.argv[1] == "report":
         report(sys.argv[2])
     else:
