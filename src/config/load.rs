@@ -674,6 +674,10 @@ mod tests {
             ),
             ("disk: { min_free: 1GiB }", "needs `path`"),
             ("disk: { dir: /tmp, min_free: 1GiB }", "add `path`"),
+            (
+                "metrics: { url: \"http://127.0.0.1:1/\", max_body: 0 }",
+                "would refuse every scrape",
+            ),
         ] {
             let yaml = MINIMAL.replace("http: { url: \"http://127.0.0.1:1/\" }", probe);
             let err = load_str(&yaml).unwrap_err();

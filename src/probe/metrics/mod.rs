@@ -7,7 +7,7 @@ pub mod parse;
 
 use super::kinds::ProbeConfig;
 use super::{Check, CheckStatus, Context, Observation};
-use crate::config::{self, Secret, Selector, Text, values, yes};
+use crate::config::{self, ByteSize, Secret, Selector, Text, values, yes};
 use crate::http_client::{ClientSettings, agent, describe_error};
 use parse::Dialect;
 use serde::Deserialize;
@@ -35,6 +35,10 @@ pub struct MetricsConfig {
     /// being kept (default [`crate::probe::metrics::DEFAULT_MAX_SERIES`]).
     #[serde(default)]
     pub max_series: Option<std::num::NonZeroUsize>,
+    /// A larger body is refused rather than judged in part (default
+    /// [`DEFAULT_MAX_BODY`]).
+    #[serde(default)]
+    pub max_body: Option<ByteSize>,
     /// The selectors the task's rules read ([`Task::series_wanted`]), set
     /// when jobs.yaml loads; `None` keeps every series.
     #[serde(skip)]
@@ -46,9 +50,11 @@ pub struct MetricsConfig {
 const ACCEPT: &str =
     "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
 
-/// A larger scrape is refused rather than judged in part: a node's
-/// exposition is a few hundred KiB, so this is a runaway exporter.
-const MAX_BODY: u64 = 16 * 1024 * 1024;
+/// A larger scrape is refused rather than judged in part, unless the
+/// probe's `max_body` says otherwise: a node's exposition is a few hundred
+/// KiB, so this is a runaway exporter (or a federate endpoint that wants a
+/// higher `max_body`).
+pub const DEFAULT_MAX_BODY: ByteSize = ByteSize(16 * 1024 * 1024);
 
 /// Series one scrape may keep unless the probe's `max_series` says
 /// otherwise. A scrape keeps only the series its task's rules read (all,
@@ -59,6 +65,15 @@ pub const DEFAULT_MAX_SERIES: usize = 100_000;
 impl ProbeConfig for MetricsConfig {
     fn observe(&self, context: &Context, out: &mut Observation) {
         observe(self, context, out);
+    }
+
+    fn check(&self) -> Result<(), String> {
+        if self.max_body.is_some_and(|b| b.0 == 0) {
+            return Err(
+                "`max_body: 0` would refuse every scrape: give a size such as 64MiB".into(),
+            );
+        }
+        Ok(())
     }
 
     fn relative_paths(&mut self) -> Vec<&mut PathBuf> {
@@ -159,7 +174,7 @@ struct Scrape {
 }
 
 /// GETs the endpoint within `budget`; any answer but a 2xx with a body up
-/// to [`MAX_BODY`] is an error naming why (`configured` is the limit to
+/// to `max_body` is an error naming why (`configured` is the limit to
 /// name on a timeout).
 fn fetch(
     probe: &MetricsConfig,
@@ -200,7 +215,12 @@ fn fetch(
     );
     let success = (200..300).contains(&status);
     // Of an error page only the start is shown.
-    let cap = if success { MAX_BODY + 1 } else { 200 };
+    let max_body = probe.max_body.unwrap_or(DEFAULT_MAX_BODY).0;
+    let cap = if success {
+        max_body.saturating_add(1)
+    } else {
+        200
+    };
     let mut body = Vec::new();
     response
         .body_mut()
@@ -216,10 +236,10 @@ fn fetch(
             crate::http_client::body_excerpt(&body)
         ));
     }
-    if body.len() as u64 > MAX_BODY {
+    if body.len() as u64 > max_body {
         return Err(format!(
-            "the response is larger than {} MiB; a partial scrape is not judged",
-            MAX_BODY >> 20
+            "the response is larger than max_body ({}); a partial scrape is not judged: raise `max_body` on this probe if the target is that big",
+            crate::config::format_bytes(max_body as f64)
         ));
     }
     Ok(Scrape { body, dialect })
@@ -400,17 +420,26 @@ mod tests {
         );
     }
 
+    /// A body over `max_body` (16 MiB unless the probe says) is refused,
+    /// naming the key to raise; with `max_body` raised it is judged.
     #[test]
-    fn oversized_scrapes_are_refused() {
+    fn oversized_scrapes_are_refused_unless_max_body_allows_them() {
         let line = "some_series_with_a_long_name{label=\"value\"} 1\n";
-        let body = line.repeat(usize::try_from(MAX_BODY).unwrap() / line.len() + 1);
+        let body = line.repeat(usize::try_from(DEFAULT_MAX_BODY.0).unwrap() / line.len() + 1);
         let (url, server) = serve_once(200, "text/plain", &body, Duration::ZERO);
         let out = scrape(&probe(&format!("url: {url}")), Mode::Tick);
         server.join().unwrap();
         assert_eq!(out.checks[0].status, CheckStatus::Failed);
         assert_eq!(
             out.checks[0].summary,
-            format!("{url}: the response is larger than 16 MiB; a partial scrape is not judged")
+            format!(
+                "{url}: the response is larger than max_body (16 MiB); a partial scrape is not judged: raise `max_body` on this probe if the target is that big"
+            )
         );
+        let (url, server) = serve_once(200, "text/plain", &body, Duration::ZERO);
+        let config = format!("url: {url}\nmax_body: 32MiB\nmax_series: 1000000");
+        let out = scrape(&probe(&config), Mode::Tick);
+        server.join().unwrap();
+        assert_eq!(out.checks[0].status, CheckStatus::Ok, "{:?}", out.checks);
     }
 }
