@@ -101,12 +101,24 @@ pub fn observe(probe: &MetricsConfig, context: &Context, out: &mut Observation) 
         context.limit(probe_timeout),
         &mut started,
     )
-    .and_then(|scrape| {
+    .and_then(|mut scrape| {
         let cap = probe
             .max_series
             .map_or(DEFAULT_MAX_SERIES, std::num::NonZeroUsize::get);
-        parse::parse_exposition_capped(&scrape.body, scrape.dialect, cap, probe.wanted.as_deref())
+        let max_body = probe.max_body.unwrap_or(DEFAULT_MAX_BODY).0;
+        let body = scrape
+            .response
+            .body_mut()
+            .with_config()
+            .limit(u64::MAX)
+            .reader();
+        parse::parse_exposition_streamed(body, scrape.dialect, max_body, cap, probe.wanted.as_deref())
             .map_err(|e| match e {
+                parse::Capped::TooBig => format!(
+                    "the response is larger than max_body ({}); a partial scrape is not judged: raise `max_body` on this probe if the target is that big",
+                    crate::config::format_bytes(max_body as f64)
+                ),
+                parse::Capped::Read(why) => format!("reading the response body: {why}"),
                 parse::Capped::Invalid(e) => e.to_string(),
                 parse::Capped::TooMany { kept, count } if kept == count => format!(
                     "{count} series, more than max_series {cap}: none kept (a runaway exporter, or raise `max_series:` on this probe)"
@@ -167,9 +179,10 @@ pub fn fill(signals: &mut super::Signals, exposition: parse::Exposition) -> usiz
     duplicates
 }
 
-/// A successful response: its body and the dialect it claims.
+/// A successful response, its body still to read, and the dialect it
+/// claims.
 struct Scrape {
-    body: Vec<u8>,
+    response: ureq::http::Response<ureq::Body>,
     dialect: Dialect,
 }
 
@@ -213,36 +226,23 @@ fn fetch(
             .get("content-type")
             .and_then(|value| value.to_str().ok()),
     );
-    let success = (200..300).contains(&status);
-    // Of an error page only the start is shown.
-    let max_body = probe.max_body.unwrap_or(DEFAULT_MAX_BODY).0;
-    let cap = if success {
-        max_body.saturating_add(1)
-    } else {
-        200
-    };
-    let mut body = Vec::new();
-    response
-        .body_mut()
-        .with_config()
-        .limit(u64::MAX)
-        .reader()
-        .take(cap)
-        .read_to_end(&mut body)
-        .map_err(|e| format!("reading the response body: {e}"))?;
-    if !success {
+    if !(200..300).contains(&status) {
+        // Of an error page only the start is shown.
+        let mut body = Vec::new();
+        response
+            .body_mut()
+            .with_config()
+            .limit(u64::MAX)
+            .reader()
+            .take(200)
+            .read_to_end(&mut body)
+            .map_err(|e| format!("reading the response body: {e}"))?;
         return Err(format!(
             "HTTP {status}{}",
             crate::http_client::body_excerpt(&body)
         ));
     }
-    if body.len() as u64 > max_body {
-        return Err(format!(
-            "the response is larger than max_body ({}); a partial scrape is not judged: raise `max_body` on this probe if the target is that big",
-            crate::config::format_bytes(max_body as f64)
-        ));
-    }
-    Ok(Scrape { body, dialect })
+    Ok(Scrape { response, dialect })
 }
 
 #[cfg(test)]

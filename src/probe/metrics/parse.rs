@@ -142,6 +142,10 @@ pub enum Capped {
         kept: usize,
         count: usize,
     },
+    /// A streamed body over its `max_body`.
+    TooBig,
+    /// A streamed body that could not be read to its end.
+    Read(String),
 }
 
 /// [`parse_exposition`], keeping only the series a `wanted` selector
@@ -155,33 +159,83 @@ pub fn parse_exposition_capped(
     cap: usize,
     wanted: Option<&[Selector]>,
 ) -> Result<(Exposition, usize), Capped> {
-    let mut exposition = Exposition::default();
-    let mut kept = 0;
-    let count = for_each_entry(body, dialect, |entry| match entry {
-        Entry::Sample(sample) => {
-            let keep = match wanted {
-                None => Some(sample.to_series()),
-                Some(selectors) if !selectors.iter().any(|s| s.matches_names(&sample.name)) => None,
-                Some(selectors) => Some(sample.to_series())
-                    .filter(|one| selectors.iter().any(|s| s.matches(&one.name, &one.labels))),
-            };
-            if let Some(one) = keep {
-                kept += 1;
-                if kept <= cap {
-                    exposition.series.push(one);
+    let mut keeper = Keeper::new(cap, wanted);
+    let count =
+        for_each_entry(body, dialect, |entry| keeper.entry(entry)).map_err(Capped::Invalid)?;
+    keeper.done(count)
+}
+
+/// [`parse_exposition_capped`] on a body read as it streams in (see
+/// [`for_each_entry_streamed`]): the body is never held whole.
+pub fn parse_exposition_streamed(
+    body: impl std::io::Read,
+    dialect: Dialect,
+    max_body: u64,
+    cap: usize,
+    wanted: Option<&[Selector]>,
+) -> Result<(Exposition, usize), Capped> {
+    let mut keeper = Keeper::new(cap, wanted);
+    let count = for_each_entry_streamed(body, dialect, max_body, |entry| keeper.entry(entry))
+        .map_err(|e| match e {
+            Streamed::Invalid(e) => Capped::Invalid(e),
+            Streamed::TooBig => Capped::TooBig,
+            Streamed::Read(why) => Capped::Read(why),
+        })?;
+    keeper.done(count)
+}
+
+/// What a capped parse keeps, entry by entry.
+struct Keeper<'w> {
+    exposition: Exposition,
+    kept: usize,
+    cap: usize,
+    wanted: Option<&'w [Selector]>,
+}
+
+impl<'w> Keeper<'w> {
+    fn new(cap: usize, wanted: Option<&'w [Selector]>) -> Keeper<'w> {
+        Keeper {
+            exposition: Exposition::default(),
+            kept: 0,
+            cap,
+            wanted,
+        }
+    }
+
+    fn entry(&mut self, entry: &Entry<'_, '_>) {
+        match entry {
+            Entry::Sample(sample) => {
+                let keep = match self.wanted {
+                    None => Some(sample.to_series()),
+                    Some(selectors) if !selectors.iter().any(|s| s.matches_names(&sample.name)) => {
+                        None
+                    }
+                    Some(selectors) => Some(sample.to_series())
+                        .filter(|one| selectors.iter().any(|s| s.matches(&one.name, &one.labels))),
+                };
+                if let Some(one) = keep {
+                    self.kept += 1;
+                    if self.kept <= self.cap {
+                        self.exposition.series.push(one);
+                    }
                 }
             }
+            Entry::Family(name) if self.exposition.families.len() < self.cap => {
+                self.exposition.families.push(name.to_string());
+            }
+            Entry::Family(_) => {}
         }
-        Entry::Family(name) if exposition.families.len() < cap => {
-            exposition.families.push(name.to_string());
-        }
-        Entry::Family(_) => {}
-    })
-    .map_err(Capped::Invalid)?;
-    if kept > cap {
-        return Err(Capped::TooMany { kept, count });
     }
-    Ok((exposition, count))
+
+    fn done(self, count: usize) -> Result<(Exposition, usize), Capped> {
+        if self.kept > self.cap {
+            return Err(Capped::TooMany {
+                kept: self.kept,
+                count,
+            });
+        }
+        Ok((self.exposition, count))
+    }
 }
 
 /// Parses an exposition and hands each sample to `visit` as it is read;
@@ -207,48 +261,146 @@ pub fn for_each_entry<'text>(
     dialect: Dialect,
     mut visit: impl FnMut(&Entry<'text, '_>),
 ) -> Result<usize, ParseError> {
+    let mut reader = LineReader::new(dialect);
     let mut labels = Vec::new();
-    let mut count = 0;
-    let mut end_marker = None;
-    let mut last_line = 0;
-    for (index, raw) in body.split(|&b| b == b'\n').enumerate() {
-        let number = index + 1;
+    for raw in body.split(|&b| b == b'\n') {
+        reader.line(raw, &mut labels, &mut visit)?;
+    }
+    reader.finish()
+}
+
+/// [`for_each_entry`] on a body read as it streams in, `chunk` bytes at a
+/// time, never holding more than a chunk and the line it ends in: a scrape
+/// costs its chunk, not its size. A body over `max_body` bytes is an error
+/// ([`Streamed::TooBig`]); a line of more than a chunk is read whole.
+pub fn for_each_entry_streamed(
+    mut body: impl std::io::Read,
+    dialect: Dialect,
+    max_body: u64,
+    mut visit: impl FnMut(&Entry<'_, '_>),
+) -> Result<usize, Streamed> {
+    const CHUNK: usize = 64 * 1024;
+    let mut reader = LineReader::new(dialect);
+    let mut buffer: Vec<u8> = Vec::with_capacity(CHUNK);
+    let mut total: u64 = 0;
+    loop {
+        let start = buffer.len();
+        buffer.resize(start + CHUNK, 0);
+        let read = loop {
+            match body.read(&mut buffer[start..]) {
+                Ok(read) => break read,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(Streamed::Read(e.to_string())),
+            }
+        };
+        buffer.truncate(start + read);
+        total += read as u64;
+        if total > max_body {
+            return Err(Streamed::TooBig);
+        }
+        if read == 0 {
+            // The last line, with no newline after it.
+            let mut labels = Vec::new();
+            reader
+                .line(&buffer, &mut labels, &mut visit)
+                .map_err(Streamed::Invalid)?;
+            return reader.finish().map_err(Streamed::Invalid);
+        }
+        let complete = match buffer.iter().rposition(|&b| b == b'\n') {
+            Some(last) => last + 1,
+            None => continue,
+        };
+        {
+            let mut labels = Vec::new();
+            for raw in buffer[..complete - 1].split(|&b| b == b'\n') {
+                reader
+                    .line(raw, &mut labels, &mut visit)
+                    .map_err(Streamed::Invalid)?;
+            }
+        }
+        buffer.drain(..complete);
+    }
+}
+
+/// Why a streamed exposition was not read.
+#[derive(Debug)]
+pub enum Streamed {
+    Invalid(ParseError),
+    TooBig,
+    Read(String),
+}
+
+/// An exposition read line by line: where it is, and whether `# EOF`
+/// was seen.
+struct LineReader {
+    dialect: Dialect,
+    count: usize,
+    number: usize,
+    end_marker: Option<usize>,
+    last_line: usize,
+}
+
+impl LineReader {
+    fn new(dialect: Dialect) -> LineReader {
+        LineReader {
+            dialect,
+            count: 0,
+            number: 0,
+            end_marker: None,
+            last_line: 0,
+        }
+    }
+
+    /// Reads one line (without its newline), handing what it holds to `visit`.
+    fn line<'text, F: FnMut(&Entry<'text, '_>)>(
+        &mut self,
+        raw: &'text [u8],
+        labels: &mut Vec<(Cow<'text, str>, Cow<'text, str>)>,
+        visit: &mut F,
+    ) -> Result<(), ParseError> {
+        self.number += 1;
+        let number = self.number;
         let line = trim(raw);
         if line.is_empty() {
-            continue;
+            return Ok(());
         }
         let at = |message: String| ParseError {
             line: number,
             message,
         };
-        if let Some(eof) = end_marker {
+        if let Some(eof) = self.end_marker {
             return Err(at(format!("text after `# EOF` (line {eof})")));
         }
-        last_line = number;
+        self.last_line = number;
         if line[0] == b'#' {
-            match parse_comment(&line[1..], dialect).map_err(at)? {
+            match parse_comment(&line[1..], self.dialect).map_err(at)? {
                 Comment::Skip => {}
-                Comment::Eof => end_marker = Some(number),
+                Comment::Eof => self.end_marker = Some(number),
                 Comment::Family(name) => visit(&Entry::Family(name)),
             }
-            continue;
+            return Ok(());
         }
         let line = std::str::from_utf8(line).map_err(|_| at("not valid UTF-8".to_string()))?;
-        let (name, value) = parse_sample(line, &mut labels).map_err(at)?;
+        let (name, value) = parse_sample(line, labels).map_err(at)?;
         visit(&Entry::Sample(Sample {
             name,
-            labels: &labels,
+            labels,
             value,
         }));
-        count += 1;
+        self.count += 1;
+        Ok(())
     }
-    if dialect == Dialect::OpenMetrics && end_marker.is_none() {
-        return Err(ParseError {
-            line: last_line + 1,
-            message: "the OpenMetrics exposition ends without `# EOF` (cut short?)".to_string(),
-        });
+
+    /// The count of samples, once the whole exposition is read.
+    fn finish(self) -> Result<usize, ParseError> {
+        if self.dialect == Dialect::OpenMetrics && self.end_marker.is_none() {
+            return Err(ParseError {
+                line: self.last_line + 1,
+                message: "the OpenMetrics exposition ends without `# EOF` (cut short?)".to_string(),
+            });
+        }
+        Ok(self.count)
     }
-    Ok(count)
 }
 
 #[derive(Debug, PartialEq, Eq)]
