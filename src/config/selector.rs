@@ -118,7 +118,7 @@ impl Selector {
     }
 
     /// Whether a scraped series (`name`, labels sorted by name) matches.
-    pub fn matches(&self, name: &str, labels: &[(String, String)]) -> bool {
+    pub fn matches<L: AsRef<str>>(&self, name: &str, labels: &[(L, L)]) -> bool {
         if self.name.as_deref().is_some_and(|wanted| wanted != name) {
             return false;
         }
@@ -128,8 +128,8 @@ impl Selector {
             } else {
                 labels
                     .iter()
-                    .find(|(label, _)| *label == matcher.label)
-                    .map_or("", |(_, value)| value.as_str())
+                    .find(|(label, _)| label.as_ref() == matcher.label)
+                    .map_or("", |(_, value)| value.as_ref())
             };
             matcher.matches(value)
         })

@@ -205,13 +205,14 @@ impl<'w> Keeper<'w> {
     fn entry(&mut self, entry: &Entry<'_, '_>) {
         match entry {
             Entry::Sample(sample) => {
+                // Judged on the borrowed sample: only a series a selector
+                // wants is copied.
                 let keep = match self.wanted {
                     None => Some(sample.to_series()),
-                    Some(selectors) if !selectors.iter().any(|s| s.matches_names(&sample.name)) => {
-                        None
-                    }
-                    Some(selectors) => Some(sample.to_series())
-                        .filter(|one| selectors.iter().any(|s| s.matches(&one.name, &one.labels))),
+                    Some(selectors) => selectors
+                        .iter()
+                        .any(|s| s.matches(&sample.name, sample.labels))
+                        .then(|| sample.to_series()),
                 };
                 if let Some(one) = keep {
                     self.kept += 1;
