@@ -166,6 +166,19 @@ pub(crate) fn url_with_password(url: &str) -> Option<&str> {
     authority.contains('@').then_some(url)
 }
 
+/// The secrets of a request a probe makes: its header values, and its URL
+/// when it holds a password.
+pub(crate) fn request_secrets<'a>(
+    url: &'a str,
+    headers: &'a BTreeMap<String, Secret>,
+) -> Vec<&'a str> {
+    headers
+        .values()
+        .map(Secret::expose)
+        .chain(url_with_password(url))
+        .collect()
+}
+
 /// A value worth echoing in an error: a short word (a typo of a keyword),
 /// never something that could be a token from the environment.
 pub(crate) fn word(value: &str) -> String {

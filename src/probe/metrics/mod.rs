@@ -81,10 +81,7 @@ impl ProbeConfig for MetricsConfig {
     }
 
     fn secrets(&self) -> Vec<&str> {
-        let headers = self.headers.values().map(Secret::expose);
-        headers
-            .chain(values::url_with_password(self.url.as_str()))
-            .collect()
+        values::request_secrets(self.url.as_str(), &self.headers)
     }
 }
 
