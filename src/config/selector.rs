@@ -122,6 +122,13 @@ impl Selector {
         if self.name.as_deref().is_some_and(|wanted| wanted != name) {
             return false;
         }
+        self.matches_labels(name, labels)
+    }
+
+    /// [`Selector::matches`] for a series already known to have the
+    /// selector's name (if it gives one): its label matchers (and
+    /// `__name__` ones) only.
+    pub fn matches_labels<L: AsRef<str>>(&self, name: &str, labels: &[(L, L)]) -> bool {
         self.matchers.iter().all(|matcher| {
             let value = if matcher.label == NAME_LABEL {
                 name

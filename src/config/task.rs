@@ -73,6 +73,13 @@ impl Task {
             wanted.extend(rule.when.iter().chain(&rule.unless).map(guard).cloned());
         }
         wanted.extend(self.skip_when.iter().map(guard).cloned());
+        // The target's start time tells the judge it restarted (its
+        // snapshots are dropped, the warm-up begins), rule or none.
+        wanted.push(
+            crate::evaluate::START_TIME_SERIES
+                .parse()
+                .expect("the start-time series is a valid selector"),
+        );
         wanted
     }
 

@@ -278,11 +278,11 @@ impl<'a> Judge<'a> {
             .or_else(|| {
                 observation
                     .signals
-                    .get_name("process_start_time_seconds")
+                    .get_name(super::START_TIME_SERIES)
                     .map(|v| format!("start:{v}"))
             })
             .or_else(|| {
-                let selector: Selector = "process_start_time_seconds".parse().ok()?;
+                let selector: Selector = super::START_TIME_SERIES.parse().ok()?;
                 observation
                     .signals
                     .get(&selector)

@@ -56,6 +56,10 @@ pub struct Outgoing {
     pub notifiers: Vec<String>,
 }
 
+/// The series whose value changing means the scraped target restarted
+/// (client libraries export it): every metrics scrape keeps it.
+pub const START_TIME_SERIES: &str = "process_start_time_seconds";
+
 /// One rule's result this tick, for the report.
 #[derive(Clone, Debug)]
 pub struct RuleResult {

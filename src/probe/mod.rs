@@ -91,6 +91,9 @@ pub struct Signals {
     series: BTreeMap<String, Vec<(Labels, f64)>>,
     /// Metric families the scrape declared (`# TYPE`, `# HELP`, `# UNIT`).
     families: BTreeSet<String>,
+    /// Names the scrape had samples of, kept or not, with the label names
+    /// those samples carried (`metrics::parse::Exposition::sampled`).
+    sampled: BTreeMap<String, Vec<String>>,
     /// Hashes of the scraped series, to keep only the first of duplicates.
     seen: HashSet<u64>,
     /// Which probe a bare name belongs to (the first that set it).
@@ -149,6 +152,12 @@ impl Signals {
         }
     }
 
+    /// Records that the scrape had samples of `name` carrying
+    /// `label_names`, whether or not they were kept.
+    pub fn note_sampled(&mut self, name: String, label_names: Vec<String>) {
+        self.sampled.entry(name).or_default().extend(label_names);
+    }
+
     /// A probe's own signal.
     pub fn get_name(&self, name: &str) -> Option<f64> {
         self.named.get(name).copied()
@@ -184,6 +193,7 @@ impl Signals {
         let declared = |name: &str| {
             self.families.contains(name)
                 || self.series.contains_key(name)
+                || self.sampled.contains_key(name)
                 || FAMILY_SUFFIXES.iter().any(|suffix| {
                     name.strip_suffix(suffix)
                         .is_some_and(|family| self.families.contains(family))
@@ -195,6 +205,7 @@ impl Signals {
                 .families
                 .iter()
                 .chain(self.series.keys())
+                .chain(self.sampled.keys())
                 .any(|name| selector.matches_names(name)),
         }
     }
@@ -203,10 +214,17 @@ impl Signals {
     /// it has any series (`None`: only declared, or not there).
     pub fn family_labels(&self, selector: &Selector) -> Option<BTreeSet<&str>> {
         let name = selector.name.as_deref()?;
-        let all = self.series.get(name)?;
+        let all = self.series.get(name);
+        let sampled = self.sampled.get(name);
+        if all.is_none() && sampled.is_none() {
+            return None;
+        }
+        let kept = all
+            .into_iter()
+            .flatten()
+            .flat_map(|(labels, _)| labels.iter().map(|(k, _)| k.as_str()));
         Some(
-            all.iter()
-                .flat_map(|(labels, _)| labels.iter().map(|(k, _)| k.as_str()))
+            kept.chain(sampled.into_iter().flatten().map(String::as_str))
                 .collect(),
         )
     }

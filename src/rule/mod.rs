@@ -4,6 +4,8 @@
 mod config;
 mod deltas;
 #[cfg(test)]
+mod filtered;
+#[cfg(test)]
 mod scenarios;
 mod trend;
 

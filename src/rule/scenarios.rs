@@ -45,8 +45,10 @@ fn word(outcome: &Outcome, rule: &crate::evaluate::RuleResult) -> &'static str {
     }
 }
 
-/// Parses scrape lines `name{labels} value`; an empty scrape is a failed one.
-fn observation(scrape: &str) -> Observation {
+/// Parses scrape lines `name{labels} value` as the task's metrics probe
+/// does, keeping the series its rules read; an empty scrape is a failed
+/// one.
+fn observation(scrape: &str, task: &crate::config::Task) -> Observation {
     let mut observation = Observation::default();
     if scrape.trim().is_empty() {
         observation.signals.set_probe("metrics", "up", 0.0);
@@ -58,14 +60,20 @@ fn observation(scrape: &str) -> Observation {
         return observation;
     }
     let text = scrape.replace(';', "\n");
-    let exposition = crate::probe::metrics::parse::parse_exposition(
+    let wanted = task.probes.iter().find_map(|probe| match probe {
+        crate::config::Probe::Metrics(metrics) => metrics.wanted.as_deref(),
+        _ => None,
+    });
+    let (exposition, count) = crate::probe::metrics::parse::parse_exposition_capped(
         text.as_bytes(),
         crate::probe::metrics::parse::Dialect::Text,
+        usize::MAX,
+        wanted,
     )
     .expect("a valid scrape");
     crate::probe::metrics::fill(&mut observation.signals, exposition);
     // As the real probe does: its own signals beside the scraped series.
-    let count = observation.signals.series_count() as f64;
+    let count = count as f64;
     observation.signals.set_probe("metrics", "up", 1.0);
     observation.signals.set_probe("metrics", "series", count);
     observation.checks.push(Check {
@@ -106,19 +114,37 @@ fn replay_config(yaml: &str, scrapes: &[String]) -> Vec<Outcome> {
 fn replay_with(
     yaml: &str,
     scrapes: &[String],
+    before: impl FnMut(usize, &mut Prior),
+) -> Vec<Outcome> {
+    replay_observed(
+        yaml,
+        scrapes.len(),
+        |i, task| observation(&scrapes[i], task),
+        before,
+    )
+}
+
+/// Runs the first task of the first profile of `yaml` for `ticks` ticks,
+/// one minute apart, on what `observe(tick, task)` saw, calling
+/// `before(tick, prior)` first; the state is carried from tick to tick as
+/// the store would carry it.
+pub(super) fn replay_observed(
+    yaml: &str,
+    ticks: usize,
+    mut observe: impl FnMut(usize, &crate::config::Task) -> Observation,
     mut before: impl FnMut(usize, &mut Prior),
 ) -> Vec<Outcome> {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("jobs.yaml");
     std::fs::write(&path, yaml).unwrap();
-    let config = crate::config::load(&path, None).unwrap();
+    let config = crate::config::load(&path, None).unwrap_or_else(|e| panic!("{e}\n{yaml}"));
     let profile = &config.profiles[0];
     let task = &profile.tasks[0];
     let mut prior = Prior::default();
     let mut outcomes = Vec::new();
-    for (i, scrape) in scrapes.iter().enumerate() {
+    for i in 0..ticks {
         before(i, &mut prior);
-        let observation = observation(scrape);
+        let observation = observe(i, task);
         let runs = [Observed {
             task,
             observation: observation.clone(),

@@ -167,6 +167,9 @@ pub fn fill(signals: &mut super::Signals, exposition: parse::Exposition) -> usiz
     for family in &exposition.families {
         signals.declare_family(family);
     }
+    for (name, label_names) in exposition.sampled {
+        signals.note_sampled(name, label_names);
+    }
     let mut duplicates = 0;
     for one in exposition.series {
         if !signals.add_series(&one.name, one.labels, one.value) {

@@ -23,6 +23,7 @@
 use crate::config::Selector;
 use crate::probe::Labels;
 use std::borrow::Cow;
+use std::collections::HashMap;
 use std::fmt;
 
 /// Which format a scrape claims to be. Both parse with the same rules; the
@@ -69,6 +70,13 @@ pub struct Series {
 pub struct Exposition {
     pub series: Vec<Series>,
     pub families: Vec<String>,
+    /// When only wanted series are kept: the names a selector reads that
+    /// had samples, kept or not, each with the label names its samples
+    /// carried (for a name only a pattern selects, none are gathered).
+    /// The rules read a family's presence and its labels from these as
+    /// they would from every series (a family whose one series is missing
+    /// this tick is still there; a label no series has is named).
+    pub sampled: Vec<(String, Vec<String>)>,
 }
 
 /// One sample as the parser sees it, borrowing from the exposition: names
@@ -189,7 +197,7 @@ struct Keeper<'w> {
     exposition: Exposition,
     kept: usize,
     cap: usize,
-    wanted: Option<&'w [Selector]>,
+    wanted: Option<Wanted<'w>>,
 }
 
 impl<'w> Keeper<'w> {
@@ -198,7 +206,7 @@ impl<'w> Keeper<'w> {
             exposition: Exposition::default(),
             kept: 0,
             cap,
-            wanted,
+            wanted: wanted.map(Wanted::new),
         }
     }
 
@@ -207,11 +215,10 @@ impl<'w> Keeper<'w> {
             Entry::Sample(sample) => {
                 // Judged on the borrowed sample: only a series a selector
                 // wants is copied.
-                let keep = match self.wanted {
+                let keep = match &mut self.wanted {
                     None => Some(sample.to_series()),
-                    Some(selectors) => selectors
-                        .iter()
-                        .any(|s| s.matches(&sample.name, sample.labels))
+                    Some(wanted) => wanted
+                        .wants(&sample.name, sample.labels)
                         .then(|| sample.to_series()),
                 };
                 if let Some(one) = keep {
@@ -228,7 +235,12 @@ impl<'w> Keeper<'w> {
         }
     }
 
-    fn done(self, count: usize) -> Result<(Exposition, usize), Capped> {
+    fn done(mut self, count: usize) -> Result<(Exposition, usize), Capped> {
+        if let Some(wanted) = self.wanted {
+            // A name a pattern selects costs what a kept series costs.
+            self.kept += wanted.by_pattern_names.len();
+            self.exposition.sampled = wanted.sampled();
+        }
         if self.kept > self.cap {
             return Err(Capped::TooMany {
                 kept: self.kept,
@@ -236,6 +248,116 @@ impl<'w> Keeper<'w> {
             });
         }
         Ok((self.exposition, count))
+    }
+}
+
+/// The selectors a scrape keeps series for, looked up by metric name: a
+/// line is judged against the selectors of its own name (and those that
+/// pick names by pattern), not against every rule's. Lines of one family
+/// come together, so the last name's lookup is kept.
+struct Wanted<'w> {
+    index: HashMap<&'w str, usize>,
+    /// The selectors of each name in `index`, and what its samples held.
+    named: Vec<Named<'w>>,
+    /// Selectors with no single name (`{__name__=~"…"}`): asked of every line.
+    by_pattern: Vec<&'w Selector>,
+    /// Names of samples a pattern selector's name matchers accept.
+    by_pattern_names: Vec<String>,
+    last_name: String,
+    last_found: Option<usize>,
+}
+
+/// A name selectors read, and what its samples held (kept or not).
+struct Named<'w> {
+    name: &'w str,
+    selectors: Vec<&'w Selector>,
+    sampled: bool,
+    label_names: Vec<String>,
+}
+
+impl<'w> Wanted<'w> {
+    fn new(selectors: &'w [Selector]) -> Wanted<'w> {
+        let mut wanted = Wanted {
+            index: HashMap::new(),
+            named: Vec::new(),
+            by_pattern: Vec::new(),
+            by_pattern_names: Vec::new(),
+            last_name: String::new(),
+            last_found: None,
+        };
+        for selector in selectors {
+            match selector.name.as_deref() {
+                Some(name) => {
+                    let next = wanted.named.len();
+                    let at = *wanted.index.entry(name).or_insert(next);
+                    if at == next {
+                        wanted.named.push(Named {
+                            name,
+                            selectors: Vec::new(),
+                            sampled: false,
+                            label_names: Vec::new(),
+                        });
+                    }
+                    wanted.named[at].selectors.push(selector);
+                }
+                None => wanted.by_pattern.push(selector),
+            }
+        }
+        // No line has an empty name: the first line always looks up.
+        wanted.last_found = wanted.index.get("").copied();
+        wanted
+    }
+
+    /// Whether any selector wants the series `name{labels}`; notes what
+    /// the sample says of its family either way.
+    fn wants(&mut self, name: &str, labels: &[(Cow<'_, str>, Cow<'_, str>)]) -> bool {
+        if name != self.last_name {
+            self.last_name.clear();
+            self.last_name.push_str(name);
+            self.last_found = self.index.get(name).copied();
+            if self.by_pattern.iter().any(|s| s.matches_names(name))
+                && !self.by_pattern_names.iter().any(|n| n == name)
+            {
+                self.by_pattern_names.push(name.to_string());
+            }
+        }
+        let Some(at) = self.last_found else {
+            return self
+                .by_pattern
+                .iter()
+                .any(|selector| selector.matches(name, labels));
+        };
+        let named = &mut self.named[at];
+        named.sampled = true;
+        for (label, _) in labels {
+            if !named.label_names.iter().any(|known| known == label) {
+                named.label_names.push(label.to_string());
+            }
+        }
+        // The named selectors were found by this name: only their labels
+        // are left to judge.
+        named
+            .selectors
+            .iter()
+            .any(|selector| selector.matches_labels(name, labels))
+            || self
+                .by_pattern
+                .iter()
+                .any(|selector| selector.matches(name, labels))
+    }
+
+    /// What [`Exposition::sampled`] holds.
+    fn sampled(self) -> Vec<(String, Vec<String>)> {
+        let named = self
+            .named
+            .into_iter()
+            .filter(|named| named.sampled)
+            .map(|named| (named.name.to_string(), named.label_names));
+        let by_pattern = self
+            .by_pattern_names
+            .into_iter()
+            .map(|name| (name, Vec::new()));
+        named.chain(by_pattern).collect()
     }
 }
 
@@ -263,10 +385,7 @@ pub fn for_each_entry<'text>(
     mut visit: impl FnMut(&Entry<'text, '_>),
 ) -> Result<usize, ParseError> {
     let mut reader = LineReader::new(dialect);
-    let mut labels = Vec::new();
-    for raw in body.split(|&b| b == b'\n') {
-        reader.line(raw, &mut labels, &mut visit)?;
-    }
+    reader.lines(body, &mut visit)?;
     reader.finish()
 }
 
@@ -301,24 +420,19 @@ pub fn for_each_entry_streamed(
         }
         if read == 0 {
             // The last line, with no newline after it.
-            let mut labels = Vec::new();
             reader
-                .line(&buffer, &mut labels, &mut visit)
+                .lines(&buffer, &mut visit)
                 .map_err(Streamed::Invalid)?;
             return reader.finish().map_err(Streamed::Invalid);
         }
-        let complete = match buffer.iter().rposition(|&b| b == b'\n') {
-            Some(last) => last + 1,
+        // Only what was just read can hold the last newline.
+        let complete = match memchr::memrchr(b'\n', &buffer[start..]) {
+            Some(last) => start + last + 1,
             None => continue,
         };
-        {
-            let mut labels = Vec::new();
-            for raw in buffer[..complete - 1].split(|&b| b == b'\n') {
-                reader
-                    .line(raw, &mut labels, &mut visit)
-                    .map_err(Streamed::Invalid)?;
-            }
-        }
+        reader
+            .lines(&buffer[..complete - 1], &mut visit)
+            .map_err(Streamed::Invalid)?;
         buffer.drain(..complete);
     }
 }
@@ -339,6 +453,9 @@ struct LineReader {
     number: usize,
     end_marker: Option<usize>,
     last_line: usize,
+    /// The metric name the last sample line began with: lines of one
+    /// family come together, so most names are this one again.
+    last_name: Vec<u8>,
 }
 
 impl LineReader {
@@ -349,19 +466,45 @@ impl LineReader {
             number: 0,
             end_marker: None,
             last_line: 0,
+            last_name: Vec::new(),
         }
     }
 
-    /// Reads one line (without its newline), handing what it holds to `visit`.
+    /// Reads whole lines (the last one without its newline), handing what
+    /// they hold to `visit`. The block is checked as UTF-8 once: a line
+    /// of valid text is valid (a newline is never inside a character);
+    /// only a block that is not gets its lines checked one by one, to name
+    /// the line at fault.
+    fn lines<'text, F: FnMut(&Entry<'text, '_>)>(
+        &mut self,
+        block: &'text [u8],
+        visit: &mut F,
+    ) -> Result<(), ParseError> {
+        let text = std::str::from_utf8(block).ok();
+        let mut labels = Vec::new();
+        let mut start = 0;
+        let ends = memchr::memchr_iter(b'\n', block).chain(std::iter::once(block.len()));
+        for end in ends {
+            let line = text.map(|text| &text[start..end]);
+            self.line(&block[start..end], line, &mut labels, visit)?;
+            start = end + 1;
+        }
+        Ok(())
+    }
+
+    /// Reads one line (without its newline; `text` is the same line when
+    /// it is known to be UTF-8), handing what it holds to `visit`.
     fn line<'text, F: FnMut(&Entry<'text, '_>)>(
         &mut self,
         raw: &'text [u8],
+        text: Option<&'text str>,
         labels: &mut Vec<(Cow<'text, str>, Cow<'text, str>)>,
         visit: &mut F,
     ) -> Result<(), ParseError> {
         self.number += 1;
         let number = self.number;
-        let line = trim(raw);
+        let (start, end) = trimmed(raw);
+        let line = &raw[start..end];
         if line.is_empty() {
             return Ok(());
         }
@@ -381,8 +524,12 @@ impl LineReader {
             }
             return Ok(());
         }
-        let line = std::str::from_utf8(line).map_err(|_| at("not valid UTF-8".to_string()))?;
-        let (name, value) = parse_sample(line, labels).map_err(at)?;
+        let line = match text {
+            // Trimming took ASCII bytes only: still on character boundaries.
+            Some(text) => &text[start..end],
+            None => std::str::from_utf8(line).map_err(|_| at("not valid UTF-8".to_string()))?,
+        };
+        let (name, value) = parse_sample(line, labels, &mut self.last_name).map_err(at)?;
         visit(&Entry::Sample(Sample {
             name,
             labels,
@@ -511,9 +658,15 @@ fn parse_comment(rest: &[u8], dialect: Dialect) -> Result<Comment<'_>, String> {
 fn parse_sample<'text>(
     line: &'text str,
     labels: &mut Vec<(Cow<'text, str>, Cow<'text, str>)>,
+    last_name: &mut Vec<u8>,
 ) -> Result<(Cow<'text, str>, f64), String> {
     let bytes = line.as_bytes();
-    let name_end = metric_name_length(bytes);
+    let name_end = same_name(bytes, last_name).unwrap_or_else(|| {
+        let end = metric_name_length(bytes);
+        last_name.clear();
+        last_name.extend_from_slice(&bytes[..end]);
+        end
+    });
     if name_end == 0 && bytes.first() != Some(&b'{') {
         return Err(format!("expected a metric name, found {}", excerpt(line)));
     }
@@ -521,9 +674,11 @@ fn parse_sample<'text>(
     labels.clear();
     let mut position = skip_blanks(bytes, name_end);
     if bytes.get(position) == Some(&b'{') {
-        let shown = name.as_deref().unwrap_or("{").to_string();
-        position = parse_labels(line, position + 1, labels, &mut name)
-            .map_err(|why| format!("{shown}: {why}"))?;
+        position = parse_labels(line, position + 1, labels, &mut name).map_err(|why| {
+            // Named as written before the braces (only an error allocates).
+            let shown = if name_end > 0 { &line[..name_end] } else { "{" };
+            format!("{shown}: {why}")
+        })?;
         position = skip_blanks(bytes, position);
     } else if position == name_end && position < bytes.len() {
         let character = char_at(line, position);
@@ -620,18 +775,16 @@ fn parse_labels<'text>(
                 excerpt(&label)
             ));
         }
-        let (value, end) = parse_quoted(line, position + 1)
-            .map_err(|why| format!("label {}: {why}", excerpt(&label)))?;
-        if !value.is_empty() {
-            labels.push((label.clone(), value));
-        }
+        let (value, end) = match plain_quoted_end(bytes, position + 1) {
+            // Most values hold no escape: borrowed as they are.
+            Some(close) => (Cow::Borrowed(&line[position + 1..close]), close + 1),
+            None => parse_quoted(line, position + 1)
+                .map_err(|why| format!("label {}: {why}", excerpt(&label)))?,
+        };
         position = skip_blanks(bytes, end);
-        match bytes.get(position) {
-            Some(b',') => position += 1,
-            Some(b'}') => {
-                position += 1;
-                break;
-            }
+        let last = match bytes.get(position) {
+            Some(b',') => false,
+            Some(b'}') => true,
             None => return Err(unclosed()),
             Some(_) => {
                 return Err(format!(
@@ -640,13 +793,44 @@ fn parse_labels<'text>(
                     excerpt(&line[position..])
                 ));
             }
+        };
+        position += 1;
+        if !value.is_empty() {
+            labels.push((label, value));
+        }
+        if last {
+            break;
         }
     }
-    labels.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    // Exporters write labels sorted, and names mostly differ in their
+    // first byte: one pass (strictly increasing names are unique), and a
+    // byte compared before the strings (the same order as `str`'s).
+    let before = |a: &str, b: &str| {
+        a.as_bytes()
+            .first()
+            .cmp(&b.as_bytes().first())
+            .then_with(|| a.cmp(b))
+    };
+    if labels
+        .windows(2)
+        .all(|pair| before(&pair[0].0, &pair[1].0).is_lt())
+    {
+        return Ok(position);
+    }
+    labels.sort_unstable_by(|a, b| before(&a.0, &b.0));
     if let Some(pair) = labels.windows(2).find(|pair| pair[0].0 == pair[1].0) {
         return Err(format!("label {} appears twice", excerpt(&pair[0].0)));
     }
     Ok(position)
+}
+
+/// Where the quoted string from `start` (just after its opening quote)
+/// closes, when it holds no backslash before its closing quote; `None`
+/// otherwise (then [`parse_quoted`] reads it).
+fn plain_quoted_end(bytes: &[u8], start: usize) -> Option<usize> {
+    let rest = bytes.get(start..)?;
+    let at = rest.iter().position(|&b| b == b'"' || b == b'\\')?;
+    (rest[at] == b'"').then_some(start + at)
 }
 
 /// Reads a quoted string from just after its opening quote; returns it and
@@ -699,12 +883,13 @@ fn parse_float(token: &str) -> Option<f64> {
     token.parse().ok()
 }
 
-/// The line without leading and trailing blanks and carriage returns.
-fn trim(line: &[u8]) -> &[u8] {
+/// Where the line is without leading and trailing blanks and carriage
+/// returns.
+fn trimmed(line: &[u8]) -> (usize, usize) {
     let edge = |b: &u8| !matches!(b, b' ' | b'\t' | b'\r');
     let start = line.iter().position(edge).unwrap_or(line.len());
     let end = line.iter().rposition(edge).map_or(start, |last| last + 1);
-    &line[start..end]
+    (start, end)
 }
 
 fn is_blank(c: char) -> bool {
@@ -778,6 +963,16 @@ fn name_length(bytes: &[u8], first: u8, rest: u8) -> usize {
             .unwrap_or(bytes.len()),
         _ => 0,
     }
+}
+
+/// The length of `last`, when `line` starts with that metric name and no
+/// longer one: one comparison instead of a byte-by-byte scan.
+fn same_name(line: &[u8], last: &[u8]) -> Option<usize> {
+    let after = line.get(last.len()).copied();
+    (!last.is_empty()
+        && line.starts_with(last)
+        && after.is_none_or(|b| NAME_CLASSES[usize::from(b)] & METRIC_REST == 0))
+    .then_some(last.len())
 }
 
 /// How many leading bytes form a metric name: `[a-zA-Z_:][a-zA-Z0-9_:]*`.
