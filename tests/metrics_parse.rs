@@ -1128,6 +1128,32 @@ fn a_streamed_scrape_reads_exactly_what_the_whole_body_reads() {
         // Compared as printed: NaN is a value here, and NaN != NaN.
         assert_eq!(format!("{streamed:?}"), format!("{whole:?}"), "{name}");
     }
+    // Through the filter too: exact names, label matchers, names picked by
+    // pattern, on the bodies the streamed parse cuts into many blocks.
+    let selectors: Vec<monitor::config::Selector> = [
+        "node_cpu_seconds_total{mode=\"idle\"}",
+        "{__name__=~\"go_.*\"}",
+        "prometheus_http_requests_total{code!=\"200\"}",
+        "a",
+        "{__name__=~\".+_bucket\", le=~\"0.*\"}",
+    ]
+    .iter()
+    .map(|text| text.parse().unwrap())
+    .collect();
+    let mut kept = 0;
+    for (name, body, dialect) in &cases {
+        let whole = parse_exposition_capped(body, *dialect, usize::MAX, Some(&selectors));
+        let streamed = parse_exposition_streamed(
+            Trickle { body, step: 0 },
+            *dialect,
+            u64::MAX,
+            usize::MAX,
+            Some(&selectors),
+        );
+        assert_eq!(format!("{streamed:?}"), format!("{whole:?}"), "{name}");
+        kept += whole.map_or(0, |(exposition, _)| exposition.series.len());
+    }
+    assert!(kept > 100, "the selectors kept only {kept} series");
     let (_, body, dialect) = cases.last().unwrap();
     let limit = body.len() as u64 - 1;
     let refused =

@@ -23,8 +23,9 @@
 use crate::config::Selector;
 use crate::probe::Labels;
 use std::borrow::Cow;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
+use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 
 /// Which format a scrape claims to be. Both parse with the same rules; the
 /// difference is the end marker: OpenMetrics must end with `# EOF` (its
@@ -167,29 +168,290 @@ pub fn parse_exposition_capped(
     cap: usize,
     wanted: Option<&[Selector]>,
 ) -> Result<(Exposition, usize), Capped> {
-    let mut keeper = Keeper::new(cap, wanted);
-    let count =
-        for_each_entry(body, dialect, |entry| keeper.entry(entry)).map_err(Capped::Invalid)?;
-    keeper.done(count)
+    let wanted = wanted.map(Wanted::new);
+    Part::read(body, dialect, cap, wanted.as_ref()).done()
 }
 
-/// [`parse_exposition_capped`] on a body read as it streams in (see
-/// [`for_each_entry_streamed`]): the body is never held whole.
+/// [`parse_exposition_capped`] on a body read as it streams in, `CHUNK`
+/// bytes at a time: the body is never held whole, a scrape costs its
+/// chunks, not its size. A body over `max_body` bytes is refused
+/// ([`Capped::TooBig`]); a line of more than a chunk is read whole.
+///
+/// A body of more than one block of lines is parsed on two threads: a
+/// block goes to a second thread while it keeps up and is parsed here
+/// while it is busy; each block is read on its own ([`Part`]) and the
+/// parts are joined in order, so the result (the series and their order,
+/// the first error and its line) is the one a single reader finds.
 pub fn parse_exposition_streamed(
-    body: impl std::io::Read,
+    mut body: impl std::io::Read,
     dialect: Dialect,
     max_body: u64,
     cap: usize,
     wanted: Option<&[Selector]>,
 ) -> Result<(Exposition, usize), Capped> {
-    let mut keeper = Keeper::new(cap, wanted);
-    let count = for_each_entry_streamed(body, dialect, max_body, |entry| keeper.entry(entry))
-        .map_err(|e| match e {
-            Streamed::Invalid(e) => Capped::Invalid(e),
-            Streamed::TooBig => Capped::TooBig,
-            Streamed::Read(why) => Capped::Read(why),
-        })?;
-    keeper.done(count)
+    const CHUNK: usize = 64 * 1024;
+    let wanted = wanted.map(Wanted::new);
+    std::thread::scope(|scope| {
+        let mut blocks = Blocks::new(scope, dialect, cap, wanted.as_ref());
+        // A block is held until the next read shows the body goes on: a
+        // body of one block is parsed here, with no second thread.
+        let mut held: Option<Vec<u8>> = None;
+        let mut buffer: Vec<u8> = Vec::with_capacity(CHUNK);
+        let mut total: u64 = 0;
+        let stopped = loop {
+            let start = buffer.len();
+            buffer.resize(start + CHUNK, 0);
+            let read = match read_some(&mut body, &mut buffer[start..]) {
+                Ok(read) => read,
+                Err(why) => break Some(Capped::Read(why)),
+            };
+            buffer.truncate(start + read);
+            total += read as u64;
+            if total > max_body {
+                break Some(Capped::TooBig);
+            }
+            if read == 0 {
+                // The last line, with no newline after it.
+                if let Some(block) = held.take() {
+                    blocks.add(block, false);
+                }
+                blocks.add(buffer, false);
+                break None;
+            }
+            // Only what was just read can hold the last newline.
+            let complete = match memchr::memrchr(b'\n', &buffer[start..]) {
+                Some(last) => start + last + 1,
+                None => continue,
+            };
+            let mut rest = Vec::with_capacity(CHUNK.max(buffer.len() - complete));
+            rest.extend_from_slice(&buffer[complete..]);
+            let mut block = std::mem::replace(&mut buffer, rest);
+            block.truncate(complete - 1);
+            if let Some(earlier) = held.replace(block) {
+                blocks.add(earlier, true);
+            }
+            if blocks.failed {
+                // What is left is not read: the scrape has failed at an
+                // earlier line.
+                break None;
+            }
+        };
+        let joined = blocks.finish();
+        match stopped {
+            // A line read before the cut was already wrong.
+            Some(_) if joined.error.is_some() => joined.done(),
+            Some(stopped) => Err(stopped),
+            None => joined.done(),
+        }
+    })
+}
+
+/// One read of `body` into `buffer`, again when interrupted.
+fn read_some(body: &mut impl std::io::Read, buffer: &mut [u8]) -> Result<usize, String> {
+    loop {
+        match body.read(buffer) {
+            Ok(read) => return Ok(read),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+}
+
+/// The second thread of a streamed scrape: numbered blocks to it, their
+/// parts back.
+struct Worker<'w> {
+    jobs: SyncSender<(usize, Vec<u8>)>,
+    done: Receiver<(usize, Part<'w>)>,
+}
+
+/// The blocks of a streamed scrape, parsed here or on a second thread and
+/// joined in the order they were read.
+struct Blocks<'scope, 'w> {
+    scope: &'scope std::thread::Scope<'scope, 'w>,
+    dialect: Dialect,
+    cap: usize,
+    wanted: Option<&'w Wanted<'w>>,
+    /// The second thread: blocks to it, parts from it (started on the
+    /// second block).
+    worker: Option<Worker<'w>>,
+    /// The parts joined so far, and the number of the next to join.
+    joined: Part<'w>,
+    next: usize,
+    /// Parts read out of order, waiting for those before them.
+    waiting: BTreeMap<usize, Part<'w>>,
+    added: usize,
+    /// Whether some part has an error: the rest of the body changes
+    /// nothing.
+    failed: bool,
+}
+
+impl<'scope, 'w> Blocks<'scope, 'w> {
+    fn new(
+        scope: &'scope std::thread::Scope<'scope, 'w>,
+        dialect: Dialect,
+        cap: usize,
+        wanted: Option<&'w Wanted<'w>>,
+    ) -> Blocks<'scope, 'w> {
+        Blocks {
+            scope,
+            dialect,
+            cap,
+            wanted,
+            worker: None,
+            joined: Part::new(dialect, cap, wanted),
+            next: 0,
+            waiting: BTreeMap::new(),
+            added: 0,
+            failed: false,
+        }
+    }
+
+    /// Parses the next block (whole lines, without the last newline), on
+    /// the second thread when it is free (started when `start` says the
+    /// body goes on), here otherwise.
+    fn add(&mut self, block: Vec<u8>, start: bool) {
+        let number = self.added;
+        self.added += 1;
+        if start && self.worker.is_none() {
+            self.worker = Some(self.start());
+        }
+        let block = match &self.worker {
+            Some(worker) => match worker.jobs.try_send((number, block)) {
+                Ok(()) => {
+                    self.join();
+                    return;
+                }
+                Err(TrySendError::Full((_, block)) | TrySendError::Disconnected((_, block))) => {
+                    block
+                }
+            },
+            None => block,
+        };
+        let part = Part::read(&block, self.dialect, self.cap, self.wanted);
+        self.insert(number, part);
+        self.join();
+    }
+
+    fn start(&self) -> Worker<'w> {
+        let (jobs, blocks) = mpsc::sync_channel::<(usize, Vec<u8>)>(1);
+        let (parts, done) = mpsc::channel();
+        let (dialect, cap, wanted) = (self.dialect, self.cap, self.wanted);
+        self.scope.spawn(move || {
+            for (number, block) in blocks {
+                let part = Part::read(&block, dialect, cap, wanted);
+                if parts.send((number, part)).is_err() {
+                    break;
+                }
+            }
+        });
+        Worker { jobs, done }
+    }
+
+    fn insert(&mut self, number: usize, part: Part<'w>) {
+        self.failed |= part.error.is_some();
+        self.waiting.insert(number, part);
+    }
+
+    /// Takes what the second thread has read so far, and joins the parts
+    /// that are next in order.
+    fn join(&mut self) {
+        if let Some(worker) = &self.worker {
+            let read: Vec<_> = worker.done.try_iter().collect();
+            for (number, part) in read {
+                self.insert(number, part);
+            }
+        }
+        while let Some(part) = self.waiting.remove(&self.next) {
+            self.joined.append(part);
+            self.next += 1;
+        }
+    }
+
+    /// Every part added, joined.
+    fn finish(mut self) -> Part<'w> {
+        if let Some(Worker { jobs, done }) = self.worker.take() {
+            // The second thread reads what it was given, and stops.
+            drop(jobs);
+            for (number, part) in done {
+                self.insert(number, part);
+            }
+        }
+        self.join();
+        self.joined
+    }
+}
+
+/// A run of whole lines read on its own: its lines are numbered from 1,
+/// and [`Part::append`] puts it after the lines before it.
+struct Part<'w> {
+    reader: LineReader,
+    keeper: Keeper<'w>,
+    error: Option<ParseError>,
+}
+
+impl<'w> Part<'w> {
+    fn new(dialect: Dialect, cap: usize, wanted: Option<&'w Wanted<'w>>) -> Part<'w> {
+        Part {
+            reader: LineReader::new(dialect),
+            keeper: Keeper::new(cap, wanted),
+            error: None,
+        }
+    }
+
+    fn read(
+        block: &[u8],
+        dialect: Dialect,
+        cap: usize,
+        wanted: Option<&'w Wanted<'w>>,
+    ) -> Part<'w> {
+        let mut part = Part::new(dialect, cap, wanted);
+        let keeper = &mut part.keeper;
+        part.error = part
+            .reader
+            .lines(block, &mut |entry| keeper.entry(entry))
+            .err();
+        part
+    }
+
+    /// Puts the lines of `later` after these: the result is what one
+    /// reader of both finds (stopping at the first error).
+    fn append(&mut self, later: Part<'w>) {
+        if self.error.is_some() {
+            return;
+        }
+        let before = self.reader.number;
+        if let (Some(eof), Some(first)) = (self.reader.end_marker, later.reader.first_line) {
+            self.error = Some(ParseError {
+                line: before + first,
+                message: after_eof(eof),
+            });
+            return;
+        }
+        if let Some(mut error) = later.error {
+            // Its one error that names another line is text after its
+            // own `# EOF` (nothing else is read after it).
+            if let Some(eof) = later.reader.end_marker.filter(|&eof| eof < error.line) {
+                error.message = after_eof(before + eof);
+            }
+            error.line += before;
+            self.error = Some(error);
+            return;
+        }
+        self.reader.append(later.reader);
+        self.keeper.append(later.keeper);
+    }
+
+    fn done(self) -> Result<(Exposition, usize), Capped> {
+        if let Some(error) = self.error {
+            return Err(Capped::Invalid(error));
+        }
+        let count = self.reader.finish().map_err(Capped::Invalid)?;
+        self.keeper.done(count)
+    }
+}
+
+fn after_eof(eof: usize) -> String {
+    format!("text after `# EOF` (line {eof})")
 }
 
 /// What a capped parse keeps, entry by entry.
@@ -197,16 +459,16 @@ struct Keeper<'w> {
     exposition: Exposition,
     kept: usize,
     cap: usize,
-    wanted: Option<Wanted<'w>>,
+    wanted: Option<(&'w Wanted<'w>, Notes)>,
 }
 
 impl<'w> Keeper<'w> {
-    fn new(cap: usize, wanted: Option<&'w [Selector]>) -> Keeper<'w> {
+    fn new(cap: usize, wanted: Option<&'w Wanted<'w>>) -> Keeper<'w> {
         Keeper {
             exposition: Exposition::default(),
             kept: 0,
             cap,
-            wanted: wanted.map(Wanted::new),
+            wanted: wanted.map(|wanted| (wanted, Notes::new(wanted))),
         }
     }
 
@@ -217,8 +479,8 @@ impl<'w> Keeper<'w> {
                 // wants is copied.
                 let keep = match &mut self.wanted {
                     None => Some(sample.to_series()),
-                    Some(wanted) => wanted
-                        .wants(&sample.name, sample.labels)
+                    Some((wanted, notes)) => wanted
+                        .wants(notes, &sample.name, sample.labels)
                         .then(|| sample.to_series()),
                 };
                 if let Some(one) = keep {
@@ -235,11 +497,26 @@ impl<'w> Keeper<'w> {
         }
     }
 
+    /// Adds what `later` kept of the lines after this keeper's: the same
+    /// as one keeper reading them all.
+    fn append(&mut self, later: Keeper<'w>) {
+        self.kept += later.kept;
+        let room = self.cap.saturating_sub(self.exposition.series.len());
+        let series = later.exposition.series.into_iter().take(room);
+        self.exposition.series.extend(series);
+        let room = self.cap.saturating_sub(self.exposition.families.len());
+        let families = later.exposition.families.into_iter().take(room);
+        self.exposition.families.extend(families);
+        if let (Some((_, notes)), Some((_, later))) = (&mut self.wanted, later.wanted) {
+            notes.append(later);
+        }
+    }
+
     fn done(mut self, count: usize) -> Result<(Exposition, usize), Capped> {
-        if let Some(wanted) = self.wanted {
+        if let Some((wanted, notes)) = self.wanted {
             // A name a pattern selects costs what a kept series costs.
-            self.kept += wanted.by_pattern_names.len();
-            self.exposition.sampled = wanted.sampled();
+            self.kept += notes.by_pattern_names.len();
+            self.exposition.sampled = wanted.sampled(notes);
         }
         if self.kept > self.cap {
             return Err(Capped::TooMany {
@@ -253,26 +530,27 @@ impl<'w> Keeper<'w> {
 
 /// The selectors a scrape keeps series for, looked up by metric name: a
 /// line is judged against the selectors of its own name (and those that
-/// pick names by pattern), not against every rule's. Lines of one family
-/// come together, so the last name's lookup is kept.
+/// pick names by pattern), not against every rule's. Built once a scrape
+/// and shared by the threads that parse it.
 struct Wanted<'w> {
     index: HashMap<&'w str, usize>,
-    /// The selectors of each name in `index`, and what its samples held.
-    named: Vec<Named<'w>>,
+    /// Each name in `index`, with its selectors.
+    named: Vec<(&'w str, Vec<&'w Selector>)>,
     /// Selectors with no single name (`{__name__=~"…"}`): asked of every line.
     by_pattern: Vec<&'w Selector>,
-    /// Names of samples a pattern selector's name matchers accept.
-    by_pattern_names: Vec<String>,
-    last_name: String,
-    last_found: Option<usize>,
 }
 
-/// A name selectors read, and what its samples held (kept or not).
-struct Named<'w> {
-    name: &'w str,
-    selectors: Vec<&'w Selector>,
-    sampled: bool,
-    label_names: Vec<String>,
+/// What the samples of a part of a scrape held for the wanted selectors,
+/// kept or not.
+struct Notes {
+    /// Beside each of [`Wanted::named`]: whether it had samples, and the
+    /// label names they carried, in the order first seen.
+    named: Vec<(bool, Vec<String>)>,
+    /// Names of samples a pattern selector's name matchers accept.
+    by_pattern_names: Vec<String>,
+    /// Lines of one family come together: the last name's lookup is kept.
+    last_name: String,
+    last_found: Option<usize>,
 }
 
 impl<'w> Wanted<'w> {
@@ -281,9 +559,6 @@ impl<'w> Wanted<'w> {
             index: HashMap::new(),
             named: Vec::new(),
             by_pattern: Vec::new(),
-            by_pattern_names: Vec::new(),
-            last_name: String::new(),
-            last_found: None,
         };
         for selector in selectors {
             match selector.name.as_deref() {
@@ -291,53 +566,51 @@ impl<'w> Wanted<'w> {
                     let next = wanted.named.len();
                     let at = *wanted.index.entry(name).or_insert(next);
                     if at == next {
-                        wanted.named.push(Named {
-                            name,
-                            selectors: Vec::new(),
-                            sampled: false,
-                            label_names: Vec::new(),
-                        });
+                        wanted.named.push((name, Vec::new()));
                     }
-                    wanted.named[at].selectors.push(selector);
+                    wanted.named[at].1.push(selector);
                 }
                 None => wanted.by_pattern.push(selector),
             }
         }
-        // No line has an empty name: the first line always looks up.
-        wanted.last_found = wanted.index.get("").copied();
         wanted
     }
 
     /// Whether any selector wants the series `name{labels}`; notes what
     /// the sample says of its family either way.
-    fn wants(&mut self, name: &str, labels: &[(Cow<'_, str>, Cow<'_, str>)]) -> bool {
-        if name != self.last_name {
-            self.last_name.clear();
-            self.last_name.push_str(name);
-            self.last_found = self.index.get(name).copied();
+    fn wants(
+        &self,
+        notes: &mut Notes,
+        name: &str,
+        labels: &[(Cow<'_, str>, Cow<'_, str>)],
+    ) -> bool {
+        if name != notes.last_name {
+            notes.last_name.clear();
+            notes.last_name.push_str(name);
+            notes.last_found = self.index.get(name).copied();
             if self.by_pattern.iter().any(|s| s.matches_names(name))
-                && !self.by_pattern_names.iter().any(|n| n == name)
+                && !notes.by_pattern_names.iter().any(|n| n == name)
             {
-                self.by_pattern_names.push(name.to_string());
+                notes.by_pattern_names.push(name.to_string());
             }
         }
-        let Some(at) = self.last_found else {
+        let Some(at) = notes.last_found else {
             return self
                 .by_pattern
                 .iter()
                 .any(|selector| selector.matches(name, labels));
         };
-        let named = &mut self.named[at];
-        named.sampled = true;
+        let (sampled, label_names) = &mut notes.named[at];
+        *sampled = true;
         for (label, _) in labels {
-            if !named.label_names.iter().any(|known| known == label) {
-                named.label_names.push(label.to_string());
+            if !label_names.iter().any(|known| known == label) {
+                label_names.push(label.to_string());
             }
         }
         // The named selectors were found by this name: only their labels
         // are left to judge.
-        named
-            .selectors
+        self.named[at]
+            .1
             .iter()
             .any(|selector| selector.matches_labels(name, labels))
             || self
@@ -347,17 +620,49 @@ impl<'w> Wanted<'w> {
     }
 
     /// What [`Exposition::sampled`] holds.
-    fn sampled(self) -> Vec<(String, Vec<String>)> {
+    fn sampled(&self, notes: Notes) -> Vec<(String, Vec<String>)> {
         let named = self
             .named
-            .into_iter()
-            .filter(|named| named.sampled)
-            .map(|named| (named.name.to_string(), named.label_names));
-        let by_pattern = self
+            .iter()
+            .zip(notes.named)
+            .filter(|(_, (sampled, _))| *sampled)
+            .map(|((name, _), (_, label_names))| (name.to_string(), label_names));
+        let by_pattern = notes
             .by_pattern_names
             .into_iter()
             .map(|name| (name, Vec::new()));
         named.chain(by_pattern).collect()
+    }
+}
+
+impl Notes {
+    fn new(wanted: &Wanted<'_>) -> Notes {
+        Notes {
+            named: vec![(false, Vec::new()); wanted.named.len()],
+            by_pattern_names: Vec::new(),
+            last_name: String::new(),
+            // No line has an empty name: the first line always looks up.
+            last_found: wanted.index.get("").copied(),
+        }
+    }
+
+    /// Adds what the lines after these held, in the order first seen.
+    fn append(&mut self, later: Notes) {
+        for ((sampled, names), (later_sampled, later_names)) in
+            self.named.iter_mut().zip(later.named)
+        {
+            *sampled |= later_sampled;
+            for name in later_names {
+                if !names.contains(&name) {
+                    names.push(name);
+                }
+            }
+        }
+        for name in later.by_pattern_names {
+            if !self.by_pattern_names.contains(&name) {
+                self.by_pattern_names.push(name);
+            }
+        }
     }
 }
 
@@ -389,62 +694,6 @@ pub fn for_each_entry<'text>(
     reader.finish()
 }
 
-/// [`for_each_entry`] on a body read as it streams in, `chunk` bytes at a
-/// time, never holding more than a chunk and the line it ends in: a scrape
-/// costs its chunk, not its size. A body over `max_body` bytes is an error
-/// ([`Streamed::TooBig`]); a line of more than a chunk is read whole.
-pub fn for_each_entry_streamed(
-    mut body: impl std::io::Read,
-    dialect: Dialect,
-    max_body: u64,
-    mut visit: impl FnMut(&Entry<'_, '_>),
-) -> Result<usize, Streamed> {
-    const CHUNK: usize = 64 * 1024;
-    let mut reader = LineReader::new(dialect);
-    let mut buffer: Vec<u8> = Vec::with_capacity(CHUNK);
-    let mut total: u64 = 0;
-    loop {
-        let start = buffer.len();
-        buffer.resize(start + CHUNK, 0);
-        let read = loop {
-            match body.read(&mut buffer[start..]) {
-                Ok(read) => break read,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(Streamed::Read(e.to_string())),
-            }
-        };
-        buffer.truncate(start + read);
-        total += read as u64;
-        if total > max_body {
-            return Err(Streamed::TooBig);
-        }
-        if read == 0 {
-            // The last line, with no newline after it.
-            reader
-                .lines(&buffer, &mut visit)
-                .map_err(Streamed::Invalid)?;
-            return reader.finish().map_err(Streamed::Invalid);
-        }
-        // Only what was just read can hold the last newline.
-        let complete = match memchr::memrchr(b'\n', &buffer[start..]) {
-            Some(last) => start + last + 1,
-            None => continue,
-        };
-        reader
-            .lines(&buffer[..complete - 1], &mut visit)
-            .map_err(Streamed::Invalid)?;
-        buffer.drain(..complete);
-    }
-}
-
-/// Why a streamed exposition was not read.
-#[derive(Debug)]
-pub enum Streamed {
-    Invalid(ParseError),
-    TooBig,
-    Read(String),
-}
-
 /// An exposition read line by line: where it is, and whether `# EOF`
 /// was seen.
 struct LineReader {
@@ -452,6 +701,8 @@ struct LineReader {
     count: usize,
     number: usize,
     end_marker: Option<usize>,
+    /// The first and last lines that are not blank (last 0: none yet).
+    first_line: Option<usize>,
     last_line: usize,
     /// The metric name the last sample line began with: lines of one
     /// family come together, so most names are this one again.
@@ -465,6 +716,7 @@ impl LineReader {
             count: 0,
             number: 0,
             end_marker: None,
+            first_line: None,
             last_line: 0,
             last_name: Vec::new(),
         }
@@ -512,8 +764,9 @@ impl LineReader {
             line: number,
             message,
         };
+        self.first_line.get_or_insert(number);
         if let Some(eof) = self.end_marker {
-            return Err(at(format!("text after `# EOF` (line {eof})")));
+            return Err(at(after_eof(eof)));
         }
         self.last_line = number;
         if line[0] == b'#' {
@@ -537,6 +790,18 @@ impl LineReader {
         }));
         self.count += 1;
         Ok(())
+    }
+
+    /// Counts the lines `later` read after these (numbered from 1 there).
+    fn append(&mut self, later: LineReader) {
+        let before = self.number;
+        self.number += later.number;
+        self.count += later.count;
+        self.end_marker = self.end_marker.or(later.end_marker.map(|l| before + l));
+        self.first_line = self.first_line.or(later.first_line.map(|l| before + l));
+        if later.last_line > 0 {
+            self.last_line = before + later.last_line;
+        }
     }
 
     /// The count of samples, once the whole exposition is read.
