@@ -220,6 +220,7 @@ pub fn run(config: &Config, options: &RunOptions, now: Timestamp) -> Result<Tick
             // clock that jumped ahead must not prune everything.
             let horizon = newest.map_or(now, |newest| now.min(newest.plus_millis(3_600_000)));
             record::prune(&mut store, config, horizon);
+            store.trim_log();
         }
         snapshot => {
             report.deliveries = outbox::preview(snapshot.as_ref(), &profile.name, &envelopes)?;

@@ -13,7 +13,7 @@ pub use condition::{
     Condition, Gate, Guard, Op, Threshold, Unit, format_bytes, format_number, format_value,
 };
 pub use load::{ConfigError, absolute, load, load_source, resolve_path};
-pub use selector::{MatchOp, Matcher, Selector, Selectors};
+pub use selector::{MatchOp, Matcher, Selector, Selectors, same};
 pub use task::{
     CONFIG_TASK, GIT_SYNC_TASK, HEALTH_RULE, RESERVED_KEYS, RESTART_LOOP_RULE, RESTART_RULE, Task,
 };

@@ -66,8 +66,8 @@ impl Matcher {
     /// Whether a label value (`""` when the label is absent) matches.
     pub fn matches(&self, value: &str) -> bool {
         match (self.op, &self.regex) {
-            (MatchOp::Equal, _) => value == self.value,
-            (MatchOp::NotEqual, _) => value != self.value,
+            (MatchOp::Equal, _) => same(value, &self.value),
+            (MatchOp::NotEqual, _) => !same(value, &self.value),
             (MatchOp::Regex, Some(regex)) => regex.is_match(value),
             (MatchOp::NotRegex, Some(regex)) => !regex.is_match(value),
             (MatchOp::Regex | MatchOp::NotRegex, None) => false,
@@ -135,7 +135,7 @@ impl Selector {
             } else {
                 labels
                     .iter()
-                    .find(|(label, _)| label.as_ref() == matcher.label)
+                    .find(|(label, _)| same(label.as_ref(), &matcher.label))
                     .map_or("", |(_, value)| value.as_ref())
             };
             matcher.matches(value)
@@ -153,6 +153,12 @@ impl Selector {
                 .all(|m| m.matches(name)),
         }
     }
+}
+
+/// Strings compared without a call to `memcmp`: a scrape compares label
+/// names and values on every line, and they are short.
+pub fn same(a: &str, b: &str) -> bool {
+    memchr::arch::all::is_equal(a.as_bytes(), b.as_bytes())
 }
 
 /// The label PromQL keeps the metric name in.

@@ -20,7 +20,7 @@
 //! Over 800 lines because its unit tests (about 370, one per exposition
 //! corner) stay beside the parser; the code is about 650.
 
-use crate::config::Selector;
+use crate::config::{Selector, same};
 use crate::probe::Labels;
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
@@ -548,10 +548,16 @@ struct Notes {
     named: Vec<(bool, Vec<String>)>,
     /// Names of samples a pattern selector's name matchers accept.
     by_pattern_names: Vec<String>,
-    /// Lines of one family come together: the last name's lookup is kept.
-    last_name: String,
-    last_found: Option<usize>,
+    /// Lines of one family come together, and a histogram's `_bucket`,
+    /// `_sum` and `_count` lines alternate: the last few names' lookups
+    /// are kept (the index in [`Wanted::named`], if any).
+    recent: Vec<(String, Option<usize>)>,
+    /// Where the next name not in `recent` goes.
+    replace: usize,
 }
+
+/// How many names' lookups [`Notes`] keeps.
+const RECENT_NAMES: usize = 4;
 
 impl<'w> Wanted<'w> {
     fn new(selectors: &'w [Selector]) -> Wanted<'w> {
@@ -584,17 +590,11 @@ impl<'w> Wanted<'w> {
         name: &str,
         labels: &[(Cow<'_, str>, Cow<'_, str>)],
     ) -> bool {
-        if name != notes.last_name {
-            notes.last_name.clear();
-            notes.last_name.push_str(name);
-            notes.last_found = self.index.get(name).copied();
-            if self.by_pattern.iter().any(|s| s.matches_names(name))
-                && !notes.by_pattern_names.iter().any(|n| n == name)
-            {
-                notes.by_pattern_names.push(name.to_string());
-            }
-        }
-        let Some(at) = notes.last_found else {
+        let found = match notes.recent.iter().find(|(known, _)| same(known, name)) {
+            Some((_, found)) => *found,
+            None => self.look_up(notes, name),
+        };
+        let Some(at) = found else {
             return self
                 .by_pattern
                 .iter()
@@ -602,8 +602,13 @@ impl<'w> Wanted<'w> {
         };
         let (sampled, label_names) = &mut notes.named[at];
         *sampled = true;
-        for (label, _) in labels {
-            if !label_names.iter().any(|known| known == label) {
+        for (position, (label, _)) in labels.iter().enumerate() {
+            // Mostly the label names of the first sample, in its order.
+            let known = label_names
+                .get(position)
+                .is_some_and(|known| same(known, label))
+                || label_names.iter().any(|known| same(known, label));
+            if !known {
                 label_names.push(label.to_string());
             }
         }
@@ -617,6 +622,27 @@ impl<'w> Wanted<'w> {
                 .by_pattern
                 .iter()
                 .any(|selector| selector.matches(name, labels))
+    }
+
+    /// A name not among the recent ones: its selectors, and whether a
+    /// pattern selector picks it; kept among the recent names.
+    fn look_up(&self, notes: &mut Notes, name: &str) -> Option<usize> {
+        let found = self.index.get(name).copied();
+        if self.by_pattern.iter().any(|s| s.matches_names(name))
+            && !notes.by_pattern_names.iter().any(|n| n == name)
+        {
+            notes.by_pattern_names.push(name.to_string());
+        }
+        if notes.recent.len() < RECENT_NAMES {
+            notes.recent.push((name.to_string(), found));
+        } else {
+            let (known, at) = &mut notes.recent[notes.replace];
+            known.clear();
+            known.push_str(name);
+            *at = found;
+            notes.replace = (notes.replace + 1) % RECENT_NAMES;
+        }
+        found
     }
 
     /// What [`Exposition::sampled`] holds.
@@ -640,9 +666,8 @@ impl Notes {
         Notes {
             named: vec![(false, Vec::new()); wanted.named.len()],
             by_pattern_names: Vec::new(),
-            last_name: String::new(),
-            // No line has an empty name: the first line always looks up.
-            last_found: wanted.index.get("").copied(),
+            recent: Vec::with_capacity(RECENT_NAMES),
+            replace: 0,
         }
     }
 
@@ -1235,7 +1260,7 @@ fn name_length(bytes: &[u8], first: u8, rest: u8) -> usize {
 fn same_name(line: &[u8], last: &[u8]) -> Option<usize> {
     let after = line.get(last.len()).copied();
     (!last.is_empty()
-        && line.starts_with(last)
+        && memchr::arch::all::is_prefix(line, last)
         && after.is_none_or(|b| NAME_CLASSES[usize::from(b)] & METRIC_REST == 0))
     .then_some(last.len())
 }
