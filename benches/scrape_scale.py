@@ -18,6 +18,10 @@ size and tool, and the ratios. Environment:
                 Debian: apt-get install python3-prometheus-client)
   MAX_BODY      the metrics probe's max_body (default: twice the body when
                 it is over the probe's own 16 MiB default)
+  BEFORE_BIN    another monitor binary (an earlier build) measured in the
+                same rounds, with its own state, as `before`: a change's
+                cost side by side (`git worktree add /tmp/old REV && cargo
+                build --release` there)
 What each tick said of its scrape is printed: a refused scrape gets no
 ratios.
 """
@@ -175,6 +179,7 @@ def main():
                  "apt-get install python3-prometheus-client (or set PROM_PYTHON)")
     promtool = shutil.which("promtool")
     curl = shutil.which("curl")
+    before = os.environ.get("BEFORE_BIN")
     monitor = os.environ.get("MONITOR_BIN")
     if not monitor:
         subprocess.run(["cargo", "build", "--release", "--quiet"], cwd=REPO, check=True)
@@ -218,11 +223,24 @@ def main():
                                env=env, capture_output=True)
                 with open(config, "w") as f:
                     f.write(jobs_yaml(url, state, max_body, size == "node"))
+                if before:
+                    before_config = os.path.join(work, f"jobs-{size}-before.yaml")
+                    before_state = os.path.join(work, f"state-{size}-{round_}-before.db")
+                    with open(before_config, "w") as f:
+                        f.write(jobs_yaml(f"http://127.0.0.1:{port}/{size}-0.prom", before_state,
+                                          max_body, size == "node"))
+                    subprocess.run([before, "--config", before_config, "run", "scrape", "--quiet"],
+                                   env=env, capture_output=True)
+                    with open(before_config, "w") as f:
+                        f.write(jobs_yaml(url, before_state, max_body, size == "node"))
                 env["MONITOR_NOW"] = "1790000060"
                 runs = [
                     ("monitor", [monitor, "--config", config, "run", "scrape", "--quiet"], None, env),
                     ("prometheus_client", [prom_python, "-c", parse_py, body], None, None),
                 ]
+                if before:
+                    runs.insert(1, ("before", [before, "--config", before_config, "run", "scrape",
+                                               "--quiet"], None, env))
                 if promtool:
                     runs.append(("promtool", [promtool, "check", "metrics"], body, None))
                 if curl:
@@ -241,7 +259,7 @@ def main():
         server.wait()
         shutil.rmtree(work, ignore_errors=True)
 
-    tools = ["monitor", "prometheus_client", "promtool", "curl"]
+    tools = ["monitor", "before", "prometheus_client", "promtool", "curl"]
     print(f"{'series':>9} {'tool':<18} {'runs':>4} {'wall med':>10} {'CPU med':>10} {'RSS med':>9}")
     medians = {}
     for size in sizes:

@@ -1170,6 +1170,15 @@ fn parse_quoted(line: &str, start: usize) -> Result<(Cow<'_, str>, usize), Strin
 /// A sample value or timestamp: decimal or exponent notation, `NaN`,
 /// `+Inf`, `-Inf`, `Inf` (any case, as Go's `ParseFloat` reads them).
 fn parse_float(token: &str) -> Option<f64> {
+    // Most values are counts: up to 15 digits are exact in an f64, read
+    // without the general parser (the same value it gives).
+    let digits = token.as_bytes();
+    if !digits.is_empty() && digits.len() <= 15 && digits.iter().all(u8::is_ascii_digit) {
+        let count = digits
+            .iter()
+            .fold(0u64, |count, &digit| count * 10 + u64::from(digit - b'0'));
+        return Some(count as f64);
+    }
     token.parse().ok()
 }
 
@@ -1652,6 +1661,28 @@ mod tests {
         });
         assert_eq!(count, Ok(1));
         assert_eq!(seen, [("a".to_string(), true), ("b".to_string(), false)]);
+    }
+
+    #[test]
+    fn counts_read_fast_are_the_values_the_general_parser_reads() {
+        for token in [
+            "0",
+            "7",
+            "007",
+            "1234567890",
+            "999999999999999",
+            "9999999999999999",
+            "18446744073709551616",
+            "12.5",
+            "1e3",
+            "-3",
+            "+Inf",
+        ] {
+            let general: f64 = token.parse().unwrap();
+            assert_eq!(parse_float(token), Some(general), "{token}");
+        }
+        assert_eq!(parse_float(""), None);
+        assert_eq!(parse_float("12a"), None);
     }
 
     #[test]
