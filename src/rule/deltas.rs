@@ -51,31 +51,10 @@ fn increase(
     let mut first_sight = false;
     for (index, selector) in selectors.iter().enumerate() {
         let found = signals.series_matching(selector);
-        if found.is_empty() && !signals.family_present(selector) {
-            return Err(format!(
-                "no series `{selector}` this tick, and no metric family of that name in the scrape"
-            ));
-        }
         if found.is_empty()
-            && let Some(known) = signals.family_labels(selector)
-            && let Some(missing) = selector
-                .matchers
-                .iter()
-                .find(|m| !m.matches("") && !known.contains(m.label.as_str()))
+            && let Some(why) = missing(signals, selector)
         {
-            // A label no series of the family has is a typo or a rename,
-            // not a counter still at 0: that must not read as calm.
-            let known: Vec<&str> = known.into_iter().collect();
-            return Err(format!(
-                "no series `{selector}` this tick: no series of {} has a label `{}` (its labels: {})",
-                selector.name.as_deref().unwrap_or("the family"),
-                missing.label,
-                if known.is_empty() {
-                    "none".to_string()
-                } else {
-                    known.join(", ")
-                }
-            ));
+            return Err(why);
         }
         // Marks that this selector was read, series or not.
         let marker = format!("{prefix}{index}");
@@ -105,6 +84,36 @@ fn increase(
         }
     }
     Ok((!first_sight).then_some(Increase { total, reset }))
+}
+
+/// Why a selector that matches no series is missing data, not a series
+/// with nothing counted yet: its metric family is absent from the scrape,
+/// or it asks for a label no series of the family has (a typo or a
+/// rename must not read as calm). `None`: the family is there and the
+/// series has not been created yet (client libraries create a labelled
+/// series on its first increment).
+fn missing(signals: &crate::probe::Signals, selector: &Selector) -> Option<String> {
+    if !signals.family_present(selector) {
+        return Some(format!(
+            "no series `{selector}` this tick, and no metric family of that name in the scrape"
+        ));
+    }
+    let known = signals.family_labels(selector)?;
+    let absent = selector
+        .matchers
+        .iter()
+        .find(|m| !m.matches("") && !known.contains(m.label.as_str()))?;
+    let known: Vec<&str> = known.into_iter().collect();
+    Some(format!(
+        "no series `{selector}` this tick: no series of {} has a label `{}` (its labels: {})",
+        selector.name.as_deref().unwrap_or("the family"),
+        absent.label,
+        if known.is_empty() {
+            "none".to_string()
+        } else {
+            known.join(", ")
+        }
+    ))
 }
 
 fn names(selectors: &[Selector]) -> String {
@@ -307,7 +316,22 @@ pub(super) fn histogram(
             );
             return Ok((Verdict::NoData { reason: why }, Memory::default(), false));
         }
-        return Err(format!("no series `{name}_bucket` this tick"));
+        let buckets = part("_bucket");
+        if let Some(why) = missing(&observation.signals, &buckets) {
+            return Err(why);
+        }
+        // The family is there, this series not yet: no observations so
+        // far. Its first count will be all this tick's (a series that went
+        // away keeps what it had, as a counter does).
+        let next = if memory.values.contains_key("count") {
+            memory.clone()
+        } else {
+            let mut next = Memory::default();
+            next.values.insert("count".into(), 0.0);
+            next
+        };
+        let reason = format!("no observations of `{buckets}` yet (the family is in the scrape)");
+        return Ok((Verdict::Hold { reason }, next, false));
     }
     let Some(count) = observation.signals.series_sum(&part("_count")) else {
         if observation.signals.series_sum(&part("_gcount")).is_some() {

@@ -518,6 +518,58 @@ fn histogram_p99_from_per_tick_bucket_deltas_with_min_count() {
     assert!(summary(&ticks, 3, "close-p99").contains("min_count 20"));
 }
 
+/// `lat` with the label `code`, cumulative bucket counts at 0.1, 0.5, 1
+/// and +Inf.
+fn labelled_histogram(code: &str, buckets: [u32; 4], sum: f64) -> String {
+    let mut lines: Vec<String> = ["0.1", "0.5", "1", "+Inf"]
+        .iter()
+        .zip(buckets)
+        .map(|(le, count)| format!("lat_bucket{{code=\"{code}\",le=\"{le}\"}} {count}"))
+        .collect();
+    lines.push(format!("lat_count{{code=\"{code}\"}} {}", buckets[3]));
+    lines.push(format!("lat_sum{{code=\"{code}\"}} {sum}"));
+    lines.join(";")
+}
+
+/// Client libraries create a labelled histogram series on its first
+/// observation (review of issue 14): while the family is in the scrape, a
+/// series not there yet has had no observations. It is no missing data
+/// (no warning), and when it appears its whole count is this tick's, so
+/// a first burst of slow requests fires at once; a label the family does
+/// not have is still a typo, not calm.
+#[test]
+fn a_labelled_histogram_series_not_there_yet_counts_from_zero() {
+    let task = format!(
+        "{TASK}rules:\n  - {{ name: err-p99, histogram: 'lat{{code=\"500\"}}', quantile: 0.99, value: \"> 0.5\", min_count: 1 }}\n  - {{ name: typo, histogram: 'lat{{cdoe=\"500\"}}', quantile: 0.99, value: \"> 0.5\" }}\n"
+    );
+    let fast = labelled_histogram("200", [100, 100, 100, 100], 1.0);
+    let ticks = replay(
+        &task,
+        &[
+            fast.clone(),
+            fast.clone(),
+            format!("{fast};{}", labelled_histogram("500", [0, 0, 50, 50], 40.0)),
+        ],
+    );
+    assert_eq!(column(&ticks, "err-p99"), ["hold", "hold", "FIRE"]);
+    assert!(
+        summary(&ticks, 2, "err-p99").contains("50 observations this tick"),
+        "{}",
+        summary(&ticks, 2, "err-p99")
+    );
+    let no_data: Vec<_> = ticks
+        .iter()
+        .flat_map(|o| &o.tasks[0].rules)
+        .filter(|r| r.rule == "err-p99" && matches!(r.verdict, crate::rule::Verdict::NoData { .. }))
+        .collect();
+    assert!(no_data.is_empty(), "{no_data:?}");
+    assert!(
+        summary(&ticks, 0, "typo").contains("cdoe"),
+        "{}",
+        summary(&ticks, 0, "typo")
+    );
+}
+
 #[test]
 fn histogram_mean_fires_when_the_p99_bucket_does_not() {
     let name = "henyey_ledger_close_commit_seconds";

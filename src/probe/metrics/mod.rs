@@ -117,11 +117,15 @@ pub fn observe(probe: &MetricsConfig, context: &Context, out: &mut Observation) 
                 ),
                 parse::Capped::Read(why) => format!("reading the response body: {why}"),
                 parse::Capped::Invalid(e) => e.to_string(),
-                parse::Capped::TooMany { kept, count } if kept == count => format!(
+                parse::Capped::TooMany { kept, names: 0, count } if kept == count => format!(
                     "{count} series, more than max_series {cap}: none kept (a runaway exporter, or raise `max_series:` on this probe)"
                 ),
-                parse::Capped::TooMany { kept, count } => format!(
+                parse::Capped::TooMany { kept, names: 0, count } => format!(
                     "{kept} of its {count} series are ones the rules read, more than max_series {cap}: none kept (a runaway exporter, or raise `max_series:` on this probe)"
+                ),
+                parse::Capped::TooMany { kept, names, count } => format!(
+                    "{kept} of its {count} series are ones the rules read, and their `__name__` patterns pick {names} metric names (each counted as one series): {} in all, more than max_series {cap}: none kept (a runaway exporter, narrower selectors, or raise `max_series:` on this probe)",
+                    kept + names
                 ),
             })
     });

@@ -146,9 +146,12 @@ pub fn parse_exposition(body: &[u8], dialect: Dialect) -> Result<Exposition, Par
 #[derive(Debug, PartialEq)]
 pub enum Capped {
     Invalid(ParseError),
-    /// More series to keep than the cap: `kept` of the `count` in all.
+    /// More to keep than the cap: `kept` series of the `count` in all,
+    /// and the metric `names` pattern selectors pick (each costs what a
+    /// kept series costs).
     TooMany {
         kept: usize,
+        names: usize,
         count: usize,
     },
     /// A streamed body over its `max_body`.
@@ -513,14 +516,16 @@ impl<'w> Keeper<'w> {
     }
 
     fn done(mut self, count: usize) -> Result<(Exposition, usize), Capped> {
+        let mut names = 0;
         if let Some((wanted, notes)) = self.wanted {
             // A name a pattern selects costs what a kept series costs.
-            self.kept += notes.by_pattern_names.len();
+            names = notes.by_pattern_names.len();
             self.exposition.sampled = wanted.sampled(notes);
         }
-        if self.kept > self.cap {
+        if self.kept + names > self.cap {
             return Err(Capped::TooMany {
                 kept: self.kept,
+                names,
                 count,
             });
         }
@@ -1683,6 +1688,29 @@ mod tests {
         }
         assert_eq!(parse_float(""), None);
         assert_eq!(parse_float("12a"), None);
+    }
+
+    /// Review of issue 14: the refusal said "1000028 of its 1000000
+    /// series are ones the rules read" when a pattern picked 28 names
+    /// beside the series; the two are counted apart.
+    #[test]
+    fn names_a_pattern_picks_are_counted_apart_from_kept_series() {
+        let body: String = (0..5)
+            .flat_map(|n| (0..4).map(move |i| format!("m{n}{{i=\"{i}\"}} 1\n")))
+            .collect();
+        let selectors: Vec<Selector> = vec![r#"{__name__=~"m.*"}"#.parse().unwrap()];
+        let refused = parse_exposition_capped(body.as_bytes(), Dialect::Text, 10, Some(&selectors));
+        assert_eq!(
+            refused.unwrap_err(),
+            Capped::TooMany {
+                kept: 20,
+                names: 5,
+                count: 20
+            }
+        );
+        assert!(
+            parse_exposition_capped(body.as_bytes(), Dialect::Text, 25, Some(&selectors)).is_ok()
+        );
     }
 
     #[test]
