@@ -85,6 +85,26 @@ impl ProbeConfig for MetricsConfig {
     }
 }
 
+/// The body's reader, its timeout said as one: ureq hands it on as an
+/// `Other` error holding `ureq::Error::Timeout`.
+struct TimeoutsNamed<R>(R);
+
+impl<R: std::io::Read> std::io::Read for TimeoutsNamed<R> {
+    fn read(&mut self, buffer: &mut [u8]) -> std::io::Result<usize> {
+        self.0.read(buffer).map_err(|e| {
+            let timeout = e
+                .get_ref()
+                .and_then(|inner| inner.downcast_ref::<ureq::Error>())
+                .is_some_and(|inner| matches!(inner, ureq::Error::Timeout(_)));
+            if timeout {
+                std::io::Error::new(std::io::ErrorKind::TimedOut, e)
+            } else {
+                e
+            }
+        })
+    }
+}
+
 /// Scrapes the endpoint and adds every series. Signals: `up` (1/0),
 /// `scrape_ms` and `series` (their count). Every mode scrapes the same way:
 /// a scrape consumes nothing.
@@ -103,17 +123,23 @@ pub fn observe(probe: &MetricsConfig, context: &Context, out: &mut Observation) 
             .max_series
             .map_or(DEFAULT_MAX_SERIES, std::num::NonZeroUsize::get);
         let max_body = probe.max_body.unwrap_or(DEFAULT_MAX_BODY).0;
-        let body = scrape
-            .response
-            .body_mut()
-            .with_config()
-            .limit(u64::MAX)
-            .reader();
+        let body = TimeoutsNamed(
+            scrape
+                .response
+                .body_mut()
+                .with_config()
+                .limit(u64::MAX)
+                .reader(),
+        );
         parse::parse_exposition_streamed(body, scrape.dialect, max_body, cap, probe.wanted.as_deref())
             .map_err(|e| match e {
                 parse::Capped::TooBig => format!(
                     "the response is larger than max_body ({}); a partial scrape is not judged: raise `max_body` on this probe if the target is that big",
                     crate::config::format_bytes(max_body as f64)
+                ),
+                parse::Capped::TimedOut => format!(
+                    "the body was not all read within {} (the timeout): a partial scrape is not judged; raise `timeout:` if the target is that slow",
+                    crate::config::Duration(probe_timeout.unwrap_or(context.timeout))
                 ),
                 parse::Capped::Read(why) => format!("reading the response body: {why}"),
                 parse::Capped::Invalid(e) => e.to_string(),
@@ -421,6 +447,34 @@ mod tests {
         assert_eq!(
             out.checks[0].summary,
             format!("{url}: no answer within 200ms")
+        );
+    }
+
+    /// Review of issue 14: a body that stops arriving said "reading the
+    /// response body: timeout: global"; it says which timeout ran out.
+    #[test]
+    fn a_body_that_stops_arriving_fails_naming_the_timeout() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/metrics", listener.local_addr().unwrap());
+        let server = std::thread::spawn(move || {
+            let (mut stream, _) = listener.accept().unwrap();
+            let mut request = [0u8; 1024];
+            let _ = std::io::Read::read(&mut stream, &mut request);
+            let head =
+                "HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: 1000\r\n\r\n";
+            std::io::Write::write_all(&mut stream, head.as_bytes()).unwrap();
+            std::io::Write::write_all(&mut stream, b"up 1\nnode_load1 0.5\n").unwrap();
+            std::thread::sleep(Duration::from_millis(800));
+        });
+        let out = scrape(&probe(&format!("url: {url}\ntimeout: 300ms")), Mode::Tick);
+        server.join().unwrap();
+        assert_eq!(out.checks[0].status, CheckStatus::Failed);
+        assert!(
+            out.checks[0]
+                .summary
+                .contains("the body was not all read within 300ms"),
+            "{}",
+            out.checks[0].summary
         );
     }
 

@@ -156,6 +156,8 @@ pub enum Capped {
     },
     /// A streamed body over its `max_body`.
     TooBig,
+    /// A streamed body not read to its end within the timeout.
+    TimedOut,
     /// A streamed body that could not be read to its end.
     Read(String),
 }
@@ -206,7 +208,7 @@ pub fn parse_exposition_streamed(
             buffer.resize(start + CHUNK, 0);
             let read = match read_some(&mut body, &mut buffer[start..]) {
                 Ok(read) => read,
-                Err(why) => break Some(Capped::Read(why)),
+                Err(stopped) => break Some(stopped),
             };
             buffer.truncate(start + read);
             total += read as u64;
@@ -250,12 +252,13 @@ pub fn parse_exposition_streamed(
 }
 
 /// One read of `body` into `buffer`, again when interrupted.
-fn read_some(body: &mut impl std::io::Read, buffer: &mut [u8]) -> Result<usize, String> {
+fn read_some(body: &mut impl std::io::Read, buffer: &mut [u8]) -> Result<usize, Capped> {
     loop {
         match body.read(buffer) {
             Ok(read) => return Ok(read),
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e.to_string()),
+            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => return Err(Capped::TimedOut),
+            Err(e) => return Err(Capped::Read(e.to_string())),
         }
     }
 }
