@@ -284,12 +284,16 @@ pub(super) fn histogram(
         matchers: metric.matchers.clone(),
         braced: true,
     };
-    // Cumulative bucket counts by upper bound, summed over other labels.
+    // Cumulative bucket counts by upper bound, summed over other labels,
+    // and each series' own (its labels but `le`): a reset is per series.
     let mut buckets: BTreeMap<String, (f64, f64)> = BTreeMap::new();
+    let mut each: BTreeMap<String, f64> = BTreeMap::new();
     for (_, labels, value) in observation.signals.series_matching(&part("_bucket")) {
         let Some((_, le)) = labels.iter().find(|(k, _)| k == "le") else {
             continue;
         };
+        let own: Vec<(String, String)> =
+            labels.iter().filter(|(k, _)| k != "le").cloned().collect();
         let Some(bound) = parse_bound(le) else {
             return Ok((
                 broken(name, &format!("a bucket has le={le:?}, not a number")),
@@ -298,7 +302,17 @@ pub(super) fn histogram(
             ));
         };
         let key = format!("b{}", format_number(bound));
+        *each
+            .entry(format!("{}|{key}", series_of(&own)))
+            .or_insert(0.0) += value;
         buckets.entry(key).or_insert((bound, 0.0)).1 += value;
+    }
+    for (suffix, what) in [("_count", "count"), ("_sum", "sum")] {
+        for (_, labels, value) in observation.signals.series_matching(&part(suffix)) {
+            *each
+                .entry(format!("{}|{what}", series_of(labels)))
+                .or_insert(0.0) += value;
+        }
     }
     if buckets.is_empty() {
         let quantiles = observation
@@ -354,18 +368,48 @@ pub(super) fn histogram(
     for (key, (_, value)) in &buckets {
         next.values.insert(key.clone(), *value);
     }
+    let per_series = each.len() + next.values.len() < MAX_REMEMBERED;
+    if per_series {
+        next.values.insert(PER_SERIES.into(), 1.0);
+        for (key, value) in &each {
+            next.values.insert(format!("s{key}"), *value);
+        }
+        // A series absent this tick keeps its last counts: if it comes
+        // back, it counts from there (bounded, as counters are).
+        for (key, value) in &memory.values {
+            if next.values.len() >= MAX_REMEMBERED {
+                break;
+            }
+            if key.starts_with('s') && key.contains('|') {
+                next.values.entry(key.clone()).or_insert(*value);
+            }
+        }
+    }
     let Some(previous_count) = memory.values.get("count").copied() else {
         return Ok((first_sight(name), next, false));
     };
-    let reset = count < previous_count;
-    let delta = |key: &str, now: f64| {
-        if reset {
-            now
-        } else {
-            now - memory.values.get(key).copied().unwrap_or(0.0)
+    let (deltas, reset) = if memory.values.contains_key(PER_SERIES) {
+        series_deltas(&each, memory)
+    } else {
+        // Remembered as one sum (too many series, or an earlier build).
+        let reset = count < previous_count;
+        let mut totals: BTreeMap<String, f64> = buckets
+            .iter()
+            .map(|(key, (_, value))| (key.clone(), *value))
+            .collect();
+        totals.insert("count".into(), count);
+        if let Some(sum) = sum {
+            totals.insert("sum".into(), sum);
         }
+        for (key, now) in totals.iter_mut() {
+            if !reset {
+                *now -= memory.values.get(key).copied().unwrap_or(0.0);
+            }
+        }
+        (totals, reset)
     };
-    let count_delta = delta("count", count);
+    let delta = |key: &str| deltas.get(key).copied().unwrap_or(0.0);
+    let count_delta = delta("count");
     if count_delta <= 0.0 || count_delta < min_count {
         let reason = format!(
             "{} observations of {} this tick (min_count {}): skipped",
@@ -377,7 +421,7 @@ pub(super) fn histogram(
     }
     let mut bounds: Vec<(f64, f64)> = buckets
         .iter()
-        .map(|(key, (bound, value))| (*bound, delta(key, *value)))
+        .map(|(key, (bound, _))| (*bound, delta(key)))
         .collect();
     bounds.sort_by(|a, b| a.0.total_cmp(&b.0));
     let mut verdicts = Vec::new();
@@ -416,7 +460,8 @@ pub(super) fn histogram(
         verdicts.push(compare(rule, severity, &what, bound, None));
     }
     if mean && let Some(sum) = sum {
-        let average = delta("sum", sum) / count_delta;
+        let _ = sum;
+        let average = delta("sum") / count_delta;
         let what = format!(
             "mean of {} ({} observations this tick)",
             name,
@@ -432,6 +477,50 @@ pub(super) fn histogram(
         .cloned()
         .ok_or_else(|| format!("no `{name}_sum` for the mean"))?;
     Ok((verdict, next, reset))
+}
+
+/// Marks a histogram's memory as holding each series' counts.
+const PER_SERIES: &str = "per_series";
+
+/// A histogram series' name in memory: its labels but `le`.
+fn series_of(labels: &[(String, String)]) -> String {
+    let labels: Vec<String> = labels.iter().map(|(k, v)| format!("{k}={v:?}")).collect();
+    labels.join(",")
+}
+
+/// This tick's observations of a histogram, by `count`, `sum` and bucket
+/// key, summed over its series, each series against its own last counts
+/// (`each`: `series|key` → value): a series whose count went down was
+/// reset (and counts its current values), a series new since the last
+/// tick counts from zero, as counters do. Also whether any was reset.
+fn series_deltas(each: &BTreeMap<String, f64>, memory: &Memory) -> (BTreeMap<String, f64>, bool) {
+    let mut deltas: BTreeMap<String, f64> = BTreeMap::new();
+    let mut reset = false;
+    let mut series: Vec<&str> = each
+        .keys()
+        .filter_map(|key| key.rsplit_once('|').map(|(series, _)| series))
+        .collect();
+    series.dedup();
+    for one in series {
+        let before = |what: &str| memory.values.get(&format!("s{one}|{what}")).copied();
+        let now = |what: &str| each.get(&format!("{one}|{what}")).copied();
+        let was_reset =
+            matches!((now("count"), before("count")), (Some(now), Some(before)) if now < before);
+        reset |= was_reset;
+        let prefix = format!("{one}|");
+        for (key, value) in each.range(prefix.clone()..) {
+            let Some(what) = key.strip_prefix(&prefix) else {
+                break;
+            };
+            let increase = if was_reset {
+                *value
+            } else {
+                value - before(what).unwrap_or(0.0)
+            };
+            *deltas.entry(what.to_string()).or_insert(0.0) += increase;
+        }
+    }
+    (deltas, reset)
 }
 
 /// A histogram whose buckets cannot give a quantile: a warning on the

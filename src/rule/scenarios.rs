@@ -87,6 +87,11 @@ fn observation(scrape: &str, task: &crate::config::Task) -> Observation {
 /// Runs `task` (YAML of one task) over `scrapes`, one minute apart, and
 /// returns each tick's outcome.
 fn replay(task: &str, scrapes: &[String]) -> Vec<Outcome> {
+    replay_config(&yaml_of(task), scrapes)
+}
+
+/// jobs.yaml of one profile holding `task`.
+fn yaml_of(task: &str) -> String {
     let indented: String = task
         .lines()
         .enumerate()
@@ -98,10 +103,9 @@ fn replay(task: &str, scrapes: &[String]) -> Vec<Outcome> {
             }
         })
         .collect();
-    let yaml = format!(
+    format!(
         "version: 1\nhost: h\nprofiles:\n  p:\n    cron: \"* * * * *\"\n    announce: false\n    tasks:\n{indented}"
-    );
-    replay_config(&yaml, scrapes)
+    )
 }
 
 /// Runs the first task of the first profile of `yaml` over `scrapes`.
@@ -568,6 +572,80 @@ fn a_labelled_histogram_series_not_there_yet_counts_from_zero() {
         "{}",
         summary(&ticks, 0, "typo")
     );
+}
+
+/// Review of issue 14: summed over several series (a federate endpoint,
+/// two instances), a reset is per series. Instance a restarts (1000 fast
+/// observations, then 100 slow ones from zero) while b goes from 0 to
+/// 1000 fast ones: 1100 observations this tick, p50 0.1 and mean ~0.16,
+/// not "p50 = 1" from the summed count going up by 100.
+#[test]
+fn a_histogram_over_several_series_counts_a_reset_per_series() {
+    let task = format!(
+        "{TASK}rules:\n  - {{ name: p50, histogram: lat, quantile: 0.5, mean: true, value: \"> 0.5\" }}\n"
+    );
+    let tick = |a: [u32; 4], a_sum: f64, b: [u32; 4], b_sum: f64| {
+        format!(
+            "{};{}",
+            labelled_histogram("a", a, a_sum),
+            labelled_histogram("b", b, b_sum)
+        )
+    };
+    let ticks = replay(
+        &task,
+        &[
+            tick([1000, 1000, 1000, 1000], 50.0, [0, 0, 0, 0], 0.0),
+            tick([0, 0, 100, 100], 80.0, [1000, 1000, 1000, 1000], 100.0),
+            // b restarts alone: 10 fast observations.
+            tick([0, 0, 100, 100], 80.0, [10, 10, 10, 10], 0.5),
+        ],
+    );
+    assert_eq!(column(&ticks, "p50"), ["hold", "ok", "ok"]);
+    let said = summary(&ticks, 1, "p50");
+    assert!(said.contains("1100 observations this tick"), "{said}");
+    let said = summary(&ticks, 2, "p50");
+    assert!(said.contains("10 observations this tick"), "{said}");
+}
+
+/// A histogram remembered as one sum (by an earlier build, or with too
+/// many series) is judged from the sums once, then per series: the
+/// upgrade neither holds a tick nor counts every series as new.
+#[test]
+fn a_histogram_remembered_as_one_sum_is_judged_from_the_sums() {
+    let task = format!(
+        "{TASK}rules:\n  - {{ name: p50, histogram: lat, quantile: 0.5, value: \"> 0.5\" }}\n"
+    );
+    let tick = |a: [u32; 4]| labelled_histogram("a", a, 1.0);
+    let scrapes = [
+        tick([100, 100, 100, 100]),
+        tick([100, 100, 110, 110]),
+        tick([200, 200, 210, 210]),
+    ];
+    let mut rewritten = 0;
+    let ticks = replay_with(&yaml_of(&task), &scrapes, |n, prior| {
+        if n != 1 {
+            return;
+        }
+        // What the earlier build stored: the sums only.
+        for value in prior
+            .tasks
+            .values_mut()
+            .flat_map(|memory| memory.values_mut())
+        {
+            if let Ok(mut memory) = serde_json::from_str::<crate::rule::Memory>(value)
+                && memory.values.remove("per_series").is_some()
+            {
+                memory.values.retain(|key, _| !key.contains('|'));
+                *value = serde_json::to_string(&memory).unwrap();
+                rewritten += 1;
+            }
+        }
+    });
+    assert_eq!(rewritten, 1);
+    // 10 slow observations (as one sum), then 100 fast (per series).
+    assert_eq!(column(&ticks, "p50"), ["hold", "FIRE", "RESOLVE"]);
+    let said = summary(&ticks, 1, "p50");
+    assert!(said.contains("10 observations this tick"), "{said}");
 }
 
 #[test]
