@@ -77,6 +77,37 @@ pub fn describe_error(error: &ureq::Error, timeout: Duration) -> String {
     }
 }
 
+/// A response body's reader whose errors say, for an operator, why the
+/// body could not be read to its end: ureq hands a timeout on as an
+/// `Other` error holding `ureq::Error::Timeout` ("timeout: global").
+pub fn described_body<R: std::io::Read>(body: R, timeout: Duration) -> impl std::io::Read {
+    DescribedBody { body, timeout }
+}
+
+struct DescribedBody<R> {
+    body: R,
+    timeout: Duration,
+}
+
+impl<R: std::io::Read> std::io::Read for DescribedBody<R> {
+    fn read(&mut self, buffer: &mut [u8]) -> std::io::Result<usize> {
+        self.body.read(buffer).map_err(|e| {
+            let why = match e.get_ref().and_then(|inner| inner.downcast_ref::<ureq::Error>()) {
+                Some(ureq::Error::Timeout(_)) => format!(
+                    "the body was not all read within {} (the timeout): a partial response is not judged; raise `timeout:` if the target is that slow",
+                    crate::config::Duration(self.timeout)
+                ),
+                Some(inner) => format!(
+                    "reading the response body: {}",
+                    describe_error(inner, self.timeout)
+                ),
+                None => format!("reading the response body: {e}"),
+            };
+            std::io::Error::new(e.kind(), why)
+        })
+    }
+}
+
 /// The start of a response body on one line, `": …"`, for error messages.
 pub fn body_excerpt(body: &[u8]) -> String {
     let text = String::from_utf8_lossy(&body[..body.len().min(200)]);

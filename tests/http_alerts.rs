@@ -742,3 +742,30 @@ fn notify_resolved_false_records_the_resolution_silently() {
     assert_eq!(statuses(&ws, "health"), vec!["firing", "resolved"]);
     assert!(live_alerts(&ws).is_empty());
 }
+
+/// A server that answers its headers and then stops sending the body (a
+/// hung backend behind a proxy): the task fails at its timeout, naming it,
+/// not "timeout: global".
+#[test]
+fn a_body_that_stops_arriving_fails_naming_the_timeout() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/health", listener.local_addr().unwrap());
+    let server = std::thread::spawn(move || {
+        let (mut stream, _) = listener.accept().unwrap();
+        let mut request = [0u8; 4096];
+        let _ = std::io::Read::read(&mut stream, &mut request);
+        let head = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{\"ok\":";
+        std::io::Write::write_all(&mut stream, head.as_bytes()).unwrap();
+        std::thread::sleep(Duration::from_millis(2500));
+    });
+    let task =
+        format!("      - name: api\n        timeout: 1s\n        http: {{ url: \"{url}\" }}\n");
+    let ws = Workspace::new(&jobs(None, &task));
+    let out = ws.run_at(minute(0), "p", &[]);
+    let line = assert_fired_once(&ws, &out);
+    assert!(
+        line.contains("the body was not all read within 1s"),
+        "{line}"
+    );
+    server.join().unwrap();
+}

@@ -163,14 +163,11 @@ fn request(probe: &HttpConfig, limits: &Limits) -> Result<Response, String> {
     let status = response.status().as_u16();
     let cap = probe.max_body.0;
     let mut body = Vec::new();
-    response
-        .body_mut()
-        .with_config()
-        .limit(u64::MAX)
-        .reader()
+    let reader = response.body_mut().with_config().limit(u64::MAX).reader();
+    crate::http_client::described_body(reader, limits.configured)
         .take(cap + 1)
         .read_to_end(&mut body)
-        .map_err(|e| format!("reading the response body: {e}"))?;
+        .map_err(|e| e.to_string())?;
     let truncated = body.len() as u64 > cap;
     body.truncate(usize::try_from(cap).unwrap_or(usize::MAX));
     let latency_ms = started.elapsed().as_secs_f64() * 1000.0;

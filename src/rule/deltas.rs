@@ -25,8 +25,7 @@ struct Increase {
 const MAX_REMEMBERED: usize = 10_000;
 
 fn series_key(prefix: &str, index: usize, name: &str, labels: &[(String, String)]) -> String {
-    let labels: Vec<String> = labels.iter().map(|(k, v)| format!("{k}={v:?}")).collect();
-    format!("{prefix}{index}:{name}{{{}}}", labels.join(","))
+    format!("{prefix}{index}:{name}{{{}}}", series_of(labels))
 }
 
 /// Sums the per-series increase of everything `selectors` match and stores
@@ -459,8 +458,7 @@ pub(super) fn histogram(
         );
         verdicts.push(compare(rule, severity, &what, bound, None));
     }
-    if mean && let Some(sum) = sum {
-        let _ = sum;
+    if mean && sum.is_some() {
         let average = delta("sum") / count_delta;
         let what = format!(
             "mean of {} ({} observations this tick)",
@@ -482,7 +480,7 @@ pub(super) fn histogram(
 /// Marks a histogram's memory as holding each series' counts.
 const PER_SERIES: &str = "per_series";
 
-/// A histogram series' name in memory: its labels but `le`.
+/// A series' labels as memory keys hold them (a histogram's without `le`).
 fn series_of(labels: &[(String, String)]) -> String {
     let labels: Vec<String> = labels.iter().map(|(k, v)| format!("{k}={v:?}")).collect();
     labels.join(",")

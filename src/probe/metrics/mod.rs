@@ -85,26 +85,6 @@ impl ProbeConfig for MetricsConfig {
     }
 }
 
-/// The body's reader, its timeout said as one: ureq hands it on as an
-/// `Other` error holding `ureq::Error::Timeout`.
-struct TimeoutsNamed<R>(R);
-
-impl<R: std::io::Read> std::io::Read for TimeoutsNamed<R> {
-    fn read(&mut self, buffer: &mut [u8]) -> std::io::Result<usize> {
-        self.0.read(buffer).map_err(|e| {
-            let timeout = e
-                .get_ref()
-                .and_then(|inner| inner.downcast_ref::<ureq::Error>())
-                .is_some_and(|inner| matches!(inner, ureq::Error::Timeout(_)));
-            if timeout {
-                std::io::Error::new(std::io::ErrorKind::TimedOut, e)
-            } else {
-                e
-            }
-        })
-    }
-}
-
 /// Scrapes the endpoint and adds every series. Signals: `up` (1/0),
 /// `scrape_ms` and `series` (their count). Every mode scrapes the same way:
 /// a scrape consumes nothing.
@@ -123,13 +103,14 @@ pub fn observe(probe: &MetricsConfig, context: &Context, out: &mut Observation) 
             .max_series
             .map_or(DEFAULT_MAX_SERIES, std::num::NonZeroUsize::get);
         let max_body = probe.max_body.unwrap_or(DEFAULT_MAX_BODY).0;
-        let body = TimeoutsNamed(
+        let body = crate::http_client::described_body(
             scrape
                 .response
                 .body_mut()
                 .with_config()
                 .limit(u64::MAX)
                 .reader(),
+            context.limit(probe_timeout),
         );
         parse::parse_exposition_streamed(body, scrape.dialect, max_body, cap, probe.wanted.as_deref())
             .map_err(|e| match e {
@@ -137,11 +118,7 @@ pub fn observe(probe: &MetricsConfig, context: &Context, out: &mut Observation) 
                     "the response is larger than max_body ({}); a partial scrape is not judged: raise `max_body` on this probe if the target is that big",
                     crate::config::format_bytes(max_body as f64)
                 ),
-                parse::Capped::TimedOut => format!(
-                    "the body was not all read within {} (the timeout): a partial scrape is not judged; raise `timeout:` if the target is that slow",
-                    crate::config::Duration(probe_timeout.unwrap_or(context.timeout))
-                ),
-                parse::Capped::Read(why) => format!("reading the response body: {why}"),
+                parse::Capped::Read(why) => why,
                 parse::Capped::Invalid(e) => e.to_string(),
                 parse::Capped::TooMany { kept, names: 0, count } if kept == count => format!(
                     "{count} series, more than max_series {cap}: none kept (a runaway exporter, or raise `max_series:` on this probe)"
@@ -259,14 +236,11 @@ fn fetch(
     if !(200..300).contains(&status) {
         // Of an error page only the start is shown.
         let mut body = Vec::new();
-        response
-            .body_mut()
-            .with_config()
-            .limit(u64::MAX)
-            .reader()
+        let reader = response.body_mut().with_config().limit(u64::MAX).reader();
+        crate::http_client::described_body(reader, configured)
             .take(200)
             .read_to_end(&mut body)
-            .map_err(|e| format!("reading the response body: {e}"))?;
+            .map_err(|e| e.to_string())?;
         return Err(format!(
             "HTTP {status}{}",
             crate::http_client::body_excerpt(&body)

@@ -156,8 +156,6 @@ pub enum Capped {
     },
     /// A streamed body over its `max_body`.
     TooBig,
-    /// A streamed body not read to its end within the timeout.
-    TimedOut,
     /// A streamed body that could not be read to its end.
     Read(String),
 }
@@ -257,7 +255,6 @@ fn read_some(body: &mut impl std::io::Read, buffer: &mut [u8]) -> Result<usize, 
         match body.read(buffer) {
             Ok(read) => return Ok(read),
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => return Err(Capped::TimedOut),
             Err(e) => return Err(Capped::Read(e.to_string())),
         }
     }
