@@ -10,7 +10,10 @@ Expositions are generated (about 20 families: gauges and counters with
 instance/job/reason labels, histograms with 10 buckets); the size `node`
 is the real node_exporter capture in tests/fixtures/metrics (507 series)
 with 30 rules of the kinds seed 003 writes on it. They are served by
-`python3 -m http.server` on 127.0.0.1. Each round measures every size with
+nginx on 127.0.0.1 (Debian's nginx-light, as a real exporter serves them:
+a Go exporter writes a scrape as fast as the loopback takes it), or by
+`python3 -m http.server` where nginx is missing (slower to send than most
+tools are to read: the curl line shows the transfer's own cost). Each round measures every size with
 every tool in turn. Prints wall, CPU (user+sys) and peak-RSS medians per
 size and tool, and the ratios. Environment:
   MONITOR_BIN   the binary (default: `cargo build --release`)
@@ -18,6 +21,7 @@ size and tool, and the ratios. Environment:
                 Debian: apt-get install python3-prometheus-client)
   MAX_BODY      the metrics probe's max_body (default: twice the body when
                 it is over the probe's own 16 MiB default)
+  SERVER        `nginx` or `python` (default: nginx when installed)
   BEFORE_BIN    another monitor binary (an earlier build) measured in the
                 same rounds, with its own state, as `before`: a change's
                 cost side by side (`git worktree add /tmp/old REV && cargo
@@ -154,6 +158,32 @@ def free_port():
         return s.getsockname()[1]
 
 
+def serve(work, port):
+    """A static server of `work` on 127.0.0.1:`port`, and its name."""
+    kind = os.environ.get("SERVER") or ("nginx" if shutil.which("nginx") else "python")
+    if kind == "python":
+        print(f"serving with python3 -m http.server on 127.0.0.1:{port}", file=sys.stderr)
+        return subprocess.Popen([sys.executable, "-m", "http.server", str(port), "--bind",
+                                 "127.0.0.1", "--directory", work],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    nginx = shutil.which("nginx") or sys.exit("SERVER=nginx, but nginx is not installed "
+                                              "(apt-get install nginx-light)")
+    conf = os.path.join(work, "nginx.conf")
+    with open(conf, "w") as f:
+        # Workers run as the user running the bench (root: not nobody,
+        # who cannot read the private work directory).
+        f.write(("user root;\n" if os.geteuid() == 0 else "")
+                + f"daemon off;\nworker_processes 1;\npid {work}/nginx.pid;\n"
+                f"error_log {work}/nginx-error.log;\nevents {{ worker_connections 64; }}\n"
+                f"http {{ access_log off; sendfile on; tcp_nopush on;\n"
+                f"  client_body_temp_path {work}; proxy_temp_path {work}; fastcgi_temp_path {work};\n"
+                f"  uwsgi_temp_path {work}; scgi_temp_path {work};\n"
+                f"  server {{ listen 127.0.0.1:{port}; root {work}; }} }}\n")
+    print(f"serving with nginx on 127.0.0.1:{port}", file=sys.stderr)
+    return subprocess.Popen([nginx, "-c", conf, "-p", work],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
 def measure(argv, stdin=None, env=None):
     """wall ms, CPU ms, peak RSS KiB, exit code of one run of argv."""
     command = [sys.executable, "-I", "-S", MEASURE, "run", "--cpu"]
@@ -188,9 +218,7 @@ def main():
 
     work = tempfile.mkdtemp(prefix="scrape-scale-")
     port = free_port()
-    server = subprocess.Popen([sys.executable, "-m", "http.server", str(port), "--bind",
-                               "127.0.0.1", "--directory", work],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = serve(work, port)
     results = {}
     seen = {}
     bodies = {}
