@@ -29,3 +29,4 @@ mod silence;
 mod state_commands;
 pub mod store;
 mod tick;
+mod tls;

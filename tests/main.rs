@@ -16,6 +16,7 @@ mod http_alerts;
 mod lag;
 mod log_probe;
 mod metrics_parse;
+mod network_checks;
 mod notify_alertmanager;
 mod notify_feishu;
 mod notify_github;

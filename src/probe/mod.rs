@@ -16,6 +16,7 @@ pub mod metrics;
 pub(crate) mod pool;
 pub(crate) mod process;
 pub(crate) mod self_check;
+pub(crate) mod tcp;
 
 // Every probe kind, by its config key: the one list. A new probe is a
 // `mod` line above and a line here (see `kinds.rs`).
@@ -27,6 +28,8 @@ probe_kinds! {
     lag => Lag(lag::LagConfig),
     process => Process(process::ProcessConfig),
     disk => Disk(disk::DiskConfig),
+    tcp => Tcp(tcp::TcpConfig),
+    tls => Tls(tcp::TlsConfig),
     self_check => SelfCheck(self_check::SelfCheckConfig),
 }
 

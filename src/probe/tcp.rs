@@ -1,0 +1,422 @@
+//! The `tcp` probe: a connection to host:port within the timeout,
+//! optionally bytes sent and an answer expected (a regex on what the
+//! server writes first, read up to `max_read`), optionally over TLS. The
+//! `tls` probe is the same connection with TLS on, judged by its
+//! certificate: expiry, chain, hostname (see `crate::tls`).
+
+use super::kinds::ProbeConfig;
+use super::{Check, CheckStatus, Context, Observation};
+use crate::config::{self, ByteSize, Pattern, Text, yes};
+use crate::tls::{Certificate, Pin, Trust};
+use serde::Deserialize;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+/// `tcp`: connect, maybe send, maybe expect, maybe over TLS.
+#[derive(Deserialize, Debug, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct TcpConfig {
+    pub host: Text,
+    /// Required for `tcp`; 443 for `tls`.
+    #[serde(default)]
+    pub port: Option<u16>,
+    #[serde(default)]
+    pub timeout: Option<config::Duration>,
+    /// Written once connected (YAML escapes: `"PING\r\n"`).
+    #[serde(default)]
+    pub send: Option<Text>,
+    /// A regex the first bytes the server writes must match.
+    #[serde(default)]
+    pub expect: Option<Pattern>,
+    /// How much of the answer `expect` reads at most.
+    #[serde(default = "default_max_read")]
+    pub max_read: ByteSize,
+    /// TLS on the connection (always on for the `tls` probe).
+    #[serde(default)]
+    pub tls: bool,
+    /// The name the certificate must be for (and the SNI sent); `host`
+    /// when not given.
+    #[serde(default)]
+    pub server_name: Option<Text>,
+    /// Off: the chain and hostname are still reported, not judged.
+    #[serde(default = "yes")]
+    pub tls_verify: bool,
+    /// PEM certificates trusted instead of Mozilla's roots.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    #[serde(default)]
+    pub pin_sha256: Option<Pin>,
+    #[serde(default = "default_warn_days")]
+    pub cert_warn_days: f64,
+    #[serde(default = "default_critical_days")]
+    pub cert_critical_days: f64,
+}
+
+fn default_max_read() -> ByteSize {
+    ByteSize(4096)
+}
+
+/// A certificate that expires within this many days is a warning.
+pub const DEFAULT_WARN_DAYS: f64 = 14.0;
+/// … and within this many, critical.
+pub const DEFAULT_CRITICAL_DAYS: f64 = 3.0;
+
+fn default_warn_days() -> f64 {
+    DEFAULT_WARN_DAYS
+}
+
+fn default_critical_days() -> f64 {
+    DEFAULT_CRITICAL_DAYS
+}
+
+/// `tls`: a TLS connection judged by its certificate; the keys of `tcp`,
+/// TLS always on, port 443 unless given.
+#[derive(Debug, Clone)]
+pub struct TlsConfig(pub TcpConfig);
+
+impl<'de> Deserialize<'de> for TlsConfig {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<TlsConfig, D::Error> {
+        let mut config = TcpConfig::deserialize(d)?;
+        config.tls = true;
+        config.port.get_or_insert(443);
+        Ok(TlsConfig(config))
+    }
+}
+
+impl TcpConfig {
+    fn check(&self, probe: &str) -> Result<(), String> {
+        if self.port.is_none() {
+            return Err(format!(
+                "a `{probe}` probe needs `port` (the TCP port to connect to)"
+            ));
+        }
+        if self.port == Some(0) {
+            return Err(format!("`{probe}`: port 0 cannot be connected to"));
+        }
+        let tls_keys = self.server_name.is_some()
+            || self.ca_file.is_some()
+            || self.pin_sha256.is_some()
+            || !self.tls_verify;
+        if !self.tls && tls_keys {
+            return Err(format!(
+                "`server_name`, `ca_file`, `pin_sha256` and `tls_verify` judge a TLS certificate: add `tls: true` to this `{probe}` probe"
+            ));
+        }
+        if self.max_read.0 == 0 {
+            return Err(format!("`{probe}`: `max_read: 0` reads no answer"));
+        }
+        if !(self.cert_critical_days >= 0.0 && self.cert_warn_days >= self.cert_critical_days) {
+            return Err(format!(
+                "`{probe}`: cert_warn_days ({}) must be at least cert_critical_days ({}), both ≥ 0",
+                self.cert_warn_days, self.cert_critical_days
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl ProbeConfig for TcpConfig {
+    fn observe(&self, context: &Context, out: &mut Observation) {
+        observe(self, "tcp", context, out);
+    }
+
+    fn check(&self) -> Result<(), String> {
+        self.check("tcp")
+    }
+
+    fn relative_paths(&mut self) -> Vec<&mut PathBuf> {
+        self.ca_file.iter_mut().collect()
+    }
+}
+
+impl ProbeConfig for TlsConfig {
+    fn observe(&self, context: &Context, out: &mut Observation) {
+        observe(&self.0, "tls", context, out);
+    }
+
+    fn check(&self) -> Result<(), String> {
+        self.0.check("tls")
+    }
+
+    fn relative_paths(&mut self) -> Vec<&mut PathBuf> {
+        self.0.ca_file.iter_mut().collect()
+    }
+}
+
+/// Connects (and the rest), recording `up`, `connect_ms` and, with TLS,
+/// `handshake_ms`, `cert_days_left`, `cert_chain_ok`, `cert_hostname_ok`.
+pub fn observe(probe: &TcpConfig, name: &'static str, context: &Context, out: &mut Observation) {
+    let port = probe.port.unwrap_or(443);
+    let host = probe.host.as_str();
+    let target = if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    };
+    let (status, summary) = match talk(probe, name, &target, context, out) {
+        Ok(said) => said,
+        Err(why) => {
+            out.signals.set_probe(name, "up", 0.0);
+            (CheckStatus::Failed, why)
+        }
+    };
+    out.checks.push(Check {
+        probe: name,
+        status,
+        summary: format!("{target}: {summary}"),
+    });
+}
+
+fn talk(
+    probe: &TcpConfig,
+    name: &'static str,
+    target: &str,
+    context: &Context,
+    out: &mut Observation,
+) -> Result<(CheckStatus, String), String> {
+    let probe_timeout = probe.timeout.map(|t| t.std());
+    let limit = context.limit(probe_timeout);
+    let (_slot, budget) =
+        super::host_limit::within(&format!("tcp://{target}/"), context.budget(probe_timeout))?;
+    let deadline = Instant::now() + budget;
+    let addresses: Vec<SocketAddr> = (probe.host.as_str(), probe.port.unwrap_or(443))
+        .to_socket_addrs()
+        .map_err(|e| format!("cannot resolve {}: {e}", probe.host))?
+        .collect();
+    let started = Instant::now();
+    let stream = connect(&addresses, deadline, limit)?;
+    let connect_ms = started.elapsed().as_secs_f64() * 1000.0;
+    out.signals.set_probe(name, "up", 1.0);
+    out.signals
+        .set_probe(name, "connect_ms", connect_ms.round());
+    let mut said = vec![format!("connected in {connect_ms:.0} ms")];
+    let mut status = CheckStatus::Ok;
+    let left = || {
+        deadline
+            .saturating_duration_since(Instant::now())
+            .max(Duration::from_millis(1))
+    };
+    stream
+        .set_read_timeout(Some(left()))
+        .and_then(|()| stream.set_write_timeout(Some(left())))
+        .map_err(|e| format!("setting the socket's timeouts: {e}"))?;
+    let mut conversation: Box<dyn ReadWrite> = if probe.tls {
+        let server_name = probe
+            .server_name
+            .as_ref()
+            .map_or(probe.host.as_str(), Text::as_str);
+        let trust = Trust {
+            server_name,
+            ca_file: probe.ca_file.as_deref(),
+            pin: probe.pin_sha256.as_ref(),
+            now: context.now,
+        };
+        let shaking = Instant::now();
+        let (session, certificate) = crate::tls::handshake(stream, &trust).map_err(|why| {
+            out.signals.set_probe(name, "up", 0.0);
+            format!("connected in {connect_ms:.0} ms, then {why}")
+        })?;
+        out.signals.set_probe(
+            name,
+            "handshake_ms",
+            (shaking.elapsed().as_secs_f64() * 1000.0).round(),
+        );
+        let (verdict, text) = judge_certificate(&certificate, probe, name, context, out);
+        status = verdict;
+        said.push(text);
+        let refused = certificate.trusted().is_err() || certificate.hostname.is_err();
+        if probe.tls_verify && refused && (probe.send.is_some() || probe.expect.is_some()) {
+            // Nothing is written to a server that could be an impostor.
+            said.push("nothing sent".to_string());
+            return Ok((status, said.join("; ")));
+        }
+        Box::new(session)
+    } else {
+        Box::new(stream)
+    };
+    if let Some(send) = &probe.send {
+        conversation
+            .write_all(send.as_str().as_bytes())
+            .and_then(|()| conversation.flush())
+            .map_err(|e| format!("{}, but sending failed: {e}", said.join("; ")))?;
+    }
+    if let Some(expect) = &probe.expect {
+        let answer = read_answer(&mut *conversation, expect, probe.max_read.0 as usize, limit);
+        match answer {
+            Ok(answer) => said.push(format!("answered {}", excerpt(&answer))),
+            Err(why) => {
+                out.signals.set_probe(name, "up", 0.0);
+                return Ok((
+                    CheckStatus::Failed,
+                    format!("{}, but {why}", said.join("; ")),
+                ));
+            }
+        }
+    }
+    Ok((status, said.join("; ")))
+}
+
+trait ReadWrite: Read + Write {}
+impl<T: Read + Write> ReadWrite for T {}
+
+/// The first address that accepts, within the deadline; the error names
+/// the last refusal.
+fn connect(
+    addresses: &[SocketAddr],
+    deadline: Instant,
+    limit: Duration,
+) -> Result<TcpStream, String> {
+    let mut last = None;
+    for address in addresses {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            break;
+        }
+        match TcpStream::connect_timeout(address, left) {
+            Ok(stream) => return Ok(stream),
+            Err(e) => last = Some((address, e)),
+        }
+    }
+    Err(match last {
+        Some((address, e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+            format!("connection refused at {address} (nothing listens on that port?)")
+        }
+        Some((address, e)) if e.kind() == std::io::ErrorKind::TimedOut => format!(
+            "no connection to {address} within {} (a firewall dropping packets, or the host is down)",
+            config::Duration(limit)
+        ),
+        Some((address, e)) => format!("connecting to {address}: {e}"),
+        None if addresses.is_empty() => "the name resolves to no address".to_string(),
+        None => format!("no connection within {}", config::Duration(limit)),
+    })
+}
+
+/// Reads until `expect` matches what was read, the server closes, or
+/// `max_read` bytes; the error says what was read instead.
+fn read_answer(
+    stream: &mut dyn ReadWrite,
+    expect: &Pattern,
+    max_read: usize,
+    limit: Duration,
+) -> Result<String, String> {
+    let mut answer = Vec::new();
+    let mut buffer = [0u8; 1024];
+    loop {
+        let text = String::from_utf8_lossy(&answer);
+        if expect.0.is_match(&text) {
+            return Ok(text.into_owned());
+        }
+        if answer.len() >= max_read {
+            return Err(format!(
+                "its first {max_read} bytes do not match /{}/: {}",
+                expect.0.as_str(),
+                excerpt(&text)
+            ));
+        }
+        let room = (max_read - answer.len()).min(buffer.len());
+        match stream.read(&mut buffer[..room]) {
+            Ok(0) => {
+                return Err(format!(
+                    "it closed the connection; its answer does not match /{}/: {}",
+                    expect.0.as_str(),
+                    excerpt(&text)
+                ));
+            }
+            Ok(read) => answer.extend_from_slice(&buffer[..read]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                return Err(format!(
+                    "no answer matching /{}/ within {} (read {} bytes: {})",
+                    expect.0.as_str(),
+                    config::Duration(limit),
+                    answer.len(),
+                    excerpt(&text)
+                ));
+            }
+            Err(e) => return Err(format!("reading its answer: {e}")),
+        }
+    }
+}
+
+/// What a person reads of an answer: one line, control bytes shown.
+fn excerpt(text: &str) -> String {
+    let shown: String = text.chars().take(80).flat_map(char::escape_debug).collect();
+    if text.chars().count() > 80 {
+        format!("\"{shown}…\"")
+    } else {
+        format!("\"{shown}\"")
+    }
+}
+
+/// Records a certificate's signals and judges it: expiry against the
+/// probe's days, and (with `tls_verify`) its chain or pin and hostname.
+fn judge_certificate(
+    certificate: &Certificate,
+    probe: &TcpConfig,
+    name: &'static str,
+    context: &Context,
+    out: &mut Observation,
+) -> (CheckStatus, String) {
+    let days = certificate.days_left(context.now);
+    let trusted = certificate.trusted();
+    out.signals
+        .set_probe(name, "cert_days_left", (days * 10.0).floor() / 10.0);
+    out.signals
+        .set_probe(name, "cert_chain_ok", f64::from(u8::from(trusted.is_ok())));
+    out.signals.set_probe(
+        name,
+        "cert_hostname_ok",
+        f64::from(u8::from(certificate.hostname.is_ok())),
+    );
+    let not_after = certificate.not_after.to_string();
+    let subject = if certificate.subject.is_empty() {
+        "(no subject)".to_string()
+    } else {
+        certificate.subject.clone()
+    };
+    let mut problems = Vec::new();
+    let mut status = CheckStatus::Ok;
+    let expiry = if days < 0.0 {
+        status = CheckStatus::Critical;
+        format!("expired {not_after} ({:.1} days ago)", -days)
+    } else if days < probe.cert_critical_days {
+        status = CheckStatus::Critical;
+        format!(
+            "expires {not_after}, in {days:.1} days (critical under {} days)",
+            probe.cert_critical_days
+        )
+    } else if days < probe.cert_warn_days {
+        status = CheckStatus::Warning;
+        format!(
+            "expires {not_after}, in {days:.1} days (warning under {} days)",
+            probe.cert_warn_days
+        )
+    } else {
+        format!("expires {not_after}, in {days:.0} days")
+    };
+    if probe.tls_verify {
+        if let Err(why) = &trusted {
+            status = CheckStatus::Critical;
+            problems.push(why.clone());
+        }
+        if let Err(why) = &certificate.hostname {
+            status = CheckStatus::Critical;
+            problems.push(why.clone());
+        }
+    }
+    let mut text = format!("certificate {subject} {expiry}");
+    if !problems.is_empty() {
+        text.push_str(&format!(
+            "; {} (tls_verify: false to only watch the expiry)",
+            problems.join("; ")
+        ));
+    }
+    (status, text)
+}

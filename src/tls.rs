@@ -1,0 +1,374 @@
+//! TLS spoken by the probes themselves (`tcp` with `tls: true`, `tls`).
+//! The handshake completes whatever the certificate's verdict, so that its
+//! expiry is read even when it is self-signed or already expired; the
+//! chain, the hostname and a pin are then judged apart, each with its own
+//! signal and message. The peer must still prove it holds the
+//! certificate's key (the handshake signature is verified).
+
+use crate::clock::Timestamp;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::WebPkiSupportedAlgorithms;
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{ClientConfig, ClientConnection, DigitallySignedStruct, RootCertStore, StreamOwned};
+use sha2::{Digest, Sha256};
+use std::net::TcpStream;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+/// How a connection's certificate is to be trusted.
+pub struct Trust<'a> {
+    /// The name the certificate must be for (and the SNI sent).
+    pub server_name: &'a str,
+    /// PEM certificates trusted instead of Mozilla's roots: an internal CA,
+    /// or a self-signed server's own certificate.
+    pub ca_file: Option<&'a Path>,
+    /// SHA-256 of the certificate or of its public key: trusted by pin.
+    pub pin: Option<&'a Pin>,
+    /// The tick's clock: chains are judged valid at this time.
+    pub now: Timestamp,
+}
+
+/// What a server's leaf certificate says, and how it was judged.
+#[derive(Clone, Debug)]
+pub struct Certificate {
+    /// `CN=…, O=…` as written in the certificate.
+    pub subject: String,
+    /// notAfter.
+    pub not_after: Timestamp,
+    /// Signed by a trusted root (or itself the trusted certificate); why not.
+    pub chain: Result<(), String>,
+    /// Valid for the server name; why not.
+    pub hostname: Result<(), String>,
+    /// With a pin: whether the certificate or its key matches it.
+    pub pinned: Option<bool>,
+}
+
+impl Certificate {
+    /// Trusted: by its pin when one is given, else by its chain.
+    pub fn trusted(&self) -> Result<(), String> {
+        match self.pinned {
+            Some(true) => Ok(()),
+            Some(false) => Err(
+                "neither the certificate nor its public key matches pin_sha256 (a new certificate? update the pin)"
+                    .to_string(),
+            ),
+            None => self.chain.clone(),
+        }
+    }
+
+    /// Days from `now` to notAfter (negative once expired).
+    pub fn days_left(&self, now: Timestamp) -> f64 {
+        self.not_after.since(now) as f64 / 86_400_000.0
+    }
+}
+
+/// `pin_sha256`: a SHA-256 digest, written as curl's `sha256//BASE64`,
+/// plain base64 or hex (colons allowed, as `openssl x509 -fingerprint`
+/// prints it).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Pin(pub [u8; 32]);
+
+impl std::str::FromStr for Pin {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Pin, String> {
+        use base64::Engine;
+        let text = text.trim();
+        let bare = text.strip_prefix("sha256//").unwrap_or(text);
+        let hex: String = bare.chars().filter(|c| *c != ':').collect();
+        let bytes = if hex.len() == 64 && hex.chars().all(|c| c.is_ascii_hexdigit()) {
+            (0..32)
+                .map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).unwrap_or(0))
+                .collect()
+        } else {
+            base64::engine::general_purpose::STANDARD
+                .decode(bare)
+                .map_err(|_| pin_error(text))?
+        };
+        let digest: [u8; 32] = bytes.try_into().map_err(|_| pin_error(text))?;
+        Ok(Pin(digest))
+    }
+}
+
+fn pin_error(text: &str) -> String {
+    format!(
+        "pin_sha256 {text:?} is not a SHA-256 digest: give `sha256//BASE64` (curl's --pinnedpubkey; `openssl x509 -pubkey -noout | openssl pkey -pubin -outform der | openssl dgst -sha256 -binary | base64`) or the 64 hex digits of `openssl x509 -fingerprint -sha256`"
+    )
+}
+
+impl<'de> serde::Deserialize<'de> for Pin {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Pin, D::Error> {
+        crate::config::values::parsed(d, |text: String| text.parse())
+    }
+}
+
+/// A TLS session over a connected socket.
+pub type Session = StreamOwned<ClientConnection, TcpStream>;
+
+/// Completes a TLS handshake on `stream` (its timeouts already set) and
+/// returns the session and what its certificate says.
+pub fn handshake(stream: TcpStream, trust: &Trust) -> Result<(Session, Certificate), String> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = RootCertStore::empty();
+    let mut anchors = Vec::new();
+    match trust.ca_file {
+        Some(path) => {
+            anchors = read_pem(path)?;
+            let (_, refused) = roots.add_parsable_certificates(anchors.iter().cloned());
+            if refused > 0 && anchors.len() == refused {
+                return Err(format!(
+                    "ca_file {}: none of its certificates can be a trust anchor",
+                    path.display()
+                ));
+            }
+        }
+        None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
+    }
+    let name = ServerName::try_from(trust.server_name.to_string()).map_err(|_| {
+        format!(
+            "{:?} is not a host name or address to check a certificate against",
+            trust.server_name
+        )
+    })?;
+    let recorder = Arc::new(Recorder {
+        roots,
+        anchors,
+        algorithms: provider.signature_verification_algorithms,
+        now: UnixTime::since_unix_epoch(std::time::Duration::from_secs(
+            (trust.now.millis() / 1000).max(0) as u64,
+        )),
+        seen: Mutex::new(None),
+    });
+    let config = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("TLS setup: {e}"))?
+        .dangerous()
+        .with_custom_certificate_verifier(recorder.clone())
+        .with_no_client_auth();
+    let connection =
+        ClientConnection::new(Arc::new(config), name).map_err(|e| format!("TLS setup: {e}"))?;
+    let mut session = StreamOwned::new(connection, stream);
+    while session.conn.is_handshaking() {
+        session
+            .conn
+            .complete_io(&mut session.sock)
+            .map_err(|e| describe_handshake_error(&e))?;
+    }
+    let seen = recorder
+        .seen
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .take()
+        .ok_or("the server sent no certificate")?;
+    let certificate = read_certificate(&seen, trust.pin)?;
+    Ok((session, certificate))
+}
+
+fn describe_handshake_error(e: &std::io::Error) -> String {
+    match e.kind() {
+        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => {
+            "no TLS handshake within the timeout (is it a TLS port?)".to_string()
+        }
+        std::io::ErrorKind::UnexpectedEof | std::io::ErrorKind::ConnectionReset => format!(
+            "the server closed the connection during the TLS handshake ({e}): is it a TLS port?"
+        ),
+        _ => format!("TLS handshake failed: {e}"),
+    }
+}
+
+fn read_pem(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
+    use rustls::pki_types::pem::PemObject;
+    let pem =
+        std::fs::read(path).map_err(|e| format!("reading ca_file {}: {e}", path.display()))?;
+    let certs: Vec<_> = CertificateDer::pem_slice_iter(&pem)
+        .filter_map(Result::ok)
+        .collect();
+    if certs.is_empty() {
+        return Err(format!(
+            "ca_file {} holds no PEM certificate (-----BEGIN CERTIFICATE-----)",
+            path.display()
+        ));
+    }
+    Ok(certs)
+}
+
+/// The certificate the server sent, judged during the handshake.
+struct Seen {
+    leaf: CertificateDer<'static>,
+    chain: Result<(), String>,
+    hostname: Result<(), String>,
+}
+
+/// A verifier that records its verdicts and lets the handshake finish.
+#[derive(Debug)]
+struct Recorder {
+    roots: RootCertStore,
+    /// The ca_file's certificates: one of them may be the leaf itself.
+    anchors: Vec<CertificateDer<'static>>,
+    algorithms: WebPkiSupportedAlgorithms,
+    now: UnixTime,
+    seen: Mutex<Option<Seen>>,
+}
+
+impl std::fmt::Debug for Seen {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Seen").finish_non_exhaustive()
+    }
+}
+
+impl ServerCertVerifier for Recorder {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let parsed = rustls::server::ParsedCertificate::try_from(end_entity)?;
+        let chain = rustls::client::verify_server_cert_signed_by_trust_anchor(
+            &parsed,
+            &self.roots,
+            intermediates,
+            self.now,
+            self.algorithms.all,
+        )
+        .or_else(|e| {
+            // A self-signed server's own certificate in ca_file is trusted
+            // as itself, as curl and Python trust it (webpki alone refuses
+            // a CA certificate used as the server's: CaUsedAsEndEntity).
+            // Its dates are judged as the expiry.
+            if self
+                .anchors
+                .iter()
+                .any(|a| a.as_ref() == end_entity.as_ref())
+            {
+                Ok(())
+            } else {
+                Err(describe_chain_error(&e))
+            }
+        });
+        let hostname = rustls::client::verify_server_name(&parsed, server_name)
+            .map_err(|e| describe_name_error(&e, server_name));
+        *self.seen.lock().unwrap_or_else(|e| e.into_inner()) = Some(Seen {
+            leaf: end_entity.clone().into_owned(),
+            chain,
+            hostname,
+        });
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.algorithms.supported_schemes()
+    }
+}
+
+fn describe_chain_error(e: &rustls::Error) -> String {
+    use rustls::CertificateError as C;
+    match e {
+        rustls::Error::InvalidCertificate(C::UnknownIssuer) => {
+            "not signed by a trusted CA (self-signed or an internal CA? set ca_file: to its certificate, or pin_sha256)".to_string()
+        }
+        rustls::Error::InvalidCertificate(C::Expired | C::ExpiredContext { .. }) => {
+            "the certificate has expired".to_string()
+        }
+        rustls::Error::InvalidCertificate(C::NotValidYet | C::NotValidYetContext { .. }) => {
+            "the certificate is not valid yet (is the clock right?)".to_string()
+        }
+        other if format!("{other:?}").contains("CaUsedAsEndEntity") => {
+            "a self-signed certificate, not signed by a trusted CA (set ca_file: to this certificate, or pin_sha256)".to_string()
+        }
+        other => format!("not trusted: {other}"),
+    }
+}
+
+fn describe_name_error(e: &rustls::Error, server_name: &ServerName<'_>) -> String {
+    let wanted = server_name.to_str();
+    match e {
+        rustls::Error::InvalidCertificate(rustls::CertificateError::NotValidForNameContext {
+            presented,
+            ..
+        }) => format!(
+            "the certificate is for {}, not {wanted}",
+            if presented.is_empty() {
+                "no name".to_string()
+            } else {
+                presented
+                    .iter()
+                    .map(|name| plain_name(name))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            }
+        ),
+        _ => format!("the certificate is not valid for {wanted}"),
+    }
+}
+
+/// `localhost` of rustls' `DnsName("localhost")`, `127.0.0.1` of
+/// `IpAddress(127.0.0.1)`.
+fn plain_name(presented: &str) -> &str {
+    let inner = presented
+        .split_once('(')
+        .and_then(|(_, rest)| rest.strip_suffix(')'))
+        .unwrap_or(presented);
+    inner.trim_matches('"')
+}
+
+fn read_certificate(seen: &Seen, pin: Option<&Pin>) -> Result<Certificate, String> {
+    let (_, parsed) = x509_parser::parse_x509_certificate(seen.leaf.as_ref())
+        .map_err(|e| format!("the server's certificate cannot be read: {e}"))?;
+    let pinned = pin.map(|pin| {
+        let whole: [u8; 32] = Sha256::digest(seen.leaf.as_ref()).into();
+        let key: [u8; 32] = Sha256::digest(parsed.tbs_certificate.subject_pki.raw).into();
+        pin.0 == whole || pin.0 == key
+    });
+    Ok(Certificate {
+        subject: parsed.subject().to_string(),
+        not_after: Timestamp::from_secs(parsed.validity().not_after.timestamp()),
+        chain: seen.chain.clone(),
+        hostname: seen.hostname.clone(),
+        pinned,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pins_are_read_in_every_usual_spelling() {
+        let hex = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
+        let expected = Pin((0..32)
+            .map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).unwrap())
+            .collect::<Vec<_>>()
+            .try_into()
+            .unwrap());
+        assert_eq!(hex.parse::<Pin>().unwrap(), expected);
+        let colons: Vec<String> = (0..32)
+            .map(|i| hex[2 * i..2 * i + 2].to_uppercase())
+            .collect();
+        assert_eq!(colons.join(":").parse::<Pin>().unwrap(), expected);
+        let b64 = "n4bQgYhMfWWaL+qgxVrQFaO/TxsrC4Is0V1sFbDwCgg=";
+        assert_eq!(format!("sha256//{b64}").parse::<Pin>().unwrap(), expected);
+        assert_eq!(b64.parse::<Pin>().unwrap(), expected);
+        let why = "abc".parse::<Pin>().unwrap_err();
+        assert!(why.contains("sha256//BASE64"), "{why}");
+    }
+}

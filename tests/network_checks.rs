@@ -1,0 +1,378 @@
+//! The `tcp` and `tls` probes against real peers on 127.0.0.1: listeners
+//! that accept, refuse, accept and never answer, a banner server; and
+//! `openssl s_server` with self-signed certificates made by the test
+//! (`openssl req -x509`, marked as a CA as openssl makes them), expiring in
+//! 2, 10 and 30 days, and one for another hostname.
+
+use crate::common::*;
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// Now, as the ticks of these tests see it: the certificates are made now.
+fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A self-signed certificate for `name` (and 127.0.0.1), valid `days`.
+fn certificate(dir: &Path, stem: &str, name: &str, days: u32) -> (PathBuf, PathBuf) {
+    let (cert, key) = (
+        dir.join(format!("{stem}.crt")),
+        dir.join(format!("{stem}.key")),
+    );
+    let made = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+        ])
+        .args([
+            "-nodes",
+            "-days",
+            &days.to_string(),
+            "-subj",
+            &format!("/CN={name}"),
+        ])
+        .arg("-addext")
+        .arg(format!("subjectAltName=DNS:{name},IP:127.0.0.1"))
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stderr(Stdio::null())
+        .status()
+        .expect("openssl (Debian: openssl) makes a certificate");
+    assert!(made.success());
+    (cert, key)
+}
+
+/// `openssl s_server` on a loopback port, killed when dropped.
+struct TlsServer {
+    child: Child,
+    port: u16,
+}
+
+impl TlsServer {
+    fn start(cert: &Path, key: &Path) -> TlsServer {
+        let port = free_port();
+        let child = Command::new("openssl")
+            .args(["s_server", "-quiet", "-www", "-accept"])
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("-cert")
+            .arg(cert)
+            .arg("-key")
+            .arg(key)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("openssl s_server starts");
+        let started = Instant::now();
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "s_server never listened"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        TlsServer { child, port }
+    }
+}
+
+impl Drop for TlsServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A listener that accepts and keeps every connection open, answering
+/// each with `banner` (nothing when empty) and then `reply` to each read.
+fn listener(banner: &'static str, reply: &'static str) -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            std::thread::spawn(move || {
+                let mut stream = stream;
+                let _ = stream.write_all(banner.as_bytes());
+                let mut buffer = [0u8; 512];
+                while let Ok(read) = stream.read(&mut buffer) {
+                    if read == 0 {
+                        break;
+                    }
+                    if !reply.is_empty() {
+                        let _ = stream.write_all(reply.as_bytes());
+                    }
+                }
+            });
+        }
+    });
+    port
+}
+
+/// The tick's line for `task` in the report.
+fn line_of(out: &std::process::Output, task: &str) -> String {
+    stdout(out)
+        .lines()
+        .find(|line| line.split_whitespace().nth(1) == Some(task))
+        .unwrap_or_else(|| panic!("no line for {task} in\n{}", stdout(out)))
+        .to_string()
+}
+
+/// The severity of the task's health alert, if it fired.
+fn fired(ws: &Workspace, task: &str) -> Option<String> {
+    ws.history()
+        .into_iter()
+        .find(|h| h.task == task && h.rule == "health" && h.status == "firing")
+        .map(|h| h.severity)
+}
+
+#[test]
+fn tcp_tells_open_refused_silent_and_bannered_ports_apart() {
+    let open = listener("", "");
+    let refused = free_port();
+    let banner = listener("SSH-2.0-OpenSSH_9.2p1 Debian-2\r\n", "");
+    let pong = listener("", "+PONG\r\n");
+    let ws = Workspace::new(&profile_p(&format!(
+        "      - name: open\n        tcp: {{ host: 127.0.0.1, port: {open} }}\n\
+         \x20     - name: refused\n        tcp: {{ host: 127.0.0.1, port: {refused} }}\n\
+         \x20     - name: silent\n        tcp: {{ host: 127.0.0.1, port: {open}, timeout: 1s, expect: \"^SSH-2\\\\.0\" }}\n\
+         \x20     - name: ssh\n        tcp: {{ host: 127.0.0.1, port: {banner}, expect: \"^SSH-2\\\\.0\" }}\n\
+         \x20     - name: wrong-banner\n        tcp: {{ host: 127.0.0.1, port: {banner}, timeout: 1s, expect: \"^220 \" }}\n\
+         \x20     - name: redis\n        tcp: {{ host: 127.0.0.1, port: {pong}, send: \"PING\\r\\n\", expect: \"^\\\\+PONG\" }}\n\
+         \x20       rules:\n          - {{ name: slow, signal: connect_ms, value: \"> 1000\" }}\n"
+    )));
+    let started = Instant::now();
+    let out = Tick::new(&ws).at(minute(0)).run("p");
+    assert_exit(&out, 1);
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "the silent port costs its 1 s timeout, not more: {:?}",
+        started.elapsed()
+    );
+    assert!(
+        line_of(&out, "open").starts_with("  ok"),
+        "{}",
+        stdout(&out)
+    );
+    let refused_line = line_of(&out, "refused");
+    assert!(
+        refused_line.contains("FAIL") && refused_line.contains("connection refused"),
+        "{refused_line}"
+    );
+    let silent = line_of(&out, "silent");
+    assert!(
+        silent.contains("FAIL")
+            && silent.contains("no answer matching /^SSH-2\\.0/ within 1s (read 0 bytes"),
+        "{silent}"
+    );
+    let ssh = line_of(&out, "ssh");
+    assert!(
+        ssh.starts_with("  ok") && ssh.contains("answered \"SSH-2.0-OpenSSH_9.2p1"),
+        "{ssh}"
+    );
+    let wrong = line_of(&out, "wrong-banner");
+    assert!(
+        wrong.contains("FAIL")
+            && wrong.contains("no answer matching /^220 / within 1s (read 32 bytes"),
+        "{wrong}"
+    );
+    assert!(
+        wrong.contains("SSH-2.0-OpenSSH"),
+        "what it read is shown: {wrong}"
+    );
+    let redis = line_of(&out, "redis");
+    assert!(
+        redis.starts_with("  ok") && redis.contains("+PONG"),
+        "{redis}"
+    );
+    for task in ["refused", "silent", "wrong-banner"] {
+        assert_eq!(fired(&ws, task).as_deref(), Some("critical"), "{task}");
+    }
+    for task in ["open", "ssh", "redis"] {
+        assert_eq!(fired(&ws, task), None, "{task}");
+    }
+}
+
+#[test]
+fn certificates_warn_at_ten_days_are_critical_at_two_and_fine_at_thirty() {
+    let ws = Workspace::new("");
+    let dir = ws.path();
+    let mut servers = Vec::new();
+    let mut tasks = String::new();
+    for (stem, days) in [("two", 2), ("ten", 10), ("thirty", 30)] {
+        let (cert, key) = certificate(dir, stem, "localhost", days);
+        let server = TlsServer::start(&cert, &key);
+        // Its own self-signed certificate as ca_file: trusted as itself.
+        tasks.push_str(&format!(
+            "      - name: {stem}\n        tls: {{ host: 127.0.0.1, port: {}, server_name: localhost, ca_file: {stem}.crt }}\n",
+            server.port
+        ));
+        servers.push(server);
+    }
+    ws.write_config(&profile_p(&tasks));
+    let out = Tick::new(&ws).at(now()).run("p");
+    assert_exit(&out, 1);
+    assert_eq!(
+        fired(&ws, "two").as_deref(),
+        Some("critical"),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(
+        fired(&ws, "ten").as_deref(),
+        Some("warning"),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(fired(&ws, "thirty"), None, "{}", stdout(&out));
+    let ten = line_of(&out, "ten");
+    assert!(
+        ten.contains("certificate CN=localhost expires")
+            && ten.contains("in 10.0 days (warning under 14 days)"),
+        "the summary names the subject and notAfter: {ten}"
+    );
+    assert!(
+        line_of(&out, "two").contains("critical under 3 days"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(
+        !stdout(&out).contains("not trusted"),
+        "self-signed in ca_file is trusted: {}",
+        stdout(&out)
+    );
+}
+
+#[test]
+fn an_untrusted_or_misnamed_certificate_is_critical_unless_only_its_expiry_is_watched() {
+    let ws = Workspace::new("");
+    let (cert, key) = certificate(ws.path(), "server", "node.internal", 30);
+    let server = TlsServer::start(&cert, &key);
+    let port = server.port;
+    let pin = {
+        let der = Command::new("openssl")
+            .args(["x509", "-outform", "der", "-in"])
+            .arg(&cert)
+            .output()
+            .unwrap()
+            .stdout;
+        let digest = Command::new("openssl")
+            .args(["dgst", "-sha256", "-hex"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .and_then(|mut child| {
+                child.stdin.take().unwrap().write_all(&der)?;
+                child.wait_with_output()
+            })
+            .unwrap()
+            .stdout;
+        String::from_utf8(digest)
+            .unwrap()
+            .rsplit(' ')
+            .next()
+            .unwrap()
+            .trim()
+            .to_string()
+    };
+    ws.write_config(&profile_p(&format!(
+        "      - name: no-ca\n        tls: {{ host: 127.0.0.1, port: {port}, server_name: node.internal }}\n\
+         \x20     - name: wrong-name\n        tls: {{ host: 127.0.0.1, port: {port}, server_name: rpc.example.org, ca_file: server.crt }}\n\
+         \x20     - name: expiry-only\n        tls: {{ host: 127.0.0.1, port: {port}, tls_verify: false }}\n\
+         \x20       rules:\n          - {{ name: chain, signal: cert_chain_ok, value: \"< 1\", severity: warning }}\n\
+         \x20     - name: pinned\n        tls: {{ host: 127.0.0.1, port: {port}, server_name: node.internal, pin_sha256: \"{pin}\" }}\n\
+         \x20     - name: wrong-pin\n        tls: {{ host: 127.0.0.1, port: {port}, server_name: node.internal, pin_sha256: \"sha256//n4bQgYhMfWWaL+qgxVrQFaO/TxsrC4Is0V1sFbDwCgg=\" }}\n\
+         \x20     - name: impostor\n        tcp: {{ host: 127.0.0.1, port: {port}, tls: true, server_name: node.internal, send: \"token\\n\", expect: \"ok\" }}\n\
+         \x20     - name: tcp-tls\n        tcp: {{ host: 127.0.0.1, port: {port}, tls: true, server_name: node.internal, ca_file: server.crt, send: \"GET / HTTP/1.0\\r\\n\\r\\n\", expect: \"HTTP/1\\\\.[01] 200\" }}\n"
+    )));
+    let out = Tick::new(&ws).at(now()).run("p");
+    let no_ca = line_of(&out, "no-ca");
+    assert!(
+        no_ca.contains("self-signed") && no_ca.contains("ca_file"),
+        "{no_ca}"
+    );
+    assert_eq!(fired(&ws, "no-ca").as_deref(), Some("critical"));
+    let wrong = line_of(&out, "wrong-name");
+    assert!(
+        wrong.contains("the certificate is for node.internal, 127.0.0.1, not rpc.example.org"),
+        "{wrong}"
+    );
+    assert_eq!(fired(&ws, "wrong-name").as_deref(), Some("critical"));
+    // tls_verify: false judges the expiry alone; the chain is still a signal.
+    assert_eq!(fired(&ws, "expiry-only"), None, "{}", stdout(&out));
+    assert!(
+        ws.history()
+            .iter()
+            .any(|h| h.task == "expiry-only" && h.rule == "chain" && h.status == "firing"),
+        "cert_chain_ok is 0 for an untrusted chain: {}",
+        stdout(&out)
+    );
+    assert_eq!(
+        fired(&ws, "pinned"),
+        None,
+        "a matching pin trusts it: {}",
+        line_of(&out, "pinned")
+    );
+    assert!(
+        line_of(&out, "wrong-pin").contains("pin_sha256"),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(fired(&ws, "wrong-pin").as_deref(), Some("critical"));
+    let impostor = line_of(&out, "impostor");
+    assert!(
+        impostor.contains("FAIL") && impostor.contains("nothing sent"),
+        "{impostor}"
+    );
+    let tcp = line_of(&out, "tcp-tls");
+    assert!(
+        tcp.starts_with("  ok") && tcp.contains("answered \"HTTP/1.0 200"),
+        "{tcp}"
+    );
+    drop(server);
+}
+
+#[test]
+fn check_config_names_the_tcp_keys_that_are_wrong() {
+    for (task, wanted) in [
+        ("tcp: { host: 127.0.0.1 }", "a `tcp` probe needs `port`"),
+        (
+            "tcp: { host: 127.0.0.1, port: 22, ca_file: x.pem }",
+            "add `tls: true`",
+        ),
+        (
+            "tls: { host: 127.0.0.1, pin_sha256: nope }",
+            "pin_sha256 \"nope\" is not a SHA-256 digest",
+        ),
+        ("tcp: { host: 127.0.0.1, port: 70000 }", "port"),
+    ] {
+        let ws = Workspace::new(&profile_p(&format!("      - name: a\n        {task}\n")));
+        let out = ws.command().arg("check-config").output().unwrap();
+        assert_exit(&out, 2);
+        let err = stderr(&out);
+        assert!(err.contains(wanted), "{task}: {err}");
+        assert!(
+            err.contains("jobs.yaml:8:") || err.contains("jobs.yaml:9:"),
+            "{task}: file:line named: {err}"
+        );
+    }
+}
