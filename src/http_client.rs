@@ -2,53 +2,159 @@
 //! TLS settings (`tls_verify`, `ca_file`), an overall timeout, no
 //! redirects, and one-line descriptions of what went wrong.
 
+use std::io::{Read, Write};
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
+use ureq::unversioned::transport::{self, Buffers, Connector, Transport};
 
 /// TLS and timeout settings of one HTTP client.
 pub struct ClientSettings<'a> {
     pub timeout: Duration,
     pub tls_verify: bool,
     pub ca_file: Option<&'a Path>,
+    /// `pin_sha256`: trusted by the certificate's (or key's) digest.
+    pub pin: Option<&'a crate::tls::Pin>,
 }
 
 /// Builds a client that reports 4xx/5xx as statuses, not errors, follows no
 /// redirects (a 3xx is an answer), and gives up after `timeout` overall.
 pub fn agent(settings: &ClientSettings) -> Result<ureq::Agent, String> {
-    let mut tls = ureq::tls::TlsConfig::builder();
-    if !settings.tls_verify {
-        tls = tls.disable_verification(true);
-    } else if let Some(path) = settings.ca_file {
-        let pem =
-            std::fs::read(path).map_err(|e| format!("reading ca_file {}: {e}", path.display()))?;
-        let certs: Vec<ureq::tls::Certificate<'static>> = ureq::tls::parse_pem(&pem)
-            .filter_map(|item| match item {
-                Ok(ureq::tls::PemItem::Certificate(cert)) => Some(cert),
-                _ => None,
-            })
-            .collect();
-        if certs.is_empty() {
-            return Err(format!(
-                "ca_file {} holds no PEM certificate",
-                path.display()
-            ));
-        }
-        tls = tls.root_certs(ureq::tls::RootCerts::new_with_certs(&certs));
-    }
+    Ok(watched_agent(settings)?.0)
+}
+
+/// [`agent`], and what it sees of the certificate of an https server
+/// ([`crate::tls::Client::certificate`] once a request was made). Its TLS
+/// is `crate::tls`'s: Mozilla's roots or `ca_file` (a self-signed
+/// server's own certificate trusted as itself, as curl does), and with
+/// `tls_verify: false` a certificate is read but not judged.
+pub fn watched_agent(
+    settings: &ClientSettings,
+) -> Result<(ureq::Agent, Arc<crate::tls::Client>), String> {
+    let trust = crate::tls::Trust {
+        // Each request's host is checked; this name is not used.
+        server_name: "",
+        ca_file: settings.ca_file,
+        pin: settings.pin,
+        now: None,
+    };
+    let client = Arc::new(crate::tls::Client::new(&trust, settings.tls_verify)?);
     let config = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .max_redirects(0)
         .timeout_global(Some(settings.timeout))
         .user_agent(concat!("monitor/", env!("CARGO_PKG_VERSION")))
-        .tls_config(tls.build())
         .build();
-    Ok(ureq::Agent::new_with_config(config))
+    // ureq's own chain (a CONNECT proxy from the environment, then TCP),
+    // with this TLS on top.
+    let connector =
+        ().chain(transport::ConnectProxyConnector::default())
+            .chain(transport::TcpConnector::default())
+            .chain(TlsConnector {
+                client: client.clone(),
+            });
+    let agent = ureq::Agent::with_parts(
+        config,
+        connector,
+        ureq::unversioned::resolver::DefaultResolver::default(),
+    );
+    Ok((agent, client))
+}
+
+/// TLS for ureq through [`crate::tls::Client`] (ureq's own connector
+/// takes no verifier of ours).
+#[derive(Debug)]
+struct TlsConnector {
+    client: Arc<crate::tls::Client>,
+}
+
+impl<In: Transport> transport::Connector<In> for TlsConnector {
+    type Out = transport::Either<In, TlsTransport>;
+
+    fn connect(
+        &self,
+        details: &transport::ConnectionDetails,
+        chained: Option<In>,
+    ) -> Result<Option<Self::Out>, ureq::Error> {
+        let Some(inner) = chained else {
+            return Ok(None);
+        };
+        if !details.needs_tls() || inner.is_tls() {
+            return Ok(Some(transport::Either::A(inner)));
+        }
+        let host = details.uri.host().unwrap_or_default();
+        let name = crate::tls::server_name(host).map_err(|_| {
+            ureq::Error::Tls("the URL's host is not a name a certificate can be for")
+        })?;
+        let mut connection = rustls::ClientConnection::new(self.client.config.clone(), name)?;
+        let mut socket =
+            transport::TransportAdapter::new(inner.boxed(), details.current_time.clone());
+        socket.set_timeout(details.timeout);
+        connection.complete_io(&mut socket)?;
+        let buffers = transport::LazyBuffers::new(
+            details.config.input_buffer_size(),
+            details.config.output_buffer_size(),
+        );
+        Ok(Some(transport::Either::B(TlsTransport {
+            buffers,
+            stream: rustls::StreamOwned::new(connection, socket),
+        })))
+    }
+}
+
+/// An HTTP connection over TLS, as ureq's own rustls transport is.
+struct TlsTransport {
+    buffers: transport::LazyBuffers,
+    stream: rustls::StreamOwned<rustls::ClientConnection, transport::TransportAdapter>,
+}
+
+impl std::fmt::Debug for TlsTransport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsTransport").finish_non_exhaustive()
+    }
+}
+
+impl Transport for TlsTransport {
+    fn buffers(&mut self) -> &mut dyn transport::Buffers {
+        &mut self.buffers
+    }
+
+    fn transmit_output(
+        &mut self,
+        amount: usize,
+        timeout: transport::NextTimeout,
+    ) -> Result<(), ureq::Error> {
+        self.stream.get_mut().set_timeout(timeout);
+        let output = &self.buffers.output()[..amount];
+        self.stream.write_all(output)?;
+        Ok(())
+    }
+
+    fn await_input(&mut self, timeout: transport::NextTimeout) -> Result<bool, ureq::Error> {
+        self.stream.get_mut().set_timeout(timeout);
+        let input = self.buffers.input_append_buf();
+        let amount = self.stream.read(input)?;
+        self.buffers.input_appended(amount);
+        Ok(amount > 0)
+    }
+
+    fn is_open(&mut self) -> bool {
+        self.stream.get_mut().get_mut().is_open()
+    }
+
+    fn is_tls(&self) -> bool {
+        true
+    }
 }
 
 /// One line describing why a request failed, for an operator. `timeout`
 /// is the configured limit, named when the request ran out of time.
 pub fn describe_error(error: &ureq::Error, timeout: Duration) -> String {
     let text = error.to_string();
+    // What `crate::tls` refused, in its own words.
+    if let Some((_, why)) = text.split_once("certificate refused: ") {
+        return format!("TLS certificate not trusted: {why}");
+    }
     // rustls errors reach us wrapped in io errors; recognise them by text.
     if text.contains("certificate")
         || text.contains("UnknownIssuer")

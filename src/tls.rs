@@ -24,8 +24,9 @@ pub struct Trust<'a> {
     pub ca_file: Option<&'a Path>,
     /// SHA-256 of the certificate or of its public key: trusted by pin.
     pub pin: Option<&'a Pin>,
-    /// The tick's clock: chains are judged valid at this time.
-    pub now: Timestamp,
+    /// The tick's clock: chains are judged valid at this time (the
+    /// system's when `None`).
+    pub now: Option<Timestamp>,
 }
 
 /// What a server's leaf certificate says, and how it was judged.
@@ -104,48 +105,89 @@ impl<'de> serde::Deserialize<'de> for Pin {
 /// A TLS session over a connected socket.
 pub type Session = StreamOwned<ClientConnection, TcpStream>;
 
+/// A client TLS setup whose verifier records the server's certificate.
+#[derive(Debug)]
+pub struct Client {
+    pub config: Arc<ClientConfig>,
+    recorder: Arc<Recorder>,
+    pin: Option<Pin>,
+}
+
+impl Client {
+    /// `enforce`: refuse the handshake when the certificate is not trusted
+    /// or not for the name (an HTTP request carries headers; nothing is
+    /// sent to an impostor). Otherwise the handshake completes and the
+    /// caller judges [`Client::certificate`].
+    pub fn new(trust: &Trust, enforce: bool) -> Result<Client, String> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut roots = RootCertStore::empty();
+        let mut anchors = Vec::new();
+        match trust.ca_file {
+            Some(path) => {
+                anchors = read_pem(path)?;
+                let (_, refused) = roots.add_parsable_certificates(anchors.iter().cloned());
+                if refused > 0 && anchors.len() == refused {
+                    return Err(format!(
+                        "ca_file {}: none of its certificates can be a trust anchor",
+                        path.display()
+                    ));
+                }
+            }
+            None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
+        }
+        let recorder = Arc::new(Recorder {
+            roots,
+            anchors,
+            algorithms: provider.signature_verification_algorithms,
+            now: trust.now.map(|now| {
+                UnixTime::since_unix_epoch(std::time::Duration::from_secs(
+                    (now.millis() / 1000).max(0) as u64,
+                ))
+            }),
+            pin: trust.pin.cloned(),
+            enforce,
+            seen: Mutex::new(None),
+        });
+        let config = ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| format!("TLS setup: {e}"))?
+            .dangerous()
+            .with_custom_certificate_verifier(recorder.clone())
+            .with_no_client_auth();
+        Ok(Client {
+            config: Arc::new(config),
+            recorder,
+            pin: trust.pin.cloned(),
+        })
+    }
+
+    /// The certificate the last handshake saw, read and judged.
+    pub fn certificate(&self) -> Option<Result<Certificate, String>> {
+        let seen = self
+            .recorder
+            .seen
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()?;
+        Some(read_certificate(&seen, self.pin.as_ref()))
+    }
+}
+
+/// The name a certificate is checked against, as rustls takes it.
+pub fn server_name(name: &str) -> Result<ServerName<'static>, String> {
+    let bare = name.trim_start_matches('[').trim_end_matches(']');
+    ServerName::try_from(bare.to_string()).map_err(|_| {
+        format!("{name:?} is not a host name or address to check a certificate against")
+    })
+}
+
 /// Completes a TLS handshake on `stream` (its timeouts already set) and
 /// returns the session and what its certificate says.
 pub fn handshake(stream: TcpStream, trust: &Trust) -> Result<(Session, Certificate), String> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut roots = RootCertStore::empty();
-    let mut anchors = Vec::new();
-    match trust.ca_file {
-        Some(path) => {
-            anchors = read_pem(path)?;
-            let (_, refused) = roots.add_parsable_certificates(anchors.iter().cloned());
-            if refused > 0 && anchors.len() == refused {
-                return Err(format!(
-                    "ca_file {}: none of its certificates can be a trust anchor",
-                    path.display()
-                ));
-            }
-        }
-        None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
-    }
-    let name = ServerName::try_from(trust.server_name.to_string()).map_err(|_| {
-        format!(
-            "{:?} is not a host name or address to check a certificate against",
-            trust.server_name
-        )
-    })?;
-    let recorder = Arc::new(Recorder {
-        roots,
-        anchors,
-        algorithms: provider.signature_verification_algorithms,
-        now: UnixTime::since_unix_epoch(std::time::Duration::from_secs(
-            (trust.now.millis() / 1000).max(0) as u64,
-        )),
-        seen: Mutex::new(None),
-    });
-    let config = ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| format!("TLS setup: {e}"))?
-        .dangerous()
-        .with_custom_certificate_verifier(recorder.clone())
-        .with_no_client_auth();
-    let connection =
-        ClientConnection::new(Arc::new(config), name).map_err(|e| format!("TLS setup: {e}"))?;
+    let client = Client::new(trust, false)?;
+    let name = server_name(trust.server_name)?;
+    let connection = ClientConnection::new(client.config.clone(), name)
+        .map_err(|e| format!("TLS setup: {e}"))?;
     let mut session = StreamOwned::new(connection, stream);
     while session.conn.is_handshaking() {
         session
@@ -153,13 +195,9 @@ pub fn handshake(stream: TcpStream, trust: &Trust) -> Result<(Session, Certifica
             .complete_io(&mut session.sock)
             .map_err(|e| describe_handshake_error(&e))?;
     }
-    let seen = recorder
-        .seen
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .take()
-        .ok_or("the server sent no certificate")?;
-    let certificate = read_certificate(&seen, trust.pin)?;
+    let certificate = client
+        .certificate()
+        .ok_or("the server sent no certificate")??;
     Ok((session, certificate))
 }
 
@@ -192,6 +230,7 @@ fn read_pem(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
 }
 
 /// The certificate the server sent, judged during the handshake.
+#[derive(Clone)]
 struct Seen {
     leaf: CertificateDer<'static>,
     chain: Result<(), String>,
@@ -205,7 +244,10 @@ struct Recorder {
     /// The ca_file's certificates: one of them may be the leaf itself.
     anchors: Vec<CertificateDer<'static>>,
     algorithms: WebPkiSupportedAlgorithms,
-    now: UnixTime,
+    now: Option<UnixTime>,
+    pin: Option<Pin>,
+    /// Refuse an untrusted or misnamed certificate in the handshake.
+    enforce: bool,
     seen: Mutex<Option<Seen>>,
 }
 
@@ -222,14 +264,14 @@ impl ServerCertVerifier for Recorder {
         intermediates: &[CertificateDer<'_>],
         server_name: &ServerName<'_>,
         _ocsp_response: &[u8],
-        _now: UnixTime,
+        now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
         let parsed = rustls::server::ParsedCertificate::try_from(end_entity)?;
         let chain = rustls::client::verify_server_cert_signed_by_trust_anchor(
             &parsed,
             &self.roots,
             intermediates,
-            self.now,
+            self.now.unwrap_or(now),
             self.algorithms.all,
         )
         .or_else(|e| {
@@ -247,14 +289,40 @@ impl ServerCertVerifier for Recorder {
                 Err(describe_chain_error(&e))
             }
         });
-        let hostname = rustls::client::verify_server_name(&parsed, server_name)
-            .map_err(|e| describe_name_error(&e, server_name));
-        *self.seen.lock().unwrap_or_else(|e| e.into_inner()) = Some(Seen {
+        let hostname = rustls::client::verify_server_name(&parsed, server_name).or_else(|e| {
+            // A certificate naming no host at all (no subjectAltName,
+            // as `openssl req -x509 -subj /CN=host` makes it) is read
+            // by its CN, as OpenSSL (curl, Python) reads it.
+            if names_no_host(&e)
+                && common_names(end_entity)
+                    .iter()
+                    .any(|cn| same_host(cn, server_name))
+            {
+                Ok(())
+            } else {
+                Err(describe_name_error(&e, server_name))
+            }
+        });
+        let seen = Seen {
             leaf: end_entity.clone().into_owned(),
             chain,
             hostname,
+        };
+        let refusal = self.enforce.then(|| {
+            let certificate = read_certificate(&seen, self.pin.as_ref()).ok()?;
+            let why = [certificate.trusted(), seen.hostname.clone()]
+                .into_iter()
+                .filter_map(Result::err)
+                .collect::<Vec<_>>();
+            (!why.is_empty()).then(|| why.join("; "))
         });
-        Ok(ServerCertVerified::assertion())
+        *self.seen.lock().unwrap_or_else(|e| e.into_inner()) = Some(seen);
+        match refusal.flatten() {
+            Some(why) => Err(rustls::Error::General(format!(
+                "certificate refused: {why}"
+            ))),
+            None => Ok(ServerCertVerified::assertion()),
+        }
     }
 
     fn verify_tls12_signature(
@@ -284,7 +352,7 @@ fn describe_chain_error(e: &rustls::Error) -> String {
     use rustls::CertificateError as C;
     match e {
         rustls::Error::InvalidCertificate(C::UnknownIssuer) => {
-            "not signed by a trusted CA (self-signed or an internal CA? set ca_file: to its certificate, or pin_sha256)".to_string()
+            "not signed by a trusted CA (self-signed or an internal CA? set ca_file: to its certificate, or pin_sha256; tls_verify: false stops checking it)".to_string()
         }
         rustls::Error::InvalidCertificate(C::Expired | C::ExpiredContext { .. }) => {
             "the certificate has expired".to_string()
@@ -293,10 +361,40 @@ fn describe_chain_error(e: &rustls::Error) -> String {
             "the certificate is not valid yet (is the clock right?)".to_string()
         }
         other if format!("{other:?}").contains("CaUsedAsEndEntity") => {
-            "a self-signed certificate, not signed by a trusted CA (set ca_file: to this certificate, or pin_sha256)".to_string()
+            "a self-signed certificate, not signed by a trusted CA (set ca_file: to this certificate, or pin_sha256; tls_verify: false stops checking it)".to_string()
         }
         other => format!("not trusted: {other}"),
     }
+}
+
+/// The name check failed because the certificate has no subjectAltName.
+fn names_no_host(e: &rustls::Error) -> bool {
+    matches!(
+        e,
+        rustls::Error::InvalidCertificate(rustls::CertificateError::NotValidForNameContext {
+            presented,
+            ..
+        }) if presented.is_empty()
+    )
+}
+
+/// The subject's common names.
+fn common_names(der: &CertificateDer<'_>) -> Vec<String> {
+    x509_parser::parse_x509_certificate(der.as_ref())
+        .map(|(_, parsed)| {
+            parsed
+                .subject()
+                .iter_common_name()
+                .filter_map(|cn| cn.as_str().ok().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// A CN naming the host checked: the same name (any case) or address.
+fn same_host(common_name: &str, server_name: &ServerName<'_>) -> bool {
+    let wanted = server_name.to_str();
+    common_name.eq_ignore_ascii_case(&wanted)
 }
 
 fn describe_name_error(e: &rustls::Error, server_name: &ServerName<'_>) -> String {
@@ -308,7 +406,7 @@ fn describe_name_error(e: &rustls::Error, server_name: &ServerName<'_>) -> Strin
         }) => format!(
             "the certificate is for {}, not {wanted}",
             if presented.is_empty() {
-                "no name".to_string()
+                "no host name (no subjectAltName, and its CN is another name)".to_string()
             } else {
                 presented
                     .iter()

@@ -30,6 +30,18 @@ fn free_port() -> u16 {
 
 /// A self-signed certificate for `name` (and 127.0.0.1), valid `days`.
 fn certificate(dir: &Path, stem: &str, name: &str, days: u32) -> (PathBuf, PathBuf) {
+    certificate_with(dir, stem, name, days, true)
+}
+
+/// [`certificate`]; without `san`, named by its CN alone, as
+/// `openssl req -x509 -subj /CN=host` makes it.
+fn certificate_with(
+    dir: &Path,
+    stem: &str,
+    name: &str,
+    days: u32,
+    san: bool,
+) -> (PathBuf, PathBuf) {
     let (cert, key) = (
         dir.join(format!("{stem}.crt")),
         dir.join(format!("{stem}.key")),
@@ -50,8 +62,14 @@ fn certificate(dir: &Path, stem: &str, name: &str, days: u32) -> (PathBuf, PathB
             "-subj",
             &format!("/CN={name}"),
         ])
-        .arg("-addext")
-        .arg(format!("subjectAltName=DNS:{name},IP:127.0.0.1"))
+        .args(if san {
+            vec![
+                "-addext".to_string(),
+                format!("subjectAltName=DNS:{name},IP:127.0.0.1"),
+            ]
+        } else {
+            Vec::new()
+        })
         .arg("-keyout")
         .arg(&key)
         .arg("-out")
@@ -375,4 +393,58 @@ fn check_config_names_the_tcp_keys_that_are_wrong() {
             "{task}: file:line named: {err}"
         );
     }
+}
+
+#[test]
+fn https_checks_read_the_certificate_and_trust_a_self_signed_server_as_curl_does() {
+    let ws = Workspace::new("");
+    // The usual self-signed certificate: CN only, marked as a CA.
+    let (cert, key) = certificate_with(ws.path(), "vnc", "127.0.0.1", 10, false);
+    let server = TlsServer::start(&cert, &key);
+    let url = format!("https://127.0.0.1:{}/", server.port);
+    let curl = Command::new("curl")
+        .args(["-sS", "-o", "/dev/null", "--cacert"])
+        .arg(&cert)
+        .arg(&url)
+        .status();
+    if let Ok(status) = curl {
+        assert!(status.success(), "curl trusts it with --cacert");
+    }
+    ws.write_config(&profile_p(&format!(
+        "      - name: ca-file\n        http: {{ url: \"{url}\", ca_file: vnc.crt }}\n\
+         \x20       rules:\n          - {{ name: renew, signal: cert_days_left, value: \"< 11\", severity: info }}\n\
+         \x20     - name: no-ca\n        http: {{ url: \"{url}\" }}\n\
+         \x20     - name: expiry-only\n        http: {{ url: \"{url}\", tls_verify: false, cert_warn_days: 5 }}\n"
+    )));
+    let out = Tick::new(&ws).at(now()).run("p");
+    let line = line_of(&out, "ca-file");
+    assert!(
+        line.contains("HTTP 200") && line.contains("certificate CN=127.0.0.1 expires"),
+        "{line}"
+    );
+    assert_eq!(
+        fired(&ws, "ca-file").as_deref(),
+        Some("warning"),
+        "10 days left: {line}"
+    );
+    assert!(
+        ws.history()
+            .iter()
+            .any(|h| h.task == "ca-file" && h.rule == "renew" && h.status == "firing"),
+        "cert_days_left is a signal of http: {}",
+        stdout(&out)
+    );
+    let no_ca = line_of(&out, "no-ca");
+    assert!(
+        no_ca.contains("TLS certificate not trusted: a self-signed certificate"),
+        "{no_ca}"
+    );
+    assert!(no_ca.contains("tls_verify: false"), "{no_ca}");
+    assert_eq!(fired(&ws, "no-ca").as_deref(), Some("critical"));
+    assert_eq!(
+        fired(&ws, "expiry-only"),
+        None,
+        "10 days ≥ cert_warn_days 5: {}",
+        stdout(&out)
+    );
 }

@@ -180,6 +180,7 @@ fn prepare(alerts: &[PostableAlert], context: &Context) -> Result<(Vec<u8>, ureq
         timeout: context.timeout,
         tls_verify: true,
         ca_file: None,
+        pin: None,
     })
     .map_err(Failure::transient)?;
     Ok((body, agent))

@@ -124,6 +124,7 @@ fn post(url: &str, body: &serde_json::Value, context: &Context) -> Result<(), Fa
         timeout: context.timeout,
         tls_verify: true,
         ca_file: None,
+        pin: None,
     })
     .map_err(Failure::transient)?;
     let mut response = agent

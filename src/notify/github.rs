@@ -577,6 +577,7 @@ impl<'a> Client<'a> {
             timeout: context.timeout,
             tls_verify: true,
             ca_file: None,
+            pin: None,
         })
         .map_err(|e| ApiError::transient(format!("building the HTTP client: {e}")))?;
         Ok(Client {

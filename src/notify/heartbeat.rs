@@ -34,6 +34,7 @@ pub fn ping(heartbeat: &Heartbeat, healthy: bool) -> String {
         timeout,
         tls_verify: true,
         ca_file: None,
+        pin: None,
     };
     let result = agent(&settings).and_then(|agent| match agent.get(&url).call() {
         Ok(response) if response.status().is_success() => Ok(()),

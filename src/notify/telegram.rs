@@ -139,6 +139,7 @@ fn post(url: &str, body: &serde_json::Value, timeout: Duration) -> Result<(), Fa
         timeout,
         tls_verify: true,
         ca_file: None,
+        pin: None,
     })
     .map_err(Failure::transient)?;
     let mut response = agent

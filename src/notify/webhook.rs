@@ -98,6 +98,7 @@ pub fn send(
         timeout: context.timeout,
         tls_verify: true,
         ca_file: None,
+        pin: None,
     })
     .map_err(Failure::transient)?;
     let document = render(body, payload);

@@ -6,7 +6,8 @@ use super::{Check, CheckStatus, Context, Observation};
 use crate::config::{
     self, ByteSize, JsonPointer, Ordered, Pattern, Secret, StatusRanges, Text, values, yes,
 };
-use crate::http_client::{ClientSettings, agent, body_excerpt, describe_error};
+use crate::http_client::{ClientSettings, body_excerpt, describe_error, watched_agent};
+use crate::tls::{Certificate, Pin};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -42,6 +43,21 @@ pub struct HttpConfig {
     pub extract: Ordered<JsonPointer>,
     #[serde(default = "default_max_body")]
     pub max_body: ByteSize,
+    /// An https server trusted by its certificate's (or key's) SHA-256.
+    #[serde(default)]
+    pub pin_sha256: Option<Pin>,
+    #[serde(default = "default_warn_days")]
+    pub cert_warn_days: f64,
+    #[serde(default = "default_critical_days")]
+    pub cert_critical_days: f64,
+}
+
+fn default_warn_days() -> f64 {
+    super::tcp::DEFAULT_WARN_DAYS
+}
+
+fn default_critical_days() -> f64 {
+    super::tcp::DEFAULT_CRITICAL_DAYS
 }
 
 fn default_max_body() -> ByteSize {
@@ -68,6 +84,20 @@ impl ProbeConfig for HttpConfig {
         observe(self, context, out);
     }
 
+    fn check(&self) -> Result<(), String> {
+        let https = self
+            .url
+            .as_str()
+            .get(..8)
+            .is_some_and(|s| s.eq_ignore_ascii_case("https://"));
+        if !https && self.pin_sha256.is_some() {
+            return Err(
+                "`pin_sha256` pins an https server's certificate: the url is not https".into(),
+            );
+        }
+        super::tcp::check_days(self.cert_warn_days, self.cert_critical_days, "http")
+    }
+
     fn relative_paths(&mut self) -> Vec<&mut PathBuf> {
         self.ca_file.iter_mut().collect()
     }
@@ -85,7 +115,8 @@ pub fn observe(probe: &HttpConfig, context: &Context, out: &mut Observation) {
         budget: context.budget(probe_timeout),
         configured: context.limit(probe_timeout),
     };
-    let check = match request(probe, &limits) {
+    let mut certificate = None;
+    let mut check = match request(probe, &limits, &mut certificate) {
         Ok(response) => judge(probe, &response, out),
         Err(summary) => {
             out.signals.set_probe("http", "up", 0.0);
@@ -96,6 +127,22 @@ pub fn observe(probe: &HttpConfig, context: &Context, out: &mut Observation) {
             }
         }
     };
+    if let Some(certificate) = certificate {
+        let days = super::tcp::Days {
+            warn: probe.cert_warn_days,
+            critical: probe.cert_critical_days,
+        };
+        let (status, said) =
+            super::tcp::judge_certificate(&certificate, days, false, "http", context, out);
+        // An answer is judged by its certificate too; a failed request
+        // keeps its own reason first.
+        if check.status == CheckStatus::Ok
+            || status == CheckStatus::Critical && check.status == CheckStatus::Warning
+        {
+            check.status = status;
+        }
+        check.summary.push_str(&format!("; {said}"));
+    }
     out.checks.push(check);
 }
 
@@ -112,15 +159,28 @@ struct Limits {
     configured: Duration,
 }
 
-fn request(probe: &HttpConfig, limits: &Limits) -> Result<Response, String> {
+/// Makes the request; `certificate` gets what an https server showed,
+/// even when the request then failed.
+fn request(
+    probe: &HttpConfig,
+    limits: &Limits,
+    certificate: &mut Option<Certificate>,
+) -> Result<Response, String> {
     // The latency is the service's: measured from when our turn to
     // connect to its host came.
     let (_slot, timeout) = super::host_limit::within(probe.url.as_str(), limits.budget)?;
-    let agent = agent(&ClientSettings {
+    let (agent, tls) = watched_agent(&ClientSettings {
         timeout,
         tls_verify: probe.tls_verify,
         ca_file: probe.ca_file.as_deref(),
+        pin: probe.pin_sha256.as_ref(),
     })?;
+    let response = send(probe, limits, &agent);
+    *certificate = tls.certificate().and_then(Result::ok);
+    response
+}
+
+fn send(probe: &HttpConfig, limits: &Limits, agent: &ureq::Agent) -> Result<Response, String> {
     let (default_method, body) = match (&probe.jsonrpc, &probe.body) {
         (Some(call), _) => {
             let payload = serde_json::json!({

@@ -246,6 +246,7 @@ fn height(source: &HeightSource, limits: &Limits) -> Result<f64, String> {
         timeout,
         tls_verify: source.tls_verify,
         ca_file: None,
+        pin: None,
     })?;
     let result = match &source.request {
         HeightRequest::JsonRpc(call) => {

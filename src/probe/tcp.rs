@@ -107,13 +107,32 @@ impl TcpConfig {
         if self.max_read.0 == 0 {
             return Err(format!("`{probe}`: `max_read: 0` reads no answer"));
         }
-        if !(self.cert_critical_days >= 0.0 && self.cert_warn_days >= self.cert_critical_days) {
-            return Err(format!(
-                "`{probe}`: cert_warn_days ({}) must be at least cert_critical_days ({}), both ≥ 0",
-                self.cert_warn_days, self.cert_critical_days
-            ));
+        check_days(self.cert_warn_days, self.cert_critical_days, probe)
+    }
+
+    fn days(&self) -> Days {
+        Days {
+            warn: self.cert_warn_days,
+            critical: self.cert_critical_days,
         }
+    }
+}
+
+/// `cert_warn_days` and `cert_critical_days` of a probe.
+#[derive(Clone, Copy, Debug)]
+pub struct Days {
+    pub warn: f64,
+    pub critical: f64,
+}
+
+/// The days a probe warns and is critical at, as check-config sees them.
+pub fn check_days(warn: f64, critical: f64, probe: &str) -> Result<(), String> {
+    if critical >= 0.0 && warn >= critical {
         Ok(())
+    } else {
+        Err(format!(
+            "`{probe}`: cert_warn_days ({warn}) must be at least cert_critical_days ({critical}), both 0 or more"
+        ))
     }
 }
 
@@ -211,7 +230,7 @@ fn talk(
             server_name,
             ca_file: probe.ca_file.as_deref(),
             pin: probe.pin_sha256.as_ref(),
-            now: context.now,
+            now: Some(context.now),
         };
         let shaking = Instant::now();
         let (session, certificate) = crate::tls::handshake(stream, &trust).map_err(|why| {
@@ -223,7 +242,14 @@ fn talk(
             "handshake_ms",
             (shaking.elapsed().as_secs_f64() * 1000.0).round(),
         );
-        let (verdict, text) = judge_certificate(&certificate, probe, name, context, out);
+        let (verdict, text) = judge_certificate(
+            &certificate,
+            probe.days(),
+            probe.tls_verify,
+            name,
+            context,
+            out,
+        );
         status = verdict;
         said.push(text);
         let refused = certificate.trusted().is_err() || certificate.hostname.is_err();
@@ -356,10 +382,11 @@ fn excerpt(text: &str) -> String {
 }
 
 /// Records a certificate's signals and judges it: expiry against the
-/// probe's days, and (with `tls_verify`) its chain or pin and hostname.
-fn judge_certificate(
+/// probe's days, and (with `verify`) its chain or pin and hostname.
+pub fn judge_certificate(
     certificate: &Certificate,
-    probe: &TcpConfig,
+    days_at: Days,
+    verify: bool,
     name: &'static str,
     context: &Context,
     out: &mut Observation,
@@ -386,22 +413,22 @@ fn judge_certificate(
     let expiry = if days < 0.0 {
         status = CheckStatus::Critical;
         format!("expired {not_after} ({:.1} days ago)", -days)
-    } else if days < probe.cert_critical_days {
+    } else if days < days_at.critical {
         status = CheckStatus::Critical;
         format!(
             "expires {not_after}, in {days:.1} days (critical under {} days)",
-            probe.cert_critical_days
+            days_at.critical
         )
-    } else if days < probe.cert_warn_days {
+    } else if days < days_at.warn {
         status = CheckStatus::Warning;
         format!(
             "expires {not_after}, in {days:.1} days (warning under {} days)",
-            probe.cert_warn_days
+            days_at.warn
         )
     } else {
         format!("expires {not_after}, in {days:.0} days")
     };
-    if probe.tls_verify {
+    if verify {
         if let Err(why) = &trusted {
             status = CheckStatus::Critical;
             problems.push(why.clone());

@@ -208,6 +208,7 @@ fn fetch(
         timeout,
         tls_verify: probe.tls_verify,
         ca_file: probe.ca_file.as_deref(),
+        pin: None,
     })?;
     let mut builder = ureq::http::Request::builder()
         .method("GET")
