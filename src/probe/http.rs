@@ -46,18 +46,10 @@ pub struct HttpConfig {
     /// An https server trusted by its certificate's (or key's) SHA-256.
     #[serde(default)]
     pub pin_sha256: Option<Pin>,
-    #[serde(default = "default_warn_days")]
+    #[serde(default = "super::tcp::default_warn_days")]
     pub cert_warn_days: f64,
-    #[serde(default = "default_critical_days")]
+    #[serde(default = "super::tcp::default_critical_days")]
     pub cert_critical_days: f64,
-}
-
-fn default_warn_days() -> f64 {
-    super::tcp::DEFAULT_WARN_DAYS
-}
-
-fn default_critical_days() -> f64 {
-    super::tcp::DEFAULT_CRITICAL_DAYS
 }
 
 fn default_max_body() -> ByteSize {

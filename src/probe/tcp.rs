@@ -63,11 +63,11 @@ pub const DEFAULT_WARN_DAYS: f64 = 14.0;
 /// … and within this many, critical.
 pub const DEFAULT_CRITICAL_DAYS: f64 = 3.0;
 
-fn default_warn_days() -> f64 {
+pub fn default_warn_days() -> f64 {
     DEFAULT_WARN_DAYS
 }
 
-fn default_critical_days() -> f64 {
+pub fn default_critical_days() -> f64 {
     DEFAULT_CRITICAL_DAYS
 }
 
