@@ -545,6 +545,7 @@ mod tests {
             cwd: None,
             env: Default::default(),
             timeout: None,
+            thresholds: None,
         };
         let action = Action::Command(probe);
         let state = TaskMemory::new();

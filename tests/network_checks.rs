@@ -448,3 +448,84 @@ fn https_checks_read_the_certificate_and_trust_a_self_signed_server_as_curl_does
         stdout(&out)
     );
 }
+
+#[test]
+fn thresholds_plugin_judges_each_perfdata_label_by_the_plugins_own_ranges() {
+    let plugins = Path::new("/usr/lib/nagios/plugins");
+    assert!(
+        plugins.join("check_dummy").exists(),
+        "Debian's monitoring-plugins-basic (installed by .ci/run)"
+    );
+    let ws = Workspace::new(&profile_p(&format!(
+        "      - name: judged\n        command: {{ argv: [\"{dummy}\", \"0\", \"load fine | load=9;5;8 temp=40C;50;60 ok=3;@10:20;~:2\"], thresholds: plugin }}\n\
+         \x20     - name: trusted\n        command: {{ argv: [\"{dummy}\", \"0\", \"load fine | load=9;5;8\"] }}\n\
+         \x20     - name: warned\n        command: {{ argv: [\"{dummy}\", \"0\", \"x | q=6;5;8\"], thresholds: plugin }}\n\
+         \x20     - name: disk-full\n        command: {{ argv: [\"{disk}\", \"-w\", \"100%\", \"-c\", \"100%\", \"-p\", \"/\"], thresholds: plugin }}\n\
+         \x20     - name: disk-fine\n        command: {{ argv: [\"{disk}\", \"-w\", \"1%\", \"-c\", \"1%\", \"-p\", \"/\"], thresholds: plugin }}\n",
+        dummy = plugins.join("check_dummy").display(),
+        disk = plugins.join("check_disk").display(),
+    )));
+    let out = Tick::new(&ws).at(minute(0)).run("p");
+    let text = stdout(&out);
+    // The plugin said OK; its own crit field says load 9 is outside 0:8,
+    // and ok=3 is outside its crit ~:2.
+    assert_eq!(fired(&ws, "judged").as_deref(), Some("critical"), "{text}");
+    assert!(
+        text.contains("perfdata load = 9 is outside the plugin's critical range 8"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("perfdata temp"),
+        "temp 40C is within its ranges: {text}"
+    );
+    assert_eq!(
+        fired(&ws, "trusted"),
+        None,
+        "without thresholds: plugin the exit code decides: {text}"
+    );
+    assert_eq!(fired(&ws, "warned").as_deref(), Some("warning"), "{text}");
+    assert!(
+        text.contains("perfdata q = 6 is outside the plugin's warning range 5"),
+        "{text}"
+    );
+    assert_eq!(
+        fired(&ws, "disk-full").as_deref(),
+        Some("critical"),
+        "{text}"
+    );
+    assert!(
+        text.contains("perfdata / = "),
+        "check_disk's perfdata is judged: {text}"
+    );
+    assert_eq!(fired(&ws, "disk-fine"), None, "{text}");
+}
+
+#[test]
+fn a_nagios_range_in_a_rule_fires_outside_it() {
+    let ws = Workspace::new(&profile_p(
+        "      - name: peers\n        command: { argv: [\"/bin/sh\", \"-c\", \"echo \\\"OK | peers=$(cat peers)\\\"\"], cwd: . }\n\
+         \x20       rules:\n          - { name: peer_band, signal: peers, value: \"8:50\" }\n\
+         \x20         - { name: not_idle, signal: peers, value: \"@0:0\" }\n",
+    ));
+    let set = |n: u32| std::fs::write(ws.path().join("peers"), n.to_string()).unwrap();
+    let firing = |rule: &str| {
+        ws.history()
+            .iter()
+            .filter(|h| h.rule == rule)
+            .map(|h| h.status.clone())
+            .collect::<Vec<_>>()
+    };
+    set(12);
+    Tick::new(&ws).at(minute(0)).run("p");
+    assert!(firing("peer_band").is_empty() && firing("not_idle").is_empty());
+    set(7);
+    let out = Tick::new(&ws).at(minute(1)).run("p");
+    assert_eq!(firing("peer_band"), ["firing"], "{}", stdout(&out));
+    assert!(stdout(&out).contains("outside 8:50"), "{}", stdout(&out));
+    set(0);
+    Tick::new(&ws).at(minute(2)).run("p");
+    assert_eq!(firing("not_idle"), ["firing"]);
+    set(20);
+    Tick::new(&ws).at(minute(3)).run("p");
+    assert_eq!(firing("peer_band"), ["firing", "resolved"]);
+}

@@ -80,6 +80,90 @@ pub enum Threshold {
     Value(f64),
     /// `N x previous`: N times the previous tick's value (counter deltas).
     TimesPrevious(f64),
+    /// A Nagios range (`"10:20"`, `"@10:20"`, `"~:10"`, `"10:"`): the
+    /// condition holds outside it (inside, with `@`).
+    Range(Range),
+}
+
+/// A threshold range of the Nagios plugin API: `[@]start:end`, where a
+/// missing start is 0, `~` is minus infinity, a missing end is infinity,
+/// and a bare number `N` is `0:N`. A value alerts when outside the range
+/// (endpoints inside), or with `@` when inside it.
+#[derive(Clone, Copy, PartialEq, Debug)]
+pub struct Range {
+    pub start: f64,
+    pub end: f64,
+    pub inside: bool,
+}
+
+impl Range {
+    /// Whether `value` raises the alert.
+    pub fn alerts(&self, value: f64) -> bool {
+        let within = self.start <= value && value <= self.end;
+        within == self.inside
+    }
+}
+
+impl std::str::FromStr for Range {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Range, String> {
+        let bad = |why: &str| {
+            format!(
+                "invalid range {text:?}: {why} (Nagios ranges: \"10\" is 0:10, \"10:20\", \"10:\" from 10 up, \"~:10\" up to 10, \"@10:20\" alerts inside)"
+            )
+        };
+        let trimmed = text.trim();
+        let (inside, body) = match trimmed.strip_prefix('@') {
+            Some(rest) => (true, rest.trim()),
+            None => (false, trimmed),
+        };
+        let number = |part: &str| -> Result<f64, String> {
+            part.trim()
+                .parse::<f64>()
+                .ok()
+                .filter(|v| !v.is_nan())
+                .ok_or_else(|| bad(&format!("{:?} is not a number", part.trim())))
+        };
+        let (start, end) = match body.split_once(':') {
+            Some((start, end)) => {
+                let start = match start.trim() {
+                    "~" => f64::NEG_INFINITY,
+                    "" => 0.0,
+                    given => number(given)?,
+                };
+                let end = match end.trim() {
+                    "" => f64::INFINITY,
+                    given => number(given)?,
+                };
+                (start, end)
+            }
+            None if body.is_empty() => return Err(bad("it is empty")),
+            None => (0.0, number(body)?),
+        };
+        if start > end {
+            return Err(bad("its start is above its end"));
+        }
+        Ok(Range { start, end, inside })
+    }
+}
+
+impl fmt::Display for Range {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let end = |v: f64| {
+            if v.is_infinite() {
+                String::new()
+            } else {
+                format_number(v)
+            }
+        };
+        let start = if self.start == f64::NEG_INFINITY {
+            "~".to_string()
+        } else {
+            format_number(self.start)
+        };
+        let at = if self.inside { "@" } else { "" };
+        write!(f, "{at}{start}:{}", end(self.end))
+    }
 }
 
 /// The unit a threshold was written in, so it prints as written: `16GiB`
@@ -125,6 +209,7 @@ impl Condition {
     pub fn holds(&self, value: f64, previous: Option<f64>) -> bool {
         match self.threshold {
             Threshold::Value(limit) => self.op.holds(value, limit),
+            Threshold::Range(range) => range.alerts(value),
             Threshold::TimesPrevious(factor) => match previous {
                 Some(previous) if previous >= 0.0 => {
                     let rising = matches!(self.op, Op::Gt | Op::Ge);
@@ -148,6 +233,10 @@ impl fmt::Display for Condition {
             Threshold::TimesPrevious(x) => {
                 write!(f, "{} {}x previous", self.op.as_str(), format_number(x))
             }
+            Threshold::Range(range) if range.inside => {
+                write!(f, "inside {}", range.to_string().trim_start_matches('@'))
+            }
+            Threshold::Range(range) => write!(f, "outside {range}"),
         }
     }
 }
@@ -226,10 +315,18 @@ impl std::str::FromStr for Condition {
     fn from_str(s: &str) -> Result<Self, String> {
         let bad = || {
             format!(
-                "invalid condition {s:?}: write an operator and a value, e.g. \"> 0.5\", \"<= 8\", \"> 16GiB\", \">= 5x previous\""
+                "invalid condition {s:?}: write an operator and a value, e.g. \"> 0.5\", \"<= 8\", \"> 16GiB\", \">= 5x previous\", or a Nagios range (\"10:20\" alerts outside it, \"@10:20\" inside)"
             )
         };
-        let (left, op, right) = Op::split(s.trim()).ok_or_else(bad)?;
+        let text = s.trim();
+        if Op::split(text).is_none() && (text.contains(':') || text.starts_with('@')) {
+            return Ok(Condition {
+                op: Op::Ne,
+                threshold: Threshold::Range(text.parse()?),
+                unit: Unit::Plain,
+            });
+        }
+        let (left, op, right) = Op::split(text).ok_or_else(bad)?;
         if !left.trim().is_empty() {
             return Err(bad());
         }
@@ -322,5 +419,56 @@ impl<'de> Deserialize<'de> for Gate {
                 format!("invalid value {text:?}: give a number of consecutive ticks (3) or a duration (180s)")
             })
         })
+    }
+}
+
+#[cfg(test)]
+mod range_tests {
+    use super::*;
+
+    /// The examples of the Nagios plugin guidelines ("Threshold and ranges"),
+    /// each with values that alert and values that do not.
+    #[test]
+    fn the_plugin_guidelines_examples_alert_where_they_say() {
+        let table: [(&str, &[f64], &[f64]); 6] = [
+            // < 0 or > 10
+            ("10", &[-0.5, 10.5, 11.0], &[0.0, 5.0, 10.0]),
+            // < 10
+            ("10:", &[9.99, -3.0], &[10.0, 1e9]),
+            // > 10
+            ("~:10", &[10.01, 50.0], &[10.0, -1e9]),
+            // outside 10..20
+            ("10:20", &[9.0, 21.0], &[10.0, 15.0, 20.0]),
+            // inside 10..20, endpoints included
+            ("@10:20", &[10.0, 15.0, 20.0], &[9.9, 20.1]),
+            // < 0 or > 0? no: "@~:0"... the guideline's ":10" reads 0:10
+            (":10", &[-1.0, 11.0], &[0.0, 10.0]),
+        ];
+        for (text, alerting, quiet) in table {
+            let range: Range = text.parse().unwrap();
+            for v in alerting {
+                assert!(range.alerts(*v), "{text} alerts at {v}");
+            }
+            for v in quiet {
+                assert!(!range.alerts(*v), "{text} is quiet at {v}");
+            }
+        }
+    }
+
+    #[test]
+    fn ranges_are_conditions_and_print_as_written() {
+        let c: Condition = "10:20".parse().unwrap();
+        assert!(c.holds(25.0, None) && !c.holds(15.0, None));
+        assert_eq!(c.to_string(), "outside 10:20");
+        let c: Condition = "@~:5".parse().unwrap();
+        assert!(c.holds(-100.0, None) && !c.holds(6.0, None));
+        assert_eq!(c.to_string(), "inside ~:5");
+        let c: Condition = "10:".parse().unwrap();
+        assert_eq!(c.to_string(), "outside 10:");
+        for bad in ["20:10", "a:b", "@", "1:2:3"] {
+            assert!(bad.parse::<Range>().is_err(), "{bad}");
+        }
+        let why = "20:10".parse::<Condition>().unwrap_err();
+        assert!(why.contains("start is above its end"), "{why}");
     }
 }

@@ -17,6 +17,17 @@ pub struct CommandConfig {
     pub cwd: Option<PathBuf>,
     pub env: BTreeMap<String, Text>,
     pub timeout: Option<Duration>,
+    /// `thresholds: plugin`: each perfdata label is also judged by the
+    /// plugin's own warn and crit ranges.
+    pub thresholds: Option<Thresholds>,
+}
+
+/// Whose thresholds judge a command's perfdata.
+#[derive(Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Thresholds {
+    /// The warn and crit fields the plugin prints beside each value.
+    Plugin,
 }
 
 #[derive(Deserialize)]
@@ -31,6 +42,8 @@ struct RawCommandConfig {
     env: BTreeMap<String, Text>,
     #[serde(default)]
     timeout: Option<Duration>,
+    #[serde(default)]
+    thresholds: Option<Thresholds>,
 }
 
 impl<'de> Deserialize<'de> for CommandConfig {
@@ -51,6 +64,7 @@ impl<'de> Deserialize<'de> for CommandConfig {
                 cwd: raw.cwd,
                 env: raw.env,
                 timeout: raw.timeout,
+                thresholds: raw.thresholds,
             })
         })
     }
@@ -161,6 +175,53 @@ pub fn observe(probe: &CommandConfig, context: &Context, out: &mut Observation) 
         status,
         summary,
     });
+    if probe.thresholds == Some(Thresholds::Plugin) {
+        judge_ranges(&output.items, out);
+    }
+}
+
+/// A check per perfdata label whose value the plugin's own crit (or else
+/// warn) range alerts on; a range that does not parse is named.
+fn judge_ranges(items: &[PerfItem], out: &mut Observation) {
+    for item in items {
+        let verdicts = [
+            (CheckStatus::Critical, "critical", &item.crit),
+            (CheckStatus::Warning, "warning", &item.warn),
+        ];
+        for (status, name, range) in verdicts {
+            let Some(text) = range.as_deref().filter(|t| !t.is_empty()) else {
+                continue;
+            };
+            match text.parse::<crate::config::Range>() {
+                Ok(range) if range.alerts(item.value) => {
+                    out.checks.push(Check {
+                        probe: "command",
+                        status,
+                        summary: format!(
+                            "perfdata {} = {}{} is {} the plugin's {name} range {text}",
+                            item.label,
+                            crate::config::format_number(item.value),
+                            item.unit,
+                            if range.inside { "inside" } else { "outside" },
+                        ),
+                    });
+                    break;
+                }
+                Ok(_) => {}
+                Err(why) => {
+                    out.checks.push(Check {
+                        probe: "command",
+                        status: CheckStatus::Unknown,
+                        summary: format!(
+                            "perfdata {}: the plugin's {name} field: {why}",
+                            item.label
+                        ),
+                    });
+                    break;
+                }
+            }
+        }
+    }
 }
 
 /// A plugin's output: the summary (first line before `|`) and perfdata.
@@ -168,6 +229,18 @@ pub fn observe(probe: &CommandConfig, context: &Context, out: &mut Observation) 
 pub struct PluginOutput {
     pub summary: String,
     pub perfdata: Vec<(String, f64)>,
+    /// The perfdata items whole, with their warn and crit fields.
+    pub items: Vec<PerfItem>,
+}
+
+/// One `'label'=value[UOM];warn;crit;min;max` item.
+#[derive(Debug, Default, PartialEq, Clone)]
+pub struct PerfItem {
+    pub label: String,
+    pub value: f64,
+    pub unit: String,
+    pub warn: Option<String>,
+    pub crit: Option<String>,
 }
 
 /// Splits plugin output per the Nagios plugin guidelines: perfdata follows
@@ -190,15 +263,26 @@ pub fn parse_output(stdout: &str) -> PluginOutput {
             perf_text.push_str(perf);
         }
     }
+    let items = parse_perf_items(&perf_text);
     PluginOutput {
         summary,
-        perfdata: parse_perfdata(&perf_text),
+        perfdata: items.iter().map(|i| (i.label.clone(), i.value)).collect(),
+        items,
     }
 }
 
 /// Parses `'label'=value[UOM];warn;crit;min;max` items. Values keep the
 /// plugin's own unit (a `MB` value stays in MB); `U` (unknown) is skipped.
+#[cfg(test)]
 pub fn parse_perfdata(text: &str) -> Vec<(String, f64)> {
+    parse_perf_items(text)
+        .into_iter()
+        .map(|item| (item.label, item.value))
+        .collect()
+}
+
+/// [`parse_perfdata`], keeping each item's unit, warn and crit fields.
+pub fn parse_perf_items(text: &str) -> Vec<PerfItem> {
     let mut items = Vec::new();
     let mut rest = text.trim_start();
     while !rest.is_empty() {
@@ -239,14 +323,23 @@ pub fn parse_perfdata(text: &str) -> Vec<(String, f64)> {
             break;
         };
         let end = after.find(char::is_whitespace).unwrap_or(after.len());
-        let value_text = after[..end].split(';').next().unwrap_or("");
+        let mut fields = after[..end].split(';');
+        let value_text = fields.next().unwrap_or("");
         let number_end = value_text
             .find(|c: char| !(c.is_ascii_digit() || matches!(c, '.' | '-' | '+' | 'e' | 'E')))
             .unwrap_or(value_text.len());
+        let mut field = || fields.next().map(str::to_string).filter(|f| !f.is_empty());
+        let (warn, crit) = (field(), field());
         if let Ok(value) = value_text[..number_end].parse::<f64>()
             && !label.is_empty()
         {
-            items.push((label, value));
+            items.push(PerfItem {
+                label,
+                value,
+                unit: value_text[number_end..].to_string(),
+                warn,
+                crit,
+            });
         }
         rest = after[end..].trim_start();
     }
@@ -297,6 +390,21 @@ mod tests {
                 ("c".to_string(), 3.0)
             ]
         );
+    }
+
+    #[test]
+    fn warn_and_crit_fields_are_kept() {
+        let items = parse_perf_items("/=2643MB;5948;6393;0;7393 'rta'=0.08ms;200:;@0:500;; x=1");
+        assert_eq!(items[0].unit, "MB");
+        assert_eq!(
+            (items[0].warn.as_deref(), items[0].crit.as_deref()),
+            (Some("5948"), Some("6393"))
+        );
+        assert_eq!(
+            (items[1].warn.as_deref(), items[1].crit.as_deref()),
+            (Some("200:"), Some("@0:500"))
+        );
+        assert_eq!((items[2].warn.clone(), items[2].crit.clone()), (None, None));
     }
 
     #[test]

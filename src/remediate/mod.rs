@@ -654,6 +654,7 @@ mod tests {
                 cwd: None,
                 env: Default::default(),
                 timeout: None,
+                thresholds: None,
             }),
             cooldown: ConfigDuration::from_secs(cooldown_s),
             max: max.map(|(restarts, within)| MaxRestarts {
