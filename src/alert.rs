@@ -133,6 +133,9 @@ pub struct AlertState {
     /// It fired again after its resolution was announced: further
     /// resolutions wait until it stays clear for the cooldown.
     pub flapping: bool,
+    /// The last ticks' verdicts, a bit a tick (bit 0 the newest, 1 a
+    /// breach): what `for: N of M` counts.
+    pub recent: u64,
 }
 
 /// A change worth a history row.
@@ -262,6 +265,9 @@ pub struct Policy {
     /// lasting state: clearing the next tick fixes nothing, so it is not
     /// announced; the incident ends after a cooldown without occurrences.
     pub point_like: bool,
+    /// `clear:`: a firing alert resolves only once this holds (a separate
+    /// resolve threshold); between the two it stays firing.
+    pub clear: Option<crate::config::Condition>,
 }
 
 /// The result of one tick for one key.
@@ -297,6 +303,23 @@ pub fn gate_met(gate: Gate, ticks: u32, since: Timestamp, now: Timestamp) -> boo
     match gate {
         Gate::Ticks(needed) => ticks >= needed,
         Gate::For(duration) => now.reached(since, duration.as_millis()),
+        // `ticks` is then the count of breaches within the window.
+        Gate::Within { needed, .. } => ticks >= needed,
+    }
+}
+
+/// The verdicts `gate` counts of `recent`: those of its window.
+fn breaches_within(gate: Gate, recent: u64) -> Option<u32> {
+    match gate {
+        Gate::Within { window, .. } => {
+            let mask = if window >= 64 {
+                u64::MAX
+            } else {
+                (1u64 << window) - 1
+            };
+            Some((recent & mask).count_ones())
+        }
+        _ => None,
     }
 }
 
@@ -310,7 +333,21 @@ pub fn step(
     now: Timestamp,
     began: Option<Timestamp>,
 ) -> Step {
+    let earlier = prior.map_or(0, |p| p.recent);
     match verdict {
+        // Between the firing threshold and `clear:`: still firing.
+        Verdict::Clear {
+            value: Some(value), ..
+        } if policy.clear.is_some_and(|clear| !clear.holds(*value, None))
+            && prior.is_some_and(|p| p.status == Status::Firing) =>
+        {
+            let mut state = prior.cloned().expect("a firing key");
+            state.value = Some(*value);
+            state.good_since = None;
+            state.good_ticks = 0;
+            state.recent = earlier << 1;
+            Step::quiet(Some(state))
+        }
         Verdict::NoData { .. } | Verdict::Hold { .. } => match prior {
             // A quiet incident ends on time even while its rule is held.
             Some(state) if state.status == Status::Quiet => close_when_due(state, policy, now),
@@ -358,8 +395,13 @@ pub fn step(
                     opened_at: None,
                     announced: false,
                     flapping: false,
+                    recent: 0,
                 },
             };
+            state.recent = (earlier << 1) | 1;
+            if let Some(count) = breaches_within(policy.for_, state.recent) {
+                state.bad_ticks = count;
+            }
             let previous_severity = state.severity;
             state.severity = *severity;
             state.value = *value;
@@ -484,6 +526,24 @@ fn clear(prior: Option<&AlertState>, policy: &Policy, now: Timestamp) -> Step {
     let Some(prior) = prior else {
         return Step::quiet(None);
     };
+    let recent = prior.recent << 1;
+    if matches!(prior.status, Status::Pending)
+        && let Some(count) = breaches_within(policy.for_, recent).filter(|n| *n > 0)
+    {
+        // `for: N of M`: the breaches of the window still count.
+        let mut state = prior.clone();
+        state.recent = recent;
+        state.bad_ticks = count;
+        return Step::quiet(Some(state));
+    }
+    let mut step = clear_in_a_row(prior, policy, now);
+    if let Some(state) = &mut step.state {
+        state.recent = recent;
+    }
+    step
+}
+
+fn clear_in_a_row(prior: &AlertState, policy: &Policy, now: Timestamp) -> Step {
     match prior.status {
         Status::Pending if prior.opened_at.is_some() => Step {
             state: Some(go_quiet(prior, now)),
@@ -585,6 +645,7 @@ mod tests {
             cooldown: Duration::from_secs(2 * 3600),
             notify_resolved: true,
             point_like: false,
+            clear: None,
         }
     }
 

@@ -1151,3 +1151,36 @@ fn a_notifier_key_is_judged_by_its_own_type_at_its_line() {
         "unknown field `url`, expected one of `type`, `min_severity`, `digest`, `rate_limit`",
     );
 }
+
+#[test]
+fn flap_windows_clear_levels_and_ranges_are_checked_where_written() {
+    let yaml = |rule: &str| {
+        format!(
+            "version: 1\nprofiles:\n  p:\n    cron: \"* * * * *\"\n    tasks:\n      - name: api\n        http: {{ url: \"http://127.0.0.1:1/\" }}\n        rules:\n          - {rule}\n"
+        )
+    };
+    for (rule, why) in [
+        (
+            "{ name: a, signal: latency_ms, value: \"> 5\", for: \"6 of 5\" }",
+            "`N of M` needs 1 ≤ N ≤ M ≤ 64",
+        ),
+        (
+            "{ name: a, signal: latency_ms, value: \"> 5\", for: \"3 out of 5\" }",
+            "\"3 of 5\"",
+        ),
+        (
+            "{ name: a, signal: latency_ms, value: \"> 5\", resolve_after: \"3 of 5\" }",
+            "`N of M` goes with `for`",
+        ),
+        (
+            "{ name: a, signal: latency_ms, value: \"> 0.5\", clear: \"< 0.6\" }",
+            "it must lie on the healthy side",
+        ),
+        (
+            "{ name: a, signal: latency_ms, value: \"20:10\" }",
+            "its start is above its end",
+        ),
+    ] {
+        assert_config_error(&yaml(rule), 9, None, why);
+    }
+}

@@ -383,12 +383,17 @@ impl fmt::Display for Guard {
     }
 }
 
-/// `for` / `resolve_after`: a number of consecutive ticks or a duration.
+/// `for` / `resolve_after`: a number of consecutive ticks or a duration;
+/// `for` also takes `N of M`: N breaching ticks among the last M.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum Gate {
     Ticks(u32),
     For(Duration),
+    Within { needed: u32, window: u32 },
 }
+
+/// The longest `N of M` window: the verdicts are kept a bit a tick.
+pub const MAX_WINDOW: u32 = 64;
 
 impl Default for Gate {
     fn default() -> Self {
@@ -402,6 +407,7 @@ impl fmt::Display for Gate {
             Gate::Ticks(1) => f.write_str("1 tick"),
             Gate::Ticks(n) => write!(f, "{n} ticks"),
             Gate::For(d) => write!(f, "{d}"),
+            Gate::Within { needed, window } => write!(f, "{needed} of {window} ticks"),
         }
     }
 }
@@ -415,8 +421,23 @@ impl<'de> Deserialize<'de> for Gate {
                 }
                 return Ok(Gate::Ticks(ticks));
             }
+            if let Some((needed, window)) = text.split_once(" of ") {
+                let (Ok(needed), Ok(window)) =
+                    (needed.trim().parse::<u32>(), window.trim().parse::<u32>())
+                else {
+                    return Err(format!(
+                        "invalid value {text:?}: write `N of M`, e.g. \"3 of 5\" (3 breaching ticks among the last 5)"
+                    ));
+                };
+                if needed == 0 || needed > window || window > MAX_WINDOW {
+                    return Err(format!(
+                        "invalid value {text:?}: `N of M` needs 1 ≤ N ≤ M ≤ {MAX_WINDOW}"
+                    ));
+                }
+                return Ok(Gate::Within { needed, window });
+            }
             text.parse::<Duration>().map(Gate::For).map_err(|_| {
-                format!("invalid value {text:?}: give a number of consecutive ticks (3) or a duration (180s)")
+                format!("invalid value {text:?}: give a number of consecutive ticks (3), a duration (180s), or for `for` N breaching ticks of the last M (\"3 of 5\")")
             })
         })
     }

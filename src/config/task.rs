@@ -244,7 +244,14 @@ impl<'de> Deserialize<'de> for RawTask {
                         TaskField::Maintenance => raw.maintenance = map.next_value()?,
                         TaskField::Severity => raw.severity = map.next_value()?,
                         TaskField::For => raw.for_ = map.next_value()?,
-                        TaskField::ResolveAfter => raw.resolve_after = map.next_value()?,
+                        TaskField::ResolveAfter => {
+                            raw.resolve_after = map.next_value()?;
+                            if matches!(raw.resolve_after, Gate::Within { .. }) {
+                                return Err(de::Error::custom(
+                                    "`resolve_after` counts clear ticks in a row (3) or a duration (180s); `N of M` goes with `for`",
+                                ));
+                            }
+                        }
                         TaskField::Timeout => raw.timeout = map.next_value()?,
                         TaskField::Cooldown => raw.cooldown = map.next_value()?,
                         TaskField::Enabled => raw.enabled = map.next_value()?,

@@ -316,6 +316,7 @@ fn policy_for(config: &Config, task: &Task, rule: Option<&Rule>) -> Policy {
             .unwrap_or(config.defaults.cooldown),
         notify_resolved: config.defaults.notify_resolved,
         point_like: rule.is_some_and(|r| matches!(r.kind, RuleKind::Counter { .. })),
+        clear: rule.and_then(|r| r.clear),
     }
 }
 
@@ -742,6 +743,7 @@ profiles:
                 opened_at: Some(Timestamp(0)),
                 announced: true,
                 flapping: false,
+                recent: 0,
             },
         );
         let runs = [Observed {

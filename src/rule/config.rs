@@ -18,6 +18,8 @@ pub struct Rule {
     pub condition: Option<Condition>,
     pub for_: Option<Gate>,
     pub resolve_after: Option<Gate>,
+    /// `clear:`: the condition a firing alert resolves at (hysteresis).
+    pub clear: Option<Condition>,
     pub severity: Option<Severity>,
     pub when: Vec<Guard>,
     pub unless: Vec<Guard>,
@@ -153,6 +155,8 @@ struct RawRule {
     for_: Option<Gate>,
     #[serde(default)]
     resolve_after: Option<Gate>,
+    #[serde(default)]
+    clear: Option<Condition>,
     #[serde(default)]
     severity: Option<Severity>,
     #[serde(default)]
@@ -320,12 +324,39 @@ impl Rule {
                 }));
             }
         };
+        if matches!(raw.resolve_after, Some(Gate::Within { .. })) {
+            return Err(err(
+                "`resolve_after` counts clear ticks in a row (3) or a duration (180s); `N of M` goes with `for`",
+            ));
+        }
+        if let Some(clear) = raw.clear {
+            let Some(value) = condition.filter(|_| !is_counter) else {
+                return Err(err(
+                    "`clear` is the level a `value` rule resolves at (e.g. value: \"> 0.5\", clear: \"< 0.4\")",
+                ));
+            };
+            if matches!(value.threshold, Threshold::Range(_))
+                || matches!(clear.threshold, Threshold::TimesPrevious(_))
+            {
+                return Err(err("`clear` pairs with a `value` written with an operator"));
+            }
+            if let (Threshold::Value(fire_at), Threshold::Value(_)) =
+                (value.threshold, clear.threshold)
+                && clear.holds(fire_at, None)
+            {
+                return Err(err(&format!(
+                    "`clear: {clear}` holds at the firing level itself ({}): it must lie on the healthy side of `value: {value}`",
+                    crate::config::format_number(fire_at)
+                )));
+            }
+        }
         Ok(Rule {
             name,
             kind,
             condition,
             for_: raw.for_,
             resolve_after: raw.resolve_after,
+            clear: raw.clear,
             severity: raw.severity,
             when: raw.when,
             unless: raw.unless,

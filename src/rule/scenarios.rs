@@ -1531,3 +1531,56 @@ fn a_guarded_alert_whose_condition_cleared_resolves() {
     );
     assert_eq!(healthy(&ticks), [false, false, true, true]);
 }
+
+/// A peer count that comes and goes, as a flaky link shows it: `for: 3 of
+/// 5` fires on the third breach within five ticks even though no two are
+/// in a row, where `for: 3` never would.
+#[test]
+fn three_breaches_of_five_fire_though_none_come_in_a_row() {
+    let task = format!(
+        "{TASK}rules:\n  - {{ name: flaky, gauge: peers, value: \"< 3\", for: \"3 of 5\" }}\n  - {{ name: in_a_row, gauge: peers, value: \"< 3\", for: 3 }}\n"
+    );
+    let peers = [9, 1, 9, 1, 9, 1, 9, 9, 9, 9, 9, 1, 9, 9, 9];
+    let lines: Vec<String> = peers.iter().map(|p| format!("peers {p}")).collect();
+    let ticks = replay(&task, &lines);
+    assert_eq!(
+        column(&ticks, "flaky"),
+        [
+            "ok", "pend", "pend", "pend", "pend", "FIRE", // breaches at ticks 1, 3, 5: 3 of 5
+            "RESOLVE", "ok", "ok", "ok", "ok", "pend", "pend", "pend", "pend",
+        ],
+        "{:?}",
+        column(&ticks, "flaky")
+    );
+    assert!(column(&ticks, "in_a_row").iter().all(|w| *w != "FIRE"));
+    // Tick 11 breaches alone: the window forgets it after five ticks.
+    assert_eq!(ticks.len(), 15);
+}
+
+/// Hysteresis: fires above 0.5, resolves only below 0.4; a value bouncing
+/// around 0.5 neither resolves nor fires again.
+#[test]
+fn a_separate_clear_level_keeps_an_alert_firing_between_the_two() {
+    let task = format!(
+        "{TASK}rules:\n  - {{ name: errors, gauge: error_ratio, value: \"> 0.5\", clear: \"< 0.4\" }}\n  - {{ name: plain, gauge: error_ratio, value: \"> 0.5\" }}\n"
+    );
+    let values = [
+        "0.3", "0.6", "0.45", "0.55", "0.45", "0.41", "0.39", "0.45", "0.6",
+    ];
+    let lines: Vec<String> = values.iter().map(|v| format!("error_ratio {v}")).collect();
+    let ticks = replay(&task, &lines);
+    assert_eq!(
+        column(&ticks, "errors"),
+        [
+            "ok", "FIRE", "firing", "firing", "firing", "firing", "RESOLVE", "ok", "AGAIN"
+        ],
+    );
+    assert_eq!(
+        column(&ticks, "plain"),
+        // Without `clear` the same values flap (and the flap guard holds
+        // the second resolution and the last firing).
+        [
+            "ok", "FIRE", "RESOLVE", "AGAIN", "clear", "ok", "ok", "ok", "fire"
+        ],
+    );
+}

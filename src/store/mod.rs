@@ -53,6 +53,11 @@ pub const MIGRATIONS: &[(u32, &str, &str)] = &[
         "0005_retention.sql",
         include_str!("../../migrations/0005_retention.sql"),
     ),
+    (
+        6,
+        "0006_verdict_window.sql",
+        include_str!("../../migrations/0006_verdict_window.sql"),
+    ),
 ];
 
 /// An open database.
@@ -324,7 +329,7 @@ impl Store {
         let mut prior = Prior::default();
         let mut statement = self.conn.prepare_cached(
             "SELECT task, rule, status, severity, since, bad_since, bad_ticks, good_since, good_ticks,
-                    last_notified, value, threshold, summary, opened_at, announced, flapping
+                    last_notified, value, threshold, summary, opened_at, announced, flapping, recent
              FROM alert_state WHERE profile = ?1",
         )?;
         let rows = statement.query_map([profile], |r| {
@@ -347,6 +352,7 @@ impl Store {
                 opened_at: r.get::<_, Option<i64>>(13)?.map(Timestamp),
                 announced: r.get(14)?,
                 flapping: r.get(15)?,
+                recent: r.get::<_, i64>(16)? as u64,
             })
         })?;
         for row in rows {
@@ -428,8 +434,8 @@ impl Store {
                     tx.prepare_cached(
                         "INSERT OR REPLACE INTO alert_state (key, profile, task, rule, status, severity, since, bad_since,
                             bad_ticks, good_since, good_ticks, last_notified, value, threshold, summary,
-                            opened_at, announced, flapping)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)",
+                            opened_at, announced, flapping, recent)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)",
                     )?
                     .execute(params![
                         key.to_string(),
@@ -450,6 +456,7 @@ impl Store {
                         s.opened_at.map(|t| t.0),
                         s.announced,
                         s.flapping,
+                        s.recent as i64,
                     ])?;
                 }
                 None => {
