@@ -82,6 +82,7 @@ pub fn tick_json(report: &TickReport) -> serde_json::Value {
         "healthy": report.healthy(),
         "tasks": tasks,
         "disabled_tasks": report.skipped_tasks,
+        "not_due_tasks": report.not_due.iter().map(|n| serde_json::json!({"task": n.task, "next_at": n.next.to_string(), "firing": n.firing})).collect::<Vec<_>>(),
         "notes": report.notes,
         "notifications": report.deliveries,
         "undelivered": report.undelivered,
@@ -113,6 +114,14 @@ fn headline(report: &TickReport) -> String {
     }
     if restarted > 0 {
         parts.push(format!("{restarted} restarted"));
+    }
+    let resting = report
+        .not_due
+        .iter()
+        .filter(|n| !n.firing.is_empty())
+        .count();
+    if resting > 0 {
+        parts.push(format!("{resting} not due, still firing"));
     }
     if !report.undelivered.is_empty() {
         let receivers = report.undelivered.len();
@@ -179,6 +188,22 @@ pub fn tick_text(report: &TickReport) -> String {
                 remediation_text(remediation)
             );
         }
+    }
+    if !report.not_due.is_empty() {
+        let shown: Vec<String> = report
+            .not_due
+            .iter()
+            .map(|n| match n.firing.as_slice() {
+                [] => format!("{} (next at {})", n.task, n.next),
+                rules => format!(
+                    "{} (next at {}; still firing: {})",
+                    n.task,
+                    n.next,
+                    rules.join(", ")
+                ),
+            })
+            .collect();
+        let _ = writeln!(out, "  not due (every:): {}", shown.join(", "));
     }
     if !report.skipped_tasks.is_empty() {
         let _ = writeln!(out, "  disabled: {}", report.skipped_tasks.join(", "));

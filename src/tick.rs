@@ -54,6 +54,8 @@ pub struct TickReport {
     pub elapsed: Duration,
     pub tasks: Vec<TaskObservation>,
     pub skipped_tasks: Vec<String>,
+    /// Tasks with `every:` not due this tick.
+    pub not_due: Vec<NotDue>,
     pub outcome: Outcome,
     pub deliveries: Vec<Delivery>,
     /// Messages of stdout notifiers, printed with the summary.
@@ -65,9 +67,19 @@ pub struct TickReport {
     pub undelivered: Vec<Undelivered>,
 }
 
+/// A task with `every:` that does not run this tick.
+#[derive(Debug, Clone)]
+pub struct NotDue {
+    pub task: String,
+    /// When it runs next.
+    pub next: Timestamp,
+    /// Its rules still firing from its last run.
+    pub firing: Vec<String>,
+}
+
 impl TickReport {
     pub fn healthy(&self) -> bool {
-        self.outcome.healthy()
+        self.outcome.healthy() && self.not_due.iter().all(|n| n.firing.is_empty())
     }
 }
 
@@ -119,9 +131,17 @@ pub fn run(config: &Config, options: &RunOptions, now: Timestamp) -> Result<Tick
     } else {
         probe::Mode::Tick
     };
+    let (tasks, not_due) = due_tasks(tasks, &prior, options.task.is_some(), now);
     let concurrency = profile.concurrency.unwrap_or(config.defaults.concurrency);
-    let observations =
+    let mut observations =
         probe::pool::observe_all(config, &tasks, &prior.tasks, now, mode, concurrency);
+    for (task, observation) in tasks.iter().zip(&mut observations) {
+        if task.every.is_some() {
+            observation
+                .state
+                .insert(LAST_RUN_KEY.to_string(), now.millis().to_string());
+        }
+    }
     probe::children::kill_orphans();
     let (watcher_tasks, watcher_observations): (Vec<Task>, Vec<Observation>) =
         watchers.into_iter().unzip();
@@ -183,6 +203,7 @@ pub fn run(config: &Config, options: &RunOptions, now: Timestamp) -> Result<Tick
             .filter(|t| !t.enabled)
             .map(|t| t.name.clone())
             .collect(),
+        not_due,
         outcome,
         deliveries: Vec::new(),
         console: Vec::new(),
@@ -237,6 +258,54 @@ fn find_profile<'c>(config: &'c Config, name: &str) -> Result<&'c Profile, Error
         config: config.path.clone(),
         known: config.profiles.iter().map(|p| p.name.clone()).collect(),
     })
+}
+
+/// Where a task with `every:` keeps when it last ran.
+pub const LAST_RUN_KEY: &str = "cadence.last_run";
+
+/// The tasks due this tick, and those with `every:` that are not (with
+/// when they next are). A task asked for by name (`--task`) always runs.
+fn due_tasks<'c>(
+    tasks: Vec<&'c Task>,
+    prior: &Prior,
+    asked: bool,
+    now: Timestamp,
+) -> (Vec<&'c Task>, Vec<NotDue>) {
+    let mut due = Vec::new();
+    let mut not_due = Vec::new();
+    for task in tasks {
+        let next = task.every.and_then(|every| {
+            let last = prior
+                .tasks
+                .get(&task.name)?
+                .get(LAST_RUN_KEY)?
+                .parse::<i64>()
+                .ok()
+                .map(Timestamp)
+                // A last run in the future was written by a clock that ran
+                // ahead: not trusted.
+                .filter(|last| *last <= now)?;
+            let millis = i64::try_from(every.0.as_millis()).unwrap_or(i64::MAX);
+            (!now.reached(last, millis)).then(|| last.plus_millis(millis))
+        });
+        match next {
+            Some(next) if !asked => {
+                let firing = prior
+                    .alerts
+                    .values()
+                    .filter(|a| a.key.task == task.name && a.status == crate::alert::Status::Firing)
+                    .map(|a| a.key.rule.clone())
+                    .collect();
+                not_due.push(NotDue {
+                    task: task.name.clone(),
+                    next,
+                    firing,
+                });
+            }
+            _ => due.push(task),
+        }
+    }
+    (due, not_due)
 }
 
 fn select_tasks<'c>(

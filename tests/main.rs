@@ -27,4 +27,5 @@ mod process_disk;
 mod readable;
 mod restart;
 mod seed004;
+mod task_gating;
 mod webhook_outbox;

@@ -340,6 +340,50 @@ fn at_least_one<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
     Ok(n)
 }
 
+/// `depends_on` names tasks of the same profile, never the task itself,
+/// and never in a circle (each would hold the other's alerts for good).
+fn check_dependencies(tasks: &[Task]) -> Result<(), String> {
+    let names: Vec<&str> = tasks.iter().map(|t| t.name.as_str()).collect();
+    for task in tasks {
+        for dependency in &task.depends_on {
+            if *dependency == task.name {
+                return Err(format!("task `{}` depends_on itself", task.name));
+            }
+            if !names.contains(&dependency.as_str()) {
+                return Err(format!(
+                    "task `{}` depends_on `{dependency}`, which is not a task of this profile (tasks: {})",
+                    task.name,
+                    names.join(", ")
+                ));
+            }
+        }
+    }
+    // A circle: following depends_on from a task comes back to it.
+    let by_name = |name: &str| tasks.iter().find(|t| t.name == name);
+    for task in tasks {
+        let mut path = vec![task.name.as_str()];
+        let mut frontier: Vec<(&str, Vec<&str>)> = vec![(task.name.as_str(), path.clone())];
+        while let Some((at, trail)) = frontier.pop() {
+            for next in by_name(at).map(|t| t.depends_on.as_slice()).unwrap_or(&[]) {
+                if next == &task.name {
+                    path = trail.clone();
+                    path.push(next);
+                    return Err(format!(
+                        "depends_on goes in a circle: {} (each would hold the other's alerts)",
+                        path.join(" → ")
+                    ));
+                }
+                if !trail.contains(&next.as_str()) {
+                    let mut longer = trail.clone();
+                    longer.push(next);
+                    frontier.push((next, longer));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 impl<'de> Deserialize<'de> for Profile {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         within_mapping(d, |raw: RawProfile| -> Result<Self, Why> {
@@ -352,6 +396,7 @@ impl<'de> Deserialize<'de> for Profile {
                     )));
                 }
             }
+            check_dependencies(&raw.tasks).map_err(de::Error::custom)?;
             if raw.concurrency == Some(0) {
                 return Err(de::Error::custom("`concurrency` must be at least 1"));
             }

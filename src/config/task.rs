@@ -26,6 +26,13 @@ pub struct Task {
     pub warmup: Option<u32>,
     pub skip_when: Vec<Guard>,
     pub labels: BTreeMap<String, String>,
+    /// `every: 5m`: the task runs only on ticks when this long has passed
+    /// since its last run; in between its alerts hold as they are.
+    pub every: Option<Duration>,
+    /// `depends_on: [rpc]`: while one of these tasks of the profile is
+    /// failing, this one is observed and recorded, but its alerts are held
+    /// and its restarts not attempted.
+    pub depends_on: Vec<String>,
 }
 
 /// Tasks monitor adds to a profile to watch itself: the pre-run git sync
@@ -112,6 +119,8 @@ impl Task {
             warmup: None,
             skip_when: Vec::new(),
             labels: BTreeMap::new(),
+            every: None,
+            depends_on: Vec::new(),
         }
     }
 }
@@ -146,6 +155,8 @@ enum TaskField {
     Warmup,
     SkipWhen,
     Labels,
+    Every,
+    DependsOn,
 }
 
 /// One key of a task mapping: a probe's or one of the task's own.
@@ -254,6 +265,16 @@ impl<'de> Deserialize<'de> for RawTask {
                         }
                         TaskField::Timeout => raw.timeout = map.next_value()?,
                         TaskField::Cooldown => raw.cooldown = map.next_value()?,
+                        TaskField::Every => {
+                            let every: Duration = map.next_value()?;
+                            if every.0 < std::time::Duration::from_secs(1) {
+                                return Err(de::Error::custom(
+                                    "`every` is how long between runs of this task, e.g. 5m or 1h",
+                                ));
+                            }
+                            raw.every = Some(every);
+                        }
+                        TaskField::DependsOn => raw.depends_on = map.next_value()?,
                         TaskField::Enabled => raw.enabled = map.next_value()?,
                         TaskField::Warmup => raw.warmup = map.next_value()?,
                         TaskField::SkipWhen => raw.skip_when = map.next_value()?,

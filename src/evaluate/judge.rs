@@ -121,10 +121,13 @@ impl<'a> Judge<'a> {
 
     /// Judges and steps every key of the task and decides its restart;
     /// records nothing yet (see [`TaskDraft::conclude`]).
+    /// `held_by`: a task this one `depends_on` that is failing this tick:
+    /// every key holds still and no restart is attempted.
     pub(super) fn draft(
         self,
         prior: &Prior,
         observation: &Observation,
+        held_by: Option<&str>,
         live_keys: &mut BTreeSet<AlertKey>,
     ) -> TaskDraft<'a> {
         let task = self.task;
@@ -162,8 +165,23 @@ impl<'a> Judge<'a> {
         }
         let memory = self.remembered(prior.tasks.get(&task.name), observation, &mut early, &book);
         let judged = self.judge(prior, observation, &memory, &mut early);
+        if let Some(dependency) = held_by {
+            let why = format!("held: depends on {dependency}, which is failing");
+            let (keys, held) = self.hold(prior, judged, &why, false, live_keys);
+            return TaskDraft {
+                judge: self,
+                early,
+                keys,
+                held,
+                remediation: task.remediate.as_ref().map(|_| Remediation::Held {
+                    why: format!("restart held: depends on {dependency}, which is failing"),
+                }),
+                book,
+            };
+        }
         if let Some(until) = book.settling(self.now) {
-            let (keys, held) = self.hold(prior, judged, until, live_keys);
+            let why = format!("held: settling after the restart until {until}");
+            let (keys, held) = self.hold(prior, judged, &why, true, live_keys);
             return TaskDraft {
                 judge: self,
                 early,
@@ -527,14 +545,15 @@ impl<'a> Judge<'a> {
         &self,
         prior: &Prior,
         judged: Vec<Judged>,
-        until: Timestamp,
+        why: &str,
+        settling: bool,
         live_keys: &mut BTreeSet<AlertKey>,
     ) -> (Vec<Stepped>, Vec<RuleResult>) {
-        let why = format!("held: settling after the restart until {until}");
         let mut keys = Vec::new();
         let mut held_names = Vec::new();
         for judged in judged {
-            if judged.during_settle || matches!(judged.verdict, Verdict::Clear { .. }) {
+            if (settling && judged.during_settle) || matches!(judged.verdict, Verdict::Clear { .. })
+            {
                 keys.push(self.step(prior, judged, live_keys));
             } else {
                 // A breach held still is told by the verdict: the task is
@@ -565,7 +584,7 @@ impl<'a> Judge<'a> {
                             reason: format!("{why}; now: {now}"),
                         },
                         None => Verdict::NoData {
-                            reason: why.clone(),
+                            reason: why.to_string(),
                         },
                     },
                     state,

@@ -171,7 +171,14 @@ pub fn evaluate<'a>(
 ) -> Evaluation<'a> {
     let mut live_keys = BTreeSet::new();
     let mut tasks = Vec::new();
+    let failing = failing_tasks(profile, prior, runs);
     for run in runs {
+        let held_by = run
+            .task
+            .depends_on
+            .iter()
+            .find(|dependency| failing.contains(dependency.as_str()))
+            .map(String::as_str);
         let judge = Judge::new(
             config,
             profile,
@@ -180,7 +187,7 @@ pub fn evaluate<'a>(
             &prior.silences,
             now,
         );
-        tasks.push(judge.draft(prior, &run.observation, &mut live_keys));
+        tasks.push(judge.draft(prior, &run.observation, held_by, &mut live_keys));
     }
     let mut retired = Outcome::default();
     if whole_profile && profile.announce {
@@ -195,6 +202,33 @@ pub fn evaluate<'a>(
         &mut retired,
     );
     Evaluation { tasks, retired }
+}
+
+/// Tasks failing this tick, as `depends_on` reads it: a probe of theirs
+/// failed, or (not due under `every:`) their health alert still fires.
+fn failing_tasks<'a>(
+    profile: &'a Profile,
+    prior: &Prior,
+    runs: &[Observed<'a>],
+) -> BTreeSet<&'a str> {
+    let mut failing: BTreeSet<&str> = runs
+        .iter()
+        .filter(|run| !run.observation.healthy())
+        .map(|run| run.task.name.as_str())
+        .collect();
+    for task in &profile.tasks {
+        let ran = runs.iter().any(|run| run.task.name == task.name);
+        let key = AlertKey::new(&profile.name, &task.name, crate::config::HEALTH_RULE);
+        if !ran
+            && prior
+                .alerts
+                .get(&key)
+                .is_some_and(|a| a.status == Status::Firing)
+        {
+            failing.insert(task.name.as_str());
+        }
+    }
+    failing
 }
 
 impl Evaluation<'_> {
@@ -454,6 +488,16 @@ fn retire_stale_keys(
             .tasks
             .iter()
             .any(|t| t.enabled && t.name == key.task);
+        // A task with `every:` that did not run was not due: its alerts
+        // hold as they are until it runs again.
+        let resting = profile
+            .tasks
+            .iter()
+            .any(|t| t.enabled && t.name == key.task && t.every.is_some())
+            && !ran.contains(key.task.as_str());
+        if resting {
+            continue;
+        }
         let why = if still_configured {
             "rule no longer in jobs.yaml"
         } else {

@@ -1,0 +1,155 @@
+//! `depends_on` and `every:` over real ticks at pinned times: real command
+//! checks whose health the test flips with files, a real restart command,
+//! a real SQLite history.
+
+use crate::common::*;
+
+/// A command check that fails (CRITICAL) while `file` is missing.
+fn check(file: &str) -> String {
+    format!("command: {{ argv: [\"/bin/sh\", \"-c\", \"test -e {file} || exit 2\"], cwd: . }}")
+}
+
+/// (task, rule, status) of every history row, oldest first, with the
+/// minute of the tick that wrote it.
+fn rows(ws: &Workspace) -> Vec<(String, String, String)> {
+    ws.history()
+        .into_iter()
+        .map(|h| (h.task, h.rule, h.status))
+        .collect()
+}
+
+#[test]
+fn a_dependents_alerts_and_restarts_wait_while_its_dependency_fails() {
+    let ws = Workspace::new(&profile_p(&format!(
+        "      - name: rpc\n        {}\n\
+         \x20     - name: sync\n        {}\n        depends_on: [rpc]\n        remediate: {{ command: {{ argv: [\"/bin/sh\", \"-c\", \"echo restarted >> restarts; touch sync_ok\"], cwd: . }} }}\n",
+        check("rpc_up"),
+        check("sync_ok"),
+    )));
+    let touch = |f: &str| std::fs::write(ws.path().join(f), "").unwrap();
+    let remove = |f: &str| std::fs::remove_file(ws.path().join(f)).unwrap();
+    let restarts = || {
+        std::fs::read_to_string(ws.path().join("restarts"))
+            .map(|t| t.lines().count())
+            .unwrap_or(0)
+    };
+    touch("rpc_up");
+    touch("sync_ok");
+    assert_exit(&Tick::new(&ws).at(minute(0)).run("p"), 0);
+    // The RPC node dies, and the sync check fails with it.
+    remove("rpc_up");
+    remove("sync_ok");
+    let out = Tick::new(&ws).at(minute(1)).run("p");
+    assert_exit(&out, 1);
+    assert!(
+        stdout(&out).contains("held: depends on rpc, which is failing"),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(
+        rows(&ws),
+        [("rpc".into(), "health".into(), "firing".into())]
+    );
+    assert_eq!(restarts(), 0, "no restart while its dependency fails");
+    Tick::new(&ws).at(minute(2)).run("p");
+    assert_eq!(rows(&ws).len(), 1, "still held on the second tick");
+    assert_eq!(restarts(), 0);
+    // The RPC comes back; sync is still broken: now it is judged.
+    touch("rpc_up");
+    let out = Tick::new(&ws).at(minute(3)).run("p");
+    let after: Vec<_> = rows(&ws).into_iter().skip(1).collect();
+    assert!(
+        after.contains(&("rpc".into(), "health".into(), "resolved".into()))
+            && after.contains(&("sync".into(), "health".into(), "firing".into())),
+        "{after:?}\n{}",
+        stdout(&out)
+    );
+    assert_eq!(restarts(), 1, "judged again, restarted: {}", stdout(&out));
+    // The restart fixed it (its command made sync_ok).
+    Tick::new(&ws).at(minute(4)).run("p");
+    assert_eq!(
+        rows(&ws).last().unwrap(),
+        &("sync".into(), "health".into(), "resolved".into())
+    );
+}
+
+#[test]
+fn every_runs_a_task_only_when_due_and_holds_its_alert_between_runs() {
+    let ws = Workspace::new(&profile_p(&format!(
+        "      - name: cert\n        every: 5m\n        {}\n\
+         \x20     - name: web\n        {}\n",
+        check("cert_ok"),
+        check("web_ok"),
+    )));
+    let touch = |f: &str| std::fs::write(ws.path().join(f), "").unwrap();
+    touch("web_ok");
+    let runs_of_cert = |out: &std::process::Output| {
+        stdout(out)
+            .lines()
+            .any(|l| l.split_whitespace().nth(1) == Some("cert"))
+    };
+    // Minute 0: due (never ran), failing: fires.
+    let out = Tick::new(&ws).at(minute(0)).run("p");
+    assert!(runs_of_cert(&out));
+    assert_exit(&out, 1);
+    touch("cert_ok");
+    // Minutes 1–4: not due; the alert holds (not resolved, not retired)
+    // and the tick still says it is firing.
+    for m in 1..5 {
+        let out = Tick::new(&ws).at(minute(m)).run("p");
+        assert!(!runs_of_cert(&out), "minute {m}: {}", stdout(&out));
+        assert!(
+            stdout(&out).contains("cert (next at") && stdout(&out).contains("still firing: health"),
+            "{}",
+            stdout(&out)
+        );
+        assert_exit(&out, 1);
+    }
+    assert_eq!(
+        rows(&ws),
+        [("cert".into(), "health".into(), "firing".into())]
+    );
+    // Minute 5: due again; now fine: resolves on this tick.
+    let out = Tick::new(&ws).at(minute(5)).run("p");
+    assert!(runs_of_cert(&out));
+    assert_eq!(
+        rows(&ws).last().unwrap(),
+        &("cert".into(), "health".into(), "resolved".into())
+    );
+    assert_exit(&out, 0);
+    // `--task cert` runs it whenever asked.
+    let out = Tick::new(&ws)
+        .at(minute(6))
+        .arg("--task")
+        .arg("cert")
+        .run("p");
+    assert!(runs_of_cert(&out), "{}", stdout(&out));
+}
+
+#[test]
+fn depends_on_names_tasks_of_the_profile_and_no_circle() {
+    for (tasks, why) in [
+        (
+            "      - name: a\n        command: { argv: [\"true\"] }\n        depends_on: [b]\n",
+            "depends_on `b`, which is not a task of this profile",
+        ),
+        (
+            "      - name: a\n        command: { argv: [\"true\"] }\n        depends_on: [a]\n",
+            "depends_on itself",
+        ),
+        (
+            "      - name: a\n        command: { argv: [\"true\"] }\n        depends_on: [b]\n      - name: b\n        command: { argv: [\"true\"] }\n        depends_on: [a]\n",
+            "depends_on goes in a circle: a → b → a",
+        ),
+        (
+            "      - name: a\n        command: { argv: [\"true\"] }\n        every: 0s\n",
+            "`every` is how long between runs",
+        ),
+    ] {
+        let ws = Workspace::new(&profile_p(tasks));
+        let out = ws.command().arg("check-config").output().unwrap();
+        assert_exit(&out, 2);
+        assert!(stderr(&out).contains(why), "{}", stderr(&out));
+        assert!(stderr(&out).contains("jobs.yaml:"), "{}", stderr(&out));
+    }
+}
