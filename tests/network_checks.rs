@@ -529,3 +529,121 @@ fn a_nagios_range_in_a_rule_fires_outside_it() {
     Tick::new(&ws).at(minute(3)).run("p");
     assert_eq!(firing("peer_band"), ["firing", "resolved"]);
 }
+
+/// Seed 003's Stellar RPC `getHealth`, faked: its answer names the status
+/// and the latest ledger's close time (as a number and as RFC 3339).
+fn get_health_server(close_time: i64) -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mut stream = stream;
+            let mut request = [0u8; 4096];
+            let _ = stream.read(&mut request);
+            let rfc3339 = time::OffsetDateTime::from_unix_timestamp(close_time)
+                .unwrap()
+                .format(&time::format_description::well_known::Rfc3339)
+                .unwrap();
+            let body = format!(
+                "{{\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{{\"status\":\"healthy\",\"latestLedger\":51234567,\"oldestLedger\":51113608,\"ledgerRetentionWindow\":120960,\"latestLedgerCloseTime\":{close_time},\"closedAt\":\"{rfc3339}\",\"version\":\"22.1.0\"}}}}"
+            );
+            let _ = write!(
+                stream,
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    port
+}
+
+#[test]
+fn stellar_get_health_age_fires_at_31_seconds_not_at_29() {
+    let close_time = minute(0);
+    let port = get_health_server(close_time);
+    let ws = Workspace::new(&profile_p(&format!(
+        "      - name: stellar-rpc\n        http:\n          url: \"http://127.0.0.1:{port}/\"\n          jsonrpc: {{ method: getHealth }}\n          extract: {{ status: /result/status, close_time: /result/latestLedgerCloseTime, closed_at: /result/closedAt, version: /result/version }}\n        rules:\n          - {{ name: behind, signal: \"age_s(close_time)\", value: \"> 30\" }}\n          - {{ name: behind-rfc3339, signal: \"age_s(closed_at)\", value: \"> 30\" }}\n          - {{ name: unhealthy, signal: status, value: '!= \"healthy\"' }}\n          - {{ name: old-version, signal: version, value: '!~ \"^22\\.\"' }}\n"
+    )));
+    let firing = |rule: &str| {
+        ws.history()
+            .iter()
+            .any(|h| h.rule == rule && h.status == "firing")
+    };
+    let out = Tick::new(&ws).at(close_time + 29).run("p");
+    assert_exit(&out, 0);
+    assert!(
+        !firing("behind") && !firing("behind-rfc3339"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(
+        !firing("unhealthy") && !firing("old-version"),
+        "{}",
+        stdout(&out)
+    );
+    let out = Tick::new(&ws).at(close_time + 31).run("p");
+    assert_exit(&out, 1);
+    assert!(
+        firing("behind") && firing("behind-rfc3339"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(
+        stdout(&out).contains("age_s(close_time) = 31 (> 30)"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(!firing("unhealthy") && !firing("old-version"));
+}
+
+#[test]
+fn text_conditions_fire_on_the_text_a_probe_read() {
+    let ws = Workspace::new("");
+    let write = |status: &str| {
+        std::fs::write(
+            ws.path().join("health.json"),
+            format!("{{\"status\":\"{status}\"}}"),
+        )
+        .unwrap()
+    };
+    write("healthy");
+    // A server of the file's current text (read per request).
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let file = ws.path().join("health.json");
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mut stream = stream;
+            let mut request = [0u8; 4096];
+            let _ = stream.read(&mut request);
+            let body = std::fs::read_to_string(&file).unwrap();
+            let _ = write!(
+                stream,
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    ws.write_config(&profile_p(&format!(
+        "      - name: api\n        http: {{ url: \"http://127.0.0.1:{port}/\", extract: {{ status: /status }} }}\n        rules:\n          - {{ name: unhealthy, signal: status, value: '!= \"healthy\"' }}\n"
+    )));
+    let statuses = || {
+        ws.history()
+            .into_iter()
+            .filter(|h| h.rule == "unhealthy")
+            .map(|h| h.status)
+            .collect::<Vec<_>>()
+    };
+    assert_exit(&Tick::new(&ws).at(minute(0)).run("p"), 0);
+    write("catching_up");
+    let out = Tick::new(&ws).at(minute(1)).run("p");
+    assert_eq!(statuses(), ["firing"], "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("status = \"catching_up\" (!= \"healthy\")"),
+        "{}",
+        stdout(&out)
+    );
+    write("healthy");
+    Tick::new(&ws).at(minute(2)).run("p");
+    assert_eq!(statuses(), ["firing", "resolved"]);
+}

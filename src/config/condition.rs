@@ -340,6 +340,106 @@ impl std::str::FromStr for Condition {
 }
 deserialize_from_str!(Condition);
 
+/// A condition on a probe's text (`== "healthy"`, `!= "healthy"`,
+/// `=~ "^1\."`, `!~ "rc"`): the value is quoted; `=~` searches the text
+/// (anchor it with `^…$` to match it whole).
+#[derive(Clone, Debug)]
+pub struct TextCondition {
+    pub op: TextOp,
+    pub value: String,
+    regex: Option<std::sync::Arc<regex::Regex>>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TextOp {
+    Equal,
+    NotEqual,
+    Matches,
+    NotMatches,
+}
+
+impl TextCondition {
+    pub fn holds(&self, text: &str) -> bool {
+        match (self.op, &self.regex) {
+            (TextOp::Equal, _) => text == self.value,
+            (TextOp::NotEqual, _) => text != self.value,
+            (TextOp::Matches, Some(regex)) => regex.is_match(text),
+            (TextOp::NotMatches, Some(regex)) => !regex.is_match(text),
+            (_, None) => false,
+        }
+    }
+
+    /// Reads `== "x"`; `None` when the right side is not quoted (a
+    /// number condition, then).
+    pub fn parse(text: &str) -> Option<Result<TextCondition, String>> {
+        let text = text.trim();
+        let (op, rest) = [
+            ("==", TextOp::Equal),
+            ("!=", TextOp::NotEqual),
+            ("=~", TextOp::Matches),
+            ("!~", TextOp::NotMatches),
+        ]
+        .into_iter()
+        .find_map(|(written, op)| text.strip_prefix(written).map(|rest| (op, rest.trim())))?;
+        let quote = rest.chars().next().filter(|c| *c == '"' || *c == '\'')?;
+        let Some(value) = rest[1..].strip_suffix(quote) else {
+            return Some(Err(format!(
+                "invalid condition {text:?}: the text has no closing {quote}"
+            )));
+        };
+        let regex = match op {
+            TextOp::Matches | TextOp::NotMatches => match regex::Regex::new(value) {
+                Ok(regex) => Some(std::sync::Arc::new(regex)),
+                Err(e) => return Some(Err(format!("invalid regex {value:?}: {e}"))),
+            },
+            TextOp::Equal | TextOp::NotEqual => None,
+        };
+        Some(Ok(TextCondition {
+            op,
+            value: value.to_string(),
+            regex,
+        }))
+    }
+}
+
+impl fmt::Display for TextCondition {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let op = match self.op {
+            TextOp::Equal => "==",
+            TextOp::NotEqual => "!=",
+            TextOp::Matches => "=~",
+            TextOp::NotMatches => "!~",
+        };
+        write!(f, "{op} {:?}", self.value)
+    }
+}
+
+/// Seconds since a timestamp as probes report it: Unix seconds,
+/// milliseconds, microseconds or nanoseconds (told apart by size, as a
+/// time after 1973 is), as a number or numeric text, or RFC 3339 text.
+pub fn age_seconds(text: &str, now_ms: i64) -> Option<f64> {
+    let text = text.trim();
+    let millis = if let Ok(number) = text.parse::<f64>() {
+        let magnitude = number.abs();
+        if !number.is_finite() {
+            return None;
+        } else if magnitude >= 1e17 {
+            number / 1e6
+        } else if magnitude >= 1e14 {
+            number / 1e3
+        } else if magnitude >= 1e11 {
+            number
+        } else {
+            number * 1e3
+        }
+    } else {
+        let at = time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+            .ok()?;
+        (at.unix_timestamp_nanos() / 1_000_000) as f64
+    };
+    Some((now_ms as f64 - millis) / 1000.0)
+}
+
 /// A guard of `when` / `unless`: a boolean signal's name (`major_sync`) or
 /// a condition on a signal of the same task (`"lag > 5"`).
 #[derive(Clone, PartialEq, Debug)]
@@ -491,5 +591,37 @@ mod range_tests {
         }
         let why = "20:10".parse::<Condition>().unwrap_err();
         assert!(why.contains("start is above its end"), "{why}");
+    }
+}
+
+#[cfg(test)]
+mod text_tests {
+    use super::*;
+
+    #[test]
+    fn text_conditions_compare_and_search() {
+        let healthy = TextCondition::parse("!= \"healthy\"").unwrap().unwrap();
+        assert!(healthy.holds("unhealthy") && !healthy.holds("healthy"));
+        let v1 = TextCondition::parse("=~ '^1\\.'").unwrap().unwrap();
+        assert!(v1.holds("1.2.0") && !v1.holds("21.0"));
+        assert_eq!(v1.to_string(), "=~ \"^1\\\\.\"");
+        assert!(TextCondition::parse("> 5").is_none(), "a number condition");
+        assert!(
+            TextCondition::parse("== healthy").is_none(),
+            "unquoted: not text"
+        );
+        assert!(TextCondition::parse("== \"open").unwrap().is_err());
+        assert!(TextCondition::parse("=~ \"(\"").unwrap().is_err());
+    }
+
+    #[test]
+    fn ages_read_seconds_millis_and_rfc3339() {
+        let now = 1_790_000_031_000;
+        assert_eq!(age_seconds("1790000000", now), Some(31.0));
+        assert_eq!(age_seconds("1790000000000", now), Some(31.0));
+        assert_eq!(age_seconds("1790000000000000", now), Some(31.0));
+        assert_eq!(age_seconds("2026-09-21T14:13:20Z", now), Some(31.0));
+        assert_eq!(age_seconds("2026-09-21T16:13:20+02:00", now), Some(31.0));
+        assert_eq!(age_seconds("yesterday", now), None);
     }
 }

@@ -66,6 +66,8 @@ impl Task {
                     wanted.extend(ratio.numerator.0.iter().cloned());
                     wanted.extend(ratio.denominator.0.iter().cloned());
                 }
+                // Texts and times are a probe's, never scraped series.
+                RuleKind::Text { .. } | RuleKind::Age { .. } => {}
                 RuleKind::Histogram { metric, .. } => {
                     wanted.push(metric.clone());
                     if let Some(name) = &metric.name {
@@ -358,11 +360,13 @@ impl<'de> Deserialize<'de> for Task {
                     rule.name
                 )));
             }
-            if let Some(rule) = raw
-                .rules
-                .iter()
-                .find(|r| !scrapes && !matches!(r.kind, RuleKind::Signal { .. }))
-            {
+            if let Some(rule) = raw.rules.iter().find(|r| {
+                !scrapes
+                    && !matches!(
+                        r.kind,
+                        RuleKind::Signal { .. } | RuleKind::Text { .. } | RuleKind::Age { .. }
+                    )
+            }) {
                 return Err(err(format!(
                     "rule `{}`: `{}:` reads scraped series, and this task has no `metrics` probe; for a probe's own signal (rss_bytes, lag, a perfdata label) write `signal: NAME`",
                     rule.name,

@@ -293,13 +293,22 @@ fn judge(probe: &HttpConfig, response: &Response, out: &mut Observation) -> Chec
         }
         let mut missing = Vec::new();
         for (name, pointer) in probe.extracts() {
+            // A string is kept as text too (`status: "healthy"`, a time
+            // for `age_s(…)`); a number-like one is also a number.
+            if let Some(serde_json::Value::String(text)) = json.pointer(&pointer.0) {
+                out.signals.set_probe_text("http", name, text);
+            }
             match extract(&json, pointer) {
                 Some(value) => out.signals.set_probe("http", name, value),
+                None if matches!(json.pointer(&pointer.0), Some(serde_json::Value::String(_))) => {}
                 None => missing.push(format!("{name} ({})", pointer.0)),
             }
         }
         if !missing.is_empty() {
-            return fail(format!("{url}: no number at {}", missing.join(", ")));
+            return fail(format!(
+                "{url}: no number or text at {}",
+                missing.join(", ")
+            ));
         }
     }
     Check {

@@ -101,6 +101,9 @@ pub struct Signals {
     seen: HashSet<u64>,
     /// Which probe a bare name belongs to (the first that set it).
     owners: BTreeMap<String, String>,
+    /// Text a probe extracted (`status: "healthy"`, an RFC 3339 time), by
+    /// name and `probe.name`, for text conditions and `age_s(…)`.
+    texts: BTreeMap<String, String>,
 }
 
 /// One scraped series a selector matched.
@@ -164,6 +167,28 @@ impl Signals {
     /// A probe's own signal.
     pub fn get_name(&self, name: &str) -> Option<f64> {
         self.named.get(name).copied()
+    }
+
+    /// Sets the text `probe.name` and, as [`Signals::set_probe`] does, the
+    /// bare `name` unless another probe owns it.
+    pub fn set_probe_text(&mut self, probe: &str, name: &str, text: &str) {
+        self.texts
+            .insert(format!("{probe}.{name}"), text.to_string());
+        let owner = self
+            .owners
+            .entry(name.to_string())
+            .or_insert_with(|| probe.to_string());
+        if owner == probe {
+            self.texts.insert(name.to_string(), text.to_string());
+        }
+    }
+
+    /// A probe's text by name; a numeric signal reads as its number.
+    pub fn get_text(&self, name: &str) -> Option<String> {
+        self.texts
+            .get(name)
+            .cloned()
+            .or_else(|| self.get_name(name).map(crate::config::format_number))
     }
 
     /// Every scraped series `selector` matches (never a probe's signal).

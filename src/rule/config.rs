@@ -4,7 +4,8 @@
 //! cannot work refused at load.
 
 use crate::config::{
-    Condition, Duration, Gate, Guard, Selector, Selectors, Severity, Threshold, Why, within_mapping,
+    Condition, Duration, Gate, Guard, Selector, Selectors, Severity, TextCondition, Threshold, Why,
+    within_mapping,
 };
 use serde::Deserialize;
 use serde::de::Deserializer;
@@ -53,6 +54,17 @@ pub enum RuleKind {
         mean: bool,
         min_count: f64,
     },
+    /// A probe's text against a quoted value: `signal: status, value:
+    /// '!= "healthy"'`.
+    Text {
+        signal: String,
+        condition: TextCondition,
+    },
+    /// Seconds since a timestamp a probe extracted: `signal:
+    /// age_s(close_time)`, compared by `value:`.
+    Age {
+        signal: String,
+    },
 }
 
 impl RuleKind {
@@ -64,6 +76,7 @@ impl RuleKind {
             RuleKind::Counter { .. } => "counter",
             RuleKind::Ratio(_) => "ratio",
             RuleKind::Histogram { .. } => "histogram",
+            RuleKind::Text { .. } | RuleKind::Age { .. } => "signal",
         }
     }
 }
@@ -91,12 +104,55 @@ pub enum Direction {
 
 /// The one kind key a rule was written with, and its value.
 enum Written {
-    Signal(Selector),
+    Signal(SignalWritten),
     Gauge(Selectors),
     GaugeRatio(Vec<Selector>),
     Counter(Selectors),
     Ratio(RatioRule),
     Histogram(Selector),
+}
+
+/// What `signal:` names: a signal or series, or `age_s(name)`.
+enum SignalWritten {
+    Selector(Selector),
+    Age(String),
+}
+
+impl<'de> Deserialize<'de> for SignalWritten {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        crate::config::values::parsed(d, |text: String| {
+            let trimmed = text.trim();
+            if let Some(inner) = trimmed.strip_prefix("age_s(") {
+                let name = inner.strip_suffix(')').map(str::trim).filter(|n| {
+                    !n.is_empty()
+                        && n.chars()
+                            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
+                });
+                return match name {
+                    Some(name) => Ok(SignalWritten::Age(name.to_string())),
+                    None => Err(format!(
+                        "{trimmed:?}: write age_s(NAME), NAME a signal holding a time (Unix seconds or milliseconds, or RFC 3339 text)"
+                    )),
+                };
+            }
+            trimmed.parse().map(SignalWritten::Selector)
+        })
+    }
+}
+
+/// What `value:` holds: a number condition, or a text one (quoted value).
+enum ValueWritten {
+    Number(Condition),
+    Text(TextCondition),
+}
+
+impl<'de> Deserialize<'de> for ValueWritten {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        crate::config::values::parsed(d, |text: String| match TextCondition::parse(&text) {
+            Some(text) => text.map(ValueWritten::Text),
+            None => text.parse().map(ValueWritten::Number),
+        })
+    }
 }
 
 /// A trend's `min_change` when the rule does not say.
@@ -116,7 +172,7 @@ pub struct RatioRule {
 struct RawRule {
     name: String,
     #[serde(default)]
-    signal: Option<Selector>,
+    signal: Option<SignalWritten>,
     #[serde(default)]
     gauge: Option<Selectors>,
     #[serde(default)]
@@ -128,7 +184,7 @@ struct RawRule {
     #[serde(default)]
     histogram: Option<Selector>,
     #[serde(default)]
-    value: Option<Condition>,
+    value: Option<ValueWritten>,
     #[serde(default)]
     delta: Option<Condition>,
     #[serde(default)]
@@ -204,8 +260,37 @@ impl Rule {
         let [written]: [Written; 1] = written.try_into().map_err(|_| {
             err("give exactly one of signal, gauge, gauge_ratio, counter, ratio, histogram")
         })?;
+        let mut text_value = None;
+        let value = match raw.value {
+            Some(ValueWritten::Number(condition)) => Some(condition),
+            Some(ValueWritten::Text(condition)) => {
+                text_value = Some(condition);
+                None
+            }
+            None => None,
+        };
         let kind = match written {
-            Written::Signal(signal) => {
+            Written::Signal(SignalWritten::Age(signal)) => {
+                if text_value.is_some() {
+                    return Err(err("an age is a number of seconds: value: \"> 30\""));
+                }
+                RuleKind::Age { signal }
+            }
+            Written::Signal(SignalWritten::Selector(signal)) if text_value.is_some() => {
+                let Some(name) = signal.signal_name() else {
+                    return Err(err(
+                        "a text condition reads a probe's text by its name (signal: status), not scraped series",
+                    ));
+                };
+                if raw.trend.is_some() || raw.window.is_some() {
+                    return Err(err("a trend is of numbers, not text"));
+                }
+                RuleKind::Text {
+                    signal: name.to_string(),
+                    condition: text_value.take().expect("a text value"),
+                }
+            }
+            Written::Signal(SignalWritten::Selector(signal)) => {
                 let min_change = raw.min_change.unwrap_or(DEFAULT_TREND_MIN_CHANGE);
                 if min_change.is_nan() || min_change < 0.0 {
                     return Err(err("`min_change` is a size of change, 0 or more"));
@@ -295,7 +380,14 @@ impl Rule {
         if (raw.streak.is_some() || raw.burst.is_some()) && !is_counter {
             return Err(err("`streak` and `burst` only go with `counter`"));
         }
-        let condition = match (raw.value, raw.delta) {
+        if text_value.is_some() {
+            return Err(err(
+                "a quoted value (== \"healthy\") is a text condition: it goes with `signal:`",
+            ));
+        }
+        let is_text = matches!(kind, RuleKind::Text { .. });
+        let condition = match (value, raw.delta) {
+            (None, None) if is_text => None,
             (Some(_), Some(_)) => return Err(err("give `value` or `delta`, not both")),
             (None, Some(delta)) if is_counter => Some(delta),
             (Some(_), None) if is_counter => {

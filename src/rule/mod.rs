@@ -252,6 +252,12 @@ pub fn explicit(
                 memory,
                 tick.skip.as_deref(),
             ),
+            RuleKind::Text { signal, condition } => {
+                text_value(severity, signal, condition, observation)
+                    .map(|v| (v, Memory::default(), false))
+            }
+            RuleKind::Age { signal } => age_value(rule, severity, signal, observation, tick.now)
+                .map(|v| (v, Memory::default(), false)),
             RuleKind::Histogram {
                 metric,
                 quantile,
@@ -340,15 +346,19 @@ pub fn explicit(
 
 /// The probe signal names a rule reads (for `unavailable` lookups).
 fn referenced(rule: &Rule) -> impl Iterator<Item = &str> {
-    let selectors: Vec<&Selector> = match &rule.kind {
-        RuleKind::Signal { signal, .. } => vec![signal],
+    let (selectors, named): (Vec<&Selector>, Vec<&str>) = match &rule.kind {
+        RuleKind::Signal { signal, .. } => (vec![signal], Vec::new()),
+        RuleKind::Text { signal, .. } | RuleKind::Age { signal } => (Vec::new(), vec![signal]),
         RuleKind::Gauge(_)
         | RuleKind::GaugeRatio { .. }
         | RuleKind::Counter { .. }
         | RuleKind::Ratio(_)
-        | RuleKind::Histogram { .. } => Vec::new(),
+        | RuleKind::Histogram { .. } => (Vec::new(), Vec::new()),
     };
-    selectors.into_iter().filter_map(Selector::signal_name)
+    selectors
+        .into_iter()
+        .filter_map(Selector::signal_name)
+        .chain(named)
 }
 
 /// Compares a value with the rule's condition; `what` names the value.
@@ -392,6 +402,60 @@ fn signal_value(
         .get(signal)
         .ok_or_else(|| format!("no signal `{signal}` this tick"))?;
     Ok(compare(rule, severity, &signal.to_string(), value, None))
+}
+
+/// A text condition on a probe's text (or a number, as written).
+fn text_value(
+    severity: Severity,
+    signal: &str,
+    condition: &crate::config::TextCondition,
+    observation: &Observation,
+) -> Result<Verdict, String> {
+    let text = observation
+        .signals
+        .get_text(signal)
+        .ok_or_else(|| format!("no text `{signal}` this tick"))?;
+    let shown = format!("{signal} = {text:?}");
+    Ok(if condition.holds(&text) {
+        Verdict::Breach {
+            severity,
+            value: None,
+            threshold: Some(condition.to_string()),
+            summary: format!("{shown} ({condition})"),
+        }
+    } else {
+        Verdict::Clear {
+            value: None,
+            summary: shown,
+        }
+    })
+}
+
+/// `age_s(name)`: seconds from the time a probe extracted to this tick.
+fn age_value(
+    rule: &Rule,
+    severity: Severity,
+    signal: &str,
+    observation: &Observation,
+    now: crate::clock::Timestamp,
+) -> Result<Verdict, String> {
+    // A number read as it came (its text form could round it).
+    let text = match observation.signals.get_name(signal) {
+        Some(number) => number.to_string(),
+        None => observation.signals.get_text(signal).ok_or_else(|| {
+            format!("no signal `{signal}` this tick (age_s reads a time it extracted)")
+        })?,
+    };
+    let age = crate::config::age_seconds(&text, now.millis()).ok_or_else(|| {
+        format!("`{signal}` = {text:?} is not a time (Unix seconds or milliseconds, or RFC 3339)")
+    })?;
+    Ok(compare(
+        rule,
+        severity,
+        &format!("age_s({signal})"),
+        age,
+        None,
+    ))
 }
 
 /// A `gauge:` rule: the sum of the scraped series its selectors match
