@@ -647,3 +647,111 @@ fn text_conditions_fire_on_the_text_a_probe_read() {
     Tick::new(&ws).at(minute(2)).run("p");
     assert_eq!(statuses(), ["firing", "resolved"]);
 }
+
+/// Whether this machine lets us open an ICMP socket of `kind`.
+fn icmp_allowed(kind: socket2::Type) -> bool {
+    socket2::Socket::new(socket2::Domain::IPV4, kind, Some(socket2::Protocol::ICMPV4)).is_ok()
+}
+
+fn ping_task(name: &str, socket: &str) -> String {
+    format!(
+        "      - name: {name}\n        ping: {{ host: 127.0.0.1, count: 3, interval: 20ms, wait: 300ms, socket: {socket} }}\n        rules:\n          - {{ name: {name}-lossy, signal: loss_ratio, value: \"> 0.5\" }}\n"
+    )
+}
+
+#[test]
+fn ping_answers_on_loopback_in_each_socket_mode_the_machine_allows() {
+    let ws = Workspace::new(&profile_p(&format!(
+        "{}{}{}",
+        ping_task("raw", "raw"),
+        ping_task("dgram", "dgram"),
+        ping_task("auto", "auto")
+    )));
+    let out = Tick::new(&ws).at(minute(0)).run("p");
+    let text = stdout(&out);
+    for (task, kind) in [("raw", socket2::Type::RAW), ("dgram", socket2::Type::DGRAM)] {
+        let line = line_of(&out, task);
+        if icmp_allowed(kind) {
+            assert!(
+                line.starts_with("  ok") && line.contains("3 of 3 replies, 0% loss"),
+                "{line}"
+            );
+            assert!(line.contains(&format!("({task} socket)")), "{line}");
+        } else if task == "raw" {
+            assert!(
+                line.contains("no raw ICMP socket") && line.contains("CAP_NET_RAW"),
+                "{line}"
+            );
+        } else {
+            assert!(
+                line.contains("no ping socket") && line.contains("net.ipv4.ping_group_range"),
+                "the refusal says what to change: {line}"
+            );
+        }
+    }
+    let auto = line_of(&out, "auto");
+    if icmp_allowed(socket2::Type::RAW) || icmp_allowed(socket2::Type::DGRAM) {
+        assert!(auto.starts_with("  ok"), "{auto}");
+    } else {
+        assert!(auto.contains("ICMP echo is not permitted here"), "{auto}");
+    }
+    assert!(
+        !ws.history()
+            .iter()
+            .any(|h| h.rule.ends_with("-lossy") && h.status == "firing"),
+        "no loss on loopback: {text}"
+    );
+}
+
+/// In a network namespace of its own (`unshare -n`, as root), loopback
+/// can be made to ignore echo requests and to admit ping sockets: the
+/// probe's loss and both socket modes, without touching the host.
+#[test]
+fn ping_counts_lost_echoes_and_uses_ping_sockets_where_admitted() {
+    let unshare = std::process::Command::new("unshare")
+        .args(["-n", "true"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !unshare {
+        eprintln!("skipped: `unshare -n` needs root here");
+        return;
+    }
+    let ws = Workspace::new(&profile_p(&format!(
+        "{}{}",
+        ping_task("raw", "raw"),
+        ping_task("dgram", "dgram")
+    )));
+    let run = |setup: &str| {
+        let script = format!(
+            "ip link set lo up && {setup} && MONITOR_NOW={} exec \"$0\" --config \"$1\" run p",
+            minute(0)
+        );
+        Command::new("unshare")
+            .args(["-n", "sh", "-c", &script, env!("CARGO_BIN_EXE_monitor")])
+            .arg(ws.config())
+            .env_remove("MONITOR_DB")
+            .output()
+            .unwrap()
+    };
+    let out = run("sysctl -qw net.ipv4.ping_group_range='0 2147483647'");
+    let dgram = line_of(&out, "dgram");
+    assert!(
+        dgram.starts_with("  ok") && dgram.contains("(dgram socket)"),
+        "{dgram}"
+    );
+    std::fs::remove_dir_all(ws.path().join("state")).unwrap();
+    let out = run("sysctl -qw net.ipv4.icmp_echo_ignore_all=1");
+    let raw = line_of(&out, "raw");
+    assert!(
+        raw.contains("FAIL")
+            && raw.contains("no reply to 3 echo requests within 300ms (100% loss)"),
+        "{raw}"
+    );
+    assert!(
+        ws.history()
+            .iter()
+            .any(|h| h.rule == "raw-lossy" && h.status == "firing"),
+        "loss_ratio 1 fires the loss rule: {}",
+        stdout(&out)
+    );
+}

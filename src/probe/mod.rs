@@ -13,6 +13,7 @@ pub(crate) mod http;
 pub mod lag;
 pub mod log;
 pub mod metrics;
+pub(crate) mod ping;
 pub(crate) mod pool;
 pub(crate) mod process;
 pub(crate) mod self_check;
@@ -30,6 +31,7 @@ probe_kinds! {
     disk => Disk(disk::DiskConfig),
     tcp => Tcp(tcp::TcpConfig),
     tls => Tls(tcp::TlsConfig),
+    ping => Ping(ping::PingConfig),
     self_check => SelfCheck(self_check::SelfCheckConfig),
 }
 
