@@ -755,3 +755,136 @@ fn ping_counts_lost_echoes_and_uses_ping_sockets_where_admitted() {
         stdout(&out)
     );
 }
+
+/// `dnsmasq` on a loopback port, answering only the records the test
+/// gives (no upstream, no /etc/hosts), killed when dropped.
+struct Dnsmasq {
+    child: Child,
+    port: u16,
+}
+
+impl Dnsmasq {
+    fn start(records: &[&str]) -> Dnsmasq {
+        let port = free_port();
+        let child = Command::new("dnsmasq")
+            .args([
+                "--no-daemon",
+                "--listen-address=127.0.0.1",
+                "--bind-interfaces",
+            ])
+            .args([
+                "--no-resolv",
+                "--no-hosts",
+                "--local=/test/",
+                "--log-facility=-",
+            ])
+            .arg(format!("--port={port}"))
+            .args(records)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("dnsmasq (Debian: dnsmasq-base, installed by .ci/run)");
+        let started = Instant::now();
+        // Ready once it answers over TCP too.
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "dnsmasq never listened"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Dnsmasq { child, port }
+    }
+}
+
+impl Drop for Dnsmasq {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A UDP responder on loopback answering every query with `code`.
+fn dns_responder(code: hickory_proto::op::ResponseCode) -> u16 {
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let port = socket.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut buffer = [0u8; 1500];
+        while let Ok((read, from)) = socket.recv_from(&mut buffer) {
+            let Ok(query) = hickory_proto::op::Message::from_vec(&buffer[..read]) else {
+                continue;
+            };
+            let mut answer = hickory_proto::op::Message::error_msg(
+                query.metadata.id,
+                query.metadata.op_code,
+                code,
+            );
+            answer.queries = query.queries.clone();
+            let _ = socket.send_to(&answer.to_vec().unwrap(), from);
+        }
+    });
+    port
+}
+
+#[test]
+fn dns_tells_records_nxdomain_servfail_and_silence_apart() {
+    let dns = Dnsmasq::start(&[
+        "--address=/node.test/127.0.0.7",
+        "--txt-record=node.test,v=spf1 -all,validator=1",
+        "--cname=rpc.test,node.test",
+    ]);
+    let servfail = dns_responder(hickory_proto::op::ResponseCode::ServFail);
+    let closed = free_port();
+    let server = format!("127.0.0.1:{}", dns.port);
+    let ws = Workspace::new(&profile_p(&format!(
+        "      - name: a\n        dns: {{ name: node.test, server: \"{server}\", expect: [\"127.0.0.7\"] }}\n\
+         \x20       rules:\n          - {{ name: slow, signal: resolve_ms, value: \"> 500\" }}\n\
+         \x20     - name: a-moved\n        dns: {{ name: node.test, server: \"{server}\", expect: [\"10.0.0.5\"] }}\n\
+         \x20     - name: txt\n        dns: {{ name: node.test, type: TXT, server: \"{server}\", contains: [\"validator=1\"] }}\n\
+         \x20     - name: cname\n        dns: {{ name: rpc.test, type: CNAME, server: \"{server}\", expect: [\"node.test\"] }}\n\
+         \x20     - name: nx\n        dns: {{ name: gone.test, server: \"{server}\" }}\n\
+         \x20     - name: servfail\n        dns: {{ name: node.test, server: \"127.0.0.1:{servfail}\" }}\n\
+         \x20     - name: closed\n        dns: {{ name: node.test, server: \"127.0.0.1:{closed}\", timeout: 1s }}\n"
+    )));
+    let started = Instant::now();
+    let out = Tick::new(&ws).at(minute(0)).run("p");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    let text = stdout(&out);
+    assert!(
+        line_of(&out, "a").starts_with("  ok") && text.contains("node.test A = 127.0.0.7"),
+        "{text}"
+    );
+    assert!(
+        line_of(&out, "a-moved").contains("node.test A is 127.0.0.7, expected exactly 10.0.0.5"),
+        "{text}"
+    );
+    assert!(line_of(&out, "txt").starts_with("  ok"), "{text}");
+    assert!(
+        line_of(&out, "cname").starts_with("  ok"),
+        "a trailing dot is no difference: {text}"
+    );
+    assert!(
+        line_of(&out, "nx").contains("NXDOMAIN") && line_of(&out, "nx").contains("does not exist"),
+        "{text}"
+    );
+    let sf = line_of(&out, "servfail");
+    assert!(sf.contains("SERVFAIL") && !sf.contains("NXDOMAIN"), "{sf}");
+    assert!(
+        line_of(&out, "closed").contains("refused the query"),
+        "{text}"
+    );
+    for task in ["a-moved", "nx", "servfail", "closed"] {
+        assert_eq!(
+            fired(&ws, task).as_deref(),
+            Some("critical"),
+            "{task}: {text}"
+        );
+    }
+    for task in ["a", "txt", "cname"] {
+        assert_eq!(fired(&ws, task), None, "{task}: {text}");
+    }
+}

@@ -8,6 +8,7 @@ pub(crate) mod kinds;
 pub(crate) mod children;
 pub(crate) mod command;
 pub(crate) mod disk;
+pub(crate) mod dns;
 pub(crate) mod host_limit;
 pub(crate) mod http;
 pub mod lag;
@@ -32,6 +33,7 @@ probe_kinds! {
     tcp => Tcp(tcp::TcpConfig),
     tls => Tls(tcp::TlsConfig),
     ping => Ping(ping::PingConfig),
+    dns => Dns(dns::DnsConfig),
     self_check => SelfCheck(self_check::SelfCheckConfig),
 }
 

@@ -1,0 +1,372 @@
+//! The `dns` probe: one query (A, AAAA, CNAME, TXT, MX, NS) to a server
+//! (`/etc/resolv.conf`'s first nameserver unless `server` names one),
+//! judged by its answer: NXDOMAIN and SERVFAIL are told apart, and the
+//! records may be required to be exactly (`expect`) or to include
+//! (`contains`) given values. hickory DNS reads and writes the messages;
+//! they travel over a std UDP socket (TCP when the answer is truncated).
+
+use super::kinds::ProbeConfig;
+use super::{Check, CheckStatus, Context, Observation};
+use crate::config::{self, Text};
+use hickory_proto::op::{Message, MessageType, OpCode, Query, ResponseCode};
+use hickory_proto::rr::{Name, RecordType};
+use serde::Deserialize;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs, UdpSocket};
+use std::str::FromStr;
+use std::time::{Duration, Instant};
+
+/// `dns`: a query and what its answer must hold.
+#[derive(Deserialize, Debug, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct DnsConfig {
+    pub name: Text,
+    #[serde(default, rename = "type")]
+    pub record_type: RecordKind,
+    /// `127.0.0.1:5353`, or an address (port 53); default the first
+    /// nameserver of /etc/resolv.conf.
+    #[serde(default)]
+    pub server: Option<Text>,
+    #[serde(default)]
+    pub timeout: Option<config::Duration>,
+    /// The records must be exactly these (in any order).
+    #[serde(default)]
+    pub expect: Option<Vec<String>>,
+    /// The records must include each of these.
+    #[serde(default)]
+    pub contains: Option<Vec<String>>,
+}
+
+/// The record types a `dns` probe asks for.
+#[derive(Deserialize, Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum RecordKind {
+    #[default]
+    A,
+    Aaaa,
+    Cname,
+    Txt,
+    Mx,
+    Ns,
+}
+
+impl RecordKind {
+    fn record_type(self) -> RecordType {
+        match self {
+            RecordKind::A => RecordType::A,
+            RecordKind::Aaaa => RecordType::AAAA,
+            RecordKind::Cname => RecordType::CNAME,
+            RecordKind::Txt => RecordType::TXT,
+            RecordKind::Mx => RecordType::MX,
+            RecordKind::Ns => RecordType::NS,
+        }
+    }
+}
+
+impl ProbeConfig for DnsConfig {
+    fn observe(&self, context: &Context, out: &mut Observation) {
+        observe(self, context, out);
+    }
+
+    fn check(&self) -> Result<(), String> {
+        Name::from_str(self.name.as_str())
+            .map_err(|e| format!("`dns`: {:?} is not a domain name: {e}", self.name.as_str()))?;
+        if let Some(server) = &self.server {
+            server_address(server.as_str())?;
+        }
+        if self.expect.is_some() && self.contains.is_some() {
+            return Err("`dns`: give `expect` (exactly these records) or `contains` (at least these), not both".into());
+        }
+        Ok(())
+    }
+}
+
+/// `127.0.0.1:5353`, `127.0.0.1` (port 53) or `[::1]:53`.
+fn server_address(text: &str) -> Result<SocketAddr, String> {
+    let text = text.trim();
+    text.parse::<SocketAddr>()
+        .or_else(|_| text.parse::<std::net::IpAddr>().map(|ip| SocketAddr::new(ip, 53)))
+        .map_err(|_| {
+            format!("`dns`: server {text:?} is not an address: write 127.0.0.1:5353 or 10.0.0.2 (port 53)")
+        })
+}
+
+/// The first `nameserver` of /etc/resolv.conf.
+fn system_server() -> Result<SocketAddr, String> {
+    let text = std::fs::read_to_string("/etc/resolv.conf")
+        .map_err(|e| format!("no `server` given, and /etc/resolv.conf cannot be read: {e}"))?;
+    text.lines()
+        .filter_map(|line| line.trim().strip_prefix("nameserver"))
+        .find_map(|rest| server_address(rest.trim().split('%').next().unwrap_or("")).ok())
+        .ok_or_else(|| "no `server` given, and /etc/resolv.conf names no nameserver".to_string())
+}
+
+/// Queries and records `up` (1: the answer holds records of the type),
+/// `resolve_ms` and `answers`.
+pub fn observe(probe: &DnsConfig, context: &Context, out: &mut Observation) {
+    let name = probe.name.as_str();
+    let kind = format!("{:?}", probe.record_type).to_uppercase();
+    let (status, summary) = match query(probe, context) {
+        Ok(answer) => {
+            out.signals
+                .set_probe("dns", "resolve_ms", answer.ms.round());
+            judge(probe, &answer, &kind, out)
+        }
+        Err(why) => (CheckStatus::Failed, format!("{name} {kind}: {why}")),
+    };
+    if status != CheckStatus::Ok {
+        out.signals.set_probe("dns", "up", 0.0);
+    }
+    out.checks.push(Check {
+        probe: "dns",
+        status,
+        summary,
+    });
+}
+
+struct Answer {
+    server: SocketAddr,
+    code: ResponseCode,
+    records: Vec<String>,
+    /// The strings of TXT records, each on its own.
+    parts: Vec<String>,
+    ms: f64,
+}
+
+fn judge(
+    probe: &DnsConfig,
+    answer: &Answer,
+    kind: &str,
+    out: &mut Observation,
+) -> (CheckStatus, String) {
+    let name = probe.name.as_str();
+    let at = answer.server;
+    match answer.code {
+        ResponseCode::NoError => {}
+        ResponseCode::NXDomain => {
+            return (
+                CheckStatus::Failed,
+                format!("{name} {kind}: NXDOMAIN from {at}: the name does not exist"),
+            );
+        }
+        ResponseCode::ServFail => {
+            return (
+                CheckStatus::Failed,
+                format!(
+                    "{name} {kind}: SERVFAIL from {at}: the server could not resolve it (its upstream or the zone is broken)"
+                ),
+            );
+        }
+        other => {
+            return (
+                CheckStatus::Failed,
+                format!("{name} {kind}: {other} from {at}"),
+            );
+        }
+    }
+    out.signals
+        .set_probe("dns", "answers", answer.records.len() as f64);
+    if answer.records.is_empty() {
+        return (
+            CheckStatus::Failed,
+            format!("{name} {kind}: no {kind} record at {at} (the name exists)"),
+        );
+    }
+    out.signals.set_probe("dns", "up", 1.0);
+    let shown = answer.records.join(", ");
+    let normal = |v: &String| normalise(v);
+    let got: std::collections::BTreeSet<String> = answer.records.iter().map(normal).collect();
+    if let Some(expect) = &probe.expect {
+        let wanted: std::collections::BTreeSet<String> = expect.iter().map(normal).collect();
+        if wanted != got {
+            return (
+                CheckStatus::Critical,
+                format!(
+                    "{name} {kind} is {shown}, expected exactly {}",
+                    expect.join(", ")
+                ),
+            );
+        }
+    }
+    if let Some(contains) = &probe.contains {
+        let parts: std::collections::BTreeSet<String> = answer.parts.iter().map(normal).collect();
+        let missing: Vec<&String> = contains
+            .iter()
+            .filter(|v| !got.contains(&normal(v)) && !parts.contains(&normal(v)))
+            .collect();
+        if !missing.is_empty() {
+            let missing: Vec<&str> = missing.iter().map(|s| s.as_str()).collect();
+            return (
+                CheckStatus::Critical,
+                format!("{name} {kind} is {shown}, missing {}", missing.join(", ")),
+            );
+        }
+    }
+    (
+        CheckStatus::Ok,
+        format!("{name} {kind} = {shown} ({:.0} ms from {at})", answer.ms),
+    )
+}
+
+/// Names compare without case and trailing dot; TXT as its text.
+fn normalise(value: &str) -> String {
+    value.trim().trim_end_matches('.').to_ascii_lowercase()
+}
+
+fn query(probe: &DnsConfig, context: &Context) -> Result<Answer, String> {
+    let server = match &probe.server {
+        Some(server) => server_address(server.as_str())?,
+        None => system_server()?,
+    };
+    let probe_timeout = probe.timeout.map(|t| t.std());
+    let limit = context.limit(probe_timeout);
+    let deadline = Instant::now() + context.budget(probe_timeout);
+    let name =
+        Name::from_str(probe.name.as_str()).map_err(|e| format!("not a domain name: {e}"))?;
+    let record_type = probe.record_type.record_type();
+    // A query id an off-path answer cannot guess easily.
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let id = (std::process::id() as u16) ^ (nanos as u16) ^ ((nanos >> 16) as u16);
+    let mut message = Message::new(id, MessageType::Query, OpCode::Query);
+    message.metadata.recursion_desired = true;
+    message.add_query(Query::query(name, record_type));
+    let bytes = message
+        .to_vec()
+        .map_err(|e| format!("building the query: {e}"))?;
+    let started = Instant::now();
+    let mut reply = udp(&bytes, server, id, deadline, limit)?;
+    if reply.metadata.truncation {
+        reply = tcp(&bytes, server, id, deadline, limit)?;
+    }
+    let ms = started.elapsed().as_secs_f64() * 1000.0;
+    let mut parts = Vec::new();
+    let records = reply
+        .answers
+        .iter()
+        .filter(|r| r.record_type() == record_type)
+        .map(|r| match &r.data {
+            // A TXT record is its strings joined (as SPF reads it); each
+            // string also counts for `contains`.
+            hickory_proto::rr::RData::TXT(txt) => {
+                let strings: Vec<String> = txt
+                    .txt_data
+                    .iter()
+                    .map(|s| String::from_utf8_lossy(s).into_owned())
+                    .collect();
+                parts.extend(strings.iter().cloned());
+                strings.concat()
+            }
+            other => other.to_string(),
+        })
+        .collect();
+    Ok(Answer {
+        server,
+        code: reply.metadata.response_code,
+        records,
+        parts,
+        ms,
+    })
+}
+
+fn udp(
+    bytes: &[u8],
+    server: SocketAddr,
+    id: u16,
+    deadline: Instant,
+    limit: Duration,
+) -> Result<Message, String> {
+    let local: SocketAddr = if server.is_ipv4() {
+        "0.0.0.0:0".parse().expect("an address")
+    } else {
+        "[::]:0".parse().expect("an address")
+    };
+    let socket = UdpSocket::bind(local).map_err(|e| format!("opening a UDP socket: {e}"))?;
+    // Connected: answers from elsewhere are dropped by the kernel, and a
+    // closed port is told (ICMP port unreachable) rather than waited out.
+    socket
+        .connect(server)
+        .and_then(|()| socket.send(bytes))
+        .map_err(|e| format!("sending to {server}: {e}"))?;
+    let mut buffer = [0u8; 4096];
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(no_answer(server, limit));
+        }
+        socket
+            .set_read_timeout(Some(left))
+            .map_err(|e| format!("setting the socket's timeout: {e}"))?;
+        match socket.recv_from(&mut buffer) {
+            Ok((read, from)) if from == server || server.ip().is_unspecified() => {
+                if let Ok(message) = Message::from_vec(&buffer[..read])
+                    && message.metadata.id == id
+                {
+                    return Ok(message);
+                }
+            }
+            Ok(_) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                return Err(no_answer(server, limit));
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+                return Err(format!(
+                    "{server} refused the query (no DNS server listens there)"
+                ));
+            }
+            Err(e) => return Err(format!("reading the answer from {server}: {e}")),
+        }
+    }
+}
+
+fn no_answer(server: SocketAddr, limit: Duration) -> String {
+    format!("no answer from {server} within {}", config::Duration(limit))
+}
+
+/// The same query over TCP (an answer too big for UDP).
+fn tcp(
+    bytes: &[u8],
+    server: SocketAddr,
+    id: u16,
+    deadline: Instant,
+    limit: Duration,
+) -> Result<Message, String> {
+    let left = deadline.saturating_duration_since(Instant::now());
+    let addresses: Vec<SocketAddr> = server
+        .to_socket_addrs()
+        .map(Iterator::collect)
+        .unwrap_or_default();
+    let address = addresses.first().copied().unwrap_or(server);
+    let mut stream = TcpStream::connect_timeout(&address, left.max(Duration::from_millis(1)))
+        .map_err(|e| format!("the answer was truncated, and TCP to {server} failed: {e}"))?;
+    let left = deadline
+        .saturating_duration_since(Instant::now())
+        .max(Duration::from_millis(1));
+    let _ = stream.set_read_timeout(Some(left));
+    let _ = stream.set_write_timeout(Some(left));
+    let length = u16::try_from(bytes.len()).map_err(|_| "the query is too long".to_string())?;
+    stream
+        .write_all(&length.to_be_bytes())
+        .and_then(|()| stream.write_all(bytes))
+        .map_err(|e| format!("sending over TCP to {server}: {e}"))?;
+    let mut prefix = [0u8; 2];
+    stream
+        .read_exact(&mut prefix)
+        .map_err(|_| no_answer(server, limit))?;
+    let mut answer = vec![0u8; usize::from(u16::from_be_bytes(prefix))];
+    stream
+        .read_exact(&mut answer)
+        .map_err(|_| no_answer(server, limit))?;
+    let message =
+        Message::from_vec(&answer).map_err(|e| format!("a bad answer from {server}: {e}"))?;
+    if message.metadata.id != id {
+        return Err(format!("an answer from {server} to another query"));
+    }
+    Ok(message)
+}
