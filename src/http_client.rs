@@ -153,7 +153,9 @@ pub fn describe_error(error: &ureq::Error, timeout: Duration) -> String {
     let text = error.to_string();
     // What `crate::tls` refused, in its own words.
     if let Some((_, why)) = text.split_once("certificate refused: ") {
-        return format!("TLS certificate not trusted: {why}");
+        return format!(
+            "TLS certificate not trusted: {why}; tls_verify: false stops checking it (the expiry is still watched)"
+        );
     }
     // rustls errors reach us wrapped in io errors; recognise them by text.
     if text.contains("certificate")

@@ -42,13 +42,15 @@ pub struct Certificate {
     pub hostname: Result<(), String>,
     /// With a pin: whether the certificate or its key matches it.
     pub pinned: Option<bool>,
+    /// Within its dates at the tick (a pin trusts the key, not the dates).
+    pub valid: Result<(), String>,
 }
 
 impl Certificate {
     /// Trusted: by its pin when one is given, else by its chain.
     pub fn trusted(&self) -> Result<(), String> {
         match self.pinned {
-            Some(true) => Ok(()),
+            Some(true) => self.valid.clone(),
             Some(false) => Err(
                 "neither the certificate nor its public key matches pin_sha256 (a new certificate? update the pin)"
                     .to_string(),
@@ -183,13 +185,25 @@ pub fn server_name(name: &str) -> Result<ServerName<'static>, String> {
 
 /// Completes a TLS handshake on `stream` (its timeouts already set) and
 /// returns the session and what its certificate says.
-pub fn handshake(stream: TcpStream, trust: &Trust) -> Result<(Session, Certificate), String> {
+pub fn handshake(
+    stream: TcpStream,
+    trust: &Trust,
+    deadline: std::time::Instant,
+) -> Result<(Session, Certificate), String> {
     let client = Client::new(trust, false)?;
     let name = server_name(trust.server_name)?;
     let connection = ClientConnection::new(client.config.clone(), name)
         .map_err(|e| format!("TLS setup: {e}"))?;
     let mut session = StreamOwned::new(connection, stream);
     while session.conn.is_handshaking() {
+        // A server that drips its handshake byte by byte still ends at
+        // the deadline, not at a timeout per read.
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            return Err("no TLS handshake within the timeout (is it a TLS port?)".to_string());
+        }
+        let _ = session.sock.set_read_timeout(Some(left));
+        let _ = session.sock.set_write_timeout(Some(left));
         session
             .conn
             .complete_io(&mut session.sock)
@@ -235,6 +249,8 @@ struct Seen {
     leaf: CertificateDer<'static>,
     chain: Result<(), String>,
     hostname: Result<(), String>,
+    /// Within its notBefore and notAfter at the tick.
+    valid: Result<(), String>,
 }
 
 /// A verifier that records its verdicts and lets the handshake finish.
@@ -278,13 +294,13 @@ impl ServerCertVerifier for Recorder {
             // A self-signed server's own certificate in ca_file is trusted
             // as itself, as curl and Python trust it (webpki alone refuses
             // a CA certificate used as the server's: CaUsedAsEndEntity).
-            // Its dates are judged as the expiry.
             if self
                 .anchors
                 .iter()
                 .any(|a| a.as_ref() == end_entity.as_ref())
             {
-                Ok(())
+                // Trusted as itself, within its dates only (as curl).
+                valid_at(end_entity, self.now.unwrap_or(now))
             } else {
                 Err(describe_chain_error(&e))
             }
@@ -307,6 +323,7 @@ impl ServerCertVerifier for Recorder {
             leaf: end_entity.clone().into_owned(),
             chain,
             hostname,
+            valid: valid_at(end_entity, self.now.unwrap_or(now)),
         };
         let refusal = self.enforce.then(|| {
             let certificate = read_certificate(&seen, self.pin.as_ref()).ok()?;
@@ -352,7 +369,7 @@ fn describe_chain_error(e: &rustls::Error) -> String {
     use rustls::CertificateError as C;
     match e {
         rustls::Error::InvalidCertificate(C::UnknownIssuer) => {
-            "not signed by a trusted CA (self-signed or an internal CA? set ca_file: to its certificate, or pin_sha256; tls_verify: false stops checking it)".to_string()
+            "not signed by a trusted CA (self-signed or an internal CA? set ca_file: to its certificate, or pin_sha256)".to_string()
         }
         rustls::Error::InvalidCertificate(C::Expired | C::ExpiredContext { .. }) => {
             "the certificate has expired".to_string()
@@ -361,9 +378,30 @@ fn describe_chain_error(e: &rustls::Error) -> String {
             "the certificate is not valid yet (is the clock right?)".to_string()
         }
         other if format!("{other:?}").contains("CaUsedAsEndEntity") => {
-            "a self-signed certificate, not signed by a trusted CA (set ca_file: to this certificate, or pin_sha256; tls_verify: false stops checking it)".to_string()
+            "a self-signed certificate, not signed by a trusted CA (set ca_file: to this certificate, or pin_sha256)".to_string()
         }
         other => format!("not trusted: {other}"),
+    }
+}
+
+/// Whether the certificate is within its validity dates at `now`.
+fn valid_at(der: &CertificateDer<'_>, now: UnixTime) -> Result<(), String> {
+    let (_, parsed) = x509_parser::parse_x509_certificate(der.as_ref())
+        .map_err(|e| format!("the certificate cannot be read: {e}"))?;
+    let now = i64::try_from(now.as_secs()).unwrap_or(i64::MAX);
+    let validity = parsed.validity();
+    if now < validity.not_before.timestamp() {
+        Err(format!(
+            "the certificate is not valid yet (from {}; is the clock right?)",
+            Timestamp::from_secs(validity.not_before.timestamp())
+        ))
+    } else if now > validity.not_after.timestamp() {
+        Err(format!(
+            "the certificate has expired ({})",
+            Timestamp::from_secs(validity.not_after.timestamp())
+        ))
+    } else {
+        Ok(())
     }
 }
 
@@ -419,14 +457,19 @@ fn describe_name_error(e: &rustls::Error, server_name: &ServerName<'_>) -> Strin
     }
 }
 
-/// `localhost` of rustls' `DnsName("localhost")`, `127.0.0.1` of
-/// `IpAddress(127.0.0.1)`.
-fn plain_name(presented: &str) -> &str {
-    let inner = presented
-        .split_once('(')
-        .and_then(|(_, rest)| rest.strip_suffix(')'))
-        .unwrap_or(presented);
-    inner.trim_matches('"')
+/// `DNS:localhost` of rustls' `DnsName("localhost")`, `IP:127.0.0.1` of
+/// `IpAddress(127.0.0.1)`: as openssl prints subjectAltName, so a DNS
+/// name spelt like an address is told from the address.
+fn plain_name(presented: &str) -> String {
+    let Some((kind, rest)) = presented.split_once('(') else {
+        return presented.to_string();
+    };
+    let inner = rest.strip_suffix(')').unwrap_or(rest).trim_matches('"');
+    match kind {
+        "DnsName" => format!("DNS:{inner}"),
+        "IpAddress" => format!("IP:{inner}"),
+        _ => inner.to_string(),
+    }
 }
 
 fn read_certificate(seen: &Seen, pin: Option<&Pin>) -> Result<Certificate, String> {
@@ -443,6 +486,7 @@ fn read_certificate(seen: &Seen, pin: Option<&Pin>) -> Result<Certificate, Strin
         chain: seen.chain.clone(),
         hostname: seen.hostname.clone(),
         pinned,
+        valid: seen.valid.clone(),
     })
 }
 

@@ -1180,6 +1180,14 @@ fn flap_windows_clear_levels_and_ranges_are_checked_where_written() {
             "{ name: a, signal: latency_ms, value: \"20:10\" }",
             "its start is above its end",
         ),
+        (
+            "{ name: a, signal: latency_ms, value: \"> 0.5\", clear: \"> 0.6\" }",
+            "must look the other way",
+        ),
+        (
+            "{ name: a, signal: latency_ms, value: \"> 0.5\", clear: \"0:0.4\" }",
+            "a level written with one",
+        ),
     ] {
         assert_config_error(&yaml(rule), 9, None, why);
     }

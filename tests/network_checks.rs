@@ -331,7 +331,9 @@ fn an_untrusted_or_misnamed_certificate_is_critical_unless_only_its_expiry_is_wa
     assert_eq!(fired(&ws, "no-ca").as_deref(), Some("critical"));
     let wrong = line_of(&out, "wrong-name");
     assert!(
-        wrong.contains("the certificate is for node.internal, 127.0.0.1, not rpc.example.org"),
+        wrong.contains(
+            "the certificate is for DNS:node.internal, IP:127.0.0.1, not rpc.example.org"
+        ),
         "{wrong}"
     );
     assert_eq!(fired(&ws, "wrong-name").as_deref(), Some("critical"));
@@ -382,6 +384,19 @@ fn check_config_names_the_tcp_keys_that_are_wrong() {
             "pin_sha256 \"nope\" is not a SHA-256 digest",
         ),
         ("tcp: { host: 127.0.0.1, port: 70000 }", "port"),
+        (
+            "tcp: { host: \"127.0.0.1:9401\", port: 1 }",
+            "holds a port: write it as `port:`",
+        ),
+        ("tls: { host: \"https://127.0.0.1\" }", "is a URL"),
+        (
+            "tcp: { host: 127.0.0.1, port: 22, timeout: 0s }",
+            "leaves no time",
+        ),
+        (
+            "tls: { host: 127.0.0.1, tls_verify: false, pin_sha256: \"sha256//n4bQgYhMfWWaL+qgxVrQFaO/TxsrC4Is0V1sFbDwCgg=\" }",
+            "drop one",
+        ),
     ] {
         let ws = Workspace::new(&profile_p(&format!("      - name: a\n        {task}\n")));
         let out = ws.command().arg("check-config").output().unwrap();
@@ -887,4 +902,94 @@ fn dns_tells_records_nxdomain_servfail_and_silence_apart() {
     for task in ["a", "txt", "cname"] {
         assert_eq!(fired(&ws, task), None, "{task}: {text}");
     }
+}
+
+/// Review of issue 15: a certificate trusted as itself (ca_file) or by
+/// its pin is still held to its dates, as curl holds it.
+#[test]
+fn a_certificate_trusted_as_itself_or_by_pin_is_held_to_its_dates() {
+    let ws = Workspace::new("");
+    let (cert, key) = certificate(ws.path(), "own", "localhost", 30);
+    let server = TlsServer::start(&cert, &key);
+    let der = Command::new("openssl")
+        .args(["x509", "-outform", "der", "-in"])
+        .arg(&cert)
+        .output()
+        .unwrap()
+        .stdout;
+    let digest = Command::new("openssl")
+        .args(["dgst", "-sha256", "-hex"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            child.stdin.take().unwrap().write_all(&der)?;
+            child.wait_with_output()
+        })
+        .unwrap()
+        .stdout;
+    let pin = String::from_utf8(digest)
+        .unwrap()
+        .rsplit(' ')
+        .next()
+        .unwrap()
+        .trim()
+        .to_string();
+    ws.write_config(&profile_p(&format!(
+        "      - name: own\n        tls: {{ host: 127.0.0.1, port: {port}, server_name: localhost, ca_file: own.crt }}\n\
+         \x20     - name: pinned\n        tls: {{ host: 127.0.0.1, port: {port}, server_name: localhost, pin_sha256: \"{pin}\" }}\n",
+        port = server.port
+    )));
+    let day = 86_400;
+    for (at, says) in [
+        (now() + 40 * day, "has expired"),
+        (now() - day, "not valid yet"),
+    ] {
+        std::fs::remove_dir_all(ws.path().join("state")).ok();
+        let out = Tick::new(&ws).at(at).run("p");
+        for task in ["own", "pinned"] {
+            let line = line_of(&out, task);
+            assert!(line.contains(says), "{task} at {at}: {line}");
+            assert_eq!(fired(&ws, task).as_deref(), Some("critical"), "{line}");
+        }
+    }
+    let out = Tick::new(&ws).at(now() + 60).run("p");
+    assert!(line_of(&out, "own").starts_with("  ok"), "{}", stdout(&out));
+}
+
+/// Review of issue 15: a service that answers, with a certificate about
+/// to expire, is told about but not restarted (a restart renews nothing).
+#[test]
+fn a_certificate_finding_alerts_but_restarts_nothing() {
+    let ws = Workspace::new("");
+    let (cert, key) = certificate(ws.path(), "soon", "localhost", 2);
+    let server = TlsServer::start(&cert, &key);
+    let log = ws.path().join("restarts");
+    let remediate = format!(
+        "        remediate:\n          restart:\n            stop: {{ command: \"true\" }}\n            start: {{ command: \"echo r >> {}\" }}\n            wait_healthy: 1s\n",
+        log.display()
+    );
+    ws.write_config(&profile_p(&format!(
+        "      - name: web\n        http: {{ url: \"https://localhost:{port}/\", ca_file: soon.crt }}\n{remediate}\
+         \x20     - name: port\n        tls: {{ host: 127.0.0.1, port: {port}, server_name: localhost, ca_file: soon.crt }}\n{remediate}",
+        port = server.port
+    )));
+    let out = Tick::new(&ws).at(now()).run("p");
+    assert_eq!(
+        fired(&ws, "web").as_deref(),
+        Some("critical"),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(
+        fired(&ws, "port").as_deref(),
+        Some("critical"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(
+        !log.exists(),
+        "no restart for a certificate: {}",
+        stdout(&out)
+    );
 }

@@ -51,6 +51,24 @@ fn a_dependents_alerts_and_restarts_wait_while_its_dependency_fails() {
         [("rpc".into(), "health".into(), "firing".into())]
     );
     assert_eq!(restarts(), 0, "no restart while its dependency fails");
+    let sync = stdout(&out)
+        .lines()
+        .find(|l| l.split_whitespace().nth(1) == Some("sync"))
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        !sync.starts_with("  ok"),
+        "a failing task held is not ok: {}",
+        stdout(&out)
+    );
+    // Asked alone, it still says it fails.
+    let alone = Tick::new(&ws)
+        .at(minute(1) + 30)
+        .arg("--task")
+        .arg("sync")
+        .run("p");
+    assert_exit(&alone, 1);
+    assert_eq!(restarts(), 0);
     Tick::new(&ws).at(minute(2)).run("p");
     assert_eq!(rows(&ws).len(), 1, "still held on the second tick");
     assert_eq!(restarts(), 0);
@@ -152,4 +170,31 @@ fn depends_on_names_tasks_of_the_profile_and_no_circle() {
         assert!(stderr(&out).contains(why), "{}", stderr(&out));
         assert!(stderr(&out).contains("jobs.yaml:"), "{}", stderr(&out));
     }
+}
+
+/// Review of issue 15: after a restart, `for: "3 of 5"` counts three new
+/// breaching ticks before the next one, as `for: 3` does.
+#[test]
+fn three_of_five_counts_anew_after_a_restart() {
+    let ws = Workspace::new("");
+    let log = ws.path().join("restarts");
+    ws.write_config(&profile_p(&format!(
+        "      - name: app\n        for: \"3 of 5\"\n        {}\n        remediate:\n          restart:\n            stop: {{ command: \"true\" }}\n            start: {{ command: \"echo r >> {}\" }}\n            wait_healthy: 1s\n          cooldown: 1m\n",
+        check("app_ok"),
+        log.display()
+    )));
+    let restarts = || {
+        std::fs::read_to_string(&log)
+            .map(|t| t.lines().count())
+            .unwrap_or(0)
+    };
+    let mut seen = Vec::new();
+    for m in 0..8 {
+        Tick::new(&ws).at(minute(m)).run("p");
+        seen.push(restarts());
+    }
+    // Fires and restarts on the third failing tick (2); then three new
+    // failing ticks (3, 4, 5) before the next (5); and again at 8 = never
+    // within these ticks but 5+3.
+    assert_eq!(seen, [0, 0, 1, 1, 1, 2, 2, 2], "restarts after each tick");
 }

@@ -109,7 +109,7 @@ impl std::str::FromStr for Range {
     fn from_str(text: &str) -> Result<Range, String> {
         let bad = |why: &str| {
             format!(
-                "invalid range {text:?}: {why} (Nagios ranges: \"10\" is 0:10, \"10:20\", \"10:\" from 10 up, \"~:10\" up to 10, \"@10:20\" alerts inside)"
+                "invalid range {text:?}: {why} (Nagios ranges: \":10\" is 0 to 10, \"10:20\", \"10:\" from 10 up, \"~:10\" up to 10, \"@10:20\" alerts inside)"
             )
         };
         let trimmed = text.trim();

@@ -305,6 +305,8 @@ impl TaskDraft<'_> {
                 if let Some(state) = stepped.step.state.as_mut().filter(|s| s.status.is_active()) {
                     state.bad_ticks = 0;
                     state.bad_since = judge.now;
+                    // `for: N of M` counts from the restart too.
+                    state.recent = 0;
                 }
                 // The restart's message tells of the trigger instead.
                 if stepped.key == *trigger {
@@ -316,6 +318,11 @@ impl TaskDraft<'_> {
         for stepped in keys {
             rules.push(judge.settle_key(stepped, outcome));
         }
+        // A breach held still (settling after a restart, or waiting on a
+        // failing dependency) is no health: the task says so (exit 1).
+        let held_breach = held
+            .iter()
+            .any(|r| matches!(r.verdict, Verdict::Hold { .. }));
         rules.extend(held);
         // The no-data twin of a healthy rule is noise in the report.
         rules.retain(|r| {
@@ -324,14 +331,9 @@ impl TaskDraft<'_> {
         if let Some((attempt, trigger)) = attempt {
             remediation = Some(judge.restarted(&mut rules, trigger, attempt, &book, outcome));
         }
-        // Held still by settle while it breaches: not healthy either.
-        let settling_breach = matches!(remediation, Some(Remediation::Settling { .. }))
-            && rules
-                .iter()
-                .any(|r| matches!(r.verdict, Verdict::Hold { .. }));
         TaskVerdict {
             name: judge.task.name.clone(),
-            healthy: !rules.iter().any(RuleResult::active) && !settling_breach,
+            healthy: !rules.iter().any(RuleResult::active) && !held_breach,
             rules,
             remediation,
         }

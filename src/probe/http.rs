@@ -87,6 +87,12 @@ impl ProbeConfig for HttpConfig {
                 "`pin_sha256` pins an https server's certificate: the url is not https".into(),
             );
         }
+        if self.pin_sha256.is_some() && !self.tls_verify {
+            return Err(
+                "`pin_sha256` is a check of the certificate, and tls_verify: false turns checks off: drop one"
+                    .into(),
+            );
+        }
         super::tcp::check_days(self.cert_warn_days, self.cert_critical_days, "http")
     }
 
@@ -128,12 +134,25 @@ pub fn observe(probe: &HttpConfig, context: &Context, out: &mut Observation) {
             super::tcp::judge_certificate(&certificate, days, false, "http", context, out);
         // An answer is judged by its certificate too; a failed request
         // keeps its own reason first.
-        if check.status == CheckStatus::Ok
-            || status == CheckStatus::Critical && check.status == CheckStatus::Warning
+        let answered_fine = check.status == CheckStatus::Ok;
+        if answered_fine || status == CheckStatus::Critical && check.status == CheckStatus::Warning
         {
             check.status = status;
         }
+        if answered_fine && status != CheckStatus::Ok {
+            // The service answers; only its certificate is wrong: told,
+            // but a restart renews no certificate.
+            out.outside.insert("http");
+        }
         check.summary.push_str(&format!("; {said}"));
+    }
+    if check.status == CheckStatus::Failed
+        && (check.summary.contains(": reading ca_file")
+            || check.summary.contains("TLS certificate not trusted"))
+    {
+        // Our trust settings or the certificate refused it: no restart
+        // of the service fixes that.
+        out.outside.insert("http");
     }
     out.checks.push(check);
 }

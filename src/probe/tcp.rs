@@ -92,6 +92,32 @@ impl TcpConfig {
                 "a `{probe}` probe needs `port` (the TCP port to connect to)"
             ));
         }
+        let host = self.host.as_str().trim();
+        if host.is_empty() {
+            return Err(format!("`{probe}`: `host` is empty"));
+        }
+        if host.contains("://") || host.contains('/') {
+            return Err(format!(
+                "`{probe}`: host {host:?} is a URL: give the host name or address alone, and `port`"
+            ));
+        }
+        if host.matches(':').count() == 1 {
+            return Err(format!(
+                "`{probe}`: host {host:?} holds a port: write it as `port:` (host: {}, port: {})",
+                host.split(':').next().unwrap_or(""),
+                host.split(':').nth(1).unwrap_or("")
+            ));
+        }
+        if self.timeout.is_some_and(|t| t.0.is_zero()) {
+            return Err(format!(
+                "`{probe}`: `timeout: 0s` leaves no time to connect"
+            ));
+        }
+        if self.pin_sha256.is_some() && !self.tls_verify {
+            return Err(format!(
+                "`{probe}`: pin_sha256 is a check of the certificate, and tls_verify: false turns checks off: drop one"
+            ));
+        }
         if self.port == Some(0) {
             return Err(format!("`{probe}`: port 0 cannot be connected to"));
         }
@@ -178,6 +204,10 @@ pub fn observe(probe: &TcpConfig, name: &'static str, context: &Context, out: &m
         Ok(said) => said,
         Err(why) => {
             out.signals.set_probe(name, "up", 0.0);
+            if why.contains("ca_file") {
+                // Our trust settings: no restart of the target fixes them.
+                out.outside.insert(name);
+            }
             (CheckStatus::Failed, why)
         }
     };
@@ -233,10 +263,11 @@ fn talk(
             now: Some(context.now),
         };
         let shaking = Instant::now();
-        let (session, certificate) = crate::tls::handshake(stream, &trust).map_err(|why| {
-            out.signals.set_probe(name, "up", 0.0);
-            format!("connected in {connect_ms:.0} ms, then {why}")
-        })?;
+        let (session, certificate) =
+            crate::tls::handshake(stream, &trust, deadline).map_err(|why| {
+                out.signals.set_probe(name, "up", 0.0);
+                format!("connected in {connect_ms:.0} ms, then {why}")
+            })?;
         out.signals.set_probe(
             name,
             "handshake_ms",
@@ -252,6 +283,11 @@ fn talk(
         );
         status = verdict;
         said.push(text);
+        if verdict != CheckStatus::Ok {
+            // The target answers; its certificate is wrong: told, but a
+            // restart renews no certificate.
+            out.outside.insert(name);
+        }
         let refused = certificate.trusted().is_err() || certificate.hostname.is_err();
         if probe.tls_verify && refused && (probe.send.is_some() || probe.expect.is_some()) {
             // Nothing is written to a server that could be an impostor.
@@ -269,11 +305,19 @@ fn talk(
             .map_err(|e| format!("{}, but sending failed: {e}", said.join("; ")))?;
     }
     if let Some(expect) = &probe.expect {
-        let answer = read_answer(&mut *conversation, expect, probe.max_read.0 as usize, limit);
+        let answer = read_answer(
+            &mut *conversation,
+            expect,
+            probe.max_read.0 as usize,
+            limit,
+            deadline,
+        );
         match answer {
             Ok(answer) => said.push(format!("answered {}", excerpt(&answer))),
             Err(why) => {
                 out.signals.set_probe(name, "up", 0.0);
+                // The target itself does not answer right.
+                out.outside.remove(name);
                 return Ok((
                     CheckStatus::Failed,
                     format!("{}, but {why}", said.join("; ")),
@@ -326,10 +370,25 @@ fn read_answer(
     expect: &Pattern,
     max_read: usize,
     limit: Duration,
+    deadline: Instant,
 ) -> Result<String, String> {
     let mut answer = Vec::new();
     let mut buffer = [0u8; 1024];
+    let timed_out = |answer: &[u8]| {
+        format!(
+            "no answer matching /{}/ within {} (read {} bytes: {})",
+            expect.0.as_str(),
+            config::Duration(limit),
+            answer.len(),
+            excerpt(&String::from_utf8_lossy(answer))
+        )
+    };
     loop {
+        // A server that drips bytes ends at the deadline, not at a
+        // timeout per read.
+        if Instant::now() >= deadline {
+            return Err(timed_out(&answer));
+        }
         let text = String::from_utf8_lossy(&answer);
         if expect.0.is_match(&text) {
             return Ok(text.into_owned());
@@ -393,8 +452,18 @@ pub fn judge_certificate(
 ) -> (CheckStatus, String) {
     let days = certificate.days_left(context.now);
     let trusted = certificate.trusted();
+    // The signal as the text shows it: a tenth of a day.
     out.signals
-        .set_probe(name, "cert_days_left", (days * 10.0).floor() / 10.0);
+        .set_probe(name, "cert_days_left", (days * 10.0).round() / 10.0);
+    // Near a threshold a tenth could read as the threshold itself
+    // ("14.0 days, warning under 14"): two decimals there.
+    let shown = |days: f64, threshold: f64| {
+        if ((days * 10.0).round() / 10.0 - threshold).abs() < 0.05 {
+            format!("{days:.2}")
+        } else {
+            format!("{days:.1}")
+        }
+    };
     out.signals
         .set_probe(name, "cert_chain_ok", f64::from(u8::from(trusted.is_ok())));
     out.signals.set_probe(
@@ -412,17 +481,19 @@ pub fn judge_certificate(
     let mut status = CheckStatus::Ok;
     let expiry = if days < 0.0 {
         status = CheckStatus::Critical;
-        format!("expired {not_after} ({:.1} days ago)", -days)
+        format!("expired {not_after} ({} days ago)", shown(-days, 0.0))
     } else if days < days_at.critical {
         status = CheckStatus::Critical;
         format!(
-            "expires {not_after}, in {days:.1} days (critical under {} days)",
+            "expires {not_after}, in {} days (critical under {} days)",
+            shown(days, days_at.critical),
             days_at.critical
         )
     } else if days < days_at.warn {
         status = CheckStatus::Warning;
         format!(
-            "expires {not_after}, in {days:.1} days (warning under {} days)",
+            "expires {not_after}, in {} days (warning under {} days)",
+            shown(days, days_at.warn),
             days_at.warn
         )
     } else {

@@ -428,9 +428,22 @@ impl Rule {
                 ));
             };
             if matches!(value.threshold, Threshold::Range(_))
-                || matches!(clear.threshold, Threshold::TimesPrevious(_))
+                || !matches!(clear.threshold, Threshold::Value(_))
             {
-                return Err(err("`clear` pairs with a `value` written with an operator"));
+                return Err(err(
+                    "`clear` pairs a `value` written with an operator with a level written with one (value: \"> 0.5\", clear: \"< 0.4\")",
+                ));
+            }
+            use crate::config::Op;
+            let opposite = match value.op {
+                Op::Gt | Op::Ge => matches!(clear.op, Op::Lt | Op::Le),
+                Op::Lt | Op::Le => matches!(clear.op, Op::Gt | Op::Ge),
+                Op::Eq | Op::Ne => false,
+            };
+            if !opposite {
+                return Err(err(&format!(
+                    "`clear: {clear}` must look the other way from `value: {value}` (above fires, below clears, or the reverse); with == or != there is no level to clear at"
+                )));
             }
             if let (Threshold::Value(fire_at), Threshold::Value(_)) =
                 (value.threshold, clear.threshold)
