@@ -81,6 +81,30 @@ fn certificate_with(
     (cert, key)
 }
 
+/// The certificate's SHA-256 in hex (`openssl x509 -fingerprint`): a
+/// `pin_sha256`.
+fn sha256_of(cert: &Path) -> String {
+    let der = Command::new("openssl")
+        .args(["x509", "-outform", "der", "-in"])
+        .arg(cert)
+        .output()
+        .unwrap()
+        .stdout;
+    let digest = Command::new("openssl")
+        .args(["dgst", "-sha256", "-hex"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            child.stdin.take().unwrap().write_all(&der)?;
+            child.wait_with_output()
+        })
+        .unwrap()
+        .stdout;
+    let text = String::from_utf8(digest).unwrap();
+    text.rsplit(' ').next().unwrap().trim().to_string()
+}
+
 /// `openssl s_server` on a loopback port, killed when dropped.
 struct TlsServer {
     child: Child,
@@ -286,32 +310,7 @@ fn an_untrusted_or_misnamed_certificate_is_critical_unless_only_its_expiry_is_wa
     let (cert, key) = certificate(ws.path(), "server", "node.internal", 30);
     let server = TlsServer::start(&cert, &key);
     let port = server.port;
-    let pin = {
-        let der = Command::new("openssl")
-            .args(["x509", "-outform", "der", "-in"])
-            .arg(&cert)
-            .output()
-            .unwrap()
-            .stdout;
-        let digest = Command::new("openssl")
-            .args(["dgst", "-sha256", "-hex"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .and_then(|mut child| {
-                child.stdin.take().unwrap().write_all(&der)?;
-                child.wait_with_output()
-            })
-            .unwrap()
-            .stdout;
-        String::from_utf8(digest)
-            .unwrap()
-            .rsplit(' ')
-            .next()
-            .unwrap()
-            .trim()
-            .to_string()
-    };
+    let pin = sha256_of(&cert);
     ws.write_config(&profile_p(&format!(
         "      - name: no-ca\n        tls: {{ host: 127.0.0.1, port: {port}, server_name: node.internal }}\n\
          \x20     - name: wrong-name\n        tls: {{ host: 127.0.0.1, port: {port}, server_name: rpc.example.org, ca_file: server.crt }}\n\
@@ -911,30 +910,7 @@ fn a_certificate_trusted_as_itself_or_by_pin_is_held_to_its_dates() {
     let ws = Workspace::new("");
     let (cert, key) = certificate(ws.path(), "own", "localhost", 30);
     let server = TlsServer::start(&cert, &key);
-    let der = Command::new("openssl")
-        .args(["x509", "-outform", "der", "-in"])
-        .arg(&cert)
-        .output()
-        .unwrap()
-        .stdout;
-    let digest = Command::new("openssl")
-        .args(["dgst", "-sha256", "-hex"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .and_then(|mut child| {
-            child.stdin.take().unwrap().write_all(&der)?;
-            child.wait_with_output()
-        })
-        .unwrap()
-        .stdout;
-    let pin = String::from_utf8(digest)
-        .unwrap()
-        .rsplit(' ')
-        .next()
-        .unwrap()
-        .trim()
-        .to_string();
+    let pin = sha256_of(&cert);
     ws.write_config(&profile_p(&format!(
         "      - name: own\n        tls: {{ host: 127.0.0.1, port: {port}, server_name: localhost, ca_file: own.crt }}\n\
          \x20     - name: pinned\n        tls: {{ host: 127.0.0.1, port: {port}, server_name: localhost, pin_sha256: \"{pin}\" }}\n",
