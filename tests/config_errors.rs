@@ -1192,3 +1192,24 @@ fn flap_windows_clear_levels_and_ranges_are_checked_where_written() {
         assert_config_error(&yaml(rule), 9, None, why);
     }
 }
+
+#[test]
+fn every_and_resolve_after_are_refused_at_their_own_key() {
+    let yaml = |line: &str| {
+        format!(
+            "version: 1\nprofiles:\n  p:\n    cron: \"* * * * *\"\n    tasks:\n      - name: api\n        http: {{ url: \"http://127.0.0.1:1/\" }}\n        {line}\n"
+        )
+    };
+    assert_config_error(
+        &yaml("every: 0s"),
+        8,
+        Some("profiles.p.tasks[0].every"),
+        "`every` is how long between runs",
+    );
+    assert_config_error(
+        &yaml("resolve_after: \"3 of 5\""),
+        8,
+        Some("profiles.p.tasks[0].resolve_after"),
+        "`N of M` goes with `for`",
+    );
+}

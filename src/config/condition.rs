@@ -492,6 +492,24 @@ pub enum Gate {
     Within { needed: u32, window: u32 },
 }
 
+/// `resolve_after`: a gate of clear ticks in a row or a duration (an
+/// `N of M` is refused where it is written).
+pub struct ResolveGate(pub Gate);
+
+impl<'de> Deserialize<'de> for ResolveGate {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        parsed(d, |text| {
+            match parse_gate(&text)? {
+            Gate::Within { .. } => Err(
+                "`resolve_after` counts clear ticks in a row (3) or a duration (180s); `N of M` goes with `for`"
+                    .to_string(),
+            ),
+            gate => Ok(ResolveGate(gate)),
+        }
+        })
+    }
+}
+
 /// The longest `N of M` window: the verdicts are kept a bit a tick.
 pub const MAX_WINDOW: u32 = 64;
 
@@ -514,33 +532,34 @@ impl fmt::Display for Gate {
 
 impl<'de> Deserialize<'de> for Gate {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        parsed(d, |text| {
-            if let Ok(ticks) = text.trim().parse::<u32>() {
-                if ticks == 0 {
-                    return Err("must be at least 1 tick".to_string());
-                }
-                return Ok(Gate::Ticks(ticks));
-            }
-            if let Some((needed, window)) = text.split_once(" of ") {
-                let (Ok(needed), Ok(window)) =
-                    (needed.trim().parse::<u32>(), window.trim().parse::<u32>())
-                else {
-                    return Err(format!(
-                        "invalid value {text:?}: write `N of M`, e.g. \"3 of 5\" (3 breaching ticks among the last 5)"
-                    ));
-                };
-                if needed == 0 || needed > window || window > MAX_WINDOW {
-                    return Err(format!(
-                        "invalid value {text:?}: `N of M` needs 1 ≤ N ≤ M ≤ {MAX_WINDOW}"
-                    ));
-                }
-                return Ok(Gate::Within { needed, window });
-            }
-            text.parse::<Duration>().map(Gate::For).map_err(|_| {
-                format!("invalid value {text:?}: give a number of consecutive ticks (3), a duration (180s), or for `for` N breaching ticks of the last M (\"3 of 5\")")
-            })
-        })
+        parsed(d, |text| parse_gate(&text))
     }
+}
+
+fn parse_gate(text: &str) -> Result<Gate, String> {
+    if let Ok(ticks) = text.trim().parse::<u32>() {
+        if ticks == 0 {
+            return Err("must be at least 1 tick".to_string());
+        }
+        return Ok(Gate::Ticks(ticks));
+    }
+    if let Some((needed, window)) = text.split_once(" of ") {
+        let (Ok(needed), Ok(window)) = (needed.trim().parse::<u32>(), window.trim().parse::<u32>())
+        else {
+            return Err(format!(
+                "invalid value {text:?}: write `N of M`, e.g. \"3 of 5\" (3 breaching ticks among the last 5)"
+            ));
+        };
+        if needed == 0 || needed > window || window > MAX_WINDOW {
+            return Err(format!(
+                "invalid value {text:?}: `N of M` needs 1 ≤ N ≤ M ≤ {MAX_WINDOW}"
+            ));
+        }
+        return Ok(Gate::Within { needed, window });
+    }
+    text.parse::<Duration>().map(Gate::For).map_err(|_| {
+        format!("invalid value {text:?}: give a number of consecutive ticks (3), a duration (180s), or for `for` N breaching ticks of the last M (\"3 of 5\")")
+    })
 }
 
 #[cfg(test)]

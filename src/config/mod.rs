@@ -10,8 +10,8 @@ mod task;
 pub(crate) mod values;
 
 pub use condition::{
-    Condition, Gate, Guard, Op, Range, TextCondition, Threshold, Unit, age_seconds, format_bytes,
-    format_number, format_value,
+    Condition, Gate, Guard, Op, Range, ResolveGate, TextCondition, Threshold, Unit, age_seconds,
+    format_bytes, format_number, format_value,
 };
 pub use load::{ConfigError, absolute, load, load_source, resolve_path};
 pub use selector::{MatchOp, Matcher, Selector, Selectors, same};

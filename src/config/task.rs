@@ -223,6 +223,23 @@ impl Visitor<'_> for TaskKeySeed<'_> {
     }
 }
 
+/// `every`: at least a second between runs, refused where it is written.
+struct Every(Duration);
+
+impl<'de> Deserialize<'de> for Every {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        super::values::parsed(d, |text| {
+            let every: Duration = text.parse()?;
+            if every.0 < std::time::Duration::from_secs(1) {
+                return Err(
+                    "`every` is how long between runs of this task, e.g. 5m or 1h".to_string(),
+                );
+            }
+            Ok(Every(every))
+        })
+    }
+}
+
 /// A task as written, before the checks that span its keys.
 struct RawTask(Task);
 
@@ -258,24 +275,11 @@ impl<'de> Deserialize<'de> for RawTask {
                         TaskField::Severity => raw.severity = map.next_value()?,
                         TaskField::For => raw.for_ = map.next_value()?,
                         TaskField::ResolveAfter => {
-                            raw.resolve_after = map.next_value()?;
-                            if matches!(raw.resolve_after, Gate::Within { .. }) {
-                                return Err(de::Error::custom(
-                                    "`resolve_after` counts clear ticks in a row (3) or a duration (180s); `N of M` goes with `for`",
-                                ));
-                            }
+                            raw.resolve_after = map.next_value::<super::ResolveGate>()?.0;
                         }
                         TaskField::Timeout => raw.timeout = map.next_value()?,
                         TaskField::Cooldown => raw.cooldown = map.next_value()?,
-                        TaskField::Every => {
-                            let every: Duration = map.next_value()?;
-                            if every.0 < std::time::Duration::from_secs(1) {
-                                return Err(de::Error::custom(
-                                    "`every` is how long between runs of this task, e.g. 5m or 1h",
-                                ));
-                            }
-                            raw.every = Some(every);
-                        }
+                        TaskField::Every => raw.every = Some(map.next_value::<Every>()?.0),
                         TaskField::DependsOn => raw.depends_on = map.next_value()?,
                         TaskField::Enabled => raw.enabled = map.next_value()?,
                         TaskField::Warmup => raw.warmup = map.next_value()?,

@@ -210,7 +210,7 @@ struct RawRule {
     #[serde(default, rename = "for")]
     for_: Option<Gate>,
     #[serde(default)]
-    resolve_after: Option<Gate>,
+    resolve_after: Option<crate::config::ResolveGate>,
     #[serde(default)]
     clear: Option<Condition>,
     #[serde(default)]
@@ -416,11 +416,6 @@ impl Rule {
                 }));
             }
         };
-        if matches!(raw.resolve_after, Some(Gate::Within { .. })) {
-            return Err(err(
-                "`resolve_after` counts clear ticks in a row (3) or a duration (180s); `N of M` goes with `for`",
-            ));
-        }
         if let Some(clear) = raw.clear {
             let Some(value) = condition.filter(|_| !is_counter) else {
                 return Err(err(
@@ -460,7 +455,7 @@ impl Rule {
             kind,
             condition,
             for_: raw.for_,
-            resolve_after: raw.resolve_after,
+            resolve_after: raw.resolve_after.map(|gate| gate.0),
             clear: raw.clear,
             severity: raw.severity,
             when: raw.when,
