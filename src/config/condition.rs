@@ -143,6 +143,7 @@ impl std::str::FromStr for Range {
         if start > end {
             return Err(bad("its start is above its end"));
         }
+
         Ok(Range { start, end, inside })
     }
 }
@@ -320,9 +321,16 @@ impl std::str::FromStr for Condition {
         };
         let text = s.trim();
         if Op::split(text).is_none() && (text.contains(':') || text.starts_with('@')) {
+            let range: Range = text.parse()?;
+            if range.start == f64::NEG_INFINITY && range.end == f64::INFINITY {
+                return Err(format!(
+                    "invalid condition {s:?}: the range holds every value, so the rule would {} fire",
+                    if range.inside { "always" } else { "never" }
+                ));
+            }
             return Ok(Condition {
                 op: Op::Ne,
-                threshold: Threshold::Range(text.parse()?),
+                threshold: Threshold::Range(range),
                 unit: Unit::Plain,
             });
         }
@@ -607,6 +615,9 @@ mod range_tests {
         assert_eq!(c.to_string(), "outside 10:");
         for bad in ["20:10", "a:b", "@", "1:2:3"] {
             assert!(bad.parse::<Range>().is_err(), "{bad}");
+        }
+        for bad in ["~:", "@~:"] {
+            assert!(bad.parse::<Condition>().is_err(), "{bad}");
         }
         let why = "20:10".parse::<Condition>().unwrap_err();
         assert!(why.contains("start is above its end"), "{why}");
