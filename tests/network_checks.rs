@@ -576,7 +576,7 @@ fn stellar_get_health_age_fires_at_31_seconds_not_at_29() {
     let close_time = minute(0);
     let port = get_health_server(close_time);
     let ws = Workspace::new(&profile_p(&format!(
-        "      - name: stellar-rpc\n        http:\n          url: \"http://127.0.0.1:{port}/\"\n          jsonrpc: {{ method: getHealth }}\n          extract: {{ status: /result/status, close_time: /result/latestLedgerCloseTime, closed_at: /result/closedAt, version: /result/version }}\n        rules:\n          - {{ name: behind, signal: \"age_s(close_time)\", value: \"> 30\" }}\n          - {{ name: behind-rfc3339, signal: \"age_s(closed_at)\", value: \"> 30\" }}\n          - {{ name: unhealthy, signal: status, value: '!= \"healthy\"' }}\n          - {{ name: old-version, signal: version, value: '!~ \"^22\\.\"' }}\n"
+        "      - name: stellar-rpc\n        http:\n          url: \"http://127.0.0.1:{port}/\"\n          jsonrpc: {{ method: getHealth }}\n          extract: {{ health: /result/status, close_time: /result/latestLedgerCloseTime, closed_at: /result/closedAt, version: /result/version }}\n        rules:\n          - {{ name: behind, signal: \"age_s(close_time)\", value: \"> 30\" }}\n          - {{ name: behind-rfc3339, signal: \"age_s(closed_at)\", value: \"> 30\" }}\n          - {{ name: unhealthy, signal: health, value: '!= \"healthy\"' }}\n          - {{ name: old-version, signal: version, value: '!~ \"^22\\.\"' }}\n"
     )));
     let firing = |rule: &str| {
         ws.history()
@@ -639,7 +639,7 @@ fn text_conditions_fire_on_the_text_a_probe_read() {
         }
     });
     ws.write_config(&profile_p(&format!(
-        "      - name: api\n        http: {{ url: \"http://127.0.0.1:{port}/\", extract: {{ status: /status }} }}\n        rules:\n          - {{ name: unhealthy, signal: status, value: '!= \"healthy\"' }}\n"
+        "      - name: api\n        http: {{ url: \"http://127.0.0.1:{port}/\", extract: {{ health: /status }} }}\n        rules:\n          - {{ name: unhealthy, signal: health, value: '!= \"healthy\"' }}\n"
     )));
     let statuses = || {
         ws.history()
@@ -653,7 +653,7 @@ fn text_conditions_fire_on_the_text_a_probe_read() {
     let out = Tick::new(&ws).at(minute(1)).run("p");
     assert_eq!(statuses(), ["firing"], "{}", stdout(&out));
     assert!(
-        stdout(&out).contains("status = \"catching_up\" (!= \"healthy\")"),
+        stdout(&out).contains("health = \"catching_up\" (!= \"healthy\")"),
         "{}",
         stdout(&out)
     );
@@ -967,5 +967,71 @@ fn a_certificate_finding_alerts_but_restarts_nothing() {
         !log.exists(),
         "no restart for a certificate: {}",
         stdout(&out)
+    );
+}
+
+/// Review of issue 15: an answer's records for another name are no answer
+/// (a responder that puts `other.test A 6.6.6.6` beside the real one).
+#[test]
+fn dns_ignores_records_for_another_name() {
+    use hickory_proto::op::Message;
+    use hickory_proto::rr::{Name, RData, Record, rdata::A};
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let port = socket.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut buffer = [0u8; 1500];
+        while let Ok((read, from)) = socket.recv_from(&mut buffer) {
+            let Ok(query) = Message::from_vec(&buffer[..read]) else {
+                continue;
+            };
+            let mut answer = Message::response(query.metadata.id, query.metadata.op_code);
+            answer.queries = query.queries.clone();
+            let asked = query.queries[0].name().clone();
+            if asked.to_string().starts_with("real") {
+                answer.add_answer(Record::from_rdata(
+                    asked,
+                    60,
+                    RData::A(A::new(127, 0, 0, 9)),
+                ));
+            }
+            let other = Name::from_ascii("other.test.").unwrap();
+            answer.add_answer(Record::from_rdata(other, 60, RData::A(A::new(6, 6, 6, 6))));
+            let _ = socket.send_to(&answer.to_vec().unwrap(), from);
+        }
+    });
+    let ws = Workspace::new(&profile_p(&format!(
+        "      - name: stray-only\n        dns: {{ name: a.test, server: \"127.0.0.1:{port}\" }}\n\
+         \x20     - name: beside\n        dns: {{ name: real.test, server: \"127.0.0.1:{port}\", expect: [\"127.0.0.9\"] }}\n\
+         \x20     - name: stray-wanted\n        dns: {{ name: real.test, server: \"127.0.0.1:{port}\", contains: [\"6.6.6.6\"] }}\n"
+    )));
+    let out = Tick::new(&ws).at(minute(0)).run("p");
+    assert!(
+        line_of(&out, "stray-only").contains("no A record"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(
+        line_of(&out, "beside").starts_with("  ok"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(
+        line_of(&out, "stray-wanted").contains("missing 6.6.6.6"),
+        "{}",
+        stdout(&out)
+    );
+}
+
+#[test]
+fn an_http_extract_may_not_take_the_name_of_the_probes_own_signal() {
+    let ws = Workspace::new(&profile_p(
+        "      - name: api\n        http: { url: \"http://127.0.0.1:1/\", extract: { up: /code } }\n",
+    ));
+    let out = ws.command().arg("check-config").output().unwrap();
+    assert_exit(&out, 2);
+    assert!(
+        stderr(&out).contains("would replace the http probe's own `up` signal"),
+        "{}",
+        stderr(&out)
     );
 }

@@ -445,6 +445,11 @@ pub fn age_seconds(text: &str, now_ms: i64) -> Option<f64> {
             .ok()?;
         (at.unix_timestamp_nanos() / 1_000_000) as f64
     };
+    // Before 2000 it is no time a node reports (a boolean read as 1, a
+    // height, a count): not taken as one.
+    if millis < 946_684_800_000.0 {
+        return None;
+    }
     Some((now_ms as f64 - millis) / 1000.0)
 }
 
@@ -653,5 +658,6 @@ mod text_tests {
         assert_eq!(age_seconds("2026-09-21T14:13:20Z", now), Some(31.0));
         assert_eq!(age_seconds("2026-09-21T16:13:20+02:00", now), Some(31.0));
         assert_eq!(age_seconds("yesterday", now), None);
+        assert_eq!(age_seconds("1", now), None, "a boolean is no time");
     }
 }

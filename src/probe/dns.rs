@@ -74,6 +74,37 @@ impl ProbeConfig for DnsConfig {
         if let Some(server) = &self.server {
             server_address(server.as_str())?;
         }
+        if self.name.as_str().trim().is_empty() {
+            return Err("`dns`: `name` is empty".into());
+        }
+        if self.timeout.is_some_and(|t| t.0.is_zero()) {
+            return Err("`dns`: `timeout: 0s` leaves no time for an answer".into());
+        }
+        if self.expect.as_ref().is_some_and(Vec::is_empty) {
+            return Err(
+                "`dns`: `expect: []` expects no record: give the records, or drop it".into(),
+            );
+        }
+        let addresses = match self.record_type {
+            RecordKind::A => Some(true),
+            RecordKind::Aaaa => Some(false),
+            _ => None,
+        };
+        if let Some(v4) = addresses {
+            for value in self.expect.iter().chain(&self.contains).flatten() {
+                let ok = match value.trim().parse::<std::net::IpAddr>() {
+                    Ok(ip) => ip.is_ipv4() == v4,
+                    Err(_) => false,
+                };
+                if !ok {
+                    return Err(format!(
+                        "`dns`: {value:?} is not an {} address, so a {:?} record can never be it",
+                        if v4 { "IPv4" } else { "IPv6" },
+                        self.record_type
+                    ));
+                }
+            }
+        }
         if self.expect.is_some() && self.contains.is_some() {
             return Err("`dns`: give `expect` (exactly these records) or `contains` (at least these), not both".into());
         }
@@ -241,11 +272,38 @@ fn query(probe: &DnsConfig, context: &Context) -> Result<Answer, String> {
         reply = tcp(&bytes, server, id, deadline, limit)?;
     }
     let ms = started.elapsed().as_secs_f64() * 1000.0;
+    // Only records of the name asked, or of the names its CNAMEs in the
+    // answer lead to: a stray record for another name is no answer.
+    let mut owners = vec![normalise(&probe.name.0)];
+    loop {
+        let before = owners.len();
+        for record in &reply.answers {
+            if let hickory_proto::rr::RData::CNAME(target) = &record.data
+                && owners.contains(&normalise(&record.name.to_string()))
+            {
+                let target = normalise(&target.to_string());
+                if !owners.contains(&target) {
+                    owners.push(target);
+                }
+            }
+        }
+        if owners.len() == before || record_type == RecordType::CNAME {
+            break;
+        }
+    }
     let mut parts = Vec::new();
     let records = reply
         .answers
         .iter()
         .filter(|r| r.record_type() == record_type)
+        .filter(|r| {
+            let owner = normalise(&r.name.to_string());
+            if record_type == RecordType::CNAME {
+                owner == owners[0]
+            } else {
+                owners.contains(&owner)
+            }
+        })
         .map(|r| match &r.data {
             // A TXT record is its strings joined (as SPF reads it); each
             // string also counts for `contains`.

@@ -77,6 +77,25 @@ impl ProbeConfig for HttpConfig {
     }
 
     fn check(&self) -> Result<(), String> {
+        // An extract named as one of the probe's own signals would replace
+        // it (`up` read from the body, not from the answer).
+        const OWN: [&str; 6] = [
+            "up",
+            "status",
+            "latency_ms",
+            "cert_days_left",
+            "cert_chain_ok",
+            "cert_hostname_ok",
+        ];
+        if let Some((name, _)) = self
+            .extracts()
+            .iter()
+            .find(|(name, _)| OWN.contains(&name.as_str()))
+        {
+            return Err(format!(
+                "`extract: {{ {name}: … }}` would replace the http probe's own `{name}` signal: give the extract another name (e.g. {name}_field)"
+            ));
+        }
         let https = self
             .url
             .as_str()
