@@ -165,29 +165,31 @@ impl<'a> Judge<'a> {
         }
         let memory = self.remembered(prior.tasks.get(&task.name), observation, &mut early, &book);
         let judged = self.judge(prior, observation, &memory, &mut early);
-        if let Some(dependency) = held_by {
-            let why = format!("held: depends on {dependency}, which is failing");
-            let (keys, held) = self.hold(prior, judged, &why, false, live_keys);
-            return TaskDraft {
-                judge: self,
-                early,
-                keys,
-                held,
-                remediation: task.remediate.as_ref().map(|_| Remediation::Held {
+        // Held still: waiting on a failing dependency, or settling after
+        // a restart. Breaches are held, no restart is tried.
+        let hold = match (held_by, book.settling(self.now)) {
+            (Some(dependency), _) => Some((
+                format!("held: depends on {dependency}, which is failing"),
+                false,
+                task.remediate.as_ref().map(|_| Remediation::Held {
                     why: format!("restart held: depends on {dependency}, which is failing"),
                 }),
-                book,
-            };
-        }
-        if let Some(until) = book.settling(self.now) {
-            let why = format!("held: settling after the restart until {until}");
-            let (keys, held) = self.hold(prior, judged, &why, true, live_keys);
+            )),
+            (None, Some(until)) => Some((
+                format!("held: settling after the restart until {until}"),
+                true,
+                Some(Remediation::Settling { until }),
+            )),
+            (None, None) => None,
+        };
+        if let Some((why, settling, remediation)) = hold {
+            let (keys, held) = self.hold(prior, judged, &why, settling, live_keys);
             return TaskDraft {
                 judge: self,
                 early,
                 keys,
                 held,
-                remediation: Some(Remediation::Settling { until }),
+                remediation,
                 book,
             };
         }

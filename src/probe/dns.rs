@@ -12,7 +12,7 @@ use hickory_proto::op::{Message, MessageType, OpCode, Query, ResponseCode};
 use hickory_proto::rr::{Name, RecordType};
 use serde::Deserialize;
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream, ToSocketAddrs, UdpSocket};
+use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::str::FromStr;
 use std::time::{Duration, Instant};
 
@@ -396,12 +396,7 @@ fn tcp(
     limit: Duration,
 ) -> Result<Message, String> {
     let left = deadline.saturating_duration_since(Instant::now());
-    let addresses: Vec<SocketAddr> = server
-        .to_socket_addrs()
-        .map(Iterator::collect)
-        .unwrap_or_default();
-    let address = addresses.first().copied().unwrap_or(server);
-    let mut stream = TcpStream::connect_timeout(&address, left.max(Duration::from_millis(1)))
+    let mut stream = TcpStream::connect_timeout(&server, left.max(Duration::from_millis(1)))
         .map_err(|e| format!("the answer was truncated, and TCP to {server} failed: {e}"))?;
     let left = deadline
         .saturating_duration_since(Instant::now())
