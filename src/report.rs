@@ -52,7 +52,8 @@ pub fn tick_json(report: &TickReport) -> serde_json::Value {
                 .map(|r| {
                     let mut value = verdict_json(&r.verdict);
                     value["rule"] = json!(r.rule);
-                    value["status"] = json!(r.status().map(|s| s.as_str()).unwrap_or("ok"));
+                    let status = r.status().filter(|s| *s != Status::Pending || r.active());
+                    value["status"] = json!(status.map(|s| s.as_str()).unwrap_or("ok"));
                     // Held: a firing alert held, or a breach held still
                     // while the task settles.
                     let settling = matches!(r.verdict, Verdict::Hold { .. })
@@ -301,10 +302,7 @@ pub(crate) fn task_tag(result: &TaskVerdict) -> &'static str {
         Verdict::Breach { severity, .. } => Some(severity),
         _ => None,
     });
-    let only_pending = result
-        .rules
-        .iter()
-        .any(|r| r.status() == Some(Status::Pending))
+    let only_pending = result.rules.iter().any(RuleResult::pending)
         && !result
             .rules
             .iter()
@@ -362,7 +360,7 @@ fn rule_status(report: &TickReport, result: &TaskVerdict, rule: &RuleResult) -> 
         && matches!(result.remediation, Some(Remediation::Settling { .. }));
     let interesting = !matches!(rule.verdict, Verdict::Clear { .. } | Verdict::Hold { .. })
         || rule.transition.is_some()
-        || rule.status().is_some_and(Status::is_active)
+        || rule.active()
         || settling_breach;
     if !interesting {
         return None;

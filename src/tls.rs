@@ -44,6 +44,10 @@ pub struct Certificate {
     pub pinned: Option<bool>,
     /// Within its dates at the tick (a pin trusts the key, not the dates).
     pub valid: Result<(), String>,
+    /// The certificate of the chain the server sent that expires first,
+    /// when it expires before the leaf (an intermediate CA): its subject
+    /// and notAfter. Once it expires, the leaf is no longer trusted.
+    pub sooner: Option<(String, Timestamp)>,
 }
 
 impl Certificate {
@@ -125,16 +129,7 @@ impl Client {
         let mut roots = RootCertStore::empty();
         let mut anchors = Vec::new();
         match trust.ca_file {
-            Some(path) => {
-                anchors = read_pem(path)?;
-                let (_, refused) = roots.add_parsable_certificates(anchors.iter().cloned());
-                if refused > 0 && anchors.len() == refused {
-                    return Err(format!(
-                        "ca_file {}: none of its certificates can be a trust anchor",
-                        path.display()
-                    ));
-                }
-            }
+            Some(path) => (roots, anchors) = read_ca_file(path)?,
             None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
         }
         let recorder = Arc::new(Recorder {
@@ -227,6 +222,21 @@ fn describe_handshake_error(e: &std::io::Error) -> String {
     }
 }
 
+/// A `ca_file`'s certificates as trust anchors, and as written (one may be
+/// a self-signed server's own certificate, trusted as itself).
+pub fn read_ca_file(path: &Path) -> Result<(RootCertStore, Vec<CertificateDer<'static>>), String> {
+    let anchors = read_pem(path)?;
+    let mut roots = RootCertStore::empty();
+    let (_, refused) = roots.add_parsable_certificates(anchors.iter().cloned());
+    if refused > 0 && anchors.len() == refused {
+        return Err(format!(
+            "ca_file {}: none of its certificates can be a trust anchor",
+            path.display()
+        ));
+    }
+    Ok((roots, anchors))
+}
+
 fn read_pem(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
     use rustls::pki_types::pem::PemObject;
     let pem =
@@ -247,6 +257,8 @@ fn read_pem(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
 #[derive(Clone)]
 struct Seen {
     leaf: CertificateDer<'static>,
+    /// The rest of the chain the server sent.
+    intermediates: Vec<CertificateDer<'static>>,
     chain: Result<(), String>,
     hostname: Result<(), String>,
     /// Within its notBefore and notAfter at the tick.
@@ -321,6 +333,10 @@ impl ServerCertVerifier for Recorder {
         });
         let seen = Seen {
             leaf: end_entity.clone().into_owned(),
+            intermediates: intermediates
+                .iter()
+                .map(|c| c.clone().into_owned())
+                .collect(),
             chain,
             hostname,
             valid: valid_at(end_entity, self.now.unwrap_or(now)),
@@ -480,9 +496,21 @@ fn read_certificate(seen: &Seen, pin: Option<&Pin>) -> Result<Certificate, Strin
         let key: [u8; 32] = Sha256::digest(parsed.tbs_certificate.subject_pki.raw).into();
         pin.0 == whole || pin.0 == key
     });
+    let not_after = Timestamp::from_secs(parsed.validity().not_after.timestamp());
+    let sooner = seen
+        .intermediates
+        .iter()
+        .filter_map(|der| {
+            let (_, cert) = x509_parser::parse_x509_certificate(der.as_ref()).ok()?;
+            let until = Timestamp::from_secs(cert.validity().not_after.timestamp());
+            Some((cert.subject().to_string(), until))
+        })
+        .filter(|(_, until)| until.millis() < not_after.millis())
+        .min_by_key(|(_, until)| until.millis());
     Ok(Certificate {
         subject: parsed.subject().to_string(),
-        not_after: Timestamp::from_secs(parsed.validity().not_after.timestamp()),
+        not_after,
+        sooner,
         chain: seen.chain.clone(),
         hostname: seen.hostname.clone(),
         pinned,

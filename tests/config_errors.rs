@@ -667,6 +667,15 @@ fn the_readme_examples_load() {
         };
         tried += 1;
         let ws = Workspace::new(&yaml);
+        // check-config reads each `ca_file`: the example's, made here.
+        for line in yaml.lines().filter(|l| l.contains("ca_file: ")) {
+            let path = line.split("ca_file: ").nth(1).unwrap_or_default();
+            let path = path.split([' ', ',', '}']).next().unwrap_or_default();
+            let path = ws.path().join(path);
+            let (cert, _) = certificate(ws.path(), "example", "rpc.internal", 30);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::rename(cert, path).unwrap();
+        }
         let out = ws
             .command()
             .env("HOOK_URL", "http://127.0.0.1:9/hook")
@@ -1212,4 +1221,241 @@ fn every_and_resolve_after_are_refused_at_their_own_key() {
         Some("profiles.p.tasks[0].resolve_after"),
         "`N of M` goes with `for`",
     );
+}
+
+/// Issue 15: every key of the new probes, and `depends_on`, is refused at
+/// its own line and named by its whole path, though some are judged only
+/// once the probe's mapping (or the profile) was read whole.
+#[test]
+fn the_new_probes_keys_are_refused_at_their_own_line() {
+    let yaml = |probe: &str, keys: &[&str]| {
+        let mut text = format!(
+            "version: 1\nprofiles:\n  p:\n    cron: \"* * * * *\"\n    tasks:\n      - name: a\n        {probe}:\n"
+        );
+        for key in keys {
+            text.push_str(&format!("          {key}\n"));
+        }
+        text
+    };
+    let cases: &[(&str, &[&str], usize, &str, &str)] = &[
+        (
+            "tcp",
+            &["host: 127.0.0.1", "port: 22", "server_name: x"],
+            10,
+            "tcp.server_name",
+            "add `tls: true`",
+        ),
+        (
+            "tcp",
+            &["host: 127.0.0.1", "port: 22", "cert_warn_days: 5"],
+            10,
+            "tcp.cert_warn_days",
+            "add `tls: true`",
+        ),
+        (
+            "tcp",
+            &["host: \"127.0.0.1:22\"", "port: 22"],
+            8,
+            "tcp.host",
+            "holds a port",
+        ),
+        (
+            "tcp",
+            &["host: 127.0.0.1", "port: 0"],
+            9,
+            "tcp.port",
+            "port 0",
+        ),
+        (
+            "tcp",
+            &["host: 127.0.0.1", "port: 22", "max_read: 0"],
+            10,
+            "tcp.max_read",
+            "reads no answer",
+        ),
+        (
+            "tls",
+            &["host: 127.0.0.1", "server_name: \"bad name!\""],
+            9,
+            "tls.server_name",
+            "is not a host name",
+        ),
+        (
+            "tls",
+            &[
+                "host: 127.0.0.1",
+                "cert_warn_days: 2",
+                "cert_critical_days: 3",
+            ],
+            9,
+            "tls.cert_warn_days",
+            "at least cert_critical_days (3)",
+        ),
+        (
+            "tls",
+            &["host: 127.0.0.1", "cert_critical_days: -1"],
+            9,
+            "tls.cert_critical_days",
+            "0 or more",
+        ),
+        (
+            "tls",
+            &[
+                "host: 127.0.0.1",
+                "tls_verify: false",
+                "pin_sha256: \"sha256//n4bQgYhMfWWaL+qgxVrQFaO/TxsrC4Is0V1sFbDwCgg=\"",
+            ],
+            10,
+            "tls.pin_sha256",
+            "drop one",
+        ),
+        (
+            "http",
+            &["url: http://127.0.0.1:1/", "cert_warn_days: 30"],
+            9,
+            "http.cert_warn_days",
+            "the url is not https",
+        ),
+        (
+            "http",
+            &["url: http://127.0.0.1:1/", "ca_file: ca.pem"],
+            9,
+            "http.ca_file",
+            "the url is not https",
+        ),
+        (
+            "http",
+            &["url: http://127.0.0.1:1/", "extract:", "  status: /status"],
+            10,
+            "http.extract.status",
+            "would replace the http probe's own",
+        ),
+        (
+            "ping",
+            &["host: 127.0.0.1", "count: 500"],
+            9,
+            "ping.count",
+            "count 500 is not 1 to 100",
+        ),
+        (
+            "ping",
+            &["host: 127.0.0.1", "interval: 1ms"],
+            9,
+            "ping.interval",
+            "under the least, 10ms",
+        ),
+        (
+            "ping",
+            &["host: 127.0.0.1", "count: 40"],
+            9,
+            "ping.count",
+            "more than the task's timeout 30s",
+        ),
+        (
+            "dns",
+            &["name: \"a..b\""],
+            8,
+            "dns.name",
+            "is not a domain name",
+        ),
+        (
+            "dns",
+            &["name: example.test", "server: resolver"],
+            9,
+            "dns.server",
+            "is not an address",
+        ),
+        (
+            "dns",
+            &["name: example.test", "type: SRV"],
+            9,
+            "dns.type",
+            "A, AAAA, CNAME, TXT, MX or NS",
+        ),
+        (
+            "dns",
+            &["name: example.test", "expect: [\"::1\"]"],
+            9,
+            "dns.expect",
+            "is not an IPv4 address",
+        ),
+        (
+            "dns",
+            &[
+                "name: example.test",
+                "expect: [127.0.0.1]",
+                "contains: [127.0.0.1]",
+            ],
+            10,
+            "dns.contains",
+            "not both",
+        ),
+    ];
+    for (probe, keys, line, key, why) in cases {
+        assert_config_error(
+            &yaml(probe, keys),
+            *line,
+            Some(&format!("profiles.p.tasks[0].{key}")),
+            why,
+        );
+    }
+    // `depends_on` is judged across the profile: still at its own line.
+    let deps = "version: 1\nprofiles:\n  p:\n    cron: \"* * * * *\"\n    tasks:\n      - name: a\n        http: { url: \"http://127.0.0.1:1/\" }\n      - name: b\n        http: { url: \"http://127.0.0.1:1/\" }\n        # the RPC node\n        depends_on: [rpc]\n";
+    assert_config_error(
+        deps,
+        11,
+        Some("profiles.p.tasks[1].depends_on"),
+        "depends_on `rpc`, which is not a task of this profile (tasks: a, b)",
+    );
+    // Record types are read in either case, as dig takes them.
+    let ws = Workspace::new(&yaml("dns", &["name: example.test", "type: txt"]));
+    assert_exit(&ws.command().arg("check-config").output().unwrap(), 0);
+}
+
+/// Issue 15: `check-config` reads a `ca_file` (a missing or empty one is
+/// refused at its line); a tick whose `ca_file` went missing fails that
+/// check only, and the rest of the profile is monitored.
+#[test]
+fn check_config_reads_the_ca_file_and_a_tick_survives_one_gone() {
+    // It accepts and never answers: the probe gets as far as its TLS setup.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let yaml = format!(
+        "version: 1\nprofiles:\n  p:\n    cron: \"* * * * *\"\n    tasks:\n      - name: a\n        tls:\n          host: 127.0.0.1\n          port: {port}\n          ca_file: certs/ca.pem\n      - name: b\n        command: {{ argv: [\"true\"] }}\n"
+    );
+    let ws = Workspace::new(&yaml);
+    let out = ws.command().arg("check-config").output().unwrap();
+    assert_exit(&out, 2);
+    let text = error_line(&out);
+    let (row, _, message) = locate(&text, &ws.path().join("jobs.yaml"));
+    assert_eq!(row, 10, "{text}");
+    assert!(
+        message.starts_with("profiles.p.tasks[0].tls.ca_file: ")
+            && message.contains("certs/ca.pem")
+            && message.contains("No such file"),
+        "{text}"
+    );
+    std::fs::create_dir(ws.path().join("certs")).unwrap();
+    std::fs::write(ws.path().join("certs/ca.pem"), "not a certificate\n").unwrap();
+    let out = ws.command().arg("check-config").output().unwrap();
+    assert_exit(&out, 2);
+    assert!(
+        error_line(&out).contains("holds no PEM certificate"),
+        "{}",
+        error_line(&out)
+    );
+    std::fs::remove_file(ws.path().join("certs/ca.pem")).unwrap();
+    let out = Tick::new(&ws).at(minute(0)).run("p");
+    assert_exit(&out, 1);
+    let b = stdout(&out)
+        .lines()
+        .find(|l| l.split_whitespace().nth(1) == Some("b"))
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        b.starts_with("  ok"),
+        "the other task still runs: {}",
+        stdout(&out)
+    );
+    assert!(stdout(&out).contains("reading ca_file"), "{}", stdout(&out));
 }

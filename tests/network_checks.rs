@@ -8,7 +8,7 @@ use crate::common::*;
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -26,59 +26,6 @@ fn free_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
-}
-
-/// A self-signed certificate for `name` (and 127.0.0.1), valid `days`.
-fn certificate(dir: &Path, stem: &str, name: &str, days: u32) -> (PathBuf, PathBuf) {
-    certificate_with(dir, stem, name, days, true)
-}
-
-/// [`certificate`]; without `san`, named by its CN alone, as
-/// `openssl req -x509 -subj /CN=host` makes it.
-fn certificate_with(
-    dir: &Path,
-    stem: &str,
-    name: &str,
-    days: u32,
-    san: bool,
-) -> (PathBuf, PathBuf) {
-    let (cert, key) = (
-        dir.join(format!("{stem}.crt")),
-        dir.join(format!("{stem}.key")),
-    );
-    let made = Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-        ])
-        .args([
-            "-nodes",
-            "-days",
-            &days.to_string(),
-            "-subj",
-            &format!("/CN={name}"),
-        ])
-        .args(if san {
-            vec![
-                "-addext".to_string(),
-                format!("subjectAltName=DNS:{name},IP:127.0.0.1"),
-            ]
-        } else {
-            Vec::new()
-        })
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .stderr(Stdio::null())
-        .status()
-        .expect("openssl (Debian: openssl) makes a certificate");
-    assert!(made.success());
-    (cert, key)
 }
 
 /// The certificate's SHA-256 in hex (`openssl x509 -fingerprint`): a
@@ -113,6 +60,11 @@ struct TlsServer {
 
 impl TlsServer {
     fn start(cert: &Path, key: &Path) -> TlsServer {
+        TlsServer::start_with(cert, key, &[])
+    }
+
+    /// [`TlsServer::start`] with more `s_server` arguments (`-cert_chain`).
+    fn start_with(cert: &Path, key: &Path, more: &[&Path]) -> TlsServer {
         let port = free_port();
         let child = Command::new("openssl")
             .args(["s_server", "-quiet", "-www", "-accept"])
@@ -121,6 +73,7 @@ impl TlsServer {
             .arg(cert)
             .arg("-key")
             .arg(key)
+            .args(more)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -1034,4 +987,116 @@ fn an_http_extract_may_not_take_the_name_of_the_probes_own_signal() {
         "{}",
         stderr(&out)
     );
+}
+
+/// Review of issue 15: a leaf good for 60 days, issued by an intermediate
+/// CA that expires in 5: the chain stops being trusted in 5 days, so the
+/// check warns now and says which certificate is the near one
+/// (`cert_chain_days_left`), as check_ssl_cert and Uptime Kuma do.
+#[test]
+fn an_intermediate_expiring_before_the_leaf_is_a_warning() {
+    let ws = Workspace::new("");
+    let dir = ws.path();
+    let openssl = |args: &[&str]| {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "openssl {args:?}: {}", stderr(&out));
+    };
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    let req = |subject: &str, stem: &str| {
+        let key = format!("{stem}.key");
+        let csr = format!("{stem}.csr");
+        let mut args = vec!["req", "-new"];
+        args.extend(ec);
+        args.extend(["-subj", subject, "-keyout", &key, "-out", &csr]);
+        openssl(&args);
+    };
+    let mut root = vec!["req", "-x509"];
+    root.extend(ec);
+    root.extend([
+        "-days",
+        "365",
+        "-subj",
+        "/CN=Test Root",
+        "-keyout",
+        "root.key",
+        "-out",
+        "root.crt",
+    ]);
+    openssl(&root);
+    std::fs::write(
+        dir.join("ca.ext"),
+        "basicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign,cRLSign\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("leaf.ext"),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    let sign = |stem: &str, by: &str, days: &str, ext: &str| {
+        let (csr, out) = (format!("{stem}.csr"), format!("{stem}.crt"));
+        let (ca, ca_key) = (format!("{by}.crt"), format!("{by}.key"));
+        openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            &csr,
+            "-CA",
+            &ca,
+            "-CAkey",
+            &ca_key,
+            "-CAcreateserial",
+            "-days",
+            days,
+            "-extfile",
+            ext,
+            "-out",
+            &out,
+        ]);
+    };
+    req("/CN=Test Intermediate", "inter");
+    sign("inter", "root", "5", "ca.ext");
+    req("/CN=127.0.0.1", "leaf");
+    sign("leaf", "inter", "60", "leaf.ext");
+    let server = TlsServer::start_with(
+        &dir.join("leaf.crt"),
+        &dir.join("leaf.key"),
+        &[Path::new("-cert_chain"), &dir.join("inter.crt")],
+    );
+    let port = server.port;
+    ws.write_config(&profile_p(&format!(
+        "      - name: rpc-cert\n        tls: {{ host: 127.0.0.1, port: {port}, ca_file: root.crt }}\n\
+         \x20       rules:\n          - {{ name: chain, signal: cert_chain_days_left, value: \"< 6\", severity: info }}\n\
+         \x20         - {{ name: leaf, signal: cert_days_left, value: \"< 6\", severity: info }}\n"
+    )));
+    let out = Tick::new(&ws).at(now()).run("p");
+    let line = line_of(&out, "rpc-cert");
+    assert!(
+        line.starts_with("  WARN")
+            && line.contains("certificate CN=127.0.0.1 expires")
+            && line.contains("in 60 days")
+            && line.contains("its chain's CN=Test Intermediate expires")
+            && line.contains("in 5.0 days (warning under 14 days)"),
+        "{}",
+        stdout(&out)
+    );
+    let firing: Vec<String> = ws
+        .history()
+        .into_iter()
+        .filter(|h| h.status == "firing")
+        .map(|h| h.rule)
+        .collect();
+    assert!(firing.contains(&"chain".to_string()), "{firing:?}");
+    assert!(!firing.contains(&"leaf".to_string()), "{firing:?}");
+    drop(server);
 }

@@ -198,3 +198,38 @@ fn three_of_five_counts_anew_after_a_restart() {
     // within these ticks but 5+3.
     assert_eq!(seen, [0, 0, 1, 1, 1, 2, 2, 2], "restarts after each tick");
 }
+
+/// Review of issue 15: under `for: "3 of 5"` one failing tick is pending
+/// (exit 1, PEND), but the healthy ticks after it are healthy (exit 0),
+/// though the window still remembers the blip: two more failures within
+/// the five ticks fire it.
+#[test]
+fn one_blip_under_three_of_five_is_healthy_on_the_next_tick() {
+    let ws = Workspace::new(&profile_p(&format!(
+        "      - name: app\n        for: \"3 of 5\"\n        {}\n",
+        check("app_ok")
+    )));
+    let touch = || std::fs::write(ws.path().join("app_ok"), "").unwrap();
+    let remove = || std::fs::remove_file(ws.path().join("app_ok")).unwrap();
+    touch();
+    assert_exit(&Tick::new(&ws).at(minute(0)).run("p"), 0);
+    remove();
+    let blip = Tick::new(&ws).at(minute(1)).run("p");
+    assert_exit(&blip, 1);
+    assert!(stdout(&blip).contains("PEND"), "{}", stdout(&blip));
+    touch();
+    let next = Tick::new(&ws).at(minute(2)).run("p");
+    assert_exit(&next, 0);
+    assert!(!stdout(&next).contains("PEND"), "{}", stdout(&next));
+    assert_exit(&Tick::new(&ws).at(minute(3)).run("p"), 0);
+    // Failures at 4 and 5: with 1 they are three within five ticks.
+    remove();
+    assert_exit(&Tick::new(&ws).at(minute(4)).run("p"), 1);
+    let fired = Tick::new(&ws).at(minute(5)).run("p");
+    assert_exit(&fired, 1);
+    assert!(
+        rows(&ws).contains(&("app".into(), "health".into(), "firing".into())),
+        "{:?}",
+        rows(&ws)
+    );
+}

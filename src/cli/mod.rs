@@ -420,6 +420,7 @@ fn dispatch(cli: &Cli) -> Result<u8, Error> {
         }
         Command::CheckConfig => {
             let config = load_config(cli)?;
+            crate::config::check_files(&config).map_err(Error::Config)?;
             print(&report::config_summary(&config));
             Ok(exit::OK)
         }

@@ -338,7 +338,17 @@ impl std::str::FromStr for Condition {
         if !left.trim().is_empty() {
             return Err(bad());
         }
-        let (threshold, unit) = parse_threshold(right).ok_or_else(bad)?;
+        let Some((threshold, unit)) = parse_threshold(right) else {
+            if matches!(op, Op::Eq | Op::Ne) && !right.trim().is_empty() {
+                return Err(format!(
+                    "invalid condition {s:?}: {:?} is not a number; a text is compared quoted: '{} \"{}\"'",
+                    right.trim(),
+                    op.as_str(),
+                    right.trim()
+                ));
+            }
+            return Err(bad());
+        };
         Ok(Condition {
             op,
             threshold,

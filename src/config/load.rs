@@ -49,6 +49,19 @@ impl ConfigError {
         }
     }
 
+    /// Points at the key `path` (`profiles.p.tasks[1].tls.ca_file`) of
+    /// `source`, for errors found after parsing.
+    fn at_path(file: &Path, source: &str, path: String, message: String) -> Self {
+        let (line, column) = locate(source, (1, 1), &path).unzip();
+        ConfigError {
+            file: file.to_path_buf(),
+            line,
+            column,
+            key: Some(path),
+            message,
+        }
+    }
+
     /// Points at the first line of `source` that `matches`, for errors found
     /// after parsing (serde has no positions by then).
     fn at_line(
@@ -253,6 +266,7 @@ pub fn load_source(
         source: String::new(),
     };
     check_references(&config, &display_path, &source)?;
+    check_ping_time(&config, &display_path, &source)?;
     resolve_relative_paths(&mut config, &base);
     let watched = crate::probe::self_check::Watched {
         database: config.state.clone(),
@@ -335,6 +349,58 @@ fn check_references(config: &Config, file: &Path, source: &str) -> Result<(), Co
                         names,
                         format!("profiles.{}.tasks[{}].{key}", profile.name, task.name),
                     )?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A ping's requests fit in its task's timeout: else fewer than `count`
+/// are sent and the loss is of those only.
+fn check_ping_time(config: &Config, file: &Path, source: &str) -> Result<(), ConfigError> {
+    for profile in &config.profiles {
+        for (index, task) in profile.tasks.iter().enumerate() {
+            let timeout = task.timeout.unwrap_or(config.defaults.timeout);
+            for probe in &task.probes {
+                let Probe::Ping(ping) = probe else { continue };
+                let longest = crate::probe::ping::longest(ping);
+                if longest > timeout.std() {
+                    return Err(ConfigError::at_path(
+                        file,
+                        source,
+                        format!("profiles.{}.tasks[{index}].ping.count", profile.name),
+                        format!(
+                            "count {} with interval {} and wait {} takes {}, more than the task's timeout {}: raise the task's `timeout:` or lower `count`",
+                            ping.count,
+                            ping.interval,
+                            ping.wait,
+                            super::Duration(longest),
+                            timeout
+                        ),
+                    ));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// What `check-config` reads beyond loading: the files probes will read
+/// (a `ca_file`). Not part of [`load`]: a file gone at a tick fails that
+/// probe's check, never all monitoring.
+pub fn check_files(config: &Config) -> Result<(), ConfigError> {
+    for profile in &config.profiles {
+        for (index, task) in profile.tasks.iter().enumerate() {
+            for probe in &task.probes {
+                if let Err(why) = probe.check_files() {
+                    let (key, why) = super::split_at_key(&why).unwrap_or((probe.kind(), &why));
+                    return Err(ConfigError::at_path(
+                        &config.path,
+                        &config.source,
+                        format!("profiles.{}.tasks[{index}].{key}", profile.name),
+                        format!("task `{}`: {why}", task.name),
+                    ));
                 }
             }
         }
@@ -475,6 +541,20 @@ fn yaml_error(file: &Path, source: &str, error: &serde_yaml::Error) -> ConfigErr
     // any other sits on the offending key: name it.
     let across = message.starts_with(super::ACROSS_KEYS);
     let message = message.trim_start_matches(super::ACROSS_KEYS).to_string();
+    if let Some((key, why)) = super::split_at_key(&message) {
+        // About one key under the mapping serde's position is on.
+        let found = line.zip(column).and_then(|at| locate(source, at, key));
+        return ConfigError {
+            file: file.to_path_buf(),
+            line: found.map(|f| f.0).or(line),
+            column: found.map(|f| f.1).or(column),
+            key: Some(match path {
+                Some(p) => format!("{p}.{key}"),
+                None => key.to_string(),
+            }),
+            message: why.to_string(),
+        };
+    }
     if !across
         && let (Some(line), Some(column)) = (line, column)
         && let Some(key) = key_at(source, line, column)
@@ -542,6 +622,86 @@ fn check_shape(file: &Path, source: &str) -> Result<(), ConfigError> {
         }
     }
     Ok(())
+}
+
+/// Where `path` (`tls.ca_file`, `tasks[1].depends_on`) is written under
+/// the mapping whose first key is at 1-based `from` (line, column): the
+/// 1-based line and column of its last key. Block and flow (`{ a: 1 }`)
+/// mappings; `None` when a part cannot be found.
+fn locate(source: &str, from: (usize, usize), path: &str) -> Option<(usize, usize)> {
+    let lines: Vec<&str> = source.lines().collect();
+    let indent = |text: &str| text.len() - text.trim_start().len();
+    let blank = |text: &str| text.trim().is_empty() || text.trim_start().starts_with('#');
+    // 0-based: where the search goes on from, and the least indentation a
+    // line of the mapping searched has (a line left of it ends the mapping).
+    let (mut line, mut column) = (from.0.checked_sub(1)?, from.1.checked_sub(1)?);
+    let mut floor = column;
+    let mut found = (line, column);
+    for part in path.split('.') {
+        let (key, item) = match part.split_once('[') {
+            Some((key, index)) => (
+                key,
+                Some(index.trim_end_matches(']').parse::<usize>().ok()?),
+            ),
+            None => (part, None),
+        };
+        let at = (line..lines.len())
+            .take_while(|&at| at == line || blank(lines[at]) || indent(lines[at]) >= floor)
+            .find_map(|at| {
+                let start = if at == line { column } else { 0 };
+                key_in_line(lines[at], key, start).map(|col| (at, col))
+            })?;
+        found = at;
+        (line, column) = (at.0, at.1 + key.len());
+        floor = at.1 + 1;
+        if let Some(index) = item {
+            // The `index`-th `- ` item of the block list under the key.
+            let items = lines
+                .iter()
+                .enumerate()
+                .skip(line + 1)
+                .filter(|(_, text)| !blank(text))
+                .take_while(|(_, text)| {
+                    indent(text) > at.1
+                        || indent(text) == at.1 && text.trim_start().starts_with("- ")
+                })
+                .filter(|(_, text)| text.trim_start().starts_with("- "));
+            let mut item_indent = None;
+            let (at, text) = items
+                .filter(|(_, text)| *item_indent.get_or_insert(indent(text)) == indent(text))
+                .nth(index)?;
+            (line, column) = (at, indent(text) + 2);
+            floor = column;
+            found = (line, column);
+        }
+    }
+    Some((found.0 + 1, found.1 + 1))
+}
+
+/// The 0-based column at or after `start` where `key` is written as a
+/// mapping key in `text` (`key:`, `- key:`, `{ key:`, `, key:`, quoted or not).
+fn key_in_line(text: &str, key: &str, start: usize) -> Option<usize> {
+    let is_key_char = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == '-';
+    let mut search = start;
+    while let Some(offset) = text.get(search..)?.find(key) {
+        let at = search + offset;
+        search = at + key.len();
+        let before = text[..at].trim_end_matches(['"', '\'']);
+        if before.ends_with(is_key_char) {
+            continue;
+        }
+        let lead = before.trim_end();
+        let starts = lead.is_empty()
+            || lead.ends_with(['{', ','])
+            || lead.strip_suffix('-').is_some_and(|l| l.trim().is_empty());
+        let ends = text[search..]
+            .trim_start_matches(['"', '\''])
+            .starts_with(':');
+        if starts && ends {
+            return Some(at);
+        }
+    }
+    None
 }
 
 /// The mapping key at 1-based `line`/`column`: the key whose value starts

@@ -13,7 +13,7 @@ pub use condition::{
     Condition, Gate, Guard, Op, Range, ResolveGate, TextCondition, Threshold, Unit, age_seconds,
     format_bytes, format_number, format_value,
 };
-pub use load::{ConfigError, absolute, load, load_source, resolve_path};
+pub use load::{ConfigError, absolute, check_files, load, load_source, resolve_path};
 pub use selector::{MatchOp, Matcher, Selector, Selectors, same};
 pub use task::{
     CONFIG_TASK, GIT_SYNC_TASK, HEALTH_RULE, RESERVED_KEYS, RESTART_LOOP_RULE, RESTART_RULE, Task,
@@ -248,6 +248,32 @@ pub(crate) fn across_keys(why: &str) -> String {
     format!("{ACROSS_KEYS}{why}")
 }
 
+/// Marks a complaint found once a mapping was read whole (serde's position
+/// is then the mapping) as being about one key under it: the loader finds
+/// that key's line and names it.
+pub(crate) const AT_KEY: char = '\u{1e}';
+
+/// `why`, about `key` (a dotted path under the mapping being read:
+/// `tls.ca_file`, `tasks[1].depends_on`).
+pub(crate) fn at_key(key: &str, why: &str) -> String {
+    format!("{AT_KEY}{key}{AT_KEY}{why}")
+}
+
+/// The key a message of [`at_key`] is about, and the message.
+pub(crate) fn split_at_key(message: &str) -> Option<(&str, &str)> {
+    message.strip_prefix(AT_KEY)?.split_once(AT_KEY)
+}
+
+/// `message` with `key` put in front of the key it is about (a probe's
+/// error about `ca_file` becomes one about `tls.ca_file`), or about `key`
+/// itself when it names none; `prefix` goes before the words.
+pub(crate) fn under_key(key: &str, prefix: &str, message: &str) -> String {
+    match split_at_key(message) {
+        Some((inner, why)) => at_key(&format!("{key}.{inner}"), &format!("{prefix}{why}")),
+        None => at_key(key, &format!("{prefix}{message}")),
+    }
+}
+
 /// Reads `Raw` from a mapping and converts it with `convert` while still
 /// inside that mapping: serde_yaml then places a conversion error at this
 /// mapping (its line and key path), not at the first key of its parent
@@ -345,16 +371,23 @@ fn at_least_one<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
 /// and never in a circle (each would hold the other's alerts for good).
 fn check_dependencies(tasks: &[Task]) -> Result<(), String> {
     let names: Vec<&str> = tasks.iter().map(|t| t.name.as_str()).collect();
-    for task in tasks {
+    for (index, task) in tasks.iter().enumerate() {
+        let key = format!("tasks[{index}].depends_on");
         for dependency in &task.depends_on {
             if *dependency == task.name {
-                return Err(format!("task `{}` depends_on itself", task.name));
+                return Err(at_key(
+                    &key,
+                    &format!("task `{}` depends_on itself", task.name),
+                ));
             }
             if !names.contains(&dependency.as_str()) {
-                return Err(format!(
-                    "task `{}` depends_on `{dependency}`, which is not a task of this profile (tasks: {})",
-                    task.name,
-                    names.join(", ")
+                return Err(at_key(
+                    &key,
+                    &format!(
+                        "task `{}` depends_on `{dependency}`, which is not a task of this profile (tasks: {})",
+                        task.name,
+                        names.join(", ")
+                    ),
                 ));
             }
         }
@@ -369,9 +402,13 @@ fn check_dependencies(tasks: &[Task]) -> Result<(), String> {
                 if next == &task.name {
                     path = trail.clone();
                     path.push(next);
-                    return Err(format!(
-                        "depends_on goes in a circle: {} (each would hold the other's alerts)",
-                        path.join(" → ")
+                    let index = tasks.iter().position(|t| t.name == task.name).unwrap_or(0);
+                    return Err(at_key(
+                        &format!("tasks[{index}].depends_on"),
+                        &format!(
+                            "depends_on goes in a circle: {} (each would hold the other's alerts)",
+                            path.join(" → ")
+                        ),
                     ));
                 }
                 if !trail.contains(&next.as_str()) {

@@ -300,7 +300,12 @@ impl<'de> Deserialize<'de> for Task {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         within_mapping(d, |RawTask(raw)| -> Result<Self, Why> {
             let name = &raw.name;
-            let err = |why: String| de::Error::custom(format!("task `{name}`: {why}"));
+            let err = |why: String| {
+                de::Error::custom(match super::split_at_key(&why) {
+                    Some((key, why)) => super::at_key(key, &format!("task `{name}`: {why}")),
+                    None => format!("task `{name}`: {why}"),
+                })
+            };
             let name_ok = !name.is_empty()
                 && name
                     .chars()

@@ -78,7 +78,18 @@ impl RuleResult {
     /// Pending or firing after this tick, held or not: the task is
     /// unhealthy (exit 1) while any of its keys is.
     pub fn active(&self) -> bool {
-        self.status().is_some_and(Status::is_active)
+        match self.status() {
+            Some(Status::Firing) => true,
+            // `for: "N of M"` keeps a clear key pending while its window
+            // still holds a breach: it counts them, it is not unhealthy.
+            Some(Status::Pending) => !matches!(self.verdict, Verdict::Clear { .. }),
+            _ => false,
+        }
+    }
+
+    /// Pending this tick: breaching (or unjudged), its `for:` not met.
+    pub fn pending(&self) -> bool {
+        self.status() == Some(Status::Pending) && self.active()
     }
 
     /// Firing, but its verdict this tick was held (skip_when, warm-up,

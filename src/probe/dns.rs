@@ -10,7 +10,7 @@ use super::{Check, CheckStatus, Context, Observation};
 use crate::config::{self, Text};
 use hickory_proto::op::{Message, MessageType, OpCode, Query, ResponseCode};
 use hickory_proto::rr::{Name, RecordType};
-use serde::Deserialize;
+use serde::{Deserialize, Deserializer};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::str::FromStr;
@@ -37,9 +37,9 @@ pub struct DnsConfig {
     pub contains: Option<Vec<String>>,
 }
 
-/// The record types a `dns` probe asks for.
-#[derive(Deserialize, Debug, Clone, Copy, Default, PartialEq, Eq)]
-#[serde(rename_all = "UPPERCASE")]
+/// The record types a `dns` probe asks for, written in either case (`A`,
+/// `txt`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum RecordKind {
     #[default]
     A,
@@ -49,6 +49,29 @@ pub enum RecordKind {
     Mx,
     Ns,
 }
+
+impl std::str::FromStr for RecordKind {
+    type Err = String;
+    fn from_str(text: &str) -> Result<RecordKind, String> {
+        const ALL: [(&str, RecordKind); 6] = [
+            ("A", RecordKind::A),
+            ("AAAA", RecordKind::Aaaa),
+            ("CNAME", RecordKind::Cname),
+            ("TXT", RecordKind::Txt),
+            ("MX", RecordKind::Mx),
+            ("NS", RecordKind::Ns),
+        ];
+        ALL.iter()
+            .find(|(name, _)| name.eq_ignore_ascii_case(text.trim()))
+            .map(|(_, kind)| *kind)
+            .ok_or_else(|| {
+                format!(
+                    "record type {text:?} is not one this probe asks for: A, AAAA, CNAME, TXT, MX or NS"
+                )
+            })
+    }
+}
+config::values::deserialize_from_str!(RecordKind);
 
 impl RecordKind {
     fn record_type(self) -> RecordType {
@@ -69,21 +92,38 @@ impl ProbeConfig for DnsConfig {
     }
 
     fn check(&self) -> Result<(), String> {
-        Name::from_str(self.name.as_str())
-            .map_err(|e| format!("`dns`: {:?} is not a domain name: {e}", self.name.as_str()))?;
-        if let Some(server) = &self.server {
-            server_address(server.as_str())?;
-        }
         if self.name.as_str().trim().is_empty() {
-            return Err("`dns`: `name` is empty".into());
+            return Err(config::at_key(
+                "name",
+                "`name` is empty: give the name to look up",
+            ));
+        }
+        Name::from_str(self.name.as_str()).map_err(|e| {
+            config::at_key(
+                "name",
+                &format!("{:?} is not a domain name: {e}", self.name.as_str()),
+            )
+        })?;
+        if let Some(server) = &self.server {
+            server_address(server.as_str()).map_err(|why| config::at_key("server", &why))?;
         }
         if self.timeout.is_some_and(|t| t.0.is_zero()) {
-            return Err("`dns`: `timeout: 0s` leaves no time for an answer".into());
+            return Err(config::at_key(
+                "timeout",
+                "`timeout: 0s` leaves no time for an answer",
+            ));
         }
         if self.expect.as_ref().is_some_and(Vec::is_empty) {
-            return Err(
-                "`dns`: `expect: []` expects no record: give the records, or drop it".into(),
-            );
+            return Err(config::at_key(
+                "expect",
+                "`expect: []` expects no record: give the records, or drop it",
+            ));
+        }
+        if self.expect.is_some() && self.contains.is_some() {
+            return Err(config::at_key(
+                "contains",
+                "give `expect` (exactly these records) or `contains` (at least these), not both",
+            ));
         }
         let addresses = match self.record_type {
             RecordKind::A => Some(true),
@@ -91,22 +131,25 @@ impl ProbeConfig for DnsConfig {
             _ => None,
         };
         if let Some(v4) = addresses {
-            for value in self.expect.iter().chain(&self.contains).flatten() {
-                let ok = match value.trim().parse::<std::net::IpAddr>() {
-                    Ok(ip) => ip.is_ipv4() == v4,
-                    Err(_) => false,
-                };
-                if !ok {
-                    return Err(format!(
-                        "`dns`: {value:?} is not an {} address, so a {:?} record can never be it",
-                        if v4 { "IPv4" } else { "IPv6" },
-                        self.record_type
-                    ));
+            let lists = [("expect", &self.expect), ("contains", &self.contains)];
+            for (key, list) in lists {
+                for value in list.iter().flatten() {
+                    let ok = match value.trim().parse::<std::net::IpAddr>() {
+                        Ok(ip) => ip.is_ipv4() == v4,
+                        Err(_) => false,
+                    };
+                    if !ok {
+                        return Err(config::at_key(
+                            key,
+                            &format!(
+                                "{value:?} is not an {} address, so a {:?} record can never be it",
+                                if v4 { "IPv4" } else { "IPv6" },
+                                self.record_type
+                            ),
+                        ));
+                    }
                 }
             }
-        }
-        if self.expect.is_some() && self.contains.is_some() {
-            return Err("`dns`: give `expect` (exactly these records) or `contains` (at least these), not both".into());
         }
         Ok(())
     }
@@ -116,9 +159,12 @@ impl ProbeConfig for DnsConfig {
 fn server_address(text: &str) -> Result<SocketAddr, String> {
     let text = text.trim();
     text.parse::<SocketAddr>()
-        .or_else(|_| text.parse::<std::net::IpAddr>().map(|ip| SocketAddr::new(ip, 53)))
+        .or_else(|_| {
+            text.parse::<std::net::IpAddr>()
+                .map(|ip| SocketAddr::new(ip, 53))
+        })
         .map_err(|_| {
-            format!("`dns`: server {text:?} is not an address: write 127.0.0.1:5353 or 10.0.0.2 (port 53)")
+            format!("server {text:?} is not an address: write 127.0.0.1:5353 or 10.0.0.2 (port 53)")
         })
 }
 
@@ -188,10 +234,18 @@ fn judge(
                 ),
             );
         }
+        ResponseCode::Refused => {
+            return (
+                CheckStatus::Failed,
+                format!(
+                    "{name} {kind}: REFUSED by {at}: the server will not answer this query (not its zone, or recursion is not allowed for this host)"
+                ),
+            );
+        }
         other => {
             return (
                 CheckStatus::Failed,
-                format!("{name} {kind}: {other} from {at}"),
+                format!("{name} {kind}: the answer from {at} is an error, {other}"),
             );
         }
     }

@@ -46,10 +46,10 @@ pub struct HttpConfig {
     /// An https server trusted by its certificate's (or key's) SHA-256.
     #[serde(default)]
     pub pin_sha256: Option<Pin>,
-    #[serde(default = "super::tcp::default_warn_days")]
-    pub cert_warn_days: f64,
-    #[serde(default = "super::tcp::default_critical_days")]
-    pub cert_critical_days: f64,
+    #[serde(default)]
+    pub cert_warn_days: Option<f64>,
+    #[serde(default)]
+    pub cert_critical_days: Option<f64>,
 }
 
 fn default_max_body() -> ByteSize {
@@ -79,11 +79,12 @@ impl ProbeConfig for HttpConfig {
     fn check(&self) -> Result<(), String> {
         // An extract named as one of the probe's own signals would replace
         // it (`up` read from the body, not from the answer).
-        const OWN: [&str; 6] = [
+        const OWN: [&str; 7] = [
             "up",
             "status",
             "latency_ms",
             "cert_days_left",
+            "cert_chain_days_left",
             "cert_chain_ok",
             "cert_hostname_ok",
         ];
@@ -92,8 +93,11 @@ impl ProbeConfig for HttpConfig {
             .iter()
             .find(|(name, _)| OWN.contains(&name.as_str()))
         {
-            return Err(format!(
-                "`extract: {{ {name}: … }}` would replace the http probe's own `{name}` signal: give the extract another name (e.g. {name}_field)"
+            return Err(config::at_key(
+                &format!("extract.{name}"),
+                &format!(
+                    "`extract: {{ {name}: … }}` would replace the http probe's own `{name}` signal: give the extract another name (e.g. {name}_field)"
+                ),
             ));
         }
         let https = self
@@ -101,18 +105,25 @@ impl ProbeConfig for HttpConfig {
             .as_str()
             .get(..8)
             .is_some_and(|s| s.eq_ignore_ascii_case("https://"));
-        if !https && self.pin_sha256.is_some() {
-            return Err(
-                "`pin_sha256` pins an https server's certificate: the url is not https".into(),
-            );
+        let keys = super::tcp::TlsKeys {
+            server_name: false,
+            ca_file: self.ca_file.is_some(),
+            pin: self.pin_sha256.is_some(),
+            tls_verify: self.tls_verify,
+            warn: self.cert_warn_days,
+            critical: self.cert_critical_days,
+        };
+        if !https && let Some(key) = keys.first_given() {
+            return Err(config::at_key(
+                key,
+                &format!("`{key}` judges an https server's certificate: the url is not https"),
+            ));
         }
-        if self.pin_sha256.is_some() && !self.tls_verify {
-            return Err(
-                "`pin_sha256` is a check of the certificate, and tls_verify: false turns checks off: drop one"
-                    .into(),
-            );
-        }
-        super::tcp::check_days(self.cert_warn_days, self.cert_critical_days, "http")
+        keys.check()
+    }
+
+    fn check_files(&self) -> Result<(), String> {
+        super::tcp::check_ca_file(self.ca_file.as_ref())
     }
 
     fn relative_paths(&mut self) -> Vec<&mut PathBuf> {
@@ -145,10 +156,7 @@ pub fn observe(probe: &HttpConfig, context: &Context, out: &mut Observation) {
         }
     };
     if let Some(certificate) = certificate {
-        let days = super::tcp::Days {
-            warn: probe.cert_warn_days,
-            critical: probe.cert_critical_days,
-        };
+        let days = super::tcp::Days::of(probe.cert_warn_days, probe.cert_critical_days);
         let (status, said) =
             super::tcp::judge_certificate(&certificate, days, false, "http", context, out);
         // An answer is judged by its certificate too; a failed request

@@ -13,9 +13,17 @@ pub trait ProbeConfig {
     /// Observes the target, adding checks, signals and state to `out`.
     fn observe(&self, context: &Context, out: &mut Observation);
 
-    /// Combinations of keys the probe cannot run with, checked at load (a
-    /// message for `check-config`, placed at the task).
+    /// Values and combinations of keys the probe cannot run with, checked
+    /// at load. A message is placed at the probe's key, or at one key under
+    /// it when made with [`crate::config::at_key`].
     fn check(&self) -> Result<(), String> {
+        Ok(())
+    }
+
+    /// Files it reads that `check-config` can read now (a `ca_file`), its
+    /// paths resolved. Not part of loading: a file gone at a tick fails
+    /// that probe's check only, never all monitoring.
+    fn check_files(&self) -> Result<(), String> {
         Ok(())
     }
 
@@ -106,8 +114,19 @@ impl Probe {
         self.config().observe(context, out);
     }
 
+    /// The probe's own checks; an error is about its key (`tls:`) or a key
+    /// under it (`tls.ca_file`), see [`crate::config::at_key`].
     pub fn check(&self) -> Result<(), String> {
-        self.config().check()
+        self.config()
+            .check()
+            .map_err(|why| crate::config::under_key(self.kind(), "", &why))
+    }
+
+    /// [`ProbeConfig::check_files`], its message placed as `check`'s.
+    pub fn check_files(&self) -> Result<(), String> {
+        self.config()
+            .check_files()
+            .map_err(|why| crate::config::under_key(self.kind(), "", &why))
     }
 
     pub fn relative_paths(&mut self) -> Vec<&mut PathBuf> {

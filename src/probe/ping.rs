@@ -60,10 +60,22 @@ impl ProbeConfig for PingConfig {
 
     fn check(&self) -> Result<(), String> {
         if !(1..=100).contains(&self.count) {
-            return Err("`ping`: count is 1 to 100 echo requests".into());
+            return Err(config::at_key(
+                "count",
+                &format!("count {} is not 1 to 100 echo requests", self.count),
+            ));
         }
         if self.interval.0 < Duration::from_millis(10) {
-            return Err("`ping`: interval is at least 10ms".into());
+            return Err(config::at_key(
+                "interval",
+                &format!("interval {} is under the least, 10ms", self.interval),
+            ));
+        }
+        if self.wait.0.is_zero() {
+            return Err(config::at_key(
+                "wait",
+                "`wait: 0s` leaves no time for the last reply",
+            ));
         }
         Ok(())
     }
@@ -88,24 +100,32 @@ pub fn observe(probe: &PingConfig, context: &Context, out: &mut Observation) {
                 out.signals.set_probe("ping", "rtt_ms", round3(avg));
                 out.signals.set_probe("ping", "rtt_max_ms", round3(max));
                 (
-                    CheckStatus::Ok,
+                    if result.sent < probe.count {
+                        CheckStatus::Warning
+                    } else {
+                        CheckStatus::Ok
+                    },
                     format!(
-                        "{host} ({}): {} of {} replies, {:.0}% loss, rtt avg {:.3} ms, max {:.3} ms ({} socket)",
+                        "{host} ({}): {} of {} replies, {:.0}% loss, rtt avg {:.3} ms, max {:.3} ms ({} socket){}",
                         result.address,
                         received,
                         result.sent,
                         loss * 100.0,
                         avg,
                         max,
-                        result.socket
+                        result.socket,
+                        cut_short(&result, probe)
                     ),
                 )
             } else {
                 (
                     CheckStatus::Failed,
                     format!(
-                        "{host} ({}): no reply to {} echo requests within {} (100% loss)",
-                        result.address, result.sent, probe.wait
+                        "{host} ({}): no reply to {} echo requests within {} (100% loss){}",
+                        result.address,
+                        result.sent,
+                        probe.wait,
+                        cut_short(&result, probe)
                     ),
                 )
             }
@@ -120,6 +140,24 @@ pub fn observe(probe: &PingConfig, context: &Context, out: &mut Observation) {
         status,
         summary,
     });
+}
+
+/// What a summary adds when the task's timeout ended the pings before
+/// `count` were sent: the loss is then of fewer requests than asked.
+fn cut_short(result: &Pinged, probe: &PingConfig) -> String {
+    if result.sent >= probe.count {
+        return String::new();
+    }
+    format!(
+        "; only {} of count {} echo requests sent before the task's timeout ran out: raise the task's `timeout:` or lower `count`/`interval`",
+        result.sent, probe.count
+    )
+}
+
+/// The longest a ping takes: `count` requests `interval` apart, then
+/// `wait` for the last reply.
+pub fn longest(probe: &PingConfig) -> Duration {
+    probe.interval.0 * probe.count.saturating_sub(1) + probe.wait.0
 }
 
 fn round3(v: f64) -> f64 {

@@ -6,7 +6,7 @@
 
 use super::kinds::ProbeConfig;
 use super::{Check, CheckStatus, Context, Observation};
-use crate::config::{self, ByteSize, Pattern, Text, yes};
+use crate::config::{self, ByteSize, Pattern, Text, at_key, yes};
 use crate::tls::{Certificate, Pin, Trust};
 use serde::Deserialize;
 use std::io::{Read, Write};
@@ -48,10 +48,12 @@ pub struct TcpConfig {
     pub ca_file: Option<PathBuf>,
     #[serde(default)]
     pub pin_sha256: Option<Pin>,
-    #[serde(default = "default_warn_days")]
-    pub cert_warn_days: f64,
-    #[serde(default = "default_critical_days")]
-    pub cert_critical_days: f64,
+    /// Default [`DEFAULT_WARN_DAYS`].
+    #[serde(default)]
+    pub cert_warn_days: Option<f64>,
+    /// Default [`DEFAULT_CRITICAL_DAYS`].
+    #[serde(default)]
+    pub cert_critical_days: Option<f64>,
 }
 
 fn default_max_read() -> ByteSize {
@@ -62,14 +64,6 @@ fn default_max_read() -> ByteSize {
 pub const DEFAULT_WARN_DAYS: f64 = 14.0;
 /// … and within this many, critical.
 pub const DEFAULT_CRITICAL_DAYS: f64 = 3.0;
-
-pub fn default_warn_days() -> f64 {
-    DEFAULT_WARN_DAYS
-}
-
-pub fn default_critical_days() -> f64 {
-    DEFAULT_CRITICAL_DAYS
-}
 
 /// `tls`: a TLS connection judged by its certificate; the keys of `tcp`,
 /// TLS always on, port 443 unless given.
@@ -93,54 +87,102 @@ impl TcpConfig {
             ));
         }
         let host = self.host.as_str().trim();
+        let at_host = |why: String| at_key("host", &why);
         if host.is_empty() {
-            return Err(format!("`{probe}`: `host` is empty"));
+            return Err(at_host("`host` is empty".into()));
         }
         if host.contains("://") || host.contains('/') {
-            return Err(format!(
-                "`{probe}`: host {host:?} is a URL: give the host name or address alone, and `port`"
-            ));
+            return Err(at_host(format!(
+                "host {host:?} is a URL: give the host name or address alone, and `port`"
+            )));
         }
         if host.matches(':').count() == 1 {
-            return Err(format!(
-                "`{probe}`: host {host:?} holds a port: write it as `port:` (host: {}, port: {})",
+            return Err(at_host(format!(
+                "host {host:?} holds a port: write it as `port:` (host: {}, port: {})",
                 host.split(':').next().unwrap_or(""),
                 host.split(':').nth(1).unwrap_or("")
-            ));
-        }
-        if self.timeout.is_some_and(|t| t.0.is_zero()) {
-            return Err(format!(
-                "`{probe}`: `timeout: 0s` leaves no time to connect"
-            ));
-        }
-        if self.pin_sha256.is_some() && !self.tls_verify {
-            return Err(format!(
-                "`{probe}`: pin_sha256 is a check of the certificate, and tls_verify: false turns checks off: drop one"
-            ));
+            )));
         }
         if self.port == Some(0) {
-            return Err(format!("`{probe}`: port 0 cannot be connected to"));
+            return Err(at_key("port", "port 0 cannot be connected to"));
         }
-        let tls_keys = self.server_name.is_some()
-            || self.ca_file.is_some()
-            || self.pin_sha256.is_some()
-            || !self.tls_verify;
-        if !self.tls && tls_keys {
-            return Err(format!(
-                "`server_name`, `ca_file`, `pin_sha256` and `tls_verify` judge a TLS certificate: add `tls: true` to this `{probe}` probe"
-            ));
+        if self.timeout.is_some_and(|t| t.0.is_zero()) {
+            return Err(at_key("timeout", "`timeout: 0s` leaves no time to connect"));
         }
         if self.max_read.0 == 0 {
-            return Err(format!("`{probe}`: `max_read: 0` reads no answer"));
+            return Err(at_key("max_read", "`max_read: 0` reads no answer"));
         }
-        check_days(self.cert_warn_days, self.cert_critical_days, probe)
+        let keys = self.tls_keys();
+        if !self.tls
+            && let Some(key) = keys.first_given()
+        {
+            return Err(at_key(
+                key,
+                &format!(
+                    "`{key}` judges a TLS certificate: add `tls: true` to this `{probe}` probe"
+                ),
+            ));
+        }
+        if let Some(name) = &self.server_name {
+            crate::tls::server_name(name.as_str().trim())
+                .map_err(|why| at_key("server_name", &why))?;
+        } else if self.tls {
+            crate::tls::server_name(host)
+                .map_err(|why| at_host(format!("{why}: give `server_name`")))?;
+        }
+        keys.check()
     }
 
-    fn days(&self) -> Days {
-        Days {
+    fn tls_keys(&self) -> TlsKeys {
+        TlsKeys {
+            server_name: self.server_name.is_some(),
+            ca_file: self.ca_file.is_some(),
+            pin: self.pin_sha256.is_some(),
+            tls_verify: self.tls_verify,
             warn: self.cert_warn_days,
             critical: self.cert_critical_days,
         }
+    }
+
+    fn days(&self) -> Days {
+        Days::of(self.cert_warn_days, self.cert_critical_days)
+    }
+}
+
+/// Which of the keys judging a certificate a probe was given.
+pub struct TlsKeys {
+    pub server_name: bool,
+    pub ca_file: bool,
+    pub pin: bool,
+    pub tls_verify: bool,
+    pub warn: Option<f64>,
+    pub critical: Option<f64>,
+}
+
+impl TlsKeys {
+    /// The first one written, for a connection without TLS to refuse.
+    pub fn first_given(&self) -> Option<&'static str> {
+        [
+            ("server_name", self.server_name),
+            ("ca_file", self.ca_file),
+            ("pin_sha256", self.pin),
+            ("tls_verify", !self.tls_verify),
+            ("cert_warn_days", self.warn.is_some()),
+            ("cert_critical_days", self.critical.is_some()),
+        ]
+        .into_iter()
+        .find_map(|(key, given)| given.then_some(key))
+    }
+
+    /// Together they make sense: a pin with verification on, days in order.
+    pub fn check(&self) -> Result<(), String> {
+        if self.pin && !self.tls_verify {
+            return Err(at_key(
+                "pin_sha256",
+                "pin_sha256 is a check of the certificate, and tls_verify: false turns checks off: drop one",
+            ));
+        }
+        Days::of(self.warn, self.critical).check()
     }
 }
 
@@ -151,14 +193,44 @@ pub struct Days {
     pub critical: f64,
 }
 
-/// The days a probe warns and is critical at, as check-config sees them.
-pub fn check_days(warn: f64, critical: f64, probe: &str) -> Result<(), String> {
-    if critical >= 0.0 && warn >= critical {
+impl Days {
+    /// The days as written, the defaults for those not.
+    pub fn of(warn: Option<f64>, critical: Option<f64>) -> Days {
+        Days {
+            warn: warn.unwrap_or(DEFAULT_WARN_DAYS),
+            critical: critical.unwrap_or(DEFAULT_CRITICAL_DAYS),
+        }
+    }
+
+    /// As check-config sees them: both 0 or more, warning no later than
+    /// critical.
+    pub fn check(self) -> Result<(), String> {
+        let Days { warn, critical } = self;
+        if critical < 0.0 || !critical.is_finite() {
+            return Err(at_key(
+                "cert_critical_days",
+                &format!("cert_critical_days ({critical}) must be 0 or more"),
+            ));
+        }
+        if warn < critical || !warn.is_finite() {
+            return Err(at_key(
+                "cert_warn_days",
+                &format!(
+                    "cert_warn_days ({warn}) must be at least cert_critical_days ({critical})"
+                ),
+            ));
+        }
         Ok(())
-    } else {
-        Err(format!(
-            "`{probe}`: cert_warn_days ({warn}) must be at least cert_critical_days ({critical}), both 0 or more"
-        ))
+    }
+}
+
+/// A `ca_file` as check-config reads it.
+pub fn check_ca_file(ca_file: Option<&PathBuf>) -> Result<(), String> {
+    match ca_file {
+        Some(path) => crate::tls::read_ca_file(path)
+            .map(|_| ())
+            .map_err(|why| at_key("ca_file", &why)),
+        None => Ok(()),
     }
 }
 
@@ -169,6 +241,10 @@ impl ProbeConfig for TcpConfig {
 
     fn check(&self) -> Result<(), String> {
         self.check("tcp")
+    }
+
+    fn check_files(&self) -> Result<(), String> {
+        check_ca_file(self.ca_file.as_ref())
     }
 
     fn relative_paths(&mut self) -> Vec<&mut PathBuf> {
@@ -183,6 +259,10 @@ impl ProbeConfig for TlsConfig {
 
     fn check(&self) -> Result<(), String> {
         self.0.check("tls")
+    }
+
+    fn check_files(&self) -> Result<(), String> {
+        check_ca_file(self.0.ca_file.as_ref())
     }
 
     fn relative_paths(&mut self) -> Vec<&mut PathBuf> {
@@ -471,34 +551,68 @@ pub fn judge_certificate(
         "cert_hostname_ok",
         f64::from(u8::from(certificate.hostname.is_ok())),
     );
-    let not_after = certificate.not_after.to_string();
-    let subject = if certificate.subject.is_empty() {
-        "(no subject)".to_string()
-    } else {
-        certificate.subject.clone()
+    let subject = |subject: &str| {
+        if subject.is_empty() {
+            "(no subject)".to_string()
+        } else {
+            subject.to_string()
+        }
+    };
+    // How near a notAfter is: its status and words.
+    let expiry = |days: f64, not_after: crate::clock::Timestamp| {
+        if days < 0.0 {
+            (
+                CheckStatus::Critical,
+                format!("expired {not_after} ({} days ago)", shown(-days, 0.0)),
+            )
+        } else if days < days_at.critical {
+            (
+                CheckStatus::Critical,
+                format!(
+                    "expires {not_after}, in {} days (critical under {} days)",
+                    shown(days, days_at.critical),
+                    days_at.critical
+                ),
+            )
+        } else if days < days_at.warn {
+            (
+                CheckStatus::Warning,
+                format!(
+                    "expires {not_after}, in {} days (warning under {} days)",
+                    shown(days, days_at.warn),
+                    days_at.warn
+                ),
+            )
+        } else {
+            (
+                CheckStatus::Ok,
+                format!("expires {not_after}, in {days:.0} days"),
+            )
+        }
     };
     let mut problems = Vec::new();
-    let mut status = CheckStatus::Ok;
-    let expiry = if days < 0.0 {
-        status = CheckStatus::Critical;
-        format!("expired {not_after} ({} days ago)", shown(-days, 0.0))
-    } else if days < days_at.critical {
-        status = CheckStatus::Critical;
-        format!(
-            "expires {not_after}, in {} days (critical under {} days)",
-            shown(days, days_at.critical),
-            days_at.critical
-        )
-    } else if days < days_at.warn {
-        status = CheckStatus::Warning;
-        format!(
-            "expires {not_after}, in {} days (warning under {} days)",
-            shown(days, days_at.warn),
-            days_at.warn
-        )
-    } else {
-        format!("expires {not_after}, in {days:.0} days")
-    };
+    let (mut status, leaf) = expiry(days, certificate.not_after);
+    let mut text = format!("certificate {} {leaf}", subject(&certificate.subject));
+    // An intermediate that expires first ends the leaf's trust with it.
+    let mut chain_days = days;
+    if let Some((issuer, not_after)) = &certificate.sooner {
+        chain_days = not_after.since(context.now) as f64 / 86_400_000.0;
+        let (own, words) = expiry(chain_days, *not_after);
+        if own != CheckStatus::Ok {
+            if status == CheckStatus::Ok || own == CheckStatus::Critical {
+                status = own;
+            }
+            text.push_str(&format!(
+                "; its chain's {} {words}, before the certificate itself",
+                subject(issuer)
+            ));
+        }
+    }
+    out.signals.set_probe(
+        name,
+        "cert_chain_days_left",
+        (chain_days * 10.0).round() / 10.0,
+    );
     if verify {
         if let Err(why) = &trusted {
             status = CheckStatus::Critical;
@@ -509,7 +623,6 @@ pub fn judge_certificate(
             problems.push(why.clone());
         }
     }
-    let mut text = format!("certificate {subject} {expiry}");
     if !problems.is_empty() {
         text.push_str(&format!(
             "; {} (tls_verify: false to only watch the expiry)",

@@ -6,7 +6,7 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -550,4 +550,57 @@ pub fn assert_no_secret(ws: &Workspace, outputs: &[&Output], secrets: &[&str]) {
             );
         }
     }
+}
+
+/// A self-signed certificate for `name` (and 127.0.0.1), valid `days`.
+pub fn certificate(dir: &Path, stem: &str, name: &str, days: u32) -> (PathBuf, PathBuf) {
+    certificate_with(dir, stem, name, days, true)
+}
+
+/// [`certificate`]; without `san`, named by its CN alone, as
+/// `openssl req -x509 -subj /CN=host` makes it.
+pub fn certificate_with(
+    dir: &Path,
+    stem: &str,
+    name: &str,
+    days: u32,
+    san: bool,
+) -> (PathBuf, PathBuf) {
+    let (cert, key) = (
+        dir.join(format!("{stem}.crt")),
+        dir.join(format!("{stem}.key")),
+    );
+    let made = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+        ])
+        .args([
+            "-nodes",
+            "-days",
+            &days.to_string(),
+            "-subj",
+            &format!("/CN={name}"),
+        ])
+        .args(if san {
+            vec![
+                "-addext".to_string(),
+                format!("subjectAltName=DNS:{name},IP:127.0.0.1"),
+            ]
+        } else {
+            Vec::new()
+        })
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stderr(Stdio::null())
+        .status()
+        .expect("openssl (Debian: openssl) makes a certificate");
+    assert!(made.success());
+    (cert, key)
 }
