@@ -1100,3 +1100,49 @@ fn an_intermediate_expiring_before_the_leaf_is_a_warning() {
     assert!(!firing.contains(&"leaf".to_string()), "{firing:?}");
     drop(server);
 }
+
+/// As cron runs it: no environment at all (no PATH, HOME or LANG), the
+/// working folder `/`. The new probes need none of it: the tcp, tls (its
+/// `ca_file` relative to jobs.yaml), dns and ping checks of one profile
+/// all pass against real peers on loopback.
+#[test]
+fn the_new_probes_run_under_crons_empty_environment() {
+    let ws = Workspace::new("");
+    let (cert, key) = certificate(ws.path(), "rpc", "127.0.0.1", 30);
+    let server = TlsServer::start(&cert, &key);
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let dns = Dnsmasq::start(&["--address=/rpc.test/127.0.0.7"]);
+    ws.write_config(&profile_p(&format!(
+        "      - name: port\n        tcp: {{ host: 127.0.0.1, port: {} }}\n\
+         \x20     - name: cert\n        tls: {{ host: 127.0.0.1, port: {}, ca_file: rpc.crt }}\n\
+         \x20     - name: name\n        dns: {{ name: rpc.test, server: \"127.0.0.1:{}\", expect: [127.0.0.7] }}\n\
+         \x20     - name: host\n        ping: {{ host: 127.0.0.1, count: 2, interval: 20ms, wait: 300ms }}\n",
+        listener.local_addr().unwrap().port(),
+        server.port,
+        dns.port
+    )));
+    let out = ws
+        .command()
+        .env_clear()
+        .current_dir("/")
+        .env("MONITOR_NOW", now().to_string())
+        .args(["run", "p"])
+        .output()
+        .unwrap();
+    let text = stdout(&out);
+    for task in ["port", "cert", "name"] {
+        assert!(
+            line_of(&out, task).starts_with("  ok"),
+            "{task}: {text}{}",
+            stderr(&out)
+        );
+    }
+    let host = line_of(&out, "host");
+    if icmp_allowed(socket2::Type::RAW) || icmp_allowed(socket2::Type::DGRAM) {
+        assert!(host.starts_with("  ok"), "{text}");
+        assert_exit(&out, 0);
+    } else {
+        assert!(host.contains("ICMP echo is not permitted here"), "{host}");
+    }
+    drop(server);
+}

@@ -397,10 +397,20 @@ fn signal_value(
     signal: &Selector,
     observation: &Observation,
 ) -> Result<Verdict, String> {
-    let value = observation
-        .signals
-        .get(signal)
-        .ok_or_else(|| format!("no signal `{signal}` this tick"))?;
+    let value = observation.signals.get(signal).ok_or_else(|| {
+        // An extract that found a text where the rule wants a number.
+        match signal
+            .signal_name()
+            .and_then(|name| observation.signals.get_text(name))
+        {
+            Some(text) => format!(
+                "`{signal}` is a text this tick ({}), not a number: compare it quoted, e.g. value: '== \"{}\"'",
+                crate::probe::inert(&format!("{text:?}")),
+                crate::probe::inert(&text)
+            ),
+            None => format!("no signal `{signal}` this tick"),
+        }
+    })?;
     Ok(compare(rule, severity, &signal.to_string(), value, None))
 }
 
