@@ -286,7 +286,18 @@ pub fn explicit(
                 },
                 None => no_data(missing, observation),
             };
-            (verdict, memory.clone(), false)
+            // No reading this tick: the one kept is a tick older now, and
+            // an increase from it next tick would span two intervals and
+            // be judged as one. Next tick reads anew.
+            let kept = match verdict {
+                Verdict::NoData { .. } => Memory {
+                    values: BTreeMap::new(),
+                    previous_delta: None,
+                    ..memory.clone()
+                },
+                _ => memory.clone(),
+            };
+            (verdict, kept, false)
         }
     };
     // Guards and warm-up decide whether the verdict counts; the memory is

@@ -1584,3 +1584,31 @@ fn a_separate_clear_level_keeps_an_alert_firing_between_the_two() {
         ],
     );
 }
+
+/// Review of issue 14: a counter rule judges one tick's increase. After a
+/// failed scrape the reading before it is two intervals old: the increase
+/// from it (here 6, 3 a tick) would breach "> 4 a tick" though no tick
+/// rose by more than 3. The tick after a failed scrape reads anew.
+#[test]
+fn the_tick_after_a_failed_scrape_does_not_judge_two_intervals_as_one() {
+    let task = format!(
+        "{TASK}rules:\n  - {{ name: errors, counter: app_errors_total, delta: \"> 4\", severity: warning }}\n"
+    );
+    let ticks = replay(
+        &task,
+        &scrapes(&[
+            "app_errors_total 0",
+            "app_errors_total 3",
+            "",
+            "app_errors_total 9",
+            "app_errors_total 12",
+            "app_errors_total 20",
+        ]),
+    );
+    let errors = column(&ticks, "errors");
+    assert!(
+        !errors[3].contains("FIRE") && !errors[4].contains("FIRE"),
+        "{errors:?}"
+    );
+    assert_eq!(errors[5], "FIRE", "{errors:?}");
+}
