@@ -33,7 +33,7 @@ pub struct MetricsConfig {
     pub ca_file: Option<PathBuf>,
     /// More series the rules need than this fail the scrape instead of
     /// being kept (default [`crate::probe::metrics::DEFAULT_MAX_SERIES`]).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "series_cap")]
     pub max_series: Option<std::num::NonZeroUsize>,
     /// A larger body is refused rather than judged in part (default
     /// [`DEFAULT_MAX_BODY`]).
@@ -55,6 +55,24 @@ const ACCEPT: &str =
 /// KiB, so this is a runaway exporter (or a federate endpoint that wants a
 /// higher `max_body`).
 pub const DEFAULT_MAX_BODY: ByteSize = ByteSize(16 * 1024 * 1024);
+
+/// `max_series`: a count of one or more.
+fn series_cap<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<std::num::NonZeroUsize>, D::Error> {
+    crate::config::values::parsed(d, |text| {
+        text.trim()
+            .parse::<usize>()
+            .ok()
+            .and_then(std::num::NonZeroUsize::new)
+            .map(Some)
+            .ok_or_else(|| {
+                format!(
+                    "max_series {text} is not a count of one or more (0 would refuse every scrape): give how many series a scrape may keep, e.g. 100000 (the default) or 1000000"
+                )
+            })
+    })
+}
 
 /// Series one scrape may keep unless the probe's `max_series` says
 /// otherwise. A scrape keeps only the series its task's rules read (all,
