@@ -294,43 +294,79 @@ impl ServerCertVerifier for Recorder {
         _ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        let parsed = rustls::server::ParsedCertificate::try_from(end_entity)?;
-        let chain = rustls::client::verify_server_cert_signed_by_trust_anchor(
-            &parsed,
-            &self.roots,
-            intermediates,
-            self.now.unwrap_or(now),
-            self.algorithms.all,
-        )
-        .or_else(|e| {
-            // A self-signed server's own certificate in ca_file is trusted
-            // as itself, as curl and Python trust it (webpki alone refuses
-            // a CA certificate used as the server's: CaUsedAsEndEntity).
-            if self
-                .anchors
+        let at = self.now.unwrap_or(now);
+        // A self-signed server's own certificate in ca_file is trusted as
+        // itself, within its dates only, as curl and Python trust it.
+        let own_anchor = || {
+            self.anchors
                 .iter()
                 .any(|a| a.as_ref() == end_entity.as_ref())
-            {
-                // Trusted as itself, within its dates only (as curl).
-                valid_at(end_entity, self.now.unwrap_or(now))
-            } else {
-                Err(describe_chain_error(&e))
+        };
+        // A certificate naming no host at all (no subjectAltName, as
+        // `openssl req -x509 -subj /CN=host` makes it) is read by its CN,
+        // as OpenSSL (curl, Python) reads it.
+        let by_common_name = || {
+            common_names(end_entity)
+                .iter()
+                .any(|cn| same_host(cn, server_name))
+        };
+        let (chain, hostname) = match rustls::server::ParsedCertificate::try_from(end_entity) {
+            Ok(parsed) => {
+                let chain = rustls::client::verify_server_cert_signed_by_trust_anchor(
+                    &parsed,
+                    &self.roots,
+                    intermediates,
+                    at,
+                    self.algorithms.all,
+                )
+                .or_else(|e| {
+                    // webpki alone refuses a CA certificate used as the
+                    // server's: CaUsedAsEndEntity.
+                    if own_anchor() {
+                        valid_at(end_entity, at)
+                    } else {
+                        Err(describe_chain_error(&e))
+                    }
+                });
+                let hostname =
+                    rustls::client::verify_server_name(&parsed, server_name).or_else(|e| {
+                        if names_no_host(&e) && by_common_name() {
+                            Ok(())
+                        } else {
+                            Err(describe_name_error(&e, server_name))
+                        }
+                    });
+                (chain, hostname)
             }
-        });
-        let hostname = rustls::client::verify_server_name(&parsed, server_name).or_else(|e| {
-            // A certificate naming no host at all (no subjectAltName,
-            // as `openssl req -x509 -subj /CN=host` makes it) is read
-            // by its CN, as OpenSSL (curl, Python) reads it.
-            if names_no_host(&e)
-                && common_names(end_entity)
-                    .iter()
-                    .any(|cn| same_host(cn, server_name))
-            {
-                Ok(())
-            } else {
-                Err(describe_name_error(&e, server_name))
+            // webpki reads X.509 v3 only; an old v1 certificate (`openssl
+            // x509 -req -signkey` without -extfile) is still read here for
+            // its dates, trusted as itself or by pin.
+            Err(e) => {
+                let why = match &e {
+                    rustls::Error::InvalidCertificate(rustls::CertificateError::Other(other))
+                        if format!("{other:?}").contains("UnsupportedCertVersion") =>
+                    {
+                        "an X.509 v1 certificate (no extensions), which TLS verification no longer accepts: re-issue it as v3 (openssl x509 -req … -extfile with subjectAltName=IP:…,DNS:…), or trust it by ca_file (itself) or pin_sha256".to_string()
+                    }
+                    other => format!("the certificate cannot be verified: {other}"),
+                };
+                let chain = if own_anchor() {
+                    valid_at(end_entity, at)
+                } else {
+                    Err(why)
+                };
+                let hostname = if by_common_name() {
+                    Ok(())
+                } else {
+                    Err(format!(
+                        "the certificate's CN {} is not {}",
+                        common_names(end_entity).join(", "),
+                        server_name.to_str()
+                    ))
+                };
+                (chain, hostname)
             }
-        });
+        };
         let seen = Seen {
             leaf: end_entity.clone().into_owned(),
             intermediates: intermediates
@@ -365,6 +401,7 @@ impl ServerCertVerifier for Recorder {
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
         rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
+            .or_else(|e| self.by_raw_key(e, message, cert, dss))
     }
 
     fn verify_tls13_signature(
@@ -374,10 +411,48 @@ impl ServerCertVerifier for Recorder {
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
         rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
+            .or_else(|e| self.by_raw_key(e, message, cert, dss))
     }
 
     fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
         self.algorithms.supported_schemes()
+    }
+}
+
+impl Recorder {
+    /// The handshake's signature checked with the key of a certificate
+    /// webpki will not read (X.509 v1): the server still proves it holds
+    /// that key. Any other error `e` stands.
+    fn by_raw_key(
+        &self,
+        e: rustls::Error,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        if !format!("{e:?}").contains("UnsupportedCertVersion") {
+            return Err(e);
+        }
+        let (_, parsed) = x509_parser::parse_x509_certificate(cert.as_ref()).map_err(|_| e)?;
+        let key = &parsed.tbs_certificate.subject_pki.subject_public_key.data;
+        let signed = self
+            .algorithms
+            .mapping
+            .iter()
+            .filter(|(scheme, _)| *scheme == dss.scheme)
+            .flat_map(|(_, algorithms)| algorithms.iter())
+            .any(|algorithm| {
+                algorithm
+                    .verify_signature(key, message, dss.signature())
+                    .is_ok()
+            });
+        if signed {
+            Ok(HandshakeSignatureValid::assertion())
+        } else {
+            Err(rustls::Error::InvalidCertificate(
+                rustls::CertificateError::BadSignature,
+            ))
+        }
     }
 }
 

@@ -1197,6 +1197,16 @@ fn flap_windows_clear_levels_and_ranges_are_checked_where_written() {
             "{ name: a, signal: latency_ms, value: \"> 0.5\", clear: \"0:0.4\" }",
             "a level written with one",
         ),
+        // Review of issue 15: `3d` on a count of days compared 30 with
+        // 259200 and fired on a healthy certificate.
+        (
+            "{ name: a, signal: cert_days_left, value: \"< 3d\" }",
+            "`cert_days_left` counts days, and a duration (5m, 3d) is read as seconds",
+        ),
+        (
+            "{ name: a, signal: latency_ms, value: \"> 2s\" }",
+            "`latency_ms` counts milliseconds",
+        ),
     ] {
         assert_config_error(&yaml(rule), 9, None, why);
     }

@@ -1146,3 +1146,74 @@ fn the_new_probes_run_under_crons_empty_environment() {
     }
     drop(server);
 }
+
+/// Review of issue 15: an X.509 v1 certificate (`openssl x509 -req
+/// -signkey` without `-extfile`, as many old how-tos make it) cannot be
+/// verified by webpki, but its expiry is read all the same: trusted as
+/// itself by `ca_file` or not verified, it is judged by its days; with
+/// neither, the check says it is v1 and how to re-issue it.
+#[test]
+fn an_x509_v1_certificate_is_still_read_for_its_expiry() {
+    let ws = Workspace::new("");
+    let dir = ws.path();
+    for args in [
+        &[
+            "req",
+            "-new",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-keyout",
+            "v1.key",
+            "-out",
+            "v1.csr",
+        ][..],
+        &[
+            "x509", "-req", "-in", "v1.csr", "-signkey", "v1.key", "-days", "10", "-out", "v1.crt",
+        ][..],
+    ] {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    let text = Command::new("openssl")
+        .args(["x509", "-noout", "-text", "-in", "v1.crt"])
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(
+        stdout(&text).contains("Version: 1 (0x0)"),
+        "{}",
+        stdout(&text)
+    );
+    let server = TlsServer::start(&dir.join("v1.crt"), &dir.join("v1.key"));
+    let port = server.port;
+    ws.write_config(&profile_p(&format!(
+        "      - name: own\n        tls: {{ host: 127.0.0.1, port: {port}, ca_file: v1.crt }}\n\
+         \x20     - name: unverified\n        http: {{ url: \"https://127.0.0.1:{port}/\", tls_verify: false }}\n\
+         \x20     - name: untrusted\n        tls: {{ host: 127.0.0.1, port: {port} }}\n"
+    )));
+    let out = Tick::new(&ws).at(now()).run("p");
+    for task in ["own", "unverified"] {
+        let line = line_of(&out, task);
+        assert!(
+            line.starts_with("  WARN") && line.contains("in 10.0 days (warning under 14 days)"),
+            "{line}"
+        );
+    }
+    let untrusted = line_of(&out, "untrusted");
+    assert!(
+        untrusted.starts_with("  FAIL")
+            && untrusted.contains("an X.509 v1 certificate")
+            && untrusted.contains("re-issue it as v3"),
+        "{untrusted}"
+    );
+    drop(server);
+}

@@ -233,3 +233,57 @@ fn one_blip_under_three_of_five_is_healthy_on_the_next_tick() {
         rows(&ws)
     );
 }
+
+/// Review of issue 15: a dependency fails by its rules too, not only by
+/// a failed probe. The RPC answers, but its ledger is 40 s old: its
+/// critical `behind` alert fires, so the dependent's alerts and restarts
+/// wait. A warning-level rule of the dependency holds nothing.
+#[test]
+fn a_dependency_failing_by_a_critical_rule_holds_its_dependents() {
+    let ws = Workspace::new(&profile_p(&format!(
+        "      - name: rpc\n        command: {{ argv: [\"/bin/sh\", \"-c\", \"echo \\\"OK | age=$(cat age) slow=$(cat slow)\\\"\"], cwd: . }}\n\
+         \x20       rules:\n          - {{ name: behind, signal: age, value: \"> 30\", severity: critical }}\n\
+         \x20         - {{ name: sluggish, signal: slow, value: \"> 1\", severity: warning }}\n\
+         \x20     - name: sync\n        {}\n        depends_on: [rpc]\n        remediate: {{ command: {{ argv: [\"/bin/sh\", \"-c\", \"echo restarted >> restarts; touch sync_ok\"], cwd: . }} }}\n",
+        check("sync_ok"),
+    )));
+    let write = |f: &str, text: &str| std::fs::write(ws.path().join(f), text).unwrap();
+    let restarts = || {
+        std::fs::read_to_string(ws.path().join("restarts"))
+            .map(|t| t.lines().count())
+            .unwrap_or(0)
+    };
+    write("age", "5");
+    write("slow", "0");
+    write("sync_ok", "");
+    assert_exit(&Tick::new(&ws).at(minute(0)).run("p"), 0);
+    // The ledger stalls; the sync check fails with it.
+    write("age", "40");
+    std::fs::remove_file(ws.path().join("sync_ok")).unwrap();
+    let out = Tick::new(&ws).at(minute(1)).run("p");
+    assert!(
+        stdout(&out).contains("held: depends on rpc, which is failing"),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(
+        rows(&ws),
+        [("rpc".into(), "behind".into(), "firing".into())],
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(restarts(), 0, "no restart while rpc is behind");
+    // The ledger catches up, but the RPC is slow (a warning): sync is
+    // judged, fires and is restarted.
+    write("age", "5");
+    write("slow", "3");
+    let out = Tick::new(&ws).at(minute(2)).run("p");
+    let now: Vec<_> = rows(&ws).into_iter().skip(1).collect();
+    assert!(
+        now.contains(&("rpc".into(), "sluggish".into(), "firing".into()))
+            && now.contains(&("sync".into(), "health".into(), "firing".into())),
+        "{now:?}\n{}",
+        stdout(&out)
+    );
+    assert_eq!(restarts(), 1, "{}", stdout(&out));
+}

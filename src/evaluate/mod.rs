@@ -182,8 +182,13 @@ pub fn evaluate<'a>(
 ) -> Evaluation<'a> {
     let mut live_keys = BTreeSet::new();
     let mut tasks = Vec::new();
-    let failing = failing_tasks(profile, prior, runs);
-    for run in runs {
+    // Dependencies are judged before their dependents: whether one fails
+    // is known from its verdict (a critical rule firing), not only from
+    // its probes.
+    let mut failing = not_due_failing(profile, prior, runs);
+    let mut drafts: Vec<Option<TaskDraft>> = runs.iter().map(|_| None).collect();
+    for index in dependencies_first(runs) {
+        let run = &runs[index];
         let held_by = run
             .task
             .depends_on
@@ -198,8 +203,13 @@ pub fn evaluate<'a>(
             &prior.silences,
             now,
         );
-        tasks.push(judge.draft(prior, &run.observation, held_by, &mut live_keys));
+        let draft = judge.draft(prior, &run.observation, held_by, &mut live_keys);
+        if !run.observation.healthy() || draft.fires_critical() {
+            failing.insert(run.task.name.as_str());
+        }
+        drafts[index] = Some(draft);
     }
+    tasks.extend(drafts.into_iter().flatten());
     let mut retired = Outcome::default();
     if whole_profile && profile.announce {
         announce_watching(config, profile, prior, now, &mut retired);
@@ -215,31 +225,62 @@ pub fn evaluate<'a>(
     Evaluation { tasks, retired }
 }
 
-/// Tasks failing this tick, as `depends_on` reads it: a probe of theirs
-/// failed, or (not due under `every:`) their health alert still fires.
-fn failing_tasks<'a>(
+/// Tasks not run this tick (not due under `every:`) that are failing, as
+/// `depends_on` reads it: a critical alert of theirs still fires.
+fn not_due_failing<'a>(
     profile: &'a Profile,
     prior: &Prior,
     runs: &[Observed<'a>],
 ) -> BTreeSet<&'a str> {
-    let mut failing: BTreeSet<&str> = runs
+    profile
+        .tasks
         .iter()
-        .filter(|run| !run.observation.healthy())
-        .map(|run| run.task.name.as_str())
-        .collect();
-    for task in &profile.tasks {
-        let ran = runs.iter().any(|run| run.task.name == task.name);
-        let key = AlertKey::new(&profile.name, &task.name, crate::config::HEALTH_RULE);
-        if !ran
-            && prior
-                .alerts
-                .get(&key)
-                .is_some_and(|a| a.status == Status::Firing)
-        {
-            failing.insert(task.name.as_str());
+        .filter(|task| !runs.iter().any(|run| run.task.name == task.name))
+        .filter(|task| {
+            prior.alerts.iter().any(|(key, alert)| {
+                key.profile == profile.name
+                    && key.task == task.name
+                    && alert.status == Status::Firing
+                    && alert.severity == Severity::Critical
+            })
+        })
+        .map(|task| task.name.as_str())
+        .collect()
+}
+
+/// The order to judge `runs` in: each after the tasks it depends on that
+/// run this tick (load refuses circles; one would be judged in file order).
+fn dependencies_first(runs: &[Observed<'_>]) -> Vec<usize> {
+    let mut order: Vec<usize> = Vec::with_capacity(runs.len());
+    while order.len() < runs.len() {
+        let ready = (0..runs.len()).filter(|i| !order.contains(i)).find(|&i| {
+            runs[i].task.depends_on.iter().all(|dependency| {
+                runs.iter()
+                    .enumerate()
+                    .all(|(j, run)| run.task.name != *dependency || order.contains(&j))
+            })
+        });
+        match ready {
+            Some(index) => order.push(index),
+            None => order.extend(
+                (0..runs.len())
+                    .filter(|i| !order.contains(i))
+                    .collect::<Vec<_>>(),
+            ),
         }
     }
-    failing
+    order
+}
+
+impl TaskDraft<'_> {
+    /// A critical alert of the task fires after this tick.
+    fn fires_critical(&self) -> bool {
+        self.keys.iter().any(|stepped| {
+            stepped.step.state.as_ref().is_some_and(|state| {
+                state.status == Status::Firing && state.severity == Severity::Critical
+            })
+        })
+    }
 }
 
 impl Evaluation<'_> {

@@ -291,6 +291,25 @@ impl Rule {
                 }
             }
             Written::Signal(SignalWritten::Selector(signal)) => {
+                // A duration is seconds: a signal counted in another unit
+                // would be compared with the wrong number.
+                let name = signal.signal_name().unwrap_or_default();
+                let counted = if name.ends_with("_ms") {
+                    Some(("milliseconds", "2000"))
+                } else if name.contains("days") {
+                    Some(("days", "3"))
+                } else {
+                    None
+                };
+                let in_seconds = [value, raw.clear]
+                    .iter()
+                    .flatten()
+                    .any(|c| c.unit == crate::config::Unit::Seconds);
+                if let (Some((unit, example)), true) = (counted, in_seconds) {
+                    return Err(err(&format!(
+                        "`{name}` counts {unit}, and a duration (5m, 3d) is read as seconds: write the number of {unit} alone, e.g. value: \"< {example}\""
+                    )));
+                }
                 let min_change = raw.min_change.unwrap_or(DEFAULT_TREND_MIN_CHANGE);
                 if min_change.is_nan() || min_change < 0.0 {
                     return Err(err("`min_change` is a size of change, 0 or more"));
