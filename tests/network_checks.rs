@@ -428,7 +428,8 @@ fn thresholds_plugin_judges_each_perfdata_label_by_the_plugins_own_ranges() {
          \x20     - name: trusted\n        command: {{ argv: [\"{dummy}\", \"0\", \"load fine | load=9;5;8\"] }}\n\
          \x20     - name: warned\n        command: {{ argv: [\"{dummy}\", \"0\", \"x | q=6;5;8\"], thresholds: plugin }}\n\
          \x20     - name: disk-full\n        command: {{ argv: [\"{disk}\", \"-w\", \"100%\", \"-c\", \"100%\", \"-p\", \"/\"], thresholds: plugin }}\n\
-         \x20     - name: disk-fine\n        command: {{ argv: [\"{disk}\", \"-w\", \"1%\", \"-c\", \"1%\", \"-p\", \"/\"], thresholds: plugin }}\n",
+         \x20     - name: disk-fine\n        command: {{ argv: [\"{disk}\", \"-w\", \"1%\", \"-c\", \"1%\", \"-p\", \"/\"], thresholds: plugin }}\n\
+         \x20     - name: garbled\n        command: {{ argv: [\"{dummy}\", \"0\", \"OK | a=15;abc;xyz b=3;5;8\"], thresholds: plugin }}\n",
         dummy = plugins.join("check_dummy").display(),
         disk = plugins.join("check_disk").display(),
     )));
@@ -465,6 +466,14 @@ fn thresholds_plugin_judges_each_perfdata_label_by_the_plugins_own_ranges() {
         "check_disk's perfdata is judged: {text}"
     );
     assert_eq!(fired(&ws, "disk-fine"), None, "{text}");
+    // Fields that are no range (Nagios ignores them) are a warning that
+    // says so, never a critical alert on a plugin that said OK.
+    assert_eq!(fired(&ws, "garbled").as_deref(), Some("warning"), "{text}");
+    assert!(
+        text.contains("perfdata a: the plugin's critical field \"xyz\" is no range")
+            && text.contains("the plugin's warning field \"abc\" is no range"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -1216,4 +1225,40 @@ fn an_x509_v1_certificate_is_still_read_for_its_expiry() {
         "{untrusted}"
     );
     drop(server);
+}
+
+/// Review of issue 15: records compare as what they are. An IPv6 address
+/// in any spelling is the same address; TXT text is compared with its case
+/// (a verification token or DKIM key that changed case changed); an MX
+/// expected by its host alone matches its exchange, whatever preference.
+#[test]
+fn dns_records_compare_as_addresses_names_and_exact_text() {
+    let dns = Dnsmasq::start(&[
+        "--address=/v6.test/::1",
+        "--txt-record=tok.test,site-verification=AbC123",
+        "--mx-host=mail.test,mx1.mail.test,10",
+    ]);
+    let server = format!("127.0.0.1:{}", dns.port);
+    let ws = Workspace::new(&profile_p(&format!(
+        "      - name: v6\n        dns: {{ name: v6.test, type: AAAA, server: \"{server}\", expect: [\"0:0:0:0:0:0:0:1\"] }}\n\
+         \x20     - name: token\n        dns: {{ name: tok.test, type: TXT, server: \"{server}\", expect: [\"site-verification=AbC123\"] }}\n\
+         \x20     - name: token-case\n        dns: {{ name: tok.test, type: TXT, server: \"{server}\", expect: [\"site-verification=abc123\"] }}\n\
+         \x20     - name: mx\n        dns: {{ name: mail.test, type: mx, server: \"{server}\", expect: [\"MX1.mail.test.\"] }}\n\
+         \x20     - name: mx-pref\n        dns: {{ name: mail.test, type: MX, server: \"{server}\", contains: [\"20 mx1.mail.test\"] }}\n"
+    )));
+    let out = Tick::new(&ws).at(minute(0)).run("p");
+    for task in ["v6", "token", "mx"] {
+        assert!(
+            line_of(&out, task).starts_with("  ok"),
+            "{task}: {}",
+            stdout(&out)
+        );
+    }
+    for task in ["token-case", "mx-pref"] {
+        assert!(
+            line_of(&out, task).starts_with("  FAIL"),
+            "{task}: {}",
+            stdout(&out)
+        );
+    }
 }

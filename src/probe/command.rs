@@ -181,7 +181,7 @@ pub fn observe(probe: &CommandConfig, context: &Context, out: &mut Observation) 
 }
 
 /// A check per perfdata label whose value the plugin's own crit (or else
-/// warn) range alerts on; a range that does not parse is named.
+/// warn) range alerts on; a field that is no range is a warning naming it.
 fn judge_ranges(items: &[PerfItem], out: &mut Observation) {
     for item in items {
         let verdicts = [
@@ -209,15 +209,15 @@ fn judge_ranges(items: &[PerfItem], out: &mut Observation) {
                 }
                 Ok(_) => {}
                 Err(why) => {
+                    // Nagios ignores such a field; told, not judged.
                     out.checks.push(Check {
                         probe: "command",
-                        status: CheckStatus::Unknown,
+                        status: CheckStatus::Warning,
                         summary: format!(
-                            "perfdata {}: the plugin's {name} field: {why}",
+                            "perfdata {}: the plugin's {name} field {text:?} is no range ({why}); it is not judged",
                             item.label
                         ),
                     });
-                    break;
                 }
             }
         }

@@ -259,7 +259,20 @@ fn judge(
     }
     out.signals.set_probe("dns", "up", 1.0);
     let shown = answer.records.join(", ");
-    let normal = |v: &String| normalise(v);
+    // An MX expected without its preference (`mx1.example.com`) is its
+    // exchange alone, compared with the records' exchanges.
+    let values = probe.expect.iter().chain(&probe.contains).flatten();
+    let exchanges_only = probe.record_type == RecordKind::Mx
+        && values
+            .clone()
+            .all(|v| !v.trim().contains(char::is_whitespace));
+    let normal = |v: &String| {
+        let v = normalise(probe.record_type, v);
+        match v.split_once(' ') {
+            Some((_, exchange)) if exchanges_only => exchange.to_string(),
+            _ => v,
+        }
+    };
     let got: std::collections::BTreeSet<String> = answer.records.iter().map(normal).collect();
     if let Some(expect) = &probe.expect {
         let wanted: std::collections::BTreeSet<String> = expect.iter().map(normal).collect();
@@ -293,9 +306,20 @@ fn judge(
     )
 }
 
-/// Names compare without case and trailing dot; TXT as its text.
-fn normalise(value: &str) -> String {
-    value.trim().trim_end_matches('.').to_ascii_lowercase()
+/// How a record and an expected value compare: addresses as addresses
+/// (`::1` is `0:0:0:0:0:0:0:1`), names without case and trailing dot, TXT
+/// exactly as written (tokens and keys are case-sensitive).
+fn normalise(kind: RecordKind, value: &str) -> String {
+    let value = value.trim();
+    match kind {
+        RecordKind::A | RecordKind::Aaaa => value
+            .parse::<std::net::IpAddr>()
+            .map_or_else(|_| value.to_string(), |ip| ip.to_string()),
+        RecordKind::Txt => value.to_string(),
+        RecordKind::Cname | RecordKind::Ns | RecordKind::Mx => {
+            value.trim_end_matches('.').to_ascii_lowercase()
+        }
+    }
 }
 
 fn query(probe: &DnsConfig, context: &Context) -> Result<Answer, String> {
@@ -328,14 +352,14 @@ fn query(probe: &DnsConfig, context: &Context) -> Result<Answer, String> {
     let ms = started.elapsed().as_secs_f64() * 1000.0;
     // Only records of the name asked, or of the names its CNAMEs in the
     // answer lead to: a stray record for another name is no answer.
-    let mut owners = vec![normalise(&probe.name.0)];
+    let mut owners = vec![normalise(RecordKind::Cname, &probe.name.0)];
     loop {
         let before = owners.len();
         for record in &reply.answers {
             if let hickory_proto::rr::RData::CNAME(target) = &record.data
-                && owners.contains(&normalise(&record.name.to_string()))
+                && owners.contains(&normalise(RecordKind::Cname, &record.name.to_string()))
             {
-                let target = normalise(&target.to_string());
+                let target = normalise(RecordKind::Cname, &target.to_string());
                 if !owners.contains(&target) {
                     owners.push(target);
                 }
@@ -351,7 +375,7 @@ fn query(probe: &DnsConfig, context: &Context) -> Result<Answer, String> {
         .iter()
         .filter(|r| r.record_type() == record_type)
         .filter(|r| {
-            let owner = normalise(&r.name.to_string());
+            let owner = normalise(RecordKind::Cname, &r.name.to_string());
             if record_type == RecordType::CNAME {
                 owner == owners[0]
             } else {
