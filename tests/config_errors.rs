@@ -1409,6 +1409,57 @@ fn the_new_probes_keys_are_refused_at_their_own_line() {
             why,
         );
     }
+    let more: &[(&str, &[&str], usize, &str, &str)] = &[
+        (
+            "ping",
+            &["host: \"127.0.0.1:80\""],
+            8,
+            "ping.host",
+            "ICMP has no ports",
+        ),
+        (
+            "tls",
+            &["host: 127.0.0.1", "cert_critical_days: 20"],
+            9,
+            "tls.cert_critical_days",
+            "give cert_warn_days too, at least 20",
+        ),
+        (
+            "tls",
+            &["host: 127.0.0.1", "tls_verify: false", "ca_file: own.crt"],
+            10,
+            "tls.ca_file",
+            "drop one",
+        ),
+    ];
+    for (probe, keys, line, key, why) in more {
+        assert_config_error(
+            &yaml(probe, keys),
+            *line,
+            Some(&format!("profiles.p.tasks[0].{key}")),
+            why,
+        );
+    }
+    // A rule's `clear` at its line; an unquoted `!=` is a YAML tag.
+    let rule = |lines: &str| {
+        format!(
+            "version: 1\nprofiles:\n  p:\n    cron: \"* * * * *\"\n    tasks:\n      - name: a\n        http: {{ url: \"http://127.0.0.1:1/\", extract: {{ health: /status }} }}\n        rules:\n          - name: r\n{lines}"
+        )
+    };
+    assert_config_error(
+        &rule(
+            "            signal: latency_ms\n            value: \"> 1\"\n            clear: \"< 2\"\n",
+        ),
+        12,
+        Some("profiles.p.tasks[0].rules[0].clear"),
+        "holds at the firing level itself",
+    );
+    assert_config_error(
+        &rule("            signal: health\n            value: != \"healthy\"\n"),
+        11,
+        Some("profiles.p.tasks[0].rules[0].value"),
+        "quote the whole value",
+    );
     // `depends_on` is judged across the profile: still at its own line.
     let deps = "version: 1\nprofiles:\n  p:\n    cron: \"* * * * *\"\n    tasks:\n      - name: a\n        http: { url: \"http://127.0.0.1:1/\" }\n      - name: b\n        http: { url: \"http://127.0.0.1:1/\" }\n        # the RPC node\n        depends_on: [rpc]\n";
     assert_config_error(

@@ -420,7 +420,8 @@ fn dispatch(cli: &Cli) -> Result<u8, Error> {
         }
         Command::CheckConfig => {
             let config = load_config(cli)?;
-            crate::config::check_files(&config).map_err(Error::Config)?;
+            let path = crate::config::resolve_path(cli.config.as_deref());
+            crate::config::check_files(&config, &path).map_err(Error::Config)?;
             print(&report::config_summary(&config));
             Ok(exit::OK)
         }

@@ -389,14 +389,14 @@ fn check_ping_time(config: &Config, file: &Path, source: &str) -> Result<(), Con
 /// What `check-config` reads beyond loading: the files probes will read
 /// (a `ca_file`). Not part of [`load`]: a file gone at a tick fails that
 /// probe's check, never all monitoring.
-pub fn check_files(config: &Config) -> Result<(), ConfigError> {
+pub fn check_files(config: &Config, path: &Path) -> Result<(), ConfigError> {
     for profile in &config.profiles {
         for (index, task) in profile.tasks.iter().enumerate() {
             for probe in &task.probes {
                 if let Err(why) = probe.check_files() {
                     let (key, why) = super::split_at_key(&why).unwrap_or((probe.kind(), &why));
                     return Err(ConfigError::at_path(
-                        &config.path,
+                        path,
                         &config.source,
                         format!("profiles.{}.tasks[{index}].{key}", profile.name),
                         format!("task `{}`: {why}", task.name),

@@ -297,7 +297,7 @@ where
             (self.0)(text).map_err(E::custom)
         }
     }
-    impl<T, F: FnOnce(String) -> Result<T, String>> Visitor<'_> for Parsed<F> {
+    impl<'de, T, F: FnOnce(String) -> Result<T, String>> Visitor<'de> for Parsed<F> {
         type Value = T;
         fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
             f.write_str("a string")
@@ -319,6 +319,14 @@ where
         }
         fn visit_bool<E: de::Error>(self, v: bool) -> Result<T, E> {
             self.finish(v.to_string())
+        }
+        /// `value: != "healthy"` unquoted: YAML reads `!=` as a tag.
+        fn visit_enum<A: de::EnumAccess<'de>>(self, data: A) -> Result<T, A::Error> {
+            let (tag, _): (String, _) = data.variant()?;
+            Err(de::Error::custom(format!(
+                "YAML reads a value starting with `!` (here `!{}`) as a tag: quote the whole value, e.g. '!= \"healthy\"'",
+                tag.trim_start_matches('!')
+            )))
         }
     }
     d.deserialize_any(Parsed(parse))

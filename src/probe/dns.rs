@@ -142,9 +142,9 @@ impl ProbeConfig for DnsConfig {
                         return Err(config::at_key(
                             key,
                             &format!(
-                                "{value:?} is not an {} address, so a {:?} record can never be it",
+                                "{value:?} is not an {} address, so an {} record can never be it",
                                 if v4 { "IPv4" } else { "IPv6" },
-                                self.record_type
+                                if v4 { "A" } else { "AAAA" }
                             ),
                         ));
                     }

@@ -59,6 +59,19 @@ impl ProbeConfig for PingConfig {
     }
 
     fn check(&self) -> Result<(), String> {
+        let host = self.host.as_str().trim();
+        if host.is_empty() {
+            return Err(config::at_key("host", "`host` is empty"));
+        }
+        if host.contains('/') || host.matches(':').count() == 1 {
+            return Err(config::at_key(
+                "host",
+                &format!(
+                    "host {host:?} is not a host alone: ICMP has no ports or paths, give the name or address (host: {})",
+                    host.split([':', '/']).next().unwrap_or("")
+                ),
+            ));
+        }
         if !(1..=100).contains(&self.count) {
             return Err(config::at_key(
                 "count",

@@ -182,7 +182,13 @@ impl TlsKeys {
                 "pin_sha256 is a check of the certificate, and tls_verify: false turns checks off: drop one",
             ));
         }
-        Days::of(self.warn, self.critical).check()
+        if self.ca_file && !self.tls_verify {
+            return Err(at_key(
+                "ca_file",
+                "ca_file says which certificate to trust, and tls_verify: false trusts any without checking: drop one",
+            ));
+        }
+        Days::check(self.warn, self.critical)
     }
 }
 
@@ -202,23 +208,38 @@ impl Days {
         }
     }
 
-    /// As check-config sees them: both 0 or more, warning no later than
-    /// critical.
-    pub fn check(self) -> Result<(), String> {
-        let Days { warn, critical } = self;
-        if critical < 0.0 || !critical.is_finite() {
+    /// As check-config sees `warn` and `critical` as written: both 0 or
+    /// more, warning no later than critical, the one written blamed.
+    pub fn check(warn: Option<f64>, critical: Option<f64>) -> Result<(), String> {
+        let Days {
+            warn: w,
+            critical: c,
+        } = Days::of(warn, critical);
+        if c < 0.0 || !c.is_finite() {
             return Err(at_key(
                 "cert_critical_days",
-                &format!("cert_critical_days ({critical}) must be 0 or more"),
+                &format!("cert_critical_days ({c}) must be 0 or more"),
             ));
         }
-        if warn < critical || !warn.is_finite() {
+        if !w.is_finite() || w < 0.0 {
             return Err(at_key(
                 "cert_warn_days",
-                &format!(
-                    "cert_warn_days ({warn}) must be at least cert_critical_days ({critical})"
-                ),
+                &format!("cert_warn_days ({w}) must be 0 or more"),
             ));
+        }
+        if w < c {
+            return Err(match warn {
+                Some(_) => at_key(
+                    "cert_warn_days",
+                    &format!("cert_warn_days ({w}) must be at least cert_critical_days ({c})"),
+                ),
+                None => at_key(
+                    "cert_critical_days",
+                    &format!(
+                        "cert_critical_days ({c}) is above the days a warning starts at (cert_warn_days, {w} by default): give cert_warn_days too, at least {c}"
+                    ),
+                ),
+            });
         }
         Ok(())
     }
@@ -616,7 +637,10 @@ pub fn judge_certificate(
     if verify {
         if let Err(why) = &trusted {
             status = CheckStatus::Critical;
-            problems.push(why.clone());
+            // An expiry is said once, by the expiry's own words.
+            if !(days < 0.0 && why.starts_with("the certificate has expired")) {
+                problems.push(why.clone());
+            }
         }
         if let Err(why) = &certificate.hostname {
             status = CheckStatus::Critical;
@@ -628,6 +652,19 @@ pub fn judge_certificate(
             "; {} (tls_verify: false to only watch the expiry)",
             problems.join("; ")
         ));
+    } else if !verify {
+        // Reported, not judged: still said.
+        let unjudged: Vec<String> = [trusted.clone(), certificate.hostname.clone()]
+            .into_iter()
+            .filter_map(Result::err)
+            .filter(|why| !why.starts_with("the certificate has expired"))
+            .collect();
+        if !unjudged.is_empty() {
+            text.push_str(&format!(
+                "; not judged (tls_verify: false): {}",
+                unjudged.join("; ")
+            ));
+        }
     }
     (status, text)
 }

@@ -435,18 +435,20 @@ impl Rule {
                 }));
             }
         };
+        // About `clear:`: said at its line.
+        let at_clear = |why: String| crate::config::at_key("clear", &why);
         if let Some(clear) = raw.clear {
             let Some(value) = condition.filter(|_| !is_counter) else {
-                return Err(err(
+                return Err(at_clear(err(
                     "`clear` is the level a `value` rule resolves at (e.g. value: \"> 0.5\", clear: \"< 0.4\")",
-                ));
+                )));
             };
             if matches!(value.threshold, Threshold::Range(_))
                 || !matches!(clear.threshold, Threshold::Value(_))
             {
-                return Err(err(
+                return Err(at_clear(err(
                     "`clear` pairs a `value` written with an operator with a level written with one (value: \"> 0.5\", clear: \"< 0.4\")",
-                ));
+                )));
             }
             use crate::config::Op;
             let opposite = match value.op {
@@ -455,18 +457,18 @@ impl Rule {
                 Op::Eq | Op::Ne => false,
             };
             if !opposite {
-                return Err(err(&format!(
+                return Err(at_clear(err(&format!(
                     "`clear: {clear}` must look the other way from `value: {value}` (above fires, below clears, or the reverse); with == or != there is no level to clear at"
-                )));
+                ))));
             }
             if let (Threshold::Value(fire_at), Threshold::Value(_)) =
                 (value.threshold, clear.threshold)
                 && clear.holds(fire_at, None)
             {
-                return Err(err(&format!(
+                return Err(at_clear(err(&format!(
                     "`clear: {clear}` holds at the firing level itself ({}): it must lie on the healthy side of `value: {value}`",
                     crate::config::format_number(fire_at)
-                )));
+                ))));
             }
         }
         Ok(Rule {
