@@ -9,6 +9,13 @@ fn check(file: &str) -> String {
     format!("command: {{ argv: [\"/bin/sh\", \"-c\", \"test -e {file} || exit 2\"], cwd: . }}")
 }
 
+/// How many lines `file` holds (0 when it is not there): restarts run.
+fn lines_in(file: &std::path::Path) -> usize {
+    std::fs::read_to_string(file)
+        .map(|t| t.lines().count())
+        .unwrap_or(0)
+}
+
 /// (task, rule, status) of every history row, oldest first, with the
 /// minute of the tick that wrote it.
 fn rows(ws: &Workspace) -> Vec<(String, String, String)> {
@@ -28,11 +35,7 @@ fn a_dependents_alerts_and_restarts_wait_while_its_dependency_fails() {
     )));
     let touch = |f: &str| std::fs::write(ws.path().join(f), "").unwrap();
     let remove = |f: &str| std::fs::remove_file(ws.path().join(f)).unwrap();
-    let restarts = || {
-        std::fs::read_to_string(ws.path().join("restarts"))
-            .map(|t| t.lines().count())
-            .unwrap_or(0)
-    };
+    let restarts = || lines_in(&ws.path().join("restarts"));
     touch("rpc_up");
     touch("sync_ok");
     assert_exit(&Tick::new(&ws).at(minute(0)).run("p"), 0);
@@ -183,11 +186,7 @@ fn three_of_five_counts_anew_after_a_restart() {
         check("app_ok"),
         log.display()
     )));
-    let restarts = || {
-        std::fs::read_to_string(&log)
-            .map(|t| t.lines().count())
-            .unwrap_or(0)
-    };
+    let restarts = || lines_in(&log);
     let mut seen = Vec::new();
     for m in 0..8 {
         Tick::new(&ws).at(minute(m)).run("p");
@@ -248,11 +247,7 @@ fn a_dependency_failing_by_a_critical_rule_holds_its_dependents() {
         check("sync_ok"),
     )));
     let write = |f: &str, text: &str| std::fs::write(ws.path().join(f), text).unwrap();
-    let restarts = || {
-        std::fs::read_to_string(ws.path().join("restarts"))
-            .map(|t| t.lines().count())
-            .unwrap_or(0)
-    };
+    let restarts = || lines_in(&ws.path().join("restarts"));
     write("age", "5");
     write("slow", "0");
     write("sync_ok", "");
