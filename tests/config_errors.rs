@@ -1520,3 +1520,73 @@ fn check_config_reads_the_ca_file_and_a_tick_survives_one_gone() {
     );
     assert!(stdout(&out).contains("reading ca_file"), "{}", stdout(&out));
 }
+
+#[test]
+fn a_rule_on_a_signal_its_probes_never_give_is_refused_with_a_suggestion() {
+    let yaml = |probe: &str, rule: &str| {
+        format!(
+            "version: 1\nprofiles:\n  p:\n    cron: \"* * * * *\"\n    tasks:\n      - name: a\n        {probe}\n        rules:\n          - name: r\n            {rule}\n            value: \"> 1\"\n"
+        )
+    };
+    let cases: &[(&str, &str, &str, &str)] = &[
+        (
+            "tcp: { host: 127.0.0.1, port: 22 }",
+            "signal: conect_ms",
+            "signal",
+            "did you mean `connect_ms`",
+        ),
+        (
+            "tcp: { host: 127.0.0.1, port: 22 }",
+            "signal: cert_days_left",
+            "signal",
+            "only with `tls: true`",
+        ),
+        (
+            "dns: { name: example.test, server: \"127.0.0.1:1\" }",
+            "signal: dns.resolv_ms",
+            "signal",
+            "did you mean `dns.resolve_ms`",
+        ),
+        (
+            "http: { url: \"http://127.0.0.1:1/\", extract: { close_time: /closeTime } }",
+            "signal: age_s(close_tme)",
+            "signal",
+            "did you mean `close_time`",
+        ),
+        (
+            "ping: { host: 127.0.0.1 }",
+            "signal: loss",
+            "signal",
+            "ping gives up, loss_ratio, replies, rtt_ms, rtt_max_ms",
+        ),
+    ];
+    for (probe, rule, key, why) in cases {
+        assert_config_error(
+            &yaml(probe, rule),
+            10,
+            Some(&format!("profiles.p.tasks[0].rules[0].{key}")),
+            why,
+        );
+    }
+    // A guard reads signals too.
+    let guarded = yaml(
+        "tcp: { host: 127.0.0.1, port: 22 }",
+        "signal: connect_ms\n            when: [\"upp == 1\"]",
+    );
+    assert_config_error(
+        &guarded,
+        11,
+        Some("profiles.p.tasks[0].rules[0].when"),
+        "did you mean `up`",
+    );
+    // A command's perfdata labels or a scrape's series are the target's to
+    // name: nothing is refused there.
+    for probe in [
+        "command: { argv: [echo, ok] }",
+        "metrics: { url: \"http://127.0.0.1:1/metrics\" }",
+    ] {
+        let ws = Workspace::new(&yaml(probe, "signal: anything_at_all"));
+        let out = ws.command().arg("check-config").output().unwrap();
+        assert_exit(&out, 0);
+    }
+}

@@ -320,7 +320,10 @@ impl std::str::FromStr for Condition {
             )
         };
         let text = s.trim();
-        if Op::split(text).is_none() && (text.contains(':') || text.starts_with('@')) {
+        // A range: `10:20`, `@10:20`, or the plugin API's plain `10` (0:10).
+        let range_like =
+            text.contains(':') || text.starts_with('@') || text.parse::<f64>().is_ok();
+        if Op::split(text).is_none() && range_like {
             let range: Range = text.parse()?;
             if range.start == f64::NEG_INFINITY && range.end == f64::INFINITY {
                 return Err(format!(
@@ -628,6 +631,10 @@ mod range_tests {
         assert_eq!(c.to_string(), "inside ~:5");
         let c: Condition = "10:".parse().unwrap();
         assert_eq!(c.to_string(), "outside 10:");
+        // The plugin API's plain "10" is 0:10, as a rule's value too.
+        let c: Condition = "10".parse().unwrap();
+        assert!(c.holds(10.5, None) && c.holds(-1.0, None) && !c.holds(10.0, None));
+        assert_eq!(c.to_string(), "outside 0:10");
         for bad in ["20:10", "a:b", "@", "1:2:3"] {
             assert!(bad.parse::<Range>().is_err(), "{bad}");
         }

@@ -267,6 +267,7 @@ pub fn load_source(
     };
     check_references(&config, &display_path, &source)?;
     check_ping_time(&config, &display_path, &source)?;
+    check_signal_names(&config, &display_path, &source)?;
     resolve_relative_paths(&mut config, &base);
     let watched = crate::probe::self_check::Watched {
         database: config.state.clone(),
@@ -384,6 +385,108 @@ fn check_ping_time(config: &Config, file: &Path, source: &str) -> Result<(), Con
         }
     }
     Ok(())
+}
+
+/// A rule or guard reading a signal no probe of its task gives never
+/// fires: a typo (`conect_ms`) is refused with the names there are. Only
+/// where every probe of the task tells its names (not a command's
+/// perfdata, a log's states or a scrape's series).
+fn check_signal_names(config: &Config, file: &Path, source: &str) -> Result<(), ConfigError> {
+    use crate::rule::RuleKind;
+    for profile in &config.profiles {
+        for (index, task) in profile.tasks.iter().enumerate() {
+            let Some(given) = given_signals(task) else {
+                continue;
+            };
+            for (number, rule) in task.rules.iter().enumerate() {
+                let read: Vec<(&str, &str)> = match &rule.kind {
+                    RuleKind::Signal { signal, .. } => {
+                        signal.signal_name().map(|n| ("signal", n)).into_iter().collect()
+                    }
+                    RuleKind::Text { signal, .. } | RuleKind::Age { signal } => {
+                        vec![("signal", signal.as_str())]
+                    }
+                    _ => Vec::new(),
+                };
+                let guards = [("when", &rule.when), ("unless", &rule.unless)];
+                let guarded = guards.iter().flat_map(|(key, guards)| {
+                    guards.iter().filter_map(move |guard| {
+                        let (super::Guard::Flag(s) | super::Guard::Compare(s, _)) = guard;
+                        s.signal_name().map(|name| (*key, name))
+                    })
+                });
+                for (key, name) in read.into_iter().chain(guarded) {
+                    if given.iter().any(|g| g == name) {
+                        continue;
+                    }
+                    return Err(ConfigError::at_path(
+                        file,
+                        source,
+                        format!("profiles.{}.tasks[{index}].rules[{number}].{key}", profile.name),
+                        format!(
+                            "task `{}`, rule `{}`: {}",
+                            task.name,
+                            rule.name,
+                            not_given(task, name, &given)
+                        ),
+                    ));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Every name the task's probes give, bare and as `probe.name`; `None`
+/// when one of them does not tell.
+fn given_signals(task: &super::Task) -> Option<Vec<String>> {
+    let mut given = Vec::new();
+    for probe in &task.probes {
+        for name in probe.signal_names()? {
+            given.push(format!("{}.{name}", probe.kind()));
+            given.push(name);
+        }
+    }
+    (!task.probes.is_empty()).then_some(given)
+}
+
+/// Why `name` is not there, what is, and the nearest name if one is near.
+fn not_given(task: &super::Task, name: &str, given: &[String]) -> String {
+    let bare = |name: &str| -> String {
+        match name.split_once('.') {
+            Some((kind, rest)) if task.probes.iter().any(|p| p.kind() == kind) => rest.into(),
+            _ => name.into(),
+        }
+    };
+    for probe in &task.probes {
+        if let Some(how) = probe.withheld(&bare(name)) {
+            return format!("`{name}` is given by {} {how}", probe.kind());
+        }
+    }
+    let lists: Vec<String> = task
+        .probes
+        .iter()
+        .map(|probe| {
+            let names = probe.signal_names().unwrap_or_default();
+            format!("{} gives {}", probe.kind(), names.join(", "))
+        })
+        .collect();
+    // Suggested in the form written: `dns.resolv_ms` → `dns.resolve_ms`.
+    let prefixed = name.contains('.');
+    let nearest = given
+        .iter()
+        .filter(|g| g.contains('.') == prefixed)
+        .map(|g| (strsim::jaro_winkler(name, g), g))
+        .filter(|(score, _)| *score >= 0.8)
+        .max_by(|a, b| a.0.total_cmp(&b.0));
+    let hint = match nearest {
+        Some((_, g)) => format!(": did you mean `{g}`?"),
+        None => String::new(),
+    };
+    format!(
+        "no probe of this task gives `{name}` ({}){hint}",
+        lists.join("; ")
+    )
 }
 
 /// What `check-config` reads beyond loading: the files probes will read

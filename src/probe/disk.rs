@@ -26,6 +26,27 @@ pub struct DiskConfig {
 }
 
 impl ProbeConfig for DiskConfig {
+    fn signal_names(&self) -> Option<Vec<String>> {
+        let mut names = Vec::new();
+        if self.path.is_some() {
+            names.extend(["used_ratio", "free_bytes", "total_bytes"].map(String::from));
+        }
+        if self.dir.is_some() {
+            names.push("dir_bytes".to_string());
+        }
+        Some(names)
+    }
+
+    fn withheld(&self, name: &str) -> Option<&'static str> {
+        match name {
+            "used_ratio" | "free_bytes" | "total_bytes" if self.path.is_none() => {
+                Some("only for a mount at `path`")
+            }
+            "dir_bytes" if self.dir.is_none() => Some("only for a folder at `dir`"),
+            _ => None,
+        }
+    }
+
     fn observe(&self, context: &Context, out: &mut Observation) {
         observe(self, context, out);
     }

@@ -87,6 +87,10 @@ impl RecordKind {
 }
 
 impl ProbeConfig for DnsConfig {
+    fn signal_names(&self) -> Option<Vec<String>> {
+        Some(["up", "resolve_ms", "answers"].map(String::from).to_vec())
+    }
+
     fn observe(&self, context: &Context, out: &mut Observation) {
         observe(self, context, out);
     }

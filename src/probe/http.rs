@@ -71,7 +71,30 @@ pub struct JsonRpc {
     pub params: Option<serde_json::Value>,
 }
 
+impl HttpConfig {
+    fn https(&self) -> bool {
+        self.url
+            .as_str()
+            .get(..8)
+            .is_some_and(|s| s.eq_ignore_ascii_case("https://"))
+    }
+}
+
 impl ProbeConfig for HttpConfig {
+    fn signal_names(&self) -> Option<Vec<String>> {
+        let mut names: Vec<String> = ["up", "status", "latency_ms"].map(String::from).to_vec();
+        if self.https() {
+            names.extend(super::tcp::CERT_SIGNALS.map(String::from));
+        }
+        names.extend(self.extracts().iter().map(|(name, _)| name.clone()));
+        Some(names)
+    }
+
+    fn withheld(&self, name: &str) -> Option<&'static str> {
+        (!self.https() && super::tcp::CERT_SIGNALS.contains(&name))
+            .then_some("only for an https url")
+    }
+
     fn observe(&self, context: &Context, out: &mut Observation) {
         observe(self, context, out);
     }
@@ -79,19 +102,11 @@ impl ProbeConfig for HttpConfig {
     fn check(&self) -> Result<(), String> {
         // An extract named as one of the probe's own signals would replace
         // it (`up` read from the body, not from the answer).
-        const OWN: [&str; 7] = [
-            "up",
-            "status",
-            "latency_ms",
-            "cert_days_left",
-            "cert_chain_days_left",
-            "cert_chain_ok",
-            "cert_hostname_ok",
-        ];
-        if let Some((name, _)) = self
-            .extracts()
-            .iter()
-            .find(|(name, _)| OWN.contains(&name.as_str()))
+        let own = |name: &str| {
+            ["up", "status", "latency_ms"].contains(&name)
+                || super::tcp::CERT_SIGNALS.contains(&name)
+        };
+        if let Some((name, _)) = self.extracts().iter().find(|(name, _)| own(name))
         {
             return Err(config::at_key(
                 &format!("extract.{name}"),
@@ -100,11 +115,7 @@ impl ProbeConfig for HttpConfig {
                 ),
             ));
         }
-        let https = self
-            .url
-            .as_str()
-            .get(..8)
-            .is_some_and(|s| s.eq_ignore_ascii_case("https://"));
+        let https = self.https();
         let keys = super::tcp::TlsKeys {
             server_name: false,
             ca_file: self.ca_file.is_some(),

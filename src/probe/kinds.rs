@@ -27,6 +27,20 @@ pub trait ProbeConfig {
         Ok(())
     }
 
+    /// The signals it gives, by bare name, when its config alone tells
+    /// them; `None` when the target names them (a command's perfdata
+    /// labels, a log's states, scraped series). When every probe of a task
+    /// tells, a rule reading any other name is a typo, refused at load.
+    fn signal_names(&self) -> Option<Vec<String>> {
+        None
+    }
+
+    /// Why a signal it can give is not given as configured (`cert_days_left`
+    /// on a `tcp` without `tls: true`), in words that say what to change.
+    fn withheld(&self, _name: &str) -> Option<&'static str> {
+        None
+    }
+
     /// Paths written relative to jobs.yaml's folder, to resolve at load.
     fn relative_paths(&mut self) -> Vec<&mut PathBuf> {
         Vec::new()
@@ -131,6 +145,16 @@ impl Probe {
 
     pub fn relative_paths(&mut self) -> Vec<&mut PathBuf> {
         self.config_mut().relative_paths()
+    }
+
+    /// [`ProbeConfig::signal_names`].
+    pub fn signal_names(&self) -> Option<Vec<String>> {
+        self.config().signal_names()
+    }
+
+    /// [`ProbeConfig::withheld`].
+    pub fn withheld(&self, name: &str) -> Option<&'static str> {
+        self.config().withheld(name)
     }
 
     pub fn secrets(&self) -> Vec<&str> {

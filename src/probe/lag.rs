@@ -100,6 +100,10 @@ const MOVED_KEY: &str = "lag.moved_at";
 const MAX_BODY: u64 = 1 << 20;
 
 impl ProbeConfig for LagConfig {
+    fn signal_names(&self) -> Option<Vec<String>> {
+        Some(["local", "reference", "lag", "progress", "rate", "closing_rate", "eta_s"].map(String::from).to_vec())
+    }
+
     fn observe(&self, context: &Context, out: &mut Observation) {
         observe(self, context, out);
     }

@@ -79,7 +79,26 @@ impl<'de> Deserialize<'de> for TlsConfig {
     }
 }
 
+/// What a TLS connection's certificate gives, on every probe that speaks
+/// TLS (`http` with https too).
+pub const CERT_SIGNALS: [&str; 4] = [
+    "cert_days_left",
+    "cert_chain_days_left",
+    "cert_chain_ok",
+    "cert_hostname_ok",
+];
+
 impl TcpConfig {
+    /// `up`, `connect_ms` and, with TLS, the handshake's and certificate's.
+    fn signal_names(&self) -> Vec<String> {
+        let mut names = vec!["up".to_string(), "connect_ms".to_string()];
+        if self.tls {
+            names.push("handshake_ms".to_string());
+            names.extend(CERT_SIGNALS.map(String::from));
+        }
+        names
+    }
+
     fn check(&self, probe: &str) -> Result<(), String> {
         if self.port.is_none() {
             return Err(format!(
@@ -256,6 +275,15 @@ pub fn check_ca_file(ca_file: Option<&PathBuf>) -> Result<(), String> {
 }
 
 impl ProbeConfig for TcpConfig {
+    fn signal_names(&self) -> Option<Vec<String>> {
+        Some(self.signal_names())
+    }
+
+    fn withheld(&self, name: &str) -> Option<&'static str> {
+        (!self.tls && (name == "handshake_ms" || CERT_SIGNALS.contains(&name)))
+            .then_some("only with `tls: true`")
+    }
+
     fn observe(&self, context: &Context, out: &mut Observation) {
         observe(self, "tcp", context, out);
     }
@@ -274,6 +302,10 @@ impl ProbeConfig for TcpConfig {
 }
 
 impl ProbeConfig for TlsConfig {
+    fn signal_names(&self) -> Option<Vec<String>> {
+        Some(self.0.signal_names())
+    }
+
     fn observe(&self, context: &Context, out: &mut Observation) {
         observe(&self.0, "tls", context, out);
     }
