@@ -1264,3 +1264,48 @@ fn dns_records_compare_as_addresses_names_and_exact_text() {
         );
     }
 }
+
+/// A UDP "server" on loopback answering every datagram with `reply(query)`.
+fn udp_replier(reply: fn(&[u8]) -> Vec<u8>) -> u16 {
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let port = socket.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut buffer = [0u8; 1500];
+        while let Ok((read, from)) = socket.recv_from(&mut buffer) {
+            let _ = socket.send_to(&reply(&buffer[..read]), from);
+        }
+    });
+    port
+}
+
+#[test]
+fn a_server_answering_garbage_is_told_from_one_that_stays_silent() {
+    // Something that is no DNS server (a game server, a misrouted port)
+    // answers every datagram with its own bytes.
+    let garbage = udp_replier(|_| b"HTTP/1.1 400 Bad Request\r\n\r\n".to_vec());
+    // A resolver that answers, but another query's id.
+    let stray = udp_replier(|query| {
+        let mut query = hickory_proto::op::Message::from_vec(query).unwrap();
+        query.metadata.id = query.metadata.id.wrapping_add(1);
+        query.metadata.message_type = hickory_proto::op::MessageType::Response;
+        query.to_vec().unwrap()
+    });
+    let ws = Workspace::new(&profile_p(&format!(
+        "      - name: garbage\n        dns: {{ name: node.test, server: \"127.0.0.1:{garbage}\", timeout: 1s }}\n\
+         \x20     - name: stray\n        dns: {{ name: node.test, server: \"127.0.0.1:{stray}\", timeout: 1s }}\n"
+    )));
+    let out = Tick::new(&ws).at(minute(0)).run("p");
+    let text = stdout(&out);
+    let garbage = line_of(&out, "garbage");
+    assert!(
+        garbage.contains("is no DNS message") && garbage.contains("1 reply"),
+        "{text}"
+    );
+    assert!(
+        line_of(&out, "stray").contains("answers another query"),
+        "{text}"
+    );
+    for task in ["garbage", "stray"] {
+        assert_eq!(fired(&ws, task).as_deref(), Some("critical"), "{text}");
+    }
+}

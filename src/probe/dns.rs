@@ -430,20 +430,29 @@ fn udp(
         .and_then(|()| socket.send(bytes))
         .map_err(|e| format!("sending to {server}: {e}"))?;
     let mut buffer = [0u8; 4096];
+    // Replies that were no answer to this query: skipped (an off-path
+    // forgery must not win), and told if nothing else comes.
+    let mut ignored = Ignored::default();
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
-            return Err(no_answer(server, limit));
+            return Err(ignored.told(no_answer(server, limit)));
         }
         socket
             .set_read_timeout(Some(left))
             .map_err(|e| format!("setting the socket's timeout: {e}"))?;
         match socket.recv_from(&mut buffer) {
             Ok((read, from)) if from == server || server.ip().is_unspecified() => {
-                if let Ok(message) = Message::from_vec(&buffer[..read])
-                    && message.metadata.id == id
-                {
-                    return Ok(message);
+                match Message::from_vec(&buffer[..read]) {
+                    Ok(message) if message.metadata.id == id => return Ok(message),
+                    Ok(message) => ignored.note(format!(
+                        "it answers another query (id {}, not {id})",
+                        message.metadata.id
+                    )),
+                    Err(e) => ignored.note(format!(
+                        "what it sent is no DNS message ({e}; it begins {})",
+                        crate::probe::tcp::excerpt(&String::from_utf8_lossy(&buffer[..read.min(24)]))
+                    )),
                 }
             }
             Ok(_) => {}
@@ -453,7 +462,7 @@ fn udp(
                     std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
                 ) =>
             {
-                return Err(no_answer(server, limit));
+                return Err(ignored.told(no_answer(server, limit)));
             }
             Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
                 return Err(format!(
@@ -461,6 +470,32 @@ fn udp(
                 ));
             }
             Err(e) => return Err(format!("reading the answer from {server}: {e}")),
+        }
+    }
+}
+
+/// Replies skipped while waiting for the answer, the last one described.
+#[derive(Default)]
+struct Ignored {
+    count: usize,
+    last: String,
+}
+
+impl Ignored {
+    fn note(&mut self, why: String) {
+        self.count += 1;
+        self.last = why;
+    }
+
+    /// `no_answer`, with what came instead if anything did.
+    fn told(self, no_answer: String) -> String {
+        match self.count {
+            0 => no_answer,
+            count => format!(
+                "{no_answer}; {count} repl{} came, none an answer to this query, the last: {}. Is a DNS server at that address?",
+                if count == 1 { "y" } else { "ies" },
+                self.last
+            ),
         }
     }
 }

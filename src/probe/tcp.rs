@@ -564,7 +564,7 @@ fn read_answer(
 }
 
 /// What a person reads of an answer: one line, control bytes shown.
-fn excerpt(text: &str) -> String {
+pub(crate) fn excerpt(text: &str) -> String {
     let shown: String = text.chars().take(80).flat_map(char::escape_debug).collect();
     if text.chars().count() > 80 {
         format!("\"{shown}…\"")
