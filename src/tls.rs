@@ -69,42 +69,85 @@ impl Certificate {
     }
 }
 
-/// `pin_sha256`: a SHA-256 digest, written as curl's `sha256//BASE64`,
-/// plain base64 or hex (colons allowed, as `openssl x509 -fingerprint`
-/// prints it).
+/// `pin_sha256`: one SHA-256 digest or more (the live key's and a backup
+/// key's, so a planned key change is no outage), each written as curl's
+/// `sha256//BASE64`, plain base64 or hex (colons allowed, as `openssl x509
+/// -fingerprint` prints it); several as a list or `;`-separated as curl's
+/// `--pinnedpubkey`. A certificate matching any of them is trusted.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Pin(pub [u8; 32]);
+pub struct Pin(pub Vec<[u8; 32]>);
+
+impl Pin {
+    /// Whether `digest` (of the certificate or its key) is pinned.
+    fn holds(&self, digest: &[u8; 32]) -> bool {
+        self.0.contains(digest)
+    }
+}
 
 impl std::str::FromStr for Pin {
     type Err = String;
     fn from_str(text: &str) -> Result<Pin, String> {
-        use base64::Engine;
-        let text = text.trim();
-        let bare = text.strip_prefix("sha256//").unwrap_or(text);
-        let hex: String = bare.chars().filter(|c| *c != ':').collect();
-        let bytes = if hex.len() == 64 && hex.chars().all(|c| c.is_ascii_hexdigit()) {
-            (0..32)
-                .map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).unwrap_or(0))
-                .collect()
-        } else {
-            base64::engine::general_purpose::STANDARD
-                .decode(bare)
-                .map_err(|_| pin_error(text))?
-        };
-        let digest: [u8; 32] = bytes.try_into().map_err(|_| pin_error(text))?;
-        Ok(Pin(digest))
+        let digests = text
+            .split(';')
+            .map(str::trim)
+            .filter(|one| !one.is_empty())
+            .map(digest)
+            .collect::<Result<Vec<_>, _>>()?;
+        if digests.is_empty() {
+            return Err(pin_error(text));
+        }
+        Ok(Pin(digests))
     }
+}
+
+/// One digest in any of its spellings.
+fn digest(text: &str) -> Result<[u8; 32], String> {
+    use base64::Engine;
+    let bare = text.strip_prefix("sha256//").unwrap_or(text);
+    let hex: String = bare.chars().filter(|c| *c != ':').collect();
+    let bytes = if hex.len() == 64 && hex.chars().all(|c| c.is_ascii_hexdigit()) {
+        (0..32)
+            .map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).unwrap_or(0))
+            .collect()
+    } else {
+        base64::engine::general_purpose::STANDARD
+            .decode(bare)
+            .map_err(|_| pin_error(text))?
+    };
+    bytes.try_into().map_err(|_| pin_error(text))
 }
 
 fn pin_error(text: &str) -> String {
     format!(
-        "pin_sha256 {text:?} is not a SHA-256 digest: give `sha256//BASE64` (curl's --pinnedpubkey; `openssl x509 -pubkey -noout | openssl pkey -pubin -outform der | openssl dgst -sha256 -binary | base64`) or the 64 hex digits of `openssl x509 -fingerprint -sha256`"
+        "pin_sha256 {text:?} is not a SHA-256 digest: give `sha256//BASE64` (curl's --pinnedpubkey; `openssl x509 -pubkey -noout | openssl pkey -pubin -outform der | openssl dgst -sha256 -binary | base64`) or the 64 hex digits of `openssl x509 -fingerprint -sha256`; a backup pin goes beside it in a list"
     )
 }
 
 impl<'de> serde::Deserialize<'de> for Pin {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Pin, D::Error> {
-        crate::config::values::parsed(d, |text: String| text.parse())
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = Pin;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a SHA-256 digest (`sha256//BASE64` or hex) or a list of them")
+            }
+            fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<Pin, E> {
+                text.parse().map_err(E::custom)
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Pin, A::Error> {
+                let mut digests = Vec::new();
+                while let Some(text) = seq.next_element::<String>()? {
+                    digests.extend(text.parse::<Pin>().map_err(serde::de::Error::custom)?.0);
+                }
+                if digests.is_empty() {
+                    return Err(serde::de::Error::custom(
+                        "pin_sha256 is an empty list: give the digest of the certificate or its key, and a backup's",
+                    ));
+                }
+                Ok(Pin(digests))
+            }
+        }
+        d.deserialize_any(Visitor)
     }
 }
 
@@ -217,6 +260,27 @@ fn describe_handshake_error(e: &std::io::Error) -> String {
         }
         std::io::ErrorKind::UnexpectedEof | std::io::ErrorKind::ConnectionReset => format!(
             "the server closed the connection during the TLS handshake ({e}): is it a TLS port?"
+        ),
+        _ => match e.get_ref().and_then(|e| e.downcast_ref::<rustls::Error>()) {
+            Some(tls) => describe_tls_error(tls),
+            None => format!("TLS handshake failed: {e}"),
+        },
+    }
+}
+
+/// What a TLS error means for the operator; rustls's own words otherwise.
+fn describe_tls_error(e: &rustls::Error) -> String {
+    use rustls::AlertDescription as Alert;
+    match e {
+        rustls::Error::AlertReceived(Alert::ProtocolVersion) => {
+            "the server speaks only TLS versions older than TLS 1.2, which monitor does not speak (nor do current browsers): its certificate cannot be read; enable TLS 1.2 or 1.3 on the server".to_string()
+        }
+        rustls::Error::AlertReceived(Alert::HandshakeFailure)
+        | rustls::Error::PeerIncompatible(_) => format!(
+            "the server and monitor share no TLS version or cipher suite ({e}): enable TLS 1.2 or 1.3 with a current cipher on the server"
+        ),
+        rustls::Error::InvalidMessage(_) => format!(
+            "the server's answer is not TLS ({e}): is it a TLS port?"
         ),
         _ => format!("TLS handshake failed: {e}"),
     }
@@ -569,7 +633,7 @@ fn read_certificate(seen: &Seen, pin: Option<&Pin>) -> Result<Certificate, Strin
     let pinned = pin.map(|pin| {
         let whole: [u8; 32] = Sha256::digest(seen.leaf.as_ref()).into();
         let key: [u8; 32] = Sha256::digest(parsed.tbs_certificate.subject_pki.raw).into();
-        pin.0 == whole || pin.0 == key
+        pin.holds(&whole) || pin.holds(&key)
     });
     let not_after = Timestamp::from_secs(parsed.validity().not_after.timestamp());
     let sooner = seen
@@ -600,11 +664,13 @@ mod tests {
     #[test]
     fn pins_are_read_in_every_usual_spelling() {
         let hex = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
-        let expected = Pin((0..32)
-            .map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).unwrap())
-            .collect::<Vec<_>>()
-            .try_into()
-            .unwrap());
+        let expected = Pin(vec![
+            (0..32)
+                .map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).unwrap())
+                .collect::<Vec<_>>()
+                .try_into()
+                .unwrap(),
+        ]);
         assert_eq!(hex.parse::<Pin>().unwrap(), expected);
         let colons: Vec<String> = (0..32)
             .map(|i| hex[2 * i..2 * i + 2].to_uppercase())
@@ -615,5 +681,10 @@ mod tests {
         assert_eq!(b64.parse::<Pin>().unwrap(), expected);
         let why = "abc".parse::<Pin>().unwrap_err();
         assert!(why.contains("sha256//BASE64"), "{why}");
+        // A backup pin, curl's way.
+        let both: Pin = format!("sha256//{b64};{hex}").parse().unwrap();
+        assert_eq!(both.0, [expected.0[0], expected.0[0]]);
+        let why = format!("sha256//{b64};abc").parse::<Pin>().unwrap_err();
+        assert!(why.contains("\"abc\""), "{why}");
     }
 }

@@ -1590,3 +1590,20 @@ fn a_rule_on_a_signal_its_probes_never_give_is_refused_with_a_suggestion() {
         assert_exit(&out, 0);
     }
 }
+
+#[test]
+fn a_number_out_of_range_is_said_in_words_not_rust_types() {
+    let yaml = |probe: &str| {
+        format!(
+            "version: 1\nprofiles:\n  p:\n    cron: \"* * * * *\"\n    tasks:\n      - name: a\n        {probe}\n"
+        )
+    };
+    let cases = [
+        ("tcp: { host: 127.0.0.1, port: 99999 }", "tcp.port", "a whole number from 0 to 65535"),
+        ("ping: { host: 127.0.0.1, count: 2.5 }", "ping.count", "a whole number from 0 to 4294967295"),
+        ("tls: { host: 127.0.0.1, cert_warn_days: soon }", "tls.cert_warn_days", "expected a number"),
+    ];
+    for (probe, key, why) in cases {
+        assert_config_error(&yaml(probe), 7, Some(&format!("profiles.p.tasks[0].{key}")), why);
+    }
+}

@@ -271,6 +271,7 @@ fn an_untrusted_or_misnamed_certificate_is_critical_unless_only_its_expiry_is_wa
          \x20       rules:\n          - {{ name: chain, signal: cert_chain_ok, value: \"< 1\", severity: warning }}\n\
          \x20     - name: pinned\n        tls: {{ host: 127.0.0.1, port: {port}, server_name: node.internal, pin_sha256: \"{pin}\" }}\n\
          \x20     - name: wrong-pin\n        tls: {{ host: 127.0.0.1, port: {port}, server_name: node.internal, pin_sha256: \"sha256//n4bQgYhMfWWaL+qgxVrQFaO/TxsrC4Is0V1sFbDwCgg=\" }}\n\
+         \x20     - name: backup-pin\n        tls: {{ host: 127.0.0.1, port: {port}, server_name: node.internal, pin_sha256: [\"sha256//n4bQgYhMfWWaL+qgxVrQFaO/TxsrC4Is0V1sFbDwCgg=\", \"{pin}\"] }}\n\
          \x20     - name: impostor\n        tcp: {{ host: 127.0.0.1, port: {port}, tls: true, server_name: node.internal, send: \"token\\n\", expect: \"ok\" }}\n\
          \x20     - name: tcp-tls\n        tcp: {{ host: 127.0.0.1, port: {port}, tls: true, server_name: node.internal, ca_file: server.crt, send: \"GET / HTTP/1.0\\r\\n\\r\\n\", expect: \"HTTP/1\\\\.[01] 200\" }}\n"
     )));
@@ -310,6 +311,12 @@ fn an_untrusted_or_misnamed_certificate_is_critical_unless_only_its_expiry_is_wa
         stdout(&out)
     );
     assert_eq!(fired(&ws, "wrong-pin").as_deref(), Some("critical"));
+    assert_eq!(
+        fired(&ws, "backup-pin"),
+        None,
+        "one pin of a list matching trusts it: {}",
+        line_of(&out, "backup-pin")
+    );
     let impostor = line_of(&out, "impostor");
     assert!(
         impostor.contains("FAIL") && impostor.contains("nothing sent"),
@@ -1308,4 +1315,30 @@ fn a_server_answering_garbage_is_told_from_one_that_stays_silent() {
     for task in ["garbage", "stray"] {
         assert_eq!(fired(&ws, task).as_deref(), Some("critical"), "{text}");
     }
+}
+
+#[test]
+fn a_server_speaking_only_tls_1_1_is_told_in_words() {
+    let ws = Workspace::new(&profile_p(""));
+    let (cert, key) = certificate(ws.path(), "old", "localhost", 30);
+    let server = TlsServer::start_with(
+        &cert,
+        &key,
+        &[
+            Path::new("-tls1_1"),
+            Path::new("-cipher"),
+            Path::new("DEFAULT@SECLEVEL=0"),
+        ],
+    );
+    ws.write_config(&profile_p(&format!(
+        "      - name: old\n        tls: {{ host: 127.0.0.1, port: {}, tls_verify: false }}\n",
+        server.port
+    )));
+    let out = Tick::new(&ws).at(now()).run("p");
+    let line = line_of(&out, "old");
+    assert!(
+        line.contains("older than TLS 1.2") && !line.contains("ProtocolVersion"),
+        "{}",
+        stdout(&out)
+    );
 }

@@ -643,7 +643,7 @@ fn yaml_error(file: &Path, source: &str, error: &serde_yaml::Error) -> ConfigErr
     // A complaint about keys that do not go together names the mapping;
     // any other sits on the offending key: name it.
     let across = message.starts_with(super::ACROSS_KEYS);
-    let message = message.trim_start_matches(super::ACROSS_KEYS).to_string();
+    let message = in_words(message.trim_start_matches(super::ACROSS_KEYS));
     if let Some((key, why)) = super::split_at_key(&message) {
         // About one key under the mapping serde's position is on.
         let found = line.zip(column).and_then(|at| locate(source, at, key));
@@ -675,6 +675,29 @@ fn yaml_error(file: &Path, source: &str, error: &serde_yaml::Error) -> ConfigErr
         key: path,
         message,
     }
+}
+
+/// serde's "expected u16" in an operator's words.
+fn in_words(message: &str) -> String {
+    const TYPES: [(&str, &str); 11] = [
+        ("u8", "a whole number from 0 to 255"),
+        ("u16", "a whole number from 0 to 65535"),
+        ("u32", "a whole number from 0 to 4294967295"),
+        ("u64", "a whole number, 0 or more"),
+        ("usize", "a whole number, 0 or more"),
+        ("i32", "a whole number"),
+        ("i64", "a whole number"),
+        ("isize", "a whole number"),
+        ("f32", "a number"),
+        ("f64", "a number"),
+        ("a boolean", "true or false"),
+    ];
+    for (rust, words) in TYPES {
+        if let Some(head) = message.strip_suffix(&format!("expected {rust}")) {
+            return format!("{head}expected {words}");
+        }
+    }
+    message.to_string()
 }
 
 /// Bigger than any real jobs.yaml: refused before parsing.
