@@ -470,6 +470,15 @@ fn age_value(
     let age = crate::config::age_seconds(&text, now.millis()).ok_or_else(|| {
         format!("`{signal}` = {text:?} is not a time (Unix seconds or milliseconds, or RFC 3339)")
     })?;
+    // A few seconds ahead is two clocks a little apart; minutes ahead, a
+    // clock is off or the time is in another unit: no age to judge.
+    const SKEW_S: f64 = 300.0;
+    if age < -SKEW_S {
+        return Err(format!(
+            "`{signal}` = {text} is {:.0} s ahead of this host's clock: no age can be judged (is this host's or the target's clock off, or the time in another unit?)",
+            -age
+        ));
+    }
     Ok(compare(
         rule,
         severity,
@@ -644,6 +653,33 @@ mod tests {
         assert!(matches!(v, Verdict::Clear { .. }), "{v:?}");
         let v = judge(rule, &t, &observed(&[("lag", 50.0)], CheckStatus::Ok));
         assert!(matches!(v, Verdict::NoData { .. }), "{v:?}");
+    }
+
+    #[test]
+    fn a_time_far_ahead_of_the_clock_is_no_age_but_a_little_skew_is() {
+        let t = task("  - { name: behind, signal: \"age_s(close_time)\", value: \"> 30\" }\n");
+        let now = Timestamp::from_secs(1_800_000_000);
+        let at = |close: i64| {
+            let o = observed(&[("close_time", close as f64)], CheckStatus::Ok);
+            let tick = TickContext {
+                now,
+                ..TickContext::default()
+            };
+            explicit(&t.rules[0], &t, &o, &Memory::default(), &tick).verdict
+        };
+        assert!(matches!(at(1_800_000_000 - 31), Verdict::Breach { .. }));
+        // Two seconds ahead: clocks a little apart, the node is current.
+        assert!(matches!(at(1_800_000_002), Verdict::Clear { .. }));
+        // An hour ahead: a clock is off (or the unit is wrong); no age can
+        // be judged, and the rule says so rather than passing.
+        let v = at(1_800_003_600);
+        let Verdict::NoData { reason } = v else {
+            panic!("{v:?}")
+        };
+        assert!(
+            reason.contains("3600 s ahead of this host's clock"),
+            "{reason}"
+        );
     }
 
     #[test]
