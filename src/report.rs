@@ -55,10 +55,8 @@ pub fn tick_json(report: &TickReport) -> serde_json::Value {
                     let status = r.status().filter(|s| *s != Status::Pending || r.active());
                     value["status"] = json!(status.map(|s| s.as_str()).unwrap_or("ok"));
                     // Held: a firing alert held, or a breach held still
-                    // while the task settles.
-                    let settling = matches!(r.verdict, Verdict::Hold { .. })
-                        && matches!(result.remediation, Some(Remediation::Settling { .. }));
-                    value["held"] = json!(r.held() || settling);
+                    // (a failing dependency, settling after a restart).
+                    value["held"] = json!(r.held() || r.held_breach);
                     value["transition"] = json!(r.transition.map(|t| t.as_str()));
                     value
                 })
@@ -356,8 +354,7 @@ fn rule_status(report: &TickReport, result: &TaskVerdict, rule: &RuleResult) -> 
         .outgoing
         .iter()
         .any(|o| o.message.task == result.name && o.message.rule == rule.rule);
-    let settling_breach = matches!(rule.verdict, Verdict::Hold { .. })
-        && matches!(result.remediation, Some(Remediation::Settling { .. }));
+    let settling_breach = rule.held_breach;
     let interesting = !matches!(rule.verdict, Verdict::Clear { .. } | Verdict::Hold { .. })
         || rule.transition.is_some()
         || rule.active()

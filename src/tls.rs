@@ -407,9 +407,7 @@ impl ServerCertVerifier for Recorder {
             // its dates, trusted as itself or by pin.
             Err(e) => {
                 let why = match &e {
-                    rustls::Error::InvalidCertificate(rustls::CertificateError::Other(other))
-                        if format!("{other:?}").contains("UnsupportedCertVersion") =>
-                    {
+                    e if webpki_error(e) == Some(&webpki::Error::UnsupportedCertVersion) => {
                         "an X.509 v1 certificate (no extensions), which TLS verification no longer accepts: re-issue it as v3 (openssl x509 -req … -extfile with subjectAltName=IP:…,DNS:…), or trust it by ca_file (itself) or pin_sha256".to_string()
                     }
                     other => format!("the certificate cannot be verified: {other}"),
@@ -494,7 +492,7 @@ impl Recorder {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        if !format!("{e:?}").contains("UnsupportedCertVersion") {
+        if webpki_error(&e) != Some(&webpki::Error::UnsupportedCertVersion) {
             return Err(e);
         }
         let (_, parsed) = x509_parser::parse_x509_certificate(cert.as_ref()).map_err(|_| e)?;
@@ -520,6 +518,17 @@ impl Recorder {
     }
 }
 
+/// webpki's own verdict inside a rustls error, where rustls has no
+/// variant of its own for it.
+fn webpki_error(e: &rustls::Error) -> Option<&webpki::Error> {
+    match e {
+        rustls::Error::InvalidCertificate(rustls::CertificateError::Other(other)) => {
+            other.0.downcast_ref::<webpki::Error>()
+        }
+        _ => None,
+    }
+}
+
 fn describe_chain_error(e: &rustls::Error) -> String {
     use rustls::CertificateError as C;
     match e {
@@ -532,7 +541,7 @@ fn describe_chain_error(e: &rustls::Error) -> String {
         rustls::Error::InvalidCertificate(C::NotValidYet | C::NotValidYetContext { .. }) => {
             "the certificate is not valid yet (is the clock right?)".to_string()
         }
-        other if format!("{other:?}").contains("CaUsedAsEndEntity") => {
+        e if webpki_error(e) == Some(&webpki::Error::CaUsedAsEndEntity) => {
             "a self-signed certificate, not signed by a trusted CA (set ca_file: to this certificate, or pin_sha256)".to_string()
         }
         other => format!("not trusted: {other}"),

@@ -1599,11 +1599,28 @@ fn a_number_out_of_range_is_said_in_words_not_rust_types() {
         )
     };
     let cases = [
-        ("tcp: { host: 127.0.0.1, port: 99999 }", "tcp.port", "a whole number from 0 to 65535"),
-        ("ping: { host: 127.0.0.1, count: 2.5 }", "ping.count", "a whole number from 0 to 4294967295"),
-        ("tls: { host: 127.0.0.1, cert_warn_days: soon }", "tls.cert_warn_days", "expected a number"),
+        (
+            "tcp: { host: 127.0.0.1, port: 99999 }",
+            "tcp.port",
+            "a whole number from 0 to 65535",
+        ),
+        (
+            "ping: { host: 127.0.0.1, count: 2.5 }",
+            "ping.count",
+            "a whole number from 0 to 4294967295",
+        ),
+        (
+            "tls: { host: 127.0.0.1, cert_warn_days: soon }",
+            "tls.cert_warn_days",
+            "expected a number",
+        ),
     ];
     for (probe, key, why) in cases {
-        assert_config_error(&yaml(probe), 7, Some(&format!("profiles.p.tasks[0].{key}")), why);
+        assert_config_error(
+            &yaml(probe),
+            7,
+            Some(&format!("profiles.p.tasks[0].{key}")),
+            why,
+        );
     }
 }

@@ -54,6 +54,35 @@ fn a_dependents_alerts_and_restarts_wait_while_its_dependency_fails() {
         [("rpc".into(), "health".into(), "firing".into())]
     );
     assert_eq!(restarts(), 0, "no restart while its dependency fails");
+    // The held breach is said, in text and in JSON alike.
+    assert!(
+        stdout(&out).contains("└ health breaching (held): held: depends on rpc, which is failing; now: command CRITICAL"),
+        "{}",
+        stdout(&out)
+    );
+    let json = Tick::new(&ws)
+        .at(minute(1) + 10)
+        .arg("--dry-run")
+        .arg("--format")
+        .arg("json")
+        .run("p");
+    let json: serde_json::Value = serde_json::from_str(&stdout(&json)).unwrap();
+    let sync = json["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "sync")
+        .unwrap();
+    let health = &sync["rules"][0];
+    assert_eq!(
+        (
+            health["rule"].as_str(),
+            health["verdict"].as_str(),
+            health["held"].as_bool()
+        ),
+        (Some("health"), Some("held"), Some(true)),
+        "{sync}"
+    );
     let sync = stdout(&out)
         .lines()
         .find(|l| l.split_whitespace().nth(1) == Some("sync"))

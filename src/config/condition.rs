@@ -321,8 +321,7 @@ impl std::str::FromStr for Condition {
         };
         let text = s.trim();
         // A range: `10:20`, `@10:20`, or the plugin API's plain `10` (0:10).
-        let range_like =
-            text.contains(':') || text.starts_with('@') || text.parse::<f64>().is_ok();
+        let range_like = text.contains(':') || text.starts_with('@') || text.parse::<f64>().is_ok();
         if Op::split(text).is_none() && range_like {
             let range: Range = text.parse()?;
             if range.start == f64::NEG_INFINITY && range.end == f64::INFINITY {

@@ -400,9 +400,11 @@ fn check_signal_names(config: &Config, file: &Path, source: &str) -> Result<(), 
             };
             for (number, rule) in task.rules.iter().enumerate() {
                 let read: Vec<(&str, &str)> = match &rule.kind {
-                    RuleKind::Signal { signal, .. } => {
-                        signal.signal_name().map(|n| ("signal", n)).into_iter().collect()
-                    }
+                    RuleKind::Signal { signal, .. } => signal
+                        .signal_name()
+                        .map(|n| ("signal", n))
+                        .into_iter()
+                        .collect(),
                     RuleKind::Text { signal, .. } | RuleKind::Age { signal } => {
                         vec![("signal", signal.as_str())]
                     }
@@ -422,7 +424,10 @@ fn check_signal_names(config: &Config, file: &Path, source: &str) -> Result<(), 
                     return Err(ConfigError::at_path(
                         file,
                         source,
-                        format!("profiles.{}.tasks[{index}].rules[{number}].{key}", profile.name),
+                        format!(
+                            "profiles.{}.tasks[{index}].rules[{number}].{key}",
+                            profile.name
+                        ),
                         format!(
                             "task `{}`, rule `{}`: {}",
                             task.name,

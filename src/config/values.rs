@@ -785,7 +785,10 @@ mod tests {
         assert_eq!(c.to_string(), "> 5m");
         let c: Condition = "< 90%".parse().unwrap();
         assert_eq!(c.to_string(), "< 90%");
-        for bad in ["0.5", "> ", "=> 3", "lag > 3", "> abc"] {
+        // A bare number is the plugin API's range 0:N, not a typo.
+        let c: Condition = "0.5".parse().unwrap();
+        assert!(c.holds(0.6, None) && !c.holds(0.5, None));
+        for bad in ["> ", "=> 3", "lag > 3", "> abc"] {
             assert!(
                 bad.parse::<Condition>().is_err(),
                 "{bad} should be rejected"

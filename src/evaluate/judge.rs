@@ -558,11 +558,11 @@ impl<'a> Judge<'a> {
             {
                 keys.push(self.step(prior, judged, live_keys));
             } else {
-                // A breach held still is told by the verdict: the task is
-                // not healthy while it settles with it (exit 1).
-                let breach = matches!(judged.verdict, Verdict::Breach { .. })
-                    .then(|| judged.verdict.summary().to_string());
-                held_names.push((judged.name, breach));
+                // Held still, breach or no data, with what it is now: a
+                // breach keeps the task unhealthy (exit 1).
+                let breach = matches!(judged.verdict, Verdict::Breach { .. });
+                let now = judged.verdict.summary().to_string();
+                held_names.push((judged.name, Some((now, breach))));
             }
         }
         if self
@@ -575,22 +575,20 @@ impl<'a> Judge<'a> {
         }
         let held = held_names
             .into_iter()
-            .map(|(name, breach)| {
+            .map(|(name, now)| {
                 let key = self.key(&name);
                 let state = prior.alerts.get(&key).cloned();
                 live_keys.insert(key);
+                let (reason, held_breach) = match now {
+                    Some((now, breach)) => (format!("{why}; now: {now}"), breach),
+                    None => (why.to_string(), false),
+                };
                 RuleResult {
                     rule: name,
-                    verdict: match breach {
-                        Some(now) => Verdict::Hold {
-                            reason: format!("{why}; now: {now}"),
-                        },
-                        None => Verdict::NoData {
-                            reason: why.to_string(),
-                        },
-                    },
+                    verdict: Verdict::Hold { reason },
                     state,
                     transition: None,
+                    held_breach,
                 }
             })
             .collect();

@@ -68,6 +68,9 @@ pub struct RuleResult {
     /// The key's state after this tick (`None`: ok).
     pub state: Option<AlertState>,
     pub transition: Option<Transition>,
+    /// Breaching, but held still (a failing dependency, settling after a
+    /// restart): not stepped into its alert, and the task not healthy.
+    pub held_breach: bool,
 }
 
 impl RuleResult {

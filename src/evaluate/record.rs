@@ -25,6 +25,7 @@ impl Judge<'_> {
             verdict: judged.verdict,
             state,
             transition,
+            held_breach: false,
         }
     }
 

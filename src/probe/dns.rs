@@ -451,7 +451,9 @@ fn udp(
                     )),
                     Err(e) => ignored.note(format!(
                         "what it sent is no DNS message ({e}; it begins {})",
-                        crate::probe::tcp::excerpt(&String::from_utf8_lossy(&buffer[..read.min(24)]))
+                        crate::probe::tcp::excerpt(&String::from_utf8_lossy(
+                            &buffer[..read.min(24)]
+                        ))
                     )),
                 }
             }

@@ -106,8 +106,7 @@ impl ProbeConfig for HttpConfig {
             ["up", "status", "latency_ms"].contains(&name)
                 || super::tcp::CERT_SIGNALS.contains(&name)
         };
-        if let Some((name, _)) = self.extracts().iter().find(|(name, _)| own(name))
-        {
+        if let Some((name, _)) = self.extracts().iter().find(|(name, _)| own(name)) {
             return Err(config::at_key(
                 &format!("extract.{name}"),
                 &format!(

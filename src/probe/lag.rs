@@ -99,9 +99,20 @@ const MOVED_KEY: &str = "lag.moved_at";
 /// A height answer is small; a larger body is not one.
 const MAX_BODY: u64 = 1 << 20;
 
+/// Every signal a reading gives (`progress` and on from the second tick).
+const SIGNALS: [&str; 7] = [
+    "local",
+    "reference",
+    "lag",
+    "progress",
+    "rate",
+    "closing_rate",
+    "eta_s",
+];
+
 impl ProbeConfig for LagConfig {
     fn signal_names(&self) -> Option<Vec<String>> {
-        Some(["local", "reference", "lag", "progress", "rate", "closing_rate", "eta_s"].map(String::from).to_vec())
+        Some(SIGNALS.map(String::from).to_vec())
     }
 
     fn observe(&self, context: &Context, out: &mut Observation) {
@@ -611,18 +622,10 @@ mod tests {
         );
         let mut out = Observation::default();
         reading.report(&mut out);
-        let signals: Vec<Option<f64>> = [
-            "local",
-            "reference",
-            "lag",
-            "progress",
-            "rate",
-            "closing_rate",
-            "eta_s",
-        ]
-        .iter()
-        .map(|name| out.signals.get_name(name))
-        .collect();
+        let signals: Vec<Option<f64>> = SIGNALS
+            .iter()
+            .map(|name| out.signals.get_name(name))
+            .collect();
         assert_eq!(
             signals,
             [

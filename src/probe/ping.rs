@@ -55,7 +55,11 @@ pub enum SocketKind {
 
 impl ProbeConfig for PingConfig {
     fn signal_names(&self) -> Option<Vec<String>> {
-        Some(["up", "loss_ratio", "replies", "rtt_ms", "rtt_max_ms"].map(String::from).to_vec())
+        Some(
+            ["up", "loss_ratio", "replies", "rtt_ms", "rtt_max_ms"]
+                .map(String::from)
+                .to_vec(),
+        )
     }
 
     fn observe(&self, context: &Context, out: &mut Observation) {

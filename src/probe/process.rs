@@ -67,7 +67,21 @@ enum Found {
 
 impl ProbeConfig for ProcessConfig {
     fn signal_names(&self) -> Option<Vec<String>> {
-        Some(["up", "processes", "pid", "rss_bytes", "restarted", "rss_growth_bytes", "uptime_s", "open_fds", "fds_ratio"].map(String::from).to_vec())
+        Some(
+            [
+                "up",
+                "processes",
+                "pid",
+                "rss_bytes",
+                "restarted",
+                "rss_growth_bytes",
+                "uptime_s",
+                "open_fds",
+                "fds_ratio",
+            ]
+            .map(String::from)
+            .to_vec(),
+        )
     }
 
     fn observe(&self, context: &Context, out: &mut Observation) {
