@@ -138,6 +138,40 @@ pub struct Defaults {
     /// History, runs and finished outbox rows older than this are pruned.
     #[serde(deserialize_with = "an_hour_or_more")]
     pub retention: Duration,
+    /// How long the signal history keeps every sample, and each hour's
+    /// min/avg/max.
+    pub history: History,
+}
+
+/// `defaults.history`: the signal history's two windows.
+#[derive(Deserialize, Debug, Clone, Copy)]
+#[serde(deny_unknown_fields, default)]
+pub struct History {
+    /// Every sample, for this long (default 7d).
+    #[serde(deserialize_with = "an_hour_or_more")]
+    pub full: Duration,
+    /// Each hour's min/avg/max, for this long (default 90d; at least `full`).
+    #[serde(deserialize_with = "an_hour_or_more")]
+    pub hourly: Duration,
+}
+
+impl Default for History {
+    fn default() -> Self {
+        History {
+            full: Duration::from_secs(7 * 24 * 3600),
+            hourly: Duration::from_secs(90 * 24 * 3600),
+        }
+    }
+}
+
+impl History {
+    /// The windows as the store takes them.
+    pub fn windows(&self) -> crate::store::Windows {
+        crate::store::Windows {
+            full_ms: self.full.as_millis(),
+            hourly_ms: self.hourly.as_millis().max(self.full.as_millis()),
+        }
+    }
 }
 
 fn tasks_at_once<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
@@ -181,6 +215,7 @@ impl Default for Defaults {
             connections_per_host: crate::probe::host_limit::DEFAULT_PER_HOST,
             max_age: Duration::from_secs(24 * 3600),
             retention: Duration::from_secs(90 * 24 * 3600),
+            history: History::default(),
         }
     }
 }

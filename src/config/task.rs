@@ -45,6 +45,25 @@ impl Task {
     /// parts (`_bucket`, `_count`, `_sum`, `_gcount`) included. A scrape
     /// keeps only the series one of them matches: memory follows what the
     /// rules need.
+    /// The probe signals (bare or `probe.name`) its rules and guards read.
+    pub fn signals_read(&self) -> Vec<&str> {
+        let mut read = Vec::new();
+        for rule in &self.rules {
+            match &rule.kind {
+                RuleKind::Signal { signal, .. } => read.extend(signal.signal_name()),
+                RuleKind::Text { signal, .. } | RuleKind::Age { signal } => {
+                    read.push(signal.as_str())
+                }
+                _ => {}
+            }
+            for guard in rule.when.iter().chain(&rule.unless) {
+                let (Guard::Flag(s) | Guard::Compare(s, _)) = guard;
+                read.extend(s.signal_name());
+            }
+        }
+        read
+    }
+
     pub fn series_wanted(&self) -> Vec<Selector> {
         fn guard(guard: &Guard) -> &Selector {
             match guard {

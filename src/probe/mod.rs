@@ -168,6 +168,13 @@ impl Signals {
         self.sampled.entry(name).or_default().extend(label_names);
     }
 
+    /// Every probe signal, by name (`up`, `tcp.up`…).
+    pub fn named(&self) -> impl Iterator<Item = (&str, f64)> {
+        self.named
+            .iter()
+            .map(|(name, value)| (name.as_str(), *value))
+    }
+
     /// A probe's own signal.
     pub fn get_name(&self, name: &str) -> Option<f64> {
         self.named.get(name).copied()

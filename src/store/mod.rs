@@ -6,12 +6,14 @@
 
 mod outbox;
 mod read;
+mod signals;
 
 pub use outbox::{Backlog, OutboxRow, failing_namespace};
 pub use read::{
     Figures, HistoryQuery, HistoryRow, Integrity, ProfileFigures, RESTART_COUNTS_SQL, RunQuery,
     RunRow,
 };
+pub use signals::{Point, SeriesInfo, SignalSample, Windows};
 
 use crate::alert::{AlertKey, AlertState, Status};
 use crate::clock::Timestamp;
@@ -58,6 +60,11 @@ pub const MIGRATIONS: &[(u32, &str, &str)] = &[
         "0006_verdict_window.sql",
         include_str!("../../migrations/0006_verdict_window.sql"),
     ),
+    (
+        7,
+        "0007_signal_history.sql",
+        include_str!("../../migrations/0007_signal_history.sql"),
+    ),
 ];
 
 /// An open database.
@@ -88,6 +95,8 @@ pub struct TickRecord<'a> {
     /// jobs.yaml's path and text as written: kept as the last good one
     /// (`None`: it holds a literal secret, so it is not kept).
     pub config: (&'a Path, Option<&'a str>),
+    /// This tick's numbers for the signal history.
+    pub signals: &'a [SignalSample],
 }
 
 /// The write-ahead log's size past which a tick empties it into the
@@ -534,6 +543,7 @@ impl Store {
                     .execute(params![namespace, key])?,
             };
         }
+        signals::record(&tx, record.profile, record.started_at, record.signals)?;
         tx.commit().context("committing the tick")?;
         Ok(run_id)
     }

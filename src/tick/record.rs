@@ -2,11 +2,12 @@
 //! one transaction, then retention's bounded pruning.
 
 use super::TickReport;
+use crate::alert::Verdict;
 use crate::clock::Timestamp;
 use crate::config::{Config, Profile};
 use crate::error::Error;
 use crate::notify::Envelope;
-use crate::store::{Store, TickRecord};
+use crate::store::{SignalSample, Store, TickRecord};
 use std::time::{Duration, Instant};
 
 /// Stores the tick: run, history, state and outbox, all or nothing.
@@ -59,6 +60,7 @@ pub(super) fn commit(
                 .map(|(task, k, v)| (namespace(task), k.clone(), Some(v.clone()))),
         )
         .collect();
+    let signals = history_samples(profile, report);
     let record = TickRecord {
         profile: &profile.name,
         host: &config.host,
@@ -77,9 +79,81 @@ pub(super) fn commit(
             .map(|p| p.name.as_str())
             .collect(),
         config: (&config.path, config.source_to_keep()),
+        signals: &signals,
     };
     store.commit_tick(&record, now)?;
     Ok(())
+}
+
+/// A probe's basics, recorded in the signal history whenever a task has
+/// them: what a person looks at first on its page.
+const BASICS: [&str; 14] = [
+    "up",
+    "latency_ms",
+    "connect_ms",
+    "handshake_ms",
+    "resolve_ms",
+    "rtt_ms",
+    "loss_ratio",
+    "lag",
+    "rss_bytes",
+    "open_fds",
+    "cert_days_left",
+    "used_ratio",
+    "scrape_ms",
+    "log_age_s",
+];
+
+/// At most this many series per task and tick (a command's perfdata could
+/// hold hundreds): the history's size stays bounded.
+const MAX_SIGNALS_PER_TASK: usize = 32;
+
+/// The numbers this tick adds to the signal history: each task's basics,
+/// the signals its rules and guards read, and the value of each rule that
+/// computes one from series (`gauge`, `counter`, `ratio`…), under the
+/// rule's name.
+fn history_samples(profile: &Profile, report: &TickReport) -> Vec<SignalSample> {
+    let mut samples = Vec::new();
+    for (observed, verdict) in report.tasks.iter().zip(&report.outcome.tasks) {
+        let Some(task) = profile.tasks.iter().find(|t| t.name == observed.name) else {
+            continue;
+        };
+        let read = task.signals_read();
+        let mut names: Vec<(String, f64)> = observed
+            .observation
+            .signals
+            .named()
+            .filter(|(name, _)| BASICS.contains(name) || read.contains(name))
+            .map(|(name, value)| (name.to_string(), value))
+            .collect();
+        for result in &verdict.rules {
+            let computed = task
+                .rules
+                .iter()
+                .find(|r| r.name == result.rule)
+                .is_some_and(|r| !matches!(r.kind, crate::rule::RuleKind::Signal { .. }));
+            let value = match &result.verdict {
+                Verdict::Breach { value, .. } | Verdict::Clear { value, .. } => *value,
+                _ => None,
+            };
+            if let (true, Some(value)) = (computed, value)
+                && !names.iter().any(|(n, _)| *n == result.rule)
+            {
+                names.push((result.rule.clone(), value));
+            }
+        }
+        samples.extend(
+            names
+                .into_iter()
+                .take(MAX_SIGNALS_PER_TASK)
+                .map(|(signal, value)| SignalSample {
+                    task: task.name.clone(),
+                    signal,
+                    value,
+                }),
+        );
+    }
+    samples
 }
 
 /// Rows deleted per table and tick by retention: enough to keep up with
@@ -101,6 +175,17 @@ pub(super) fn prune(store: &mut Store, config: &Config, now: Timestamp) {
             Ok(deleted) => total += deleted,
             Err(e) => {
                 log::warn!("retention: pruning failed: {e:#}");
+                break;
+            }
+        }
+    }
+    let windows = config.defaults.history.windows();
+    while started.elapsed() < PRUNE_BUDGET {
+        match store.prune_signals(now, windows, PRUNE_BATCH) {
+            Ok(0) => break,
+            Ok(changed) => total += changed,
+            Err(e) => {
+                log::warn!("retention: pruning the signal history failed: {e:#}");
                 break;
             }
         }
