@@ -1342,3 +1342,36 @@ fn a_server_speaking_only_tls_1_1_is_told_in_words() {
         stdout(&out)
     );
 }
+
+#[test]
+fn a_rule_with_a_unit_reads_perfdata_in_the_plugins_own_unit() {
+    let ws = Workspace::new(&profile_p(
+        "      - name: plugin\n        command: { argv: [\"/bin/echo\", \"OK | pl=30%;; t=500ms;; used=2GB;; rta=0.042ms;;\"] }\n\
+         \x20       rules:\n\
+         \x20         - { name: loss, signal: pl, value: \"> 50%\" }\n\
+         \x20         - { name: slow, signal: t, value: \"> 1s\" }\n\
+         \x20         - { name: slowish, signal: t, value: \"> 100ms\" }\n\
+         \x20         - { name: full, signal: used, value: \"> 1GiB\" }\n\
+         \x20         - { name: rtt, signal: rta, value: \"> 1ms\" }\n\
+         \x20         - { name: mixed, signal: pl, value: \"> 1s\" }\n\
+         \x20         - { name: raw, signal: t, value: \"> 400\" }\n",
+    ));
+    let out = Tick::new(&ws).at(minute(0)).run("p");
+    let firing: Vec<String> = ws
+        .history()
+        .into_iter()
+        .filter(|h| h.status == "firing")
+        .map(|h| h.rule)
+        .collect();
+    let text = stdout(&out);
+    for rule in ["slowish", "full", "raw"] {
+        assert!(firing.contains(&rule.to_string()), "{rule} fires: {text}");
+    }
+    for rule in ["loss", "slow", "rtt"] {
+        assert!(!firing.contains(&rule.to_string()), "{rule} is quiet: {text}");
+    }
+    assert!(
+        text.contains("`pl` is in % (the plugin's unit), but `> 1s` is a duration"),
+        "{text}"
+    );
+}

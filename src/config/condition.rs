@@ -179,6 +179,36 @@ pub enum Unit {
 }
 
 impl Unit {
+    /// A plugin's unit of measure (`ms`, `%`, `MB`…) as one of ours, and
+    /// what a value in it is multiplied by to be in ours (bytes as the
+    /// monitoring plugins count them, by 1024). `None` for no unit, `c`
+    /// (a counter) or one we do not know.
+    pub fn of_plugin(uom: &str) -> Option<(Unit, f64)> {
+        const KIB: f64 = 1024.0;
+        Some(match uom.to_ascii_lowercase().as_str() {
+            "s" => (Unit::Seconds, 1.0),
+            "ms" => (Unit::Seconds, 1e-3),
+            "us" | "µs" => (Unit::Seconds, 1e-6),
+            "%" => (Unit::Percent, 0.01),
+            "b" => (Unit::Bytes, 1.0),
+            "kb" => (Unit::Bytes, KIB),
+            "mb" => (Unit::Bytes, KIB * KIB),
+            "gb" => (Unit::Bytes, KIB * KIB * KIB),
+            "tb" => (Unit::Bytes, KIB * KIB * KIB * KIB),
+            _ => return None,
+        })
+    }
+
+    /// What values in this unit are, for a message.
+    pub fn kind(self) -> &'static str {
+        match self {
+            Unit::Plain => "a plain number",
+            Unit::Bytes => "a size",
+            Unit::Seconds => "a duration",
+            Unit::Percent => "a percentage",
+        }
+    }
+
     /// `value` in this unit, for a person.
     pub fn show(self, value: f64) -> String {
         match self {

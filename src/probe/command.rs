@@ -136,8 +136,9 @@ pub fn observe(probe: &CommandConfig, context: &Context, out: &mut Observation) 
         return;
     };
     let output = parse_output(&String::from_utf8_lossy(&finished.stdout));
-    for (label, value) in &output.perfdata {
-        out.signals.set_probe("command", label, *value);
+    for item in &output.items {
+        out.signals
+            .set_probe_with_unit("command", &item.label, item.value, &item.unit);
     }
     let (status, code) = match exit.code() {
         Some(0) => (CheckStatus::Ok, 0),

@@ -108,6 +108,10 @@ pub struct Signals {
     /// Text a probe extracted (`status: "healthy"`, an RFC 3339 time), by
     /// name and `probe.name`, for text conditions and `age_s(…)`.
     texts: BTreeMap<String, String>,
+    /// The unit a plugin gave a perfdata value (`ms`, `%`, `MB`; empty for
+    /// none), by name and `probe.name`: a rule written with a unit is
+    /// compared in it.
+    units: BTreeMap<String, String>,
 }
 
 /// One scraped series a selector matched.
@@ -192,6 +196,21 @@ impl Signals {
         if owner == probe {
             self.texts.insert(name.to_string(), text.to_string());
         }
+    }
+
+    /// [`Signals::set_probe`] for a value the probe gave in `unit`.
+    pub fn set_probe_with_unit(&mut self, probe: &str, name: &str, value: f64, unit: &str) {
+        self.set_probe(probe, name, value);
+        self.units
+            .insert(format!("{probe}.{name}"), unit.to_string());
+        if self.owners.get(name).is_some_and(|owner| owner == probe) {
+            self.units.insert(name.to_string(), unit.to_string());
+        }
+    }
+
+    /// The unit a probe gave `name` in, when it gave one (perfdata).
+    pub fn unit_of(&self, name: &str) -> Option<&str> {
+        self.units.get(name).map(String::as_str)
     }
 
     /// A probe's text by name; a numeric signal reads as its number.

@@ -422,7 +422,43 @@ fn signal_value(
             None => format!("no signal `{signal}` this tick"),
         }
     })?;
+    let value = in_rule_unit(rule, signal, value, observation)?;
     Ok(compare(rule, severity, &signal.to_string(), value, None))
+}
+
+/// A plugin's value (`rta=0.042ms`) in the unit the rule is written in
+/// (`> 1ms` is in seconds): a rule with a unit compares like with like, or
+/// says it cannot. A rule without one reads the plugin's number as given.
+fn in_rule_unit(
+    rule: &Rule,
+    signal: &Selector,
+    value: f64,
+    observation: &Observation,
+) -> Result<f64, String> {
+    use crate::config::Unit;
+    let Some(condition) = rule.condition.filter(|c| c.unit != Unit::Plain) else {
+        return Ok(value);
+    };
+    let Some(uom) = signal
+        .signal_name()
+        .and_then(|name| observation.signals.unit_of(name))
+    else {
+        return Ok(value);
+    };
+    match Unit::of_plugin(uom) {
+        Some((unit, factor)) if unit == condition.unit => Ok(value * factor),
+        _ => {
+            let given = if uom.is_empty() {
+                "has no unit (the plugin gave none)".to_string()
+            } else {
+                format!("is in {uom} (the plugin's unit)")
+            };
+            Err(format!(
+                "`{signal}` {given}, but `{condition}` is {}: write the value as the plugin does, or without a unit",
+                condition.unit.kind()
+            ))
+        }
+    }
 }
 
 /// A text condition on a probe's text (or a number, as written).
