@@ -56,7 +56,12 @@ pub fn tick_json(report: &TickReport) -> serde_json::Value {
                     value["status"] = json!(status.map(|s| s.as_str()).unwrap_or("ok"));
                     // Held: a firing alert held, or a breach held still
                     // (a failing dependency, settling after a restart).
-                    value["held"] = json!(r.held() || r.held_breach);
+                    value["held"] = json!(r.held() || r.held_breach.is_some());
+                    // A breach held still: breaching, at its severity.
+                    if let Some(severity) = r.held_breach.filter(|_| !r.active()) {
+                        value["status"] = json!("breaching");
+                        value["severity"] = json!(severity);
+                    }
                     value["transition"] = json!(r.transition.map(|t| t.as_str()));
                     value
                 })
@@ -354,7 +359,7 @@ fn rule_status(report: &TickReport, result: &TaskVerdict, rule: &RuleResult) -> 
         .outgoing
         .iter()
         .any(|o| o.message.task == result.name && o.message.rule == rule.rule);
-    let settling_breach = rule.held_breach;
+    let settling_breach = rule.held_breach.is_some();
     let interesting = !matches!(rule.verdict, Verdict::Clear { .. } | Verdict::Hold { .. })
         || rule.transition.is_some()
         || rule.active()

@@ -1368,7 +1368,10 @@ fn a_rule_with_a_unit_reads_perfdata_in_the_plugins_own_unit() {
         assert!(firing.contains(&rule.to_string()), "{rule} fires: {text}");
     }
     for rule in ["loss", "slow", "rtt"] {
-        assert!(!firing.contains(&rule.to_string()), "{rule} is quiet: {text}");
+        assert!(
+            !firing.contains(&rule.to_string()),
+            "{rule} is quiet: {text}"
+        );
     }
     assert!(
         text.contains("`pl` is in % (the plugin's unit), but `> 1s` is a duration"),

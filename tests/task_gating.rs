@@ -78,9 +78,17 @@ fn a_dependents_alerts_and_restarts_wait_while_its_dependency_fails() {
         (
             health["rule"].as_str(),
             health["verdict"].as_str(),
-            health["held"].as_bool()
+            health["held"].as_bool(),
+            health["status"].as_str(),
+            health["severity"].as_str()
         ),
-        (Some("health"), Some("held"), Some(true)),
+        (
+            Some("health"),
+            Some("held"),
+            Some(true),
+            Some("breaching"),
+            Some("critical")
+        ),
         "{sync}"
     );
     let sync = stdout(&out)
@@ -310,4 +318,56 @@ fn a_dependency_failing_by_a_critical_rule_holds_its_dependents() {
         stdout(&out)
     );
     assert_eq!(restarts(), 1, "{}", stdout(&out));
+}
+
+/// Stranger review of issue 15: a chain of `depends_on` holds all the
+/// way down. The RPC dies; horizon (which reads it) answers but its error
+/// ratio breaches, held; leaf (which reads horizon) fails too, and is
+/// held as well, not paged.
+#[test]
+fn a_chain_of_dependencies_holds_every_task_below_the_failing_one() {
+    let ws = Workspace::new(&profile_p(&format!(
+        "      - name: rpc\n        {}\n\
+         \x20     - name: horizon\n        command: {{ argv: [\"/bin/sh\", \"-c\", \"echo \\\"OK | errors=$(cat errors)\\\"\"], cwd: . }}\n\
+         \x20       depends_on: [rpc]\n\
+         \x20       rules:\n          - {{ name: errors, signal: errors, value: \"> 0.5\", severity: critical }}\n\
+         \x20     - name: leaf\n        {}\n        depends_on: [horizon]\n",
+        check("rpc_up"),
+        check("leaf_ok"),
+    )));
+    let write = |f: &str, text: &str| std::fs::write(ws.path().join(f), text).unwrap();
+    write("rpc_up", "");
+    write("leaf_ok", "");
+    write("errors", "0.1");
+    assert_exit(&Tick::new(&ws).at(minute(0)).run("p"), 0);
+    std::fs::remove_file(ws.path().join("rpc_up")).unwrap();
+    std::fs::remove_file(ws.path().join("leaf_ok")).unwrap();
+    write("errors", "0.9");
+    for at in [minute(1), minute(2)] {
+        let out = Tick::new(&ws).at(at).run("p");
+        assert_eq!(
+            rows(&ws),
+            [("rpc".into(), "health".into(), "firing".into())],
+            "only the RPC pages: {}",
+            stdout(&out)
+        );
+        assert!(
+            stdout(&out).contains("held: depends on horizon, which is failing"),
+            "{}",
+            stdout(&out)
+        );
+    }
+    // The RPC comes back: both are judged again.
+    write("rpc_up", "");
+    let out = Tick::new(&ws).at(minute(3)).run("p");
+    let fired: Vec<String> = rows(&ws)
+        .into_iter()
+        .filter(|(_, _, s)| s == "firing")
+        .map(|(task, rule, _)| format!("{task}/{rule}"))
+        .collect();
+    assert!(
+        fired.contains(&"horizon/errors".to_string()),
+        "{fired:?}\n{}",
+        stdout(&out)
+    );
 }

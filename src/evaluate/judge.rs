@@ -560,7 +560,10 @@ impl<'a> Judge<'a> {
             } else {
                 // Held still, breach or no data, with what it is now: a
                 // breach keeps the task unhealthy (exit 1).
-                let breach = matches!(judged.verdict, Verdict::Breach { .. });
+                let breach = match judged.verdict {
+                    Verdict::Breach { severity, .. } => Some(severity),
+                    _ => None,
+                };
                 let now = judged.verdict.summary().to_string();
                 held_names.push((judged.name, Some((now, breach))));
             }
@@ -581,7 +584,7 @@ impl<'a> Judge<'a> {
                 live_keys.insert(key);
                 let (reason, held_breach) = match now {
                     Some((now, breach)) => (format!("{why}; now: {now}"), breach),
-                    None => (why.to_string(), false),
+                    None => (why.to_string(), None),
                 };
                 RuleResult {
                     rule: name,

@@ -69,8 +69,9 @@ pub struct RuleResult {
     pub state: Option<AlertState>,
     pub transition: Option<Transition>,
     /// Breaching, but held still (a failing dependency, settling after a
-    /// restart): not stepped into its alert, and the task not healthy.
-    pub held_breach: bool,
+    /// restart), at this severity: not stepped into its alert, and the
+    /// task not healthy.
+    pub held_breach: Option<Severity>,
 }
 
 impl RuleResult {
@@ -276,13 +277,18 @@ fn dependencies_first(runs: &[Observed<'_>]) -> Vec<usize> {
 }
 
 impl TaskDraft<'_> {
-    /// A critical alert of the task fires after this tick.
+    /// A critical alert of the task fires after this tick, or a critical
+    /// breach of it is held (by its own failing dependency: a chain of
+    /// `depends_on` holds all the way down).
     fn fires_critical(&self) -> bool {
         self.keys.iter().any(|stepped| {
             stepped.step.state.as_ref().is_some_and(|state| {
                 state.status == Status::Firing && state.severity == Severity::Critical
             })
-        })
+        }) || self
+            .held
+            .iter()
+            .any(|r| r.held_breach == Some(Severity::Critical))
     }
 }
 
@@ -375,9 +381,7 @@ impl TaskDraft<'_> {
         }
         // A breach held still (settling after a restart, or waiting on a
         // failing dependency) is no health: the task says so (exit 1).
-        let held_breach = held
-            .iter()
-            .any(|r| matches!(r.verdict, Verdict::Hold { .. }));
+        let held_breach = held.iter().any(|r| r.held_breach.is_some());
         rules.extend(held);
         // The no-data twin of a healthy rule is noise in the report.
         rules.retain(|r| {

@@ -25,7 +25,7 @@ impl Judge<'_> {
             verdict: judged.verdict,
             state,
             transition,
-            held_breach: false,
+            held_breach: None,
         }
     }
 
