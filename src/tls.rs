@@ -50,7 +50,16 @@ pub struct Certificate {
     pub sooner: Option<(String, Timestamp)>,
 }
 
+/// How a refusal for expiry begins: the chain's, from webpki, or the
+/// dates', read here.
+const EXPIRED: &str = "the certificate has expired";
+
 impl Certificate {
+    /// Whether `why` (of [`Certificate::trusted`]) is an expiry.
+    pub fn expired(&self, why: &str) -> bool {
+        why.starts_with(EXPIRED)
+    }
+
     /// Trusted: by its pin when one is given, else by its chain.
     pub fn trusted(&self) -> Result<(), String> {
         match self.pinned {
@@ -389,7 +398,11 @@ impl ServerCertVerifier for Recorder {
                     if own_anchor() {
                         valid_at(end_entity, at)
                     } else {
-                        Err(describe_chain_error(&e))
+                        Err(describe_chain_error(
+                            &e,
+                            !self.anchors.is_empty(),
+                            intermediates.len(),
+                        ))
                     }
                 });
                 let hostname =
@@ -529,14 +542,22 @@ fn webpki_error(e: &rustls::Error) -> Option<&webpki::Error> {
     }
 }
 
-fn describe_chain_error(e: &rustls::Error) -> String {
+/// A chain's refusal in words; `ca_file` says whether one is given, `sent`
+/// how many certificates the server sent beside its own.
+fn describe_chain_error(e: &rustls::Error, ca_file: bool, sent: usize) -> String {
     use rustls::CertificateError as C;
     match e {
+        rustls::Error::InvalidCertificate(C::UnknownIssuer) if ca_file && sent == 0 => {
+            "not signed by a CA in ca_file, and the server sent no intermediate certificate: if an intermediate CA signed it, the server must send it (configure its full chain), or put the intermediate in ca_file".to_string()
+        }
+        rustls::Error::InvalidCertificate(C::UnknownIssuer) if ca_file => {
+            "not signed by a CA in ca_file (is ca_file the CA that issued this server's chain?)".to_string()
+        }
         rustls::Error::InvalidCertificate(C::UnknownIssuer) => {
             "not signed by a trusted CA (self-signed or an internal CA? set ca_file: to its certificate, or pin_sha256)".to_string()
         }
         rustls::Error::InvalidCertificate(C::Expired | C::ExpiredContext { .. }) => {
-            "the certificate has expired".to_string()
+            EXPIRED.to_string()
         }
         rustls::Error::InvalidCertificate(C::NotValidYet | C::NotValidYetContext { .. }) => {
             "the certificate is not valid yet (is the clock right?)".to_string()
@@ -561,7 +582,7 @@ fn valid_at(der: &CertificateDer<'_>, now: UnixTime) -> Result<(), String> {
         ))
     } else if now > validity.not_after.timestamp() {
         Err(format!(
-            "the certificate has expired ({})",
+            "{EXPIRED} ({})",
             Timestamp::from_secs(validity.not_after.timestamp())
         ))
     } else {

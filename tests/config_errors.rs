@@ -1579,6 +1579,13 @@ fn a_rule_on_a_signal_its_probes_never_give_is_refused_with_a_suggestion() {
         Some("profiles.p.tasks[0].rules[0].when"),
         "did you mean `up`",
     );
+    // Written as a flow mapping, the line is still found.
+    assert_config_error(
+        "version: 1\nprofiles:\n  p:\n    cron: \"* * * * *\"\n    tasks:\n      - name: a\n        ping: { host: 127.0.0.1 }\n        rules: [ { name: r, signal: loss_ratoi, value: \"> 0.5\" } ]\n",
+        8,
+        Some("profiles.p.tasks[0].rules[0].signal"),
+        "did you mean `loss_ratio`",
+    );
     // A command's perfdata labels or a scrape's series are the target's to
     // name: nothing is refused there.
     for probe in [
@@ -1614,6 +1621,7 @@ fn a_number_out_of_range_is_said_in_words_not_rust_types() {
             "tls.cert_warn_days",
             "expected a number",
         ),
+        ("tcp: 127.0.0.1:80", "tcp", "expected a mapping of keys"),
     ];
     for (probe, key, why) in cases {
         assert_config_error(

@@ -1117,6 +1117,19 @@ fn an_intermediate_expiring_before_the_leaf_is_a_warning() {
     assert!(firing.contains(&"chain".to_string()), "{firing:?}");
     assert!(!firing.contains(&"leaf".to_string()), "{firing:?}");
     drop(server);
+    // The same leaf served without its intermediate: the missing link is
+    // named, not the ca_file that is there.
+    let bare = TlsServer::start(&dir.join("leaf.crt"), &dir.join("leaf.key"));
+    ws.write_config(&profile_p(&format!(
+        "      - name: no-chain\n        tls: {{ host: 127.0.0.1, port: {}, ca_file: root.crt }}\n",
+        bare.port
+    )));
+    let out = Tick::new(&ws).at(now()).run("p");
+    assert!(
+        line_of(&out, "no-chain").contains("the server sent no intermediate certificate"),
+        "{}",
+        stdout(&out)
+    );
 }
 
 /// As cron runs it: no environment at all (no PATH, HOME or LANG), the
@@ -1377,4 +1390,23 @@ fn a_rule_with_a_unit_reads_perfdata_in_the_plugins_own_unit() {
         text.contains("`pl` is in % (the plugin's unit), but `> 1s` is a duration"),
         "{text}"
     );
+}
+
+#[test]
+fn an_https_check_refused_by_its_pin_says_why_once_and_not_tls_verify() {
+    let ws = Workspace::new("");
+    let (cert, key) = certificate(ws.path(), "web", "localhost", 30);
+    let server = TlsServer::start(&cert, &key);
+    ws.write_config(&profile_p(&format!(
+        "      - name: web\n        http: {{ url: \"https://localhost:{}/\", pin_sha256: \"sha256//n4bQgYhMfWWaL+qgxVrQFaO/TxsrC4Is0V1sFbDwCgg=\" }}\n",
+        server.port
+    )));
+    let out = Tick::new(&ws).at(now()).run("p");
+    let line = line_of(&out, "web");
+    assert_eq!(line.matches("matches pin_sha256").count(), 1, "{line}");
+    assert!(
+        !line.contains("not judged") && line.contains("in 30 days"),
+        "{line}"
+    );
+    assert_eq!(fired(&ws, "web").as_deref(), Some("critical"));
 }

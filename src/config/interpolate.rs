@@ -25,11 +25,12 @@ thread_local! {
 /// `RPC_TOKEN`, `DB_PASSWORD`, `API_SECRET`, `AUTH`…).
 pub fn secret_name(name: &str) -> bool {
     let upper = name.to_ascii_uppercase();
-    [
+    // `REDIS_PASS`, `DB_PWD`; not the shell's own `PWD` (a folder).
+    let pwd = upper.ends_with("_PWD") || upper.starts_with("PWD_");
+    pwd || [
         "TOKEN",
         "SECRET",
-        "PASSWORD",
-        "PASSWD",
+        "PASS",
         "KEY",
         "AUTH",
         "CREDENTIAL",
@@ -460,5 +461,21 @@ mod tests {
             error.contains("MONITOR_TEST_UNSET_VARIABLE is not set") && error.contains("line 1"),
             "{error}"
         );
+    }
+
+    #[test]
+    fn secret_names_include_the_usual_spellings_of_a_password() {
+        for name in [
+            "REDIS_PASS",
+            "DB_PASSWD",
+            "SMTP_PASSWORD",
+            "MYSQL_PWD",
+            "RPC_TOKEN",
+        ] {
+            assert!(secret_name(name), "{name}");
+        }
+        for name in ["PWD", "OLDPWD", "RPC_URL", "HOME"] {
+            assert!(!secret_name(name), "{name}");
+        }
     }
 }

@@ -421,7 +421,7 @@ fn check_signal_names(config: &Config, file: &Path, source: &str) -> Result<(), 
                     if given.iter().any(|g| g == name) {
                         continue;
                     }
-                    return Err(ConfigError::at_path(
+                    let mut error = ConfigError::at_path(
                         file,
                         source,
                         format!(
@@ -434,7 +434,20 @@ fn check_signal_names(config: &Config, file: &Path, source: &str) -> Result<(), 
                             rule.name,
                             not_given(task, name, &given)
                         ),
-                    ));
+                    );
+                    if error.line.is_none() {
+                        // A flow mapping (`rules: [ { …, signal: x } ]`)
+                        // has no key path to follow: where the name is.
+                        (error.line, error.column) = source
+                            .lines()
+                            .enumerate()
+                            .filter(|(_, line)| line.contains(name))
+                            .find_map(|(at, line)| {
+                                key_in_line(line, key, 0).map(|column| (at + 1, column + 1))
+                            })
+                            .unzip();
+                    }
+                    return Err(error);
                 }
             }
         }
@@ -697,12 +710,21 @@ fn in_words(message: &str) -> String {
         ("f64", "a number"),
         ("a boolean", "true or false"),
     ];
+    // A number too big for any integer: serde says which one it tried.
+    let message = message.replace(" as u128,", ",").replace(" as i128,", ",");
     for (rust, words) in TYPES {
         if let Some(head) = message.strip_suffix(&format!("expected {rust}")) {
             return format!("{head}expected {words}");
         }
     }
-    message.to_string()
+    // `expected struct TcpConfig`: our type's name, not a thing to write.
+    if let Some(at) = message.find("expected struct ") {
+        return format!(
+            "{}expected a mapping of keys (`{{ key: value, … }}`)",
+            &message[..at]
+        );
+    }
+    message
 }
 
 /// Bigger than any real jobs.yaml: refused before parsing.

@@ -167,8 +167,14 @@ pub fn observe(probe: &HttpConfig, context: &Context, out: &mut Observation) {
     };
     if let Some(certificate) = certificate {
         let days = super::tcp::Days::of(probe.cert_warn_days, probe.cert_critical_days);
+        // The request verified the chain and name (a refusal is its error).
+        let verify = if probe.tls_verify {
+            super::tcp::Verify::Told
+        } else {
+            super::tcp::Verify::Unjudged
+        };
         let (status, said) =
-            super::tcp::judge_certificate(&certificate, days, false, "http", context, out);
+            super::tcp::judge_certificate(&certificate, days, verify, "http", context, out);
         // An answer is judged by its certificate too; a failed request
         // keeps its own reason first.
         let answered_fine = check.status == CheckStatus::Ok;

@@ -409,7 +409,11 @@ fn talk(
         let (verdict, text) = judge_certificate(
             &certificate,
             probe.days(),
-            probe.tls_verify,
+            if probe.tls_verify {
+                Verify::Judge
+            } else {
+                Verify::Unjudged
+            },
             name,
             context,
             out,
@@ -573,12 +577,23 @@ pub(crate) fn excerpt(text: &str) -> String {
     }
 }
 
+/// What a certificate's chain and name verdicts are to a probe.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Verify {
+    /// Judged here: a chain or name refused is critical.
+    Judge,
+    /// `tls_verify: false`: said, not judged.
+    Unjudged,
+    /// Judged and told already, by the request they refused (`http`).
+    Told,
+}
+
 /// Records a certificate's signals and judges it: expiry against the
-/// probe's days, and (with `verify`) its chain or pin and hostname.
+/// probe's days, and (as `verify` says) its chain or pin and hostname.
 pub fn judge_certificate(
     certificate: &Certificate,
     days_at: Days,
-    verify: bool,
+    verify: Verify,
     name: &'static str,
     context: &Context,
     out: &mut Observation,
@@ -666,11 +681,13 @@ pub fn judge_certificate(
         "cert_chain_days_left",
         (chain_days * 10.0).round() / 10.0,
     );
-    if verify {
+    // An expiry, the leaf's or its chain's, is said once, by the expiry's
+    // own words.
+    let expiry_said = |why: &String| chain_days.min(days) < 0.0 && certificate.expired(why);
+    if verify == Verify::Judge {
         if let Err(why) = &trusted {
             status = CheckStatus::Critical;
-            // An expiry is said once, by the expiry's own words.
-            if !(days < 0.0 && why.starts_with("the certificate has expired")) {
+            if !expiry_said(why) {
                 problems.push(why.clone());
             }
         }
@@ -684,12 +701,12 @@ pub fn judge_certificate(
             "; {} (tls_verify: false to only watch the expiry)",
             problems.join("; ")
         ));
-    } else if !verify {
+    } else if verify == Verify::Unjudged {
         // Reported, not judged: still said.
         let unjudged: Vec<String> = [trusted.clone(), certificate.hostname.clone()]
             .into_iter()
             .filter_map(Result::err)
-            .filter(|why| !why.starts_with("the certificate has expired"))
+            .filter(|why| !expiry_said(why))
             .collect();
         if !unjudged.is_empty() {
             text.push_str(&format!(
