@@ -400,6 +400,7 @@ fn rule_status(report: &TickReport, result: &TaskVerdict, rule: &RuleResult) -> 
             "breaching (held)".to_string()
         }
         (_, Some(s)) => s.as_str().to_string(),
+        (_, None) if matches!(rule.verdict, Verdict::NoData { .. }) => "no data".to_string(),
         (_, None) => "ok".to_string(),
     })
 }

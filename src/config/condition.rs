@@ -332,8 +332,10 @@ fn parse_threshold(text: &str) -> Option<(Threshold, Unit)> {
             .ok()
             .map(|p| (Threshold::Value(p / 100.0), Unit::Percent));
     }
+    // NaN compares false with everything: a rule on it never (or, with
+    // `!=`, always) fires.
     if let Ok(v) = text.parse::<f64>() {
-        return Some((Threshold::Value(v), Unit::Plain));
+        return (!v.is_nan()).then_some((Threshold::Value(v), Unit::Plain));
     }
     if let Ok(Duration(d)) = text.parse::<Duration>() {
         return Some((Threshold::Value(d.as_secs_f64()), Unit::Seconds));
@@ -351,7 +353,9 @@ impl std::str::FromStr for Condition {
         };
         let text = s.trim();
         // A range: `10:20`, `@10:20`, or the plugin API's plain `10` (0:10).
-        let range_like = text.contains(':') || text.starts_with('@') || text.parse::<f64>().is_ok();
+        let range_like = text.contains(':')
+            || text.starts_with('@')
+            || text.parse::<f64>().is_ok_and(|v| !v.is_nan());
         if Op::split(text).is_none() && range_like {
             let range: Range = text.parse()?;
             if range.start == f64::NEG_INFINITY && range.end == f64::INFINITY {

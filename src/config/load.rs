@@ -491,14 +491,15 @@ fn not_given(task: &super::Task, name: &str, given: &[String]) -> String {
         .collect();
     // Suggested in the form written: `dns.resolv_ms` → `dns.resolve_ms`.
     let prefixed = name.contains('.');
-    let nearest = given
-        .iter()
-        .filter(|g| g.contains('.') == prefixed)
-        .map(|g| (strsim::jaro_winkler(name, g), g))
-        .filter(|(score, _)| *score >= 0.8)
-        .max_by(|a, b| a.0.total_cmp(&b.0));
+    let nearest = super::nearest(
+        name,
+        given
+            .iter()
+            .filter(|g| g.contains('.') == prefixed)
+            .map(String::as_str),
+    );
     let hint = match nearest {
-        Some((_, g)) => format!(": did you mean `{g}`?"),
+        Some(g) => format!(": did you mean `{g}`?"),
         None => String::new(),
     };
     format!(
@@ -715,6 +716,15 @@ fn in_words(message: &str) -> String {
     for (rust, words) in TYPES {
         if let Some(head) = message.strip_suffix(&format!("expected {rust}")) {
             return format!("{head}expected {words}");
+        }
+    }
+    // `unknown field `depend_on`, expected one of `a`, `b`…`: the nearest.
+    if let Some(rest) = message.strip_prefix("unknown field `")
+        && let Some((field, expected)) = rest.split_once('`')
+    {
+        let known = expected.split('`').skip(1).step_by(2);
+        if let Some(near) = super::nearest(field, known) {
+            return format!("{message}: did you mean `{near}`?");
         }
     }
     // `expected struct TcpConfig`: our type's name, not a thing to write.

@@ -402,6 +402,16 @@ fn at_least_one<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
     Ok(n)
 }
 
+/// The one of `known` nearest to a misspelt `name`, when one is near
+/// (`conect_ms` → `connect_ms`, `depend_on` → `depends_on`).
+pub(crate) fn nearest<'a>(name: &str, known: impl Iterator<Item = &'a str>) -> Option<&'a str> {
+    known
+        .map(|k| (strsim::jaro_winkler(name, k), k))
+        .filter(|(score, _)| *score >= 0.8)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, k)| k)
+}
+
 /// `depends_on` names tasks of the same profile, never the task itself,
 /// and never in a circle (each would hold the other's alerts for good).
 fn check_dependencies(tasks: &[Task]) -> Result<(), String> {
@@ -416,12 +426,24 @@ fn check_dependencies(tasks: &[Task]) -> Result<(), String> {
                 ));
             }
             if !names.contains(&dependency.as_str()) {
+                let hint = nearest(dependency, names.iter().copied())
+                    .map(|near| format!(": did you mean `{near}`?"))
+                    .unwrap_or_default();
                 return Err(at_key(
                     &key,
                     &format!(
-                        "task `{}` depends_on `{dependency}`, which is not a task of this profile (tasks: {})",
+                        "task `{}` depends_on `{dependency}`, which is not a task of this profile (tasks: {}){hint}",
                         task.name,
                         names.join(", ")
+                    ),
+                ));
+            }
+            if task.depends_on.iter().filter(|d| *d == dependency).count() > 1 {
+                return Err(at_key(
+                    &key,
+                    &format!(
+                        "task `{}` names `{dependency}` twice in depends_on: once is enough",
+                        task.name
                     ),
                 ));
             }

@@ -788,7 +788,7 @@ mod tests {
         // A bare number is the plugin API's range 0:N, not a typo.
         let c: Condition = "0.5".parse().unwrap();
         assert!(c.holds(0.6, None) && !c.holds(0.5, None));
-        for bad in ["> ", "=> 3", "lag > 3", "> abc"] {
+        for bad in ["> ", "=> 3", "lag > 3", "> abc", "< NaN", "!= nan", "nan"] {
             assert!(
                 bad.parse::<Condition>().is_err(),
                 "{bad} should be rejected"
