@@ -103,6 +103,10 @@ pub enum Error {
         crate::api::TOKEN_VARIABLE
     )]
     ExposedWithoutToken { bind: String, exposed: String },
+    /// `monitor history` of a task or signal with nothing recorded, or a
+    /// `--since` that is no time.
+    #[error("{0}")]
+    History(String),
     /// monitor itself could not work: the database, the lock, a file.
     #[error("{0:#}")]
     Tool(#[from] anyhow::Error),
@@ -125,7 +129,8 @@ impl Error {
             | Error::LogLevel { .. }
             | Error::Crontab(_)
             | Error::Bind { .. }
-            | Error::ExposedWithoutToken { .. } => exit::USAGE,
+            | Error::ExposedWithoutToken { .. }
+            | Error::History(_) => exit::USAGE,
             Error::Tool(_) => exit::TOOL,
         }
     }

@@ -14,6 +14,7 @@ pub mod config;
 mod env_file;
 mod error;
 mod evaluate;
+mod history;
 mod http_client;
 mod lock;
 pub mod notify;

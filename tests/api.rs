@@ -1508,3 +1508,101 @@ fn out_of_file_descriptors_the_api_makes_room_and_answers() {
     println!("64 files, 100 idle connections: {closed} closed to make room, /healthz {timings:?}");
     assert!(closed >= 100 - 16, "{closed} closed");
 }
+
+/// Issue 16: every tick records its numbers; `monitor history` draws them
+/// and `/v1/signals` serves them, raw for the last days and as hourly
+/// summaries once the full-resolution window has passed.
+#[test]
+fn the_signal_history_is_told_by_monitor_history_and_v1_signals() {
+    let ws = Workspace::new(&profile_p(
+        "      - name: web\n        command: { argv: [\"/bin/sh\", \"-c\", \"echo \\\"OK | latency=$(cat lat)ms;;\\\"\"], cwd: . }\n\
+         \x20       rules:\n          - { name: slow, signal: latency, value: \"> 300\" }\n\
+         \x20     - name: port\n        tcp: { host: 127.0.0.1, port: 1 }\n",
+    ));
+    // 90 ticks, a minute apart: latency 0, 10, … 490, 0, 10 …
+    for i in 0..90 {
+        std::fs::write(ws.path().join("lat"), ((i * 10) % 500).to_string()).unwrap();
+        Tick::new(&ws).at(minute(i)).run("p");
+    }
+    let history = |args: &[&str], at: i64| {
+        ws.command()
+            .env("MONITOR_NOW", at.to_string())
+            .arg("history")
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let out = history(&["web"], minute(90));
+    assert_exit(&out, 0);
+    let text = stdout(&out);
+    assert!(
+        text.contains("latency")
+            && text.contains("min 0")
+            && text.contains("max 490")
+            && text.contains("(90 samples)"),
+        "{text}"
+    );
+    let out = history(&["web", "latency", "--format", "json"], minute(90));
+    let json: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let points = json["points"].as_array().unwrap();
+    assert_eq!(points.len(), 90, "{json}");
+    assert_eq!(points[49]["value"], 490.0);
+    assert_eq!(points[50]["value"], 0.0);
+    assert_eq!(
+        (json["min"].as_f64(), json["max"].as_f64()),
+        (Some(0.0), Some(490.0))
+    );
+    // A refused port: its `up` is recorded, 0 every tick.
+    let out = history(&["port", "up", "--format", "json"], minute(90));
+    let json: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(json["max"], 0.0, "{json}");
+    // A signal nothing recorded: exit 2, naming what there is.
+    let out = history(&["web", "latncy"], minute(90));
+    assert_exit(&out, 2);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("recorded are latency"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let server = Server::at(&ws, minute(90));
+    let series = server.get("/v1/signals?task=web").ok();
+    assert_eq!(series["series"][0]["signal"], "latency", "{series}");
+    assert_eq!(series["series"][0]["last"], 390.0, "{series}");
+    let hourly = server
+        .get("/v1/signals?task=web&signal=latency&step=1h&since=2h")
+        .ok();
+    let counts: i64 = hourly["points"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["count"].as_i64().unwrap())
+        .sum();
+    assert_eq!(counts, 90, "{hourly}");
+    assert_eq!(server.get("/v1/signals?signal=latency").status, 400);
+    drop(server);
+    // Eight days on (a tick an hour), past the 7-day window: the first
+    // hours keep their summary only.
+    let hourly_ticks = 8 * 24;
+    for hour in 1..=hourly_ticks {
+        Tick::new(&ws).at(minute(90 + 60 * hour)).run("p");
+    }
+    let end = minute(90 + 60 * hourly_ticks);
+    let out = history(
+        &["web", "latency", "--since", "9d", "--format", "json"],
+        end,
+    );
+    let json: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let points = json["points"].as_array().unwrap();
+    let summaries: Vec<i64> = points
+        .iter()
+        .filter(|p| p["count"].as_i64() > Some(1))
+        .map(|p| p["count"].as_i64().unwrap())
+        .collect();
+    assert_eq!(summaries, [47, 43], "the first two hours, whole: {json}");
+    let total: i64 = points.iter().map(|p| p["count"].as_i64().unwrap()).sum();
+    assert_eq!(total, 90 + hourly_ticks, "{json}");
+    assert_eq!(
+        (json["min"].as_f64(), json["max"].as_f64()),
+        (Some(0.0), Some(490.0))
+    );
+}

@@ -16,6 +16,11 @@ mod routes;
 mod server;
 
 pub use http::BadRequest;
+
+/// A time as the API reads `since=`: Unix seconds or RFC 3339.
+pub fn parse_time(value: &str) -> Result<crate::clock::Timestamp, String> {
+    http::parse_since(value)
+}
 pub use routes::{ALERT_PARAMETERS, parse_alert_query, parse_run_query};
 pub use server::{HEAD_DEADLINE, HEAD_LIMIT, MAX_CONNECTIONS, PER_CLIENT, WORKERS};
 

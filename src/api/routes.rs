@@ -111,11 +111,12 @@ impl Api {
             "/v1/runs" => parse_run_query(query).map(|q| self.runs(database, &q)),
             "/v1/silences" => parse_query(query, &[]).map(|_| self.silences(database, now)),
             "/metrics" => parse_query(query, &[]).map(|_| self.metrics(database, now)),
+            "/v1/signals" => parse_signal_query(query, now).map(|q| self.signals(database, &q)),
             _ => {
                 return Response::error(
                     404,
                     format!(
-                        "no such endpoint {path}: try /healthz, /v1/alerts, /v1/runs, /v1/silences or /metrics"
+                        "no such endpoint {path}: try /healthz, /v1/alerts, /v1/runs, /v1/silences, /v1/signals or /metrics"
                     ),
                 );
             }
@@ -186,6 +187,35 @@ impl Api {
                     "runs": rows.unwrap_or_default().iter().map(run_json).collect::<Vec<_>>(),
                 }),
             ),
+            Err(e) => database_error(&e),
+        }
+    }
+
+    /// `/v1/signals`: the recorded series (of a task), or one series'
+    /// points with `signal=`.
+    fn signals(&self, database: &mut Database, query: &crate::history::Query) -> Response {
+        let read = self.read(database, |store| {
+            let Some(signal) = &query.signal else {
+                let series =
+                    store.signal_series(query.profile.as_deref(), query.task.as_deref())?;
+                return Ok(Ok(
+                    json!({ "series": crate::history::series_json(&series) }),
+                ));
+            };
+            let task = query.task.as_deref().unwrap_or_default();
+            let profile = match crate::history::profile_of(store, task, query.profile.as_deref()) {
+                Ok(profile) => profile,
+                Err(why) => return Ok(Err(why)),
+            };
+            let points = crate::history::points(store, &profile, task, signal, query)?;
+            Ok(Ok(crate::history::points_json(
+                &points, &profile, task, signal, query,
+            )))
+        });
+        match read {
+            Ok(Some(Ok(body))) => Response::json(200, &body),
+            Ok(Some(Err(why))) => Response::error(404, why),
+            Ok(None) => Response::json(200, &json!({ "series": [] })),
             Err(e) => database_error(&e),
         }
     }
@@ -444,6 +474,51 @@ pub fn parse_run_query(query: &str) -> Result<RunQuery, BadRequest> {
     }
     Ok(parsed)
 }
+
+/// `/v1/signals?profile=&task=&signal=&since=&until=&step=`: `since`
+/// (default 24h back) and `until` (default now) are times or spans back
+/// from now; `signal=` needs `task=`.
+pub fn parse_signal_query(
+    query: &str,
+    now: Timestamp,
+) -> Result<crate::history::Query, BadRequest> {
+    let mut parsed = crate::history::Query {
+        profile: None,
+        task: None,
+        signal: None,
+        since: now.plus_millis(-86_400_000),
+        until: now,
+        step_ms: None,
+    };
+    let parameters = parse_query(query, SIGNAL_PARAMETERS)?;
+    for (name, value) in &parameters {
+        let bad = |message: String| BadRequest {
+            parameter: name.to_string(),
+            value: value.clone(),
+            message,
+        };
+        match *name {
+            "profile" => parsed.profile = Some(non_empty(name, value).map_err(bad)?),
+            "task" => parsed.task = Some(non_empty(name, value).map_err(bad)?),
+            "signal" => parsed.signal = Some(non_empty(name, value).map_err(bad)?),
+            "since" => parsed.since = crate::history::parse_since(value, now).map_err(bad)?,
+            "until" => parsed.until = crate::history::parse_since(value, now).map_err(bad)?,
+            "step" => parsed.step_ms = Some(crate::history::parse_step(value).map_err(bad)?),
+            _ => {}
+        }
+    }
+    if parsed.signal.is_some() && parsed.task.is_none() {
+        return Err(BadRequest {
+            parameter: "signal".into(),
+            value: parsed.signal.clone().unwrap_or_default(),
+            message: "signal= needs task= (the task the signal is of)".into(),
+        });
+    }
+    Ok(parsed)
+}
+
+/// What `/v1/signals` takes.
+pub const SIGNAL_PARAMETERS: &[&str] = &["profile", "task", "signal", "since", "until", "step"];
 
 #[cfg(test)]
 mod tests {

@@ -110,7 +110,23 @@ pub enum Command {
         #[arg(long, value_enum, default_value = "text")]
         format: Format,
     },
-    /// Serve the read-only alerts API: /healthz, /v1/alerts, /v1/runs, /v1/silences, /metrics
+    /// A task's signal history: each signal's sparkline and min/avg/max, or one signal's
+    History {
+        /// Task name from jobs.yaml
+        task: String,
+        /// One signal of the task (`latency_ms`, `lag`, a rule's name for its value) [default: every one recorded]
+        signal: Option<String>,
+        /// How far back: a span (24h, 7d, 90d) or a time (Unix seconds, RFC 3339)
+        #[arg(long, default_value = "24h", value_name = "WHEN")]
+        since: String,
+        /// The profile, when the task is in several
+        #[arg(long, value_name = "PROFILE")]
+        profile: Option<String>,
+        /// text for a terminal, json for scripts
+        #[arg(long, value_enum, default_value = "text")]
+        format: Format,
+    },
+    /// Serve the read-only alerts API: /healthz, /v1/alerts, /v1/runs, /v1/silences, /v1/signals, /metrics
     Serve {
         /// host:port to listen on; beyond loopback only with $MONITOR_API_TOKEN set
         #[arg(long, default_value = crate::api::DEFAULT_BIND, value_name = "ADDR")]
@@ -449,6 +465,69 @@ fn dispatch(cli: &Cli) -> Result<u8, Error> {
                 }
                 Format::Json => format!("{:#}\n", report::history_json(&rows)),
             });
+            Ok(exit::OK)
+        }
+        Command::History {
+            task,
+            signal,
+            since,
+            profile,
+            format,
+        } => {
+            let config = load_config(cli)?;
+            init_logging(LogLevel::of(cli)?, false, true, &config);
+            let now = clock::now().map_err(Error::Clock)?;
+            let usage = |why: String| Error::History(format!("monitor history: {why}"));
+            let query = crate::history::Query {
+                profile: profile.clone(),
+                task: Some(task.clone()),
+                signal: signal.clone(),
+                since: crate::history::parse_since(since, now).map_err(usage)?,
+                until: now,
+                step_ms: None,
+            };
+            let Some(store) = Store::open_read_only(&config.state)? else {
+                return Err(usage(format!(
+                    "no database at {} yet: run a tick first",
+                    config.state.display()
+                )));
+            };
+            let profile =
+                crate::history::profile_of(&store, task, profile.as_deref()).map_err(usage)?;
+            let text = match (signal, format) {
+                (None, Format::Text) => {
+                    crate::history::overview_text(&store, &profile, task, &query)?
+                }
+                (None, Format::Json) => format!(
+                    "{:#}\n",
+                    crate::history::series_json(&store.signal_series(Some(&profile), Some(task))?)
+                ),
+                (Some(signal), format) => {
+                    let points = crate::history::points(&store, &profile, task, signal, &query)?;
+                    if points.is_empty() {
+                        let known: Vec<String> = store
+                            .signal_series(Some(&profile), Some(task))?
+                            .into_iter()
+                            .map(|s| s.signal)
+                            .collect();
+                        return Err(usage(format!(
+                            "nothing recorded of `{signal}` for task `{task}` since {}: recorded are {}",
+                            query.since,
+                            known.join(", ")
+                        )));
+                    }
+                    match format {
+                        Format::Text => {
+                            crate::history::series_text(&points, &profile, task, signal, &query)
+                        }
+                        Format::Json => format!(
+                            "{:#}\n",
+                            crate::history::points_json(&points, &profile, task, signal, &query)
+                        ),
+                    }
+                }
+            };
+            print(&text);
             Ok(exit::OK)
         }
         Command::Serve { bind } => {

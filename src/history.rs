@@ -1,0 +1,269 @@
+//! Reading the signal history: what `monitor history` prints and
+//! `/v1/signals` answers, from the rows each tick records
+//! ([`crate::store::SignalSample`]).
+
+use crate::clock::Timestamp;
+use crate::config::format_value;
+use crate::store::{Point, SeriesInfo, Store};
+use anyhow::Result;
+use serde_json::json;
+use std::fmt::Write;
+
+/// What is asked of the history.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Query {
+    pub profile: Option<String>,
+    pub task: Option<String>,
+    pub signal: Option<String>,
+    pub since: Timestamp,
+    pub until: Timestamp,
+    /// Summarise into buckets of this many milliseconds.
+    pub step_ms: Option<i64>,
+}
+
+/// Reads `since` as a time (Unix seconds, RFC 3339) or as a span back from
+/// `now` (`24h`, `7d`).
+pub fn parse_since(value: &str, now: Timestamp) -> Result<Timestamp, String> {
+    if let Ok(span) = value.parse::<crate::config::Duration>() {
+        return Ok(now.plus_millis(-span.as_millis()));
+    }
+    crate::api::parse_time(value).map_err(|_| {
+        format!(
+            "since {value:?} is neither a span back from now (24h, 7d, 90d) nor a time (Unix seconds, or RFC 3339 such as 2026-09-21T12:00:00Z)"
+        )
+    })
+}
+
+/// Reads `step` as a span (`5m`, `1h`, `1d`).
+pub fn parse_step(value: &str) -> Result<i64, String> {
+    match value.parse::<crate::config::Duration>() {
+        Ok(step) if step.as_millis() >= 1000 => Ok(step.as_millis()),
+        _ => Err(format!(
+            "step {value:?} is not a span of a second or more: give 5m, 1h or 1d"
+        )),
+    }
+}
+
+/// The one profile `task` is recorded under: `profile` when given (and
+/// recorded), else the only one; an error names the choices.
+pub fn profile_of(store: &Store, task: &str, profile: Option<&str>) -> Result<String, String> {
+    let series = store
+        .signal_series(profile, Some(task))
+        .map_err(|e| format!("reading the history: {e:#}"))?;
+    let mut profiles: Vec<String> = series.into_iter().map(|s| s.profile).collect();
+    profiles.dedup();
+    match (profiles.as_slice(), profile) {
+        ([one], _) => Ok(one.clone()),
+        ([], Some(profile)) => Err(format!(
+            "no history of task `{task}` in profile `{profile}` (has a tick of it run since this version was installed?)"
+        )),
+        ([], None) => Err(format!(
+            "no history of task `{task}` (is the name right, and has a tick of it run since this version was installed?)"
+        )),
+        (many, _) => Err(format!(
+            "task `{task}` is in several profiles ({}): name one with profile",
+            many.join(", ")
+        )),
+    }
+}
+
+/// One series' points in the query's window.
+pub fn points(
+    store: &Store,
+    profile: &str,
+    task: &str,
+    signal: &str,
+    query: &Query,
+) -> Result<Vec<Point>> {
+    store.signal_points(
+        profile,
+        task,
+        signal,
+        query.since,
+        query.until,
+        query.step_ms,
+    )
+}
+
+/// min, avg and max over points, weighted by what each summarises.
+pub fn figures(points: &[Point]) -> Option<(f64, f64, f64, i64)> {
+    let count: i64 = points.iter().map(|p| p.count).sum();
+    if count == 0 {
+        return None;
+    }
+    let min = points.iter().map(|p| p.min).fold(f64::INFINITY, f64::min);
+    let max = points
+        .iter()
+        .map(|p| p.max)
+        .fold(f64::NEG_INFINITY, f64::max);
+    let sum: f64 = points.iter().map(|p| p.avg * p.count as f64).sum();
+    Some((min, sum / count as f64, max, count))
+}
+
+const BARS: [char; 8] = ['▁', '▂', '▃', '▄', '▅', '▆', '▇', '█'];
+
+/// The window's averages as `width` bars (a gap where nothing was
+/// recorded), scaled from the window's min to its max.
+pub fn sparkline(points: &[Point], since: Timestamp, until: Timestamp, width: usize) -> String {
+    let span = (until.0 - since.0).max(1);
+    let mut cells: Vec<Option<(f64, i64)>> = vec![None; width];
+    for point in points {
+        let at = ((point.at.0 - since.0).max(0) as i128 * width as i128 / span as i128) as usize;
+        let cell = &mut cells[at.min(width - 1)];
+        let (sum, count) = cell.get_or_insert((0.0, 0));
+        *sum += point.avg * point.count as f64;
+        *count += point.count;
+    }
+    let averages: Vec<Option<f64>> = cells
+        .into_iter()
+        .map(|c| c.map(|(sum, count)| sum / count.max(1) as f64))
+        .collect();
+    let low = averages
+        .iter()
+        .flatten()
+        .copied()
+        .fold(f64::INFINITY, f64::min);
+    let high = averages
+        .iter()
+        .flatten()
+        .copied()
+        .fold(f64::NEG_INFINITY, f64::max);
+    averages
+        .into_iter()
+        .map(|average| match average {
+            None => ' ',
+            Some(_) if high <= low => BARS[3],
+            Some(v) => BARS[(((v - low) / (high - low)) * 7.0).round() as usize],
+        })
+        .collect()
+}
+
+/// `monitor history TASK`: each recorded signal of the task on a line.
+pub fn overview_text(store: &Store, profile: &str, task: &str, query: &Query) -> Result<String> {
+    let series = store.signal_series(Some(profile), Some(task))?;
+    let width = series.iter().map(|s| s.signal.len()).max().unwrap_or(6);
+    let mut out = format!(
+        "{task} (profile {profile}), {} to {}:\n",
+        query.since, query.until
+    );
+    for one in &series {
+        let points = points(store, profile, task, &one.signal, query)?;
+        let _ = writeln!(
+            out,
+            "  {:<width$}  {}",
+            one.signal,
+            line(&one.signal, &points, query, 40)
+        );
+    }
+    if series.is_empty() {
+        out.push_str("  nothing recorded\n");
+    }
+    Ok(out)
+}
+
+/// `monitor history TASK SIGNAL`: the signal's line, wider.
+pub fn series_text(
+    points: &[Point],
+    profile: &str,
+    task: &str,
+    signal: &str,
+    query: &Query,
+) -> String {
+    format!(
+        "{task}/{signal} (profile {profile}), {} to {}:\n  {}\n",
+        query.since,
+        query.until,
+        line(signal, points, query, 60)
+    )
+}
+
+/// A sparkline and the window's figures, in the signal's unit.
+fn line(signal: &str, points: &[Point], query: &Query, width: usize) -> String {
+    match figures(points) {
+        None => "nothing recorded in this window".to_string(),
+        Some((min, avg, max, count)) => {
+            let shown = |v: f64| format_value(signal, v);
+            let last = points.last().map(|p| p.avg).unwrap_or(avg);
+            format!(
+                "{}  min {}  avg {}  max {}  last {}  ({count} sample{})",
+                sparkline(points, query.since, query.until, width),
+                shown(min),
+                shown((avg * 1000.0).round() / 1000.0),
+                shown(max),
+                shown(last),
+                if count == 1 { "" } else { "s" }
+            )
+        }
+    }
+}
+
+/// The series list as JSON.
+pub fn series_json(series: &[SeriesInfo]) -> serde_json::Value {
+    json!(
+        series
+            .iter()
+            .map(|s| json!({
+                "profile": s.profile,
+                "task": s.task,
+                "signal": s.signal,
+                "last_at": s.last_at.rfc3339(),
+                "last": s.last,
+            }))
+            .collect::<Vec<_>>()
+    )
+}
+
+/// One series' points as JSON.
+pub fn points_json(
+    points: &[Point],
+    profile: &str,
+    task: &str,
+    signal: &str,
+    query: &Query,
+) -> serde_json::Value {
+    let figures = figures(points);
+    json!({
+        "profile": profile,
+        "task": task,
+        "signal": signal,
+        "since": query.since.rfc3339(),
+        "until": query.until.rfc3339(),
+        "step_s": query.step_ms.map(|s| s / 1000),
+        "min": figures.map(|f| f.0),
+        "avg": figures.map(|f| f.1),
+        "max": figures.map(|f| f.2),
+        "points": points.iter().map(|p| json!({
+            "at": p.at.rfc3339(),
+            "t": p.at.0 / 1000,
+            "value": p.avg,
+            "min": p.min,
+            "max": p.max,
+            "count": p.count,
+        })).collect::<Vec<_>>(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn point(minute: i64, value: f64) -> Point {
+        Point {
+            at: Timestamp(minute * 60_000),
+            min: value,
+            avg: value,
+            max: value,
+            count: 1,
+        }
+    }
+
+    #[test]
+    fn a_sparkline_spans_min_to_max_and_leaves_gaps_blank() {
+        let points = [point(0, 0.0), point(1, 7.0), point(3, 14.0)];
+        let line = sparkline(&points, Timestamp(0), Timestamp(4 * 60_000), 4);
+        assert_eq!(line, "▁▅ █");
+        let flat = sparkline(&[point(0, 5.0)], Timestamp(0), Timestamp(60_000), 2);
+        assert_eq!(flat, "▄ ");
+        assert_eq!(figures(&points), Some((0.0, 7.0, 14.0, 3)));
+    }
+}
