@@ -300,6 +300,27 @@ fn told_how(report: &TickReport, task: &str, rule: &str) -> String {
 
 /// `ok`, `PEND` (breaching, its `for:` not met yet: nothing fires),
 /// `WARN` (only warning breaches) or `FAIL`: a task's verdict.
+/// A task's verdict in the status page's words (`ok`, `pending`,
+/// `warning`, `failing`, `held`) and what holds or fails it.
+pub(crate) fn page_verdict(result: &TaskVerdict) -> (&'static str, String) {
+    let held = result.rules.iter().find(|r| r.held_breach.is_some());
+    let active: Vec<&RuleResult> = result.rules.iter().filter(|r| r.active()).collect();
+    let why = |rules: &[&RuleResult]| {
+        rules
+            .iter()
+            .map(|r| format!("{}: {}", r.rule, r.verdict.summary()))
+            .collect::<Vec<_>>()
+            .join("; ")
+    };
+    match (task_tag(result), held) {
+        ("ok", _) => ("ok", String::new()),
+        (_, Some(rule)) if active.is_empty() => ("held", rule.verdict.summary().to_string()),
+        ("PEND", _) => ("pending", why(&active)),
+        ("WARN", _) => ("warning", why(&active)),
+        _ => ("failing", why(&active)),
+    }
+}
+
 pub(crate) fn task_tag(result: &TaskVerdict) -> &'static str {
     let mut breaches = result.rules.iter().filter_map(|r| match r.verdict {
         Verdict::Breach { severity, .. } => Some(severity),
@@ -330,7 +351,7 @@ pub(crate) fn task_tag(result: &TaskVerdict) -> &'static str {
 
 /// What the task's checks said, one summary each; `was: …` when a
 /// restart made the task healthy (the checks saw it before).
-fn checks_line(task: &TaskObservation, result: &TaskVerdict) -> String {
+pub(crate) fn checks_line(task: &TaskObservation, result: &TaskVerdict) -> String {
     let checks: Vec<&str> = task
         .observation
         .checks

@@ -27,5 +27,6 @@ mod process_disk;
 mod readable;
 mod restart;
 mod seed004;
+mod status_page;
 mod task_gating;
 mod webhook_outbox;

@@ -121,7 +121,7 @@ pub(super) struct ProfileHealth {
     cron: String,
     enabled: bool,
     /// When its newest run started.
-    last_run: Option<Timestamp>,
+    pub(super) last_run: Option<Timestamp>,
     /// From when its schedule is judged: its newest run, or (never run)
     /// when it first appeared in jobs.yaml.
     since: Option<Timestamp>,

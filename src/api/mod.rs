@@ -12,6 +12,7 @@
 mod health;
 mod http;
 mod metrics;
+mod page;
 mod routes;
 mod server;
 

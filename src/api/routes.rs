@@ -112,6 +112,10 @@ impl Api {
             "/v1/silences" => parse_query(query, &[]).map(|_| self.silences(database, now)),
             "/metrics" => parse_query(query, &[]).map(|_| self.metrics(database, now)),
             "/v1/signals" => parse_signal_query(query, now).map(|q| self.signals(database, &q)),
+            "/" => parse_query(query, &[]).map(|_| self.status_page(database, now)),
+            _ if path.starts_with("/task/") || path.starts_with("/badge/") => {
+                return self.page_route(path, query, database, now);
+            }
             _ => {
                 return Response::error(
                     404,
@@ -122,6 +126,48 @@ impl Api {
             }
         };
         answer.unwrap_or_else(|bad| bad.response())
+    }
+
+    /// `/task/PROFILE/TASK`, `/badge/PROFILE/TASK.svg` and
+    /// `/badge/PROFILE/TASK/uptime.svg` (names percent-decoded).
+    fn page_route(
+        &self,
+        path: &str,
+        query: &str,
+        database: &mut Database,
+        now: Timestamp,
+    ) -> Response {
+        let parts: Vec<String> = path
+            .trim_start_matches('/')
+            .split('/')
+            .map(|part| {
+                percent_encoding::percent_decode_str(part)
+                    .decode_utf8_lossy()
+                    .into_owned()
+            })
+            .collect();
+        let parts: Vec<&str> = parts.iter().map(String::as_str).collect();
+        match parts.as_slice() {
+            ["task", profile, task] => match parse_query(query, &["range"]) {
+                Ok(parameters) => {
+                    let range = parameters.get("range").map_or("24h", String::as_str);
+                    self.task_page(database, profile, task, range, now)
+                }
+                Err(bad) => bad.response(),
+            },
+            ["badge", profile, task, "uptime.svg"] => {
+                self.badge(database, profile, task, true, now)
+            }
+            ["badge", profile, task] if task.ends_with(".svg") => {
+                self.badge(database, profile, task.trim_end_matches(".svg"), false, now)
+            }
+            _ => Response::error(
+                404,
+                format!(
+                    "no such page {path}: try /, /task/PROFILE/TASK, /badge/PROFILE/TASK.svg or /badge/PROFILE/TASK/uptime.svg"
+                ),
+            ),
+        }
     }
 
     /// Whether the request may see more than `/healthz`.

@@ -65,6 +65,11 @@ pub const MIGRATIONS: &[(u32, &str, &str)] = &[
         "0007_signal_history.sql",
         include_str!("../../migrations/0007_signal_history.sql"),
     ),
+    (
+        8,
+        "0008_task_status.sql",
+        include_str!("../../migrations/0008_task_status.sql"),
+    ),
 ];
 
 /// An open database.
@@ -97,6 +102,24 @@ pub struct TickRecord<'a> {
     pub config: (&'a Path, Option<&'a str>),
     /// This tick's numbers for the signal history.
     pub signals: &'a [SignalSample],
+    /// Each task's verdict after this tick, for the status page.
+    pub statuses: &'a [TaskStatus],
+}
+
+/// A task's verdict after its last tick (`task_status`).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct TaskStatus {
+    pub profile: String,
+    pub task: String,
+    /// `ok`, `pending`, `warning`, `failing` or `held`.
+    pub verdict: String,
+    /// What holds or fails it, in a line ("held: depends on rpc, …").
+    pub why: String,
+    /// What its checks said.
+    pub summary: String,
+    /// When the verdict began (set by the store).
+    pub since: Timestamp,
+    pub at: Timestamp,
 }
 
 /// The write-ahead log's size past which a tick empties it into the
@@ -544,8 +567,46 @@ impl Store {
             };
         }
         signals::record(&tx, record.profile, record.started_at, record.signals)?;
+        for status in record.statuses {
+            tx.prepare_cached(
+                "INSERT INTO task_status (profile, task, verdict, why, summary, since, at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)
+                 ON CONFLICT (profile, task) DO UPDATE SET
+                   since = CASE WHEN verdict = excluded.verdict THEN since ELSE excluded.since END,
+                   verdict = excluded.verdict, why = excluded.why, summary = excluded.summary,
+                   at = excluded.at",
+            )?
+            .execute(params![
+                status.profile,
+                status.task,
+                status.verdict,
+                status.why,
+                status.summary,
+                record.started_at.0
+            ])?;
+        }
         tx.commit().context("committing the tick")?;
         Ok(run_id)
+    }
+
+    /// Every task's last verdict (of `profile`), by profile and task.
+    pub fn task_statuses(&self, profile: Option<&str>) -> Result<Vec<TaskStatus>> {
+        let mut statement = self.conn.prepare_cached(
+            "SELECT profile, task, verdict, why, summary, since, at FROM task_status
+             WHERE ?1 IS NULL OR profile = ?1 ORDER BY profile, task",
+        )?;
+        let rows = statement.query_map([profile], |r| {
+            Ok(TaskStatus {
+                profile: r.get(0)?,
+                task: r.get(1)?,
+                verdict: r.get(2)?,
+                why: r.get(3)?,
+                summary: r.get(4)?,
+                since: Timestamp(r.get(5)?),
+                at: Timestamp(r.get(6)?),
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
     /// Every `monitor_state` row, or one namespace's, ordered.

@@ -7,7 +7,7 @@ use crate::clock::Timestamp;
 use crate::config::{Config, Profile};
 use crate::error::Error;
 use crate::notify::Envelope;
-use crate::store::{SignalSample, Store, TickRecord};
+use crate::store::{SignalSample, Store, TaskStatus, TickRecord};
 use std::time::{Duration, Instant};
 
 /// Stores the tick: run, history, state and outbox, all or nothing.
@@ -61,6 +61,7 @@ pub(super) fn commit(
         )
         .collect();
     let signals = history_samples(profile, report);
+    let statuses = task_statuses(profile, report, now);
     let record = TickRecord {
         profile: &profile.name,
         host: &config.host,
@@ -80,6 +81,7 @@ pub(super) fn commit(
             .collect(),
         config: (&config.path, config.source_to_keep()),
         signals: &signals,
+        statuses: &statuses,
     };
     store.commit_tick(&record, now)?;
     Ok(())
@@ -103,6 +105,10 @@ const BASICS: [&str; 14] = [
     "scrape_ms",
     "log_age_s",
 ];
+
+/// The series of a task's health (1 healthy, 0 not) in the history: the
+/// status page's uptime bars.
+pub const HEALTHY: &str = "healthy";
 
 /// At most this many series per task and tick (a command's perfdata could
 /// hold hundreds): the history's size stays bounded.
@@ -142,6 +148,11 @@ fn history_samples(profile: &Profile, report: &TickReport) -> Vec<SignalSample> 
                 names.push((result.rule.clone(), value));
             }
         }
+        // Whether the task was healthy: its uptime, day by day.
+        names.insert(
+            0,
+            (HEALTHY.to_string(), f64::from(u8::from(verdict.healthy))),
+        );
         samples.extend(
             names
                 .into_iter()
@@ -154,6 +165,27 @@ fn history_samples(profile: &Profile, report: &TickReport) -> Vec<SignalSample> 
         );
     }
     samples
+}
+
+/// Each task's verdict after this tick, for the status page.
+fn task_statuses(profile: &Profile, report: &TickReport, now: Timestamp) -> Vec<TaskStatus> {
+    report
+        .tasks
+        .iter()
+        .zip(&report.outcome.tasks)
+        .map(|(observed, verdict)| {
+            let (word, why) = crate::report::page_verdict(verdict);
+            TaskStatus {
+                profile: profile.name.clone(),
+                task: observed.name.clone(),
+                verdict: word.to_string(),
+                why,
+                summary: crate::report::checks_line(observed, verdict),
+                since: now,
+                at: now,
+            }
+        })
+        .collect()
 }
 
 /// Rows deleted per table and tick by retention: enough to keep up with

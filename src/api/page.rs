@@ -1,0 +1,642 @@
+//! The status page of `monitor serve` (`/`, `/task/PROFILE/TASK`) and its
+//! badges (`/badge/PROFILE/TASK.svg`, `…/uptime.svg`): server-rendered
+//! HTML and SVG from `templates/` (askama, escaped by default), charts as
+//! inline SVG, no script and no outside asset, so it works offline.
+
+use super::http::Response;
+use super::routes::{Api, Database};
+use crate::clock::Timestamp;
+use crate::config::{Config, Profile, Threshold, format_value};
+use crate::rule::RuleKind;
+use crate::store::{HistoryQuery, Point, Store, TaskStatus};
+use askama::Template;
+
+const CSS: &str = include_str!("../../templates/base.css");
+const DAY_MS: i64 = 86_400_000;
+/// Cells of a task's uptime bar: one a day.
+const UPTIME_DAYS: i64 = 90;
+/// The history series of a task's health (see `tick::record`).
+const HEALTHY: &str = "healthy";
+
+#[derive(Template)]
+#[template(path = "status.html")]
+struct StatusPage {
+    title: String,
+    css: &'static str,
+    host: String,
+    headline: String,
+    now: Timestamp,
+    profiles: Vec<ProfileView>,
+}
+
+struct ProfileView {
+    name: String,
+    /// The host it runs on, when it is a peer's.
+    peer: Option<String>,
+    schedule: String,
+    overdue: bool,
+    unreachable: Option<String>,
+    notices: Vec<String>,
+    tasks: Vec<TaskView>,
+}
+
+struct TaskView {
+    name: String,
+    link: Option<String>,
+    verdict: String,
+    why: String,
+    summary: String,
+    since: String,
+    days: Vec<DayCell>,
+}
+
+struct DayCell {
+    class: &'static str,
+    title: String,
+}
+
+#[derive(Template)]
+#[template(path = "task.html")]
+struct TaskPage {
+    title: String,
+    css: &'static str,
+    profile: String,
+    task: String,
+    verdict: String,
+    why: String,
+    summary: String,
+    since: String,
+    range: &'static str,
+    ranges: Vec<RangeLink>,
+    notices: Vec<String>,
+    charts: Vec<Chart>,
+    timeline: Vec<TimelineRow>,
+}
+
+struct RangeLink {
+    label: &'static str,
+    link: String,
+    current: bool,
+}
+
+struct Chart {
+    signal: String,
+    min: String,
+    avg: String,
+    max: String,
+    /// `x,y x,y …` in a 1000×200 box.
+    points: String,
+    thresholds: Vec<Mark>,
+    restarts: Vec<Mark>,
+}
+
+struct Mark {
+    x: String,
+    y: String,
+    title: String,
+}
+
+struct TimelineRow {
+    at: Timestamp,
+    rule: String,
+    status: String,
+    class: &'static str,
+    summary: String,
+}
+
+#[derive(Template)]
+#[template(path = "badge.svg")]
+struct Badge {
+    label: String,
+    message: String,
+    color: &'static str,
+    width: usize,
+    label_width: usize,
+    message_width: usize,
+}
+
+/// The spans a task page shows: label, span, bucket (`None`: every sample).
+const RANGES: [(&str, i64, Option<i64>); 3] = [
+    ("24h", DAY_MS, None),
+    ("7d", 7 * DAY_MS, Some(3_600_000)),
+    ("90d", 90 * DAY_MS, Some(3_600_000)),
+];
+
+impl Api {
+    /// `/`: every profile, every task's verdict and uptime bar.
+    pub(super) fn status_page(&self, database: &mut Database, now: Timestamp) -> Response {
+        let current = self.config.current();
+        let config = &current.config;
+        let read = self.read(database, |store| local_profiles(store, config, now));
+        let profiles = match read {
+            Ok(Some(profiles)) => profiles,
+            Ok(None) => config
+                .profiles
+                .iter()
+                .filter(|p| p.enabled)
+                .map(|p| ProfileView {
+                    name: p.name.clone(),
+                    peer: None,
+                    schedule: format!("{} · no tick has run yet", p.cron.as_str()),
+                    overdue: false,
+                    unreachable: None,
+                    notices: Vec::new(),
+                    tasks: Vec::new(),
+                })
+                .collect(),
+            Err(e) => return super::routes::database_error(&e),
+        };
+        let failing = profiles
+            .iter()
+            .flat_map(|p| &p.tasks)
+            .filter(|t| t.verdict != "ok" && t.verdict != "none")
+            .count();
+        let unreachable = profiles.iter().filter(|p| p.unreachable.is_some()).count();
+        let mut headline = match failing {
+            0 => "all tasks healthy".to_string(),
+            1 => "1 task not healthy".to_string(),
+            n => format!("{n} tasks not healthy"),
+        };
+        if unreachable > 0 {
+            headline.push_str(&format!(", {unreachable} peer profile(s) unreachable"));
+        }
+        let page = StatusPage {
+            title: format!("{} — {headline}", config.host),
+            css: CSS,
+            host: config.host.clone(),
+            headline,
+            now,
+            profiles,
+        };
+        html(page.render())
+    }
+
+    /// `/task/PROFILE/TASK?range=24h|7d|90d`.
+    pub(super) fn task_page(
+        &self,
+        database: &mut Database,
+        profile: &str,
+        task: &str,
+        range: &str,
+        now: Timestamp,
+    ) -> Response {
+        let current = self.config.current();
+        let config = &current.config;
+        let Some(range) = RANGES.iter().find(|(label, ..)| *label == range) else {
+            return Response::error(400, format!("range={range:?}: give 24h, 7d or 90d"));
+        };
+        let read = self.read(database, |store| {
+            task_page(store, config, profile, task, *range, now)
+        });
+        match read {
+            Ok(Some(Some(page))) => html(page.render()),
+            Ok(Some(None)) | Ok(None) => Response::error(
+                404,
+                format!("no task `{task}` in profile `{profile}` has been recorded: see /"),
+            ),
+            Err(e) => super::routes::database_error(&e),
+        }
+    }
+
+    /// `/badge/PROFILE/TASK.svg` (`uptime`: `…/uptime.svg`, the last 30 days).
+    pub(super) fn badge(
+        &self,
+        database: &mut Database,
+        profile: &str,
+        task: &str,
+        uptime: bool,
+        now: Timestamp,
+    ) -> Response {
+        let read = self.read(database, |store| {
+            if uptime {
+                let points = store.signal_points(
+                    profile,
+                    task,
+                    HEALTHY,
+                    now.plus_millis(-30 * DAY_MS),
+                    now,
+                    Some(30 * DAY_MS),
+                )?;
+                let share = crate::history::figures(&points).map(|f| f.1);
+                return Ok(Some(match share {
+                    Some(share) => badge("uptime 30d", &percent(share), uptime_color(share)),
+                    None => badge("uptime 30d", "no data", "#9f9f9f"),
+                }));
+            }
+            let status = store
+                .task_statuses(Some(profile))?
+                .into_iter()
+                .find(|s| s.task == task);
+            Ok(status.map(|s| badge(task, &s.verdict, verdict_color(&s.verdict))))
+        });
+        match read {
+            Ok(Some(Some(svg))) => match svg.render() {
+                Ok(svg) => Response {
+                    status: 200,
+                    content_type: "image/svg+xml",
+                    headers: vec![("Cache-Control", "max-age=60".to_string())],
+                    body: svg.into_bytes(),
+                },
+                Err(e) => Response::error(500, format!("rendering the badge: {e}")),
+            },
+            Ok(_) => Response::error(
+                404,
+                format!("no task `{task}` in profile `{profile}` has been recorded"),
+            ),
+            Err(e) => super::routes::database_error(&e),
+        }
+    }
+}
+
+fn html(rendered: askama::Result<String>) -> Response {
+    match rendered {
+        Ok(page) => Response {
+            status: 200,
+            content_type: "text/html; charset=utf-8",
+            headers: vec![("Cache-Control", "no-cache".to_string())],
+            body: page.into_bytes(),
+        },
+        Err(e) => Response::error(500, format!("rendering the page: {e}")),
+    }
+}
+
+/// This host's enabled profiles as the page shows them.
+fn local_profiles(
+    store: &Store,
+    config: &Config,
+    now: Timestamp,
+) -> anyhow::Result<Vec<ProfileView>> {
+    let health = super::health::profile_health(store, config, now)?;
+    let statuses = store.task_statuses(None)?;
+    let silences = store.silences(Some(now))?;
+    let mut views = Vec::new();
+    for profile in config.profiles.iter().filter(|p| p.enabled) {
+        let health = health.iter().find(|h| h.name == profile.name);
+        let last = health.and_then(|h| h.last_run);
+        let next = next_run(profile, now);
+        let mut schedule = format!("schedule {}", profile.cron.as_str());
+        match last {
+            Some(last) => schedule.push_str(&format!(" · last run {last}")),
+            None => schedule.push_str(" · no tick has run yet"),
+        }
+        if let Some(next) = next {
+            schedule.push_str(&format!(" · next {next}"));
+        }
+        let mut notices = Vec::new();
+        if let Some((ends, reason)) = crate::silence::maintenance(&profile.maintenance, now) {
+            notices.push(format!("maintenance until {ends}: {reason}"));
+        }
+        for silence in silences
+            .iter()
+            .filter(|s| s.profile.as_deref().is_none_or(|p| p == profile.name))
+        {
+            let what = match &silence.rule {
+                Some(rule) => format!("{}/{rule}", silence.task),
+                None => silence.task.clone(),
+            };
+            notices.push(format!(
+                "{what} silenced until {} by {}: {}",
+                silence.ends_at, silence.created_by, silence.reason
+            ));
+        }
+        let tasks = profile
+            .tasks
+            .iter()
+            .map(|task| {
+                let status = statuses
+                    .iter()
+                    .find(|s| s.profile == profile.name && s.task == task.name);
+                task_view(store, &profile.name, &task.name, status, now)
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        views.push(ProfileView {
+            name: profile.name.clone(),
+            peer: None,
+            schedule,
+            overdue: health.is_some_and(|h| h.overdue),
+            unreachable: None,
+            notices,
+            tasks,
+        });
+    }
+    Ok(views)
+}
+
+fn next_run(profile: &Profile, now: Timestamp) -> Option<Timestamp> {
+    let at = now.to_chrono()?.with_timezone(&chrono::Local);
+    let next = profile.cron.next_after(&at)?;
+    Some(Timestamp(next.timestamp_millis()))
+}
+
+fn task_view(
+    store: &Store,
+    profile: &str,
+    task: &str,
+    status: Option<&TaskStatus>,
+    now: Timestamp,
+) -> anyhow::Result<TaskView> {
+    Ok(TaskView {
+        name: task.to_string(),
+        link: status.map(|_| format!("/task/{}/{}", escape_path(profile), escape_path(task))),
+        verdict: status.map_or("none".to_string(), |s| s.verdict.clone()),
+        why: status.map(|s| s.why.clone()).unwrap_or_default(),
+        summary: status.map_or("no tick of it yet".to_string(), |s| s.summary.clone()),
+        since: status.map(|s| s.since.to_string()).unwrap_or_default(),
+        days: uptime_days(store, profile, task, now)?,
+    })
+}
+
+/// One cell a day for the last 90 days (UTC days), from the history of
+/// the task's health: all ticks healthy, most, or fewer.
+fn uptime_days(
+    store: &Store,
+    profile: &str,
+    task: &str,
+    now: Timestamp,
+) -> anyhow::Result<Vec<DayCell>> {
+    let today = now.0.div_euclid(DAY_MS) * DAY_MS;
+    let first = today - (UPTIME_DAYS - 1) * DAY_MS;
+    let points =
+        store.signal_points(profile, task, HEALTHY, Timestamp(first), now, Some(DAY_MS))?;
+    Ok((0..UPTIME_DAYS)
+        .map(|day| {
+            let start = first + day * DAY_MS;
+            let date = Timestamp(start).rfc3339();
+            let date = date.get(..10).unwrap_or(&date).to_string();
+            match points.iter().find(|p| p.at.0 == start) {
+                None => DayCell {
+                    class: "none",
+                    title: format!("{date}: no ticks recorded"),
+                },
+                Some(point) => DayCell {
+                    class: uptime_class(point.avg),
+                    title: format!(
+                        "{date}: {} up ({} of {} ticks healthy)",
+                        percent(point.avg),
+                        (point.avg * point.count as f64).round() as i64,
+                        point.count
+                    ),
+                },
+            }
+        })
+        .collect())
+}
+
+/// A day's class: every tick healthy, at least 99 %, or fewer.
+fn uptime_class(share: f64) -> &'static str {
+    if share >= 1.0 {
+        "ok"
+    } else if share >= 0.99 {
+        "warning"
+    } else {
+        "failing"
+    }
+}
+
+fn percent(share: f64) -> String {
+    let value = share * 100.0;
+    if value >= 99.995 || value == 0.0 {
+        format!("{value:.0}%")
+    } else {
+        format!("{value:.2}%")
+    }
+}
+
+fn task_page(
+    store: &Store,
+    config: &Config,
+    profile_name: &str,
+    task_name: &str,
+    (label, span, step): (&'static str, i64, Option<i64>),
+    now: Timestamp,
+) -> anyhow::Result<Option<TaskPage>> {
+    let status = store
+        .task_statuses(Some(profile_name))?
+        .into_iter()
+        .find(|s| s.task == task_name);
+    let Some(status) = status else {
+        return Ok(None);
+    };
+    let since = now.plus_millis(-span);
+    let task = config
+        .profiles
+        .iter()
+        .find(|p| p.name == profile_name)
+        .and_then(|p| p.tasks.iter().find(|t| t.name == task_name));
+    let history: Vec<_> = store
+        .history(&HistoryQuery {
+            source: Some(task_name.to_string()),
+            since: Some(since),
+            ..HistoryQuery::newest(500)
+        })?
+        .into_iter()
+        .filter(|row| row.profile == profile_name)
+        .collect();
+    let x_of = |at: Timestamp| format!("{:.1}", (at.0 - since.0) as f64 / span as f64 * 1000.0);
+    let restarts: Vec<Mark> = history
+        .iter()
+        .filter(|row| row.status == "restarted" || row.status == "restart_failed")
+        .map(|row| Mark {
+            x: x_of(row.at),
+            y: String::new(),
+            title: format!("{} {}: {}", row.at, row.status, row.summary),
+        })
+        .collect();
+    let mut charts = Vec::new();
+    // Its health first (1 healthy, 0 not), restarts marked on every chart.
+    let mut series = store.signal_series(Some(profile_name), Some(task_name))?;
+    series.sort_by_key(|s| s.signal != HEALTHY);
+    for series in series {
+        let points =
+            store.signal_points(profile_name, task_name, &series.signal, since, now, step)?;
+        let Some((min, avg, max, _)) = crate::history::figures(&points) else {
+            continue;
+        };
+        let limits = task
+            .map(|t| thresholds(t, &series.signal))
+            .unwrap_or_default();
+        charts.push(chart(
+            &series.signal,
+            &points,
+            (min, avg, max),
+            &limits,
+            since,
+            span,
+            &restarts,
+        ));
+    }
+    let ranges = RANGES
+        .iter()
+        .map(|(other, ..)| RangeLink {
+            label: other,
+            link: format!(
+                "/task/{}/{}?range={other}",
+                escape_path(profile_name),
+                escape_path(task_name)
+            ),
+            current: *other == label,
+        })
+        .collect();
+    let timeline = history
+        .into_iter()
+        .map(|row| TimelineRow {
+            class: match row.status.as_str() {
+                "firing" | "escalated" | "restart_failed" => "failing",
+                "reminder" | "pending" => "warning",
+                "resolved" | "cleared" => "ok",
+                "restarted" => "held",
+                _ => "none",
+            },
+            at: row.at,
+            rule: row.rule,
+            status: row.status,
+            summary: row.summary,
+        })
+        .collect();
+    let notices = store
+        .silences(Some(now))?
+        .into_iter()
+        .filter(|s| s.task == task_name && s.profile.as_deref().is_none_or(|p| p == profile_name))
+        .map(|s| {
+            format!(
+                "silenced until {} by {}: {}",
+                s.ends_at, s.created_by, s.reason
+            )
+        })
+        .collect();
+    Ok(Some(TaskPage {
+        title: format!("{profile_name}/{task_name}: {}", status.verdict),
+        css: CSS,
+        profile: profile_name.to_string(),
+        task: task_name.to_string(),
+        verdict: status.verdict,
+        why: status.why,
+        summary: status.summary,
+        since: status.since.to_string(),
+        range: label,
+        ranges,
+        notices,
+        charts,
+        timeline,
+    }))
+}
+
+/// The values a task's rules compare `signal` with (a rule on the signal,
+/// or the rule whose value the series is), with the rule's name.
+fn thresholds(task: &crate::config::Task, signal: &str) -> Vec<(f64, String)> {
+    let mut out = Vec::new();
+    for rule in &task.rules {
+        let reads = match &rule.kind {
+            RuleKind::Signal { signal: s, .. } => s.signal_name() == Some(signal),
+            RuleKind::Text { .. } | RuleKind::Age { .. } => false,
+            _ => rule.name == signal,
+        };
+        let Some(condition) = rule.condition.filter(|_| reads) else {
+            continue;
+        };
+        match condition.threshold {
+            Threshold::Value(limit) => out.push((limit, format!("{}: {condition}", rule.name))),
+            Threshold::Range(range) => {
+                for end in [range.start, range.end]
+                    .into_iter()
+                    .filter(|v| v.is_finite())
+                {
+                    out.push((end, format!("{}: {condition}", rule.name)));
+                }
+            }
+            Threshold::TimesPrevious(_) => {}
+        }
+    }
+    out
+}
+
+fn chart(
+    signal: &str,
+    points: &[Point],
+    (min, avg, max): (f64, f64, f64),
+    limits: &[(f64, String)],
+    since: Timestamp,
+    span: i64,
+    restarts: &[Mark],
+) -> Chart {
+    // The scale holds the values and the thresholds drawn on them.
+    let low = limits.iter().map(|l| l.0).fold(min, f64::min);
+    let high = limits.iter().map(|l| l.0).fold(max, f64::max);
+    let range = if high > low { high - low } else { 1.0 };
+    let y_of = |v: f64| 190.0 - (v - low) / range * 180.0;
+    let points = points
+        .iter()
+        .map(|p| {
+            format!(
+                "{:.1},{:.1}",
+                (p.at.0 - since.0) as f64 / span as f64 * 1000.0,
+                y_of(p.avg)
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(" ");
+    Chart {
+        signal: signal.to_string(),
+        min: format_value(signal, min),
+        avg: format_value(signal, (avg * 1000.0).round() / 1000.0),
+        max: format_value(signal, max),
+        points,
+        thresholds: limits
+            .iter()
+            .map(|(value, title)| Mark {
+                x: String::new(),
+                y: format!("{:.1}", y_of(*value)),
+                title: title.clone(),
+            })
+            .collect(),
+        restarts: restarts
+            .iter()
+            .map(|m| Mark {
+                x: m.x.clone(),
+                y: String::new(),
+                title: m.title.clone(),
+            })
+            .collect(),
+    }
+}
+
+/// A shields-style badge: grey label, coloured message.
+fn badge(label: &str, message: &str, color: &'static str) -> Badge {
+    // Verdana 11px: about 7 px a character, 10 px of padding each side.
+    let width_of = |text: &str| text.chars().count() * 7 + 10;
+    let label_width = width_of(label);
+    let message_width = width_of(message);
+    Badge {
+        label: label.to_string(),
+        message: message.to_string(),
+        color,
+        width: label_width + message_width,
+        label_width,
+        message_width,
+    }
+}
+
+/// The shields colours by verdict.
+pub(super) fn verdict_color(verdict: &str) -> &'static str {
+    match verdict {
+        "ok" => "#4c1",
+        "warning" => "#dfb317",
+        "failing" => "#e05d44",
+        "held" => "#8957e5",
+        "pending" => "#007ec6",
+        _ => "#9f9f9f",
+    }
+}
+
+fn uptime_color(share: f64) -> &'static str {
+    match uptime_class(share) {
+        "ok" => "#4c1",
+        "warning" => "#dfb317",
+        _ => "#e05d44",
+    }
+}
+
+/// A name as one path segment of a link.
+fn escape_path(name: &str) -> String {
+    percent_encoding::utf8_percent_encode(name, percent_encoding::NON_ALPHANUMERIC).to_string()
+}

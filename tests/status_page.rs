@@ -1,0 +1,255 @@
+//! The status page of `monitor serve` in a real headless browser (Debian's
+//! chromium, installed by .ci/run): a database filled by real ticks of the
+//! binary over four days (a flapping task, a restarted one, a silenced one,
+//! a steady one), rendered, read back as the browser's DOM, and
+//! screenshotted at phone and desktop width into `target/test-artifacts/`.
+
+use crate::common::*;
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A `monitor serve` child on a free loopback port, killed when dropped.
+struct Serve {
+    child: Child,
+    port: u16,
+}
+
+impl Serve {
+    fn start(ws: &Workspace, at: i64) -> Serve {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = ws
+            .command()
+            .env("MONITOR_NOW", at.to_string())
+            .env_remove("MONITOR_API_TOKEN")
+            .args(["serve", "--bind", &format!("127.0.0.1:{port}")])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let started = Instant::now();
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "serve never listened"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Serve { child, port }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// chromium, headless, with a profile of its own.
+fn chromium(profile: &Path, args: &[&str]) -> std::process::Output {
+    Command::new("chromium")
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--hide-scrollbars",
+            "--no-first-run",
+            "--disable-extensions",
+        ])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .args(args)
+        .output()
+        .expect("chromium (Debian: chromium, installed by .ci/run)")
+}
+
+/// What the browser made of `url`: its DOM after rendering.
+fn dom(profile: &Path, url: &str) -> String {
+    let out = chromium(profile, &["--dump-dom", url]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A screenshot of `url` at `width`×`height`, kept as a test artifact.
+fn screenshot(profile: &Path, url: &str, (width, height): (u32, u32), name: &str) -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/test-artifacts");
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join(name);
+    let _ = std::fs::remove_file(&file);
+    let out = chromium(
+        profile,
+        &[
+            &format!("--window-size={width},{height}"),
+            &format!("--screenshot={}", file.display()),
+            url,
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let png = std::fs::read(&file).unwrap();
+    assert!(png.starts_with(b"\x89PNG"), "a PNG at {}", file.display());
+    file
+}
+
+/// The element of the page whose id is `id`, as the DOM holds it.
+fn element<'a>(dom: &'a str, id: &str) -> &'a str {
+    let start = dom
+        .find(&format!("id=\"{id}\""))
+        .unwrap_or_else(|| panic!("no #{id} in {dom}"));
+    let end = dom[start..].find("</svg>").map_or(dom.len(), |e| start + e);
+    &dom[start..end]
+}
+
+#[test]
+fn the_status_page_shows_each_verdict_its_failing_day_and_the_threshold() {
+    let check = |file: &str| {
+        format!("command: {{ argv: [\"/bin/sh\", \"-c\", \"test -e {file} || exit 2\"], cwd: . }}")
+    };
+    let ws = Workspace::new(&profile_p(&format!(
+        "      - name: steady\n        {}\n\
+         \x20     - name: flappy\n        command: {{ argv: [\"/bin/sh\", \"-c\", \"echo \\\"OK | lag=$(cat lag)\\\"\"], cwd: . }}\n\
+         \x20       rules:\n          - {{ name: behind, signal: lag, value: \"> 20\" }}\n\
+         \x20     - name: worker\n        {}\n        remediate: {{ command: {{ argv: [\"/bin/sh\", \"-c\", \"touch worker_ok\"], cwd: . }} }}\n\
+         \x20     - name: noisy\n        {}\n",
+        check("steady_ok"),
+        check("worker_ok"),
+        check("noisy_ok"),
+    )));
+    let touch = |f: &str| std::fs::write(ws.path().join(f), "").unwrap();
+    let lag = |n: u32| std::fs::write(ws.path().join("lag"), n.to_string()).unwrap();
+    touch("steady_ok");
+    touch("worker_ok");
+    touch("noisy_ok");
+    // Four days of ticks, every 30 minutes, from midnight UTC. On day 1
+    // (the second) flappy falls behind for two hours and the worker dies
+    // once (a restart brings it back); on the last day noisy fails, and is
+    // silenced.
+    let day0 = (minute(0) / 86_400 + 1) * 86_400;
+    let mut at = day0;
+    let end = day0 + 3 * 86_400 + 12 * 3600;
+    while at <= end {
+        let hour = (at - day0) / 3600;
+        lag(if (24 + 3..24 + 5).contains(&hour) {
+            40
+        } else {
+            3
+        });
+        let on_the_hour = (at - day0) % 3600 == 0;
+        if hour == 24 + 6 && on_the_hour {
+            std::fs::remove_file(ws.path().join("worker_ok")).unwrap();
+        }
+        if hour == 3 * 24 + 10 && on_the_hour {
+            std::fs::remove_file(ws.path().join("noisy_ok")).unwrap();
+            let out = ws
+                .command()
+                .env("MONITOR_NOW", at.to_string())
+                .args([
+                    "silence",
+                    "add",
+                    "--task",
+                    "noisy",
+                    "--for",
+                    "4h",
+                    "--reason",
+                    "disk swap",
+                ])
+                .output()
+                .unwrap();
+            assert_exit(&out, 0);
+        }
+        Tick::new(&ws).at(at).run("p");
+        at += 1800;
+    }
+    let server = Serve::start(&ws, end + 60);
+    let browser = ws.path().join("chromium");
+    let page = dom(&browser, &server.url("/"));
+    let verdict_of = |task: &str| {
+        let row = element(&page, &format!("task-p-{task}"));
+        ["ok", "failing", "warning", "held", "pending"]
+            .into_iter()
+            .find(|v| row.contains(&format!("class=\"verdict {v}\"")))
+            .unwrap_or("?")
+    };
+    assert_eq!(verdict_of("steady"), "ok");
+    assert_eq!(verdict_of("flappy"), "ok", "it caught up");
+    assert_eq!(verdict_of("worker"), "ok", "the restart fixed it");
+    assert_eq!(verdict_of("noisy"), "failing");
+    assert!(
+        page.contains("noisy silenced until") && page.contains("disk swap"),
+        "the silence is shown: {page}"
+    );
+    // The uptime bar: flappy's day 1 is the failing day, the others whole.
+    let date = |day: i64| {
+        let at = time::OffsetDateTime::from_unix_timestamp(day0 + day * 86_400).unwrap();
+        format!(
+            "{:04}-{:02}-{:02}",
+            at.year(),
+            u8::from(at.month()),
+            at.day()
+        )
+    };
+    let bar = element(&page, "task-p-flappy");
+    for day in 0..4 {
+        let cell = bar
+            .split("<rect")
+            .find(|r| r.contains(&format!("<title>{}:", date(day))))
+            .unwrap_or_else(|| panic!("no cell for {}: {bar}", date(day)));
+        let expected = if day == 1 { "failing" } else { "ok" };
+        assert!(
+            cell.contains(&format!("class=\"{expected}\"")),
+            "day {day}: {cell}"
+        );
+    }
+    let failing_day = bar
+        .split("<rect")
+        .find(|r| r.contains(&format!("<title>{}:", date(1))))
+        .unwrap();
+    assert!(
+        failing_day.contains("(44 of 48 ticks healthy)"),
+        "{failing_day}"
+    );
+    // Flappy's page: its lag chart with the rule's threshold drawn, and the
+    // alert timeline; the worker's page marks its restart.
+    let flappy = dom(&browser, &server.url("/task/p/flappy?range=7d"));
+    assert!(
+        flappy.contains("class=\"threshold\"") && flappy.contains("behind: &gt; 20"),
+        "{flappy}"
+    );
+    assert!(flappy.contains("<polyline points=\""), "{flappy}");
+    assert!(
+        flappy.contains(">firing<") && flappy.contains(">resolved<"),
+        "{flappy}"
+    );
+    let worker = dom(&browser, &server.url("/task/p/worker?range=7d"));
+    assert!(worker.contains("class=\"restart\""), "{worker}");
+    // What a person sees, at both widths: kept for the reviewer.
+    screenshot(
+        &browser,
+        &server.url("/"),
+        (1280, 900),
+        "status-desktop.png",
+    );
+    screenshot(&browser, &server.url("/"), (390, 844), "status-phone.png");
+    screenshot(
+        &browser,
+        &server.url("/task/p/flappy?range=7d"),
+        (390, 844),
+        "task-phone.png",
+    );
+}
