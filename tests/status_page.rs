@@ -253,3 +253,125 @@ fn the_status_page_shows_each_verdict_its_failing_day_and_the_threshold() {
         "task-phone.png",
     );
 }
+
+#[test]
+fn badges_are_valid_svg_coloured_by_verdict_and_uptime() {
+    let ws = Workspace::new(&profile_p(
+        "      - name: up\n        command: { argv: [\"true\"] }\n\
+         \x20     - name: down\n        command: { argv: [\"/bin/sh\", \"-c\", \"exit 2\"] }\n\
+         \x20     - name: soso\n        command: { argv: [\"/bin/sh\", \"-c\", \"exit 1\"] }\n",
+    ));
+    for i in 0..10 {
+        Tick::new(&ws).at(minute(i)).run("p");
+    }
+    let server = Serve::start(&ws, minute(10));
+    let get = |path: &str| {
+        let mut stream = TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+        use std::io::{Read, Write};
+        write!(
+            stream,
+            "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut reply = String::new();
+        stream.read_to_string(&mut reply).unwrap();
+        let (head, body) = reply.split_once("\r\n\r\n").unwrap();
+        (head.to_string(), body.to_string())
+    };
+    for (task, message, colour) in [
+        ("up", "ok", "#4c1"),
+        ("down", "failing", "#e05d44"),
+        ("soso", "warning", "#dfb317"),
+    ] {
+        let (head, body) = get(&format!("/badge/p/{task}.svg"));
+        assert!(
+            head.contains("image/svg+xml") && head.contains("max-age=60"),
+            "{head}"
+        );
+        let svg = roxmltree::Document::parse(&body).unwrap_or_else(|e| panic!("{e}: {body}"));
+        let texts: Vec<&str> = svg
+            .descendants()
+            .filter(|n| n.has_tag_name("text"))
+            .filter_map(|n| n.text())
+            .collect();
+        assert_eq!(texts, [task, message], "{body}");
+        let fills: Vec<&str> = svg
+            .descendants()
+            .filter(|n| n.has_tag_name("rect"))
+            .filter_map(|n| n.attribute("fill"))
+            .collect();
+        assert!(fills.contains(&colour), "{task}: {fills:?}");
+    }
+    let (_, body) = get("/badge/p/up/uptime.svg");
+    let svg = roxmltree::Document::parse(&body).unwrap();
+    assert!(
+        svg.descendants().any(|n| n.text() == Some("100%")),
+        "{body}"
+    );
+    let (_, body) = get("/badge/p/down/uptime.svg");
+    assert!(body.contains(">0%<") && body.contains("#e05d44"), "{body}");
+    let (head, _) = get("/badge/p/nosuch.svg");
+    assert!(head.starts_with("HTTP/1.1 404"), "{head}");
+}
+
+/// `peers:`: another host's serve shows on this page; one that accepts and
+/// never answers, and one whose port is closed, show as unreachable within
+/// their timeout, and the page does not wait for them any longer.
+#[test]
+fn a_peer_shows_beside_this_host_and_one_that_does_not_answer_is_told() {
+    let remote = Workspace::new(&profile_p(
+        "      - name: validator\n        command: { argv: [\"/bin/sh\", \"-c\", \"exit 2\"] }\n",
+    ));
+    Tick::new(&remote).at(minute(0)).run("p");
+    let peer = Serve::start(&remote, minute(1));
+    // Accepts, reads, never answers.
+    let silent = TcpListener::bind("127.0.0.1:0").unwrap();
+    let silent_port = silent.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in silent.incoming().flatten() {
+            held.push(stream);
+        }
+    });
+    let closed = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let ws = Workspace::new(&format!(
+        "{}peers:\n  - {{ name: validator-2, url: \"{}\" }}\n  - {{ name: stuck, url: \"http://127.0.0.1:{silent_port}\", timeout: 1s }}\n  - {{ name: gone, url: \"http://127.0.0.1:{closed}\", timeout: 1s }}\n",
+        profile_p("      - name: local\n        command: { argv: [\"true\"] }\n"),
+        peer.url("")
+    ));
+    Tick::new(&ws).at(minute(0)).run("p");
+    let server = Serve::start(&ws, minute(1));
+    let browser = ws.path().join("chromium");
+    let started = Instant::now();
+    let page = dom(&browser, &server.url("/"));
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "the page waits at most its peers' timeout: {:?}",
+        started.elapsed()
+    );
+    assert!(page.contains("validator-2 (test-host)"), "{page}");
+    let remote_task = element(&page, "task-p-validator");
+    assert!(
+        remote_task.contains("class=\"verdict failing\"")
+            && remote_task.contains(&format!("href=\"{}/task/p/validator\"", peer.url(""))),
+        "{remote_task}"
+    );
+    let stuck = page
+        .split("id=\"profile-stuck\"")
+        .nth(1)
+        .unwrap_or_default();
+    assert!(
+        stuck.contains("unreachable:") && stuck.contains("1s"),
+        "{page}"
+    );
+    let gone = page.split("id=\"profile-gone\"").nth(1).unwrap_or_default();
+    assert!(
+        gone.contains("unreachable:") && gone.contains("refused"),
+        "{page}"
+    );
+    assert!(element(&page, "task-p-local").contains("class=\"verdict ok\""));
+}

@@ -13,6 +13,7 @@ mod health;
 mod http;
 mod metrics;
 mod page;
+mod peers;
 mod routes;
 mod server;
 

@@ -29,30 +29,33 @@ struct StatusPage {
     profiles: Vec<ProfileView>,
 }
 
-struct ProfileView {
-    name: String,
+#[derive(serde::Serialize, serde::Deserialize)]
+pub(super) struct ProfileView {
+    pub(super) name: String,
     /// The host it runs on, when it is a peer's.
-    peer: Option<String>,
-    schedule: String,
-    overdue: bool,
-    unreachable: Option<String>,
-    notices: Vec<String>,
-    tasks: Vec<TaskView>,
+    pub(super) peer: Option<String>,
+    pub(super) schedule: String,
+    pub(super) overdue: bool,
+    pub(super) unreachable: Option<String>,
+    pub(super) notices: Vec<String>,
+    pub(super) tasks: Vec<TaskView>,
 }
 
-struct TaskView {
-    name: String,
-    link: Option<String>,
-    verdict: String,
-    why: String,
-    summary: String,
-    since: String,
-    days: Vec<DayCell>,
+#[derive(serde::Serialize, serde::Deserialize)]
+pub(super) struct TaskView {
+    pub(super) name: String,
+    pub(super) link: Option<String>,
+    pub(super) verdict: String,
+    pub(super) why: String,
+    pub(super) summary: String,
+    pub(super) since: String,
+    pub(super) days: Vec<DayCell>,
 }
 
-struct DayCell {
-    class: &'static str,
-    title: String,
+#[derive(serde::Serialize, serde::Deserialize)]
+pub(super) struct DayCell {
+    pub(super) class: String,
+    pub(super) title: String,
 }
 
 #[derive(Template)]
@@ -128,7 +131,7 @@ impl Api {
         let current = self.config.current();
         let config = &current.config;
         let read = self.read(database, |store| local_profiles(store, config, now));
-        let profiles = match read {
+        let mut profiles = match read {
             Ok(Some(profiles)) => profiles,
             Ok(None) => config
                 .profiles
@@ -146,6 +149,7 @@ impl Api {
                 .collect(),
             Err(e) => return super::routes::database_error(&e),
         };
+        profiles.extend(super::peers::profiles(&config.peers));
         let failing = profiles
             .iter()
             .flat_map(|p| &p.tasks)
@@ -260,8 +264,27 @@ fn html(rendered: askama::Result<String>) -> Response {
     }
 }
 
+impl Api {
+    /// `/v1/status`: what this host's page shows of its profiles, for a
+    /// peer's page.
+    pub(super) fn status_json(&self, database: &mut Database, now: Timestamp) -> Response {
+        let current = self.config.current();
+        let config = &current.config;
+        match self.read(database, |store| local_profiles(store, config, now)) {
+            Ok(profiles) => Response::json(
+                200,
+                &serde_json::json!({
+                    "host": config.host,
+                    "profiles": profiles.unwrap_or_default(),
+                }),
+            ),
+            Err(e) => super::routes::database_error(&e),
+        }
+    }
+}
+
 /// This host's enabled profiles as the page shows them.
-fn local_profiles(
+pub(super) fn local_profiles(
     store: &Store,
     config: &Config,
     now: Timestamp,
@@ -365,11 +388,11 @@ fn uptime_days(
             let date = date.get(..10).unwrap_or(&date).to_string();
             match points.iter().find(|p| p.at.0 == start) {
                 None => DayCell {
-                    class: "none",
+                    class: "none".into(),
                     title: format!("{date}: no ticks recorded"),
                 },
                 Some(point) => DayCell {
-                    class: uptime_class(point.avg),
+                    class: uptime_class(point.avg).into(),
                     title: format!(
                         "{date}: {} up ({} of {} ticks healthy)",
                         percent(point.avg),

@@ -113,6 +113,7 @@ impl Api {
             "/metrics" => parse_query(query, &[]).map(|_| self.metrics(database, now)),
             "/v1/signals" => parse_signal_query(query, now).map(|q| self.signals(database, &q)),
             "/" => parse_query(query, &[]).map(|_| self.status_page(database, now)),
+            "/v1/status" => parse_query(query, &[]).map(|_| self.status_json(database, now)),
             _ if path.starts_with("/task/") || path.starts_with("/badge/") => {
                 return self.page_route(path, query, database, now);
             }

@@ -263,6 +263,7 @@ pub fn load_source(
         defaults: raw.defaults,
         notifiers,
         profiles,
+        peers: raw.peers,
         source: String::new(),
     };
     check_references(&config, &display_path, &source)?;

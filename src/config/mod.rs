@@ -51,6 +51,8 @@ pub struct Config {
     pub defaults: Defaults,
     pub notifiers: Vec<Notifier>,
     pub profiles: Vec<Profile>,
+    /// Other hosts' `monitor serve`, shown on this one's page.
+    pub peers: Vec<Peer>,
     /// The file as written (`${VAR}`s not filled in, so no secret): what
     /// a tick keeps as the last good jobs.yaml.
     pub source: String,
@@ -111,6 +113,30 @@ pub(crate) struct RawConfig {
     #[serde(default)]
     pub notifiers: Ordered<Notifier>,
     pub profiles: Ordered<Profile>,
+    #[serde(default)]
+    pub peers: Vec<Peer>,
+}
+
+/// `peers:`: another host's `monitor serve`, whose profiles this host's
+/// status page shows beside its own.
+#[derive(Deserialize, Debug, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct Peer {
+    /// How the page names it (`validator-2`).
+    pub name: String,
+    /// Its `monitor serve` (`http://10.0.0.12:8923`).
+    pub url: Text,
+    /// Its `MONITOR_API_TOKEN`, when it has one (write `${VAR}`).
+    #[serde(default)]
+    pub token: Option<Secret>,
+    /// How long the page waits for it (default 2s): a peer that does not
+    /// answer is shown as unreachable, never holds the page.
+    #[serde(default = "peer_timeout")]
+    pub timeout: Duration,
+}
+
+fn peer_timeout() -> Duration {
+    Duration::from_secs(2)
 }
 
 /// Settings every task inherits unless it sets its own.
