@@ -153,9 +153,13 @@ pub fn describe_error(error: &ureq::Error, timeout: Duration) -> String {
     let text = error.to_string();
     // What `crate::tls` refused, in its own words.
     if let Some((_, why)) = text.split_once("certificate refused: ") {
-        return format!(
-            "TLS certificate not trusted: {why}; tls_verify: false stops checking it (the expiry is still watched)"
-        );
+        // With a pin, turning checks off is refused: the pin is the fix.
+        let hint = if why.contains("matches pin_sha256") {
+            ""
+        } else {
+            "; tls_verify: false stops checking it (the expiry is still watched)"
+        };
+        return format!("TLS certificate not trusted: {why}{hint}");
     }
     // rustls errors reach us wrapped in io errors; recognise them by text.
     if text.contains("certificate")

@@ -53,11 +53,13 @@ pub struct Certificate {
 /// How a refusal for expiry begins: the chain's, from webpki, or the
 /// dates', read here.
 const EXPIRED: &str = "the certificate has expired";
+/// The same of a certificate the server sent with its own.
+const CHAIN_EXPIRED: &str = "a certificate of its chain has expired";
 
 impl Certificate {
     /// Whether `why` (of [`Certificate::trusted`]) is an expiry.
     pub fn expired(&self, why: &str) -> bool {
-        why.starts_with(EXPIRED)
+        why.starts_with(EXPIRED) || why.starts_with(CHAIN_EXPIRED)
     }
 
     /// Trusted: by its pin when one is given, else by its chain.
@@ -383,7 +385,9 @@ impl ServerCertVerifier for Recorder {
                 .iter()
                 .any(|cn| same_host(cn, server_name))
         };
-        let (chain, hostname) = match rustls::server::ParsedCertificate::try_from(end_entity) {
+        let (chain, hostname, needed) = match rustls::server::ParsedCertificate::try_from(
+            end_entity,
+        ) {
             Ok(parsed) => {
                 let chain = rustls::client::verify_server_cert_signed_by_trust_anchor(
                     &parsed,
@@ -398,11 +402,20 @@ impl ServerCertVerifier for Recorder {
                     if own_anchor() {
                         valid_at(end_entity, at)
                     } else {
-                        Err(describe_chain_error(
+                        let why = describe_chain_error(
                             &e,
                             !self.anchors.is_empty(),
                             intermediates.len(),
-                        ))
+                        );
+                        // webpki says "expired" of any certificate of the
+                        // path: the leaf's own dates tell which.
+                        if why.starts_with(EXPIRED) && valid_at(end_entity, at).is_ok() {
+                            Err(format!(
+                                "{CHAIN_EXPIRED} (an intermediate the server sends: renew the chain it serves)"
+                            ))
+                        } else {
+                            Err(why)
+                        }
                     }
                 });
                 let hostname =
@@ -413,7 +426,33 @@ impl ServerCertVerifier for Recorder {
                             Err(describe_name_error(&e, server_name))
                         }
                     });
-                (chain, hostname)
+                // The certificates the trusted path needs: one the server
+                // sends but no path uses (an expired cross-sign, as Let's
+                // Encrypt's DST Root CA X3 was) ends no trust when it
+                // expires. Dropped soonest-expiring first while the rest
+                // still verify.
+                let needed = chain.is_ok().then(|| {
+                    let mut kept: Vec<CertificateDer<'_>> = intermediates.to_vec();
+                    let mut by_expiry: Vec<CertificateDer<'_>> = intermediates.to_vec();
+                    by_expiry.sort_by_key(not_after_of);
+                    for candidate in by_expiry {
+                        let without: Vec<CertificateDer<'_>> =
+                            kept.iter().filter(|c| **c != candidate).cloned().collect();
+                        let still = rustls::client::verify_server_cert_signed_by_trust_anchor(
+                            &parsed,
+                            &self.roots,
+                            &without,
+                            at,
+                            self.algorithms.all,
+                        )
+                        .is_ok();
+                        if still {
+                            kept = without;
+                        }
+                    }
+                    kept.into_iter().map(CertificateDer::into_owned).collect()
+                });
+                (chain, hostname, needed)
             }
             // webpki reads X.509 v3 only; an old v1 certificate (`openssl
             // x509 -req -signkey` without -extfile) is still read here for
@@ -439,15 +478,17 @@ impl ServerCertVerifier for Recorder {
                         server_name.to_str()
                     ))
                 };
-                (chain, hostname)
+                (chain, hostname, None)
             }
         };
         let seen = Seen {
             leaf: end_entity.clone().into_owned(),
-            intermediates: intermediates
-                .iter()
-                .map(|c| c.clone().into_owned())
-                .collect(),
+            intermediates: needed.unwrap_or_else(|| {
+                intermediates
+                    .iter()
+                    .map(|c| c.clone().into_owned())
+                    .collect()
+            }),
             chain,
             hostname,
             valid: valid_at(end_entity, self.now.unwrap_or(now)),
@@ -567,6 +608,12 @@ fn describe_chain_error(e: &rustls::Error, ca_file: bool, sent: usize) -> String
         }
         other => format!("not trusted: {other}"),
     }
+}
+
+/// A certificate's notAfter in seconds (unreadable ones last).
+fn not_after_of(der: &CertificateDer<'_>) -> i64 {
+    x509_parser::parse_x509_certificate(der.as_ref())
+        .map_or(i64::MAX, |(_, cert)| cert.validity().not_after.timestamp())
 }
 
 /// Whether the certificate is within its validity dates at `now`.

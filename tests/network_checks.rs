@@ -1130,6 +1130,60 @@ fn an_intermediate_expiring_before_the_leaf_is_a_warning() {
         "{}",
         stdout(&out)
     );
+    drop(bare);
+    // The server also sends a cross-sign of the root by an old root, about
+    // to expire (Let's Encrypt's DST Root CA X3 in 2021): no trusted path
+    // needs it, so its expiry ends nothing and is no alert.
+    let mut old = vec!["req", "-x509"];
+    old.extend(ec);
+    old.extend([
+        "-days",
+        "365",
+        "-subj",
+        "/CN=Old Root",
+        "-keyout",
+        "old.key",
+        "-out",
+        "old.crt",
+    ]);
+    openssl(&old);
+    openssl(&[
+        "req",
+        "-new",
+        "-key",
+        "root.key",
+        "-subj",
+        "/CN=Test Root",
+        "-out",
+        "cross.csr",
+    ]);
+    sign("cross", "old", "2", "ca.ext");
+    req("/CN=Test Intermediate 2", "inter2");
+    sign("inter2", "root", "300", "ca.ext");
+    req("/CN=127.0.0.1", "leaf2");
+    sign("leaf2", "inter2", "200", "leaf.ext");
+    let chain = [
+        std::fs::read_to_string(dir.join("inter2.crt")).unwrap(),
+        std::fs::read_to_string(dir.join("cross.crt")).unwrap(),
+    ]
+    .concat();
+    std::fs::write(dir.join("chain2.pem"), chain).unwrap();
+    let crossed = TlsServer::start_with(
+        &dir.join("leaf2.crt"),
+        &dir.join("leaf2.key"),
+        &[Path::new("-cert_chain"), &dir.join("chain2.pem")],
+    );
+    ws.write_config(&profile_p(&format!(
+        "      - name: crossed\n        tls: {{ host: 127.0.0.1, port: {}, ca_file: root.crt }}\n",
+        crossed.port
+    )));
+    let out = Tick::new(&ws).at(now()).run("p");
+    let line = line_of(&out, "crossed");
+    assert!(
+        line.starts_with("  ok") && !line.contains("Test Root"),
+        "{}",
+        stdout(&out)
+    );
 }
 
 /// As cron runs it: no environment at all (no PATH, HOME or LANG), the
@@ -1259,6 +1313,9 @@ fn dns_records_compare_as_addresses_names_and_exact_text() {
         "--address=/v6.test/::1",
         "--txt-record=tok.test,site-verification=AbC123",
         "--mx-host=mail.test,mx1.mail.test,10",
+        "--mx-host=mix.test,mx1.mix.test,10",
+        "--mx-host=mix.test,mx2.mix.test,20",
+        "--host-record=xn--bcher-kva.test,127.0.0.40",
     ]);
     let server = format!("127.0.0.1:{}", dns.port);
     let ws = Workspace::new(&profile_p(&format!(
@@ -1266,10 +1323,24 @@ fn dns_records_compare_as_addresses_names_and_exact_text() {
          \x20     - name: token\n        dns: {{ name: tok.test, type: TXT, server: \"{server}\", expect: [\"site-verification=AbC123\"] }}\n\
          \x20     - name: token-case\n        dns: {{ name: tok.test, type: TXT, server: \"{server}\", expect: [\"site-verification=abc123\"] }}\n\
          \x20     - name: mx\n        dns: {{ name: mail.test, type: mx, server: \"{server}\", expect: [\"MX1.mail.test.\"] }}\n\
-         \x20     - name: mx-pref\n        dns: {{ name: mail.test, type: MX, server: \"{server}\", contains: [\"20 mx1.mail.test\"] }}\n"
+         \x20     - name: mx-pref\n        dns: {{ name: mail.test, type: MX, server: \"{server}\", contains: [\"20 mx1.mail.test\"] }}\n\
+         \x20     - name: mx-mixed\n        dns: {{ name: mix.test, type: MX, server: \"{server}\", expect: [\"10 mx1.mix.test\", \"mx2.mix.test\"] }}\n\
+         \x20     - name: mx-mixed-contains\n        dns: {{ name: mix.test, type: MX, server: \"{server}\", contains: [\"mx1.mix.test\", \"20 mx2.mix.test\"] }}\n\
+         \x20     - name: puny\n        dns: {{ name: xn--bcher-kva.test, server: \"{server}\", expect: [\"127.0.0.40\"] }}\n\
+         \x20     - name: idn\n        dns: {{ name: bücher.test, server: \"{server}\", expect: [\"127.0.0.40\"] }}\n\
+         \x20     - name: idn-upper\n        dns: {{ name: BÜCHER.test, server: \"{server}\", expect: [\"127.0.0.40\"] }}\n"
     )));
     let out = Tick::new(&ws).at(minute(0)).run("p");
-    for task in ["v6", "token", "mx"] {
+    for task in [
+        "v6",
+        "token",
+        "mx",
+        "mx-mixed",
+        "mx-mixed-contains",
+        "puny",
+        "idn",
+        "idn-upper",
+    ] {
         assert!(
             line_of(&out, task).starts_with("  ok"),
             "{task}: {}",
@@ -1408,5 +1479,84 @@ fn an_https_check_refused_by_its_pin_says_why_once_and_not_tls_verify() {
         !line.contains("not judged") && line.contains("in 30 days"),
         "{line}"
     );
+    // With a pin, turning checks off is refused: not offered.
+    assert!(!line.contains("tls_verify: false"), "{line}");
     assert_eq!(fired(&ws, "web").as_deref(), Some("critical"));
+}
+
+/// Stranger review of issue 15: a lost datagram is sent again (as dig
+/// does), and a UDP echo service is no DNS server.
+#[test]
+fn a_lost_dns_query_is_sent_again_and_an_echo_is_no_answer() {
+    // Drops the first query of each client port, answers the next.
+    let lossy = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let lossy_port = lossy.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut buffer = [0u8; 1500];
+        let mut seen = std::collections::HashSet::new();
+        while let Ok((read, from)) = lossy.recv_from(&mut buffer) {
+            if seen.insert(from) {
+                continue;
+            }
+            let query = hickory_proto::op::Message::from_vec(&buffer[..read]).unwrap();
+            let mut answer = hickory_proto::op::Message::error_msg(
+                query.metadata.id,
+                query.metadata.op_code,
+                hickory_proto::op::ResponseCode::NXDomain,
+            );
+            answer.queries = query.queries.clone();
+            let _ = lossy.send_to(&answer.to_vec().unwrap(), from);
+        }
+    });
+    let echo = udp_replier(|query| query.to_vec());
+    let ws = Workspace::new(&profile_p(&format!(
+        "      - name: lossy\n        dns: {{ name: gone.test, server: \"127.0.0.1:{lossy_port}\", timeout: 3s }}\n\
+         \x20     - name: echo\n        dns: {{ name: node.test, server: \"127.0.0.1:{echo}\", timeout: 1s }}\n"
+    )));
+    let out = Tick::new(&ws).at(minute(0)).run("p");
+    assert!(
+        line_of(&out, "lossy").contains("NXDOMAIN"),
+        "answered on the second query: {}",
+        stdout(&out)
+    );
+    assert!(
+        line_of(&out, "echo").contains("a query back, not an answer"),
+        "{}",
+        stdout(&out)
+    );
+}
+
+/// Stranger review of issue 15: a service that answers, but slowly, is
+/// timed (`response_ms`), as `check_tcp -w/-c` times the exchange.
+#[test]
+fn a_slow_answer_is_timed_by_response_ms() {
+    let slow = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = slow.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in slow.incoming().flatten() {
+            let mut stream = stream;
+            let mut buffer = [0u8; 64];
+            let _ = stream.read(&mut buffer);
+            std::thread::sleep(Duration::from_millis(1200));
+            let _ = stream.write_all(b"+PONG\r\n");
+        }
+    });
+    let ws = Workspace::new(&profile_p(&format!(
+        "      - name: redis\n        tcp: {{ host: 127.0.0.1, port: {port}, timeout: 5s, send: \"PING\\r\\n\", expect: \"^\\\\+PONG\" }}\n\
+         \x20       rules:\n          - {{ name: slow, signal: response_ms, value: \"> 1000\" }}\n"
+    )));
+    let out = Tick::new(&ws).at(minute(0)).run("p");
+    let line = line_of(&out, "redis");
+    assert!(
+        line.contains("answered \"+PONG\\r\\n\" in 1"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(
+        ws.history()
+            .iter()
+            .any(|h| h.rule == "slow" && h.status == "firing"),
+        "{}",
+        stdout(&out)
+    );
 }

@@ -371,3 +371,27 @@ fn a_chain_of_dependencies_holds_every_task_below_the_failing_one() {
         stdout(&out)
     );
 }
+
+/// Stranger review of issue 15: a dependency at WARNING (a plugin's exit
+/// 1, a certificate in its warning window) is not failing: its
+/// dependents' alerts are not held.
+#[test]
+fn a_dependency_only_at_warning_holds_nothing() {
+    let ws = Workspace::new(&profile_p(&format!(
+        "      - name: front\n        command: {{ argv: [\"/bin/sh\", \"-c\", \"echo 'WARNING - degraded'; exit 1\"] }}\n\
+         \x20     - name: backend\n        {}\n        depends_on: [front]\n",
+        check("backend_ok"),
+    )));
+    let out = Tick::new(&ws).at(minute(0)).run("p");
+    assert!(
+        rows(&ws).contains(&("backend".into(), "health".into(), "firing".into())),
+        "{:?}\n{}",
+        rows(&ws),
+        stdout(&out)
+    );
+    assert!(
+        !stdout(&out).contains("held: depends on front"),
+        "{}",
+        stdout(&out)
+    );
+}

@@ -208,7 +208,7 @@ pub fn evaluate<'a>(
             now,
         );
         let draft = judge.draft(prior, &run.observation, held_by, &mut live_keys);
-        if !run.observation.healthy() || draft.fires_critical() {
+        if run.observation.failing() || draft.fires_critical() {
             failing.insert(run.task.name.as_str());
         }
         drafts[index] = Some(draft);

@@ -264,23 +264,26 @@ fn judge(
     out.signals.set_probe("dns", "up", 1.0);
     let shown = answer.records.join(", ");
     // An MX expected without its preference (`mx1.example.com`) is its
-    // exchange alone, compared with the records' exchanges.
-    let values = probe.expect.iter().chain(&probe.contains).flatten();
-    let exchanges_only = probe.record_type == RecordKind::Mx
-        && values
-            .clone()
-            .all(|v| !v.trim().contains(char::is_whitespace));
-    let normal = |v: &String| {
-        let v = normalise(probe.record_type, v);
-        match v.split_once(' ') {
-            Some((_, exchange)) if exchanges_only => exchange.to_string(),
-            _ => v,
+    // exchange alone, compared with each record's exchange; with one
+    // (`10 mx1.example.com`), with the whole record.
+    let matches = |wanted: &String, record: &String| {
+        let wanted = normalise(probe.record_type, wanted);
+        let record = normalise(probe.record_type, record);
+        let bare = probe.record_type == RecordKind::Mx && !wanted.contains(char::is_whitespace);
+        match record.split_once(' ') {
+            Some((_, exchange)) if bare => exchange == wanted,
+            _ => record == wanted,
         }
     };
-    let got: std::collections::BTreeSet<String> = answer.records.iter().map(normal).collect();
     if let Some(expect) = &probe.expect {
-        let wanted: std::collections::BTreeSet<String> = expect.iter().map(normal).collect();
-        if wanted != got {
+        let every_record = answer
+            .records
+            .iter()
+            .all(|record| expect.iter().any(|wanted| matches(wanted, record)));
+        let every_value = expect
+            .iter()
+            .all(|wanted| answer.records.iter().any(|record| matches(wanted, record)));
+        if !(every_record && every_value) {
             return (
                 CheckStatus::Critical,
                 format!(
@@ -291,13 +294,15 @@ fn judge(
         }
     }
     if let Some(contains) = &probe.contains {
-        let parts: std::collections::BTreeSet<String> = answer.parts.iter().map(normal).collect();
-        let missing: Vec<&String> = contains
+        let missing: Vec<&str> = contains
             .iter()
-            .filter(|v| !got.contains(&normal(v)) && !parts.contains(&normal(v)))
+            .filter(|wanted| {
+                !answer.records.iter().any(|record| matches(wanted, record))
+                    && !answer.parts.iter().any(|part| matches(wanted, part))
+            })
+            .map(String::as_str)
             .collect();
         if !missing.is_empty() {
-            let missing: Vec<&str> = missing.iter().map(|s| s.as_str()).collect();
             return (
                 CheckStatus::Critical,
                 format!("{name} {kind} is {shown}, missing {}", missing.join(", ")),
@@ -344,6 +349,7 @@ fn query(probe: &DnsConfig, context: &Context) -> Result<Answer, String> {
     let id = (std::process::id() as u16) ^ (nanos as u16) ^ ((nanos >> 16) as u16);
     let mut message = Message::new(id, MessageType::Query, OpCode::Query);
     message.metadata.recursion_desired = true;
+    let query_name = name.clone();
     message.add_query(Query::query(name, record_type));
     let bytes = message
         .to_vec()
@@ -356,14 +362,17 @@ fn query(probe: &DnsConfig, context: &Context) -> Result<Answer, String> {
     let ms = started.elapsed().as_secs_f64() * 1000.0;
     // Only records of the name asked, or of the names its CNAMEs in the
     // answer lead to: a stray record for another name is no answer.
-    let mut owners = vec![normalise(RecordKind::Cname, &probe.name.0)];
+    // Names compared as the wire has them (punycode, any case): `bücher`,
+    // `BÜCHER` and `xn--bcher-kva` are one name.
+    let owner_of = |name: &Name| normalise(RecordKind::Cname, &name.to_ascii());
+    let mut owners = vec![owner_of(&query_name)];
     loop {
         let before = owners.len();
         for record in &reply.answers {
             if let hickory_proto::rr::RData::CNAME(target) = &record.data
-                && owners.contains(&normalise(RecordKind::Cname, &record.name.to_string()))
+                && owners.contains(&owner_of(&record.name))
             {
-                let target = normalise(RecordKind::Cname, &target.to_string());
+                let target = owner_of(&target.0);
                 if !owners.contains(&target) {
                     owners.push(target);
                 }
@@ -379,7 +388,7 @@ fn query(probe: &DnsConfig, context: &Context) -> Result<Answer, String> {
         .iter()
         .filter(|r| r.record_type() == record_type)
         .filter(|r| {
-            let owner = normalise(RecordKind::Cname, &r.name.to_string());
+            let owner = owner_of(&r.name);
             if record_type == RecordType::CNAME {
                 owner == owners[0]
             } else {
@@ -433,17 +442,40 @@ fn udp(
     // Replies that were no answer to this query: skipped (an off-path
     // forgery must not win), and told if nothing else comes.
     let mut ignored = Ignored::default();
+    // A datagram lost on the way is sent again, as dig and resolvers do:
+    // one lost packet is no outage.
+    let mut sent = 1;
+    let mut resend_at = Instant::now() + RESEND;
     loop {
-        let left = deadline.saturating_duration_since(Instant::now());
+        let now = Instant::now();
+        let left = deadline.saturating_duration_since(now);
         if left.is_zero() {
-            return Err(ignored.told(no_answer(server, limit)));
+            return Err(ignored.told(no_answer(server, limit, sent)));
         }
+        if now >= resend_at {
+            socket
+                .send(bytes)
+                .map_err(|e| format!("sending to {server} again: {e}"))?;
+            sent += 1;
+            resend_at = now + RESEND;
+        }
+        let wait = left
+            .min(resend_at.saturating_duration_since(now))
+            .max(Duration::from_millis(1));
         socket
-            .set_read_timeout(Some(left))
+            .set_read_timeout(Some(wait))
             .map_err(|e| format!("setting the socket's timeout: {e}"))?;
         match socket.recv_from(&mut buffer) {
             Ok((read, from)) if from == server || server.ip().is_unspecified() => {
                 match Message::from_vec(&buffer[..read]) {
+                    Ok(message)
+                        if message.metadata.id == id
+                            && message.metadata.message_type != MessageType::Response =>
+                    {
+                        ignored.note(
+                            "it sent a query back, not an answer (an echo service?)".to_string(),
+                        )
+                    }
                     Ok(message) if message.metadata.id == id => return Ok(message),
                     Ok(message) => ignored.note(format!(
                         "it answers another query (id {}, not {id})",
@@ -462,10 +494,7 @@ fn udp(
                 if matches!(
                     e.kind(),
                     std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) =>
-            {
-                return Err(ignored.told(no_answer(server, limit)));
-            }
+                ) => {}
             Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
                 return Err(format!(
                     "{server} refused the query (no DNS server listens there)"
@@ -502,8 +531,19 @@ impl Ignored {
     }
 }
 
-fn no_answer(server: SocketAddr, limit: Duration) -> String {
-    format!("no answer from {server} within {}", config::Duration(limit))
+/// How long a query waits for its answer before it is sent again.
+const RESEND: Duration = Duration::from_secs(1);
+
+fn no_answer(server: SocketAddr, limit: Duration, sent: usize) -> String {
+    let queries = if sent > 1 {
+        format!(" ({sent} queries sent, a second apart)")
+    } else {
+        String::new()
+    };
+    format!(
+        "no answer from {server} within {}{queries}",
+        config::Duration(limit)
+    )
 }
 
 /// The same query over TCP (an answer too big for UDP).
@@ -530,11 +570,11 @@ fn tcp(
     let mut prefix = [0u8; 2];
     stream
         .read_exact(&mut prefix)
-        .map_err(|_| no_answer(server, limit))?;
+        .map_err(|_| no_answer(server, limit, 1))?;
     let mut answer = vec![0u8; usize::from(u16::from_be_bytes(prefix))];
     stream
         .read_exact(&mut answer)
-        .map_err(|_| no_answer(server, limit))?;
+        .map_err(|_| no_answer(server, limit, 1))?;
     let message =
         Message::from_vec(&answer).map_err(|e| format!("a bad answer from {server}: {e}"))?;
     if message.metadata.id != id {

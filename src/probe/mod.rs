@@ -403,6 +403,14 @@ impl Observation {
         self.checks.iter().all(|c| c.status.is_ok())
     }
 
+    /// A check failed, was critical or unknown: a warning is not failing
+    /// (what `depends_on` holds for).
+    pub fn failing(&self) -> bool {
+        self.checks
+            .iter()
+            .any(|c| !matches!(c.status, CheckStatus::Ok | CheckStatus::Warning))
+    }
+
     /// A failed observation: the task timed out or could not run.
     pub fn failed(probe: &'static str, summary: String) -> Self {
         Observation {

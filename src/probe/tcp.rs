@@ -92,6 +92,9 @@ impl TcpConfig {
     /// `up`, `connect_ms` and, with TLS, the handshake's and certificate's.
     fn signal_names(&self) -> Vec<String> {
         let mut names = vec!["up".to_string(), "connect_ms".to_string()];
+        if self.expect.is_some() {
+            names.push("response_ms".to_string());
+        }
         if self.tls {
             names.push("handshake_ms".to_string());
             names.extend(CERT_SIGNALS.map(String::from));
@@ -435,6 +438,7 @@ fn talk(
     } else {
         Box::new(stream)
     };
+    let asked = Instant::now();
     if let Some(send) = &probe.send {
         conversation
             .write_all(send.as_str().as_bytes())
@@ -450,7 +454,17 @@ fn talk(
             deadline,
         );
         match answer {
-            Ok(answer) => said.push(format!("answered {}", excerpt(&answer))),
+            Ok(answer) => {
+                // From the first byte sent (or the connection) to the
+                // answer matched: what `check_tcp -w/-c` times.
+                let response_ms = asked.elapsed().as_secs_f64() * 1000.0;
+                out.signals
+                    .set_probe(name, "response_ms", response_ms.round());
+                said.push(format!(
+                    "answered {} in {response_ms:.0} ms",
+                    excerpt(&answer)
+                ));
+            }
             Err(why) => {
                 out.signals.set_probe(name, "up", 0.0);
                 // The target itself does not answer right.
@@ -697,10 +711,13 @@ pub fn judge_certificate(
         }
     }
     if !problems.is_empty() {
-        text.push_str(&format!(
-            "; {} (tls_verify: false to only watch the expiry)",
-            problems.join("; ")
-        ));
+        // With a pin, turning checks off is refused: the pin is the fix.
+        let hint = if certificate.pinned.is_some() {
+            ""
+        } else {
+            " (tls_verify: false to only watch the expiry)"
+        };
+        text.push_str(&format!("; {}{hint}", problems.join("; ")));
     } else if verify == Verify::Unjudged {
         // Reported, not judged: still said.
         let unjudged: Vec<String> = [trusted.clone(), certificate.hostname.clone()]

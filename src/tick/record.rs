@@ -89,10 +89,11 @@ pub(super) fn commit(
 
 /// A probe's basics, recorded in the signal history whenever a task has
 /// them: what a person looks at first on its page.
-const BASICS: [&str; 14] = [
+const BASICS: [&str; 15] = [
     "up",
     "latency_ms",
     "connect_ms",
+    "response_ms",
     "handshake_ms",
     "resolve_ms",
     "rtt_ms",
