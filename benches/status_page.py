@@ -2,7 +2,7 @@
 """The status page over a year of history: a MONITOR_NOW soak of 50 tasks x
 10 signals, then `GET /` and a task page of `monitor serve` timed.
 
-  python3 benches/status_page.py [--days 365] [--tasks 50] [-n 30]
+  python3 benches/status_page.py [--days 365] [--tasks 50] [-n 30] [--minutely-days 8]
 
 The soak ticks one profile of `--tasks` `process` tasks (each watching a
 real `sleep` child through its pidfile, with rules that read ten of its
@@ -101,6 +101,8 @@ def main():
     parser.add_argument("--days", type=int, default=365)
     parser.add_argument("--tasks", type=int, default=50)
     parser.add_argument("-n", type=int, default=30, help="requests of each page (default 30)")
+    parser.add_argument("--minutely-days", type=int, default=8,
+                        help="the last days ticked once a minute (default 8: past the 7-day full window)")
     args = parser.parse_args()
     monitor = os.environ.get("MONITOR_BIN")
     if not monitor:
@@ -115,7 +117,7 @@ def main():
         config = os.path.join(work, "jobs.yaml")
         with open(config, "w") as f:
             f.write(jobs_yaml(work, args.tasks))
-        minutely_from = START + (args.days - 8) * 86400
+        minutely_from = START + (args.days - args.minutely_days) * 86400
         end = START + args.days * 86400
         at, ticks, started = START, 0, time.time()
         next_report = START + 30 * 86400

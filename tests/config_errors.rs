@@ -1271,6 +1271,20 @@ fn the_new_probes_keys_are_refused_at_their_own_line() {
         ),
         (
             "tcp",
+            &["host: 127.0.0.256", "port: 22"],
+            8,
+            "tcp.host",
+            "is not an IPv4 address",
+        ),
+        (
+            "tcp",
+            &["host: \"127.0.0.1 \"", "port: 22"],
+            8,
+            "tcp.host",
+            "has blanks around it",
+        ),
+        (
+            "tcp",
             &["host: 127.0.0.1", "port: 0"],
             9,
             "tcp.port",
@@ -1578,6 +1592,13 @@ fn a_rule_on_a_signal_its_probes_never_give_is_refused_with_a_suggestion() {
         11,
         Some("profiles.p.tasks[0].rules[0].when"),
         "did you mean `up`",
+    );
+    // A ratio is 0 to 1: "> 5" (meant 5 %) would never fire.
+    assert_config_error(
+        "version: 1\nprofiles:\n  p:\n    cron: \"* * * * *\"\n    tasks:\n      - name: a\n        ping: { host: 127.0.0.1 }\n        rules:\n          - name: r\n            signal: loss_ratio\n            value: \"> 5\"\n",
+        9,
+        Some("profiles.p.tasks[0].rules[0]"),
+        "is a ratio from 0 to 1",
     );
     // Written as a flow mapping, the line is still found.
     assert_config_error(

@@ -33,7 +33,7 @@ pub fn secret_name(name: &str) -> bool {
         "PASS",
         "KEY",
         "AUTH",
-        "CREDENTIAL",
+        "CRED",
         "PRIVATE",
         "APIKEY",
     ]

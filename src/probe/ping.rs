@@ -105,7 +105,7 @@ impl ProbeConfig for PingConfig {
 /// Pings and records `up` (1: a reply came), `loss_ratio`, `rtt_ms`
 /// (average), `rtt_max_ms` and `replies`.
 pub fn observe(probe: &PingConfig, context: &Context, out: &mut Observation) {
-    let host = probe.host.as_str();
+    let host = super::tcp::bare_host(probe.host.as_str());
     let (status, summary) = match ping(probe, context) {
         Ok(result) => {
             let sent = f64::from(result.sent);
@@ -196,7 +196,7 @@ struct Pinged {
 fn ping(probe: &PingConfig, context: &Context) -> Result<Pinged, String> {
     let budget = context.budget(None);
     let deadline = Instant::now() + budget;
-    let address = (probe.host.as_str(), 0)
+    let address = (super::tcp::bare_host(probe.host.as_str()), 0)
         .to_socket_addrs()
         .map_err(|e| format!("cannot resolve: {e}"))?
         .map(|a: SocketAddr| a.ip())

@@ -113,6 +113,19 @@ impl TcpConfig {
         if host.is_empty() {
             return Err(at_host("`host` is empty".into()));
         }
+        if host != self.host.as_str() {
+            return Err(at_host(format!(
+                "host {:?} has blanks around it: write {host:?}",
+                self.host.as_str()
+            )));
+        }
+        // Digits and dots only: meant as an IPv4 address, never a name to
+        // look up (`127.0.0.256` would go to the resolver).
+        if host.chars().all(|c| c.is_ascii_digit() || c == '.')
+            && host.parse::<std::net::Ipv4Addr>().is_err()
+        {
+            return Err(at_host(format!("host {host:?} is not an IPv4 address")));
+        }
         if host.contains("://") || host.contains('/') {
             return Err(at_host(format!(
                 "host {host:?} is a URL: give the host name or address alone, and `port`"
@@ -330,7 +343,7 @@ impl ProbeConfig for TlsConfig {
 /// `handshake_ms`, `cert_days_left`, `cert_chain_ok`, `cert_hostname_ok`.
 pub fn observe(probe: &TcpConfig, name: &'static str, context: &Context, out: &mut Observation) {
     let port = probe.port.unwrap_or(443);
-    let host = probe.host.as_str();
+    let host = bare_host(probe.host.as_str());
     let target = if host.contains(':') {
         format!("[{host}]:{port}")
     } else {
@@ -366,7 +379,7 @@ fn talk(
     let (_slot, budget) =
         super::host_limit::within(&format!("tcp://{target}/"), context.budget(probe_timeout))?;
     let deadline = Instant::now() + budget;
-    let addresses: Vec<SocketAddr> = (probe.host.as_str(), probe.port.unwrap_or(443))
+    let addresses: Vec<SocketAddr> = (bare_host(probe.host.as_str()), probe.port.unwrap_or(443))
         .to_socket_addrs()
         .map_err(|e| format!("cannot resolve {}: {e}", probe.host))?
         .collect();
@@ -391,7 +404,7 @@ fn talk(
         let server_name = probe
             .server_name
             .as_ref()
-            .map_or(probe.host.as_str(), Text::as_str);
+            .map_or(bare_host(probe.host.as_str()), Text::as_str);
         let trust = Trust {
             server_name,
             ca_file: probe.ca_file.as_deref(),
@@ -477,6 +490,13 @@ fn talk(
         }
     }
     Ok((status, said.join("; ")))
+}
+
+/// An IPv6 address as URLs write it (`[::1]`), without its brackets.
+pub(crate) fn bare_host(host: &str) -> &str {
+    host.strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host)
 }
 
 trait ReadWrite: Read + Write {}

@@ -310,6 +310,18 @@ impl Rule {
                         "`{name}` counts {unit}, and a duration (5m, 3d) is read as seconds: write the number of {unit} alone, e.g. value: \"< {example}\""
                     )));
                 }
+                // A ratio is 0 to 1: `loss_ratio > 5` (meant 5 %) never fires.
+                let past_one = [value, raw.clear].into_iter().flatten().find(|c| {
+                    c.unit == crate::config::Unit::Plain
+                        && matches!(c.threshold, Threshold::Value(v) if v > 1.0)
+                });
+                if name.ends_with("_ratio")
+                    && let Some(condition) = past_one
+                {
+                    return Err(err(&format!(
+                        "`{name}` is a ratio from 0 to 1, so `{condition}` would never hold (or always): write a fraction (0.05) or a percentage (\"5%\")"
+                    )));
+                }
                 let min_change = raw.min_change.unwrap_or(DEFAULT_TREND_MIN_CHANGE);
                 if min_change.is_nan() || min_change < 0.0 {
                     return Err(err("`min_change` is a size of change, 0 or more"));
