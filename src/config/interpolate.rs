@@ -28,14 +28,7 @@ pub fn secret_name(name: &str) -> bool {
     // `REDIS_PASS`, `DB_PWD`; not the shell's own `PWD` (a folder).
     let pwd = upper.ends_with("_PWD") || upper.starts_with("PWD_");
     pwd || [
-        "TOKEN",
-        "SECRET",
-        "PASS",
-        "KEY",
-        "AUTH",
-        "CRED",
-        "PRIVATE",
-        "APIKEY",
+        "TOKEN", "SECRET", "PASS", "KEY", "AUTH", "CRED", "PRIVATE", "APIKEY",
     ]
     .iter()
     .any(|word| upper.contains(word))

@@ -70,6 +70,11 @@ pub const MIGRATIONS: &[(u32, &str, &str)] = &[
         "0008_task_status.sql",
         include_str!("../../migrations/0008_task_status.sql"),
     ),
+    (
+        9,
+        "0009_signal_history_index.sql",
+        include_str!("../../migrations/0009_signal_history_index.sql"),
+    ),
 ];
 
 /// An open database.
