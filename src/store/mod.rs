@@ -75,6 +75,11 @@ pub const MIGRATIONS: &[(u32, &str, &str)] = &[
         "0009_signal_history_index.sql",
         include_str!("../../migrations/0009_signal_history_index.sql"),
     ),
+    (
+        10,
+        "0010_signal_hours_by_series_only.sql",
+        include_str!("../../migrations/0010_signal_hours_by_series_only.sql"),
+    ),
 ];
 
 /// An open database.

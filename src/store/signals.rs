@@ -226,11 +226,24 @@ impl Store {
         let hourly_cutoff = now.0 - windows.hourly_ms;
         // An hour is emptied once all of it is older than the window.
         let full_cutoff = now.0 - windows.full_ms - HOUR_MS;
-        let mut changed = tx.execute(
-            "DELETE FROM signal_hours WHERE (series, hour) IN
-               (SELECT series, hour FROM signal_hours WHERE hour < ?1 ORDER BY hour LIMIT ?2)",
-            params![hourly_cutoff - HOUR_MS, limit],
-        )?;
+        // Each series' oldest hour is one step down its primary key: the
+        // series with hours past the window, then their ranges.
+        let due: Vec<i64> = tx
+            .prepare_cached(
+                "SELECT id FROM signal_series s
+                 WHERE (SELECT min(hour) FROM signal_hours WHERE series = s.id) < ?1",
+            )?
+            .query_map([hourly_cutoff - HOUR_MS], |r| r.get(0))?
+            .collect::<rusqlite::Result<_>>()?;
+        let mut changed = 0;
+        for series in due {
+            if changed >= batch {
+                break;
+            }
+            changed += tx
+                .prepare_cached("DELETE FROM signal_hours WHERE series = ?1 AND hour < ?2")?
+                .execute(params![series, hourly_cutoff - HOUR_MS])?;
+        }
         changed += tx.execute(
             "UPDATE signal_hours SET data = NULL WHERE (series, hour) IN
                (SELECT series, hour FROM signal_hours WHERE hour < ?1 AND data IS NOT NULL
