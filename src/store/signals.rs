@@ -62,17 +62,25 @@ pub(super) fn record(
 ) -> Result<()> {
     let hour = at.0.div_euclid(HOUR_MS) * HOUR_MS;
     let second = u16::try_from((at.0 - hour) / 1000).unwrap_or(u16::MAX);
+    // The profile's series ids, read once: a new one is added as met.
+    let mut ids: std::collections::HashMap<(String, String), i64> = tx
+        .prepare_cached("SELECT task, signal, id FROM signal_series WHERE profile = ?1")?
+        .query_map([profile], |r| Ok(((r.get(0)?, r.get(1)?), r.get(2)?)))?
+        .collect::<rusqlite::Result<_>>()?;
     for sample in samples.iter().filter(|s| s.value.is_finite()) {
-        tx.prepare_cached(
-            "INSERT INTO signal_series (profile, task, signal) VALUES (?1, ?2, ?3)
-             ON CONFLICT (profile, task, signal) DO NOTHING",
-        )?
-        .execute(params![profile, sample.task, sample.signal])?;
-        let series: i64 = tx
-            .prepare_cached(
-                "SELECT id FROM signal_series WHERE profile = ?1 AND task = ?2 AND signal = ?3",
-            )?
-            .query_row(params![profile, sample.task, sample.signal], |r| r.get(0))?;
+        let key = (sample.task.clone(), sample.signal.clone());
+        let series = match ids.get(&key) {
+            Some(id) => *id,
+            None => {
+                tx.prepare_cached(
+                    "INSERT INTO signal_series (profile, task, signal) VALUES (?1, ?2, ?3)",
+                )?
+                .execute(params![profile, sample.task, sample.signal])?;
+                let id = tx.last_insert_rowid();
+                ids.insert(key, id);
+                id
+            }
+        };
         let mut data = [0u8; SAMPLE_BYTES];
         data[..2].copy_from_slice(&second.to_le_bytes());
         data[2..].copy_from_slice(&sample.value.to_le_bytes());
