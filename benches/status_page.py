@@ -31,7 +31,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 # README ("Signal history"): 50 tasks x 10 signals x a tick a minute.
-BOUND_BYTES = 120e6
+BOUND_BYTES = 150e6
 START = 1790000000 // 86400 * 86400
 SIGNALS = ["pid", "processes", "uptime_s", "fds_ratio", "restarted", "rss_growth_bytes", "healthy"]
 
