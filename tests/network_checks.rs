@@ -1560,3 +1560,25 @@ fn a_slow_answer_is_timed_by_response_ms() {
         stdout(&out)
     );
 }
+
+/// Stranger review of issue 15: an IPv6 host written as URLs write it
+/// (`[::1]`) is the address, never a name sent to the resolver.
+#[test]
+fn a_bracketed_ipv6_host_is_connected_to_as_the_address() {
+    let Ok(listener) = TcpListener::bind("[::1]:0") else {
+        eprintln!("no IPv6 loopback here: nothing to test");
+        return;
+    };
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || for _ in listener.incoming() {});
+    let ws = Workspace::new(&profile_p(&format!(
+        "      - name: v6\n        tcp: {{ host: \"[::1]\", port: {port} }}\n"
+    )));
+    let out = Tick::new(&ws).at(minute(0)).run("p");
+    let line = line_of(&out, "v6");
+    assert!(
+        line.starts_with("  ok") && line.contains("[::1]:"),
+        "{}",
+        stdout(&out)
+    );
+}

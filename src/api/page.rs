@@ -8,15 +8,13 @@ use super::routes::{Api, Database};
 use crate::clock::Timestamp;
 use crate::config::{Config, Profile, Threshold, format_value};
 use crate::rule::RuleKind;
-use crate::store::{HistoryQuery, Point, Store, TaskStatus};
+use crate::store::{HEALTHY, HistoryQuery, Point, Store, TaskStatus};
 use askama::Template;
 
 const CSS: &str = include_str!("../../templates/base.css");
 const DAY_MS: i64 = 86_400_000;
 /// Cells of a task's uptime bar: one a day.
 const UPTIME_DAYS: i64 = 90;
-/// The history series of a task's health (see `tick::record`).
-const HEALTHY: &str = "healthy";
 
 #[derive(Template)]
 #[template(path = "status.html")]

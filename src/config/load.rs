@@ -393,32 +393,13 @@ fn check_ping_time(config: &Config, file: &Path, source: &str) -> Result<(), Con
 /// where every probe of the task tells its names (not a command's
 /// perfdata, a log's states or a scrape's series).
 fn check_signal_names(config: &Config, file: &Path, source: &str) -> Result<(), ConfigError> {
-    use crate::rule::RuleKind;
     for profile in &config.profiles {
         for (index, task) in profile.tasks.iter().enumerate() {
             let Some(given) = given_signals(task) else {
                 continue;
             };
             for (number, rule) in task.rules.iter().enumerate() {
-                let read: Vec<(&str, &str)> = match &rule.kind {
-                    RuleKind::Signal { signal, .. } => signal
-                        .signal_name()
-                        .map(|n| ("signal", n))
-                        .into_iter()
-                        .collect(),
-                    RuleKind::Text { signal, .. } | RuleKind::Age { signal } => {
-                        vec![("signal", signal.as_str())]
-                    }
-                    _ => Vec::new(),
-                };
-                let guards = [("when", &rule.when), ("unless", &rule.unless)];
-                let guarded = guards.iter().flat_map(|(key, guards)| {
-                    guards.iter().filter_map(move |guard| {
-                        let (super::Guard::Flag(s) | super::Guard::Compare(s, _)) = guard;
-                        s.signal_name().map(|name| (*key, name))
-                    })
-                });
-                for (key, name) in read.into_iter().chain(guarded) {
+                for (key, name) in rule.signals_read() {
                     if given.iter().any(|g| g == name) {
                         continue;
                     }

@@ -47,21 +47,10 @@ impl Task {
     /// rules need.
     /// The probe signals (bare or `probe.name`) its rules and guards read.
     pub fn signals_read(&self) -> Vec<&str> {
-        let mut read = Vec::new();
-        for rule in &self.rules {
-            match &rule.kind {
-                RuleKind::Signal { signal, .. } => read.extend(signal.signal_name()),
-                RuleKind::Text { signal, .. } | RuleKind::Age { signal } => {
-                    read.push(signal.as_str())
-                }
-                _ => {}
-            }
-            for guard in rule.when.iter().chain(&rule.unless) {
-                let (Guard::Flag(s) | Guard::Compare(s, _)) = guard;
-                read.extend(s.signal_name());
-            }
-        }
-        read
+        self.rules
+            .iter()
+            .flat_map(|rule| rule.signals_read().into_iter().map(|(_, name)| name))
+            .collect()
     }
 
     pub fn series_wanted(&self) -> Vec<Selector> {

@@ -234,6 +234,28 @@ impl<'de> Deserialize<'de> for Rule {
 }
 
 impl Rule {
+    /// The probe signals (bare or `probe.name`) it and its guards read,
+    /// each with the key that names it (`signal`, `when`, `unless`).
+    pub fn signals_read(&self) -> Vec<(&'static str, &str)> {
+        let mut read = Vec::new();
+        match &self.kind {
+            RuleKind::Signal { signal, .. } => {
+                read.extend(signal.signal_name().map(|name| ("signal", name)))
+            }
+            RuleKind::Text { signal, .. } | RuleKind::Age { signal } => {
+                read.push(("signal", signal.as_str()))
+            }
+            _ => {}
+        }
+        for (key, guards) in [("when", &self.when), ("unless", &self.unless)] {
+            for guard in guards {
+                let (Guard::Flag(s) | Guard::Compare(s, _)) = guard;
+                read.extend(s.signal_name().map(|name| (key, name)));
+            }
+        }
+        read
+    }
+
     fn from_raw(raw: RawRule) -> Result<Rule, String> {
         let name = raw.name;
         let name_ok = !name.is_empty()

@@ -13,7 +13,7 @@ pub use read::{
     Figures, HistoryQuery, HistoryRow, Integrity, ProfileFigures, RESTART_COUNTS_SQL, RunQuery,
     RunRow,
 };
-pub use signals::{Point, SeriesInfo, SignalSample, Windows};
+pub use signals::{HEALTHY, Point, SeriesInfo, SignalSample, Windows};
 
 use crate::alert::{AlertKey, AlertState, Status};
 use crate::clock::Timestamp;

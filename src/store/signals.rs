@@ -10,6 +10,10 @@ use anyhow::Result;
 use rusqlite::{Transaction, params};
 
 const HOUR_MS: i64 = 3_600_000;
+
+/// The series of a task's health (1 healthy, 0 not) each tick records:
+/// the status page's uptime bars and badges.
+pub const HEALTHY: &str = "healthy";
 /// Bytes a sample takes in an hour's `data`: u16 seconds, f64 value.
 const SAMPLE_BYTES: usize = 10;
 

@@ -7,7 +7,7 @@ use crate::clock::Timestamp;
 use crate::config::{Config, Profile};
 use crate::error::Error;
 use crate::notify::Envelope;
-use crate::store::{SignalSample, Store, TaskStatus, TickRecord};
+use crate::store::{HEALTHY, SignalSample, Store, TaskStatus, TickRecord};
 use std::time::{Duration, Instant};
 
 /// Stores the tick: run, history, state and outbox, all or nothing.
@@ -106,10 +106,6 @@ const BASICS: [&str; 15] = [
     "scrape_ms",
     "log_age_s",
 ];
-
-/// The series of a task's health (1 healthy, 0 not) in the history: the
-/// status page's uptime bars.
-pub const HEALTHY: &str = "healthy";
 
 /// At most this many series per task and tick (a command's perfdata could
 /// hold hundreds): the history's size stays bounded.
