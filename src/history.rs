@@ -4,7 +4,7 @@
 
 use crate::clock::Timestamp;
 use crate::config::format_value;
-use crate::store::{Point, SeriesInfo, Store};
+use crate::store::{HEALTHY, Point, SeriesInfo, Store};
 use anyhow::Result;
 use serde_json::json;
 use std::fmt::Write;
@@ -22,10 +22,28 @@ pub struct Query {
 }
 
 /// Reads `since` as a time (Unix seconds, RFC 3339) or as a span back from
-/// `now` (`24h`, `7d`).
+/// `now` (`24h`, `7d`). A bare number before 2001 is refused: `24` is
+/// `24h` mistyped, not a time in 1970.
 pub fn parse_since(value: &str, now: Timestamp) -> Result<Timestamp, String> {
-    if let Ok(span) = value.parse::<crate::config::Duration>() {
-        return Ok(now.plus_millis(-span.as_millis()));
+    let value = value.trim();
+    match value.parse::<crate::config::Duration>() {
+        Ok(span) => return Ok(now.plus_millis(-span.as_millis())),
+        // A number with a unit: the span's own complaint (too long…).
+        Err(e)
+            if value.ends_with(|c: char| c.is_ascii_alphabetic())
+                && value.starts_with(|c: char| c.is_ascii_digit()) =>
+        {
+            return Err(format!("since {value:?}: {e}"));
+        }
+        Err(_) => {}
+    }
+    if let Ok(seconds) = value.parse::<i64>()
+        && seconds < 978_307_200
+    {
+        return Err(format!(
+            "since {value:?} reads as Unix seconds, a time in {}: give a span with its unit ({value}h, {value}d) or a time (RFC 3339 such as 2026-09-21T12:00:00Z)",
+            1970 + seconds / 31_556_952
+        ));
     }
     crate::api::parse_time(value).map_err(|_| {
         format!(
@@ -38,10 +56,27 @@ pub fn parse_since(value: &str, now: Timestamp) -> Result<Timestamp, String> {
 pub fn parse_step(value: &str) -> Result<i64, String> {
     match value.parse::<crate::config::Duration>() {
         Ok(step) if step.as_millis() >= 1000 => Ok(step.as_millis()),
-        _ => Err(format!(
-            "step {value:?} is not a span of a second or more: give 5m, 1h or 1d"
+        Ok(_) => Err(format!(
+            "step {value:?} is shorter than a second: give 5m, 1h or 1d"
         )),
+        Err(e) => Err(format!("step {value:?}: {e} (give 5m, 1h or 1d)")),
     }
+}
+
+/// The bounds a chart or sparkline of `signal` is scaled to, from the
+/// values' own `low` and `high`: a 0/1 signal (`healthy`, `up`) spans 0
+/// to 1, so always 1 is drawn at the top; a flat series sits in the
+/// middle (never on the floor, where it would read as 0).
+pub fn scale(signal: &str, low: f64, high: f64) -> (f64, f64) {
+    let zero_one = matches!(signal, HEALTHY | "up") || signal.ends_with(".up");
+    if zero_one && low >= 0.0 && high <= 1.0 {
+        return (0.0, 1.0);
+    }
+    if high > low {
+        return (low, high);
+    }
+    let pad = (low.abs() / 2.0).max(1.0);
+    (low - pad, high + pad)
 }
 
 /// The one profile `task` is recorded under: `profile` when given (and
@@ -67,6 +102,31 @@ pub fn profile_of(store: &Store, task: &str, profile: Option<&str>) -> Result<St
     }
 }
 
+/// `Err` naming the signals recorded for the task when `signal` is not
+/// one of them (a misspelt name is not an empty window).
+pub fn recorded(
+    store: &Store,
+    profile: &str,
+    task: &str,
+    signal: &str,
+) -> Result<Result<(), String>> {
+    let known: Vec<String> = store
+        .signal_series(Some(profile), Some(task))?
+        .into_iter()
+        .map(|s| s.signal)
+        .collect();
+    if known.iter().any(|k| k == signal) {
+        return Ok(Ok(()));
+    }
+    let nearest = crate::config::nearest(signal, known.iter().map(String::as_str))
+        .map(|n| format!("did you mean `{n}`? "))
+        .unwrap_or_default();
+    Ok(Err(format!(
+        "task `{task}` has no recorded signal `{signal}`: {nearest}recorded are {}",
+        known.join(", ")
+    )))
+}
+
 /// One series' points in the query's window.
 pub fn points(
     store: &Store,
@@ -85,7 +145,9 @@ pub fn points(
     )
 }
 
-/// min, avg and max over points, weighted by what each summarises.
+/// min, avg and max over points, weighted by what each summarises. The
+/// mean is kept as it goes (halves compared): values near f64's limits
+/// average to a finite figure, never to ±inf.
 pub fn figures(points: &[Point]) -> Option<(f64, f64, f64, i64)> {
     let count: i64 = points.iter().map(|p| p.count).sum();
     if count == 0 {
@@ -96,16 +158,47 @@ pub fn figures(points: &[Point]) -> Option<(f64, f64, f64, i64)> {
         .iter()
         .map(|p| p.max)
         .fold(f64::NEG_INFINITY, f64::max);
-    let sum: f64 = points.iter().map(|p| p.avg * p.count as f64).sum();
-    Some((min, sum / count as f64, max, count))
+    let (mut mean, mut seen) = (0.0_f64, 0_i64);
+    for point in points.iter().filter(|p| p.count > 0) {
+        seen += point.count;
+        let weight = point.count as f64 / seen as f64;
+        mean += (point.avg / 2.0 - mean / 2.0) * weight * 2.0;
+    }
+    Some((min, mean.clamp(min, max), max, count))
+}
+
+/// An average to three decimals (a value too large to carry them is
+/// itself).
+pub fn thousandths(value: f64) -> f64 {
+    if value.abs() < 1e12 {
+        (value * 1000.0).round() / 1000.0
+    } else {
+        value
+    }
 }
 
 const BARS: [char; 8] = ['▁', '▂', '▃', '▄', '▅', '▆', '▇', '█'];
 
 /// The window's averages as `width` bars (a gap where nothing was
-/// recorded), scaled from the window's min to its max.
-pub fn sparkline(points: &[Point], since: Timestamp, until: Timestamp, width: usize) -> String {
+/// recorded), scaled as [`scale`] says. No more cells than the samples'
+/// usual spacing fills: ticks ten minutes apart over an hour are six
+/// bars, not six bars among gaps that would read as missing ticks (a
+/// missing tick is still a gap).
+pub fn sparkline(
+    signal: &str,
+    points: &[Point],
+    since: Timestamp,
+    until: Timestamp,
+    width: usize,
+) -> String {
     let span = (until.0 - since.0).max(1);
+    let mut gaps: Vec<i64> = points.windows(2).map(|w| w[1].at.0 - w[0].at.0).collect();
+    gaps.sort_unstable();
+    let width = match gaps.get(gaps.len().saturating_sub(1) / 2) {
+        Some(&usual) if usual > 0 => width.min((span as f64 / usual as f64).ceil() as usize),
+        _ => width,
+    }
+    .max(1);
     let mut cells: Vec<Option<(f64, i64)>> = vec![None; width];
     for point in points {
         let at = ((point.at.0 - since.0).max(0) as i128 * width as i128 / span as i128) as usize;
@@ -128,12 +221,15 @@ pub fn sparkline(points: &[Point], since: Timestamp, until: Timestamp, width: us
         .flatten()
         .copied()
         .fold(f64::NEG_INFINITY, f64::max);
+    let (low, high) = scale(signal, low, high);
     averages
         .into_iter()
         .map(|average| match average {
             None => ' ',
-            Some(_) if high <= low => BARS[3],
-            Some(v) => BARS[(((v - low) / (high - low)) * 7.0).round() as usize],
+            Some(v) => {
+                let share = (v / 2.0 - low / 2.0) / (high / 2.0 - low / 2.0);
+                BARS[(share.clamp(0.0, 1.0) * 7.0).round() as usize]
+            }
         })
         .collect()
 }
@@ -186,9 +282,9 @@ fn line(signal: &str, points: &[Point], query: &Query, width: usize) -> String {
             let last = points.last().map(|p| p.avg).unwrap_or(avg);
             format!(
                 "{}  min {}  avg {}  max {}  last {}  ({count} sample{})",
-                sparkline(points, query.since, query.until, width),
+                sparkline(signal, points, query.since, query.until, width),
                 shown(min),
-                shown((avg * 1000.0).round() / 1000.0),
+                shown(thousandths(avg)),
                 shown(max),
                 shown(last),
                 if count == 1 { "" } else { "s" }
@@ -248,22 +344,22 @@ mod tests {
     use super::*;
 
     fn point(minute: i64, value: f64) -> Point {
-        Point {
-            at: Timestamp(minute * 60_000),
-            min: value,
-            avg: value,
-            max: value,
-            count: 1,
-        }
+        Point::sample(Timestamp(minute * 60_000), value)
     }
 
     #[test]
     fn a_sparkline_spans_min_to_max_and_leaves_gaps_blank() {
         let points = [point(0, 0.0), point(1, 7.0), point(3, 14.0)];
-        let line = sparkline(&points, Timestamp(0), Timestamp(4 * 60_000), 4);
-        assert_eq!(line, "▁▅ █");
-        let flat = sparkline(&[point(0, 5.0)], Timestamp(0), Timestamp(60_000), 2);
-        assert_eq!(flat, "▄ ");
+        let line = sparkline("lag", &points, Timestamp(0), Timestamp(4 * 60_000), 40);
+        assert_eq!(line, "▁▅ █", "one cell a minute, the missing one blank");
+        let flat = sparkline("lag", &[point(0, 5.0)], Timestamp(0), Timestamp(60_000), 2);
+        assert_eq!(flat, "▅ ", "a flat series in the middle");
+        let up = [point(0, 1.0), point(10, 1.0), point(20, 1.0)];
+        let line = sparkline(HEALTHY, &up, Timestamp(0), Timestamp(30 * 60_000), 40);
+        assert_eq!(line, "███", "always healthy is drawn full, a cell a tick");
         assert_eq!(figures(&points), Some((0.0, 7.0, 14.0, 3)));
+        let extremes = [point(0, 1e308), point(1, -1.7976931348623157e308)];
+        let (min, avg, max, _) = figures(&extremes).unwrap();
+        assert!(avg.is_finite() && min <= avg && avg <= max, "{avg}");
     }
 }

@@ -964,6 +964,20 @@ fn the_token_guards_every_endpoint_but_healthz() {
         200
     );
     assert_eq!(server.get_with("/nowhere", &right).status, 404);
+    // A browser is asked for the token as a password (any user name), on
+    // the page and its badges; the API keeps asking for a bearer.
+    let asked = server.get("/");
+    assert_eq!(asked.status, 401);
+    assert_eq!(
+        asked.header("www-authenticate"),
+        Some("Basic realm=\"monitor\", charset=\"UTF-8\"")
+    );
+    // base64 of "ops:s3cret-token" and of "ops:wrong".
+    let browser = [("Authorization", "Basic b3BzOnMzY3JldC10b2tlbg==")];
+    assert_eq!(server.get_with("/", &browser).status, 200);
+    assert_eq!(server.get_with("/v1/alerts", &browser).status, 200);
+    let wrong = [("Authorization", "Basic b3BzOndyb25n")];
+    assert_eq!(server.get_with("/", &wrong).status, 401);
     // /healthz stays open for the load balancer and systemd.
     assert_eq!(server.get("/healthz").status, 200);
 }
@@ -1584,7 +1598,30 @@ fn the_signal_history_is_told_by_monitor_history_and_v1_signals() {
         .sum();
     assert_eq!(counts, 90, "{hourly}");
     assert_eq!(server.get("/v1/signals?signal=latency").status, 400);
+    // A misspelt signal is not an empty window: 404 naming what is there.
+    let typo = server.get("/v1/signals?task=web&signal=latncy");
+    assert_eq!(typo.status, 404, "{}", typo.body);
+    let why = typo.json()["error"].as_str().unwrap().to_string();
+    assert!(
+        why.contains("did you mean `latency`?") && why.contains("healthy"),
+        "{why}"
+    );
+    // A window that ends before it starts is a mistake, not "no data".
+    let backwards = server.get("/v1/signals?task=web&signal=latency&since=1h&until=2h");
+    assert_eq!(backwards.status, 400, "{}", backwards.body);
+    assert!(
+        backwards.body.contains("is not before until"),
+        "{}",
+        backwards.body
+    );
+    let far = server.get("/v1/signals?task=web&signal=latency&step=100000d");
+    assert_eq!(far.status, 400);
+    assert!(!far.body.contains("of a second or more"), "{}", far.body);
     drop(server);
+    // `--since 24` is 24h mistyped, not a time in 1970.
+    let out = history(&["web", "--since", "24"], minute(90));
+    assert_exit(&out, 2);
+    assert!(stderr(&out).contains("24h"), "{}", stderr(&out));
     // Eight days on (a tick an hour), past the 7-day window: the first
     // hours keep their summary only.
     let hourly_ticks = 8 * 24;

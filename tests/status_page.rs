@@ -137,7 +137,7 @@ fn the_status_page_shows_each_verdict_its_failing_day_and_the_threshold() {
     touch("worker_ok");
     touch("noisy_ok");
     // Four days of ticks, every 30 minutes, from midnight UTC. On day 1
-    // (the second) flappy falls behind for two hours and the worker dies
+    // (the second) flappy flaps for four hours and the worker dies
     // once (a restart brings it back); on the last day noisy fails, and is
     // silenced.
     let day0 = (minute(0) / 86_400 + 1) * 86_400;
@@ -145,12 +145,14 @@ fn the_status_page_shows_each_verdict_its_failing_day_and_the_threshold() {
     let end = day0 + 3 * 86_400 + 12 * 3600;
     while at <= end {
         let hour = (at - day0) / 3600;
-        lag(if (24 + 3..24 + 5).contains(&hour) {
-            40
+        let on_the_hour = (at - day0) % 3600 == 0;
+        // Behind on the hour, caught up at half past: each hour's average
+        // (13.5) is under the threshold, its max (24) over it.
+        lag(if (24 + 3..24 + 7).contains(&hour) && on_the_hour {
+            24
         } else {
             3
         });
-        let on_the_hour = (at - day0) % 3600 == 0;
         if hour == 24 + 6 && on_the_hour {
             std::fs::remove_file(ws.path().join("worker_ok")).unwrap();
         }
@@ -224,6 +226,32 @@ fn the_status_page_shows_each_verdict_its_failing_day_and_the_threshold() {
         failing_day.contains("(44 of 48 ticks healthy)"),
         "{failing_day}"
     );
+    // The worker was found dead once and restarted: that tick was down,
+    // though the restart resolved it; it is ok since the restart.
+    let worker_row = element(&page, "task-p-worker");
+    let restart_day = worker_row
+        .split("<rect")
+        .find(|r| r.contains(&format!("<title>{}:", date(1))))
+        .unwrap();
+    assert!(
+        restart_day.contains("(47 of 48 ticks healthy)")
+            && restart_day.contains("class=\"failing\""),
+        "{restart_day}"
+    );
+    let restarted_at = time::OffsetDateTime::from_unix_timestamp(day0 + 30 * 3600).unwrap();
+    assert!(
+        worker_row.contains(&format!(
+            "since {:04}-{:02}-{:02} ",
+            restarted_at.year(),
+            u8::from(restarted_at.month()),
+            restarted_at.day()
+        )),
+        "ok since the restart: {worker_row}"
+    );
+    assert!(
+        element(&page, "task-p-noisy").contains("silenced until"),
+        "the silence is on the task's own row"
+    );
     // Flappy's page: its lag chart with the rule's threshold drawn, and the
     // alert timeline; the worker's page marks its restart.
     let flappy = dom(&browser, &server.url("/task/p/flappy?range=7d"));
@@ -232,6 +260,51 @@ fn the_status_page_shows_each_verdict_its_failing_day_and_the_threshold() {
         "{flappy}"
     );
     assert!(flappy.contains("<polyline points=\""), "{flappy}");
+    // Over 7 days each hour is a bucket: its max reaches above the
+    // threshold (lag 40 > 20), though the hour's average need not.
+    let lag_chart = flappy
+        .split("<section class=\"signal\">")
+        .find(|c| c.contains("<h2>lag "))
+        .unwrap_or_else(|| panic!("no lag chart: {flappy}"));
+    let ys = |attribute: &str| -> Vec<f64> {
+        let points = lag_chart
+            .split(&format!("{attribute}=\""))
+            .nth(1)
+            .and_then(|rest| rest.split('"').next())
+            .unwrap_or_else(|| panic!("no {attribute}: {lag_chart}"));
+        points
+            .split(' ')
+            .map(|xy| xy.split(',').nth(1).unwrap().parse::<f64>().unwrap())
+            .collect()
+    };
+    let threshold: f64 = lag_chart
+        .split("class=\"threshold\"")
+        .nth(1)
+        .and_then(|r| r.split("y1=\"").nth(1))
+        .and_then(|r| r.split('"').next())
+        .unwrap()
+        .parse()
+        .unwrap();
+    let band_top = ys("points").into_iter().fold(f64::INFINITY, f64::min);
+    assert!(
+        lag_chart.contains("class=\"band\"") && band_top < threshold,
+        "the band's peak ({band_top}) is above the threshold's line ({threshold}): {lag_chart}"
+    );
+    // Always healthy is drawn along the top, not the floor.
+    let steady = dom(
+        &browser,
+        &server.url("/task/p/steady?range=24h&utm_source=mail"),
+    );
+    let healthy = steady
+        .split("<section class=\"signal\">")
+        .find(|c| c.contains("<h2>healthy "))
+        .unwrap_or_else(|| panic!("no healthy chart: {steady}"));
+    let line = healthy.split("<polyline points=\"").nth(1).unwrap();
+    let line = line.split('"').next().unwrap();
+    assert!(
+        line.split(' ').all(|xy| xy.ends_with(",10.0")),
+        "healthy 1 at the top: {line}"
+    );
     assert!(
         flappy.contains(">firing<") && flappy.contains(">resolved<"),
         "{flappy}"
@@ -312,6 +385,15 @@ fn badges_are_valid_svg_coloured_by_verdict_and_uptime() {
     assert!(body.contains(">0%<") && body.contains("#e05d44"), "{body}");
     let (head, _) = get("/badge/p/nosuch.svg");
     assert!(head.starts_with("HTTP/1.1 404"), "{head}");
+    let (head, _) = get("/badge/p/nosuch/uptime.svg");
+    assert!(head.starts_with("HTTP/1.1 404"), "{head}");
+    // Cacheable for a minute, and nothing says otherwise.
+    let (head, _) = get("/badge/p/up.svg");
+    let caching: Vec<&str> = head
+        .lines()
+        .filter(|l| l.to_ascii_lowercase().starts_with("cache-control:"))
+        .collect();
+    assert_eq!(caching, ["Cache-Control: max-age=60"], "{head}");
 }
 
 /// `peers:`: another host's serve shows on this page; one that accepts and
@@ -374,4 +456,54 @@ fn a_peer_shows_beside_this_host_and_one_that_does_not_answer_is_told() {
         "{page}"
     );
     assert!(element(&page, "task-p-local").contains("class=\"verdict ok\""));
+    assert!(page.contains("2 peers unreachable"), "{page}");
+    // Twenty people open the page at once: the peers' answers are kept, a
+    // silent peer holds no page, and /healthz answers at once.
+    let started = Instant::now();
+    let loads: Vec<_> = (0..20)
+        .map(|_| {
+            let url = server.url("/");
+            std::thread::spawn(move || {
+                let out = Command::new("curl")
+                    .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", &url])
+                    .output()
+                    .unwrap();
+                String::from_utf8_lossy(&out.stdout).into_owned()
+            })
+        })
+        .collect();
+    let health = Command::new("curl")
+        .args([
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            &server.url("/healthz"),
+        ])
+        .output()
+        .unwrap();
+    let healthz_took = started.elapsed();
+    for load in loads {
+        assert_eq!(load.join().unwrap(), "200");
+    }
+    assert_eq!(String::from_utf8_lossy(&health.stdout), "200");
+    assert!(
+        healthz_took < Duration::from_millis(900)
+            && started.elapsed() < Duration::from_millis(1500),
+        "/healthz took {healthz_took:?}, twenty pages {:?}, with a peer that never answers",
+        started.elapsed()
+    );
+}
+
+/// Before any tick, the page says so instead of "all tasks healthy".
+#[test]
+fn a_page_before_any_tick_says_so() {
+    let ws = Workspace::new(&profile_p(
+        "      - name: local\n        command: { argv: [\"true\"] }\n",
+    ));
+    let server = Serve::start(&ws, minute(1));
+    let page = dom(&ws.path().join("chromium"), &server.url("/"));
+    assert!(page.contains("no tick has run yet"), "{page}");
+    assert!(!page.contains("all tasks healthy"), "{page}");
 }

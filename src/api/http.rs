@@ -136,12 +136,21 @@ impl Response {
 
     pub(super) fn to_bytes(&self) -> Vec<u8> {
         let mut out = format!(
-            "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nCache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\nConnection: close\r\n",
+            "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nX-Content-Type-Options: nosniff\r\nConnection: close\r\n",
             self.status,
             reason(self.status),
             self.content_type,
             self.body.len()
         );
+        // Nothing is cached unless the answer says how long it may be (a
+        // badge: a minute).
+        if !self
+            .headers
+            .iter()
+            .any(|(name, _)| *name == "Cache-Control")
+        {
+            out.push_str("Cache-Control: no-store\r\n");
+        }
         for (name, value) in &self.headers {
             out.push_str(&format!("{name}: {value}\r\n"));
         }

@@ -24,10 +24,12 @@ struct StatusPage {
     host: String,
     headline: String,
     now: Timestamp,
+    /// The zone the page's times are in (`UTC+01:00`).
+    zone: String,
     profiles: Vec<ProfileView>,
 }
 
-#[derive(serde::Serialize, serde::Deserialize)]
+#[derive(Clone, serde::Serialize, serde::Deserialize)]
 pub(super) struct ProfileView {
     pub(super) name: String,
     /// The host it runs on, when it is a peer's.
@@ -39,7 +41,7 @@ pub(super) struct ProfileView {
     pub(super) tasks: Vec<TaskView>,
 }
 
-#[derive(serde::Serialize, serde::Deserialize)]
+#[derive(Clone, serde::Serialize, serde::Deserialize)]
 pub(super) struct TaskView {
     pub(super) name: String,
     pub(super) link: Option<String>,
@@ -47,10 +49,14 @@ pub(super) struct TaskView {
     pub(super) why: String,
     pub(super) summary: String,
     pub(super) since: String,
+    /// "silenced until …" when a silence covers the task or one of its
+    /// rules (its alerts are held, its verdict is still shown).
+    #[serde(default)]
+    pub(super) silenced: Option<String>,
     pub(super) days: Vec<DayCell>,
 }
 
-#[derive(serde::Serialize, serde::Deserialize)]
+#[derive(Clone, serde::Serialize, serde::Deserialize)]
 pub(super) struct DayCell {
     pub(super) class: String,
     pub(super) title: String,
@@ -85,8 +91,15 @@ struct Chart {
     min: String,
     avg: String,
     max: String,
-    /// `x,y x,y …` in a 1000×200 box.
+    /// The scale's ends, and the window's start (its end is now).
+    top: String,
+    bottom: String,
+    from: String,
+    /// `x,y x,y …` in a 1000×200 box: the values (a bucket's average).
     points: String,
+    /// Buckets' max, then their min back: the band between (empty for
+    /// raw samples).
+    band: String,
     thresholds: Vec<Mark>,
     restarts: Vec<Mark>,
 }
@@ -129,45 +142,20 @@ impl Api {
         let current = self.config.current();
         let config = &current.config;
         let read = self.read(database, |store| local_profiles(store, config, now));
+        let ran = matches!(read, Ok(Some(_)));
         let mut profiles = match read {
-            Ok(Some(profiles)) => profiles,
-            Ok(None) => config
-                .profiles
-                .iter()
-                .filter(|p| p.enabled)
-                .map(|p| ProfileView {
-                    name: p.name.clone(),
-                    peer: None,
-                    schedule: format!("{} · no tick has run yet", p.cron.as_str()),
-                    overdue: false,
-                    unreachable: None,
-                    notices: Vec::new(),
-                    tasks: Vec::new(),
-                })
-                .collect(),
+            Ok(profiles) => profiles.unwrap_or_else(|| never_run(config)),
             Err(e) => return super::routes::database_error(&e),
         };
-        profiles.extend(super::peers::profiles(&config.peers));
-        let failing = profiles
-            .iter()
-            .flat_map(|p| &p.tasks)
-            .filter(|t| t.verdict != "ok" && t.verdict != "none")
-            .count();
-        let unreachable = profiles.iter().filter(|p| p.unreachable.is_some()).count();
-        let mut headline = match failing {
-            0 => "all tasks healthy".to_string(),
-            1 => "1 task not healthy".to_string(),
-            n => format!("{n} tasks not healthy"),
-        };
-        if unreachable > 0 {
-            headline.push_str(&format!(", {unreachable} peer profile(s) unreachable"));
-        }
+        profiles.extend(self.peers.profiles(&config.peers));
+        let headline = headline(&profiles, ran);
         let page = StatusPage {
             title: format!("{} — {headline}", config.host),
             css: CSS,
             host: config.host.clone(),
             headline,
             now,
+            zone: zone(now),
             profiles,
         };
         html(page.render())
@@ -209,6 +197,20 @@ impl Api {
         uptime: bool,
         now: Timestamp,
     ) -> Response {
+        let current = self.config.current();
+        let configured = current
+            .config
+            .profiles
+            .iter()
+            .find(|p| p.name == profile)
+            .is_some_and(|p| p.tasks.iter().any(|t| t.name == task));
+        if !configured {
+            // A task gone from jobs.yaml has no status, only a past.
+            return Response::error(
+                404,
+                format!("no task `{task}` in profile `{profile}` of jobs.yaml: see /"),
+            );
+        }
         let read = self.read(database, |store| {
             if uptime {
                 let points = store.signal_points(
@@ -229,7 +231,10 @@ impl Api {
                 .task_statuses(Some(profile))?
                 .into_iter()
                 .find(|s| s.task == task);
-            Ok(status.map(|s| badge(task, &s.verdict, verdict_color(&s.verdict))))
+            Ok(Some(match status {
+                Some(s) => badge(task, &s.verdict, verdict_color(&s.verdict)),
+                None => badge(task, "not run yet", verdict_color("none")),
+            }))
         });
         match read {
             Ok(Some(Some(svg))) => match svg.render() {
@@ -255,11 +260,81 @@ fn html(rendered: askama::Result<String>) -> Response {
         Ok(page) => Response {
             status: 200,
             content_type: "text/html; charset=utf-8",
-            headers: vec![("Cache-Control", "no-cache".to_string())],
+            headers: Vec::new(),
             body: page.into_bytes(),
         },
         Err(e) => Response::error(500, format!("rendering the page: {e}")),
     }
+}
+
+/// The zone times are shown in: this host's (`TZ`), as an offset.
+fn zone(now: Timestamp) -> String {
+    let offset = now
+        .to_chrono()
+        .map(|at| at.with_timezone(&chrono::Local).offset().local_minus_utc())
+        .unwrap_or(0);
+    if offset == 0 {
+        return "UTC".to_string();
+    }
+    let sign = if offset < 0 { '-' } else { '+' };
+    let minutes = offset.unsigned_abs() / 60;
+    format!("UTC{sign}{:02}:{:02}", minutes / 60, minutes % 60)
+}
+
+/// The page's first line: what is not well, or that all is.
+fn headline(profiles: &[ProfileView], ran: bool) -> String {
+    let plural = |n: usize, one: &str, many: &str| match n {
+        1 => format!("1 {one}"),
+        n => format!("{n} {many}"),
+    };
+    let failing = profiles
+        .iter()
+        .flat_map(|p| &p.tasks)
+        .filter(|t| t.verdict != "ok" && t.verdict != "none")
+        .count();
+    let overdue = profiles.iter().filter(|p| p.overdue).count();
+    let mut peers: Vec<&str> = profiles
+        .iter()
+        .filter(|p| p.unreachable.is_some())
+        .map(|p| p.name.as_str())
+        .collect();
+    peers.dedup();
+    let mut parts = Vec::new();
+    if !ran {
+        parts.push("no tick has run yet".to_string());
+    }
+    if failing > 0 {
+        parts.push(plural(failing, "task not healthy", "tasks not healthy"));
+    }
+    if overdue > 0 {
+        parts.push(plural(overdue, "profile overdue", "profiles overdue"));
+    }
+    if !peers.is_empty() {
+        parts.push(plural(peers.len(), "peer unreachable", "peers unreachable"));
+    }
+    if parts.is_empty() {
+        "all tasks healthy".to_string()
+    } else {
+        parts.join(", ")
+    }
+}
+
+/// The enabled profiles of a host where no tick has run.
+fn never_run(config: &Config) -> Vec<ProfileView> {
+    config
+        .profiles
+        .iter()
+        .filter(|p| p.enabled)
+        .map(|p| ProfileView {
+            name: p.name.clone(),
+            peer: None,
+            schedule: format!("schedule {} · no tick has run yet", p.cron.as_str()),
+            overdue: false,
+            unreachable: None,
+            notices: Vec::new(),
+            tasks: Vec::new(),
+        })
+        .collect()
 }
 
 impl Api {
@@ -273,7 +348,7 @@ impl Api {
                 200,
                 &serde_json::json!({
                     "host": config.host,
-                    "profiles": profiles.unwrap_or_default(),
+                    "profiles": profiles.unwrap_or_else(|| never_run(config)),
                 }),
             ),
             Err(e) => super::routes::database_error(&e),
@@ -327,7 +402,17 @@ pub(super) fn local_profiles(
                 let status = statuses
                     .iter()
                     .find(|s| s.profile == profile.name && s.task == task.name);
-                task_view(store, &profile.name, &task.name, status, now)
+                let silenced = silences
+                    .iter()
+                    .filter(|s| s.task == task.name)
+                    .find(|s| s.profile.as_deref().is_none_or(|p| p == profile.name))
+                    .map(|s| match &s.rule {
+                        Some(rule) => format!("{rule} silenced until {}", s.ends_at),
+                        None => format!("silenced until {}", s.ends_at),
+                    });
+                let mut view = task_view(store, &profile.name, &task.name, status, now)?;
+                view.silenced = silenced;
+                Ok(view)
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
         views.push(ProfileView {
@@ -363,6 +448,7 @@ fn task_view(
         why: status.map(|s| s.why.clone()).unwrap_or_default(),
         summary: status.map_or("no tick of it yet".to_string(), |s| s.summary.clone()),
         since: status.map(|s| s.since.to_string()).unwrap_or_default(),
+        silenced: None,
         days: uptime_days(store, profile, task, now)?,
     })
 }
@@ -453,7 +539,10 @@ fn task_page(
         .into_iter()
         .filter(|row| row.profile == profile_name)
         .collect();
-    let x_of = |at: Timestamp| format!("{:.1}", (at.0 - since.0) as f64 / span as f64 * 1000.0);
+    let x_of = |at: Timestamp| {
+        let x = (at.0 - since.0) as f64 / span as f64 * 1000.0;
+        format!("{:.1}", x.clamp(0.0, 1000.0))
+    };
     let restarts: Vec<Mark> = history
         .iter()
         .filter(|row| row.status == "restarted" || row.status == "restart_failed")
@@ -571,6 +660,9 @@ fn thresholds(task: &crate::config::Task, signal: &str) -> Vec<(f64, String)> {
     out
 }
 
+/// A signal's chart in a 1000×200 box: the line of its values (of each
+/// bucket's average, with the band from its min to its max, so an hour's
+/// breach is never averaged away), its thresholds and restarts.
 fn chart(
     signal: &str,
     points: &[Point],
@@ -580,33 +672,46 @@ fn chart(
     span: i64,
     restarts: &[Mark],
 ) -> Chart {
-    // The scale holds the values and the thresholds drawn on them.
+    // The scale holds the values and the thresholds drawn on them; halves
+    // are compared, so values near f64's limits stay on the chart.
     let low = limits.iter().map(|l| l.0).fold(min, f64::min);
     let high = limits.iter().map(|l| l.0).fold(max, f64::max);
-    let range = if high > low { high - low } else { 1.0 };
-    let y_of = |v: f64| 190.0 - (v - low) / range * 180.0;
-    let points = points
-        .iter()
-        .map(|p| {
-            format!(
-                "{:.1},{:.1}",
-                (p.at.0 - since.0) as f64 / span as f64 * 1000.0,
-                y_of(p.avg)
-            )
-        })
-        .collect::<Vec<_>>()
-        .join(" ");
+    let (low, high) = crate::history::scale(signal, low, high);
+    let y_of = |v: f64| {
+        let share = (v / 2.0 - low / 2.0) / (high / 2.0 - low / 2.0);
+        format!("{:.1}", 190.0 - share.clamp(0.0, 1.0) * 180.0)
+    };
+    let x_of = |p: &Point| {
+        let x = (p.at.0 - since.0) as f64 / span as f64 * 1000.0;
+        format!("{:.1}", x.clamp(0.0, 1000.0))
+    };
+    let line = |value: fn(&Point) -> f64, points: &mut dyn Iterator<Item = &Point>| {
+        points
+            .map(|p| format!("{},{}", x_of(p), y_of(value(p))))
+            .collect::<Vec<_>>()
+    };
+    let band = if points.iter().any(|p| p.max > p.min) {
+        let mut edge = line(|p| p.max, &mut points.iter());
+        edge.extend(line(|p| p.min, &mut points.iter().rev()));
+        edge.join(" ")
+    } else {
+        String::new()
+    };
     Chart {
         signal: signal.to_string(),
         min: format_value(signal, min),
-        avg: format_value(signal, (avg * 1000.0).round() / 1000.0),
+        avg: format_value(signal, crate::history::thousandths(avg)),
         max: format_value(signal, max),
-        points,
+        top: format_value(signal, high),
+        bottom: format_value(signal, low),
+        from: since.to_string(),
+        points: line(|p| p.avg, &mut points.iter()).join(" "),
+        band,
         thresholds: limits
             .iter()
             .map(|(value, title)| Mark {
                 x: String::new(),
-                y: format!("{:.1}", y_of(*value)),
+                y: y_of(*value),
                 title: title.clone(),
             })
             .collect(),
@@ -660,4 +765,71 @@ fn uptime_color(share: f64) -> &'static str {
 /// A name as one path segment of a link.
 fn escape_path(name: &str) -> String {
     percent_encoding::utf8_percent_encode(name, percent_encoding::NON_ALPHANUMERIC).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn point(minute: i64, value: f64) -> Point {
+        Point::sample(Timestamp(minute * 60_000), value)
+    }
+
+    #[test]
+    fn values_near_the_limits_of_f64_stay_on_the_chart() {
+        let points = [
+            point(0, 1e308),
+            point(1, -1.797_693_134_862_315_7e308),
+            point(2, 5.0),
+        ];
+        let (min, avg, max, _) = crate::history::figures(&points).unwrap();
+        let limits = [(10.0, "high".to_string()), (-1e300, "low".to_string())];
+        let drawn = chart(
+            "v",
+            &points,
+            (min, avg, max),
+            &limits,
+            Timestamp(0),
+            180_000,
+            &[],
+        );
+        let numbers: Vec<f64> = drawn
+            .points
+            .split([' ', ','])
+            .map(|n| n.parse().unwrap())
+            .collect();
+        assert!(numbers.iter().all(|n| n.is_finite()), "{}", drawn.points);
+        assert!(!drawn.avg.contains("inf"), "{}", drawn.avg);
+        for line in &drawn.thresholds {
+            let y: f64 = line.y.parse().unwrap();
+            assert!((10.0..=190.0).contains(&y), "{}", line.y);
+        }
+    }
+
+    #[test]
+    fn a_flat_series_is_drawn_mid_chart_and_a_healthy_one_at_the_top() {
+        let flat = [point(0, 7.0), point(1, 7.0)];
+        let drawn = chart(
+            "lag",
+            &flat,
+            (7.0, 7.0, 7.0),
+            &[],
+            Timestamp(0),
+            120_000,
+            &[],
+        );
+        assert_eq!(drawn.points, "0.0,100.0 500.0,100.0");
+        let up = [point(0, 1.0), point(1, 1.0)];
+        let drawn = chart(
+            HEALTHY,
+            &up,
+            (1.0, 1.0, 1.0),
+            &[],
+            Timestamp(0),
+            120_000,
+            &[],
+        );
+        assert_eq!(drawn.points, "0.0,10.0 500.0,10.0");
+        assert_eq!((drawn.top.as_str(), drawn.bottom.as_str()), ("1", "0"));
+    }
 }

@@ -1,10 +1,19 @@
 //! `peers:`: other hosts' `monitor serve`, asked for their `/v1/status`
-//! while this host's page is made, all at once, each within its own
-//! timeout: a peer that does not answer is shown as unreachable, and the
-//! page waits no longer than the slowest peer's timeout.
+//! all at once, each within its own timeout: a peer that does not answer
+//! is shown as unreachable. They are asked in the background
+//! ([`PeerCache`]): when `serve` starts, and again when a page is made
+//! with answers older than [`FRESH`]; the page shows the last answers at
+//! once, so a peer that hangs never holds a page, a worker or `/healthz`.
+//! Only the very first page, before any answer, waits (at most the
+//! slowest peer's timeout).
 
 use super::page::ProfileView;
 use crate::config::Peer;
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+/// Answers younger than this are shown without asking again.
+pub(super) const FRESH: Duration = Duration::from_secs(10);
 
 /// What a peer's `/v1/status` answers.
 #[derive(serde::Deserialize)]
@@ -13,9 +22,133 @@ struct Status {
     profiles: Vec<ProfileView>,
 }
 
+/// The peers' last answers, shared by every worker of `serve`.
+#[derive(Default)]
+pub(super) struct PeerCache {
+    shared: Arc<(Mutex<Cached>, Condvar)>,
+}
+
+#[derive(Default)]
+struct Cached {
+    /// Which `peers:` they answer (jobs.yaml may change), when, and what.
+    answers: Option<(String, Instant, Vec<ProfileView>)>,
+    asking: bool,
+}
+
+/// What identifies a `peers:` list.
+fn key(peers: &[Peer]) -> String {
+    peers
+        .iter()
+        .map(|p| format!("{}={} {:?}", p.name, p.url.as_str(), p.timeout.std()))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+impl PeerCache {
+    /// The peers' profiles as last heard; asks again in the background
+    /// when they are older than [`FRESH`]. Waits only when nothing was
+    /// ever heard of these peers (at most their longest timeout).
+    pub(super) fn profiles(&self, peers: &[Peer]) -> Vec<ProfileView> {
+        if peers.is_empty() {
+            return Vec::new();
+        }
+        let key = key(peers);
+        let (lock, ready) = &*self.shared;
+        let mut cached = lock.lock().unwrap_or_else(|e| e.into_inner());
+        let current = |c: &Cached| {
+            c.answers
+                .as_ref()
+                .filter(|(k, ..)| *k == key)
+                .map(|(_, at, views)| (*at, views.clone()))
+        };
+        if let Some((at, views)) = current(&cached)
+            && at.elapsed() < FRESH
+        {
+            return views;
+        }
+        if !cached.asking {
+            cached.asking = true;
+            self.ask_in_background(peers.to_vec(), key.clone());
+        }
+        if let Some((_, views)) = current(&cached) {
+            return views;
+        }
+        let longest = peers
+            .iter()
+            .map(|p| p.timeout.std())
+            .max()
+            .unwrap_or_default();
+        let deadline = Instant::now() + longest + Duration::from_millis(500);
+        while current(&cached).is_none() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            cached = ready
+                .wait_timeout(cached, left)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+        current(&cached).map(|(_, views)| views).unwrap_or_else(|| {
+            peers
+                .iter()
+                .map(|peer| unreachable(peer, "no answer yet".to_string()))
+                .collect()
+        })
+    }
+
+    /// Asks the peers on a thread of its own (`serve` starting: the first
+    /// page finds their answers).
+    pub(super) fn start(&self, peers: &[Peer]) {
+        if peers.is_empty() {
+            return;
+        }
+        let mut cached = self.shared.0.lock().unwrap_or_else(|e| e.into_inner());
+        if !cached.asking {
+            cached.asking = true;
+            self.ask_in_background(peers.to_vec(), key(peers));
+        }
+    }
+
+    fn ask_in_background(&self, peers: Vec<Peer>, key: String) {
+        let shared = self.shared.clone();
+        let spawned = std::thread::Builder::new()
+            .name("peers".into())
+            .spawn(move || {
+                let views = profiles(&peers);
+                let (lock, ready) = &*shared;
+                let mut cached = lock.lock().unwrap_or_else(|e| e.into_inner());
+                cached.answers = Some((key, Instant::now(), views));
+                cached.asking = false;
+                ready.notify_all();
+            });
+        if let Err(e) = spawned {
+            log::warn!("peers: could not start asking them: {e}");
+            self.shared
+                .0
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .asking = false;
+        }
+    }
+}
+
+/// A peer that did not answer, as a profile saying why.
+fn unreachable(peer: &Peer, why: String) -> ProfileView {
+    ProfileView {
+        name: peer.name.clone(),
+        peer: Some(crate::probe::mask_credentials(peer.url.as_str())),
+        schedule: String::new(),
+        overdue: false,
+        unreachable: Some(why),
+        notices: Vec::new(),
+        tasks: Vec::new(),
+    }
+}
+
 /// Every peer's profiles, in the order of `peers:`; a peer that fails is
 /// one profile saying why.
-pub(super) fn profiles(peers: &[Peer]) -> Vec<ProfileView> {
+fn profiles(peers: &[Peer]) -> Vec<ProfileView> {
     std::thread::scope(|scope| {
         let asked: Vec<_> = peers
             .iter()
@@ -42,15 +175,7 @@ pub(super) fn profiles(peers: &[Peer]) -> Vec<ProfileView> {
                             profile
                         })
                         .collect(),
-                    Err(why) => vec![ProfileView {
-                        name: peer.name.clone(),
-                        peer: Some(crate::probe::mask_credentials(peer.url.as_str())),
-                        schedule: String::new(),
-                        overdue: false,
-                        unreachable: Some(why),
-                        notices: Vec::new(),
-                        tasks: Vec::new(),
-                    }],
+                    Err(why) => vec![unreachable(peer, why)],
                 }
             })
             .collect()

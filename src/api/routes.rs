@@ -23,6 +23,8 @@ use std::time::{Instant, SystemTime};
 pub(super) struct Api {
     pub(super) config: ConfigCache,
     token_digest: Option<[u8; 32]>,
+    /// `peers:`' last answers, asked in the background.
+    pub(super) peers: super::peers::PeerCache,
 }
 
 impl server::Handler for Api {
@@ -71,12 +73,15 @@ impl server::Handler for Api {
 
 impl Api {
     pub(super) fn new(config: Config, options: &ServeOptions, now: Timestamp) -> Api {
+        let peers = super::peers::PeerCache::default();
+        peers.start(&config.peers);
         Api {
             config: ConfigCache::new(config, options.db.clone(), now),
             token_digest: options
                 .token
                 .as_ref()
                 .map(|t| Sha256::digest(t.as_bytes()).into()),
+            peers,
         }
     }
 
@@ -96,13 +101,22 @@ impl Api {
             .split_once('?')
             .unwrap_or((head.target.as_str(), ""));
         if path != "/healthz" && !self.authorized(head) {
-            return Response::error(
+            let page = path == "/" || path.starts_with("/task/") || path.starts_with("/badge/");
+            let answer = Response::error(
                 401,
                 format!(
-                    "missing or wrong bearer token: send `Authorization: Bearer <token>` with the value of {TOKEN_VARIABLE}"
+                    "missing or wrong token: send `Authorization: Bearer <token>` with the value of {TOKEN_VARIABLE} (a browser: any user name, the token as password)"
                 ),
-            )
-            .with_header("WWW-Authenticate", "Bearer");
+            );
+            // A page or badge asks a browser for the token as a password.
+            return if page {
+                answer.with_header(
+                    "WWW-Authenticate",
+                    "Basic realm=\"monitor\", charset=\"UTF-8\"",
+                )
+            } else {
+                answer.with_header("WWW-Authenticate", "Bearer")
+            };
         }
         let now = clock::now().unwrap_or_else(|_| clock::system_now());
         let answer = match path {
@@ -112,7 +126,8 @@ impl Api {
             "/v1/silences" => parse_query(query, &[]).map(|_| self.silences(database, now)),
             "/metrics" => parse_query(query, &[]).map(|_| self.metrics(database, now)),
             "/v1/signals" => parse_signal_query(query, now).map(|q| self.signals(database, &q)),
-            "/" => parse_query(query, &[]).map(|_| self.status_page(database, now)),
+            // A page ignores what it does not read (a link's utm_source).
+            "/" => Ok(self.status_page(database, now)),
             "/v1/status" => parse_query(query, &[]).map(|_| self.status_json(database, now)),
             _ if path.starts_with("/task/") || path.starts_with("/badge/") => {
                 return self.page_route(path, query, database, now);
@@ -149,7 +164,7 @@ impl Api {
             .collect();
         let parts: Vec<&str> = parts.iter().map(String::as_str).collect();
         match parts.as_slice() {
-            ["task", profile, task] => match parse_query(query, &["range"]) {
+            ["task", profile, task] => match parse_query(&only(query, &["range"]), &["range"]) {
                 Ok(parameters) => {
                     let range = parameters.get("range").map_or("24h", String::as_str);
                     self.task_page(database, profile, task, range, now)
@@ -254,6 +269,9 @@ impl Api {
                 Ok(profile) => profile,
                 Err(why) => return Ok(Err(why)),
             };
+            if let Err(why) = crate::history::recorded(store, &profile, task, signal)? {
+                return Ok(Err(why));
+            }
             let points = crate::history::points(store, &profile, task, signal, query)?;
             Ok(Ok(crate::history::points_json(
                 &points, &profile, task, signal, query,
@@ -352,10 +370,29 @@ fn carries_token(head: &RequestHead, expected: &[u8; 32]) -> bool {
     else {
         return false;
     };
-    if !scheme.eq_ignore_ascii_case("bearer") {
+    // A browser has no way to send a bearer token: it sends Basic, whose
+    // password is the token (any user name), after the 401's
+    // `WWW-Authenticate: Basic` prompt on a page or badge.
+    let basic;
+    let presented = if scheme.eq_ignore_ascii_case("bearer") {
+        presented.trim()
+    } else if scheme.eq_ignore_ascii_case("basic") {
+        use base64::Engine;
+        let Ok(decoded) = base64::engine::general_purpose::STANDARD.decode(presented.trim()) else {
+            return false;
+        };
+        let Some(password) = decoded.iter().position(|&b| b == b':') else {
+            return false;
+        };
+        basic = decoded[password + 1..].to_vec();
+        match std::str::from_utf8(&basic) {
+            Ok(password) => password,
+            Err(_) => return false,
+        }
+    } else {
         return false;
-    }
-    let presented: [u8; 32] = Sha256::digest(presented.trim().as_bytes()).into();
+    };
+    let presented: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
     let difference = presented
         .iter()
         .zip(expected.iter())
@@ -554,6 +591,16 @@ pub fn parse_signal_query(
             _ => {}
         }
     }
+    if parsed.since >= parsed.until {
+        return Err(BadRequest {
+            parameter: "since".into(),
+            value: parameters.get("since").cloned().unwrap_or_default(),
+            message: format!(
+                "since ({}) is not before until ({}): the window is empty",
+                parsed.since, parsed.until
+            ),
+        });
+    }
     if parsed.signal.is_some() && parsed.task.is_none() {
         return Err(BadRequest {
             parameter: "signal".into(),
@@ -562,6 +609,15 @@ pub fn parse_signal_query(
         });
     }
     Ok(parsed)
+}
+
+/// The parameters of `query` named in `names` (a page ignores the rest).
+fn only(query: &str, names: &[&str]) -> String {
+    query
+        .split('&')
+        .filter(|pair| names.contains(&pair.split('=').next().unwrap_or_default()))
+        .collect::<Vec<_>>()
+        .join("&")
 }
 
 /// What `/v1/signals` takes.

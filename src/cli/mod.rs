@@ -503,19 +503,8 @@ fn dispatch(cli: &Cli) -> Result<u8, Error> {
                     crate::history::series_json(&store.signal_series(Some(&profile), Some(task))?)
                 ),
                 (Some(signal), format) => {
+                    crate::history::recorded(&store, &profile, task, signal)?.map_err(usage)?;
                     let points = crate::history::points(&store, &profile, task, signal, &query)?;
-                    if points.is_empty() {
-                        let known: Vec<String> = store
-                            .signal_series(Some(&profile), Some(task))?
-                            .into_iter()
-                            .map(|s| s.signal)
-                            .collect();
-                        return Err(usage(format!(
-                            "nothing recorded of `{signal}` for task `{task}` since {}: recorded are {}",
-                            query.since,
-                            known.join(", ")
-                        )));
-                    }
                     match format {
                         Format::Text => {
                             crate::history::series_text(&points, &profile, task, signal, &query)

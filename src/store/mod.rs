@@ -130,6 +130,10 @@ pub struct TaskStatus {
     /// When the verdict began (set by the store).
     pub since: Timestamp,
     pub at: Timestamp,
+    /// The verdict begins anew this tick though it is the same word (a
+    /// task restarted back to health): `since` is now.
+    #[serde(skip)]
+    pub fresh: bool,
 }
 
 /// The write-ahead log's size past which a tick empties it into the
@@ -582,7 +586,8 @@ impl Store {
                 "INSERT INTO task_status (profile, task, verdict, why, summary, since, at)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)
                  ON CONFLICT (profile, task) DO UPDATE SET
-                   since = CASE WHEN verdict = excluded.verdict THEN since ELSE excluded.since END,
+                   since = CASE WHEN verdict = excluded.verdict AND NOT ?7 THEN since
+                                ELSE excluded.since END,
                    verdict = excluded.verdict, why = excluded.why, summary = excluded.summary,
                    at = excluded.at",
             )?
@@ -592,7 +597,8 @@ impl Store {
                 status.verdict,
                 status.why,
                 status.summary,
-                record.started_at.0
+                record.started_at.0,
+                status.fresh
             ])?;
         }
         tx.commit().context("committing the tick")?;
@@ -614,6 +620,7 @@ impl Store {
                 summary: r.get(4)?,
                 since: Timestamp(r.get(5)?),
                 at: Timestamp(r.get(6)?),
+                fresh: false,
             })
         })?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)

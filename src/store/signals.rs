@@ -37,6 +37,19 @@ pub struct Point {
     pub count: i64,
 }
 
+impl Point {
+    /// One raw sample.
+    pub fn sample(at: Timestamp, value: f64) -> Point {
+        Point {
+            at,
+            min: value,
+            avg: value,
+            max: value,
+            count: 1,
+        }
+    }
+}
+
 /// A recorded series of a task, with its newest sample.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct SeriesInfo {
@@ -205,13 +218,7 @@ impl Store {
                     samples(hour, &data)
                         .into_iter()
                         .filter(|(at, _)| within(*at))
-                        .map(|(at, value)| Point {
-                            at,
-                            min: value,
-                            avg: value,
-                            max: value,
-                            count: 1,
-                        }),
+                        .map(|(at, value)| Point::sample(at, value)),
                 ),
                 None => points.push(hourly(hour, min, max, sum, count)),
             }

@@ -7,6 +7,7 @@ use crate::clock::Timestamp;
 use crate::config::{Config, Profile};
 use crate::error::Error;
 use crate::notify::Envelope;
+use crate::remediate::Remediation;
 use crate::store::{HEALTHY, SignalSample, Store, TaskStatus, TickRecord};
 use std::time::{Duration, Instant};
 
@@ -145,10 +146,12 @@ fn history_samples(profile: &Profile, report: &TickReport) -> Vec<SignalSample> 
                 names.push((result.rule.clone(), value));
             }
         }
-        // Whether the task was healthy: its uptime, day by day.
+        // Whether the task was healthy: its uptime, day by day. A task
+        // found down and restarted this tick was down, though the restart
+        // resolved its alert.
         names.insert(
             0,
-            (HEALTHY.to_string(), f64::from(u8::from(verdict.healthy))),
+            (HEALTHY.to_string(), f64::from(u8::from(was_up(verdict)))),
         );
         samples.extend(
             names
@@ -162,6 +165,16 @@ fn history_samples(profile: &Profile, report: &TickReport) -> Vec<SignalSample> 
         );
     }
     samples
+}
+
+/// Whether a task counts as up this tick: healthy, and not because a
+/// restart this tick made it so.
+fn was_up(verdict: &crate::evaluate::TaskVerdict) -> bool {
+    verdict.healthy
+        && !matches!(
+            verdict.remediation,
+            Some(Remediation::Done { .. } | Remediation::Due { .. })
+        )
 }
 
 /// Each task's verdict after this tick, for the status page.
@@ -180,6 +193,9 @@ fn task_statuses(profile: &Profile, report: &TickReport, now: Timestamp) -> Vec<
                 summary: crate::report::checks_line(observed, verdict),
                 since: now,
                 at: now,
+                // Healthy again by a restart: ok since now, not since the
+                // last time it was not.
+                fresh: !was_up(verdict),
             }
         })
         .collect()
