@@ -1653,3 +1653,21 @@ fn a_number_out_of_range_is_said_in_words_not_rust_types() {
         );
     }
 }
+
+#[test]
+fn a_name_out_of_ascii_says_which_character() {
+    let yaml = r#"version: 1
+profiles:
+  p:
+    cron: "* * * * *"
+    tasks:
+      - name: prover-é
+        command: { argv: ["true"] }
+"#;
+    assert_config_error(
+        yaml,
+        6,
+        Some("profiles.p.tasks[0]"),
+        "task name \"prover-é\" must be ASCII letters, digits, `_`, `-` or `.` (it names files, crontab lines and URLs): 'é' is not one of them",
+    );
+}

@@ -293,19 +293,14 @@ pub fn load_source(
 
 /// Profile and notifier names end up in file names, crontab lines and URLs.
 fn check_name(file: &Path, source: &str, what: &str, name: &str) -> Result<(), ConfigError> {
-    let ok = !name.is_empty()
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
-        && !name.starts_with('.');
-    if ok {
+    let Some(problem) = super::name_problem(what, name, false) else {
         return Ok(());
-    }
+    };
     Err(ConfigError::at_line(
         file,
         source,
         format!("{what}s.{name}"),
-        format!("{what} name {name:?} must be letters, digits, `_`, `-` or `.`"),
+        problem,
         |l| l.trim_start().starts_with(name) && l.contains(':'),
     ))
 }

@@ -428,6 +428,24 @@ fn at_least_one<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
     Ok(n)
 }
 
+/// Why `name` cannot name a `what` (`task`, `rule`, `profile`…): names
+/// end up in file names, crontab lines, tmux sessions and URLs, so they are
+/// ASCII letters, digits, `_`, `-` and `.` (`dotted`: a first `.` too).
+pub(crate) fn name_problem(what: &str, name: &str, dotted: bool) -> Option<String> {
+    let bad = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.')));
+    let why = match bad {
+        _ if name.is_empty() => "it is empty".to_string(),
+        Some(c) => format!("{c:?} is not one of them"),
+        None if !dotted && name.starts_with('.') => "it may not begin with `.`".to_string(),
+        None => return None,
+    };
+    Some(format!(
+        "{what} name {name:?} must be ASCII letters, digits, `_`, `-` or `.` (it names files, crontab lines and URLs): {why}"
+    ))
+}
+
 /// The one of `known` nearest to a misspelt `name`, when one is near
 /// (`conect_ms` → `connect_ms`, `depend_on` → `depends_on`).
 pub(crate) fn nearest<'a>(name: &str, known: impl Iterator<Item = &'a str>) -> Option<&'a str> {

@@ -314,14 +314,8 @@ impl<'de> Deserialize<'de> for Task {
                     None => format!("task `{name}`: {why}"),
                 })
             };
-            let name_ok = !name.is_empty()
-                && name
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
-            if !name_ok {
-                return Err(de::Error::custom(format!(
-                    "task name {name:?} must be letters, digits, `_`, `-` or `.`"
-                )));
+            if let Some(problem) = super::name_problem("task", &name, true) {
+                return Err(de::Error::custom(problem));
             }
             let probes = &raw.probes;
             match (&raw.action, probes.is_empty()) {

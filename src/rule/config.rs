@@ -258,14 +258,8 @@ impl Rule {
 
     fn from_raw(raw: RawRule) -> Result<Rule, String> {
         let name = raw.name;
-        let name_ok = !name.is_empty()
-            && name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
-        if !name_ok {
-            return Err(format!(
-                "rule name {name:?} must be letters, digits, `_`, `-` or `.`"
-            ));
+        if let Some(problem) = crate::config::name_problem("rule", &name, true) {
+            return Err(problem);
         }
         let err = |why: &str| format!("rule `{name}`: {why}");
         let written: Vec<Written> = [
