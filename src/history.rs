@@ -25,29 +25,35 @@ pub struct Query {
 /// `now` (`24h`, `7d`). A bare number before 2001 is refused: `24` is
 /// `24h` mistyped, not a time in 1970.
 pub fn parse_since(value: &str, now: Timestamp) -> Result<Timestamp, String> {
+    parse_time_or_span("since", value, now)
+}
+
+/// `since` or `until` (named `what` in its errors): a time, or a span
+/// back from `now`.
+pub fn parse_time_or_span(what: &str, value: &str, now: Timestamp) -> Result<Timestamp, String> {
     let value = value.trim();
+    // A span is digits and units only (`90d`, `1h30m`); a time has `-`,
+    // `:` or is all digits.
+    let spanlike = value.starts_with(|c: char| c.is_ascii_digit())
+        && value.ends_with(|c: char| c.is_ascii_alphabetic())
+        && value.chars().all(|c| c.is_ascii_alphanumeric() || c == '.');
     match value.parse::<crate::config::Duration>() {
         Ok(span) => return Ok(now.plus_millis(-span.as_millis())),
-        // A number with a unit: the span's own complaint (too long…).
-        Err(e)
-            if value.ends_with(|c: char| c.is_ascii_alphabetic())
-                && value.starts_with(|c: char| c.is_ascii_digit()) =>
-        {
-            return Err(format!("since {value:?}: {e}"));
-        }
+        // The span's own complaint (too long…).
+        Err(e) if spanlike => return Err(format!("{what} {value:?}: {e}")),
         Err(_) => {}
     }
     if let Ok(seconds) = value.parse::<i64>()
         && seconds < 978_307_200
     {
         return Err(format!(
-            "since {value:?} reads as Unix seconds, a time in {}: give a span with its unit ({value}h, {value}d) or a time (RFC 3339 such as 2026-09-21T12:00:00Z)",
+            "{what} {value:?} reads as Unix seconds, a time in {}: give a span with its unit ({value}h, {value}d) or a time (RFC 3339 such as 2026-09-21T12:00:00Z)",
             1970 + seconds / 31_556_952
         ));
     }
     crate::api::parse_time(value).map_err(|_| {
         format!(
-            "since {value:?} is neither a span back from now (24h, 7d, 90d) nor a time (Unix seconds, or RFC 3339 such as 2026-09-21T12:00:00Z)"
+            "{what} {value:?} is neither a span back from now (24h, 7d, 90d) nor a time (Unix seconds, or RFC 3339 such as 2026-09-21T12:00:00Z)"
         )
     })
 }

@@ -1618,6 +1618,14 @@ fn the_signal_history_is_told_by_monitor_history_and_v1_signals() {
     assert_eq!(far.status, 400);
     assert!(!far.body.contains("of a second or more"), "{}", far.body);
     drop(server);
+    // A time as RFC 3339 (with its Z) is a time, in both.
+    let at = time::OffsetDateTime::from_unix_timestamp(minute(60))
+        .unwrap()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
+    let out = history(&["web", "latency", "--since", &at], minute(90));
+    assert_exit(&out, 0);
+    assert!(stdout(&out).contains("(30 samples)"), "{}", stdout(&out));
     // `--since 24` is 24h mistyped, not a time in 1970.
     let out = history(&["web", "--since", "24"], minute(90));
     assert_exit(&out, 2);

@@ -248,9 +248,14 @@ fn the_status_page_shows_each_verdict_its_failing_day_and_the_threshold() {
         )),
         "ok since the restart: {worker_row}"
     );
+    let noisy = element(&page, "task-p-noisy");
     assert!(
-        element(&page, "task-p-noisy").contains("silenced until"),
+        noisy.contains("silenced until"),
         "the silence is on the task's own row"
+    );
+    assert!(
+        noisy.contains(&format!("since {} 10:00:00", date(3))),
+        "failing since the tick it began, not the last one: {noisy}"
     );
     // Flappy's page: its lag chart with the rule's threshold drawn, and the
     // alert timeline; the worker's page marks its restart.
@@ -428,13 +433,32 @@ fn a_peer_shows_beside_this_host_and_one_that_does_not_answer_is_told() {
     Tick::new(&ws).at(minute(0)).run("p");
     let server = Serve::start(&ws, minute(1));
     let browser = ws.path().join("chromium");
+    // serve asks its peers as it starts; a page never waits for them: the
+    // first says they are being asked, and their answers come within
+    // their timeouts (1 s; 2 s, the default, for validator-2).
+    let curl = |path: &str| {
+        let out = Command::new("curl")
+            .args(["-s", "--max-time", "5", &server.url(path)])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
     let started = Instant::now();
-    let page = dom(&browser, &server.url("/"));
+    let first = curl("/");
     assert!(
-        started.elapsed() < Duration::from_secs(8),
-        "the page waits at most its peers' timeout: {:?}",
+        started.elapsed() < Duration::from_millis(900),
+        "the first page waits for no peer: {:?}",
         started.elapsed()
     );
+    assert!(first.contains("id=\"profile-stuck\""), "{first}");
+    while curl("/").contains("no answer yet") {
+        assert!(
+            started.elapsed() < Duration::from_secs(4),
+            "the peers' answers within their timeouts"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let page = dom(&browser, &server.url("/"));
     assert!(page.contains("validator-2 (test-host)"), "{page}");
     let remote_task = element(&page, "task-p-validator");
     assert!(
@@ -506,4 +530,23 @@ fn a_page_before_any_tick_says_so() {
     let page = dom(&ws.path().join("chromium"), &server.url("/"));
     assert!(page.contains("no tick has run yet"), "{page}");
     assert!(!page.contains("all tasks healthy"), "{page}");
+    assert!(
+        element(&page, "task-p-local").contains("not run yet"),
+        "its tasks are listed: {page}"
+    );
+    // Its badges are grey, as a task's before its first tick.
+    for (path, message) in [
+        ("/badge/p/local.svg", "not run yet"),
+        ("/badge/p/local/uptime.svg", "no data"),
+    ] {
+        let out = Command::new("curl")
+            .args(["-s", "-w", "\n%{http_code}", &server.url(path)])
+            .output()
+            .unwrap();
+        let reply = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            reply.ends_with("\n200") && reply.contains(message) && reply.contains("#9f9f9f"),
+            "{path}: {reply}"
+        );
+    }
 }

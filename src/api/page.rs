@@ -35,6 +35,9 @@ pub(super) struct ProfileView {
     /// The host it runs on, when it is a peer's.
     pub(super) peer: Option<String>,
     pub(super) schedule: String,
+    /// The zone its times are in (a peer's may not be this host's).
+    #[serde(default)]
+    pub(super) zone: String,
     pub(super) overdue: bool,
     pub(super) unreachable: Option<String>,
     pub(super) notices: Vec<String>,
@@ -236,21 +239,21 @@ impl Api {
                 None => badge(task, "not run yet", verdict_color("none")),
             }))
         });
-        match read {
-            Ok(Some(Some(svg))) => match svg.render() {
-                Ok(svg) => Response {
-                    status: 200,
-                    content_type: "image/svg+xml",
-                    headers: vec![("Cache-Control", "max-age=60".to_string())],
-                    body: svg.into_bytes(),
-                },
-                Err(e) => Response::error(500, format!("rendering the badge: {e}")),
+        let svg = match read {
+            Ok(Some(Some(svg))) => svg,
+            // No tick has made the database yet.
+            Ok(_) if uptime => badge("uptime 30d", "no data", verdict_color("none")),
+            Ok(_) => badge(task, "not run yet", verdict_color("none")),
+            Err(e) => return super::routes::database_error(&e),
+        };
+        match svg.render() {
+            Ok(svg) => Response {
+                status: 200,
+                content_type: "image/svg+xml",
+                headers: vec![("Cache-Control", "max-age=60".to_string())],
+                body: svg.into_bytes(),
             },
-            Ok(_) => Response::error(
-                404,
-                format!("no task `{task}` in profile `{profile}` has been recorded"),
-            ),
-            Err(e) => super::routes::database_error(&e),
+            Err(e) => Response::error(500, format!("rendering the badge: {e}")),
         }
     }
 }
@@ -319,7 +322,8 @@ fn headline(profiles: &[ProfileView], ran: bool) -> String {
     }
 }
 
-/// The enabled profiles of a host where no tick has run.
+/// The enabled profiles of a host where no tick has run (its database
+/// is not there yet), with their tasks.
 fn never_run(config: &Config) -> Vec<ProfileView> {
     config
         .profiles
@@ -328,11 +332,34 @@ fn never_run(config: &Config) -> Vec<ProfileView> {
         .map(|p| ProfileView {
             name: p.name.clone(),
             peer: None,
-            schedule: format!("schedule {} · no tick has run yet", p.cron.as_str()),
+            schedule: format!(
+                "schedule {} · no tick has run yet (no database at {})",
+                p.cron.as_str(),
+                config.state.display()
+            ),
+            zone: String::new(),
             overdue: false,
             unreachable: None,
             notices: Vec::new(),
-            tasks: Vec::new(),
+            tasks: p
+                .tasks
+                .iter()
+                .map(|t| TaskView {
+                    name: t.name.clone(),
+                    link: None,
+                    verdict: "none".into(),
+                    why: String::new(),
+                    summary: "no tick of it yet".into(),
+                    since: String::new(),
+                    silenced: None,
+                    days: (0..UPTIME_DAYS)
+                        .map(|_| DayCell {
+                            class: "none".into(),
+                            title: "no ticks recorded".into(),
+                        })
+                        .collect(),
+                })
+                .collect(),
         })
         .collect()
 }
@@ -382,10 +409,12 @@ pub(super) fn local_profiles(
         if let Some((ends, reason)) = crate::silence::maintenance(&profile.maintenance, now) {
             notices.push(format!("maintenance until {ends}: {reason}"));
         }
-        for silence in silences
-            .iter()
-            .filter(|s| s.profile.as_deref().is_none_or(|p| p == profile.name))
-        {
+        // A silence of a task of this profile (one given no profile
+        // covers the task wherever it is).
+        for silence in silences.iter().filter(|s| {
+            s.profile.as_deref().is_none_or(|p| p == profile.name)
+                && profile.tasks.iter().any(|t| t.name == s.task)
+        }) {
             let what = match &silence.rule {
                 Some(rule) => format!("{}/{rule}", silence.task),
                 None => silence.task.clone(),
@@ -419,6 +448,7 @@ pub(super) fn local_profiles(
             name: profile.name.clone(),
             peer: None,
             schedule,
+            zone: zone(now),
             overdue: health.is_some_and(|h| h.overdue),
             unreachable: None,
             notices,
@@ -603,17 +633,30 @@ fn task_page(
             summary: row.summary,
         })
         .collect();
-    let notices = store
+    let mut notices: Vec<String> = store
         .silences(Some(now))?
         .into_iter()
         .filter(|s| s.task == task_name && s.profile.as_deref().is_none_or(|p| p == profile_name))
         .map(|s| {
+            let what = match &s.rule {
+                Some(rule) => format!("{rule} silenced"),
+                None => "silenced".to_string(),
+            };
             format!(
-                "silenced until {} by {}: {}",
+                "{what} until {} by {}: {}",
                 s.ends_at, s.created_by, s.reason
             )
         })
         .collect();
+    if task.is_none() {
+        notices.insert(
+            0,
+            format!(
+                "not in jobs.yaml any more: not watched since its last tick ({})",
+                status.at
+            ),
+        );
+    }
     Ok(Some(TaskPage {
         title: format!("{profile_name}/{task_name}: {}", status.verdict),
         css: CSS,

@@ -3,13 +3,13 @@
 //! is shown as unreachable. They are asked in the background
 //! ([`PeerCache`]): when `serve` starts, and again when a page is made
 //! with answers older than [`FRESH`]; the page shows the last answers at
-//! once, so a peer that hangs never holds a page, a worker or `/healthz`.
-//! Only the very first page, before any answer, waits (at most the
-//! slowest peer's timeout).
+//! once (with their age when older), so a peer that hangs never holds a
+//! page, a worker or `/healthz`: a page before the first answers says
+//! they are being asked.
 
 use super::page::ProfileView;
 use crate::config::Peer;
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// Answers younger than this are shown without asking again.
@@ -25,7 +25,7 @@ struct Status {
 /// The peers' last answers, shared by every worker of `serve`.
 #[derive(Default)]
 pub(super) struct PeerCache {
-    shared: Arc<(Mutex<Cached>, Condvar)>,
+    shared: Arc<Mutex<Cached>>,
 }
 
 #[derive(Default)]
@@ -46,15 +46,13 @@ fn key(peers: &[Peer]) -> String {
 
 impl PeerCache {
     /// The peers' profiles as last heard; asks again in the background
-    /// when they are older than [`FRESH`]. Waits only when nothing was
-    /// ever heard of these peers (at most their longest timeout).
+    /// when they are older than [`FRESH`]. Never waits.
     pub(super) fn profiles(&self, peers: &[Peer]) -> Vec<ProfileView> {
         if peers.is_empty() {
             return Vec::new();
         }
         let key = key(peers);
-        let (lock, ready) = &*self.shared;
-        let mut cached = lock.lock().unwrap_or_else(|e| e.into_inner());
+        let mut cached = self.shared.lock().unwrap_or_else(|e| e.into_inner());
         let current = |c: &Cached| {
             c.answers
                 .as_ref()
@@ -70,31 +68,26 @@ impl PeerCache {
             cached.asking = true;
             self.ask_in_background(peers.to_vec(), key.clone());
         }
-        if let Some((_, views)) = current(&cached) {
+        if let Some((at, mut views)) = current(&cached) {
+            // Older than FRESH: said so, while they are asked again.
+            let age = crate::clock::human_duration(at.elapsed().as_millis() as i64);
+            for view in &mut views {
+                view.notices
+                    .push(format!("last answer {age} ago (asking again)"));
+            }
             return views;
         }
-        let longest = peers
+        // Never waited for: a page before the first answers says so (it
+        // reloads within a minute), and no worker is held.
+        peers
             .iter()
-            .map(|p| p.timeout.std())
-            .max()
-            .unwrap_or_default();
-        let deadline = Instant::now() + longest + Duration::from_millis(500);
-        while current(&cached).is_none() {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                break;
-            }
-            cached = ready
-                .wait_timeout(cached, left)
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
-        }
-        current(&cached).map(|(_, views)| views).unwrap_or_else(|| {
-            peers
-                .iter()
-                .map(|peer| unreachable(peer, "no answer yet".to_string()))
-                .collect()
-        })
+            .map(|peer| {
+                unreachable(
+                    peer,
+                    "asking it now (no answer yet): reload in a moment".to_string(),
+                )
+            })
+            .collect()
     }
 
     /// Asks the peers on a thread of its own (`serve` starting: the first
@@ -103,7 +96,7 @@ impl PeerCache {
         if peers.is_empty() {
             return;
         }
-        let mut cached = self.shared.0.lock().unwrap_or_else(|e| e.into_inner());
+        let mut cached = self.shared.lock().unwrap_or_else(|e| e.into_inner());
         if !cached.asking {
             cached.asking = true;
             self.ask_in_background(peers.to_vec(), key(peers));
@@ -116,19 +109,13 @@ impl PeerCache {
             .name("peers".into())
             .spawn(move || {
                 let views = profiles(&peers);
-                let (lock, ready) = &*shared;
-                let mut cached = lock.lock().unwrap_or_else(|e| e.into_inner());
+                let mut cached = shared.lock().unwrap_or_else(|e| e.into_inner());
                 cached.answers = Some((key, Instant::now(), views));
                 cached.asking = false;
-                ready.notify_all();
             });
         if let Err(e) = spawned {
             log::warn!("peers: could not start asking them: {e}");
-            self.shared
-                .0
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .asking = false;
+            self.shared.lock().unwrap_or_else(|e| e.into_inner()).asking = false;
         }
     }
 }
@@ -139,6 +126,7 @@ fn unreachable(peer: &Peer, why: String) -> ProfileView {
         name: peer.name.clone(),
         peer: Some(crate::probe::mask_credentials(peer.url.as_str())),
         schedule: String::new(),
+        zone: String::new(),
         overdue: false,
         unreachable: Some(why),
         notices: Vec::new(),

@@ -586,7 +586,10 @@ pub fn parse_signal_query(
             "task" => parsed.task = Some(non_empty(name, value).map_err(bad)?),
             "signal" => parsed.signal = Some(non_empty(name, value).map_err(bad)?),
             "since" => parsed.since = crate::history::parse_since(value, now).map_err(bad)?,
-            "until" => parsed.until = crate::history::parse_since(value, now).map_err(bad)?,
+            "until" => {
+                parsed.until =
+                    crate::history::parse_time_or_span("until", value, now).map_err(bad)?
+            }
             "step" => parsed.step_ms = Some(crate::history::parse_step(value).map_err(bad)?),
             _ => {}
         }

@@ -314,7 +314,7 @@ impl<'de> Deserialize<'de> for Task {
                     None => format!("task `{name}`: {why}"),
                 })
             };
-            if let Some(problem) = super::name_problem("task", &name, true) {
+            if let Some(problem) = super::name_problem("task", name, true) {
                 return Err(de::Error::custom(problem));
             }
             let probes = &raw.probes;

@@ -170,11 +170,15 @@ fn history_samples(profile: &Profile, report: &TickReport) -> Vec<SignalSample> 
 /// Whether a task counts as up this tick: healthy, and not because a
 /// restart this tick made it so.
 fn was_up(verdict: &crate::evaluate::TaskVerdict) -> bool {
-    verdict.healthy
-        && !matches!(
-            verdict.remediation,
-            Some(Remediation::Done { .. } | Remediation::Due { .. })
-        )
+    verdict.healthy && !restarted(verdict)
+}
+
+/// Whether this tick restarted the task.
+fn restarted(verdict: &crate::evaluate::TaskVerdict) -> bool {
+    matches!(
+        verdict.remediation,
+        Some(Remediation::Done { .. } | Remediation::Due { .. })
+    )
 }
 
 /// Each task's verdict after this tick, for the status page.
@@ -194,8 +198,9 @@ fn task_statuses(profile: &Profile, report: &TickReport, now: Timestamp) -> Vec<
                 since: now,
                 at: now,
                 // Healthy again by a restart: ok since now, not since the
-                // last time it was not.
-                fresh: !was_up(verdict),
+                // last time it was not. (A verdict that stays the same
+                // otherwise keeps its since: failing since it began.)
+                fresh: verdict.healthy && restarted(verdict),
             }
         })
         .collect()
