@@ -2,7 +2,8 @@
 //! chromium, installed by .ci/run): a database filled by real ticks of the
 //! binary over four days (a flapping task, a restarted one, a silenced one,
 //! a steady one), rendered, read back as the browser's DOM, and
-//! screenshotted at phone and desktop width into `target/test-artifacts/`.
+//! screenshotted at phone and desktop width into `target/test-artifacts/`;
+//! badges, peers, a page before any tick, silences and removed tasks.
 
 use crate::common::*;
 use std::net::{TcpListener, TcpStream};
@@ -549,4 +550,59 @@ fn a_page_before_any_tick_says_so() {
             "{path}: {reply}"
         );
     }
+}
+
+/// A silence given no profile shows only under the profiles that have its
+/// task; a task taken out of jobs.yaml keeps its page, which says it is no
+/// longer watched, and loses its badges.
+#[test]
+fn a_silence_shows_where_its_task_is_and_a_removed_task_says_so() {
+    let two = |with_b: bool| {
+        format!(
+            "{}  q:\n    cron: \"* * * * *\"\n    announce: false\n    tasks:\n      - name: other\n        command: {{ argv: [\"true\"] }}\n",
+            profile_p(&format!(
+                "      - name: a\n        command: {{ argv: [\"true\"] }}\n{}",
+                if with_b {
+                    "      - name: b\n        command: { argv: [\"true\"] }\n"
+                } else {
+                    ""
+                }
+            ))
+        )
+    };
+    let ws = Workspace::new(&two(true));
+    let out = ws
+        .command()
+        .env("MONITOR_NOW", minute(0).to_string())
+        .args([
+            "silence", "add", "--task", "a", "--for", "2h", "--reason", "swap",
+        ])
+        .output()
+        .unwrap();
+    assert_exit(&out, 0);
+    for i in 0..3 {
+        Tick::new(&ws).at(minute(i)).run("p");
+        Tick::new(&ws).at(minute(i)).run("q");
+    }
+    ws.write_config(&two(false));
+    let server = Serve::start(&ws, minute(3));
+    let page = dom(&ws.path().join("chromium"), &server.url("/"));
+    let q = page.split("id=\"profile-q\"").nth(1).unwrap_or_default();
+    let p = page.split("id=\"profile-q\"").next().unwrap_or_default();
+    assert!(p.contains("a silenced until"), "{page}");
+    assert!(!q.contains("silenced"), "q has no task a: {q}");
+    let gone = dom(&ws.path().join("chromium"), &server.url("/task/p/b"));
+    assert!(gone.contains("not in jobs.yaml any more"), "{gone}");
+    let out = Command::new("curl")
+        .args([
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            &server.url("/badge/p/b.svg"),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "404");
 }
