@@ -605,4 +605,25 @@ fn a_silence_shows_where_its_task_is_and_a_removed_task_says_so() {
         .output()
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&out.stdout), "404");
+    // A task page's errors are pages a person reads, their status kept.
+    for (path, status, says) in [
+        ("/task/p/nosuch", "404", "no task `nosuch` in profile `p`"),
+        ("/task/p/a?range=3d", "400", "give 24h, 7d or 90d"),
+    ] {
+        let out = Command::new("curl")
+            .args([
+                "-s",
+                "-w",
+                "\n%{http_code} %{content_type}",
+                &server.url(path),
+            ])
+            .output()
+            .unwrap();
+        let reply = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            reply.ends_with(&format!("\n{status} text/html; charset=utf-8"))
+                && reply.contains(says),
+            "{path}: {reply}"
+        );
+    }
 }

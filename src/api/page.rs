@@ -258,6 +258,40 @@ impl Api {
     }
 }
 
+#[derive(Template)]
+#[template(path = "error.html")]
+struct ErrorPage {
+    css: &'static str,
+    status: u16,
+    message: String,
+}
+
+/// A page route's error (JSON from the API's helpers) as a page a person
+/// reads, with its status kept.
+pub(super) fn as_page(answer: Response) -> Response {
+    if answer.status < 400 || !answer.content_type.starts_with("application/json") {
+        return answer;
+    }
+    let message = serde_json::from_slice::<serde_json::Value>(&answer.body)
+        .ok()
+        .and_then(|v| v["error"].as_str().map(str::to_string))
+        .unwrap_or_default();
+    let page = ErrorPage {
+        css: CSS,
+        status: answer.status,
+        message,
+    };
+    match page.render() {
+        Ok(page) => Response {
+            status: answer.status,
+            content_type: "text/html; charset=utf-8",
+            headers: answer.headers,
+            body: page.into_bytes(),
+        },
+        Err(_) => answer,
+    }
+}
+
 fn html(rendered: askama::Result<String>) -> Response {
     match rendered {
         Ok(page) => Response {

@@ -164,13 +164,16 @@ impl Api {
             .collect();
         let parts: Vec<&str> = parts.iter().map(String::as_str).collect();
         match parts.as_slice() {
-            ["task", profile, task] => match parse_query(&only(query, &["range"]), &["range"]) {
-                Ok(parameters) => {
-                    let range = parameters.get("range").map_or("24h", String::as_str);
-                    self.task_page(database, profile, task, range, now)
-                }
-                Err(bad) => bad.response(),
-            },
+            // A person reads a task page's errors: as a page.
+            ["task", profile, task] => {
+                super::page::as_page(match parse_query(&only(query, &["range"]), &["range"]) {
+                    Ok(parameters) => {
+                        let range = parameters.get("range").map_or("24h", String::as_str);
+                        self.task_page(database, profile, task, range, now)
+                    }
+                    Err(bad) => bad.response(),
+                })
+            }
             ["badge", profile, task, "uptime.svg"] => {
                 self.badge(database, profile, task, true, now)
             }
