@@ -21,15 +21,9 @@ pub struct Query {
     pub step_ms: Option<i64>,
 }
 
-/// Reads `since` as a time (Unix seconds, RFC 3339) or as a span back from
-/// `now` (`24h`, `7d`). A bare number before 2001 is refused: `24` is
-/// `24h` mistyped, not a time in 1970.
-pub fn parse_since(value: &str, now: Timestamp) -> Result<Timestamp, String> {
-    parse_time_or_span("since", value, now)
-}
-
-/// `since` or `until` (named `what` in its errors): a time, or a span
-/// back from `now`.
+/// Reads `since` or `until` (named `what` in its errors) as a time (Unix
+/// seconds, RFC 3339) or as a span back from `now` (`24h`, `7d`). A bare
+/// number before 2001 is refused: `24` is `24h` mistyped, not 1970.
 pub fn parse_time_or_span(what: &str, value: &str, now: Timestamp) -> Result<Timestamp, String> {
     let value = value.trim();
     // A span is digits and units only (`90d`, `1h30m`); a time has `-`,
@@ -67,6 +61,12 @@ pub fn parse_step(value: &str) -> Result<i64, String> {
         )),
         Err(e) => Err(format!("step {value:?}: {e} (give 5m, 1h or 1d)")),
     }
+}
+
+/// Where `value` is from `low` (0) to `high` (1), clamped; halves are
+/// compared, so values near f64's limits give a share, never NaN.
+pub fn share(value: f64, low: f64, high: f64) -> f64 {
+    ((value / 2.0 - low / 2.0) / (high / 2.0 - low / 2.0)).clamp(0.0, 1.0)
 }
 
 /// The bounds a chart or sparkline of `signal` is scaled to, from the
@@ -232,10 +232,7 @@ pub fn sparkline(
         .into_iter()
         .map(|average| match average {
             None => ' ',
-            Some(v) => {
-                let share = (v / 2.0 - low / 2.0) / (high / 2.0 - low / 2.0);
-                BARS[(share.clamp(0.0, 1.0) * 7.0).round() as usize]
-            }
+            Some(v) => BARS[(share(v, low, high) * 7.0).round() as usize],
         })
         .collect()
 }

@@ -49,6 +49,21 @@ impl Silence {
                 .is_none_or(|r| rule_matches(r, &key.rule))
     }
 
+    /// Whether it is of task `task` in profile `profile` (all its rules
+    /// or some), whatever the time.
+    pub fn of_task(&self, profile: &str, task: &str) -> bool {
+        self.task == task && self.profile.as_deref().is_none_or(|p| p == profile)
+    }
+
+    /// What it holds of its task, for a line about that task: `silenced`,
+    /// or `RULE silenced`.
+    pub fn held(&self) -> String {
+        match &self.rule {
+            Some(rule) => format!("{rule} silenced"),
+            None => "silenced".to_string(),
+        }
+    }
+
     /// Whether it holds the whole task (every rule) at `now`.
     pub fn covers_task(&self, profile: &str, task: &str, now: Timestamp) -> bool {
         self.rule.is_none() && self.covers(&AlertKey::new(profile, task, ""), now)

@@ -56,6 +56,35 @@ impl Drop for Serve {
     }
 }
 
+/// A GET by curl (at most 5 s): its status, content type and body.
+struct Reply {
+    status: String,
+    content_type: String,
+    body: String,
+}
+
+fn get(url: &str) -> Reply {
+    let out = Command::new("curl")
+        .args([
+            "-s",
+            "--max-time",
+            "5",
+            "-w",
+            "\n%{http_code} %{content_type}",
+            url,
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, tail) = text.rsplit_once('\n').unwrap_or(("", &text));
+    let (status, content_type) = tail.split_once(' ').unwrap_or((tail, ""));
+    Reply {
+        status: status.to_string(),
+        content_type: content_type.to_string(),
+        body: body.to_string(),
+    }
+}
+
 /// chromium, headless, with a profile of its own.
 fn chromium(profile: &Path, args: &[&str]) -> std::process::Output {
     Command::new("chromium")
@@ -437,22 +466,15 @@ fn a_peer_shows_beside_this_host_and_one_that_does_not_answer_is_told() {
     // serve asks its peers as it starts; a page never waits for them: the
     // first says they are being asked, and their answers come within
     // their timeouts (1 s; 2 s, the default, for validator-2).
-    let curl = |path: &str| {
-        let out = Command::new("curl")
-            .args(["-s", "--max-time", "5", &server.url(path)])
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    };
     let started = Instant::now();
-    let first = curl("/");
+    let first = get(&server.url("/")).body;
     assert!(
         started.elapsed() < Duration::from_millis(900),
         "the first page waits for no peer: {:?}",
         started.elapsed()
     );
     assert!(first.contains("id=\"profile-stuck\""), "{first}");
-    while curl("/").contains("no answer yet") {
+    while get(&server.url("/")).body.contains("no answer yet") {
         assert!(
             started.elapsed() < Duration::from_secs(4),
             "the peers' answers within their timeouts"
@@ -488,31 +510,15 @@ fn a_peer_shows_beside_this_host_and_one_that_does_not_answer_is_told() {
     let loads: Vec<_> = (0..20)
         .map(|_| {
             let url = server.url("/");
-            std::thread::spawn(move || {
-                let out = Command::new("curl")
-                    .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", &url])
-                    .output()
-                    .unwrap();
-                String::from_utf8_lossy(&out.stdout).into_owned()
-            })
+            std::thread::spawn(move || get(&url).status)
         })
         .collect();
-    let health = Command::new("curl")
-        .args([
-            "-s",
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{http_code}",
-            &server.url("/healthz"),
-        ])
-        .output()
-        .unwrap();
+    let health = get(&server.url("/healthz"));
     let healthz_took = started.elapsed();
     for load in loads {
         assert_eq!(load.join().unwrap(), "200");
     }
-    assert_eq!(String::from_utf8_lossy(&health.stdout), "200");
+    assert_eq!(health.status, "200");
     assert!(
         healthz_took < Duration::from_millis(900)
             && started.elapsed() < Duration::from_millis(1500),
@@ -540,14 +546,12 @@ fn a_page_before_any_tick_says_so() {
         ("/badge/p/local.svg", "not run yet"),
         ("/badge/p/local/uptime.svg", "no data"),
     ] {
-        let out = Command::new("curl")
-            .args(["-s", "-w", "\n%{http_code}", &server.url(path)])
-            .output()
-            .unwrap();
-        let reply = String::from_utf8_lossy(&out.stdout).into_owned();
+        let reply = get(&server.url(path));
         assert!(
-            reply.ends_with("\n200") && reply.contains(message) && reply.contains("#9f9f9f"),
-            "{path}: {reply}"
+            reply.status == "200" && reply.body.contains(message) && reply.body.contains("#9f9f9f"),
+            "{path}: {} {}",
+            reply.status,
+            reply.body
         );
     }
 }
@@ -593,37 +597,21 @@ fn a_silence_shows_where_its_task_is_and_a_removed_task_says_so() {
     assert!(!q.contains("silenced"), "q has no task a: {q}");
     let gone = dom(&ws.path().join("chromium"), &server.url("/task/p/b"));
     assert!(gone.contains("not in jobs.yaml any more"), "{gone}");
-    let out = Command::new("curl")
-        .args([
-            "-s",
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{http_code}",
-            &server.url("/badge/p/b.svg"),
-        ])
-        .output()
-        .unwrap();
-    assert_eq!(String::from_utf8_lossy(&out.stdout), "404");
+    assert_eq!(get(&server.url("/badge/p/b.svg")).status, "404");
     // A task page's errors are pages a person reads, their status kept.
     for (path, status, says) in [
         ("/task/p/nosuch", "404", "no task `nosuch` in profile `p`"),
         ("/task/p/a?range=3d", "400", "give 24h, 7d or 90d"),
     ] {
-        let out = Command::new("curl")
-            .args([
-                "-s",
-                "-w",
-                "\n%{http_code} %{content_type}",
-                &server.url(path),
-            ])
-            .output()
-            .unwrap();
-        let reply = String::from_utf8_lossy(&out.stdout).into_owned();
+        let reply = get(&server.url(path));
         assert!(
-            reply.ends_with(&format!("\n{status} text/html; charset=utf-8"))
-                && reply.contains(says),
-            "{path}: {reply}"
+            reply.status == status
+                && reply.content_type == "text/html; charset=utf-8"
+                && reply.body.contains(says),
+            "{path}: {} {} {}",
+            reply.status,
+            reply.content_type,
+            reply.body
         );
     }
 }

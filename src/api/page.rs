@@ -200,14 +200,7 @@ impl Api {
         uptime: bool,
         now: Timestamp,
     ) -> Response {
-        let current = self.config.current();
-        let configured = current
-            .config
-            .profiles
-            .iter()
-            .find(|p| p.name == profile)
-            .is_some_and(|p| p.tasks.iter().any(|t| t.name == task));
-        if !configured {
+        if configured_task(&self.config.current().config, profile, task).is_none() {
             // A task gone from jobs.yaml has no status, only a past.
             return Response::error(
                 404,
@@ -378,20 +371,14 @@ fn never_run(config: &Config) -> Vec<ProfileView> {
             tasks: p
                 .tasks
                 .iter()
-                .map(|t| TaskView {
-                    name: t.name.clone(),
-                    link: None,
-                    verdict: "none".into(),
-                    why: String::new(),
-                    summary: "no tick of it yet".into(),
-                    since: String::new(),
-                    silenced: None,
-                    days: (0..UPTIME_DAYS)
+                .map(|t| {
+                    let days = (0..UPTIME_DAYS)
                         .map(|_| DayCell {
                             class: "none".into(),
                             title: "no ticks recorded".into(),
                         })
-                        .collect(),
+                        .collect();
+                    task_view(&p.name, &t.name, None, days)
                 })
                 .collect(),
         })
@@ -446,16 +433,18 @@ pub(super) fn local_profiles(
         // A silence of a task of this profile (one given no profile
         // covers the task wherever it is).
         for silence in silences.iter().filter(|s| {
-            s.profile.as_deref().is_none_or(|p| p == profile.name)
-                && profile.tasks.iter().any(|t| t.name == s.task)
+            profile
+                .tasks
+                .iter()
+                .any(|t| s.of_task(&profile.name, &t.name))
         }) {
-            let what = match &silence.rule {
-                Some(rule) => format!("{}/{rule}", silence.task),
-                None => silence.task.clone(),
-            };
             notices.push(format!(
-                "{what} silenced until {} by {}: {}",
-                silence.ends_at, silence.created_by, silence.reason
+                "{} {} until {} by {}: {}",
+                silence.task,
+                silence.held(),
+                silence.ends_at,
+                silence.created_by,
+                silence.reason
             ));
         }
         let tasks = profile
@@ -465,16 +454,12 @@ pub(super) fn local_profiles(
                 let status = statuses
                     .iter()
                     .find(|s| s.profile == profile.name && s.task == task.name);
-                let silenced = silences
+                let days = uptime_days(store, &profile.name, &task.name, now)?;
+                let mut view = task_view(&profile.name, &task.name, status, days);
+                view.silenced = silences
                     .iter()
-                    .filter(|s| s.task == task.name)
-                    .find(|s| s.profile.as_deref().is_none_or(|p| p == profile.name))
-                    .map(|s| match &s.rule {
-                        Some(rule) => format!("{rule} silenced until {}", s.ends_at),
-                        None => format!("silenced until {}", s.ends_at),
-                    });
-                let mut view = task_view(store, &profile.name, &task.name, status, now)?;
-                view.silenced = silenced;
+                    .find(|s| s.of_task(&profile.name, &task.name))
+                    .map(|s| format!("{} until {}", s.held(), s.ends_at));
                 Ok(view)
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
@@ -499,13 +484,12 @@ fn next_run(profile: &Profile, now: Timestamp) -> Option<Timestamp> {
 }
 
 fn task_view(
-    store: &Store,
     profile: &str,
     task: &str,
     status: Option<&TaskStatus>,
-    now: Timestamp,
-) -> anyhow::Result<TaskView> {
-    Ok(TaskView {
+    days: Vec<DayCell>,
+) -> TaskView {
+    TaskView {
         name: task.to_string(),
         link: status.map(|_| format!("/task/{}/{}", escape_path(profile), escape_path(task))),
         verdict: status.map_or("none".to_string(), |s| s.verdict.clone()),
@@ -513,8 +497,8 @@ fn task_view(
         summary: status.map_or("no tick of it yet".to_string(), |s| s.summary.clone()),
         since: status.map(|s| s.since.to_string()).unwrap_or_default(),
         silenced: None,
-        days: uptime_days(store, profile, task, now)?,
-    })
+        days,
+    }
 }
 
 /// One cell a day for the last 90 days (UTC days), from the history of
@@ -589,11 +573,7 @@ fn task_page(
         return Ok(None);
     };
     let since = now.plus_millis(-span);
-    let task = config
-        .profiles
-        .iter()
-        .find(|p| p.name == profile_name)
-        .and_then(|p| p.tasks.iter().find(|t| t.name == task_name));
+    let task = configured_task(config, profile_name, task_name);
     let history: Vec<_> = store
         .history(&HistoryQuery {
             source: Some(task_name.to_string()),
@@ -603,15 +583,11 @@ fn task_page(
         .into_iter()
         .filter(|row| row.profile == profile_name)
         .collect();
-    let x_of = |at: Timestamp| {
-        let x = (at.0 - since.0) as f64 / span as f64 * 1000.0;
-        format!("{:.1}", x.clamp(0.0, 1000.0))
-    };
     let restarts: Vec<Mark> = history
         .iter()
         .filter(|row| row.status == "restarted" || row.status == "restart_failed")
         .map(|row| Mark {
-            x: x_of(row.at),
+            x: x_at(row.at, since, span),
             y: String::new(),
             title: format!("{} {}: {}", row.at, row.status, row.summary),
         })
@@ -670,15 +646,14 @@ fn task_page(
     let mut notices: Vec<String> = store
         .silences(Some(now))?
         .into_iter()
-        .filter(|s| s.task == task_name && s.profile.as_deref().is_none_or(|p| p == profile_name))
+        .filter(|s| s.of_task(profile_name, task_name))
         .map(|s| {
-            let what = match &s.rule {
-                Some(rule) => format!("{rule} silenced"),
-                None => "silenced".to_string(),
-            };
             format!(
-                "{what} until {} by {}: {}",
-                s.ends_at, s.created_by, s.reason
+                "{} until {} by {}: {}",
+                s.held(),
+                s.ends_at,
+                s.created_by,
+                s.reason
             )
         })
         .collect();
@@ -754,17 +729,10 @@ fn chart(
     let low = limits.iter().map(|l| l.0).fold(min, f64::min);
     let high = limits.iter().map(|l| l.0).fold(max, f64::max);
     let (low, high) = crate::history::scale(signal, low, high);
-    let y_of = |v: f64| {
-        let share = (v / 2.0 - low / 2.0) / (high / 2.0 - low / 2.0);
-        format!("{:.1}", 190.0 - share.clamp(0.0, 1.0) * 180.0)
-    };
-    let x_of = |p: &Point| {
-        let x = (p.at.0 - since.0) as f64 / span as f64 * 1000.0;
-        format!("{:.1}", x.clamp(0.0, 1000.0))
-    };
+    let y_of = |v: f64| format!("{:.1}", 190.0 - crate::history::share(v, low, high) * 180.0);
     let line = |value: fn(&Point) -> f64, points: &mut dyn Iterator<Item = &Point>| {
         points
-            .map(|p| format!("{},{}", x_of(p), y_of(value(p))))
+            .map(|p| format!("{},{}", x_at(p.at, since, span), y_of(value(p))))
             .collect::<Vec<_>>()
     };
     let band = if points.iter().any(|p| p.max > p.min) {
@@ -801,6 +769,25 @@ fn chart(
             })
             .collect(),
     }
+}
+
+/// Where `at` is across a chart of `span` ms from `since` (0–1000).
+fn x_at(at: Timestamp, since: Timestamp, span: i64) -> String {
+    let x = (at.0 - since.0) as f64 / span as f64 * 1000.0;
+    format!("{:.1}", x.clamp(0.0, 1000.0))
+}
+
+/// Task `task` of profile `profile` in jobs.yaml, if it is there.
+fn configured_task<'c>(
+    config: &'c Config,
+    profile: &str,
+    task: &str,
+) -> Option<&'c crate::config::Task> {
+    config
+        .profile(profile)?
+        .tasks
+        .iter()
+        .find(|t| t.name == task)
 }
 
 /// A shields-style badge: grey label, coloured message.

@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// Answers younger than this are shown without asking again.
-pub(super) const FRESH: Duration = Duration::from_secs(10);
+const FRESH: Duration = Duration::from_secs(10);
 
 /// What a peer's `/v1/status` answers.
 #[derive(serde::Deserialize)]
@@ -64,10 +64,7 @@ impl PeerCache {
         {
             return views;
         }
-        if !cached.asking {
-            cached.asking = true;
-            self.ask_in_background(peers.to_vec(), key.clone());
-        }
+        self.ask_unless_asking(&mut cached, peers, &key);
         if let Some((at, mut views)) = current(&cached) {
             // Older than FRESH: said so, while they are asked again.
             let age = crate::clock::human_duration(at.elapsed().as_millis() as i64);
@@ -97,13 +94,15 @@ impl PeerCache {
             return;
         }
         let mut cached = self.shared.lock().unwrap_or_else(|e| e.into_inner());
-        if !cached.asking {
-            cached.asking = true;
-            self.ask_in_background(peers.to_vec(), key(peers));
-        }
+        self.ask_unless_asking(&mut cached, peers, &key(peers));
     }
 
-    fn ask_in_background(&self, peers: Vec<Peer>, key: String) {
+    /// Asks the peers on a thread of its own, unless one is asking.
+    fn ask_unless_asking(&self, cached: &mut Cached, peers: &[Peer], key: &str) {
+        if cached.asking {
+            return;
+        }
+        let (peers, key) = (peers.to_vec(), key.to_string());
         let shared = self.shared.clone();
         let spawned = std::thread::Builder::new()
             .name("peers".into())
@@ -113,9 +112,9 @@ impl PeerCache {
                 cached.answers = Some((key, Instant::now(), views));
                 cached.asking = false;
             });
-        if let Err(e) = spawned {
-            log::warn!("peers: could not start asking them: {e}");
-            self.shared.lock().unwrap_or_else(|e| e.into_inner()).asking = false;
+        match spawned {
+            Ok(_) => cached.asking = true,
+            Err(e) => log::warn!("peers: could not start asking them: {e}"),
         }
     }
 }

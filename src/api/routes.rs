@@ -376,26 +376,21 @@ fn carries_token(head: &RequestHead, expected: &[u8; 32]) -> bool {
     // A browser has no way to send a bearer token: it sends Basic, whose
     // password is the token (any user name), after the 401's
     // `WWW-Authenticate: Basic` prompt on a page or badge.
-    let basic;
-    let presented = if scheme.eq_ignore_ascii_case("bearer") {
-        presented.trim()
+    let presented: Vec<u8> = if scheme.eq_ignore_ascii_case("bearer") {
+        presented.trim().as_bytes().to_vec()
     } else if scheme.eq_ignore_ascii_case("basic") {
         use base64::Engine;
-        let Ok(decoded) = base64::engine::general_purpose::STANDARD.decode(presented.trim()) else {
-            return false;
-        };
-        let Some(password) = decoded.iter().position(|&b| b == b':') else {
-            return false;
-        };
-        basic = decoded[password + 1..].to_vec();
-        match std::str::from_utf8(&basic) {
-            Ok(password) => password,
-            Err(_) => return false,
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(presented.trim())
+            .unwrap_or_default();
+        match decoded.iter().position(|&b| b == b':') {
+            Some(colon) => decoded[colon + 1..].to_vec(),
+            None => return false,
         }
     } else {
         return false;
     };
-    let presented: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
+    let presented: [u8; 32] = Sha256::digest(&presented).into();
     let difference = presented
         .iter()
         .zip(expected.iter())
@@ -588,7 +583,10 @@ pub fn parse_signal_query(
             "profile" => parsed.profile = Some(non_empty(name, value).map_err(bad)?),
             "task" => parsed.task = Some(non_empty(name, value).map_err(bad)?),
             "signal" => parsed.signal = Some(non_empty(name, value).map_err(bad)?),
-            "since" => parsed.since = crate::history::parse_since(value, now).map_err(bad)?,
+            "since" => {
+                parsed.since =
+                    crate::history::parse_time_or_span("since", value, now).map_err(bad)?
+            }
             "until" => {
                 parsed.until =
                     crate::history::parse_time_or_span("until", value, now).map_err(bad)?

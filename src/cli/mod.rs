@@ -482,7 +482,7 @@ fn dispatch(cli: &Cli) -> Result<u8, Error> {
                 profile: profile.clone(),
                 task: Some(task.clone()),
                 signal: signal.clone(),
-                since: crate::history::parse_since(since, now).map_err(usage)?,
+                since: crate::history::parse_time_or_span("since", since, now).map_err(usage)?,
                 until: now,
                 step_ms: None,
             };
