@@ -796,18 +796,24 @@ fn an_error_that_stops_a_quiet_tick_reaches_syslog() {
     let ws = Workspace::new(
         "version: 1\nprofiles:\n  p:\n    cron: \"* * * * *\"\n    tasks:\n      - name: a\n        timout: 5s\n        command: { argv: [\"true\"] }\n",
     );
-    let out = ws
+    let child = ws
         .command()
         .env_clear()
         .args(["run", "p", "--quiet"])
-        .output()
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
         .unwrap();
+    // Other tests' ticks log to the same /dev/log meanwhile: ours is the
+    // line tagged with this child's pid.
+    let tag = format!("monitor[{}]", child.id());
+    let out = child.wait_with_output().unwrap();
     assert_exit(&out, 2);
     let mut buffer = [0u8; 8192];
     let mut seen = Vec::new();
     while let Ok(n) = socket.recv(&mut buffer) {
         let line = String::from_utf8_lossy(&buffer[..n]).into_owned();
-        let ours = line.contains("unknown field `timout`");
+        let ours = line.contains(&tag) && line.contains("unknown field `timout`");
         seen.push(line);
         if ours {
             break;
@@ -815,7 +821,7 @@ fn an_error_that_stops_a_quiet_tick_reaches_syslog() {
     }
     let ours = seen
         .iter()
-        .find(|l| l.contains("unknown field `timout`"))
+        .find(|l| l.contains(&tag) && l.contains("unknown field `timout`"))
         .unwrap_or_else(|| panic!("not in syslog: {seen:?}"));
     // <11>: facility user (1), severity error (3); tagged monitor[pid].
     assert!(ours.starts_with("<11>"), "{ours}");
